@@ -1,0 +1,86 @@
+//! The command line and its environment variables. Each flag is also `REGISTRAR_*`.
+
+use crate::store::Durability;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "registrar",
+    version,
+    about = "Course registrations on sled: a self-hosted, multi-tenant REST service"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `registrar` alone is `registrar serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Answer a write only after a flush covers it.
+    Sync,
+    /// Answer after commit; sled flushes every 500 ms.
+    Relaxed,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "REGISTRAR_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Where the database lives.
+    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "./data/db")]
+    pub data_dir: PathBuf,
+    /// When a write is acknowledged.
+    #[arg(long, env = "REGISTRAR_DURABILITY", value_enum, default_value = "sync")]
+    pub durability: DurabilityArg,
+    /// SMTP relay for mail; unset = mail goes to the outbox.
+    #[arg(long, env = "REGISTRAR_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Load the demo tenant and key from the demo dir when the database is empty.
+    #[arg(long, env = "REGISTRAR_DEMO")]
+    pub demo: bool,
+    /// Where `--demo` reads its files.
+    #[arg(long, env = "REGISTRAR_DEMO_DIR", default_value = "./data/demo")]
+    pub demo_dir: PathBuf,
+    /// The operator key; unset = made on first start and written to <data-dir>/operator.key.
+    #[arg(
+        long = "operator-key",
+        env = "REGISTRAR_OPERATOR_KEY",
+        hide_env_values = true
+    )]
+    pub operator_key: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn durability(&self) -> Durability {
+        match self.durability {
+            DurabilityArg::Sync => Durability::Sync,
+            DurabilityArg::Relaxed => Durability::Relaxed,
+        }
+    }
+
+    /// Settings for a test or embedded server: a given data dir, an ephemeral port, a fixed
+    /// operator key, no environment involved.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>, operator_key: &str) -> Self {
+        ServeArgs {
+            bind: "127.0.0.1:0".into(),
+            data_dir: data_dir.into(),
+            durability: DurabilityArg::Sync,
+            smtp_url: None,
+            demo: false,
+            demo_dir: PathBuf::from("./data/demo"),
+            operator_key: Some(operator_key.to_owned()),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Typed records, their values and the rules that hold for them. No HTTP, no sled.
+
+pub mod access;
+pub mod enums;
+pub mod ids;
+pub mod patch;
+pub mod record;
+pub mod registration;
+pub mod tenant;
+pub mod time;
+pub mod values;

@@ -1,0 +1,102 @@
+//! RFC 6902 JSON Patch on a record's JSON view, with the rule that the server's fields are
+//! out of a patch's reach.
+
+use super::record::is_server_managed;
+use crate::error::{ApiError, ErrorCode};
+use json_patch::{Patch, PatchErrorKind, PatchOperation};
+use serde_json::{Map, Value};
+
+/// Parses a patch document: a JSON array of RFC 6902 operations.
+pub fn parse_patch(body: &Value) -> Result<Patch, ApiError> {
+    if !body.is_array() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPatch,
+            "a JSON Patch must be an array of operations",
+        ));
+    }
+    let patch: Patch = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::new(ErrorCode::InvalidPatch, format!("invalid JSON Patch: {e}")))?;
+    for (index, op) in patch.0.iter().enumerate() {
+        check_target(index, op)?;
+    }
+    Ok(patch)
+}
+
+/// Operations that write to `path` may not target the root, `id` or a server-managed field.
+/// `test` only reads, so it may look at anything (`sys_version` is a useful thing to test).
+fn check_target(index: usize, op: &PatchOperation) -> Result<(), ApiError> {
+    if matches!(op, PatchOperation::Test(_)) {
+        return Ok(());
+    }
+    let top = op.path().first().map(|token| token.decoded().into_owned());
+    let refused = match top.as_deref() {
+        None => Some("the whole document".to_owned()),
+        Some(field) if is_server_managed(field) => Some(format!("\"{field}\"")),
+        Some(_) => None,
+    };
+    match refused {
+        Some(target) => Err(ApiError::new(
+            ErrorCode::InvalidPatch,
+            format!("operation {index} may not change {target}: it is managed by the server"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Applies `patch` to a record's JSON. A failed `test` is `patch_test_failed`; any other
+/// failure (a path that does not exist, a bad array index) is `invalid_patch`.
+pub fn apply_patch(record: Map<String, Value>, patch: &Patch) -> Result<Value, ApiError> {
+    let mut doc = Value::Object(record);
+    json_patch::patch(&mut doc, &patch.0).map_err(|e| {
+        let code = match e.kind {
+            PatchErrorKind::TestFailed => ErrorCode::PatchTestFailed,
+            _ => ErrorCode::InvalidPatch,
+        };
+        ApiError::new(
+            code,
+            format!("operation {} at \"{}\": {}", e.operation, e.path, e.kind),
+        )
+    })?;
+    Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patches_may_not_touch_server_fields_but_may_test_them() {
+        for bad in [
+            json!([{"op": "replace", "path": "/id", "value": "x"}]),
+            json!([{"op": "remove", "path": "/sys_version"}]),
+            json!([{"op": "copy", "from": "/name", "path": "/sys_created_by_id"}]),
+            json!([{"op": "replace", "path": "", "value": {}}]),
+        ] {
+            assert_eq!(
+                parse_patch(&bad).unwrap_err().code,
+                ErrorCode::InvalidPatch,
+                "{bad}"
+            );
+        }
+        assert!(parse_patch(&json!([{"op": "test", "path": "/sys_version", "value": 1}])).is_ok());
+        assert!(parse_patch(&json!({"op": "add"})).is_err());
+        assert!(parse_patch(&json!([{"op": "frobnicate", "path": "/name"}])).is_err());
+    }
+
+    #[test]
+    fn a_failed_test_is_its_own_code() {
+        let doc = json!({"name": "a"}).as_object().unwrap().clone();
+        let patch = parse_patch(&json!([{"op": "test", "path": "/name", "value": "b"}])).unwrap();
+        assert_eq!(
+            apply_patch(doc.clone(), &patch).unwrap_err().code,
+            ErrorCode::PatchTestFailed
+        );
+        let patch =
+            parse_patch(&json!([{"op": "replace", "path": "/missing", "value": 1}])).unwrap();
+        assert_eq!(
+            apply_patch(doc, &patch).unwrap_err().code,
+            ErrorCode::InvalidPatch
+        );
+    }
+}

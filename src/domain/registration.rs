@@ -1,0 +1,367 @@
+//! The course registration record and the rules of its lifecycle.
+
+use super::access::WriteContext;
+use super::enums::{BillingStatus, OrderStatus, RegistrationStatus};
+use super::ids::RecordId;
+use super::record::{parse_client_fields, BodyExtras, Fields};
+use super::time::Timestamp;
+use super::values::{
+    CustomFieldValues, JsonList, Notes, Percentage, SecurityContext, Text, TextList,
+};
+use crate::error::{ApiError, FieldError};
+use crate::record_fields;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+record_fields! {
+    /// Every field of a course registration except `id`, in the seed's order.
+    pub struct RegistrationFields {
+        first_name: Text,
+        last_name: Text,
+        name: Text,
+        email_address: Text,
+        city: Text,
+        state: Text,
+        country: Text,
+        job_title: Text,
+        order_id: RecordId,
+        order_line_item_id: Text,
+        order_number: f64,
+        order_balance_due: f64,
+        order_amount_paid: f64,
+        order_currency_code: Text,
+        order_currency_symbol: Text,
+        order_status: OrderStatus,
+        order_total: f64,
+        application_id: Text,
+        event_registration_id: Text,
+        student_id: RecordId,
+        organization_id: Text,
+        number: f64,
+        course_id: RecordId,
+        process_id: RecordId,
+        course_offering_id: RecordId,
+        webinar_participant_id: Text,
+        webinar_join_url: Text,
+        arrival_date: Timestamp,
+        departure_date: Timestamp,
+        cancellation_date: Timestamp,
+        course_date: Timestamp,
+        training_provider_id: Text,
+        training_location_id: Text,
+        date: Timestamp,
+        completion_percentage: Percentage,
+        status: RegistrationStatus,
+        exam_offering_ids: TextList,
+        training_provider_billing_name: Text,
+        training_provider_billing_status: BillingStatus,
+        training_provider_billing_date: Text,
+        training_provider_billing_invoice_id: Text,
+        training_provider_billing_invoice_line_item_id: Text,
+        notes: Notes,
+        custom_field_values: CustomFieldValues,
+        sys_deleted_by_id: Text,
+        sys_version: u64,
+        sys_created_at: Timestamp,
+        sys_last_modified_at: Timestamp,
+        sys_created_by_id: Text,
+        sys_last_modified_by_id: Text,
+        sys_external_id: Text,
+        sys_locked: bool,
+        sys_bulk_load_pk: Text,
+        sys_bulk_load_at: Text,
+        sys_bulk_load_id: Text,
+        sys_bulk_load_record_no: f64,
+        sys_bulk_load_source_file: Text,
+        sys_last_bulk_data_operation_id: Text,
+        sys_last_bulk_data_operation_sys_version: Text,
+        sys_directive: Text,
+        sys_calculated_field_error: Text,
+        sys_snapshot_base_version: f64,
+        sys_has_files_in_s3: bool,
+        sys_configuration_snapshot_id: Text,
+        sys_last_security_context: SecurityContext,
+        sys_calculated_field_errors: JsonList,
+    }
+}
+
+impl RegistrationFields {
+    /// Copies every server-managed field from `from`, discarding whatever `self` had.
+    fn take_server_managed(&mut self, from: &RegistrationFields) {
+        self.sys_version = from.sys_version;
+        self.sys_created_at = from.sys_created_at;
+        self.sys_created_by_id = from.sys_created_by_id.clone();
+        self.sys_last_modified_at = from.sys_last_modified_at;
+        self.sys_last_modified_by_id = from.sys_last_modified_by_id.clone();
+        self.sys_deleted_by_id = from.sys_deleted_by_id.clone();
+        self.sys_last_security_context = from.sys_last_security_context.clone();
+        self.sys_bulk_load_pk = from.sys_bulk_load_pk.clone();
+        self.sys_bulk_load_at = from.sys_bulk_load_at.clone();
+        self.sys_bulk_load_id = from.sys_bulk_load_id.clone();
+        self.sys_bulk_load_record_no = from.sys_bulk_load_record_no;
+        self.sys_bulk_load_source_file = from.sys_bulk_load_source_file.clone();
+        self.sys_last_bulk_data_operation_id = from.sys_last_bulk_data_operation_id.clone();
+        self.sys_last_bulk_data_operation_sys_version =
+            from.sys_last_bulk_data_operation_sys_version.clone();
+    }
+
+    /// The fields a client owns, with every server-managed field cleared.
+    fn client_view(&self) -> RegistrationFields {
+        let mut view = self.clone();
+        view.take_server_managed(&RegistrationFields::default());
+        view
+    }
+
+    /// Applies the rules that make client fields a complete registration: `name` derived from
+    /// first/last name when absent, required references present, `status` defaulted.
+    fn complete(&mut self) -> Result<(), ApiError> {
+        if self.name.is_none() {
+            let parts: Vec<&str> = [&self.first_name, &self.last_name]
+                .into_iter()
+                .flatten()
+                .map(|t| t.as_str().trim())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !parts.is_empty() {
+                self.name = Text::new(parts.join(" ")).ok();
+            }
+        }
+        let mut missing = Vec::new();
+        match &self.name {
+            None => missing.push(FieldError::new(
+                "name",
+                "is required (or give first_name / last_name to derive it)",
+            )),
+            Some(name) if name.as_str().trim().is_empty() => {
+                missing.push(FieldError::new("name", "must not be blank"))
+            }
+            Some(_) => {}
+        }
+        for (field, present) in [
+            ("student_id", self.student_id.is_some()),
+            ("course_id", self.course_id.is_some()),
+            ("course_offering_id", self.course_offering_id.is_some()),
+        ] {
+            if !present {
+                missing.push(FieldError::new(field, "is required"));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ApiError::validation(missing));
+        }
+        self.status.get_or_insert(RegistrationStatus::Draft);
+        Ok(())
+    }
+
+    /// Stamps a change by `ctx`: modification time, modifier and security context.
+    fn stamp(&mut self, ctx: &WriteContext) {
+        self.sys_last_modified_at = Some(ctx.at);
+        self.sys_last_modified_by_id = Text::new(ctx.actor.key_id.clone()).ok();
+        self.sys_last_security_context = Some(SecurityContext {
+            key_id: ctx.actor.key_id.clone(),
+            role: ctx.actor.role.as_str().to_owned(),
+            at: ctx.at,
+        });
+    }
+}
+
+/// A stored course registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CourseRegistration {
+    pub id: RecordId,
+    pub fields: RegistrationFields,
+}
+
+/// The client fields of a create, PUT or patched body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationInput {
+    pub fields: RegistrationFields,
+    pub extras: BodyExtras,
+}
+
+impl RegistrationInput {
+    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+        let (fields, extras) = parse_client_fields::<RegistrationFields>(body)?;
+        Ok(RegistrationInput { fields, extras })
+    }
+}
+
+/// The outcome of applying a client's new content to a stored registration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Revision {
+    /// The content is what is stored already: nothing to write, no version bump.
+    Unchanged,
+    Changed(Box<CourseRegistration>),
+}
+
+impl CourseRegistration {
+    /// A new registration (version 1) from client fields. `number` stays absent when the
+    /// client gave none: the store assigns it from the tenant's sequence.
+    pub fn create(
+        id: RecordId,
+        mut fields: RegistrationFields,
+        ctx: &WriteContext,
+    ) -> Result<Self, ApiError> {
+        fields.take_server_managed(&RegistrationFields::default());
+        fields.complete()?;
+        if fields.status == Some(RegistrationStatus::Cancelled) {
+            fields.cancellation_date.get_or_insert(ctx.at);
+        }
+        fields.sys_version = Some(1);
+        fields.sys_created_at = Some(ctx.at);
+        fields.sys_created_by_id = Text::new(ctx.actor.key_id.clone()).ok();
+        fields.stamp(ctx);
+        Ok(CourseRegistration { id, fields })
+    }
+
+    /// This registration with its client content replaced by `fields` (a PUT body, or the
+    /// result of a patch). Server-managed fields are kept; the version rises by one.
+    pub fn revise(
+        &self,
+        mut fields: RegistrationFields,
+        ctx: &WriteContext,
+    ) -> Result<Revision, ApiError> {
+        fields.take_server_managed(&RegistrationFields::default());
+        // The registration number is an identity: a body without one keeps the stored one.
+        if fields.number.is_none() {
+            fields.number = self.fields.number;
+        }
+        fields.complete()?;
+        let was_cancelled = self.fields.status == Some(RegistrationStatus::Cancelled);
+        if fields.status == Some(RegistrationStatus::Cancelled) && !was_cancelled {
+            fields.cancellation_date.get_or_insert(ctx.at);
+        }
+        if fields == self.fields.client_view() {
+            return Ok(Revision::Unchanged);
+        }
+        fields.take_server_managed(&self.fields);
+        fields.sys_version = Some(self.version() + 1);
+        fields.stamp(ctx);
+        Ok(Revision::Changed(Box::new(CourseRegistration {
+            id: self.id.clone(),
+            fields,
+        })))
+    }
+
+    pub fn version(&self) -> u64 {
+        self.fields.sys_version.unwrap_or(1)
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.fields.sys_locked == Some(true)
+    }
+
+    pub fn status(&self) -> RegistrationStatus {
+        self.fields.status.unwrap_or(RegistrationStatus::Draft)
+    }
+
+    /// The JSON the API returns: `id` first, then every present field.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("id".into(), Value::String(self.id.to_string()));
+        self.fields.write_json(&mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::access::{Actor, Role};
+    use serde_json::json;
+
+    fn ctx() -> WriteContext {
+        WriteContext {
+            actor: Actor {
+                key_id: "k1".into(),
+                role: Role::Write,
+            },
+            at: Timestamp::parse_rfc3339("2026-01-02T03:04:05Z").unwrap(),
+        }
+    }
+
+    fn input(body: Value) -> RegistrationFields {
+        RegistrationInput::parse(&body).unwrap().fields
+    }
+
+    fn minimal() -> Value {
+        json!({"first_name": "Ada", "last_name": "Lovelace", "student_id": "s1",
+               "course_id": "c1", "course_offering_id": "o1"})
+    }
+
+    #[test]
+    fn create_derives_name_defaults_status_and_stamps() {
+        let rec =
+            CourseRegistration::create(RecordId::parse("r1").unwrap(), input(minimal()), &ctx())
+                .unwrap();
+        let out = Value::Object(rec.to_json());
+        assert_eq!(out["name"], "Ada Lovelace");
+        assert_eq!(out["status"], "draft");
+        assert_eq!(out["sys_version"], 1);
+        assert_eq!(out["sys_created_at"], "2026-01-02T03:04:05Z");
+        assert_eq!(out["sys_last_security_context"]["key_id"], "k1");
+        assert!(out.get("cancellation_date").is_none());
+    }
+
+    #[test]
+    fn missing_required_fields_are_all_reported() {
+        let err =
+            CourseRegistration::create(RecordId::parse("r1").unwrap(), input(json!({})), &ctx())
+                .unwrap_err();
+        let fields: Vec<_> = err.details.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["name", "student_id", "course_id", "course_offering_id"]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        let err = RegistrationInput::parse(&json!({"nope": 1, "status": "maybe", "date": "x"}))
+            .unwrap_err();
+        let mut fields: Vec<_> = err.details.iter().map(|d| d.field.clone()).collect();
+        fields.sort();
+        assert_eq!(fields, ["date", "nope", "status"]);
+    }
+
+    #[test]
+    fn server_managed_fields_in_a_body_are_ignored() {
+        let mut body = minimal();
+        body["sys_version"] = json!(99);
+        body["sys_created_by_id"] = json!("mallory");
+        let rec = CourseRegistration::create(RecordId::parse("r1").unwrap(), input(body), &ctx())
+            .unwrap();
+        assert_eq!(rec.version(), 1);
+        assert_eq!(rec.fields.sys_created_by_id.unwrap().as_str(), "k1");
+    }
+
+    #[test]
+    fn revising_with_the_same_content_changes_nothing() {
+        let rec =
+            CourseRegistration::create(RecordId::parse("r1").unwrap(), input(minimal()), &ctx())
+                .unwrap();
+        let same = input(Value::Object(rec.to_json()));
+        assert_eq!(rec.revise(same, &ctx()).unwrap(), Revision::Unchanged);
+    }
+
+    #[test]
+    fn cancelling_sets_the_cancellation_date_once() {
+        let rec =
+            CourseRegistration::create(RecordId::parse("r1").unwrap(), input(minimal()), &ctx())
+                .unwrap();
+        let mut body = Value::Object(rec.to_json());
+        body["status"] = json!("cancelled");
+        let Revision::Changed(cancelled) = rec.revise(input(body), &ctx()).unwrap() else {
+            panic!("expected a change")
+        };
+        assert_eq!(cancelled.fields.cancellation_date, Some(ctx().at));
+        assert_eq!(cancelled.version(), 2);
+        // Un-cancelling keeps the date unless the client removes it.
+        let mut body = Value::Object(cancelled.to_json());
+        body["status"] = json!("registered");
+        let Revision::Changed(back) = cancelled.revise(input(body), &ctx()).unwrap() else {
+            panic!("expected a change")
+        };
+        assert_eq!(back.fields.cancellation_date, Some(ctx().at));
+    }
+}

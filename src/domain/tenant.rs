@@ -1,0 +1,197 @@
+//! Tenants, their limits, and API keys.
+
+use super::access::Role;
+use super::ids::TenantId;
+use super::time::Timestamp;
+use super::values::{kind_of, Text};
+use crate::error::{ApiError, FieldError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// Per-tenant limits; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Sustained requests per second (token bucket, burst = 2 s worth).
+    pub requests_per_second: Option<f64>,
+    /// Most registrations the tenant may store.
+    pub max_registrations: Option<u64>,
+}
+
+impl Limits {
+    /// Applies a `{"requests_per_second": n|null, "max_registrations": n|null}` object on top of
+    /// these limits: a named key with `null` removes that limit, an absent key keeps it.
+    pub fn merged(mut self, body: &Value) -> Result<Self, ApiError> {
+        let object = body
+            .as_object()
+            .ok_or_else(|| ApiError::field("limits", "must be an object"))?;
+        let mut problems = Vec::new();
+        for (name, value) in object {
+            match name.as_str() {
+                "requests_per_second" => match value {
+                    Value::Null => self.requests_per_second = None,
+                    v => match v.as_f64() {
+                        Some(n) if n.is_finite() && n > 0.0 => self.requests_per_second = Some(n),
+                        _ => problems.push(FieldError::new(
+                            "limits.requests_per_second",
+                            "must be a positive number or null",
+                        )),
+                    },
+                },
+                "max_registrations" => match value {
+                    Value::Null => self.max_registrations = None,
+                    v => match v.as_u64() {
+                        Some(n) => self.max_registrations = Some(n),
+                        None => problems.push(FieldError::new(
+                            "limits.max_registrations",
+                            "must be a non-negative integer or null",
+                        )),
+                    },
+                },
+                other => problems.push(FieldError::new(
+                    format!("limits.{other}"),
+                    "is not a known limit",
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ApiError::validation(problems))
+        }
+    }
+
+    pub fn to_json(self) -> Value {
+        json!({
+            "requests_per_second": self.requests_per_second,
+            "max_registrations": self.max_registrations,
+        })
+    }
+}
+
+/// A tenant: the unit of isolation. Every record key starts with its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub created_at: Timestamp,
+    pub limits: Limits,
+}
+
+impl Tenant {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id.as_str(),
+            "created_at": self.created_at.to_rfc3339(),
+            "limits": self.limits.to_json(),
+        })
+    }
+}
+
+/// A `POST /admin/tenants` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTenant {
+    pub id: TenantId,
+    pub limits: Limits,
+}
+
+fn object_with<'v>(body: &'v Value, allowed: &[&str]) -> Result<&'v Map<String, Value>, ApiError> {
+    let object = body.as_object().ok_or_else(|| {
+        ApiError::field("body", format!("must be an object, not {}", kind_of(body)))
+    })?;
+    let unknown: Vec<FieldError> = object
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .map(|k| FieldError::new(k.as_str(), "is not a known field"))
+        .collect();
+    if unknown.is_empty() {
+        Ok(object)
+    } else {
+        Err(ApiError::validation(unknown))
+    }
+}
+
+impl NewTenant {
+    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+        let object = object_with(body, &["id", "limits"])?;
+        let id = match object.get("id") {
+            Some(Value::String(s)) => TenantId::parse(s).map_err(|e| ApiError::field("id", e))?,
+            Some(other) => {
+                return Err(ApiError::field(
+                    "id",
+                    format!("must be a string, not {}", kind_of(other)),
+                ))
+            }
+            None => return Err(ApiError::field("id", "is required")),
+        };
+        let limits = match object.get("limits") {
+            None | Some(Value::Null) => Limits::default(),
+            Some(v) => Limits::default().merged(v)?,
+        };
+        Ok(NewTenant { id, limits })
+    }
+}
+
+/// A `PATCH /admin/tenants/{id}` body: `{"limits": {...}}`.
+pub fn parse_tenant_patch(body: &Value, current: Limits) -> Result<Limits, ApiError> {
+    let object = object_with(body, &["limits"])?;
+    match object.get("limits") {
+        Some(v) => current.merged(v),
+        None => Ok(current),
+    }
+}
+
+/// A stored API key: everything but the secret, of which only a hash is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant: TenantId,
+    pub role: Role,
+    pub name: Option<String>,
+    pub created_at: Timestamp,
+    pub secret_hash: [u8; 32],
+}
+
+impl ApiKey {
+    /// The listing view: never the secret or its hash.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "role": self.role.as_str(),
+            "created_at": self.created_at.to_rfc3339(),
+        })
+    }
+}
+
+/// A `POST /admin/tenants/{id}/keys` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewKey {
+    pub role: Role,
+    pub name: Option<String>,
+}
+
+impl NewKey {
+    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+        let object = object_with(body, &["role", "name"])?;
+        let role = match object.get("role") {
+            Some(Value::String(s)) => Role::parse(s).map_err(|e| ApiError::field("role", e))?,
+            Some(_) => return Err(ApiError::field("role", "must be a string")),
+            None => return Err(ApiError::field("role", "is required")),
+        };
+        let name = match object.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.len() <= 200 => Some(
+                Text::new(s.as_str())
+                    .map_err(|e| ApiError::field("name", e))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            Some(_) => {
+                return Err(ApiError::field(
+                    "name",
+                    "must be a string of at most 200 bytes",
+                ))
+            }
+        };
+        Ok(NewKey { role, name })
+    }
+}

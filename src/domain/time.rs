@@ -1,0 +1,67 @@
+//! Timestamps: RFC 3339 in (any offset), UTC with `Z` out.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An instant, stored as seconds and nanoseconds since the Unix epoch (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp {
+    secs: i64,
+    nanos: u32,
+}
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self::from_datetime(Utc::now())
+    }
+
+    fn from_datetime(at: DateTime<Utc>) -> Self {
+        Timestamp {
+            secs: at.timestamp(),
+            nanos: at.timestamp_subsec_nanos(),
+        }
+    }
+
+    /// Parses an RFC 3339 date-time with any offset.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, String> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|at| Self::from_datetime(at.with_timezone(&Utc)))
+            .map_err(|e| {
+                format!("must be an RFC 3339 date-time such as 2019-08-24T14:15:22Z ({e})")
+            })
+    }
+
+    /// RFC 3339 in UTC with `Z`, with as many fraction digits as needed (0, 3, 6 or 9).
+    pub fn to_rfc3339(self) -> String {
+        match DateTime::<Utc>::from_timestamp(self.secs, self.nanos) {
+            Some(at) => at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            // Only reachable with a corrupt record: parse_rfc3339 never yields such a value.
+            None => format!("{}s", self.secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_normalised_to_utc_z() {
+        let t = Timestamp::parse_rfc3339("2019-08-24T16:15:22+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2019-08-24T14:15:22Z");
+        let t = Timestamp::parse_rfc3339("2019-08-24T14:15:22.5Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2019-08-24T14:15:22.500Z");
+    }
+
+    #[test]
+    fn non_rfc3339_text_is_rejected() {
+        for bad in [
+            "2019-08-24",
+            "yesterday",
+            "2019-13-01T00:00:00Z",
+            "2019-08-24 14:15:22",
+        ] {
+            assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Field value types: each knows how to parse itself from JSON (with a message naming what is
+//! wrong) and how to write itself back. An invalid value cannot be constructed.
+
+use super::enums::{BillingStatus, OrderStatus, RegistrationStatus};
+use super::ids::RecordId;
+use super::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Longest string field, in bytes.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Most items in one array field.
+pub const MAX_ARRAY_ITEMS: usize = 1000;
+
+/// A value of one record field.
+pub trait FieldValue: Sized {
+    fn parse(value: &Value) -> Result<Self, String>;
+    fn to_json(&self) -> Value;
+    /// The text an index stores for this value, for the fields lookups can use.
+    fn as_key_text(&self) -> Option<&str> {
+        None
+    }
+}
+
+fn expect_str(value: &Value) -> Result<&str, String> {
+    value
+        .as_str()
+        .ok_or_else(|| format!("must be a string, not {}", kind_of(value)))
+}
+
+/// The JSON type of a value, for error messages.
+pub fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn check_text(text: &str, allow_layout: bool) -> Result<(), String> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!("must be at most {MAX_TEXT_BYTES} bytes"));
+    }
+    let bad = text
+        .chars()
+        .find(|&c| c.is_control() && !(allow_layout && matches!(c, '\n' | '\r' | '\t')));
+    match bad {
+        Some(c) => Err(format!(
+            "must not contain control characters (found U+{:04X})",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A single-line string: UTF-8 without control characters, at most 64 KiB.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Text(String);
+
+impl Text {
+    pub fn new(text: impl Into<String>) -> Result<Self, String> {
+        let text = text.into();
+        check_text(&text, false).map(|()| Text(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FieldValue for Text {
+    fn parse(value: &Value) -> Result<Self, String> {
+        Text::new(expect_str(value)?)
+    }
+    fn to_json(&self) -> Value {
+        Value::String(self.0.clone())
+    }
+    fn as_key_text(&self) -> Option<&str> {
+        Some(&self.0)
+    }
+}
+
+/// Free text that may span lines: like [`Text`] but newlines and tabs are allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notes(String);
+
+impl FieldValue for Notes {
+    fn parse(value: &Value) -> Result<Self, String> {
+        let text = expect_str(value)?;
+        check_text(text, true).map(|()| Notes(text.to_owned()))
+    }
+    fn to_json(&self) -> Value {
+        Value::String(self.0.clone())
+    }
+}
+
+impl FieldValue for RecordId {
+    fn parse(value: &Value) -> Result<Self, String> {
+        RecordId::parse(expect_str(value)?)
+    }
+    fn to_json(&self) -> Value {
+        Value::String(self.as_str().to_owned())
+    }
+    fn as_key_text(&self) -> Option<&str> {
+        Some(self.as_str())
+    }
+}
+
+/// Numbers go out as integers when they are whole, so `0` comes back as `0`, not `0.0`.
+pub fn number_to_json(n: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if n.fract() == 0.0 && n.abs() < EXACT {
+        Value::from(n as i64)
+    } else {
+        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+    }
+}
+
+impl FieldValue for f64 {
+    fn parse(value: &Value) -> Result<Self, String> {
+        match value.as_f64() {
+            Some(n) if n.is_finite() => Ok(n),
+            _ => Err(format!("must be a finite number, not {}", kind_of(value))),
+        }
+    }
+    fn to_json(&self) -> Value {
+        number_to_json(*self)
+    }
+}
+
+impl FieldValue for u64 {
+    fn parse(value: &Value) -> Result<Self, String> {
+        value
+            .as_u64()
+            .ok_or_else(|| "must be a non-negative integer".to_owned())
+    }
+    fn to_json(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+/// A share of completion: a number from 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentage(f64);
+
+impl FieldValue for Percentage {
+    fn parse(value: &Value) -> Result<Self, String> {
+        match f64::parse(value)? {
+            n if (0.0..=100.0).contains(&n) => Ok(Percentage(n)),
+            _ => Err("must be between 0 and 100".into()),
+        }
+    }
+    fn to_json(&self) -> Value {
+        number_to_json(self.0)
+    }
+}
+
+impl FieldValue for bool {
+    fn parse(value: &Value) -> Result<Self, String> {
+        value
+            .as_bool()
+            .ok_or_else(|| format!("must be true or false, not {}", kind_of(value)))
+    }
+    fn to_json(&self) -> Value {
+        Value::Bool(*self)
+    }
+}
+
+impl FieldValue for Timestamp {
+    fn parse(value: &Value) -> Result<Self, String> {
+        Timestamp::parse_rfc3339(expect_str(value)?)
+    }
+    fn to_json(&self) -> Value {
+        Value::String(self.to_rfc3339())
+    }
+}
+
+fn expect_array(value: &Value) -> Result<&Vec<Value>, String> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| format!("must be an array, not {}", kind_of(value)))?;
+    if items.len() > MAX_ARRAY_ITEMS {
+        return Err(format!("must have at most {MAX_ARRAY_ITEMS} items"));
+    }
+    Ok(items)
+}
+
+/// A list of single-line strings (e.g. `exam_offering_ids`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextList(Vec<Text>);
+
+impl FieldValue for TextList {
+    fn parse(value: &Value) -> Result<Self, String> {
+        expect_array(value)?
+            .iter()
+            .enumerate()
+            .map(|(i, item)| Text::parse(item).map_err(|e| format!("item {i} {e}")))
+            .collect::<Result<_, _>>()
+            .map(TextList)
+    }
+    fn to_json(&self) -> Value {
+        Value::Array(self.0.iter().map(Text::to_json).collect())
+    }
+}
+
+/// Free-form JSON kept as its text: bincode cannot carry `serde_json::Value` itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonText(String);
+
+impl JsonText {
+    fn of(value: &Value) -> Self {
+        JsonText(value.to_string())
+    }
+
+    fn value(&self) -> Value {
+        // The text was produced by `of`, so it always parses; a corrupt record shows as null.
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+fn check_json_strings(value: &Value, path: &str) -> Result<(), String> {
+    match value {
+        Value::String(s) => check_text(s, true).map_err(|e| format!("{path} {e}")),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_json_strings(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            check_text(k, false).map_err(|e| format!("{path} key {e}"))?;
+            check_json_strings(v, &format!("{path}.{k}"))
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `custom_field_values`: an array of objects, `{"custom_field_id": "...", "value": <any>}` expected;
+/// other keys are kept as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomFieldValues(JsonText);
+
+impl FieldValue for CustomFieldValues {
+    fn parse(value: &Value) -> Result<Self, String> {
+        for (i, item) in expect_array(value)?.iter().enumerate() {
+            let object = item
+                .as_object()
+                .ok_or_else(|| format!("item {i} must be an object, not {}", kind_of(item)))?;
+            if let Some(id) = object.get("custom_field_id") {
+                if !id.is_string() {
+                    return Err(format!("item {i}: custom_field_id must be a string"));
+                }
+            }
+            check_json_strings(item, &format!("item {i}"))?;
+        }
+        Ok(CustomFieldValues(JsonText::of(value)))
+    }
+    fn to_json(&self) -> Value {
+        self.0.value()
+    }
+}
+
+/// An array of arbitrary JSON values (e.g. `sys_calculated_field_errors`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonList(JsonText);
+
+impl FieldValue for JsonList {
+    fn parse(value: &Value) -> Result<Self, String> {
+        expect_array(value)?;
+        check_json_strings(value, "value")?;
+        Ok(JsonList(JsonText::of(value)))
+    }
+    fn to_json(&self) -> Value {
+        self.0.value()
+    }
+}
+
+/// Who made the last change: the key, its role and when. Set by the server only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityContext {
+    pub key_id: String,
+    pub role: String,
+    pub at: Timestamp,
+}
+
+impl FieldValue for SecurityContext {
+    fn parse(value: &Value) -> Result<Self, String> {
+        let object = value.as_object().ok_or("must be an object")?;
+        let text = |name: &str| -> Result<String, String> {
+            object
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{name} must be a string"))
+        };
+        Ok(SecurityContext {
+            key_id: text("key_id")?,
+            role: text("role")?,
+            at: Timestamp::parse_rfc3339(&text("at")?)?,
+        })
+    }
+    fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("key_id".into(), Value::String(self.key_id.clone()));
+        map.insert("role".into(), Value::String(self.role.clone()));
+        map.insert("at".into(), self.at.to_json());
+        Value::Object(map)
+    }
+}
+
+macro_rules! enum_field {
+    ($ty:ty) => {
+        impl FieldValue for $ty {
+            fn parse(value: &Value) -> Result<Self, String> {
+                <$ty>::parse(expect_str(value)?)
+            }
+            fn to_json(&self) -> Value {
+                Value::String(self.as_str().to_owned())
+            }
+            fn as_key_text(&self) -> Option<&str> {
+                Some(self.as_str())
+            }
+        }
+    };
+}
+
+enum_field!(RegistrationStatus);
+enum_field!(OrderStatus);
+enum_field!(BillingStatus);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_rejects_control_characters_but_notes_keep_newlines() {
+        assert!(Text::parse(&json!("a\u{0}b")).is_err());
+        assert!(Text::parse(&json!("a\nb")).is_err());
+        assert!(Notes::parse(&json!("line 1\nline 2\tend")).is_ok());
+        assert!(Notes::parse(&json!("bell \u{7}")).is_err());
+        assert!(Text::parse(&json!("x".repeat(MAX_TEXT_BYTES + 1))).is_err());
+        assert!(Text::parse(&json!(5)).is_err());
+    }
+
+    #[test]
+    fn numbers_must_be_finite_and_whole_ones_print_as_integers() {
+        assert_eq!(f64::parse(&json!(2.5)), Ok(2.5));
+        assert!(f64::parse(&json!("2")).is_err());
+        assert_eq!(number_to_json(3.0), json!(3));
+        assert_eq!(number_to_json(3.25), json!(3.25));
+        assert!(Percentage::parse(&json!(100.5)).is_err());
+        assert!(Percentage::parse(&json!(-1)).is_err());
+    }
+
+    #[test]
+    fn custom_field_values_keep_their_shape() {
+        let v = json!([{"custom_field_id": "cf1", "value": {"nested": [1, "two"]}, "extra": true}]);
+        assert_eq!(CustomFieldValues::parse(&v).unwrap().to_json(), v);
+        assert!(CustomFieldValues::parse(&json!([1])).is_err());
+        assert!(CustomFieldValues::parse(&json!([{"custom_field_id": 1}])).is_err());
+    }
+}

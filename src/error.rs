@@ -1,0 +1,130 @@
+//! The one error type every layer hands to the edge, with a stable machine-readable code.
+//!
+//! Codes are part of the API: never rename one once shipped. The HTTP status of each code is
+//! chosen in exactly one place, `http::error::status_of`.
+
+use serde::Serialize;
+use std::fmt;
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal ),* $(,)?) => {
+        /// Every error code the API can answer with.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $( $(#[$doc])* $variant ),* }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $name ),* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// A field or the body failed validation; `details` names each field.
+    ValidationFailed = "validation_failed",
+    /// The body is not well-formed JSON (or nests deeper than 32 levels).
+    InvalidJson = "invalid_json",
+    /// A query parameter is unknown or has a bad value.
+    InvalidQuery = "invalid_query",
+    /// A path segment (tenant id, record id) does not match its pattern.
+    InvalidPath = "invalid_path",
+    /// A JSON Patch document is malformed or touches a field it may not.
+    InvalidPatch = "invalid_patch",
+    /// A page token was altered, or used on another tenant or query.
+    InvalidPageToken = "invalid_page_token",
+    /// No API key, or an unknown or revoked one.
+    Unauthorized = "unauthorized",
+    /// The key may not act on this tenant, or not with this role.
+    Forbidden = "forbidden",
+    /// The record has `sys_locked: true` and the key is not an admin key.
+    RecordLocked = "record_locked",
+    /// The tenant in the path does not exist.
+    TenantNotFound = "tenant_not_found",
+    /// The record (or key) does not exist.
+    NotFound = "not_found",
+    /// No route matches the path.
+    RouteNotFound = "route_not_found",
+    /// The route exists but not with this method.
+    MethodNotAllowed = "method_not_allowed",
+    /// `If-Match` or a PUT body's `sys_version` differs from the stored version.
+    VersionConflict = "version_conflict",
+    /// A JSON Patch `test` operation did not match.
+    PatchTestFailed = "patch_test_failed",
+    /// A tenant with this id exists already.
+    TenantExists = "tenant_exists",
+    /// The body is larger than the limit.
+    PayloadTooLarge = "payload_too_large",
+    /// The body is not JSON (by its `Content-Type`).
+    UnsupportedMediaType = "unsupported_media_type",
+    /// A real server fault; details are in the server log, never in the response.
+    Internal = "internal_error",
+    /// The service is shutting down or its store is unavailable.
+    Unavailable = "service_unavailable",
+}
+
+/// One field-level problem inside a `validation_failed` (or similar) error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An error as the client will see it: a code, a human message and optional field details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    pub fn with_details(mut self, details: Vec<FieldError>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// A `validation_failed` error listing each field's problem.
+    pub fn validation(details: Vec<FieldError>) -> Self {
+        let message = match details.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        ApiError::new(ErrorCode::ValidationFailed, message).with_details(details)
+    }
+
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal() -> Self {
+        ApiError::new(ErrorCode::Internal, "internal server error")
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}

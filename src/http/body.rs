@@ -1,0 +1,152 @@
+//! The JSON body extractor: content type, size limit and nesting depth checked before any
+//! handler sees the body, each failure in the common error envelope.
+
+use crate::error::{ApiError, ErrorCode};
+use actix_web::dev::Payload;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::web::BytesMut;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+/// Largest request body: a ~2 KB record is far below it, a 100-op batch with full records
+/// fits, and anything larger is refused before it is buffered (see docs/API.md).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Deepest JSON nesting accepted.
+pub const MAX_DEPTH: usize = 32;
+
+/// A request body that is well-formed JSON.
+pub struct JsonBody(pub Value);
+
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((value, level)) = stack.pop() {
+        deepest = deepest.max(level);
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, level + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, level + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Parses body bytes as JSON, refusing documents nested deeper than [`MAX_DEPTH`].
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if depth(&value) > MAX_DEPTH {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body nests deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    Ok(value)
+}
+
+impl FromRequest for JsonBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let checked = if !is_json_media_type(content_type) {
+            Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "the body must be JSON (Content-Type: application/json)",
+            ))
+        } else {
+            let declared = req
+                .headers()
+                .get(actix_web::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            match declared {
+                Some(length) if length > MAX_BODY_BYTES => Err(too_large()),
+                _ => Ok(()),
+            }
+        };
+        let mut payload = payload.take();
+        Box::pin(async move {
+            checked?;
+            let mut body = BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InvalidJson,
+                        format!("the body could not be read: {e}"),
+                    )
+                })?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json-patch+json",
+            "Application/JSON",
+        ] {
+            assert!(is_json_media_type(ok), "{ok}");
+        }
+        for bad in ["", "text/plain", "application/xml", "application/jsonx"] {
+            assert!(!is_json_media_type(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let deep = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(parse_json(deep.as_bytes()).is_ok());
+        let deeper = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert_eq!(
+            parse_json(deeper.as_bytes()).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
+        let very_deep = "[".repeat(5000) + &"]".repeat(5000);
+        assert_eq!(
+            parse_json(very_deep.as_bytes()).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
+    }
+}

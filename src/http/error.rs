@@ -1,0 +1,74 @@
+//! The one table from error code to HTTP status, and the JSON envelope every error uses:
+//! `{"error": {"code", "message", "details"?}}`.
+
+use crate::error::{ApiError, ErrorCode};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        ValidationFailed | InvalidJson | InvalidQuery | InvalidPath | InvalidPatch
+        | InvalidPageToken => StatusCode::BAD_REQUEST,
+        Unauthorized => StatusCode::UNAUTHORIZED,
+        Forbidden | RecordLocked => StatusCode::FORBIDDEN,
+        TenantNotFound | NotFound | RouteNotFound => StatusCode::NOT_FOUND,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        VersionConflict | PatchTestFailed | TenantExists => StatusCode::CONFLICT,
+        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        status_of(self.code)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut error = json!({"code": self.code.as_str(), "message": self.message});
+        if !self.details.is_empty() {
+            error["details"] = json!(self.details);
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if self.code == ErrorCode::Unauthorized {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(json!({ "error": error }))
+    }
+}
+
+/// The fallback for paths no route matches.
+pub async fn route_not_found() -> HttpResponse {
+    ApiError::new(ErrorCode::RouteNotFound, "no such endpoint").error_response()
+}
+
+/// The fallback for a known path with a method it does not take.
+pub async fn method_not_allowed() -> HttpResponse {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not take that method",
+    )
+    .error_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_client_or_server_status_and_a_unique_name() {
+        let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            let status = status_of(*code);
+            let server_side = matches!(code, ErrorCode::Internal | ErrorCode::Unavailable);
+            assert_eq!(status.is_server_error(), server_side, "{code:?}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! actix-web: routes, extractors, the access gate and error mapping. No sled here.
+
+pub mod access;
+pub mod admin;
+pub mod body;
+pub mod error;
+pub mod query;
+pub mod registrations;
+pub mod service;
+
+use crate::error::ApiError;
+use crate::store::Store;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Logger, Next};
+use actix_web::{web, App};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
+
+/// Turns a panic anywhere below into a plain 500 envelope: the message stays in the log.
+async fn contain_panics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Not a clone of the request: routing still needs to own it.
+    let what = format!("{} {}", req.method(), req.path());
+    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(response) => response.map(ServiceResponse::map_into_boxed_body),
+        Err(_) => {
+            log::error!("a handler panicked while serving {what}");
+            // The server renders an Err with ApiError's own error_response: the plain envelope.
+            Err(ApiError::internal().into())
+        }
+    }
+}
+
+/// Registers every route and the fallbacks.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(service::configure)
+        .configure(admin::configure)
+        .configure(registrations::configure)
+        .default_service(web::to(error::route_not_found));
+}
+
+/// The whole application, as tests and the server build it.
+pub fn app(
+    store: web::Data<Store>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(store)
+        .configure(configure)
+        .wrap(from_fn(access::gate))
+        .wrap(from_fn(contain_panics))
+        .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+}

@@ -1,0 +1,264 @@
+//! Building and running the server: open the store, settle the operator key, load the demo
+//! when asked, bind, serve. Tests use [`Application`] directly with port 0 and a temp dir.
+
+use crate::config::ServeArgs;
+use crate::domain::access::{Actor, Role, WriteContext};
+use crate::domain::tenant::{ApiKey, NewTenant};
+use crate::domain::time::Timestamp;
+use crate::error::ApiError;
+use crate::http;
+use crate::store::directory::{hash_secret, random_secret};
+use crate::store::{Store, StoreError};
+use crate::workflows;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, HttpServer};
+use serde::Deserialize;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot use the data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+    #[error("the operator key must not be empty")]
+    EmptyOperatorKey,
+    #[error("cannot load the demo from {path}: {message}")]
+    Demo { path: PathBuf, message: String },
+}
+
+/// Where the operator key came from, for the start-up banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorKey {
+    FromEnvironment,
+    /// Made now: the key is shown once and written to the file.
+    Generated {
+        key: String,
+        file: PathBuf,
+    },
+    /// Made on an earlier start; its hash is stored.
+    Stored {
+        file: PathBuf,
+    },
+}
+
+/// What `--demo` loaded: a tenant and a key to try the API with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoLoaded {
+    pub tenant: String,
+    pub key: String,
+}
+
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    pub operator_key: OperatorKey,
+    pub demo: Option<DemoLoaded>,
+}
+
+impl Application {
+    pub async fn build(args: &ServeArgs) -> Result<Application, StartupError> {
+        std::fs::create_dir_all(&args.data_dir).map_err(|source| StartupError::DataDir {
+            path: args.data_dir.clone(),
+            source,
+        })?;
+        let store = web::Data::new(Store::open(&args.data_dir, args.durability())?);
+        let operator_key = settle_operator_key(&store, args)?;
+        let demo = if args.demo && store.tenants().is_empty() {
+            Some(load_demo(&store.clone().into_inner(), &args.demo_dir).await?)
+        } else {
+            None
+        };
+        let bind_error = |source| StartupError::Bind {
+            bind: args.bind.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&args.bind).map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        let server = HttpServer::new(move || http::app(store.clone()))
+            .listen(listener)
+            .map_err(bind_error)?
+            .run();
+        Ok(Application {
+            server,
+            address,
+            operator_key,
+            demo,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// A handle to stop the server (gracefully) from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM or the handle); the store closes and flushes after.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn settle_operator_key(store: &Store, args: &ServeArgs) -> Result<OperatorKey, StartupError> {
+    if let Some(key) = &args.operator_key {
+        if key.trim().is_empty() {
+            return Err(StartupError::EmptyOperatorKey);
+        }
+        store.set_operator_key(key.trim(), false)?;
+        return Ok(OperatorKey::FromEnvironment);
+    }
+    let file = args.data_dir.join("operator.key");
+    if store.has_operator_key() {
+        return Ok(OperatorKey::Stored { file });
+    }
+    let key = format!("op_{}", random_secret()?);
+    write_secret_file(&file, &key).map_err(|source| StartupError::DataDir {
+        path: file.clone(),
+        source,
+    })?;
+    store.set_operator_key(&key, true)?;
+    Ok(OperatorKey::Generated { key, file })
+}
+
+/// Writes `secret` to a file only its owner can read.
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{secret}")?;
+    file.sync_all()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DemoKey {
+    id: String,
+    role: String,
+    name: Option<String>,
+    key: String,
+}
+
+async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoaded, StartupError> {
+    let fail = |message: String| StartupError::Demo {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let read = |name: &str| -> Result<serde_json::Value, StartupError> {
+        let path = dir.join(name);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", path.display())))
+    };
+    let as_message = |e: ApiError| fail(e.to_string());
+
+    let tenant = store
+        .create_tenant(NewTenant::parse(&read("tenant.json")?).map_err(as_message)?)
+        .await?;
+    let demo_key: DemoKey =
+        serde_json::from_value(read("key.json")?).map_err(|e| fail(format!("key.json: {e}")))?;
+    let expected_prefix = format!("rk_{}_", demo_key.id);
+    if !demo_key.key.starts_with(&expected_prefix) || demo_key.id.contains('_') {
+        return Err(fail(format!(
+            "key.json: the key must start with {expected_prefix}"
+        )));
+    }
+    let role = Role::parse(&demo_key.role).map_err(|e| fail(format!("key.json role {e}")))?;
+    store
+        .import_key(ApiKey {
+            id: demo_key.id.clone(),
+            tenant: tenant.id.clone(),
+            role,
+            name: demo_key.name,
+            created_at: Timestamp::now(),
+            secret_hash: hash_secret(&demo_key.key),
+        })
+        .await?;
+    let ctx = WriteContext::new(Actor {
+        key_id: demo_key.id,
+        role,
+    });
+    let registrations = read("registrations.json")?;
+    for body in registrations.as_array().into_iter().flatten() {
+        workflows::registrations::create(store, &tenant.id, body, &ctx)
+            .await
+            .map_err(as_message)?;
+    }
+    Ok(DemoLoaded {
+        tenant: tenant.id.to_string(),
+        key: demo_key.key,
+    })
+}
+
+/// Runs the server as the `serve` command does, with the start-up banner.
+pub async fn serve(args: ServeArgs) -> Result<(), StartupError> {
+    let app = Application::build(&args).await?;
+    let base = format!("http://{}", app.address());
+    println!(
+        "registrar {} listening on {base}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "  data dir {} (durability: {})",
+        args.data_dir.display(),
+        args.durability().as_str()
+    );
+    match &app.operator_key {
+        OperatorKey::FromEnvironment => {
+            println!("  operator key: the one in REGISTRAR_OPERATOR_KEY")
+        }
+        OperatorKey::Generated { key, file } => {
+            println!(
+                "  operator key (shown once; also saved to {}): {key}",
+                file.display()
+            );
+        }
+        OperatorKey::Stored { file } => {
+            println!(
+                "  operator key: printed on first start and saved to {}",
+                file.display()
+            );
+        }
+    }
+    if let OperatorKey::Generated { file, .. } | OperatorKey::Stored { file } = &app.operator_key {
+        println!(
+            "  try: curl -s -H \"Authorization: Bearer $(cat {})\" {base}/admin/tenants",
+            file.display()
+        );
+    }
+    if let Some(demo) = &app.demo {
+        println!("  demo tenant \"{}\" loaded; try:", demo.tenant);
+        println!(
+            "  curl -s -H 'Authorization: Bearer {}' {base}/courseRegistrations/{}",
+            demo.key, demo.tenant
+        );
+    }
+    app.run_until_stopped()
+        .await
+        .map_err(|source| StartupError::Bind {
+            bind: args.bind.clone(),
+            source,
+        })
+}

@@ -1,0 +1,302 @@
+//! The byte layout of every sled key.
+//!
+//! A key is a tuple of components. Each component is written so that byte order equals tuple
+//! order and no encoded component is a prefix of another (FoundationDB's tuple layer, adapted):
+//!
+//! * text/bytes: every `0x00` byte becomes `0x00 0xFF`, and the component ends with `0x00 0x01`.
+//!   `0x01 < 0xFF`, so `"a"` sorts before `"a\0"`, and since the terminator can never occur
+//!   inside an escaped component, a scan over the prefix `(tenant, "ab")` can never return a key
+//!   of `(tenant, "abc")` or `(tenant, "ab\0")`.
+//! * u64: eight big-endian bytes (fixed width, so it is prefix-free by construction).
+//!
+//! Nothing outside this module builds or parses key bytes.
+
+use std::borrow::Cow;
+
+const ESCAPE: u8 = 0x00;
+const ESCAPED_ZERO: u8 = 0xFF;
+const TERMINATOR: u8 = 0x01;
+
+/// A key under construction: push components in order, then take the bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key(Vec<u8>);
+
+impl Key {
+    pub fn new() -> Self {
+        Key(Vec::with_capacity(64))
+    }
+
+    /// Appends a text or byte component.
+    pub fn text(mut self, component: impl AsRef<[u8]>) -> Self {
+        for &byte in component.as_ref() {
+            self.0.push(byte);
+            if byte == ESCAPE {
+                self.0.push(ESCAPED_ZERO);
+            }
+        }
+        self.0.push(ESCAPE);
+        self.0.push(TERMINATOR);
+        self
+    }
+
+    /// Appends a fixed-width unsigned integer component.
+    pub fn u64(mut self, value: u64) -> Self {
+        self.0.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl AsRef<[u8]> for Key {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Reads components back out of key bytes, in the order they were written.
+pub struct KeyReader<'a> {
+    rest: &'a [u8],
+}
+
+/// Key bytes that do not follow the layout: only possible with a corrupt database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed key: {0}")]
+pub struct MalformedKey(pub &'static str);
+
+impl<'a> KeyReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        KeyReader { rest: bytes }
+    }
+
+    /// Reads one text/bytes component.
+    pub fn text(&mut self) -> Result<Cow<'a, [u8]>, MalformedKey> {
+        let bytes = self.rest;
+        let mut owned: Option<Vec<u8>> = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == ESCAPE {
+                match bytes.get(i + 1) {
+                    Some(&TERMINATOR) => {
+                        self.rest = &bytes[i + 2..];
+                        return Ok(match owned {
+                            Some(v) => Cow::Owned(v),
+                            None => Cow::Borrowed(&bytes[..i]),
+                        });
+                    }
+                    Some(&ESCAPED_ZERO) => {
+                        owned.get_or_insert_with(|| bytes[..i].to_vec()).push(0);
+                        i += 2;
+                        continue;
+                    }
+                    _ => return Err(MalformedKey("bad escape in text component")),
+                }
+            }
+            if let Some(v) = owned.as_mut() {
+                v.push(bytes[i]);
+            }
+            i += 1;
+        }
+        Err(MalformedKey("unterminated text component"))
+    }
+
+    /// Reads one text component that must be UTF-8.
+    pub fn string(&mut self) -> Result<String, MalformedKey> {
+        let raw = self.text()?;
+        String::from_utf8(raw.into_owned()).map_err(|_| MalformedKey("text component is not UTF-8"))
+    }
+
+    pub fn u64(&mut self) -> Result<u64, MalformedKey> {
+        if self.rest.len() < 8 {
+            return Err(MalformedKey("short u64 component"));
+        }
+        let (head, tail) = self.rest.split_at(8);
+        self.rest = tail;
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(head);
+        Ok(u64::from_be_bytes(buf))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+}
+
+// ---- the keys of each tree -------------------------------------------------------------------
+
+/// `registrations`: (tenant, id) → record.
+pub fn registration(tenant: &str, id: &str) -> Key {
+    Key::new().text(tenant).text(id)
+}
+
+/// Prefix of every registration of one tenant.
+pub fn registrations_of(tenant: &str) -> Key {
+    Key::new().text(tenant)
+}
+
+/// Reads the record id (the last component) of a `registrations` key.
+pub fn registration_id(key: &[u8]) -> Result<String, MalformedKey> {
+    let mut reader = KeyReader::new(key);
+    reader.text()?;
+    let id = reader.string()?;
+    if !reader.is_empty() {
+        return Err(MalformedKey("trailing bytes after registration id"));
+    }
+    Ok(id)
+}
+
+/// An index tree's prefix: (tenant, value₁, …, valueₙ).
+pub fn index_prefix<'v>(tenant: &str, values: impl IntoIterator<Item = &'v str>) -> Key {
+    values.into_iter().fold(Key::new().text(tenant), Key::text)
+}
+
+/// An index entry: (tenant, value₁, …, valueₙ, id).
+pub fn index_entry<'v>(tenant: &str, values: impl IntoIterator<Item = &'v str>, id: &str) -> Key {
+    index_prefix(tenant, values).text(id)
+}
+
+/// Reads the record id that ends an index entry, given the number of value components.
+pub fn index_entry_id(key: &[u8], value_count: usize) -> Result<String, MalformedKey> {
+    let mut reader = KeyReader::new(key);
+    for _ in 0..=value_count {
+        reader.text()?;
+    }
+    let id = reader.string()?;
+    if !reader.is_empty() {
+        return Err(MalformedKey("trailing bytes after index entry id"));
+    }
+    Ok(id)
+}
+
+/// The first key strictly after every key that starts with `prefix + id` component, i.e. where a
+/// scan resumes after the record `id`.
+pub fn resume_after(prefix: &Key, id: &str) -> Vec<u8> {
+    let mut bytes = prefix.clone().text(id).into_bytes();
+    // A component never ends in 0xFF after its terminator, so appending 0x00 gives the
+    // smallest key greater than the entry itself.
+    bytes.push(0x00);
+    bytes
+}
+
+/// `counters`: (tenant, counter name) → u64.
+pub fn counter(tenant: &str, name: &str) -> Key {
+    Key::new().text(tenant).text(name)
+}
+
+/// `tenants`: (tenant) → tenant.
+pub fn tenant(tenant: &str) -> Key {
+    Key::new().text(tenant)
+}
+
+/// `api_keys`: (key id) → key record.
+pub fn api_key(key_id: &str) -> Key {
+    Key::new().text(key_id)
+}
+
+/// `api_keys_by_tenant`: (tenant, key id) → nothing.
+pub fn api_key_of_tenant(tenant: &str, key_id: &str) -> Key {
+    Key::new().text(tenant).text(key_id)
+}
+
+/// Prefix of every key id of one tenant in `api_keys_by_tenant`.
+pub fn api_keys_of_tenant(tenant: &str) -> Key {
+    Key::new().text(tenant)
+}
+
+/// Reads the key id of an `api_keys_by_tenant` key.
+pub fn api_key_id_of_tenant_entry(key: &[u8]) -> Result<String, MalformedKey> {
+    let mut reader = KeyReader::new(key);
+    reader.text()?;
+    reader.string()
+}
+
+/// `meta`: (name) → value.
+pub fn meta(name: &str) -> Key {
+    Key::new().text(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(tuple: &[Vec<u8>]) -> Vec<u8> {
+        tuple.iter().fold(Key::new(), |k, c| k.text(c)).into_bytes()
+    }
+
+    fn component() -> impl Strategy<Value = Vec<u8>> {
+        // Bias towards the bytes that matter for the layout: 0x00, 0x01, 0xFF.
+        prop::collection::vec(
+            prop_oneof![Just(0u8), Just(1u8), Just(0xFFu8), any::<u8>()],
+            0..6,
+        )
+    }
+
+    fn tuple() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        prop::collection::vec(component(), 1..4)
+    }
+
+    proptest! {
+        #[test]
+        fn keys_sort_like_their_tuples(a in tuple(), b in tuple()) {
+            prop_assert_eq!(encode(&a).cmp(&encode(&b)), a.cmp(&b));
+        }
+
+        #[test]
+        fn a_prefix_scan_never_matches_a_longer_value(
+            tenant in component(), value in component(), other in component(), id in component()
+        ) {
+            prop_assume!(value != other);
+            let prefix = Key::new().text(&tenant).text(&value);
+            let entry = Key::new().text(&tenant).text(&other).text(&id);
+            prop_assert!(!entry.as_bytes().starts_with(prefix.as_bytes()));
+        }
+
+        #[test]
+        fn components_read_back(t in tuple(), n in any::<u64>()) {
+            let key = t.iter().fold(Key::new(), |k, c| k.text(c)).u64(n);
+            let mut reader = KeyReader::new(key.as_bytes());
+            for c in &t {
+                let read = reader.text().unwrap();
+                prop_assert_eq!(read.as_ref(), c.as_slice());
+            }
+            prop_assert_eq!(reader.u64().unwrap(), n);
+            prop_assert!(reader.is_empty());
+        }
+
+        #[test]
+        fn resume_after_sorts_after_the_entry_and_before_the_next(
+            prefix in component(), a in "[a-z0-9|:_-]{1,6}", b in "[a-z0-9|:_-]{1,6}"
+        ) {
+            prop_assume!(a < b);
+            let p = Key::new().text(&prefix);
+            let resume = resume_after(&p, &a);
+            prop_assert!(resume.as_slice() > p.clone().text(&a).as_bytes());
+            prop_assert!(resume.as_slice() < p.clone().text(&b).as_bytes());
+        }
+    }
+
+    #[test]
+    fn index_entries_decode_their_id() {
+        let key = index_entry("acme", ["s1", "c1"], "01J000");
+        assert_eq!(index_entry_id(key.as_bytes(), 2).unwrap(), "01J000");
+        assert_eq!(
+            registration_id(registration("acme", "X").as_bytes()).unwrap(),
+            "X"
+        );
+    }
+
+    #[test]
+    fn malformed_bytes_are_an_error_not_a_panic() {
+        assert!(KeyReader::new(&[0x00]).text().is_err());
+        assert!(KeyReader::new(&[0x00, 0x05]).text().is_err());
+        assert!(KeyReader::new(b"abc").text().is_err());
+        assert!(KeyReader::new(&[1, 2]).u64().is_err());
+    }
+}

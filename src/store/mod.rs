@@ -1,0 +1,131 @@
+//! sled: which trees exist, how keys and values are laid out, and the atomic write path.
+//!
+//! Trees (key → value; every value starts with a format byte):
+//! * `registrations`: (tenant, id) → registration
+//! * one tree per lookup index (`index::REGISTRATION_INDEXES`): (tenant, values…, id) → status
+//! * `counters`: (tenant, name) → u64 (registration number sequence, registration count)
+//! * `tenants`: (tenant) → tenant; `api_keys`: (key id) → key;
+//!   `api_keys_by_tenant`: (tenant, key id) → ()
+//! * `meta`: (name) → value (page-token secret, operator key hash)
+
+pub mod codec;
+pub mod directory;
+pub mod error;
+pub mod index;
+pub mod keys;
+pub mod page;
+pub mod pipeline;
+pub mod registrations;
+pub mod tx;
+
+pub use error::StoreError;
+pub use pipeline::Durability;
+
+use directory::Directory;
+use page::PageTokens;
+use pipeline::{Intent, Pipeline};
+use std::path::Path;
+use std::sync::RwLock;
+use tx::TreeId;
+
+/// Bytes of sled's page cache (it counts on-disk bytes; real memory use is higher).
+const CACHE_CAPACITY: u64 = 512 * 1024 * 1024;
+/// sled's background flush period: the most a `relaxed` write can lose on a crash.
+pub const BACKGROUND_FLUSH_MS: u64 = 500;
+
+/// The open database and its write path.
+pub struct Store {
+    // Declared first so it is dropped first: its threads finish every queued write before the
+    // trees and the database close.
+    pipeline: Pipeline,
+    db: sled::Db,
+    registrations: sled::Tree,
+    indexes: Vec<sled::Tree>,
+    counters: sled::Tree,
+    meta: sled::Tree,
+    tokens: PageTokens,
+    directory: RwLock<Directory>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY)
+            .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
+            .open()?;
+        let fixed: Vec<sled::Tree> = TreeId::FIXED
+            .iter()
+            .map(|(name, _)| db.open_tree(name))
+            .collect::<Result<_, _>>()?;
+        let indexes: Vec<sled::Tree> = index::REGISTRATION_INDEXES
+            .iter()
+            .map(|def| db.open_tree(def.tree))
+            .collect::<Result<_, _>>()?;
+        let meta = db.open_tree("meta")?;
+        let secret = load_or_create_secret(&db, &meta)?;
+        let directory = Directory::load(
+            &fixed[TreeId::Tenants.position()],
+            &fixed[TreeId::ApiKeys.position()],
+            &meta,
+        )?;
+
+        let all_trees: Vec<sled::Tree> = fixed.iter().chain(indexes.iter()).cloned().collect();
+        let pipeline = Pipeline::start(db.clone(), all_trees, durability)
+            .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
+        Ok(Store {
+            pipeline,
+            registrations: fixed[TreeId::Registrations.position()].clone(),
+            counters: fixed[TreeId::Counters.position()].clone(),
+            indexes,
+            meta,
+            db,
+            tokens: PageTokens::new(secret),
+            directory: RwLock::new(directory),
+        })
+    }
+
+    /// Runs `intent` on the write path and waits for it to be durable (per the durability mode).
+    pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
+        self.pipeline.submit(intent).await
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn counter(&self, key: &keys::Key) -> Result<u64, StoreError> {
+        match self.counters.get(key)? {
+            None => Ok(0),
+            Some(bytes) => {
+                let array: [u8; 8] = bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
+                Ok(u64::from_be_bytes(array))
+            }
+        }
+    }
+}
+
+fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], StoreError> {
+    let key = keys::meta("page_token_secret");
+    if let Some(existing) = meta.get(&key)? {
+        return existing
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("page token secret is not 32 bytes".into()));
+    }
+    let secret = directory::random_bytes::<32>()?;
+    meta.insert(key.as_bytes(), &secret[..])?;
+    db.flush()?;
+    Ok(secret)
+}

@@ -1,0 +1,210 @@
+//! The write path: one writer thread commits whatever intents are queued in ONE sled
+//! transaction; one flusher thread makes each committed batch durable with one `flush` and only
+//! then answers its callers. Measured on this machine (shared/research/write-path-probe.md) this
+//! is ~2x plain group commit and ~4x a flush per request, and it keeps every transaction and
+//! every flush off the async workers: handlers only await a oneshot.
+//!
+//! sled serialises transactions behind a process-wide lock anyway, so a single writer loses
+//! nothing; and while the flusher flushes batch N the writer already commits batch N+1.
+
+use super::error::StoreError;
+use super::tx::{Tx, TxError};
+use sled::transaction::{TransactionError, TransactionalTree, UnabortableTransactionError};
+use sled::{Transactional, Tree};
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most intents committed in one transaction.
+const MAX_BATCH: usize = 128;
+/// Intents waiting for the writer before senders wait for room.
+const QUEUE_DEPTH: usize = 4096;
+
+/// A unit of work run inside the shared transaction. It must be a pure function of what it
+/// reads through `tx`: sled may run it more than once.
+pub trait Intent: Send + 'static {
+    type Output: Send + 'static;
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<Self::Output, TxError>;
+}
+
+/// When a write is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After a flush that started after the commit has returned.
+    Sync,
+    /// After the commit; sled's background flush (every 500 ms) makes it durable later.
+    Relaxed,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Relaxed => "relaxed",
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+struct Job<I: Intent> {
+    intent: I,
+    outcome: RefCell<Option<Result<I::Output, StoreError>>>,
+    reply: Reply<I::Output>,
+}
+
+/// A queued job, its output type erased so jobs of every kind share one queue.
+trait PendingJob: Send {
+    fn run(&self, view: &[TransactionalTree]) -> Result<(), UnabortableTransactionError>;
+    /// Answers the caller: with the outcome, or with `fault` when the batch failed as a whole.
+    fn finish(self: Box<Self>, fault: Option<&StoreError>);
+}
+
+impl<I: Intent> PendingJob for Job<I> {
+    fn run(&self, view: &[TransactionalTree]) -> Result<(), UnabortableTransactionError> {
+        let mut tx = Tx::new(view);
+        let outcome = match self.intent.apply(&mut tx) {
+            Ok(output) => {
+                tx.commit()?;
+                Ok(output)
+            }
+            Err(TxError::Refused(e)) => Err(e),
+            Err(TxError::Sled(e)) => return Err(e),
+        };
+        *self.outcome.borrow_mut() = Some(outcome);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, fault: Option<&StoreError>) {
+        let result = match (fault, self.outcome.into_inner()) {
+            (Some(fault), _) => Err(fault.clone()),
+            (None, Some(outcome)) => outcome,
+            (None, None) => Err(StoreError::Storage("intent was never run".into())),
+        };
+        // The caller may have gone away (client disconnected); the write stands regardless.
+        let _ = self.reply.send(result);
+    }
+}
+
+type Batch = Vec<Box<dyn PendingJob>>;
+
+/// The running write path. Dropping it drains the queue, stops both threads and waits for them.
+pub struct Pipeline {
+    sender: Option<mpsc::Sender<Box<dyn PendingJob>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    pub fn start(db: sled::Db, trees: Vec<Tree>, durability: Durability) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel::<Box<dyn PendingJob>>(QUEUE_DEPTH);
+        let mut threads = Vec::new();
+        let flush_queue = match durability {
+            Durability::Relaxed => None,
+            Durability::Sync => {
+                let (flush_sender, flush_receiver) = std_mpsc::channel::<Batch>();
+                threads.push(
+                    std::thread::Builder::new()
+                        .name("registrar-flusher".into())
+                        .spawn(move || flusher_loop(db, flush_receiver))?,
+                );
+                Some(flush_sender)
+            }
+        };
+        threads.insert(
+            0,
+            std::thread::Builder::new()
+                .name("registrar-writer".into())
+                .spawn(move || writer_loop(trees, receiver, flush_queue))?,
+        );
+        Ok(Pipeline {
+            sender: Some(sender),
+            threads,
+        })
+    }
+
+    /// Queues `intent` and waits until it is committed (and, in sync mode, flushed).
+    pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            intent,
+            outcome: RefCell::new(None),
+            reply,
+        };
+        sender
+            .send(Box::new(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.sender.take();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn writer_loop(
+    trees: Vec<Tree>,
+    mut queue: mpsc::Receiver<Box<dyn PendingJob>>,
+    flush_queue: Option<std_mpsc::Sender<Batch>>,
+) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch: Batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed: Result<(), TransactionError<Infallible>> =
+            trees.as_slice().transaction(|view| {
+                for job in &batch {
+                    job.run(view)?;
+                }
+                Ok(())
+            });
+        match committed {
+            Ok(()) => match &flush_queue {
+                Some(flusher) => {
+                    if let Err(unsent) = flusher.send(batch) {
+                        finish_all(unsent.0, Some(&StoreError::Closed));
+                    }
+                }
+                None => finish_all(batch, None),
+            },
+            Err(TransactionError::Storage(e)) => {
+                log::error!("write transaction failed: {e}");
+                finish_all(batch, Some(&StoreError::from(e)));
+            }
+            Err(TransactionError::Abort(never)) => match never {},
+        }
+    }
+}
+
+fn flusher_loop(db: sled::Db, queue: std_mpsc::Receiver<Batch>) {
+    while let Ok(first) = queue.recv() {
+        let mut batches = vec![first];
+        batches.extend(queue.try_iter());
+        // One flush covers the whole Db, so it covers every batch taken above.
+        let fault = db.flush().err().map(|e| {
+            log::error!("flush failed: {e}");
+            StoreError::from(e)
+        });
+        for batch in batches {
+            finish_all(batch, fault.as_ref());
+        }
+    }
+}
+
+fn finish_all(batch: Batch, fault: Option<&StoreError>) {
+    for job in batch {
+        job.finish(fault);
+    }
+}

@@ -1,0 +1,130 @@
+//! One intent's view of a shared transaction: reads see everything committed and everything
+//! earlier intents of the same batch wrote; writes are buffered and reach the transaction only
+//! if the intent succeeds, so a refused intent leaves no trace.
+
+use super::error::StoreError;
+use sled::transaction::{TransactionalTree, UnabortableTransactionError};
+
+/// The trees a transaction spans, by position in the pipeline's tree list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeId {
+    Registrations,
+    Counters,
+    Tenants,
+    ApiKeys,
+    ApiKeysByTenant,
+    /// The n-th entry of `index::REGISTRATION_INDEXES`.
+    Index(usize),
+}
+
+impl TreeId {
+    pub const FIXED: [(&'static str, TreeId); 5] = [
+        ("registrations", TreeId::Registrations),
+        ("counters", TreeId::Counters),
+        ("tenants", TreeId::Tenants),
+        ("api_keys", TreeId::ApiKeys),
+        ("api_keys_by_tenant", TreeId::ApiKeysByTenant),
+    ];
+
+    pub fn position(self) -> usize {
+        match self {
+            TreeId::Registrations => 0,
+            TreeId::Counters => 1,
+            TreeId::Tenants => 2,
+            TreeId::ApiKeys => 3,
+            TreeId::ApiKeysByTenant => 4,
+            TreeId::Index(n) => Self::FIXED.len() + n,
+        }
+    }
+}
+
+/// Why an intent stopped: a refusal (its own outcome) or a transaction conflict/failure that
+/// sled must see so it can retry the whole batch.
+#[derive(Debug)]
+pub enum TxError {
+    Refused(StoreError),
+    Sled(UnabortableTransactionError),
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Refused(e)
+    }
+}
+
+impl From<UnabortableTransactionError> for TxError {
+    fn from(e: UnabortableTransactionError) -> Self {
+        TxError::Sled(e)
+    }
+}
+
+impl From<crate::error::ApiError> for TxError {
+    fn from(e: crate::error::ApiError) -> Self {
+        TxError::Refused(StoreError::Refused(e))
+    }
+}
+
+pub struct Tx<'a> {
+    view: &'a [TransactionalTree],
+    writes: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl<'a> Tx<'a> {
+    pub(super) fn new(view: &'a [TransactionalTree]) -> Self {
+        Tx {
+            view,
+            writes: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        let position = tree.position();
+        if let Some((_, _, value)) = self
+            .writes
+            .iter()
+            .rev()
+            .find(|(t, k, _)| *t == position && k == key)
+        {
+            return Ok(value.clone());
+        }
+        Ok(self.view[position].get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub fn insert(&mut self, tree: TreeId, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.writes
+            .push((tree.position(), key.into(), Some(value.into())));
+    }
+
+    pub fn remove(&mut self, tree: TreeId, key: impl Into<Vec<u8>>) {
+        self.writes.push((tree.position(), key.into(), None));
+    }
+
+    /// Reads a big-endian u64 counter (absent = 0).
+    pub fn counter(&self, key: &[u8]) -> Result<u64, TxError> {
+        match self.get(TreeId::Counters, key)? {
+            None => Ok(0),
+            Some(bytes) => {
+                let array: [u8; 8] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
+                Ok(u64::from_be_bytes(array))
+            }
+        }
+    }
+
+    pub fn set_counter(&mut self, key: &[u8], value: u64) {
+        self.insert(TreeId::Counters, key, value.to_be_bytes());
+    }
+
+    /// Hands the buffered writes to the shared transaction.
+    pub(super) fn commit(self) -> Result<(), UnabortableTransactionError> {
+        for (position, key, value) in self.writes {
+            match value {
+                Some(value) => self.view[position].insert(key, value)?,
+                None => self.view[position].remove(key)?,
+            };
+        }
+        Ok(())
+    }
+}
