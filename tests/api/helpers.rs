@@ -1,0 +1,246 @@
+//! Starting the app and talking to it.
+
+#![allow(dead_code)]
+
+use registrar::config::ServeArgs;
+use registrar::startup::Application;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tempfile::TempDir;
+
+pub const OPERATOR_KEY: &str = "op_test-operator-key";
+
+/// A running app on an ephemeral port, with its data dir.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub data_dir: TempDir,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts the app on a fresh temp data dir.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_in(tempfile::tempdir().expect("temp dir")).await
+}
+
+/// Starts the app on an existing data dir (e.g. after a restart).
+pub async fn spawn_app_in(data_dir: TempDir) -> TestApp {
+    spawn_with(data_dir, |_| {}).await
+}
+
+/// Starts the app with adjusted settings.
+pub async fn spawn_with(data_dir: TempDir, adjust: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    let mut args = ServeArgs::for_data_dir(data_dir.path().join("db"), OPERATOR_KEY);
+    adjust(&mut args);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            match Application::build(&args).await {
+                Ok(app) => {
+                    ready_tx.send(Ok((app.address(), app.handle()))).unwrap();
+                    app.run_until_stopped().await.expect("server ran");
+                }
+                Err(e) => ready_tx.send(Err(e.to_string())).unwrap(),
+            }
+        })
+    });
+    let (address, handle) =
+        tokio::task::spawn_blocking(move || ready_rx.recv().expect("app thread"))
+            .await
+            .unwrap()
+            .expect("app starts");
+    TestApp {
+        address: format!("http://{address}"),
+        client: reqwest::Client::new(),
+        data_dir,
+        handle,
+        thread: Some(thread),
+    }
+}
+
+static NEXT_TENANT: AtomicUsize = AtomicUsize::new(1);
+
+/// A tenant with one key of each role.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub read: String,
+    pub write: String,
+    pub admin: String,
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits until the database is closed.
+    pub async fn stop(mut self) -> TempDir {
+        self.handle.stop(true).await;
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join().expect("app thread ends"))
+                .await
+                .unwrap();
+        }
+        self.data_dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match key {
+            Some(key) => builder.header("Authorization", format!("Bearer {key}")),
+            None => builder,
+        }
+    }
+
+    /// Sends a request and returns status, headers and JSON body (Null when empty).
+    pub async fn send(&self, builder: RequestBuilder) -> Response {
+        let response = builder.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body read");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.send(self.request(Method::GET, path, Some(key))).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.send(self.request(Method::POST, path, Some(key)).json(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.send(self.request(Method::PUT, path, Some(key)).json(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.send(
+            self.request(Method::PATCH, path, Some(key))
+                .header("Content-Type", "application/json-patch+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Response {
+        self.send(self.request(Method::DELETE, path, Some(key)))
+            .await
+    }
+
+    /// Creates a tenant with a read, a write and an admin key.
+    pub async fn tenant(&self) -> Tenant {
+        let id = format!(
+            "t{}-{}",
+            NEXT_TENANT.fetch_add(1, Ordering::SeqCst),
+            std::process::id()
+        );
+        let created = self
+            .post("/admin/tenants", OPERATOR_KEY, &json!({"id": id}))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        let mut keys = Vec::new();
+        for role in ["read", "write", "admin"] {
+            let key = self
+                .post(
+                    &format!("/admin/tenants/{id}/keys"),
+                    OPERATOR_KEY,
+                    &json!({"role": role, "name": role}),
+                )
+                .await;
+            assert_eq!(key.status, StatusCode::CREATED, "{:?}", key.body);
+            keys.push(key.body["key"].as_str().unwrap().to_owned());
+        }
+        Tenant {
+            id,
+            read: keys[0].clone(),
+            write: keys[1].clone(),
+            admin: keys[2].clone(),
+        }
+    }
+
+    /// Creates a registration and returns the stored record.
+    pub async fn create(&self, tenant: &Tenant, body: &Value) -> Value {
+        let response = self.post(&registrations(tenant), &tenant.write, body).await;
+        assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
+        response.body
+    }
+}
+
+pub fn registrations(tenant: &Tenant) -> String {
+    format!("/courseRegistrations/{}", tenant.id)
+}
+
+pub fn registration(tenant: &Tenant, id: &str) -> String {
+    format!("/courseRegistrations/{}/{id}", tenant.id)
+}
+
+/// A valid registration body.
+pub fn body(student: &str, course: &str, offering: &str) -> Value {
+    json!({
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email_address": "ada@example.org",
+        "student_id": student,
+        "course_id": course,
+        "course_offering_id": offering,
+    })
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Response {
+    /// The error code of an error envelope.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status and the error code, with the body in the message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.code()),
+            (status, code),
+            "body: {}",
+            self.body
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
+        &self.body
+    }
+}
+
+impl TestApp {
+    /// PATCH with a plain JSON body (admin API).
+    pub async fn patch_json(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.send(self.request(Method::PATCH, path, Some(key)).json(body))
+            .await
+    }
+}

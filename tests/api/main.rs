@@ -1,0 +1,11 @@
+//! Black-box tests: each starts the real app on port 0 with a temp data dir and speaks HTTP.
+//! One tenant per test; one test binary so it links once.
+
+mod helpers;
+
+mod admin;
+mod concurrency;
+mod errors;
+mod paging;
+mod registrations;
+mod restart;

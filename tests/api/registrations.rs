@@ -1,0 +1,563 @@
+//! The registration endpoints: success paths and each kind of validation failure.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn create_returns_the_stored_record_with_server_fields() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+
+    let response = app
+        .post(&registrations(&t), &t.write, &body("s1", "c1", "o1"))
+        .await;
+    let created = response.assert_ok().clone();
+
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(id.len(), 26, "a ULID");
+    assert_eq!(
+        created["name"], "Ada Lovelace",
+        "derived from first and last name"
+    );
+    assert_eq!(created["status"], "draft");
+    assert_eq!(created["number"], 1);
+    assert_eq!(created["sys_version"], 1);
+    assert!(created["sys_created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(created["sys_last_security_context"]["role"], "write");
+    assert_eq!(response.header("etag"), Some("\"1\""));
+    let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert_eq!(keys[0], "id", "id comes first");
+    assert!(
+        created.get("cancellation_date").is_none(),
+        "absent fields are omitted"
+    );
+
+    let fetched = app.get(&registration(&t, id), &t.read).await;
+    assert_eq!(fetched.assert_ok(), &created);
+    assert_eq!(fetched.header("etag"), Some("\"1\""));
+
+    let second = app.create(&t, &body("s2", "c1", "o1")).await;
+    assert_eq!(
+        second["number"], 2,
+        "numbers come from the tenant's sequence"
+    );
+    assert!(
+        second["id"].as_str().unwrap() > id,
+        "ids sort in creation order"
+    );
+}
+
+#[tokio::test]
+async fn every_seed_field_round_trips() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let full: Value =
+        serde_json::from_str(include_str!("../fixtures/full_registration.json")).unwrap();
+
+    let created = app.create(&t, &full).await;
+    for (name, value) in full.as_object().unwrap() {
+        assert_eq!(&created[name], value, "field {name}");
+    }
+    let fetched = app
+        .get(&registration(&t, created["id"].as_str().unwrap()), &t.read)
+        .await;
+    assert_eq!(fetched.assert_ok(), &created);
+}
+
+#[tokio::test]
+async fn input_is_normalised() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let mut b = body("s1", "c1", "o1");
+    b["date"] = json!("2026-03-01T10:00:00+01:00");
+    b["order_total"] = json!(10.0);
+    b["city"] = Value::Null;
+    b["status"] = json!("cancelled");
+
+    let created = app.create(&t, &b).await;
+
+    assert_eq!(created["date"], "2026-03-01T09:00:00Z", "UTC with Z");
+    assert_eq!(created["order_total"], 10);
+    assert!(created.get("city").is_none(), "null means absent");
+    assert!(
+        created["cancellation_date"].is_string(),
+        "cancelling sets cancellation_date"
+    );
+}
+
+#[tokio::test]
+async fn each_kind_of_invalid_body_is_a_400_naming_the_field() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let long = "x".repeat(64 * 1024 + 1);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("unknown field", json!({"nickname": "A"}), "nickname"),
+        ("wrong type", json!({"order_total": "ten"}), "order_total"),
+        ("bad enum", json!({"status": "maybe"}), "status"),
+        (
+            "bad order status",
+            json!({"order_status": "paid"}),
+            "order_status",
+        ),
+        (
+            "bad billing status",
+            json!({"training_provider_billing_status": "x"}),
+            "training_provider_billing_status",
+        ),
+        (
+            "bad date",
+            json!({"arrival_date": "tomorrow"}),
+            "arrival_date",
+        ),
+        (
+            "percentage out of range",
+            json!({"completion_percentage": 101}),
+            "completion_percentage",
+        ),
+        ("control character", json!({"city": "a\u{1}b"}), "city"),
+        ("too long", json!({"notes": long}), "notes"),
+        (
+            "bad id reference",
+            json!({"student_id": "has space"}),
+            "student_id",
+        ),
+        (
+            "array of wrong items",
+            json!({"exam_offering_ids": [1, 2]}),
+            "exam_offering_ids",
+        ),
+        (
+            "custom fields not objects",
+            json!({"custom_field_values": ["x"]}),
+            "custom_field_values",
+        ),
+        (
+            "boolean as string",
+            json!({"sys_locked": "yes"}),
+            "sys_locked",
+        ),
+    ];
+    for (case, overrides, field) in cases {
+        let mut b = body("s1", "c1", "o1");
+        for (k, v) in overrides.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let response = app.post(&registrations(&t), &t.write, &b).await;
+        response.assert_error(400, "validation_failed");
+        let named: Vec<&str> = response.body["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(named, [field], "{case}");
+    }
+
+    let missing = app
+        .post(&registrations(&t), &t.write, &json!({"city": "x"}))
+        .await;
+    missing.assert_error(400, "validation_failed");
+    assert_eq!(
+        missing.body["error"]["details"].as_array().unwrap().len(),
+        4,
+        "name and three references"
+    );
+
+    let with_id = app
+        .post(
+            &registrations(&t),
+            &t.write,
+            &json!({"id": "x", "name": "n"}),
+        )
+        .await;
+    with_id.assert_error(400, "validation_failed");
+
+    let not_object = app.post(&registrations(&t), &t.write, &json!([1])).await;
+    not_object.assert_error(400, "validation_failed");
+
+    let bad_json = app
+        .send(
+            app.request(reqwest::Method::POST, &registrations(&t), Some(&t.write))
+                .header("Content-Type", "application/json")
+                .body("{\"name\": "),
+        )
+        .await;
+    bad_json.assert_error(400, "invalid_json");
+
+    let deep = "[".repeat(40) + &"]".repeat(40);
+    let too_deep = app
+        .send(
+            app.request(reqwest::Method::POST, &registrations(&t), Some(&t.write))
+                .header("Content-Type", "application/json")
+                .body(format!("{{\"custom_field_values\": {deep}}}")),
+        )
+        .await;
+    too_deep.assert_error(400, "invalid_json");
+
+    let listed = app.get(&registrations(&t), &t.read).await;
+    assert_eq!(listed.assert_ok(), &json!([]), "nothing was stored");
+}
+
+#[tokio::test]
+async fn query_parameters_are_checked() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let id = app.create(&t, &body("s1", "c1", "o1")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = registration(&t, &id);
+
+    let projected = app
+        .get(
+            &format!("{path}?fields=name,status&consistentRead=true"),
+            &t.read,
+        )
+        .await;
+    assert_eq!(
+        projected.assert_ok(),
+        &json!({"id": id, "name": "Ada Lovelace", "status": "draft"})
+    );
+
+    for bad in [
+        "?fields=name,nope",
+        "?consistentRead=maybe",
+        "?unknown=1",
+        "?fields=name&fields=status",
+    ] {
+        app.get(&format!("{path}{bad}"), &t.read)
+            .await
+            .assert_error(400, "invalid_query");
+    }
+    for bad in ["?limit=0", "?limit=1001", "?limit=ten", "?fields=bogus"] {
+        app.get(&format!("{}{bad}", registrations(&t)), &t.read)
+            .await
+            .assert_error(400, "invalid_query");
+    }
+    app.get(
+        &format!("{}/student/s1?includeActiveOnly=true", registrations(&t)),
+        &t.read,
+    )
+    .await
+    .assert_error(400, "invalid_query");
+    app.get(
+        &format!(
+            "{}/courseOffering/o1?includeActiveOnly=yes",
+            registrations(&t)
+        ),
+        &t.read,
+    )
+    .await
+    .assert_error(400, "invalid_query");
+    app.get(&format!("{}/has%20space", registrations(&t)), &t.read)
+        .await
+        .assert_error(400, "invalid_path");
+    app.get(&format!("{}/student/a%09b", registrations(&t)), &t.read)
+        .await
+        .assert_error(400, "invalid_path");
+}
+
+#[tokio::test]
+async fn put_replaces_and_checks_versions() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let created = app.create(&t, &body("s1", "c1", "o1")).await;
+    let id = created["id"].as_str().unwrap();
+    let path = registration(&t, id);
+
+    // A GET body can be PUT back unchanged: 200, no version bump.
+    let same = app.put(&path, &t.write, &created).await;
+    assert_eq!(same.assert_ok()["sys_version"], 1);
+
+    let mut changed = created.clone();
+    changed["city"] = json!("Paris");
+    let updated = app.put(&path, &t.write, &changed).await;
+    assert_eq!(updated.assert_ok()["sys_version"], 2);
+    assert_eq!(updated.body["city"], "Paris");
+    assert_eq!(updated.body["number"], created["number"]);
+    assert_eq!(updated.header("etag"), Some("\"2\""));
+
+    // The body still says version 1: a conflict.
+    changed["city"] = json!("Rome");
+    app.put(&path, &t.write, &changed)
+        .await
+        .assert_error(409, "version_conflict");
+
+    let stale = app
+        .send(
+            app.request(reqwest::Method::PUT, &path, Some(&t.write))
+                .header("If-Match", "\"1\"")
+                .json(&body("s1", "c1", "o1")),
+        )
+        .await;
+    stale.assert_error(409, "version_conflict");
+
+    let mut other_id = body("s1", "c1", "o1");
+    other_id["id"] = json!("01OTHER");
+    app.put(&path, &t.write, &other_id)
+        .await
+        .assert_error(400, "validation_failed");
+    app.put(&path, &t.write, &json!({"status": "bad"}))
+        .await
+        .assert_error(400, "validation_failed");
+    app.put(
+        &registration(&t, "01NOPE"),
+        &t.write,
+        &body("s1", "c1", "o1"),
+    )
+    .await
+    .assert_error(404, "not_found");
+
+    // A PUT without `number` keeps it; without sys_version it is unconditional.
+    let replaced = app.put(&path, &t.write, &body("s9", "c1", "o1")).await;
+    assert_eq!(replaced.assert_ok()["number"], created["number"]);
+    assert_eq!(replaced.body["student_id"], "s9");
+    assert_eq!(replaced.body["sys_version"], 3);
+    assert!(
+        replaced.body.get("city").is_none(),
+        "a PUT replaces the whole record"
+    );
+}
+
+#[tokio::test]
+async fn patch_applies_rfc6902_with_the_server_fields_out_of_reach() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let created = app.create(&t, &body("s1", "c1", "o1")).await;
+    let path = registration(&t, created["id"].as_str().unwrap());
+
+    let patched = app
+        .patch(
+            &path,
+            &t.write,
+            &json!([
+                {"op": "test", "path": "/sys_version", "value": 1},
+                {"op": "replace", "path": "/status", "value": "registered"},
+                {"op": "add", "path": "/exam_offering_ids", "value": ["e1"]},
+                {"op": "add", "path": "/exam_offering_ids/-", "value": "e2"}
+            ]),
+        )
+        .await;
+    assert_eq!(patched.assert_ok()["status"], "registered");
+    assert_eq!(patched.body["exam_offering_ids"], json!(["e1", "e2"]));
+    assert_eq!(patched.body["sys_version"], 2);
+
+    app.patch(
+        &path,
+        &t.write,
+        &json!([{"op": "test", "path": "/status", "value": "draft"}]),
+    )
+    .await
+    .assert_error(409, "patch_test_failed");
+    for forbidden in [
+        json!([{"op": "replace", "path": "/id", "value": "x"}]),
+        json!([{"op": "replace", "path": "/sys_version", "value": 9}]),
+        json!([{"op": "remove", "path": "/sys_created_at"}]),
+        json!([{"op": "replace", "path": "/city", "value": "x"}]),
+        json!([{"op": "jump", "path": "/city"}]),
+        json!({"op": "add", "path": "/city", "value": "x"}),
+    ] {
+        app.patch(&path, &t.write, &forbidden)
+            .await
+            .assert_error(400, "invalid_patch");
+    }
+    app.patch(
+        &path,
+        &t.write,
+        &json!([{"op": "replace", "path": "/status", "value": "nope"}]),
+    )
+    .await
+    .assert_error(400, "validation_failed");
+    app.patch(
+        &path,
+        &t.write,
+        &json!([{"op": "add", "path": "/nickname", "value": "x"}]),
+    )
+    .await
+    .assert_error(400, "validation_failed");
+    app.patch(&registration(&t, "01NOPE"), &t.write, &json!([]))
+        .await
+        .assert_error(404, "not_found");
+    let stale = app
+        .send(
+            app.request(reqwest::Method::PATCH, &path, Some(&t.write))
+                .header("If-Match", "\"1\"")
+                .json(&json!([{"op": "replace", "path": "/status", "value": "attended"}])),
+        )
+        .await;
+    stale.assert_error(409, "version_conflict");
+
+    // application/json is accepted too; an empty patch changes nothing.
+    let noop = app
+        .send(
+            app.request(reqwest::Method::PATCH, &path, Some(&t.write))
+                .header("If-Match", "W/\"2\"")
+                .json(&json!([])),
+        )
+        .await;
+    assert_eq!(noop.assert_ok()["sys_version"], 2);
+    let after = app.get(&path, &t.read).await;
+    assert_eq!(
+        after.body["status"], "registered",
+        "failed patches changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn delete_answers_the_id_and_removes_record_and_index_entries() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let created = app.create(&t, &body("s1", "c1", "o1")).await;
+    let id = created["id"].as_str().unwrap();
+    let path = registration(&t, id);
+
+    let stale = app
+        .send(
+            app.request(reqwest::Method::DELETE, &path, Some(&t.write))
+                .header("If-Match", "\"7\""),
+        )
+        .await;
+    stale.assert_error(409, "version_conflict");
+
+    let deleted = app.delete(&path, &t.write).await;
+    assert_eq!(deleted.assert_ok(), &json!(id));
+    app.get(&path, &t.read).await.assert_error(404, "not_found");
+    app.delete(&path, &t.write)
+        .await
+        .assert_error(404, "not_found");
+    let lookup = app
+        .get(&format!("{}/student/s1", registrations(&t)), &t.read)
+        .await;
+    assert_eq!(lookup.assert_ok(), &json!({"Count": 0, "Items": []}));
+}
+
+#[tokio::test]
+async fn a_locked_record_changes_only_with_an_admin_key() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let mut b = body("s1", "c1", "o1");
+    b["sys_locked"] = json!(true);
+    let created = app.create(&t, &b).await;
+    let path = registration(&t, created["id"].as_str().unwrap());
+    let fix = json!([{"op": "add", "path": "/city", "value": "y"}]);
+
+    app.patch(&path, &t.write, &fix)
+        .await
+        .assert_error(403, "record_locked");
+    app.put(&path, &t.write, &created)
+        .await
+        .assert_error(403, "record_locked");
+    app.delete(&path, &t.write)
+        .await
+        .assert_error(403, "record_locked");
+
+    let by_admin = app.patch(&path, &t.admin, &fix).await;
+    assert_eq!(by_admin.assert_ok()["city"], "y");
+    assert_eq!(by_admin.body["sys_last_security_context"]["role"], "admin");
+    let unlocked = app
+        .patch(
+            &path,
+            &t.admin,
+            &json!([{"op": "replace", "path": "/sys_locked", "value": false}]),
+        )
+        .await;
+    unlocked.assert_ok();
+    app.patch(
+        &path,
+        &t.write,
+        &json!([{"op": "replace", "path": "/city", "value": "z"}]),
+    )
+    .await
+    .assert_ok();
+}
+
+#[tokio::test]
+async fn all_seven_lookups_find_records_by_their_values() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let mut b = body("s1", "c1", "o1");
+    b["application_id"] = json!("app-1");
+    b["event_registration_id"] = json!("evt 1");
+    b["order_id"] = json!("ord-1");
+    b["status"] = json!("registered");
+    let first = app.create(&t, &b).await;
+    let other = app.create(&t, &body("s2", "c2", "o2")).await;
+
+    let base = registrations(&t);
+    for path in [
+        "student/s1",
+        "course/c1",
+        "courseOffering/o1",
+        "courseOffering/o1?includeActiveOnly=true",
+        "studentCourse/s1/c1",
+        "application/app-1",
+        "eventRegistration/evt%201",
+        "order/ord-1",
+    ] {
+        let found = app.get(&format!("{base}/{path}"), &t.read).await;
+        assert_eq!(found.assert_ok()["Count"], 1, "{path}");
+        assert_eq!(found.body["Items"][0]["id"], first["id"], "{path}");
+        assert!(found.body.get("LastEvaluatedKey").is_none());
+    }
+    for path in [
+        "student/nobody",
+        "studentCourse/s1/c2",
+        "courseOffering/o2?includeActiveOnly=true",
+        "order/none",
+    ] {
+        let empty = app.get(&format!("{base}/{path}"), &t.read).await;
+        assert_eq!(
+            empty.assert_ok(),
+            &json!({"Count": 0, "Items": []}),
+            "{path}"
+        );
+    }
+    let projected = app
+        .get(&format!("{base}/course/c2?fields=student_id"), &t.read)
+        .await;
+    assert_eq!(
+        projected.assert_ok()["Items"],
+        json!([{"id": other["id"], "student_id": "s2"}])
+    );
+
+    // Changing the indexed values moves the record between lookups.
+    let path = registration(&t, first["id"].as_str().unwrap());
+    app.patch(
+        &path,
+        &t.write,
+        &json!([
+            {"op": "replace", "path": "/student_id", "value": "s3"},
+            {"op": "replace", "path": "/status", "value": "cancelled"},
+            {"op": "remove", "path": "/order_id"}
+        ]),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(
+        app.get(&format!("{base}/student/s1"), &t.read).await.body["Count"],
+        0
+    );
+    assert_eq!(
+        app.get(&format!("{base}/student/s3"), &t.read).await.body["Count"],
+        1
+    );
+    assert_eq!(
+        app.get(&format!("{base}/order/ord-1"), &t.read).await.body["Count"],
+        0
+    );
+    assert_eq!(
+        app.get(&format!("{base}/courseOffering/o1"), &t.read)
+            .await
+            .body["Count"],
+        1
+    );
+    assert_eq!(
+        app.get(
+            &format!("{base}/courseOffering/o1?includeActiveOnly=true"),
+            &t.read
+        )
+        .await
+        .body["Count"],
+        0
+    );
+}
