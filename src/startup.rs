@@ -16,6 +16,9 @@ use serde::Deserialize;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
+/// How long shutdown waits for in-flight work to release the store.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot use the data dir {path}: {source}")]
@@ -60,6 +63,7 @@ pub struct DemoLoaded {
 
 pub struct Application {
     server: Server,
+    store: web::Data<Store>,
     address: SocketAddr,
     pub operator_key: OperatorKey,
     pub demo: Option<DemoLoaded>,
@@ -84,12 +88,14 @@ impl Application {
         };
         let listener = TcpListener::bind(&args.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
-        let server = HttpServer::new(move || http::app(store.clone()))
+        let app_store = store.clone();
+        let server = HttpServer::new(move || http::app(app_store.clone()))
             .listen(listener)
             .map_err(bind_error)?
             .run();
         Ok(Application {
             server,
+            store,
             address,
             operator_key,
             demo,
@@ -105,9 +111,36 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM or the handle); the store closes and flushes after.
+    /// Serves until stopped (SIGINT/SIGTERM or the handle), then closes the store: it waits
+    /// for the workers to let go of it, so the final flush and the file lock's release happen
+    /// before this returns (and before the process exits).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let mut store = self.store.into_inner();
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        loop {
+            match std::sync::Arc::try_unwrap(store) {
+                Ok(last) => {
+                    if let Err(e) = last.flush() {
+                        log::error!("final flush failed: {e}");
+                    }
+                    drop(last);
+                    break;
+                }
+                Err(shared) if std::time::Instant::now() < deadline => {
+                    store = shared;
+                    actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(shared) => {
+                    log::warn!("the store is still in use at shutdown; flushing without closing");
+                    if let Err(e) = shared.flush() {
+                        log::error!("final flush failed: {e}");
+                    }
+                    break;
+                }
+            }
+        }
+        served
     }
 }
 

@@ -46,7 +46,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::registration::{CourseRegistration, RegistrationInput};
+    use crate::domain::ids::RecordId;
+    use crate::domain::record::Fields;
+    use crate::domain::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
+    use proptest::prelude::*;
     use serde_json::Value;
 
     #[test]
@@ -61,14 +64,56 @@ mod tests {
         }
     }
 
+    fn full_fixture() -> serde_json::Map<String, Value> {
+        let text = include_str!("../../tests/fixtures/full_registration.json");
+        serde_json::from_str(text).unwrap()
+    }
+
+    /// Any subset of the fields, with arbitrary text wherever a field takes free text.
+    fn arbitrary_record() -> impl Strategy<Value = CourseRegistration> {
+        let names: Vec<String> = full_fixture().keys().cloned().collect();
+        let per_field = names.len();
+        (
+            prop::collection::vec(any::<bool>(), per_field),
+            prop::collection::vec("\\PC{0,24}", per_field),
+            "[A-Za-z0-9_|:-]{1,40}",
+        )
+            .prop_map(move |(keep, texts, id)| {
+                let fixture = full_fixture();
+                let mut fields = RegistrationFields::default();
+                for ((name, keep), text) in names.iter().zip(keep).zip(texts) {
+                    if !keep {
+                        continue;
+                    }
+                    let as_text = Value::String(text);
+                    if fields.set_json(name, &as_text) != Some(Ok(())) {
+                        fields.set_json(name, &fixture[name]).unwrap().unwrap();
+                    }
+                }
+                CourseRegistration {
+                    id: RecordId::parse(&id).unwrap(),
+                    fields,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn every_field_round_trips_through_the_codec_and_json(record in arbitrary_record()) {
+            let back: CourseRegistration = decode(&encode(&record).unwrap()).unwrap();
+            prop_assert_eq!(&back, &record);
+            let reparsed = RegistrationInput::parse(&Value::Object(record.to_json())).unwrap();
+            prop_assert_eq!(reparsed.fields, record.fields);
+        }
+    }
+
     #[test]
     fn a_full_record_round_trips() {
-        let body: Value =
-            serde_json::from_str(include_str!("../../tests/fixtures/full_registration.json"))
-                .unwrap();
-        let fields = RegistrationInput::parse(&body).unwrap().fields;
+        let fields = RegistrationInput::parse(&Value::Object(full_fixture()))
+            .unwrap()
+            .fields;
         let rec = CourseRegistration {
-            id: crate::domain::ids::RecordId::parse("01HZX").unwrap(),
+            id: RecordId::parse("01HZX").unwrap(),
             fields,
         };
         let back: CourseRegistration = decode(&encode(&rec).unwrap()).unwrap();

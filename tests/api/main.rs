@@ -9,3 +9,4 @@ mod errors;
 mod paging;
 mod registrations;
 mod restart;
+mod startup;
