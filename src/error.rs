@@ -53,6 +53,17 @@ error_codes! {
     VersionConflict = "version_conflict",
     /// A JSON Patch `test` operation did not match.
     PatchTestFailed = "patch_test_failed",
+    /// A referenced record (student, course, offering, process, order…) does not exist;
+    /// `details` names the field.
+    MissingReference = "missing_reference",
+    /// The student already holds a non-cancelled registration for this course offering.
+    DuplicateRegistration = "duplicate_registration",
+    /// The course offering has no free seat for another active registration.
+    OfferingFull = "offering_full",
+    /// Other records depend on this one (a live order, or registrations that use it).
+    HasDependants = "has_dependants",
+    /// The registration already has a live order.
+    OrderExists = "order_exists",
     /// A tenant with this id exists already.
     TenantExists = "tenant_exists",
     /// The body is larger than the limit.

@@ -3,16 +3,23 @@
 
 use crate::config::ServeArgs;
 use crate::domain::access::{Actor, Role, WriteContext};
+use crate::domain::catalog::{
+    ContactFields, CourseFields, CourseOfferingFields, RegistrationProcessFields,
+};
+use crate::domain::ids::TenantId;
 use crate::domain::tenant::{ApiKey, NewTenant};
 use crate::domain::time::Timestamp;
 use crate::error::ApiError;
 use crate::http;
+use crate::store::catalog::CatalogHooks;
 use crate::store::directory::{hash_secret, random_secret};
 use crate::store::{Store, StoreError};
 use crate::workflows;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, HttpServer};
 use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
@@ -199,7 +206,7 @@ async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoad
         path: dir.to_path_buf(),
         message,
     };
-    let read = |name: &str| -> Result<serde_json::Value, StartupError> {
+    let read = |name: &str| -> Result<Value, StartupError> {
         let path = dir.join(name);
         let text =
             std::fs::read_to_string(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
@@ -233,9 +240,22 @@ async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoad
         key_id: demo_key.id,
         role,
     });
-    let registrations = read("registrations.json")?;
-    for body in registrations.as_array().into_iter().flatten() {
-        workflows::registrations::create(store, &tenant.id, body, &ctx)
+    let catalog = read("catalog.json")?;
+    let mut names = HashMap::new();
+    load_demo_kind::<ContactFields>(store, &tenant.id, &catalog, &mut names, &ctx)
+        .await
+        .map_err(as_message)?;
+    load_demo_kind::<CourseFields>(store, &tenant.id, &catalog, &mut names, &ctx)
+        .await
+        .map_err(as_message)?;
+    load_demo_kind::<CourseOfferingFields>(store, &tenant.id, &catalog, &mut names, &ctx)
+        .await
+        .map_err(as_message)?;
+    load_demo_kind::<RegistrationProcessFields>(store, &tenant.id, &catalog, &mut names, &ctx)
+        .await
+        .map_err(as_message)?;
+    for body in catalog["registrations"].as_array().into_iter().flatten() {
+        workflows::registrations::create(store, &tenant.id, &resolve_names(body, &names), &ctx)
             .await
             .map_err(as_message)?;
     }
@@ -243,6 +263,46 @@ async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoad
         tenant: tenant.id.to_string(),
         key: demo_key.key,
     })
+}
+
+/// Creates the demo records of one kind (`catalog[kind]`, an object of name → body) and
+/// remembers each one's id under its name.
+async fn load_demo_kind<F: CatalogHooks>(
+    store: &std::sync::Arc<Store>,
+    tenant: &TenantId,
+    catalog: &Value,
+    names: &mut HashMap<String, String>,
+    ctx: &WriteContext,
+) -> Result<(), ApiError> {
+    let Some(records) = catalog.get(F::KIND.resource()).and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (name, body) in records {
+        let record =
+            workflows::catalog::create::<F>(store, tenant, &resolve_names(body, names), ctx)
+                .await?;
+        names.insert(name.clone(), record.id.to_string());
+    }
+    Ok(())
+}
+
+/// Replaces every string `"@name"` by the id the demo record `name` was given.
+fn resolve_names(value: &Value, names: &HashMap<String, String>) -> Value {
+    match value {
+        Value::String(s) => match s.strip_prefix('@').and_then(|name| names.get(name)) {
+            Some(id) => Value::String(id.clone()),
+            None => value.clone(),
+        },
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| resolve_names(v, names)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), resolve_names(v, names)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Runs the server as the `serve` command does, with the start-up banner.

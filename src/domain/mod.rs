@@ -1,6 +1,7 @@
 //! Typed records, their values and the rules that hold for them. No HTTP, no sled.
 
 pub mod access;
+pub mod catalog;
 pub mod enums;
 pub mod ids;
 pub mod patch;

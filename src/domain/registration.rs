@@ -1,6 +1,10 @@
 //! The course registration record and the rules of its lifecycle.
 
 use super::access::WriteContext;
+use super::catalog::{
+    derive_name, CatalogKind, CatalogRecord, ContactFields, CourseOfferingFields, OrderFields,
+    Reference,
+};
 use super::enums::{BillingStatus, OrderStatus, RegistrationStatus};
 use super::ids::RecordId;
 use super::record::{parse_client_fields, BodyExtras, Fields};
@@ -86,6 +90,69 @@ record_fields! {
 }
 
 impl RegistrationFields {
+    /// The catalog records a registration points at; each must exist when it is written.
+    pub fn references(&self) -> Vec<Reference> {
+        let mut refs = Vec::new();
+        if let Some(student) = &self.student_id {
+            refs.push(Reference {
+                field: "student_id",
+                kind: CatalogKind::Contact,
+                id: student.clone(),
+                of_course: None,
+            });
+        }
+        refs.extend(Reference::course_and_offering(
+            &self.course_id,
+            &self.course_offering_id,
+        ));
+        for (field, kind, id) in [
+            (
+                "process_id",
+                CatalogKind::RegistrationProcess,
+                &self.process_id,
+            ),
+            ("order_id", CatalogKind::Order, &self.order_id),
+        ] {
+            if let Some(id) = id {
+                refs.push(Reference {
+                    field,
+                    kind,
+                    id: id.clone(),
+                    of_course: None,
+                });
+            }
+        }
+        refs
+    }
+
+    /// Fills the contact's details where the registration has none of its own.
+    pub fn fill_from_contact(&mut self, contact: &ContactFields) {
+        fill(&mut self.first_name, &contact.first_name);
+        fill(&mut self.last_name, &contact.last_name);
+        // Precedence: a given name, then the contact's, then one derived from first/last.
+        fill(&mut self.name, &contact.name);
+        fill(&mut self.email_address, &contact.email_address);
+        fill(&mut self.city, &contact.city);
+        fill(&mut self.state, &contact.state);
+        fill(&mut self.country, &contact.country);
+        fill(&mut self.job_title, &contact.job_title);
+        fill(&mut self.organization_id, &contact.organization_id);
+    }
+
+    /// Fills the offering's date, provider, location and webinar link where absent.
+    pub fn fill_from_offering(&mut self, offering: &CourseOfferingFields) {
+        fill(&mut self.course_date, &offering.start_date);
+        fill(
+            &mut self.training_provider_id,
+            &offering.training_provider_id,
+        );
+        fill(
+            &mut self.training_location_id,
+            &offering.training_location_id,
+        );
+        fill(&mut self.webinar_join_url, &offering.webinar_join_url);
+    }
+
     /// Copies every server-managed field from `from`, discarding whatever `self` had.
     fn take_server_managed(&mut self, from: &RegistrationFields) {
         self.sys_version = from.sys_version;
@@ -115,17 +182,7 @@ impl RegistrationFields {
     /// Applies the rules that make client fields a complete registration: `name` derived from
     /// first/last name when absent, required references present, `status` defaulted.
     fn complete(&mut self) -> Result<(), ApiError> {
-        if self.name.is_none() {
-            let parts: Vec<&str> = [&self.first_name, &self.last_name]
-                .into_iter()
-                .flatten()
-                .map(|t| t.as_str().trim())
-                .filter(|t| !t.is_empty())
-                .collect();
-            if !parts.is_empty() {
-                self.name = Text::new(parts.join(" ")).ok();
-            }
-        }
+        derive_name(&mut self.name, &self.first_name, &self.last_name);
         let mut missing = Vec::new();
         match &self.name {
             None => missing.push(FieldError::new(
@@ -162,6 +219,12 @@ impl RegistrationFields {
             role: ctx.actor.role.as_str().to_owned(),
             at: ctx.at,
         });
+    }
+}
+
+fn fill<T: Clone>(target: &mut Option<T>, source: &Option<T>) {
+    if target.is_none() {
+        target.clone_from(source);
     }
 }
 
@@ -245,6 +308,35 @@ impl CourseRegistration {
 
     pub fn version(&self) -> u64 {
         self.fields.sys_version.unwrap_or(1)
+    }
+
+    /// This registration linked to `order`, with the order's number, totals and status copied
+    /// in; `Unchanged` when they are already current.
+    pub fn with_order(
+        &self,
+        order: &CatalogRecord<OrderFields>,
+        line_item_id: Option<&str>,
+        ctx: &WriteContext,
+    ) -> Result<Revision, ApiError> {
+        let mut fields = self.fields.client_view();
+        let o = &order.fields;
+        fields.order_id = Some(order.id.clone());
+        if let Some(line) = line_item_id {
+            fields.order_line_item_id = Text::new(line).ok();
+        }
+        fields.order_number = o.number;
+        fields.order_total = o.total.map(|t| t.0);
+        fields.order_amount_paid = o.amount_paid.map(|p| p.0);
+        fields.order_balance_due = o.balance_due;
+        fields.order_status = o.status;
+        fields.order_currency_code.clone_from(&o.currency_code);
+        fields.order_currency_symbol.clone_from(&o.currency_symbol);
+        self.revise(fields, ctx)
+    }
+
+    /// Whether the registration holds its student's one place in the offering.
+    pub fn holds_slot(&self) -> bool {
+        self.status() != RegistrationStatus::Cancelled
     }
 
     pub fn is_locked(&self) -> bool {

@@ -87,6 +87,17 @@ impl FieldValue for Text {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notes(String);
 
+impl Notes {
+    pub fn new(text: impl Into<String>) -> Result<Self, String> {
+        let text = text.into();
+        check_text(&text, true).map(|()| Notes(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl FieldValue for Notes {
     fn parse(value: &Value) -> Result<Self, String> {
         let text = expect_str(value)?;

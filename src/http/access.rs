@@ -15,7 +15,16 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use std::future::{ready, Ready};
 
 /// The resources whose paths are `/{resource}/{tenantId}/...`.
-pub const TENANT_RESOURCES: &[&str] = &["courseRegistrations"];
+pub const TENANT_RESOURCES: &[&str] = &[
+    "courseRegistrations",
+    "contacts",
+    "courses",
+    "courseOfferings",
+    "registrationProcesses",
+    "orders",
+    "emailTemplates",
+    "emails",
+];
 
 /// What a request must present.
 #[derive(Debug, Clone, PartialEq, Eq)]

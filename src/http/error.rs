@@ -15,7 +15,14 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         Forbidden | RecordLocked => StatusCode::FORBIDDEN,
         TenantNotFound | NotFound | RouteNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        VersionConflict | PatchTestFailed | TenantExists => StatusCode::CONFLICT,
+        VersionConflict
+        | PatchTestFailed
+        | TenantExists
+        | MissingReference
+        | DuplicateRegistration
+        | OfferingFull
+        | HasDependants
+        | OrderExists => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,9 +3,11 @@
 pub mod access;
 pub mod admin;
 pub mod body;
+pub mod catalog;
 pub mod error;
 pub mod query;
 pub mod registrations;
+pub mod request;
 pub mod service;
 
 use crate::error::ApiError;
@@ -39,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(service::configure)
         .configure(admin::configure)
         .configure(registrations::configure)
+        .configure(catalog::configure)
         .default_service(web::to(error::route_not_found));
 }
 

@@ -3,8 +3,7 @@
 use super::access::Caller;
 use super::body::JsonBody;
 use super::query::QueryParams;
-use crate::domain::access::WriteContext;
-use crate::domain::ids::RecordId;
+use super::request::{etag, if_match, page_headers, path_id, store_of, write_context};
 use crate::domain::patch::parse_patch;
 use crate::domain::record::project;
 use crate::domain::registration::{CourseRegistration, RegistrationFields};
@@ -12,13 +11,11 @@ use crate::domain::values::{FieldValue, Text};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
 use crate::store::registrations::Page;
-use crate::store::Store;
 use crate::workflows::blocking;
-use crate::workflows::registrations::{self as flow, Change, Precondition};
-use actix_web::http::header::{self, HeaderValue};
+use crate::workflows::generate;
+use crate::workflows::registrations::{self as flow, Change};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let scope = "/courseRegistrations/{tenantId}";
@@ -42,6 +39,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(super::error::method_not_allowed)),
         );
     }
+    // Literal paths first: `{id}` would match them too.
+    cfg.service(
+        web::resource(format!("{scope}/generateOrder"))
+            .route(web::post().to(generate_order))
+            .default_service(web::to(super::error::method_not_allowed)),
+    );
+    cfg.service(
+        web::resource(format!(
+            "{scope}/generateRegistration/{{processId}}/{{contactId}}"
+        ))
+        .route(web::post().to(generate_registration))
+        .default_service(web::to(super::error::method_not_allowed)),
+    );
     cfg.service(
         web::resource(format!("{scope}/{{id}}"))
             .route(web::get().to(get_one))
@@ -50,50 +60,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete))
             .default_service(web::to(super::error::method_not_allowed)),
     );
-}
-
-fn store_of(req: &HttpRequest) -> Result<Arc<Store>, ApiError> {
-    req.app_data::<web::Data<Store>>()
-        .map(|data| data.clone().into_inner())
-        .ok_or_else(ApiError::internal)
-}
-
-fn path_id(req: &HttpRequest) -> Result<RecordId, ApiError> {
-    let raw = req.match_info().get("id").unwrap_or_default();
-    RecordId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("id {e}")))
-}
-
-fn write_context(caller: &Caller) -> WriteContext {
-    WriteContext::new(caller.principal.actor())
-}
-
-fn etag(record: &CourseRegistration) -> (header::HeaderName, String) {
-    (header::ETAG, format!("\"{}\"", record.version()))
-}
-
-/// `If-Match`: a list of entity tags (quoted versions, weak or strong) or `*`.
-fn if_match(req: &HttpRequest) -> Result<Precondition, ApiError> {
-    let Some(value) = req.headers().get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::new(ErrorCode::VersionConflict, "If-Match is not readable"))?;
-    if text.trim() == "*" {
-        return Ok(None);
-    }
-    // A tag that is not one of our versions can never match: that is a failed precondition.
-    let versions = text
-        .split(',')
-        .filter_map(|tag| {
-            tag.trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .parse::<u64>()
-                .ok()
-        })
-        .collect();
-    Ok(Some(versions))
 }
 
 fn render(record: &CourseRegistration, fields: Option<&[String]>) -> Map<String, Value> {
@@ -106,7 +72,7 @@ fn render(record: &CourseRegistration, fields: Option<&[String]>) -> Map<String,
 
 fn record_response(record: &CourseRegistration, fields: Option<&[String]>) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header(etag(record))
+        .insert_header(etag(record.version()))
         .json(render(record, fields))
 }
 
@@ -126,7 +92,7 @@ async fn get_one(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiEr
     let fields = query.projection::<RegistrationFields>("fields")?;
     // Every read is strongly consistent; the flag is accepted and checked, nothing more.
     query.flag("consistentRead")?;
-    let id = path_id(&req)?;
+    let id = path_id(&req, "id")?;
     let record = flow::fetch(&store_of(&req)?, caller.tenant()?, &id).await?;
     Ok(record_response(&record, fields.as_deref()))
 }
@@ -137,7 +103,7 @@ async fn replace(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
-    let id = path_id(&req)?;
+    let id = path_id(&req, "id")?;
     let store = store_of(&req)?;
     let record = flow::update(
         &store,
@@ -153,7 +119,7 @@ async fn replace(
 
 async fn patch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
-    let id = path_id(&req)?;
+    let id = path_id(&req, "id")?;
     let patch = parse_patch(&body.0)?;
     let store = store_of(&req)?;
     let record = flow::update(
@@ -170,7 +136,7 @@ async fn patch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpR
 
 async fn delete(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
-    let id = path_id(&req)?;
+    let id = path_id(&req, "id")?;
     let store = store_of(&req)?;
     flow::delete(
         &store,
@@ -181,17 +147,6 @@ async fn delete(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
     )
     .await?;
     Ok(HttpResponse::Ok().json(id.as_str()))
-}
-
-/// The URL of the next page: this request's path and query with the new start key.
-fn next_link(req: &HttpRequest, query: &QueryParams, token: &str, names: &[&str]) -> String {
-    let mut pairs: Vec<(&str, &str)> = names
-        .iter()
-        .filter_map(|n| query.get(n).map(|v| (*n, v)))
-        .collect();
-    pairs.push(("exclusiveStartKey", token));
-    let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    format!("{}?{}", req.path(), encoded)
 }
 
 async fn list(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
@@ -210,13 +165,7 @@ async fn list(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError
         .map(|r| Value::Object(render(r, fields.as_deref())))
         .collect();
     let mut response = HttpResponse::Ok();
-    if let Some(token) = &page.next {
-        let link = next_link(&req, &query, token, &["fields", "limit"]);
-        response.insert_header(("X-Last-Evaluated-Key", token.as_str()));
-        if let Ok(value) = HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
-            response.insert_header((header::LINK, value));
-        }
-    }
+    page_headers(&mut response, &req, &query, page.next.as_deref());
     Ok(response.json(items))
 }
 
@@ -278,4 +227,38 @@ async fn lookup(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
         body["LastEvaluatedKey"] = Value::String(token);
     }
     Ok(HttpResponse::Ok().json(body))
+}
+
+async fn generate_registration(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let query = QueryParams::parse(&req, &["dryRun"])?;
+    let dry_run = query.flag("dryRun")?;
+    let process = path_id(&req, "processId")?;
+    let contact = path_id(&req, "contactId")?;
+    let store = store_of(&req)?;
+    let record = generate::registration(
+        &store,
+        caller.tenant()?,
+        &process,
+        &contact,
+        &write_context(&caller),
+        dry_run,
+    )
+    .await?;
+    if dry_run {
+        return Ok(HttpResponse::Ok().json(record.to_json()));
+    }
+    Ok(record_response(&record, None))
+}
+
+async fn generate_order(
+    req: HttpRequest,
+    caller: Caller,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let store = store_of(&req)?;
+    let order = generate::order(&store, caller.tenant()?, &body.0, &write_context(&caller)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(order.version()))
+        .json(order.to_json()))
 }

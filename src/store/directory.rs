@@ -10,7 +10,9 @@ use super::keys;
 use super::pipeline::Intent;
 use super::tx::{TreeId, Tx, TxError};
 use super::Store;
-use crate::domain::access::Principal;
+use crate::domain::access::{Principal, WriteContext};
+use crate::domain::catalog::{default_confirmation_template, CatalogRecord, DEFAULT_TEMPLATE_ID};
+use crate::domain::ids::RecordId;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{parse_tenant_patch, ApiKey, NewKey, NewTenant, Tenant};
 use crate::domain::time::Timestamp;
@@ -89,6 +91,14 @@ impl Intent for CreateTenant {
             return Err(StoreError::TenantExists.into());
         }
         tx.insert(TreeId::Tenants, key.into_bytes(), codec::encode(&self.0)?);
+        // Every tenant starts with a confirmation template previewEmail falls back to.
+        let ctx = WriteContext {
+            actor: Principal::Operator.actor(),
+            at: self.0.created_at,
+        };
+        let id = RecordId::parse(DEFAULT_TEMPLATE_ID).map_err(StoreError::Corrupt)?;
+        let template = CatalogRecord::create(id, default_confirmation_template(), &ctx)?;
+        super::catalog::put(tx, &self.0.id, &template)?;
         Ok(())
     }
 }

@@ -174,6 +174,12 @@ pub fn index_entry_id(key: &[u8], value_count: usize) -> Result<String, Malforme
     Ok(id)
 }
 
+/// The last key strictly before every key that starts with `prefix + id`: where a reverse
+/// scan resumes after the record `id`.
+pub fn resume_before(prefix: &Key, id: &str) -> Vec<u8> {
+    prefix.clone().text(id).into_bytes()
+}
+
 /// The first key strictly after every key that starts with `prefix + id` component, i.e. where a
 /// scan resumes after the record `id`.
 pub fn resume_after(prefix: &Key, id: &str) -> Vec<u8> {
@@ -182,6 +188,41 @@ pub fn resume_after(prefix: &Key, id: &str) -> Vec<u8> {
     // smallest key greater than the entry itself.
     bytes.push(0x00);
     bytes
+}
+
+/// `catalog`: (tenant, kind tag, id) → catalog record.
+pub fn catalog(tenant: &str, kind: &str, id: &str) -> Key {
+    Key::new().text(tenant).text(kind).text(id)
+}
+
+/// Prefix of every catalog record of one kind in a tenant.
+pub fn catalog_of(tenant: &str, kind: &str) -> Key {
+    Key::new().text(tenant).text(kind)
+}
+
+/// `registration_slots`: (tenant, offering, student) → id of the student's live registration.
+pub fn registration_slot(tenant: &str, offering: &str, student: &str) -> Key {
+    Key::new().text(tenant).text(offering).text(student)
+}
+
+/// `outbox`: (tenant, message id) → message.
+pub fn outbox(tenant: &str, id: &str) -> Key {
+    Key::new().text(tenant).text(id)
+}
+
+/// Prefix of every outbox message of one tenant.
+pub fn outbox_of(tenant: &str) -> Key {
+    Key::new().text(tenant)
+}
+
+/// `counters`: how many records point at the catalog record (tenant, kind, id).
+pub fn reference_count(tenant: &str, kind: &str, id: &str) -> Key {
+    Key::new().text(tenant).text("refs").text(kind).text(id)
+}
+
+/// `counters`: how many active registrations an offering has.
+pub fn active_count(tenant: &str, offering: &str) -> Key {
+    Key::new().text(tenant).text("active").text(offering)
 }
 
 /// `counters`: (tenant, counter name) → u64.

@@ -2,17 +2,24 @@
 //!
 //! Trees (key → value; every value starts with a format byte):
 //! * `registrations`: (tenant, id) → registration
+//! * `catalog`: (tenant, kind, id) → contact, course, offering, process, order or template
+//! * `registration_slots`: (tenant, offering, student) → the student's live registration
+//! * `outbox`: (tenant, message id) → mail kept instead of sent
 //! * one tree per lookup index (`index::REGISTRATION_INDEXES`): (tenant, values…, id) → status
-//! * `counters`: (tenant, name) → u64 (registration number sequence, registration count)
+//! * `counters`: (tenant, name…) → u64 (number sequences, registration count, active seats
+//!   per offering, reference counts per catalog record)
 //! * `tenants`: (tenant) → tenant; `api_keys`: (key id) → key;
 //!   `api_keys_by_tenant`: (tenant, key id) → ()
 //! * `meta`: (name) → value (page-token secret, operator key hash)
 
+pub mod catalog;
 pub mod codec;
 pub mod directory;
 pub mod error;
 pub mod index;
 pub mod keys;
+pub mod orders;
+pub mod outbox;
 pub mod page;
 pub mod pipeline;
 pub mod registrations;
@@ -40,6 +47,8 @@ pub struct Store {
     pipeline: Pipeline,
     db: sled::Db,
     registrations: sled::Tree,
+    catalog: sled::Tree,
+    outbox: sled::Tree,
     indexes: Vec<sled::Tree>,
     counters: sled::Tree,
     meta: sled::Tree,
@@ -77,6 +86,8 @@ impl Store {
         Ok(Store {
             pipeline,
             registrations: fixed[TreeId::Registrations.position()].clone(),
+            catalog: fixed[TreeId::Catalog.position()].clone(),
+            outbox: fixed[TreeId::Outbox.position()].clone(),
             counters: fixed[TreeId::Counters.position()].clone(),
             indexes,
             meta,

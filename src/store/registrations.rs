@@ -1,6 +1,7 @@
 //! Registrations in sled: the intents that write them (record, index entries and counters in
 //! one transaction) and the reads that page through them.
 
+use super::catalog;
 use super::codec;
 use super::error::StoreError;
 use super::index::{entry_status, entry_value, IndexDef, REGISTRATION_INDEXES};
@@ -9,8 +10,11 @@ use super::page::PageScope;
 use super::pipeline::Intent;
 use super::tx::{TreeId, Tx, TxError};
 use super::Store;
+use crate::domain::access::WriteContext;
+use crate::domain::catalog::{CatalogRecord, ContactFields, CourseOfferingFields, OrderFields};
 use crate::domain::ids::{RecordId, TenantId};
-use crate::domain::registration::CourseRegistration;
+use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
+use crate::error::{ApiError, ErrorCode};
 
 /// Counter names under (tenant, name) in `counters`.
 pub const NUMBER_SEQUENCE: &str = "registration_number";
@@ -28,7 +32,7 @@ pub struct Page {
     pub next: Option<String>,
 }
 
-fn load(
+pub(super) fn load(
     tx: &Tx<'_>,
     tenant: &TenantId,
     id: &RecordId,
@@ -42,7 +46,9 @@ fn load(
     }
 }
 
-/// Replaces `old` by `new` (either may be absent) with every index entry and the count.
+/// Replaces `old` by `new` (either may be absent): the record, its index entries, its slot in
+/// the offering, the offering's active count, the reference counts of what it points at and
+/// the tenant's count. The rules are checked first, so a refusal writes nothing.
 fn write(
     tx: &mut Tx<'_>,
     tenant: &TenantId,
@@ -50,6 +56,35 @@ fn write(
     new: Option<&CourseRegistration>,
 ) -> Result<(), TxError> {
     let t = tenant.as_str();
+    if let Some(new) = new {
+        check_slot(tx, tenant, new)?;
+        check_capacity(tx, tenant, old, new)?;
+    }
+    if let Some(old) = old.filter(|r| r.holds_slot()) {
+        if let Some(key) = slot_key(tenant, old) {
+            tx.remove(TreeId::RegistrationSlots, key.into_bytes());
+        }
+    }
+    if let Some(new) = new.filter(|r| r.holds_slot()) {
+        if let Some(key) = slot_key(tenant, new) {
+            tx.insert(
+                TreeId::RegistrationSlots,
+                key.into_bytes(),
+                new.id.as_str().as_bytes().to_vec(),
+            );
+        }
+    }
+    for (record, delta) in [(old, -1), (new, 1)] {
+        if let Some(offering) = record
+            .filter(|r| r.status().is_active())
+            .and_then(|r| r.fields.course_offering_id.as_ref())
+        {
+            tx.add_to_counter(keys::active_count(t, offering.as_str()).as_bytes(), delta)?;
+        }
+    }
+    let refs =
+        |r: Option<&CourseRegistration>| r.map(|r| r.fields.references()).unwrap_or_default();
+    catalog::move_references(tx, tenant, &refs(old), &refs(new))?;
     for (position, def) in REGISTRATION_INDEXES.iter().enumerate() {
         if let Some(entry) = old.and_then(|r| def.entry_key(t, r)) {
             tx.remove(TreeId::Index(position), entry.into_bytes());
@@ -65,14 +100,13 @@ fn write(
         }
     }
     let count_key = keys::counter(t, REGISTRATION_COUNT);
-    let count = tx.counter(count_key.as_bytes())?;
     match (old, new) {
         (Some(old), None) => {
             tx.remove(
                 TreeId::Registrations,
                 keys::registration(t, old.id.as_str()).into_bytes(),
             );
-            tx.set_counter(count_key.as_bytes(), count.saturating_sub(1));
+            tx.add_to_counter(count_key.as_bytes(), -1)?;
         }
         (old, Some(new)) => {
             tx.insert(
@@ -81,7 +115,7 @@ fn write(
                 codec::encode(new)?,
             );
             if old.is_none() {
-                tx.set_counter(count_key.as_bytes(), count + 1);
+                tx.add_to_counter(count_key.as_bytes(), 1)?;
             }
         }
         (None, None) => {}
@@ -89,55 +123,211 @@ fn write(
     Ok(())
 }
 
-/// Stores a new registration, numbering it from the tenant's sequence when it has no number.
+fn slot_key(tenant: &TenantId, record: &CourseRegistration) -> Option<Key> {
+    let offering = record.fields.course_offering_id.as_ref()?;
+    let student = record.fields.student_id.as_ref()?;
+    Some(keys::registration_slot(
+        tenant.as_str(),
+        offering.as_str(),
+        student.as_str(),
+    ))
+}
+
+/// One student, one non-cancelled registration per offering.
+fn check_slot(tx: &Tx<'_>, tenant: &TenantId, new: &CourseRegistration) -> Result<(), TxError> {
+    if !new.holds_slot() {
+        return Ok(());
+    }
+    let Some(key) = slot_key(tenant, new) else {
+        return Ok(());
+    };
+    match tx.get(TreeId::RegistrationSlots, key.as_bytes())? {
+        Some(holder) if holder.as_slice() != new.id.as_str().as_bytes() => Err(ApiError::new(
+            ErrorCode::DuplicateRegistration,
+            format!(
+                "student {} already has registration {} for this course offering",
+                new.fields
+                    .student_id
+                    .as_ref()
+                    .map(|s| s.as_str())
+                    .unwrap_or_default(),
+                String::from_utf8_lossy(&holder)
+            ),
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// An active registration needs a seat unless it already had one in the same offering.
+fn check_capacity(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    old: Option<&CourseRegistration>,
+    new: &CourseRegistration,
+) -> Result<(), TxError> {
+    let Some(offering_id) = new
+        .fields
+        .course_offering_id
+        .as_ref()
+        .filter(|_| new.status().is_active())
+    else {
+        return Ok(());
+    };
+    let had_seat = old.is_some_and(|o| {
+        o.status().is_active() && o.fields.course_offering_id.as_ref() == Some(offering_id)
+    });
+    if had_seat {
+        return Ok(());
+    }
+    let Some(offering) = catalog::load::<CourseOfferingFields>(tx, tenant, offering_id)? else {
+        return Ok(()); // check_references reports a missing offering
+    };
+    if let Some(capacity) = offering.fields.capacity {
+        let active =
+            tx.counter(keys::active_count(tenant.as_str(), offering_id.as_str()).as_bytes())?;
+        if active >= capacity {
+            return Err(ApiError::new(
+                ErrorCode::OfferingFull,
+                format!(
+                    "course offering {offering_id} is full ({active} of {capacity} seats taken)"
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Checks the references and fills the denormalised fields from the contact and offering.
+fn resolve(tx: &Tx<'_>, tenant: &TenantId, fields: &mut RegistrationFields) -> Result<(), TxError> {
+    catalog::check_references(tx, tenant, &fields.references())?;
+    if let Some(student) = fields.student_id.clone() {
+        if let Some(contact) = catalog::load::<ContactFields>(tx, tenant, &student)? {
+            fields.fill_from_contact(&contact.fields);
+        }
+    }
+    if let Some(offering) = fields.course_offering_id.clone() {
+        if let Some(offering) = catalog::load::<CourseOfferingFields>(tx, tenant, &offering)? {
+            fields.fill_from_offering(&offering.fields);
+        }
+    }
+    Ok(())
+}
+
+/// Creates a registration inside `tx`: references, denormalisation, the record rules, the
+/// number, then every rule between records.
+pub(super) fn create_in(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    id: &RecordId,
+    fields: &RegistrationFields,
+    ctx: &WriteContext,
+) -> Result<CourseRegistration, TxError> {
+    if load(tx, tenant, id)?.is_some() {
+        return Err(StoreError::Corrupt(format!("id {id} is taken")).into());
+    }
+    let mut fields = fields.clone();
+    resolve(tx, tenant, &mut fields)?;
+    let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;
+    if record.fields.number.is_none() {
+        let sequence = keys::counter(tenant.as_str(), NUMBER_SEQUENCE);
+        let next = tx.counter(sequence.as_bytes())? + 1;
+        tx.set_counter(sequence.as_bytes(), next);
+        record.fields.number = Some(next as f64);
+    }
+    write(tx, tenant, None, Some(&record))?;
+    Ok(record)
+}
+
+/// Replaces a stored registration inside `tx` (already loaded and version-checked).
+pub(super) fn replace_in(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    stored: &CourseRegistration,
+    new: &CourseRegistration,
+) -> Result<(), TxError> {
+    write(tx, tenant, Some(stored), Some(new))
+}
+
+/// Copies an order's state onto one of its registrations (if it still points at the order).
+pub(super) fn follow_order(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    registration: &RecordId,
+    order: &CatalogRecord<OrderFields>,
+    ctx: &WriteContext,
+) -> Result<(), TxError> {
+    let Some(stored) = load(tx, tenant, registration)? else {
+        return Ok(());
+    };
+    if stored.fields.order_id.as_ref() != Some(&order.id) {
+        return Ok(());
+    }
+    if let Revision::Changed(updated) = stored.with_order(order, None, ctx)? {
+        write(tx, tenant, Some(&stored), Some(&updated))?;
+    }
+    Ok(())
+}
+
+/// Stores a new registration (or, as a dry run, evaluates every rule and stores nothing).
 pub struct CreateRegistration {
     pub tenant: TenantId,
-    pub record: CourseRegistration,
+    pub id: RecordId,
+    pub fields: RegistrationFields,
+    pub ctx: WriteContext,
+    pub dry_run: bool,
 }
 
 impl Intent for CreateRegistration {
     type Output = CourseRegistration;
 
     fn apply(&self, tx: &mut Tx<'_>) -> Result<CourseRegistration, TxError> {
-        let mut record = self.record.clone();
-        if load(tx, &self.tenant, &record.id)?.is_some() {
-            return Err(StoreError::Corrupt(format!("id {} is taken", record.id)).into());
+        let mut record = create_in(tx, &self.tenant, &self.id, &self.fields, &self.ctx)?;
+        if self.dry_run {
+            tx.discard();
+            // A dry run takes no number from the sequence.
+            if self.fields.number.is_none() {
+                record.fields.number = None;
+            }
         }
-        if record.fields.number.is_none() {
-            let sequence = keys::counter(self.tenant.as_str(), NUMBER_SEQUENCE);
-            let next = tx.counter(sequence.as_bytes())? + 1;
-            tx.set_counter(sequence.as_bytes(), next);
-            record.fields.number = Some(next as f64);
-        }
-        write(tx, &self.tenant, None, Some(&record))?;
         Ok(record)
     }
 }
 
-/// Replaces a registration, provided it is still at `base_version`.
-pub struct ReplaceRegistration {
+/// Gives a registration new client fields, provided it is still at `base_version`.
+pub struct ReviseRegistration {
     pub tenant: TenantId,
+    pub id: RecordId,
     pub base_version: u64,
-    pub record: CourseRegistration,
+    pub fields: RegistrationFields,
+    pub ctx: WriteContext,
 }
 
-impl Intent for ReplaceRegistration {
+impl Intent for ReviseRegistration {
     type Output = CourseRegistration;
 
     fn apply(&self, tx: &mut Tx<'_>) -> Result<CourseRegistration, TxError> {
-        let stored = load(tx, &self.tenant, &self.record.id)?.ok_or(StoreError::NotFound)?;
+        let stored = load(tx, &self.tenant, &self.id)?.ok_or(StoreError::NotFound)?;
         if stored.version() != self.base_version {
             return Err(StoreError::VersionChanged {
                 stored: stored.version(),
             }
             .into());
         }
-        write(tx, &self.tenant, Some(&stored), Some(&self.record))?;
-        Ok(self.record.clone())
+        let mut fields = self.fields.clone();
+        resolve(tx, &self.tenant, &mut fields)?;
+        match stored.revise(fields, &self.ctx)? {
+            Revision::Unchanged => Ok(stored),
+            Revision::Changed(revised) => {
+                write(tx, &self.tenant, Some(&stored), Some(&revised))?;
+                Ok(*revised)
+            }
+        }
     }
 }
 
-/// Deletes a registration, provided it is still at `base_version`.
+/// Deletes a registration without a live order, provided it is still at `base_version`.
 pub struct DeleteRegistration {
     pub tenant: TenantId,
     pub id: RecordId,
@@ -154,6 +344,19 @@ impl Intent for DeleteRegistration {
                 stored: stored.version(),
             }
             .into());
+        }
+        if let Some(order_id) = &stored.fields.order_id {
+            let order = catalog::load::<OrderFields>(tx, &self.tenant, order_id)?;
+            if order.is_some_and(|o| o.fields.is_live()) {
+                return Err(ApiError::new(
+                    ErrorCode::HasDependants,
+                    format!(
+                        "registration {} has a live order ({order_id}); cancel or void it first",
+                        self.id
+                    ),
+                )
+                .into());
+            }
         }
         write(tx, &self.tenant, Some(&stored), None)
     }
@@ -248,7 +451,7 @@ impl Store {
     }
 
     /// Where a scan over `prefix` starts: at the prefix, or just after a token's position.
-    fn start_key(
+    pub(super) fn start_key(
         &self,
         scope: &PageScope,
         prefix: &Key,

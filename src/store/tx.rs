@@ -9,6 +9,12 @@ use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TreeId {
     Registrations,
+    /// Catalog records of every kind: (tenant, kind, id) → record.
+    Catalog,
+    /// Non-cancelled registrations by (tenant, offering, student) → id: one per student and offering.
+    RegistrationSlots,
+    /// Mail kept instead of sent: (tenant, id) → message.
+    Outbox,
     Counters,
     Tenants,
     ApiKeys,
@@ -18,8 +24,11 @@ pub enum TreeId {
 }
 
 impl TreeId {
-    pub const FIXED: [(&'static str, TreeId); 5] = [
+    pub const FIXED: [(&'static str, TreeId); 8] = [
         ("registrations", TreeId::Registrations),
+        ("catalog", TreeId::Catalog),
+        ("registration_slots", TreeId::RegistrationSlots),
+        ("outbox", TreeId::Outbox),
         ("counters", TreeId::Counters),
         ("tenants", TreeId::Tenants),
         ("api_keys", TreeId::ApiKeys),
@@ -29,10 +38,13 @@ impl TreeId {
     pub fn position(self) -> usize {
         match self {
             TreeId::Registrations => 0,
-            TreeId::Counters => 1,
-            TreeId::Tenants => 2,
-            TreeId::ApiKeys => 3,
-            TreeId::ApiKeysByTenant => 4,
+            TreeId::Catalog => 1,
+            TreeId::RegistrationSlots => 2,
+            TreeId::Outbox => 3,
+            TreeId::Counters => 4,
+            TreeId::Tenants => 5,
+            TreeId::ApiKeys => 6,
+            TreeId::ApiKeysByTenant => 7,
             TreeId::Index(n) => Self::FIXED.len() + n,
         }
     }
@@ -115,6 +127,22 @@ impl<'a> Tx<'a> {
 
     pub fn set_counter(&mut self, key: &[u8], value: u64) {
         self.insert(TreeId::Counters, key, value.to_be_bytes());
+    }
+
+    /// Adds `delta` to a counter, never below zero.
+    pub fn add_to_counter(&mut self, key: &[u8], delta: i64) -> Result<u64, TxError> {
+        let value = self.counter(key)?.saturating_add_signed(delta);
+        if value == 0 {
+            self.remove(TreeId::Counters, key);
+        } else {
+            self.set_counter(key, value);
+        }
+        Ok(value)
+    }
+
+    /// Drops every write buffered so far: a dry run evaluates every rule and keeps nothing.
+    pub fn discard(&mut self) {
+        self.writes.clear();
     }
 
     /// Hands the buffered writes to the shared transaction.

@@ -1,6 +1,8 @@
 //! Operations that combine the domain's rules with the store: read, decide, write, retry.
 //! Above `store/`, below `http/`; nothing here knows about HTTP.
 
+pub mod catalog;
+pub mod generate;
 pub mod registrations;
 
 use crate::error::ApiError;

@@ -1,14 +1,15 @@
-//! Creating, changing and deleting registrations: parse, apply the record rules against the
-//! stored version, and commit with an optimistic version check; retry when another writer got
-//! there first and the client did not pin a version.
+//! Creating, changing and deleting registrations: parse, check the lock and the pinned
+//! version against what is stored, and commit with an optimistic version check (the rules
+//! between records run inside the transaction); retry when another writer got there first and
+//! the client did not pin a version.
 
 use super::blocking;
 use crate::domain::access::WriteContext;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::patch::apply_patch;
-use crate::domain::registration::{CourseRegistration, RegistrationInput, Revision};
+use crate::domain::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::registrations::{CreateRegistration, DeleteRegistration, ReplaceRegistration};
+use crate::store::registrations::{CreateRegistration, DeleteRegistration, ReviseRegistration};
 use crate::store::{Store, StoreError};
 use json_patch::Patch;
 use serde_json::Value;
@@ -26,7 +27,7 @@ pub enum Change {
     Patch(Patch),
 }
 
-/// A version the client pinned with `If-Match`: `None` = any version.
+/// The versions a client pinned with `If-Match`: `None` = any version.
 pub type Precondition = Option<Vec<u64>>;
 
 pub async fn create(
@@ -42,13 +43,25 @@ pub async fn create(
             "must not be given: the server assigns ids",
         ));
     }
-    let record = CourseRegistration::create(RecordId::generate(), input.fields, ctx)?;
-    Ok(store
-        .submit(CreateRegistration {
-            tenant: tenant.clone(),
-            record,
-        })
-        .await?)
+    create_from_fields(store, tenant, input.fields, ctx, false).await
+}
+
+/// Creates a registration from parsed fields; a dry run checks every rule and stores nothing.
+pub async fn create_from_fields(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    fields: RegistrationFields,
+    ctx: &WriteContext,
+    dry_run: bool,
+) -> Result<CourseRegistration, ApiError> {
+    let intent = CreateRegistration {
+        tenant: tenant.clone(),
+        id: RecordId::generate(),
+        fields,
+        ctx: ctx.clone(),
+        dry_run,
+    };
+    Ok(store.submit(intent).await?)
 }
 
 pub async fn fetch(
@@ -67,58 +80,54 @@ fn not_found() -> ApiError {
 }
 
 /// The checks every change of a stored record passes first: the lock, then the version.
-fn check_preconditions(
-    stored: &CourseRegistration,
+pub fn check_preconditions(
+    locked: bool,
+    version: u64,
     if_match: &Precondition,
     ctx: &WriteContext,
 ) -> Result<(), ApiError> {
-    if stored.is_locked() && !ctx.is_admin() {
+    if locked && !ctx.is_admin() {
         return Err(ApiError::new(
             ErrorCode::RecordLocked,
             "the record is locked (sys_locked); only an admin key may change or delete it",
         ));
     }
     if let Some(versions) = if_match {
-        if !versions.contains(&stored.version()) {
-            return Err(StoreError::VersionChanged {
-                stored: stored.version(),
-            }
-            .into());
+        if !versions.contains(&version) {
+            return Err(StoreError::VersionChanged { stored: version }.into());
         }
     }
     Ok(())
 }
 
-/// The client fields a change produces from the stored record.
-fn changed_fields(
-    stored: &CourseRegistration,
+/// The client fields a PUT body or a patch produces from the stored record's JSON.
+pub fn changed_body(
+    stored_json: serde_json::Map<String, Value>,
+    stored_id: &str,
+    version: u64,
     change: &Change,
-) -> Result<RegistrationInput, ApiError> {
+) -> Result<Value, ApiError> {
     match change {
         Change::Replace(body) => {
-            let input = RegistrationInput::parse(body)?;
-            if let Some(id) = &input.extras.id {
-                if id.as_str() != Some(stored.id.as_str()) {
+            if let Some(id) = body.get("id").filter(|v| !v.is_null()) {
+                if id.as_str() != Some(stored_id) {
                     return Err(ApiError::field(
                         "id",
                         "must be absent or equal to the id in the path",
                     ));
                 }
             }
-            if let Some(version) = &input.extras.sys_version {
-                let version = version.as_u64().ok_or_else(|| {
+            if let Some(sent) = body.get("sys_version").filter(|v| !v.is_null()) {
+                let sent = sent.as_u64().ok_or_else(|| {
                     ApiError::field("sys_version", "must be a non-negative integer")
                 })?;
-                if version != stored.version() {
-                    return Err(StoreError::VersionChanged {
-                        stored: stored.version(),
-                    }
-                    .into());
+                if sent != version {
+                    return Err(StoreError::VersionChanged { stored: version }.into());
                 }
             }
-            Ok(input)
+            Ok(body.clone())
         }
-        Change::Patch(patch) => RegistrationInput::parse(&apply_patch(stored.to_json(), patch)?),
+        Change::Patch(patch) => apply_patch(stored_json, patch),
     }
 }
 
@@ -132,16 +141,20 @@ pub async fn update(
 ) -> Result<CourseRegistration, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
         let stored = fetch(store, tenant, id).await?;
-        check_preconditions(&stored, &if_match, ctx)?;
-        let input = changed_fields(&stored, &change)?;
-        let revised = match stored.revise(input.fields, ctx)? {
-            Revision::Unchanged => return Ok(stored),
-            Revision::Changed(revised) => *revised,
-        };
-        let intent = ReplaceRegistration {
+        check_preconditions(stored.is_locked(), stored.version(), &if_match, ctx)?;
+        let body = changed_body(
+            stored.to_json(),
+            stored.id.as_str(),
+            stored.version(),
+            &change,
+        )?;
+        let input = RegistrationInput::parse(&body)?;
+        let intent = ReviseRegistration {
             tenant: tenant.clone(),
+            id: id.clone(),
             base_version: stored.version(),
-            record: revised,
+            fields: input.fields,
+            ctx: ctx.clone(),
         };
         match store.submit(intent).await {
             Err(StoreError::VersionChanged { .. }) => continue,
@@ -160,7 +173,7 @@ pub async fn delete(
 ) -> Result<(), ApiError> {
     for _ in 0..MAX_ATTEMPTS {
         let stored = fetch(store, tenant, id).await?;
-        check_preconditions(&stored, &if_match, ctx)?;
+        check_preconditions(stored.is_locked(), stored.version(), &if_match, ctx)?;
         let intent = DeleteRegistration {
             tenant: tenant.clone(),
             id: id.clone(),
@@ -175,7 +188,7 @@ pub async fn delete(
     Err(busy())
 }
 
-fn busy() -> ApiError {
+pub fn busy() -> ApiError {
     ApiError::new(
         ErrorCode::VersionConflict,
         "the record kept changing while this write was applied; retry",

@@ -4,16 +4,29 @@ use crate::helpers::*;
 use futures_util::future::join_all;
 use serde_json::json;
 
+/// A catalog with students s0..=s32 and offering o1 of course c1, and a registration of s0.
+async fn setup(app: &TestApp, t: &Tenant) -> (World, String) {
+    let names: Vec<String> = (0..=32).map(|i| format!("s{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let w = app.world(t, &names, &[("o1", "c1")]).await;
+    let id = app.create(t, &w.body("s0", "c1", "o1")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (w, id)
+}
+
 async fn patch_student(
     app: &TestApp,
     t: &Tenant,
+    w: &World,
     id: &str,
-    student: String,
+    student: &str,
     if_match: Option<u64>,
 ) -> Response {
     let mut request = app
         .request(reqwest::Method::PATCH, &registration(t, id), Some(&t.write))
-        .json(&json!([{"op": "replace", "path": "/student_id", "value": student}]));
+        .json(&json!([{"op": "replace", "path": "/student_id", "value": w.id(student)}]));
     if let Some(version) = if_match {
         request = request.header("If-Match", format!("\"{version}\""));
     }
@@ -21,27 +34,27 @@ async fn patch_student(
 }
 
 /// The record's student lookup finds it, and no other student's lookup does.
-async fn assert_indexes_match(
-    app: &TestApp,
-    t: &Tenant,
-    id: &str,
-    students: impl Iterator<Item = String>,
-) {
+async fn assert_indexes_match(app: &TestApp, t: &Tenant, w: &World, id: &str) {
     let record = app.get(&registration(t, id), &t.read).await.body;
     let current = record["student_id"].as_str().unwrap().to_owned();
-    for student in students.chain(["s0".to_owned()]) {
+    for i in 0..=32 {
+        let student = w.id(&format!("s{i}"));
         let found = app
             .get(&format!("{}/student/{student}", registrations(t)), &t.read)
             .await;
         let expected = if student == current { 1 } else { 0 };
         assert_eq!(
             found.body["Count"], expected,
-            "lookup of {student} (record has {current})"
+            "lookup of s{i} (record has {current})"
         );
     }
     let by_course = app
         .get(
-            &format!("{}/studentCourse/{current}/c1", registrations(t)),
+            &format!(
+                "{}/studentCourse/{current}/{}",
+                registrations(t),
+                w.id("c1")
+            ),
             &t.read,
         )
         .await;
@@ -52,13 +65,15 @@ async fn assert_indexes_match(
 async fn parallel_patches_pinned_to_one_version_let_exactly_one_through() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let id = app.create(&t, &body("s0", "c1", "o1")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (w, id) = setup(&app, &t).await;
+    let students: Vec<String> = (1..=32).map(|i| format!("s{i}")).collect();
 
-    let results =
-        join_all((1..=32).map(|i| patch_student(&app, &t, &id, format!("s{i}"), Some(1)))).await;
+    let results = join_all(
+        students
+            .iter()
+            .map(|s| patch_student(&app, &t, &w, &id, s, Some(1))),
+    )
+    .await;
 
     let successes = results.iter().filter(|r| r.status == 200).count();
     assert_eq!(successes, 1);
@@ -67,21 +82,24 @@ async fn parallel_patches_pinned_to_one_version_let_exactly_one_through() {
     }
     let record = app.get(&registration(&t, &id), &t.read).await;
     assert_eq!(record.body["sys_version"], 2);
-    assert_indexes_match(&app, &t, &id, (1..=32).map(|i| format!("s{i}"))).await;
+    assert_indexes_match(&app, &t, &w, &id).await;
 }
 
 #[tokio::test]
 async fn parallel_patches_succeed_exactly_when_their_version_matched() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let id = app.create(&t, &body("s0", "c1", "o1")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (w, id) = setup(&app, &t).await;
+    let students: Vec<String> = (1..=32).map(|i| format!("s{i}")).collect();
 
     // Patch i pins version i: whether it matches depends on how many landed before it.
-    let results =
-        join_all((1..=32u64).map(|i| patch_student(&app, &t, &id, format!("s{i}"), Some(i)))).await;
+    let results = join_all(
+        students
+            .iter()
+            .zip(1u64..)
+            .map(|(s, version)| patch_student(&app, &t, &w, &id, s, Some(version))),
+    )
+    .await;
 
     let mut versions_written: Vec<u64> = results
         .iter()
@@ -101,20 +119,22 @@ async fn parallel_patches_succeed_exactly_when_their_version_matched() {
     );
     let record = app.get(&registration(&t, &id), &t.read).await;
     assert_eq!(record.body["sys_version"].as_u64().unwrap(), 1 + successes);
-    assert_indexes_match(&app, &t, &id, (1..=32).map(|i| format!("s{i}"))).await;
+    assert_indexes_match(&app, &t, &w, &id).await;
 }
 
 #[tokio::test]
 async fn unpinned_parallel_patches_all_apply() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let id = app.create(&t, &body("s0", "c1", "o1")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (w, id) = setup(&app, &t).await;
+    let students: Vec<String> = (1..=32).map(|i| format!("s{i}")).collect();
 
-    let results =
-        join_all((1..=32).map(|i| patch_student(&app, &t, &id, format!("s{i}"), None))).await;
+    let results = join_all(
+        students
+            .iter()
+            .map(|s| patch_student(&app, &t, &w, &id, s, None)),
+    )
+    .await;
 
     assert!(
         results.iter().all(|r| r.status == 200),
@@ -122,5 +142,5 @@ async fn unpinned_parallel_patches_all_apply() {
     );
     let record = app.get(&registration(&t, &id), &t.read).await;
     assert_eq!(record.body["sys_version"], 33);
-    assert_indexes_match(&app, &t, &id, (1..=32).map(|i| format!("s{i}"))).await;
+    assert_indexes_match(&app, &t, &w, &id).await;
 }

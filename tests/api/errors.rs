@@ -71,7 +71,8 @@ async fn every_endpoint_refuses_missing_unknown_and_foreign_keys() {
     let app = spawn_app().await;
     let t = app.tenant().await;
     let other = app.tenant().await;
-    let id = app.create(&t, &body("s1", "c1", "o1")).await["id"]
+    let w = app.world(&t, &["s1"], &[("o1", "c1")]).await;
+    let id = app.create(&t, &w.body("s1", "c1", "o1")).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -152,8 +153,9 @@ async fn unknown_tenants_are_404_for_the_operator_and_403_for_tenant_keys() {
 async fn the_operator_key_acts_as_admin_on_every_tenant() {
     let app = spawn_app().await;
     let t = app.tenant().await;
+    let w = app.world(&t, &["s1"], &[("o1", "c1")]).await;
     let created = app
-        .post(&registrations(&t), OPERATOR_KEY, &body("s1", "c1", "o1"))
+        .post(&registrations(&t), OPERATOR_KEY, &w.body("s1", "c1", "o1"))
         .await;
     assert_eq!(created.assert_ok()["sys_created_by_id"], "operator");
     assert_eq!(created.body["sys_last_security_context"]["role"], "admin");
@@ -163,7 +165,8 @@ async fn the_operator_key_acts_as_admin_on_every_tenant() {
 async fn bodies_must_be_json_and_small() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let id = app.create(&t, &body("s1", "c1", "o1")).await["id"]
+    let w = app.world(&t, &["s1"], &[("o1", "c1")]).await;
+    let id = app.create(&t, &w.body("s1", "c1", "o1")).await["id"]
         .as_str()
         .unwrap()
         .to_owned();

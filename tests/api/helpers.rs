@@ -244,3 +244,80 @@ impl TestApp {
             .await
     }
 }
+
+/// A tenant's catalog, made for a test: contacts, courses and offerings known by the short
+/// names a test uses ("s1", "c1", "o1"), mapped to the ids the server gave them.
+pub struct World {
+    ids: std::collections::HashMap<String, String>,
+}
+
+impl World {
+    /// The server id of the record a test calls `name`.
+    #[track_caller]
+    pub fn id(&self, name: &str) -> &str {
+        self.ids
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not in this test's catalog"))
+    }
+
+    /// A valid registration body for student `s` in offering `o` of course `c`.
+    pub fn body(&self, s: &str, c: &str, o: &str) -> Value {
+        body(self.id(s), self.id(c), self.id(o))
+    }
+}
+
+impl TestApp {
+    /// Makes contacts `students`, and each offering `(offering, course)` with its course.
+    pub async fn world(&self, t: &Tenant, students: &[&str], offerings: &[(&str, &str)]) -> World {
+        let mut ids = std::collections::HashMap::new();
+        for student in students {
+            let contact = self
+                .post(&format!("/contacts/{}", t.id), &t.write, &json!({
+                    "first_name": "Ada", "last_name": "Lovelace", "email_address": format!("{student}@example.org"),
+                    "city": "London", "sys_external_id": student,
+                }))
+                .await;
+            ids.insert(
+                student.to_string(),
+                contact.assert_ok()["id"].as_str().unwrap().to_owned(),
+            );
+        }
+        for (offering, course) in offerings {
+            if !ids.contains_key(*course) {
+                let made = self
+                    .post(
+                        &format!("/courses/{}", t.id),
+                        &t.write,
+                        &json!({"name": format!("Course {course}")}),
+                    )
+                    .await;
+                ids.insert(
+                    course.to_string(),
+                    made.assert_ok()["id"].as_str().unwrap().to_owned(),
+                );
+            }
+            let made = self
+                .post(&format!("/courseOfferings/{}", t.id), &t.write, &json!({
+                    "course_id": ids[*course], "start_date": "2026-03-02T09:00:00Z", "price": 100,
+                }))
+                .await;
+            ids.insert(
+                offering.to_string(),
+                made.assert_ok()["id"].as_str().unwrap().to_owned(),
+            );
+        }
+        World { ids }
+    }
+
+    /// Makes an order for a stored registration; returns the order.
+    pub async fn order_for(&self, t: &Tenant, registration_id: &str) -> Value {
+        let order = self
+            .post(
+                &format!("/courseRegistrations/{}/generateOrder", t.id),
+                &t.write,
+                &json!({"id": registration_id}),
+            )
+            .await;
+        order.assert_ok().clone()
+    }
+}

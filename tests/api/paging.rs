@@ -5,21 +5,41 @@ use crate::helpers::*;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-/// Creates `count` registrations concurrently (32 at a time) and returns their ids, sorted.
+/// Makes `count` contacts and one registration of each in one offering, concurrently (32 at a
+/// time); `adjust` edits each body. Returns the registration ids, sorted, and the catalog.
 async fn create_many(
     app: &TestApp,
     t: &Tenant,
     count: usize,
-    make: impl Fn(usize) -> Value,
-) -> Vec<String> {
+    adjust: impl Fn(usize, &mut Value),
+) -> (Vec<String>, World) {
+    let w = app.world(t, &[], &[("o1", "c1")]).await;
+    let mut bodies = Vec::with_capacity(count);
+    let indexes: Vec<usize> = (0..count).collect();
+    for chunk in indexes.chunks(32) {
+        let path = format!("/contacts/{}", t.id);
+        let people: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"first_name": "Student", "last_name": i.to_string()}))
+            .collect();
+        let contacts = join_all(people.iter().map(|p| app.post(&path, &t.write, p))).await;
+        for (i, contact) in chunk.iter().zip(contacts) {
+            let mut b = body(
+                contact.assert_ok()["id"].as_str().unwrap(),
+                w.id("c1"),
+                w.id("o1"),
+            );
+            adjust(*i, &mut b);
+            bodies.push(b);
+        }
+    }
     let mut ids = Vec::with_capacity(count);
-    let bodies: Vec<Value> = (0..count).map(make).collect();
     for chunk in bodies.chunks(32) {
         let created = join_all(chunk.iter().map(|b| app.create(t, b))).await;
         ids.extend(created.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
     }
     ids.sort();
-    ids
+    (ids, w)
 }
 
 fn ids_of(items: &Value) -> Vec<String> {
@@ -35,10 +55,8 @@ fn ids_of(items: &Value) -> Vec<String> {
 async fn list_all_and_a_lookup_walk_every_record_once_in_id_order() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let ids = create_many(&app, &t, 1003, |i| {
-        let mut b = body(&format!("s{}", i % 10), "c1", "o1");
+    let (ids, w) = create_many(&app, &t, 1003, |i, b| {
         b["status"] = json!(if i % 3 == 0 { "registered" } else { "draft" });
-        b
     })
     .await;
 
@@ -82,7 +100,7 @@ async fn list_all_and_a_lookup_walk_every_record_once_in_id_order() {
     let mut seen = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let mut path = format!("{}/course/c1?limit=7", registrations(&t));
+        let mut path = format!("{}/course/{}?limit=7", registrations(&t), w.id("c1"));
         if let Some(token) = &token {
             path.push_str(&format!("&exclusiveStartKey={token}"));
         }
@@ -105,8 +123,9 @@ async fn list_all_and_a_lookup_walk_every_record_once_in_id_order() {
     let mut token: Option<String> = None;
     loop {
         let mut path = format!(
-            "{}/courseOffering/o1?limit=50&includeActiveOnly=true",
-            registrations(&t)
+            "{}/courseOffering/{}?limit=50&includeActiveOnly=true",
+            registrations(&t),
+            w.id("o1")
         );
         if let Some(token) = &token {
             path.push_str(&format!("&exclusiveStartKey={token}"));
@@ -129,8 +148,9 @@ async fn a_token_works_only_for_its_own_tenant_and_query() {
     let app = spawn_app().await;
     let t = app.tenant().await;
     let other = app.tenant().await;
-    create_many(&app, &t, 5, |i| body(&format!("s{i}"), "c1", "o1")).await;
-    create_many(&app, &other, 5, |i| body(&format!("s{i}"), "c1", "o1")).await;
+    let (_, w) = create_many(&app, &t, 5, |_, _| {}).await;
+    let (_, other_w) = create_many(&app, &other, 5, |_, _| {}).await;
+    let (c1, other_c1) = (w.id("c1"), other_w.id("c1"));
 
     let list_token = app
         .get(&format!("{}?limit=2", registrations(&t)), &t.read)
@@ -139,7 +159,10 @@ async fn a_token_works_only_for_its_own_tenant_and_query() {
         .unwrap()
         .to_owned();
     let course_token = app
-        .get(&format!("{}/course/c1?limit=2", registrations(&t)), &t.read)
+        .get(
+            &format!("{}/course/{c1}?limit=2", registrations(&t)),
+            &t.read,
+        )
         .await
         .body["LastEvaluatedKey"]
         .as_str()
@@ -158,7 +181,7 @@ async fn a_token_works_only_for_its_own_tenant_and_query() {
     .assert_ok();
     app.get(
         &format!(
-            "{}/course/c1?exclusiveStartKey={course_token}",
+            "{}/course/{c1}?exclusiveStartKey={course_token}",
             registrations(&t)
         ),
         &t.read,
@@ -177,7 +200,14 @@ async fn a_token_works_only_for_its_own_tenant_and_query() {
         ),
         (
             format!(
-                "{}/course/c1?exclusiveStartKey={course_token}",
+                "{}/course/{other_c1}?exclusiveStartKey={course_token}",
+                registrations(&other)
+            ),
+            &other.read,
+        ),
+        (
+            format!(
+                "{}/course/{c1}?exclusiveStartKey={course_token}",
                 registrations(&other)
             ),
             &other.read,
@@ -188,7 +218,7 @@ async fn a_token_works_only_for_its_own_tenant_and_query() {
         ),
         (
             format!(
-                "{}/course/c1?exclusiveStartKey={list_token}",
+                "{}/course/{c1}?exclusiveStartKey={list_token}",
                 registrations(&t)
             ),
             &t.read,
@@ -209,13 +239,17 @@ async fn a_token_works_only_for_its_own_tenant_and_query() {
         ),
         (
             format!(
-                "{}/course/c1?exclusiveStartKey={altered}",
+                "{}/course/{c1}?exclusiveStartKey={altered}",
                 registrations(&t)
             ),
             &t.read,
         ),
         (
             format!("{}?exclusiveStartKey=garbage!!", registrations(&t)),
+            &t.read,
+        ),
+        (
+            format!("/contacts/{}?exclusiveStartKey={list_token}", t.id),
             &t.read,
         ),
     ];

@@ -7,9 +7,12 @@ use serde_json::{json, Value};
 async fn create_returns_the_stored_record_with_server_fields() {
     let app = spawn_app().await;
     let t = app.tenant().await;
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
 
     let response = app
-        .post(&registrations(&t), &t.write, &body("s1", "c1", "o1"))
+        .post(&registrations(&t), &t.write, &w.body("s1", "c1", "o1"))
         .await;
     let created = response.assert_ok().clone();
 
@@ -36,7 +39,7 @@ async fn create_returns_the_stored_record_with_server_fields() {
     assert_eq!(fetched.assert_ok(), &created);
     assert_eq!(fetched.header("etag"), Some("\"1\""));
 
-    let second = app.create(&t, &body("s2", "c1", "o1")).await;
+    let second = app.create(&t, &w.body("s2", "c1", "o1")).await;
     assert_eq!(
         second["number"], 2,
         "numbers come from the tenant's sequence"
@@ -51,8 +54,17 @@ async fn create_returns_the_stored_record_with_server_fields() {
 async fn every_seed_field_round_trips() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let full: Value =
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let mut full: Value =
         serde_json::from_str(include_str!("../fixtures/full_registration.json")).unwrap();
+    full["student_id"] = json!(w.id("s1"));
+    full["course_id"] = json!(w.id("c1"));
+    full["course_offering_id"] = json!(w.id("o1"));
+    // References must exist: the process and order ids of the fixture do not.
+    full.as_object_mut().unwrap().remove("process_id");
+    full.as_object_mut().unwrap().remove("order_id");
 
     let created = app.create(&t, &full).await;
     for (name, value) in full.as_object().unwrap() {
@@ -68,17 +80,24 @@ async fn every_seed_field_round_trips() {
 async fn input_is_normalised() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let mut b = body("s1", "c1", "o1");
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let mut b = w.body("s1", "c1", "o1");
     b["date"] = json!("2026-03-01T10:00:00+01:00");
     b["order_total"] = json!(10.0);
-    b["city"] = Value::Null;
+    b["job_title"] = Value::Null;
     b["status"] = json!("cancelled");
 
     let created = app.create(&t, &b).await;
 
     assert_eq!(created["date"], "2026-03-01T09:00:00Z", "UTC with Z");
     assert_eq!(created["order_total"], 10);
-    assert!(created.get("city").is_none(), "null means absent");
+    assert!(created.get("job_title").is_none(), "null means absent");
+    assert_eq!(
+        created["city"], "London",
+        "filled from the contact when absent"
+    );
     assert!(
         created["cancellation_date"].is_string(),
         "cancelling sets cancellation_date"
@@ -89,6 +108,9 @@ async fn input_is_normalised() {
 async fn each_kind_of_invalid_body_is_a_400_naming_the_field() {
     let app = spawn_app().await;
     let t = app.tenant().await;
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
     let long = "x".repeat(64 * 1024 + 1);
     let cases: Vec<(&str, Value, &str)> = vec![
         ("unknown field", json!({"nickname": "A"}), "nickname"),
@@ -138,7 +160,7 @@ async fn each_kind_of_invalid_body_is_a_400_naming_the_field() {
         ),
     ];
     for (case, overrides, field) in cases {
-        let mut b = body("s1", "c1", "o1");
+        let mut b = w.body("s1", "c1", "o1");
         for (k, v) in overrides.as_object().unwrap() {
             b[k] = v.clone();
         }
@@ -202,7 +224,10 @@ async fn each_kind_of_invalid_body_is_a_400_naming_the_field() {
 async fn query_parameters_are_checked() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let id = app.create(&t, &body("s1", "c1", "o1")).await["id"]
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let id = app.create(&t, &w.body("s1", "c1", "o1")).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -261,7 +286,10 @@ async fn query_parameters_are_checked() {
 async fn put_replaces_and_checks_versions() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let created = app.create(&t, &body("s1", "c1", "o1")).await;
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let created = app.create(&t, &w.body("s1", "c1", "o1")).await;
     let id = created["id"].as_str().unwrap();
     let path = registration(&t, id);
 
@@ -287,12 +315,12 @@ async fn put_replaces_and_checks_versions() {
         .send(
             app.request(reqwest::Method::PUT, &path, Some(&t.write))
                 .header("If-Match", "\"1\"")
-                .json(&body("s1", "c1", "o1")),
+                .json(&w.body("s1", "c1", "o1")),
         )
         .await;
     stale.assert_error(409, "version_conflict");
 
-    let mut other_id = body("s1", "c1", "o1");
+    let mut other_id = w.body("s1", "c1", "o1");
     other_id["id"] = json!("01OTHER");
     app.put(&path, &t.write, &other_id)
         .await
@@ -303,18 +331,18 @@ async fn put_replaces_and_checks_versions() {
     app.put(
         &registration(&t, "01NOPE"),
         &t.write,
-        &body("s1", "c1", "o1"),
+        &w.body("s1", "c1", "o1"),
     )
     .await
     .assert_error(404, "not_found");
 
     // A PUT without `number` keeps it; without sys_version it is unconditional.
-    let replaced = app.put(&path, &t.write, &body("s9", "c1", "o1")).await;
+    let replaced = app.put(&path, &t.write, &w.body("s9", "c1", "o1")).await;
     assert_eq!(replaced.assert_ok()["number"], created["number"]);
-    assert_eq!(replaced.body["student_id"], "s9");
+    assert_eq!(replaced.body["student_id"], w.id("s9"));
     assert_eq!(replaced.body["sys_version"], 3);
     assert!(
-        replaced.body.get("city").is_none(),
+        replaced.body["city"] == "London",
         "a PUT replaces the whole record"
     );
 }
@@ -323,7 +351,10 @@ async fn put_replaces_and_checks_versions() {
 async fn patch_applies_rfc6902_with_the_server_fields_out_of_reach() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let created = app.create(&t, &body("s1", "c1", "o1")).await;
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let created = app.create(&t, &w.body("s1", "c1", "o1")).await;
     let path = registration(&t, created["id"].as_str().unwrap());
 
     let patched = app
@@ -353,7 +384,7 @@ async fn patch_applies_rfc6902_with_the_server_fields_out_of_reach() {
         json!([{"op": "replace", "path": "/id", "value": "x"}]),
         json!([{"op": "replace", "path": "/sys_version", "value": 9}]),
         json!([{"op": "remove", "path": "/sys_created_at"}]),
-        json!([{"op": "replace", "path": "/city", "value": "x"}]),
+        json!([{"op": "replace", "path": "/job_title", "value": "x"}]),
         json!([{"op": "jump", "path": "/city"}]),
         json!({"op": "add", "path": "/city", "value": "x"}),
     ] {
@@ -407,7 +438,10 @@ async fn patch_applies_rfc6902_with_the_server_fields_out_of_reach() {
 async fn delete_answers_the_id_and_removes_record_and_index_entries() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let created = app.create(&t, &body("s1", "c1", "o1")).await;
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let created = app.create(&t, &w.body("s1", "c1", "o1")).await;
     let id = created["id"].as_str().unwrap();
     let path = registration(&t, id);
 
@@ -426,7 +460,10 @@ async fn delete_answers_the_id_and_removes_record_and_index_entries() {
         .await
         .assert_error(404, "not_found");
     let lookup = app
-        .get(&format!("{}/student/s1", registrations(&t)), &t.read)
+        .get(
+            &format!("{}/student/{}", registrations(&t), w.id("s1")),
+            &t.read,
+        )
         .await;
     assert_eq!(lookup.assert_ok(), &json!({"Count": 0, "Items": []}));
 }
@@ -435,7 +472,10 @@ async fn delete_answers_the_id_and_removes_record_and_index_entries() {
 async fn a_locked_record_changes_only_with_an_admin_key() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let mut b = body("s1", "c1", "o1");
+    let w = app
+        .world(&t, &["s1", "s2", "s3", "s9"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let mut b = w.body("s1", "c1", "o1");
     b["sys_locked"] = json!(true);
     let created = app.create(&t, &b).await;
     let path = registration(&t, created["id"].as_str().unwrap());
@@ -475,24 +515,37 @@ async fn a_locked_record_changes_only_with_an_admin_key() {
 async fn all_seven_lookups_find_records_by_their_values() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let mut b = body("s1", "c1", "o1");
+    let w = app
+        .world(&t, &["s1", "s2", "s3"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let mut b = w.body("s1", "c1", "o1");
     b["application_id"] = json!("app-1");
     b["event_registration_id"] = json!("evt 1");
-    b["order_id"] = json!("ord-1");
     b["status"] = json!("registered");
     let first = app.create(&t, &b).await;
-    let other = app.create(&t, &body("s2", "c2", "o2")).await;
+    let first_id = first["id"].as_str().unwrap();
+    let order = app.order_for(&t, first_id).await;
+    let order_id = order["id"].as_str().unwrap();
+    let other = app.create(&t, &w.body("s2", "c2", "o2")).await;
 
     let base = registrations(&t);
+    let (s1, s3, c1, c2, o1, o2) = (
+        w.id("s1"),
+        w.id("s3"),
+        w.id("c1"),
+        w.id("c2"),
+        w.id("o1"),
+        w.id("o2"),
+    );
     for path in [
-        "student/s1",
-        "course/c1",
-        "courseOffering/o1",
-        "courseOffering/o1?includeActiveOnly=true",
-        "studentCourse/s1/c1",
-        "application/app-1",
-        "eventRegistration/evt%201",
-        "order/ord-1",
+        format!("student/{s1}"),
+        format!("course/{c1}"),
+        format!("courseOffering/{o1}"),
+        format!("courseOffering/{o1}?includeActiveOnly=true"),
+        format!("studentCourse/{s1}/{c1}"),
+        "application/app-1".to_owned(),
+        "eventRegistration/evt%201".to_owned(),
+        format!("order/{order_id}"),
     ] {
         let found = app.get(&format!("{base}/{path}"), &t.read).await;
         assert_eq!(found.assert_ok()["Count"], 1, "{path}");
@@ -500,10 +553,10 @@ async fn all_seven_lookups_find_records_by_their_values() {
         assert!(found.body.get("LastEvaluatedKey").is_none());
     }
     for path in [
-        "student/nobody",
-        "studentCourse/s1/c2",
-        "courseOffering/o2?includeActiveOnly=true",
-        "order/none",
+        "student/nobody".to_owned(),
+        format!("studentCourse/{s1}/{c2}"),
+        format!("courseOffering/{o2}?includeActiveOnly=true"),
+        "order/none".to_owned(),
     ] {
         let empty = app.get(&format!("{base}/{path}"), &t.read).await;
         assert_eq!(
@@ -513,51 +566,34 @@ async fn all_seven_lookups_find_records_by_their_values() {
         );
     }
     let projected = app
-        .get(&format!("{base}/course/c2?fields=student_id"), &t.read)
+        .get(&format!("{base}/course/{c2}?fields=student_id"), &t.read)
         .await;
     assert_eq!(
         projected.assert_ok()["Items"],
-        json!([{"id": other["id"], "student_id": "s2"}])
+        json!([{"id": other["id"], "student_id": w.id("s2")}])
     );
 
     // Changing the indexed values moves the record between lookups.
-    let path = registration(&t, first["id"].as_str().unwrap());
+    let path = registration(&t, first_id);
     app.patch(
         &path,
         &t.write,
         &json!([
-            {"op": "replace", "path": "/student_id", "value": "s3"},
+            {"op": "replace", "path": "/student_id", "value": s3},
             {"op": "replace", "path": "/status", "value": "cancelled"},
             {"op": "remove", "path": "/order_id"}
         ]),
     )
     .await
     .assert_ok();
-    assert_eq!(
-        app.get(&format!("{base}/student/s1"), &t.read).await.body["Count"],
-        0
-    );
-    assert_eq!(
-        app.get(&format!("{base}/student/s3"), &t.read).await.body["Count"],
-        1
-    );
-    assert_eq!(
-        app.get(&format!("{base}/order/ord-1"), &t.read).await.body["Count"],
-        0
-    );
-    assert_eq!(
-        app.get(&format!("{base}/courseOffering/o1"), &t.read)
-            .await
-            .body["Count"],
-        1
-    );
-    assert_eq!(
-        app.get(
-            &format!("{base}/courseOffering/o1?includeActiveOnly=true"),
-            &t.read
-        )
-        .await
-        .body["Count"],
-        0
-    );
+    for (path, expected) in [
+        (format!("student/{s1}"), 0),
+        (format!("student/{s3}"), 1),
+        (format!("order/{order_id}"), 0),
+        (format!("courseOffering/{o1}"), 1),
+        (format!("courseOffering/{o1}?includeActiveOnly=true"), 0),
+    ] {
+        let found = app.get(&format!("{base}/{path}"), &t.read).await;
+        assert_eq!(found.body["Count"], expected, "{path}");
+    }
 }

@@ -1,0 +1,690 @@
+//! The catalog a registration stands on: contacts, courses, course offerings, registration
+//! processes, orders and email templates. Every kind shares one record shape
+//! ([`CatalogRecord`]), one parser and one set of `sys_*` fields; each kind adds its fields,
+//! its defaults and required fields, and the references it holds to other records.
+
+use super::access::WriteContext;
+use super::enums::{OrderStatus, RegistrationStatus};
+use super::ids::RecordId;
+use super::record::{parse_client_fields, BodyExtras, Fields};
+use super::time::Timestamp;
+use super::values::{number_to_json, FieldValue, Notes, SecurityContext, Text, TextList};
+use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::record_fields;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt::Debug;
+
+/// The kinds of catalog record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CatalogKind {
+    Contact,
+    Course,
+    CourseOffering,
+    RegistrationProcess,
+    Order,
+    EmailTemplate,
+}
+
+impl CatalogKind {
+    pub const ALL: [CatalogKind; 6] = [
+        CatalogKind::Contact,
+        CatalogKind::Course,
+        CatalogKind::CourseOffering,
+        CatalogKind::RegistrationProcess,
+        CatalogKind::Order,
+        CatalogKind::EmailTemplate,
+    ];
+
+    /// The first path segment of the kind's endpoints.
+    pub fn resource(self) -> &'static str {
+        match self {
+            CatalogKind::Contact => "contacts",
+            CatalogKind::Course => "courses",
+            CatalogKind::CourseOffering => "courseOfferings",
+            CatalogKind::RegistrationProcess => "registrationProcesses",
+            CatalogKind::Order => "orders",
+            CatalogKind::EmailTemplate => "emailTemplates",
+        }
+    }
+
+    /// A stable tag for the kind in keys (never change it: stored data uses it).
+    pub fn tag(self) -> &'static str {
+        match self {
+            CatalogKind::Contact => "contact",
+            CatalogKind::Course => "course",
+            CatalogKind::CourseOffering => "course_offering",
+            CatalogKind::RegistrationProcess => "registration_process",
+            CatalogKind::Order => "order",
+            CatalogKind::EmailTemplate => "email_template",
+        }
+    }
+
+    /// The kind's name in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            CatalogKind::Contact => "contact",
+            CatalogKind::Course => "course",
+            CatalogKind::CourseOffering => "course offering",
+            CatalogKind::RegistrationProcess => "registration process",
+            CatalogKind::Order => "order",
+            CatalogKind::EmailTemplate => "email template",
+        }
+    }
+}
+
+/// A pointer from a record to a catalog record, which must exist when the record is written
+/// and which cannot be deleted while pointed at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The field holding the id (named in `missing_reference` errors).
+    pub field: &'static str,
+    pub kind: CatalogKind,
+    pub id: RecordId,
+    /// For a course offering: the course it must belong to.
+    pub of_course: Option<RecordId>,
+}
+
+impl Reference {
+    fn to(field: &'static str, kind: CatalogKind, id: &Option<RecordId>) -> Option<Reference> {
+        id.as_ref().map(|id| Reference {
+            field,
+            kind,
+            id: id.clone(),
+            of_course: None,
+        })
+    }
+
+    /// The references of a record that names a course and an offering of it.
+    pub fn course_and_offering(
+        course: &Option<RecordId>,
+        offering: &Option<RecordId>,
+    ) -> Vec<Reference> {
+        let mut refs: Vec<Reference> = Reference::to("course_id", CatalogKind::Course, course)
+            .into_iter()
+            .collect();
+        if let Some(mut r) =
+            Reference::to("course_offering_id", CatalogKind::CourseOffering, offering)
+        {
+            r.of_course = course.clone();
+            refs.push(r);
+        }
+        refs
+    }
+
+    pub fn missing(&self) -> ApiError {
+        let message = match &self.of_course {
+            Some(course) => format!(
+                "{} {} does not exist or is not an offering of course {course}",
+                self.kind.noun(),
+                self.id
+            ),
+            None => format!("{} {} does not exist", self.kind.noun(), self.id),
+        };
+        ApiError::new(ErrorCode::MissingReference, message).with_details(vec![FieldError::new(
+            self.field,
+            "refers to a record that does not exist",
+        )])
+    }
+}
+
+/// What each catalog kind defines on top of the shared record shape.
+pub trait CatalogFields:
+    Fields + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    const KIND: CatalogKind;
+    /// Applies defaults and checks required fields and cross-field rules.
+    fn complete(&mut self) -> Result<(), ApiError>;
+    /// The catalog records this one points at.
+    fn references(&self) -> Vec<Reference> {
+        Vec::new()
+    }
+    fn is_locked(&self) -> bool;
+    /// Refuses client changes to fields the server owns (beyond the shared `sys_*` fields).
+    fn check_change(&self, _stored: &Self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// The `sys_*` fields the server keeps on every catalog record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SysFields {
+    pub sys_version: u64,
+    pub sys_created_at: Timestamp,
+    pub sys_created_by_id: String,
+    pub sys_last_modified_at: Timestamp,
+    pub sys_last_modified_by_id: String,
+    pub sys_last_security_context: SecurityContext,
+}
+
+impl SysFields {
+    fn new(ctx: &WriteContext) -> Self {
+        SysFields {
+            sys_version: 1,
+            sys_created_at: ctx.at,
+            sys_created_by_id: ctx.actor.key_id.clone(),
+            sys_last_modified_at: ctx.at,
+            sys_last_modified_by_id: ctx.actor.key_id.clone(),
+            sys_last_security_context: SecurityContext {
+                key_id: ctx.actor.key_id.clone(),
+                role: ctx.actor.role.as_str().to_owned(),
+                at: ctx.at,
+            },
+        }
+    }
+
+    fn next(&self, ctx: &WriteContext) -> Self {
+        SysFields {
+            sys_version: self.sys_version + 1,
+            sys_created_at: self.sys_created_at,
+            sys_created_by_id: self.sys_created_by_id.clone(),
+            ..SysFields::new(ctx)
+        }
+    }
+
+    fn write_json(&self, out: &mut Map<String, Value>) {
+        out.insert("sys_version".into(), Value::from(self.sys_version));
+        out.insert("sys_created_at".into(), self.sys_created_at.to_json());
+        out.insert(
+            "sys_created_by_id".into(),
+            Value::String(self.sys_created_by_id.clone()),
+        );
+        out.insert(
+            "sys_last_modified_at".into(),
+            self.sys_last_modified_at.to_json(),
+        );
+        out.insert(
+            "sys_last_modified_by_id".into(),
+            Value::String(self.sys_last_modified_by_id.clone()),
+        );
+        out.insert(
+            "sys_last_security_context".into(),
+            self.sys_last_security_context.to_json(),
+        );
+    }
+}
+
+/// A stored catalog record of kind `F`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogRecord<F> {
+    pub id: RecordId,
+    pub fields: F,
+    pub sys: SysFields,
+}
+
+/// The client fields of a catalog body.
+pub struct CatalogInput<F> {
+    pub fields: F,
+    pub extras: BodyExtras,
+}
+
+impl<F: CatalogFields> CatalogInput<F> {
+    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+        let (fields, extras) = parse_client_fields::<F>(body)?;
+        Ok(CatalogInput { fields, extras })
+    }
+}
+
+impl<F: CatalogFields> CatalogRecord<F> {
+    pub fn create(id: RecordId, mut fields: F, ctx: &WriteContext) -> Result<Self, ApiError> {
+        fields.complete()?;
+        Ok(CatalogRecord {
+            id,
+            fields,
+            sys: SysFields::new(ctx),
+        })
+    }
+
+    /// This record with new client fields; `None` when they are what is stored.
+    pub fn revise(&self, mut fields: F, ctx: &WriteContext) -> Result<Option<Self>, ApiError> {
+        fields.complete()?;
+        if fields == self.fields {
+            return Ok(None);
+        }
+        Ok(Some(CatalogRecord {
+            id: self.id.clone(),
+            fields,
+            sys: self.sys.next(ctx),
+        }))
+    }
+
+    pub fn version(&self) -> u64 {
+        self.sys.sys_version
+    }
+
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        out.insert("id".into(), Value::String(self.id.to_string()));
+        self.fields.write_json(&mut out);
+        self.sys.write_json(&mut out);
+        out
+    }
+}
+
+fn require(problems: &mut Vec<FieldError>, field: &str, present: bool) {
+    if !present {
+        problems.push(FieldError::new(field, "is required"));
+    }
+}
+
+fn finish(problems: Vec<FieldError>) -> Result<(), ApiError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(problems))
+    }
+}
+
+/// An amount of money or a count that cannot be negative.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NonNegative(pub f64);
+
+impl FieldValue for NonNegative {
+    fn parse(value: &Value) -> Result<Self, String> {
+        match f64::parse(value)? {
+            n if n >= 0.0 => Ok(NonNegative(n)),
+            _ => Err("must not be negative".into()),
+        }
+    }
+    fn to_json(&self) -> Value {
+        number_to_json(self.0)
+    }
+}
+
+/// Derives `name` from first and last name when it is absent.
+pub fn derive_name(name: &mut Option<Text>, first: &Option<Text>, last: &Option<Text>) {
+    if name.is_none() {
+        let parts: Vec<&str> = [first, last]
+            .into_iter()
+            .flatten()
+            .map(|t| t.as_str().trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !parts.is_empty() {
+            *name = Text::new(parts.join(" ")).ok();
+        }
+    }
+}
+
+record_fields! {
+    /// A person: a student, or whoever an order is for.
+    pub struct ContactFields {
+        first_name: Text,
+        last_name: Text,
+        name: Text,
+        email_address: Text,
+        phone_number: Text,
+        city: Text,
+        state: Text,
+        country: Text,
+        job_title: Text,
+        organization_id: Text,
+        notes: Notes,
+        sys_external_id: Text,
+        sys_locked: bool,
+    }
+}
+
+impl CatalogFields for ContactFields {
+    const KIND: CatalogKind = CatalogKind::Contact;
+    fn complete(&mut self) -> Result<(), ApiError> {
+        derive_name(&mut self.name, &self.first_name, &self.last_name);
+        let mut problems = Vec::new();
+        if self
+            .name
+            .as_ref()
+            .is_none_or(|n| n.as_str().trim().is_empty())
+        {
+            problems.push(FieldError::new(
+                "name",
+                "is required (or give first_name / last_name)",
+            ));
+        }
+        finish(problems)
+    }
+    fn is_locked(&self) -> bool {
+        self.sys_locked == Some(true)
+    }
+}
+
+record_fields! {
+    /// A course: what is taught, independent of when.
+    pub struct CourseFields {
+        name: Text,
+        code: Text,
+        description: Notes,
+        sys_external_id: Text,
+        sys_locked: bool,
+    }
+}
+
+impl CatalogFields for CourseFields {
+    const KIND: CatalogKind = CatalogKind::Course;
+    fn complete(&mut self) -> Result<(), ApiError> {
+        let mut problems = Vec::new();
+        require(&mut problems, "name", self.name.is_some());
+        finish(problems)
+    }
+    fn is_locked(&self) -> bool {
+        self.sys_locked == Some(true)
+    }
+}
+
+record_fields! {
+    /// A scheduled run of a course, with its seats and price.
+    pub struct CourseOfferingFields {
+        course_id: RecordId,
+        name: Text,
+        start_date: Timestamp,
+        end_date: Timestamp,
+        capacity: u64,
+        price: NonNegative,
+        currency_code: Text,
+        currency_symbol: Text,
+        training_provider_id: Text,
+        training_location_id: Text,
+        webinar_join_url: Text,
+        sys_external_id: Text,
+        sys_locked: bool,
+    }
+}
+
+impl CatalogFields for CourseOfferingFields {
+    const KIND: CatalogKind = CatalogKind::CourseOffering;
+    fn complete(&mut self) -> Result<(), ApiError> {
+        let mut problems = Vec::new();
+        require(&mut problems, "course_id", self.course_id.is_some());
+        if let (Some(start), Some(end)) = (self.start_date, self.end_date) {
+            if end < start {
+                problems.push(FieldError::new("end_date", "must not be before start_date"));
+            }
+        }
+        self.price.get_or_insert(NonNegative(0.0));
+        self.currency_code
+            .get_or_insert_with(|| Text::new("USD").unwrap_or_else(|_| unreachable!()));
+        self.currency_symbol
+            .get_or_insert_with(|| Text::new("$").unwrap_or_else(|_| unreachable!()));
+        finish(problems)
+    }
+    fn references(&self) -> Vec<Reference> {
+        Reference::to("course_id", CatalogKind::Course, &self.course_id)
+            .into_iter()
+            .collect()
+    }
+    fn is_locked(&self) -> bool {
+        self.sys_locked == Some(true)
+    }
+}
+
+record_fields! {
+    /// How registrations for a course (offering) are made: their starting status, exams and
+    /// confirmation template.
+    pub struct RegistrationProcessFields {
+        name: Text,
+        course_id: RecordId,
+        course_offering_id: RecordId,
+        default_status: RegistrationStatus,
+        exam_offering_ids: TextList,
+        email_template_id: RecordId,
+        sys_external_id: Text,
+        sys_locked: bool,
+    }
+}
+
+impl CatalogFields for RegistrationProcessFields {
+    const KIND: CatalogKind = CatalogKind::RegistrationProcess;
+    fn complete(&mut self) -> Result<(), ApiError> {
+        let mut problems = Vec::new();
+        require(&mut problems, "name", self.name.is_some());
+        require(&mut problems, "course_id", self.course_id.is_some());
+        self.default_status.get_or_insert(RegistrationStatus::Draft);
+        finish(problems)
+    }
+    fn references(&self) -> Vec<Reference> {
+        let mut refs = Reference::course_and_offering(&self.course_id, &self.course_offering_id);
+        refs.extend(Reference::to(
+            "email_template_id",
+            CatalogKind::EmailTemplate,
+            &self.email_template_id,
+        ));
+        refs
+    }
+    fn is_locked(&self) -> bool {
+        self.sys_locked == Some(true)
+    }
+}
+
+record_fields! {
+    /// A mail template in minijinja syntax.
+    pub struct EmailTemplateFields {
+        name: Text,
+        subject: Text,
+        html: Notes,
+        text: Notes,
+        sys_external_id: Text,
+        sys_locked: bool,
+    }
+}
+
+impl CatalogFields for EmailTemplateFields {
+    const KIND: CatalogKind = CatalogKind::EmailTemplate;
+    fn complete(&mut self) -> Result<(), ApiError> {
+        let mut problems = Vec::new();
+        require(&mut problems, "name", self.name.is_some());
+        require(&mut problems, "subject", self.subject.is_some());
+        if self.html.is_none() && self.text.is_none() {
+            problems.push(FieldError::new("html", "html or text is required"));
+        }
+        finish(problems)
+    }
+    fn is_locked(&self) -> bool {
+        self.sys_locked == Some(true)
+    }
+}
+
+/// The id of the confirmation template every tenant starts with.
+pub const DEFAULT_TEMPLATE_ID: &str = "default-confirmation";
+
+/// The template a new tenant is seeded with.
+pub fn default_confirmation_template() -> EmailTemplateFields {
+    let text = |s: &str| Text::new(s).ok();
+    EmailTemplateFields {
+        name: text("Registration confirmation"),
+        subject: text("Your registration for {{ course.name }}"),
+        html: Notes::new(
+            "<p>Dear {{ registration.name }},</p>\n<p>your registration (number {{ registration.number }}) is <b>{{ registration.status }}</b>.</p>\n{% if offering.start_date is defined %}<p>The course starts on {{ offering.start_date }}.</p>\n{% endif %}{% if registration.webinar_join_url is defined %}<p>Join online: <a href=\"{{ registration.webinar_join_url }}\">{{ registration.webinar_join_url }}</a></p>\n{% endif %}",
+        )
+        .ok(),
+        text: Notes::new(
+            "Dear {{ registration.name }},\n\nyour registration (number {{ registration.number }}) is {{ registration.status }}.\n{% if offering.start_date is defined %}The course starts on {{ offering.start_date }}.\n{% endif %}",
+        )
+        .ok(),
+        sys_external_id: None,
+        sys_locked: None,
+    }
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub id: String,
+    pub registration_id: RecordId,
+    pub course_offering_id: RecordId,
+    pub description: String,
+    pub amount: f64,
+}
+
+/// An order's line items. Only the server writes them (generateOrder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineItems(pub Vec<LineItem>);
+
+impl FieldValue for LineItems {
+    fn parse(value: &Value) -> Result<Self, String> {
+        let items = value.as_array().ok_or("must be an array")?;
+        items
+            .iter()
+            .map(|item| {
+                let text = |name: &str| {
+                    item.get(name)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("{name} must be a string"))
+                };
+                let id =
+                    |name: &str| RecordId::parse(&text(name)?).map_err(|e| format!("{name} {e}"));
+                Ok(LineItem {
+                    id: text("id")?,
+                    registration_id: id("registration_id")?,
+                    course_offering_id: id("course_offering_id")?,
+                    description: text("description")?,
+                    amount: f64::parse(item.get("amount").unwrap_or(&Value::Null))?,
+                })
+            })
+            .collect::<Result<_, String>>()
+            .map(LineItems)
+    }
+    fn to_json(&self) -> Value {
+        Value::Array(
+            self.0
+                .iter()
+                .map(|item| {
+                    serde_json::json!({
+                        "id": item.id,
+                        "registration_id": item.registration_id.as_str(),
+                        "course_offering_id": item.course_offering_id.as_str(),
+                        "description": item.description,
+                        "amount": number_to_json(item.amount),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+record_fields! {
+    /// What a contact owes for registrations, and what they paid.
+    pub struct OrderFields {
+        number: f64,
+        contact_id: RecordId,
+        line_items: LineItems,
+        currency_code: Text,
+        currency_symbol: Text,
+        total: NonNegative,
+        amount_paid: NonNegative,
+        balance_due: f64,
+        status: OrderStatus,
+        notes: Notes,
+        sys_external_id: Text,
+        sys_locked: bool,
+    }
+}
+
+impl OrderFields {
+    /// Whether the order still binds its registrations (not cancelled or void).
+    pub fn is_live(&self) -> bool {
+        !matches!(
+            self.status,
+            Some(OrderStatus::Cancelled) | Some(OrderStatus::Void)
+        )
+    }
+
+    /// Checks that a client change leaves the server's fields as they were: only
+    /// `amount_paid`, `status`, `notes` and the client `sys_*` fields are the client's.
+    pub fn check_client_change(&self, stored: &OrderFields) -> Result<(), ApiError> {
+        let mut problems = Vec::new();
+        let mut same = |field: &str, equal: bool| {
+            if !equal {
+                problems.push(FieldError::new(
+                    field,
+                    "is set by the server and cannot be changed",
+                ));
+            }
+        };
+        same("number", self.number == stored.number);
+        same("contact_id", self.contact_id == stored.contact_id);
+        same("line_items", self.line_items == stored.line_items);
+        same("currency_code", self.currency_code == stored.currency_code);
+        same(
+            "currency_symbol",
+            self.currency_symbol == stored.currency_symbol,
+        );
+        same("total", self.total == stored.total);
+        finish(problems)
+    }
+}
+
+impl CatalogFields for OrderFields {
+    const KIND: CatalogKind = CatalogKind::Order;
+    fn complete(&mut self) -> Result<(), ApiError> {
+        let total = self.total.map_or(0.0, |t| t.0);
+        let paid = self.amount_paid.get_or_insert(NonNegative(0.0)).0;
+        // The balance is derived: whatever a body says, it is total − paid.
+        self.balance_due = Some(total - paid);
+        self.status.get_or_insert(OrderStatus::AwaitingPayment);
+        Ok(())
+    }
+    fn references(&self) -> Vec<Reference> {
+        Reference::to("contact_id", CatalogKind::Contact, &self.contact_id)
+            .into_iter()
+            .collect()
+    }
+    fn check_change(&self, stored: &Self) -> Result<(), ApiError> {
+        self.check_client_change(stored)
+    }
+    fn is_locked(&self) -> bool {
+        self.sys_locked == Some(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn offerings_get_defaults_and_check_their_dates() {
+        let mut o = CatalogInput::<CourseOfferingFields>::parse(&json!({"course_id": "c1"}))
+            .unwrap()
+            .fields;
+        o.complete().unwrap();
+        assert_eq!(o.price, Some(NonNegative(0.0)));
+        assert_eq!(o.currency_code.as_ref().unwrap().as_str(), "USD");
+        let mut bad = CatalogInput::<CourseOfferingFields>::parse(&json!({
+            "course_id": "c1", "start_date": "2026-02-01T00:00:00Z", "end_date": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap()
+        .fields;
+        assert!(bad.complete().is_err());
+        assert!(CatalogInput::<CourseOfferingFields>::parse(&json!({"price": -1})).is_err());
+    }
+
+    #[test]
+    fn a_contact_needs_a_name_in_some_form() {
+        let mut c = CatalogInput::<ContactFields>::parse(&json!({"first_name": "Ada"}))
+            .unwrap()
+            .fields;
+        c.complete().unwrap();
+        assert_eq!(c.name.unwrap().as_str(), "Ada");
+        let mut none = ContactFields::default();
+        assert!(none.complete().is_err());
+    }
+
+    #[test]
+    fn a_process_references_its_course_offering_as_an_offering_of_its_course() {
+        let p = CatalogInput::<RegistrationProcessFields>::parse(&json!({
+            "name": "p", "course_id": "c1", "course_offering_id": "o1", "email_template_id": "t1"
+        }))
+        .unwrap()
+        .fields;
+        let refs = p.references();
+        assert_eq!(refs.len(), 3);
+        assert_eq!(refs[1].of_course.as_ref().map(|c| c.as_str()), Some("c1"));
+    }
+
+    #[test]
+    fn the_default_template_is_valid() {
+        let mut t = default_confirmation_template();
+        t.complete().unwrap();
+    }
+}

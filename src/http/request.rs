@@ -1,0 +1,86 @@
+//! What every resource handler reads from a request: the store, the path id, `If-Match`, the
+//! write context; and the next-page link it writes back.
+
+use super::access::Caller;
+use super::query::QueryParams;
+use crate::domain::access::WriteContext;
+use crate::domain::ids::RecordId;
+use crate::error::{ApiError, ErrorCode};
+use crate::store::Store;
+use crate::workflows::registrations::Precondition;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest};
+use std::sync::Arc;
+
+pub fn store_of(req: &HttpRequest) -> Result<Arc<Store>, ApiError> {
+    req.app_data::<web::Data<Store>>()
+        .map(|data| data.clone().into_inner())
+        .ok_or_else(ApiError::internal)
+}
+
+/// A record id from the path segment `name`.
+pub fn path_id(req: &HttpRequest, name: &str) -> Result<RecordId, ApiError> {
+    let raw = req.match_info().get(name).unwrap_or_default();
+    RecordId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("{name} {e}")))
+}
+
+pub fn write_context(caller: &Caller) -> WriteContext {
+    WriteContext::new(caller.principal.actor())
+}
+
+pub fn etag(version: u64) -> (header::HeaderName, String) {
+    (header::ETAG, format!("\"{version}\""))
+}
+
+/// `If-Match`: a list of entity tags (quoted versions, weak or strong) or `*`.
+pub fn if_match(req: &HttpRequest) -> Result<Precondition, ApiError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::new(ErrorCode::VersionConflict, "If-Match is not readable"))?;
+    if text.trim() == "*" {
+        return Ok(None);
+    }
+    // A tag that is not one of our versions can never match: that is a failed precondition.
+    let versions = text
+        .split(',')
+        .filter_map(|tag| {
+            tag.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+        })
+        .collect();
+    Ok(Some(versions))
+}
+
+/// The URL of the next page: this request's path and the named query parameters, with the
+/// new start key.
+pub fn next_link(req: &HttpRequest, query: &QueryParams, token: &str, names: &[&str]) -> String {
+    let mut pairs: Vec<(&str, &str)> = names
+        .iter()
+        .filter_map(|n| query.get(n).map(|v| (*n, v)))
+        .collect();
+    pairs.push(("exclusiveStartKey", token));
+    let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    format!("{}?{}", req.path(), encoded)
+}
+
+/// Adds `X-Last-Evaluated-Key` and `Link: <…>; rel="next"` when there is a next page.
+pub fn page_headers(
+    response: &mut actix_web::HttpResponseBuilder,
+    req: &HttpRequest,
+    query: &QueryParams,
+    next: Option<&str>,
+) {
+    if let Some(token) = next {
+        let link = next_link(req, query, token, &["fields", "limit"]);
+        response.insert_header(("X-Last-Evaluated-Key", token));
+        if let Ok(value) = header::HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
+            response.insert_header((header::LINK, value));
+        }
+    }
+}

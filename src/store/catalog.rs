@@ -1,0 +1,268 @@
+//! Catalog records in sled, one generic mechanism for every kind: the `catalog` tree keyed
+//! (tenant, kind, id), reference counts in `counters`, and intents that check references and
+//! dependants inside the write transaction.
+
+use super::codec;
+use super::error::StoreError;
+use super::keys::{self, Key};
+use super::page::PageScope;
+use super::pipeline::Intent;
+use super::tx::{TreeId, Tx, TxError};
+use super::Store;
+use crate::domain::access::WriteContext;
+use crate::domain::catalog::{
+    CatalogFields, CatalogKind, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
+    EmailTemplateFields, OrderFields, Reference, RegistrationProcessFields,
+};
+use crate::domain::ids::{RecordId, TenantId};
+use crate::error::{ApiError, ErrorCode};
+use std::collections::HashMap;
+
+/// Loads a catalog record of kind `F` inside a transaction.
+pub(super) fn load<F: CatalogFields>(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    id: &RecordId,
+) -> Result<Option<CatalogRecord<F>>, TxError> {
+    let key = keys::catalog(tenant.as_str(), F::KIND.tag(), id.as_str());
+    match tx.get(TreeId::Catalog, key.as_bytes())? {
+        Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Checks that every reference points at an existing record (and an offering at its course).
+pub(super) fn check_references(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    refs: &[Reference],
+) -> Result<(), TxError> {
+    for reference in refs {
+        let key = keys::catalog(tenant.as_str(), reference.kind.tag(), reference.id.as_str());
+        let Some(bytes) = tx.get(TreeId::Catalog, key.as_bytes())? else {
+            return Err(reference.missing().into());
+        };
+        if let Some(course) = &reference.of_course {
+            let offering: CatalogRecord<CourseOfferingFields> = codec::decode(&bytes)?;
+            if offering.fields.course_id.as_ref() != Some(course) {
+                return Err(reference.missing().into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves reference counts from `old` to `new` (a record's references before and after).
+pub(super) fn move_references(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    old: &[Reference],
+    new: &[Reference],
+) -> Result<(), TxError> {
+    let mut delta: HashMap<(CatalogKind, &RecordId), i64> = HashMap::new();
+    for r in old {
+        *delta.entry((r.kind, &r.id)).or_default() -= 1;
+    }
+    for r in new {
+        *delta.entry((r.kind, &r.id)).or_default() += 1;
+    }
+    for ((kind, id), change) in delta.into_iter().filter(|(_, change)| *change != 0) {
+        let key = keys::reference_count(tenant.as_str(), kind.tag(), id.as_str());
+        tx.add_to_counter(key.as_bytes(), change)?;
+    }
+    Ok(())
+}
+
+/// How many records point at a catalog record.
+pub(super) fn dependants(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    kind: CatalogKind,
+    id: &RecordId,
+) -> Result<u64, TxError> {
+    tx.counter(keys::reference_count(tenant.as_str(), kind.tag(), id.as_str()).as_bytes())
+}
+
+pub(super) fn put<F: CatalogFields>(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    record: &CatalogRecord<F>,
+) -> Result<(), TxError> {
+    let key = keys::catalog(tenant.as_str(), F::KIND.tag(), record.id.as_str());
+    tx.insert(TreeId::Catalog, key.into_bytes(), codec::encode(record)?);
+    Ok(())
+}
+
+/// What a kind does beyond the shared rules when one of its records changes.
+pub trait CatalogHooks: CatalogFields + Clone {
+    /// Runs in the transaction after `new` replaced `old`.
+    fn after_revise(
+        _tx: &mut Tx<'_>,
+        _tenant: &TenantId,
+        _old: &CatalogRecord<Self>,
+        _new: &CatalogRecord<Self>,
+        _ctx: &WriteContext,
+    ) -> Result<(), TxError> {
+        Ok(())
+    }
+}
+
+impl CatalogHooks for ContactFields {}
+impl CatalogHooks for CourseFields {}
+impl CatalogHooks for CourseOfferingFields {}
+impl CatalogHooks for RegistrationProcessFields {}
+impl CatalogHooks for EmailTemplateFields {}
+
+impl CatalogHooks for OrderFields {
+    /// An order's payment state is copied onto its registrations in the same transaction.
+    fn after_revise(
+        tx: &mut Tx<'_>,
+        tenant: &TenantId,
+        _old: &CatalogRecord<Self>,
+        new: &CatalogRecord<Self>,
+        ctx: &WriteContext,
+    ) -> Result<(), TxError> {
+        let items = new
+            .fields
+            .line_items
+            .as_ref()
+            .map(|l| l.0.as_slice())
+            .unwrap_or_default();
+        for item in items {
+            super::registrations::follow_order(tx, tenant, &item.registration_id, new, ctx)?;
+        }
+        Ok(())
+    }
+}
+
+/// Stores a new catalog record.
+pub struct CreateCatalog<F> {
+    pub tenant: TenantId,
+    pub record: CatalogRecord<F>,
+}
+
+impl<F: CatalogHooks> Intent for CreateCatalog<F> {
+    type Output = CatalogRecord<F>;
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<CatalogRecord<F>, TxError> {
+        if load::<F>(tx, &self.tenant, &self.record.id)?.is_some() {
+            return Err(StoreError::Corrupt(format!("id {} is taken", self.record.id)).into());
+        }
+        let refs = self.record.fields.references();
+        check_references(tx, &self.tenant, &refs)?;
+        move_references(tx, &self.tenant, &[], &refs)?;
+        put(tx, &self.tenant, &self.record)?;
+        Ok(self.record.clone())
+    }
+}
+
+/// Replaces a catalog record, provided it is still at `base_version`.
+pub struct ReviseCatalog<F> {
+    pub tenant: TenantId,
+    pub base_version: u64,
+    pub record: CatalogRecord<F>,
+    pub ctx: WriteContext,
+}
+
+impl<F: CatalogHooks> Intent for ReviseCatalog<F> {
+    type Output = CatalogRecord<F>;
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<CatalogRecord<F>, TxError> {
+        let stored = load::<F>(tx, &self.tenant, &self.record.id)?.ok_or(StoreError::NotFound)?;
+        if stored.version() != self.base_version {
+            return Err(StoreError::VersionChanged {
+                stored: stored.version(),
+            }
+            .into());
+        }
+        let new_refs = self.record.fields.references();
+        check_references(tx, &self.tenant, &new_refs)?;
+        move_references(tx, &self.tenant, &stored.fields.references(), &new_refs)?;
+        put(tx, &self.tenant, &self.record)?;
+        F::after_revise(tx, &self.tenant, &stored, &self.record, &self.ctx)?;
+        Ok(self.record.clone())
+    }
+}
+
+/// Deletes a catalog record nothing points at, provided it is still at `base_version`.
+pub struct DeleteCatalog<F> {
+    pub tenant: TenantId,
+    pub id: RecordId,
+    pub base_version: u64,
+    pub kind: std::marker::PhantomData<F>,
+}
+
+impl<F: CatalogHooks> Intent for DeleteCatalog<F> {
+    type Output = ();
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
+        let stored = load::<F>(tx, &self.tenant, &self.id)?.ok_or(StoreError::NotFound)?;
+        if stored.version() != self.base_version {
+            return Err(StoreError::VersionChanged {
+                stored: stored.version(),
+            }
+            .into());
+        }
+        let users = dependants(tx, &self.tenant, F::KIND, &self.id)?;
+        if users > 0 {
+            return Err(ApiError::new(
+                ErrorCode::HasDependants,
+                format!(
+                    "{} {} is used by {users} other record(s)",
+                    F::KIND.noun(),
+                    self.id
+                ),
+            )
+            .into());
+        }
+        move_references(tx, &self.tenant, &stored.fields.references(), &[])?;
+        let key = keys::catalog(self.tenant.as_str(), F::KIND.tag(), self.id.as_str());
+        tx.remove(TreeId::Catalog, key.into_bytes());
+        Ok(())
+    }
+}
+
+/// One page of catalog records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogPage<F> {
+    pub items: Vec<CatalogRecord<F>>,
+    pub next: Option<String>,
+}
+
+impl Store {
+    pub fn catalog_record<F: CatalogFields>(
+        &self,
+        tenant: &TenantId,
+        id: &RecordId,
+    ) -> Result<Option<CatalogRecord<F>>, StoreError> {
+        self.catalog
+            .get(keys::catalog(tenant.as_str(), F::KIND.tag(), id.as_str()))?
+            .map(|bytes| codec::decode(&bytes))
+            .transpose()
+    }
+
+    /// A tenant's records of kind `F`, in id order, one page at a time.
+    pub fn list_catalog<F: CatalogFields>(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<CatalogPage<F>, StoreError> {
+        let t = tenant.as_str();
+        let scope = PageScope::query(t, F::KIND.resource(), b"list");
+        let prefix: Key = keys::catalog_of(t, F::KIND.tag());
+        let start = self.start_key(&scope, &prefix, after)?;
+        let mut items: Vec<CatalogRecord<F>> = Vec::new();
+        for entry in self.catalog.range(start..) {
+            let (key, value) = entry?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            if items.len() == limit {
+                let next = items
+                    .last()
+                    .map(|r| self.tokens.seal(&scope, r.id.as_str()));
+                return Ok(CatalogPage { items, next });
+            }
+            items.push(codec::decode(&value)?);
+        }
+        Ok(CatalogPage { items, next: None })
+    }
+}

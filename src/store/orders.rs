@@ -1,0 +1,146 @@
+//! Orders: made for a registration by generateOrder, linked both ways in one transaction.
+
+use super::catalog;
+use super::error::StoreError;
+use super::keys;
+use super::pipeline::Intent;
+use super::registrations;
+use super::tx::{Tx, TxError};
+use crate::domain::access::WriteContext;
+use crate::domain::catalog::{
+    CatalogFields, CatalogRecord, CourseFields, CourseOfferingFields, LineItem, LineItems,
+    NonNegative, OrderFields,
+};
+use crate::domain::enums::OrderStatus;
+use crate::domain::ids::{RecordId, TenantId};
+use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
+use crate::error::{ApiError, ErrorCode};
+
+/// Counter name of the per-tenant order number sequence.
+pub const ORDER_NUMBER_SEQUENCE: &str = "order_number";
+
+/// The registration an order is made for.
+pub enum OrderFor {
+    /// A stored registration.
+    Stored(RecordId),
+    /// A new registration, saved together with its order.
+    New {
+        id: RecordId,
+        fields: Box<RegistrationFields>,
+    },
+}
+
+/// Makes an order with one line at the offering's price and links the registration to it.
+pub struct GenerateOrder {
+    pub tenant: TenantId,
+    pub order_id: RecordId,
+    pub registration: OrderFor,
+    pub ctx: WriteContext,
+}
+
+impl Intent for GenerateOrder {
+    type Output = (CatalogRecord<OrderFields>, CourseRegistration);
+
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<Self::Output, TxError> {
+        let tenant = &self.tenant;
+        let registration = match &self.registration {
+            OrderFor::Stored(id) => {
+                let stored = registrations::load(tx, tenant, id)?.ok_or(StoreError::NotFound)?;
+                if stored.is_locked() && !self.ctx.is_admin() {
+                    return Err(ApiError::new(
+                        ErrorCode::RecordLocked,
+                        "the registration is locked (sys_locked)",
+                    )
+                    .into());
+                }
+                stored
+            }
+            OrderFor::New { id, fields } => {
+                registrations::create_in(tx, tenant, id, fields, &self.ctx)?
+            }
+        };
+        if let Some(existing) = &registration.fields.order_id {
+            if catalog::load::<OrderFields>(tx, tenant, existing)?
+                .is_some_and(|o| o.fields.is_live())
+            {
+                return Err(ApiError::new(
+                    ErrorCode::OrderExists,
+                    format!(
+                        "registration {} already has a live order ({existing})",
+                        registration.id
+                    ),
+                )
+                .into());
+            }
+        }
+        let (Some(offering_id), Some(student_id)) = (
+            registration.fields.course_offering_id.clone(),
+            registration.fields.student_id.clone(),
+        ) else {
+            return Err(StoreError::Corrupt(
+                "a stored registration lacks its offering or student".into(),
+            )
+            .into());
+        };
+        let offering = catalog::load::<CourseOfferingFields>(tx, tenant, &offering_id)?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("offering {offering_id} is referenced but missing"))
+            })?;
+        let course_name = match &offering.fields.course_id {
+            Some(course) => catalog::load::<CourseFields>(tx, tenant, course)?
+                .and_then(|c| c.fields.name.map(|n| n.as_str().to_owned())),
+            None => None,
+        };
+        let price = offering.fields.price.map_or(0.0, |p| p.0);
+        let sequence = keys::counter(tenant.as_str(), ORDER_NUMBER_SEQUENCE);
+        let number = tx.counter(sequence.as_bytes())? + 1;
+        tx.set_counter(sequence.as_bytes(), number);
+        let line_id = format!("{}-1", self.order_id);
+        let description = format!(
+            "{} for {}",
+            course_name.unwrap_or_else(|| format!("Course offering {offering_id}")),
+            registration
+                .fields
+                .name
+                .as_ref()
+                .map(|n| n.as_str())
+                .unwrap_or(registration.id.as_str()),
+        );
+        let fields = OrderFields {
+            number: Some(number as f64),
+            contact_id: Some(student_id),
+            line_items: Some(LineItems(vec![LineItem {
+                id: line_id.clone(),
+                registration_id: registration.id.clone(),
+                course_offering_id: offering_id,
+                description,
+                amount: price,
+            }])),
+            currency_code: offering.fields.currency_code.clone(),
+            currency_symbol: offering.fields.currency_symbol.clone(),
+            total: Some(NonNegative(price)),
+            amount_paid: Some(NonNegative(0.0)),
+            balance_due: None,
+            // Nothing to pay for a free offering: the order is complete at once.
+            status: Some(if price == 0.0 {
+                OrderStatus::Completed
+            } else {
+                OrderStatus::AwaitingPayment
+            }),
+            notes: None,
+            sys_external_id: None,
+            sys_locked: None,
+        };
+        let order = CatalogRecord::create(self.order_id.clone(), fields, &self.ctx)?;
+        let refs = order.fields.references();
+        catalog::check_references(tx, tenant, &refs)?;
+        catalog::move_references(tx, tenant, &[], &refs)?;
+        catalog::put(tx, tenant, &order)?;
+        let linked = match registration.with_order(&order, Some(&line_id), &self.ctx)? {
+            Revision::Changed(linked) => *linked,
+            Revision::Unchanged => registration.clone(),
+        };
+        registrations::replace_in(tx, tenant, &registration, &linked)?;
+        Ok((order, linked))
+    }
+}

@@ -1,0 +1,112 @@
+//! The catalog resources' operations, once for every kind.
+
+use super::blocking;
+use super::registrations::{busy, changed_body, check_preconditions, Change, Precondition};
+use crate::domain::access::WriteContext;
+use crate::domain::catalog::{CatalogInput, CatalogRecord};
+use crate::domain::ids::{RecordId, TenantId};
+use crate::error::{ApiError, ErrorCode};
+use crate::store::catalog::{CatalogHooks, CreateCatalog, DeleteCatalog, ReviseCatalog};
+use crate::store::{Store, StoreError};
+use serde_json::Value;
+use std::sync::Arc;
+
+const MAX_ATTEMPTS: usize = 100;
+
+fn not_found<F: CatalogHooks>() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("{} not found", F::KIND.noun()))
+}
+
+pub async fn create<F: CatalogHooks>(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    body: &Value,
+    ctx: &WriteContext,
+) -> Result<CatalogRecord<F>, ApiError> {
+    let input = CatalogInput::<F>::parse(body)?;
+    if input.extras.id.is_some() {
+        return Err(ApiError::field(
+            "id",
+            "must not be given: the server assigns ids",
+        ));
+    }
+    let record = CatalogRecord::create(RecordId::generate(), input.fields, ctx)?;
+    Ok(store
+        .submit(CreateCatalog {
+            tenant: tenant.clone(),
+            record,
+        })
+        .await?)
+}
+
+pub async fn fetch<F: CatalogHooks>(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    id: &RecordId,
+) -> Result<CatalogRecord<F>, ApiError> {
+    let (tenant, id) = (tenant.clone(), id.clone());
+    blocking(store, move |s| s.catalog_record::<F>(&tenant, &id))
+        .await?
+        .ok_or_else(not_found::<F>)
+}
+
+pub async fn update<F: CatalogHooks>(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    id: &RecordId,
+    change: Change,
+    if_match: Precondition,
+    ctx: &WriteContext,
+) -> Result<CatalogRecord<F>, ApiError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let stored = fetch::<F>(store, tenant, id).await?;
+        check_preconditions(stored.fields.is_locked(), stored.version(), &if_match, ctx)?;
+        let body = changed_body(
+            stored.to_json(),
+            stored.id.as_str(),
+            stored.version(),
+            &change,
+        )?;
+        let input = CatalogInput::<F>::parse(&body)?;
+        input.fields.check_change(&stored.fields)?;
+        let Some(revised) = stored.revise(input.fields, ctx)? else {
+            return Ok(stored);
+        };
+        let intent = ReviseCatalog {
+            tenant: tenant.clone(),
+            base_version: stored.version(),
+            record: revised,
+            ctx: ctx.clone(),
+        };
+        match store.submit(intent).await {
+            Err(StoreError::VersionChanged { .. }) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(busy())
+}
+
+pub async fn delete<F: CatalogHooks>(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    id: &RecordId,
+    if_match: Precondition,
+    ctx: &WriteContext,
+) -> Result<(), ApiError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let stored = fetch::<F>(store, tenant, id).await?;
+        check_preconditions(stored.fields.is_locked(), stored.version(), &if_match, ctx)?;
+        let intent = DeleteCatalog::<F> {
+            tenant: tenant.clone(),
+            id: id.clone(),
+            base_version: stored.version(),
+            kind: std::marker::PhantomData,
+        };
+        match store.submit(intent).await {
+            Err(StoreError::VersionChanged { .. }) => continue,
+            Err(StoreError::NotFound) => return Err(not_found::<F>()),
+            other => return Ok(other?),
+        }
+    }
+    Err(busy())
+}
