@@ -374,6 +374,15 @@ impl Store {
             .transpose()
     }
 
+    /// How many active registrations hold a seat in an offering (the counter capacity checks).
+    pub fn active_registrations(
+        &self,
+        tenant: &TenantId,
+        offering: &RecordId,
+    ) -> Result<u64, StoreError> {
+        self.counter(&keys::active_count(tenant.as_str(), offering.as_str()))
+    }
+
     /// How many registrations the tenant stores.
     pub fn registration_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         self.counter(&keys::counter(tenant.as_str(), REGISTRATION_COUNT))

@@ -4,9 +4,13 @@
 mod helpers;
 
 mod admin;
+mod capacity;
+mod catalog;
 mod concurrency;
 mod errors;
+mod generate;
 mod paging;
 mod registrations;
 mod restart;
+mod rules;
 mod startup;

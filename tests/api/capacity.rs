@@ -1,0 +1,145 @@
+//! Capacity under concurrency: the seat counter never lets an offering overfill and always
+//! equals a recount.
+
+use crate::helpers::*;
+use futures_util::future::join_all;
+use registrar::domain::ids::{RecordId, TenantId};
+use registrar::store::{Durability, Store};
+use serde_json::{json, Value};
+
+async fn contacts(app: &TestApp, t: &Tenant, n: usize) -> Vec<String> {
+    let path = format!("/contacts/{}", t.id);
+    let people: Vec<Value> = (0..n)
+        .map(|i| json!({"first_name": "Student", "last_name": i.to_string()}))
+        .collect();
+    join_all(people.iter().map(|p| app.post(&path, &t.write, p)))
+        .await
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Stops the app and compares the stored seat counter with a recount of the index.
+async fn counter_equals_recount(app: TestApp, t: &Tenant, offering: &str) -> usize {
+    let recount = app
+        .get(
+            &format!(
+                "{}/courseOffering/{offering}?includeActiveOnly=true&limit=1000",
+                registrations(t)
+            ),
+            &t.read,
+        )
+        .await
+        .body["Count"]
+        .as_u64()
+        .unwrap();
+    let dir = app.stop().await;
+    let store = Store::open(&dir.path().join("db"), Durability::Sync).unwrap();
+    let counter = store
+        .active_registrations(
+            &TenantId::parse(&t.id).unwrap(),
+            &RecordId::parse(offering).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(counter, recount, "the seat counter equals a recount");
+    recount as usize
+}
+
+#[tokio::test]
+async fn thirty_concurrent_creates_fill_ten_seats_exactly() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &[], &[("o0", "c1")]).await;
+    let offering = app
+        .post(
+            &format!("/courseOfferings/{}", t.id),
+            &t.write,
+            &json!({"course_id": w.id("c1"), "capacity": 10}),
+        )
+        .await;
+    let offering = offering.assert_ok()["id"].as_str().unwrap().to_owned();
+    let students = contacts(&app, &t, 30).await;
+
+    let bodies: Vec<Value> = students
+        .iter()
+        .map(|s| {
+            let mut b = body(s, w.id("c1"), &offering);
+            b["status"] = json!("registered");
+            b
+        })
+        .collect();
+    let path = registrations(&t);
+    let results = join_all(bodies.iter().map(|b| app.post(&path, &t.write, b))).await;
+
+    assert_eq!(results.iter().filter(|r| r.status == 200).count(), 10);
+    let full: Vec<_> = results.iter().filter(|r| r.status != 200).collect();
+    assert_eq!(full.len(), 20);
+    for r in full {
+        r.assert_error(409, "offering_full");
+    }
+    assert_eq!(counter_equals_recount(app, &t, &offering).await, 10);
+}
+
+#[tokio::test]
+async fn interleaved_creates_cancellations_and_deletes_keep_the_count_true() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &[], &[("o0", "c1")]).await;
+    let offering = app
+        .post(
+            &format!("/courseOfferings/{}", t.id),
+            &t.write,
+            &json!({"course_id": w.id("c1"), "capacity": 10}),
+        )
+        .await;
+    let offering = offering.assert_ok()["id"].as_str().unwrap().to_owned();
+    let students = contacts(&app, &t, 40).await;
+    let registered = |s: &str| {
+        let mut b = body(s, w.id("c1"), &offering);
+        b["status"] = json!("registered");
+        b
+    };
+    let mut seated = Vec::new();
+    for s in &students[..10] {
+        seated.push(
+            app.create(&t, &registered(s)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+
+    let cancel = json!([{"op": "replace", "path": "/status", "value": "cancelled"}]);
+    let creates: Vec<Value> = students[10..].iter().map(|s| registered(s)).collect();
+    let path = registrations(&t);
+    let paths: Vec<String> = seated.iter().map(|id| registration(&t, id)).collect();
+    let (created, cancelled, deleted) = tokio::join!(
+        join_all(creates.iter().map(|b| app.post(&path, &t.write, b))),
+        join_all(paths[..4].iter().map(|p| app.patch(p, &t.write, &cancel))),
+        join_all(paths[4..7].iter().map(|p| app.delete(p, &t.write))),
+    );
+
+    assert!(cancelled.iter().all(|r| r.status == 200));
+    assert!(deleted.iter().all(|r| r.status == 200));
+    // Seats freed during the wave may or may not be taken by it, depending on timing.
+    let admitted = created.iter().filter(|r| r.status == 200).count();
+    assert!(
+        admitted <= 7,
+        "at most the seven freed seats were taken, not {admitted}"
+    );
+    let refused: Vec<&Value> = creates
+        .iter()
+        .zip(&created)
+        .filter(|(_, r)| r.status != 200)
+        .map(|(b, r)| {
+            r.assert_error(409, "offering_full");
+            b
+        })
+        .collect();
+
+    // A second wave of the refused ones takes exactly the seats still free.
+    let retried = join_all(refused.iter().map(|b| app.post(&path, &t.write, b))).await;
+    let second = retried.iter().filter(|r| r.status == 200).count();
+    assert_eq!(admitted + second, 7, "every freed seat is taken once");
+    assert_eq!(counter_equals_recount(app, &t, &offering).await, 10);
+}
