@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// SMTP relay for mail; unset = mail goes to the outbox.
     #[arg(long, env = "REGISTRAR_SMTP_URL")]
     pub smtp_url: Option<String>,
+    /// The sender address of mail.
+    #[arg(
+        long,
+        env = "REGISTRAR_MAIL_FROM",
+        default_value = "registrar@localhost"
+    )]
+    pub mail_from: String,
     /// Load the demo tenant and key from the demo dir when the database is empty.
     #[arg(long, env = "REGISTRAR_DEMO")]
     pub demo: bool,
@@ -78,6 +85,7 @@ impl ServeArgs {
             data_dir: data_dir.into(),
             durability: DurabilityArg::Sync,
             smtp_url: None,
+            mail_from: "registrar@localhost".into(),
             demo: false,
             demo_dir: PathBuf::from("./data/demo"),
             operator_key: Some(operator_key.to_owned()),

@@ -64,6 +64,11 @@ error_codes! {
     HasDependants = "has_dependants",
     /// The registration already has a live order.
     OrderExists = "order_exists",
+    /// An email template does not parse or render (undefined variable, syntax); the message
+    /// names the part and the line.
+    TemplateError = "template_error",
+    /// The SMTP relay refused or could not be reached; nothing was sent.
+    MailDeliveryFailed = "mail_delivery_failed",
     /// A tenant with this id exists already.
     TenantExists = "tenant_exists",
     /// The body is larger than the limit.

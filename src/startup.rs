@@ -6,15 +6,18 @@ use crate::domain::access::{Actor, Role, WriteContext};
 use crate::domain::catalog::{
     ContactFields, CourseFields, CourseOfferingFields, RegistrationProcessFields,
 };
+use crate::domain::email::check_address;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{ApiKey, NewTenant};
 use crate::domain::time::Timestamp;
 use crate::error::ApiError;
 use crate::http;
+use crate::mail::SmtpRelay;
 use crate::store::catalog::CatalogHooks;
 use crate::store::directory::{hash_secret, random_secret};
 use crate::store::{Store, StoreError};
 use crate::workflows;
+use crate::workflows::email::Mailer;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, HttpServer};
 use serde::Deserialize;
@@ -40,6 +43,10 @@ pub enum StartupError {
         bind: String,
         source: std::io::Error,
     },
+    #[error("bad --mail-from: {0}")]
+    MailFrom(String),
+    #[error("bad --smtp-url: {0}")]
+    SmtpUrl(String),
     #[error("the operator key must not be empty")]
     EmptyOperatorKey,
     #[error("cannot load the demo from {path}: {message}")]
@@ -95,8 +102,17 @@ impl Application {
         };
         let listener = TcpListener::bind(&args.bind).map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
+        check_address(&args.mail_from)
+            .map_err(|e| StartupError::MailFrom(format!("{}: {e}", args.mail_from)))?;
+        let mailer = web::Data::new(Mailer {
+            relay: match &args.smtp_url {
+                Some(url) => Some(SmtpRelay::from_url(url).map_err(StartupError::SmtpUrl)?),
+                None => None,
+            },
+            from: args.mail_from.clone(),
+        });
         let app_store = store.clone();
-        let server = HttpServer::new(move || http::app(app_store.clone()))
+        let server = HttpServer::new(move || http::app(app_store.clone(), mailer.clone()))
             .listen(listener)
             .map_err(bind_error)?
             .run();

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod email;
 pub mod enums;
 pub mod ids;
 pub mod patch;

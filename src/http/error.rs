@@ -10,7 +10,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
         ValidationFailed | InvalidJson | InvalidQuery | InvalidPath | InvalidPatch
-        | InvalidPageToken => StatusCode::BAD_REQUEST,
+        | InvalidPageToken | TemplateError => StatusCode::BAD_REQUEST,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden | RecordLocked => StatusCode::FORBIDDEN,
         TenantNotFound | NotFound | RouteNotFound => StatusCode::NOT_FOUND,
@@ -27,6 +27,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        MailDeliveryFailed => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -74,7 +75,10 @@ mod tests {
         assert_eq!(names.len(), ErrorCode::ALL.len());
         for code in ErrorCode::ALL {
             let status = status_of(*code);
-            let server_side = matches!(code, ErrorCode::Internal | ErrorCode::Unavailable);
+            let server_side = matches!(
+                code,
+                ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::MailDeliveryFailed
+            );
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
         }
     }

@@ -12,6 +12,7 @@ pub mod service;
 
 use crate::error::ApiError;
 use crate::store::Store;
+use crate::workflows::email::Mailer;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Logger, Next};
@@ -48,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The whole application, as tests and the server build it.
 pub fn app(
     store: web::Data<Store>,
+    mailer: web::Data<Mailer>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
@@ -59,6 +61,7 @@ pub fn app(
 > {
     App::new()
         .app_data(store)
+        .app_data(mailer)
         .configure(configure)
         .wrap(from_fn(access::gate))
         .wrap(from_fn(contain_panics))

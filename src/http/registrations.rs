@@ -12,6 +12,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
 use crate::store::registrations::Page;
 use crate::workflows::blocking;
+use crate::workflows::email::{self, Mailer};
 use crate::workflows::generate;
 use crate::workflows::registrations::{self as flow, Change};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -40,6 +41,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
     }
     // Literal paths first: `{id}` would match them too.
+    cfg.service(
+        web::resource(format!("{scope}/previewEmail"))
+            .route(web::post().to(preview_email))
+            .default_service(web::to(super::error::method_not_allowed)),
+    );
     cfg.service(
         web::resource(format!("{scope}/generateOrder"))
             .route(web::post().to(generate_order))
@@ -261,4 +267,16 @@ async fn generate_order(
     Ok(HttpResponse::Ok()
         .insert_header(etag(order.version()))
         .json(order.to_json()))
+}
+
+async fn preview_email(
+    req: HttpRequest,
+    caller: Caller,
+    mailer: web::Data<Mailer>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let store = store_of(&req)?;
+    let sent = email::preview(&store, &mailer, caller.tenant()?, &body.0).await?;
+    Ok(HttpResponse::Ok().json(sent))
 }

@@ -1,10 +1,38 @@
-//! Endpoints about the service itself.
+//! Endpoints about the service itself, and the outbox.
 
-use actix_web::{web, HttpResponse};
-use serde_json::json;
+use super::access::Caller;
+use super::query::QueryParams;
+use super::request::store_of;
+use crate::error::ApiError;
+use crate::workflows::blocking;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz));
+    cfg.service(
+        web::resource("/emails/{tenantId}")
+            .route(web::get().to(outbox))
+            .default_service(web::to(super::error::method_not_allowed)),
+    );
+}
+
+/// The outbox, newest first, paged like a lookup.
+async fn outbox(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let query = QueryParams::parse(&req, &["exclusiveStartKey", "limit"])?;
+    let limit = query.limit()?;
+    let tenant = caller.tenant()?.clone();
+    let start = query.start_key().map(str::to_owned);
+    let page = blocking(&store_of(&req)?, move |s| {
+        s.outbox_page(&tenant, start.as_deref(), limit)
+    })
+    .await?;
+    let items: Vec<Value> = page.items.iter().map(|m| m.to_json()).collect();
+    let mut body = json!({"Count": items.len(), "Items": items});
+    if let Some(token) = page.next {
+        body["LastEvaluatedKey"] = Value::String(token);
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// Ready: the server only binds once the database is open, so answering is the proof.

@@ -1,7 +1,7 @@
 //! The catalog resources' operations, once for every kind.
 
-use super::blocking;
-use super::registrations::{busy, changed_body, check_preconditions, Change, Precondition};
+use super::registrations::{changed_body, check_preconditions, Change, Precondition};
+use super::{blocking, optimistic, settle, Attempt};
 use crate::domain::access::WriteContext;
 use crate::domain::catalog::{CatalogInput, CatalogRecord};
 use crate::domain::ids::{RecordId, TenantId};
@@ -10,8 +10,6 @@ use crate::store::catalog::{CatalogHooks, CreateCatalog, DeleteCatalog, ReviseCa
 use crate::store::{Store, StoreError};
 use serde_json::Value;
 use std::sync::Arc;
-
-const MAX_ATTEMPTS: usize = 100;
 
 fn not_found<F: CatalogHooks>() -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("{} not found", F::KIND.noun()))
@@ -58,7 +56,7 @@ pub async fn update<F: CatalogHooks>(
     if_match: Precondition,
     ctx: &WriteContext,
 ) -> Result<CatalogRecord<F>, ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
+    optimistic(async || {
         let stored = fetch::<F>(store, tenant, id).await?;
         check_preconditions(stored.fields.is_locked(), stored.version(), &if_match, ctx)?;
         let body = changed_body(
@@ -70,7 +68,7 @@ pub async fn update<F: CatalogHooks>(
         let input = CatalogInput::<F>::parse(&body)?;
         input.fields.check_change(&stored.fields)?;
         let Some(revised) = stored.revise(input.fields, ctx)? else {
-            return Ok(stored);
+            return Ok(Attempt::Done(stored));
         };
         let intent = ReviseCatalog {
             tenant: tenant.clone(),
@@ -78,12 +76,9 @@ pub async fn update<F: CatalogHooks>(
             record: revised,
             ctx: ctx.clone(),
         };
-        match store.submit(intent).await {
-            Err(StoreError::VersionChanged { .. }) => continue,
-            other => return Ok(other?),
-        }
-    }
-    Err(busy())
+        settle(store.submit(intent).await)
+    })
+    .await
 }
 
 pub async fn delete<F: CatalogHooks>(
@@ -93,7 +88,7 @@ pub async fn delete<F: CatalogHooks>(
     if_match: Precondition,
     ctx: &WriteContext,
 ) -> Result<(), ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
+    optimistic(async || {
         let stored = fetch::<F>(store, tenant, id).await?;
         check_preconditions(stored.fields.is_locked(), stored.version(), &if_match, ctx)?;
         let intent = DeleteCatalog::<F> {
@@ -103,10 +98,9 @@ pub async fn delete<F: CatalogHooks>(
             kind: std::marker::PhantomData,
         };
         match store.submit(intent).await {
-            Err(StoreError::VersionChanged { .. }) => continue,
-            Err(StoreError::NotFound) => return Err(not_found::<F>()),
-            other => return Ok(other?),
+            Err(StoreError::NotFound) => Err(not_found::<F>()),
+            other => settle(other),
         }
-    }
-    Err(busy())
+    })
+    .await
 }

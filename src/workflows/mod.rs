@@ -2,6 +2,7 @@
 //! Above `store/`, below `http/`; nothing here knows about HTTP.
 
 pub mod catalog;
+pub mod email;
 pub mod generate;
 pub mod registrations;
 
@@ -24,4 +25,39 @@ where
             Err(ApiError::internal())
         }
     }
+}
+
+/// How often an unpinned write re-reads and re-applies after losing a race. Each round lets at
+/// least one writer of the record through, so 100 covers any realistic burst on one record.
+const MAX_ATTEMPTS: usize = 100;
+
+/// What one optimistic attempt came to.
+pub enum Attempt<T> {
+    Done(T),
+    /// Another writer changed the record between our read and our commit: read again.
+    Raced,
+}
+
+/// Classifies a commit's result: a version race is retried, anything else is final.
+pub fn settle<T>(result: Result<T, StoreError>) -> Result<Attempt<T>, ApiError> {
+    match result {
+        Ok(value) => Ok(Attempt::Done(value)),
+        Err(StoreError::VersionChanged { .. }) => Ok(Attempt::Raced),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs read–decide–commit attempts until one is not raced.
+pub async fn optimistic<T>(
+    mut attempt: impl AsyncFnMut() -> Result<Attempt<T>, ApiError>,
+) -> Result<T, ApiError> {
+    for _ in 0..MAX_ATTEMPTS {
+        if let Attempt::Done(value) = attempt().await? {
+            return Ok(value);
+        }
+    }
+    Err(ApiError::new(
+        crate::error::ErrorCode::VersionConflict,
+        "the record kept changing while this write was applied; retry",
+    ))
 }

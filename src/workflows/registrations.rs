@@ -3,7 +3,7 @@
 //! between records run inside the transaction); retry when another writer got there first and
 //! the client did not pin a version.
 
-use super::blocking;
+use super::{blocking, optimistic, settle};
 use crate::domain::access::WriteContext;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::patch::apply_patch;
@@ -14,10 +14,6 @@ use crate::store::{Store, StoreError};
 use json_patch::Patch;
 use serde_json::Value;
 use std::sync::Arc;
-
-/// How often an unpinned write re-reads and re-applies after losing a race. Each round lets at
-/// least one writer of the record through, so 100 covers any realistic burst on one record.
-const MAX_ATTEMPTS: usize = 100;
 
 /// What a PUT or PATCH asks for.
 pub enum Change {
@@ -139,7 +135,7 @@ pub async fn update(
     if_match: Precondition,
     ctx: &WriteContext,
 ) -> Result<CourseRegistration, ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
+    optimistic(async || {
         let stored = fetch(store, tenant, id).await?;
         check_preconditions(stored.is_locked(), stored.version(), &if_match, ctx)?;
         let body = changed_body(
@@ -156,12 +152,9 @@ pub async fn update(
             fields: input.fields,
             ctx: ctx.clone(),
         };
-        match store.submit(intent).await {
-            Err(StoreError::VersionChanged { .. }) => continue,
-            other => return Ok(other?),
-        }
-    }
-    Err(busy())
+        settle(store.submit(intent).await)
+    })
+    .await
 }
 
 pub async fn delete(
@@ -171,7 +164,7 @@ pub async fn delete(
     if_match: Precondition,
     ctx: &WriteContext,
 ) -> Result<(), ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
+    optimistic(async || {
         let stored = fetch(store, tenant, id).await?;
         check_preconditions(stored.is_locked(), stored.version(), &if_match, ctx)?;
         let intent = DeleteRegistration {
@@ -180,17 +173,9 @@ pub async fn delete(
             base_version: stored.version(),
         };
         match store.submit(intent).await {
-            Err(StoreError::VersionChanged { .. }) => continue,
-            Err(StoreError::NotFound) => return Err(not_found()),
-            other => return Ok(other?),
+            Err(StoreError::NotFound) => Err(not_found()),
+            other => settle(other),
         }
-    }
-    Err(busy())
-}
-
-pub fn busy() -> ApiError {
-    ApiError::new(
-        ErrorCode::VersionConflict,
-        "the record kept changing while this write was applied; retry",
-    )
+    })
+    .await
 }

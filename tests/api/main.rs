@@ -2,11 +2,14 @@
 //! One tenant per test; one test binary so it links once.
 
 mod helpers;
+#[path = "../support/smtp.rs"]
+mod smtp;
 
 mod admin;
 mod capacity;
 mod catalog;
 mod concurrency;
+mod email;
 mod errors;
 mod generate;
 mod paging;
