@@ -56,6 +56,60 @@ fn endpoints(t: &str, id: &str) -> Vec<Endpoint> {
         body: None,
         writes: true,
     });
+    let write = |method: Method, path: String, body: Option<Value>| Endpoint {
+        method,
+        path,
+        body,
+        writes: true,
+    };
+    list.push(write(
+        Method::POST,
+        format!("{base}/generateOrder"),
+        Some(json!({"id": id})),
+    ));
+    list.push(write(
+        Method::POST,
+        format!("{base}/generateRegistration/p1/c1"),
+        None,
+    ));
+    list.push(write(
+        Method::POST,
+        format!("{base}/previewEmail"),
+        Some(json!({"registration_id": id, "destination_email_address": "a@example.org"})),
+    ));
+    list.push(read(format!("/emails/{t}")));
+    for resource in [
+        "contacts",
+        "courses",
+        "courseOfferings",
+        "registrationProcesses",
+        "emailTemplates",
+        "orders",
+    ] {
+        let base = format!("/{resource}/{t}");
+        list.push(read(base.clone()));
+        list.push(read(format!("{base}/x1")));
+        list.push(write(Method::PATCH, format!("{base}/x1"), Some(json!([]))));
+        if resource != "orders" {
+            list.push(write(
+                Method::POST,
+                base.clone(),
+                Some(json!({"name": "n"})),
+            ));
+            list.push(write(
+                Method::PUT,
+                format!("{base}/x1"),
+                Some(json!({"name": "n"})),
+            ));
+            list.push(write(Method::DELETE, format!("{base}/x1"), None));
+        }
+    }
+    list.push(Endpoint {
+        method: Method::POST,
+        path: format!("/admin/tenants/{t}/keys"),
+        body: Some(json!({"role": "read"})),
+        writes: true,
+    });
     list
 }
 
@@ -178,7 +232,7 @@ async fn bodies_must_be_json_and_small() {
     {
         let text = app
             .send(
-                app.request(e.method.clone(), &e.path, Some(&t.write))
+                app.request(e.method.clone(), &e.path, Some(&t.admin))
                     .header("Content-Type", "text/plain")
                     .body("{}"),
             )
@@ -186,14 +240,14 @@ async fn bodies_must_be_json_and_small() {
         text.assert_error(415, "unsupported_media_type");
         let untyped = app
             .send(
-                app.request(e.method.clone(), &e.path, Some(&t.write))
+                app.request(e.method.clone(), &e.path, Some(&t.admin))
                     .body("{}"),
             )
             .await;
         untyped.assert_error(415, "unsupported_media_type");
         let too_big = app
             .send(
-                app.request(e.method.clone(), &e.path, Some(&t.write))
+                app.request(e.method.clone(), &e.path, Some(&t.admin))
                     .header("Content-Type", "application/json")
                     .body(huge.clone()),
             )
