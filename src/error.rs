@@ -69,6 +69,8 @@ error_codes! {
     TemplateError = "template_error",
     /// The SMTP relay refused or could not be reached; nothing was sent.
     MailDeliveryFailed = "mail_delivery_failed",
+    /// An atomic batch was rolled back because another of its operations failed.
+    BatchRolledBack = "batch_rolled_back",
     /// A tenant with this id exists already.
     TenantExists = "tenant_exists",
     /// The body is larger than the limit.

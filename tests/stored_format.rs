@@ -33,6 +33,7 @@ fn sample_registration() -> CourseRegistration {
             role: Role::Write,
         },
         at: at(),
+        bulk_operation: None,
     };
     let fields = RegistrationInput::parse(&body).unwrap().fields;
     CourseRegistration::create(

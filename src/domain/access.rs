@@ -87,6 +87,8 @@ pub struct Actor {
 pub struct WriteContext {
     pub actor: Actor,
     pub at: Timestamp,
+    /// The batch this write belongs to, stamped on the records it changes.
+    pub bulk_operation: Option<String>,
 }
 
 impl WriteContext {
@@ -94,6 +96,7 @@ impl WriteContext {
         WriteContext {
             actor,
             at: Timestamp::now(),
+            bulk_operation: None,
         }
     }
 

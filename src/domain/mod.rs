@@ -1,6 +1,7 @@
 //! Typed records, their values and the rules that hold for them. No HTTP, no sled.
 
 pub mod access;
+pub mod batch;
 pub mod catalog;
 pub mod email;
 pub mod enums;
@@ -8,6 +9,7 @@ pub mod ids;
 pub mod patch;
 pub mod record;
 pub mod registration;
+pub mod search;
 pub mod tenant;
 pub mod time;
 pub mod values;

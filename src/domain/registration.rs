@@ -300,6 +300,11 @@ impl CourseRegistration {
         fields.take_server_managed(&self.fields);
         fields.sys_version = Some(self.version() + 1);
         fields.stamp(ctx);
+        if let Some(operation) = &ctx.bulk_operation {
+            fields.sys_last_bulk_data_operation_id = Text::new(operation.as_str()).ok();
+            fields.sys_last_bulk_data_operation_sys_version =
+                Text::new((self.version() + 1).to_string()).ok();
+        }
         Ok(Revision::Changed(Box::new(CourseRegistration {
             id: self.id.clone(),
             fields,
@@ -369,6 +374,7 @@ mod tests {
                 role: Role::Write,
             },
             at: Timestamp::parse_rfc3339("2026-01-02T03:04:05Z").unwrap(),
+            bulk_operation: None,
         }
     }
 

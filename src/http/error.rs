@@ -24,6 +24,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | HasDependants
         | OrderExists => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        BatchRolledBack => StatusCode::FAILED_DEPENDENCY,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,

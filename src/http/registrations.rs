@@ -7,6 +7,7 @@ use super::request::{etag, if_match, page_headers, path_id, store_of, write_cont
 use crate::domain::patch::parse_patch;
 use crate::domain::record::project;
 use crate::domain::registration::{CourseRegistration, RegistrationFields};
+use crate::domain::search::SearchCriteria;
 use crate::domain::values::{FieldValue, Text};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
@@ -33,7 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(web::get().to(lookup))
         .default_service(web::to(super::error::method_not_allowed)),
     );
-    for def in REGISTRATION_INDEXES.iter().filter(|d| d.fields.len() == 1) {
+    for def in REGISTRATION_INDEXES
+        .iter()
+        .filter(|d| d.exposed && d.fields.len() == 1)
+    {
         cfg.service(
             web::resource(format!("{scope}/{}/{{{}}}", def.lookup, def.fields[0]))
                 .route(web::get().to(lookup))
@@ -41,6 +45,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
     }
     // Literal paths first: `{id}` would match them too.
+    cfg.service(
+        web::resource(format!("{scope}/batch"))
+            .route(web::post().to(batch))
+            .default_service(web::to(super::error::method_not_allowed)),
+    );
+    cfg.service(
+        web::resource(format!("{scope}/search"))
+            .route(web::post().to(search))
+            .default_service(web::to(super::error::method_not_allowed)),
+    );
     cfg.service(
         web::resource(format!("{scope}/previewEmail"))
             .route(web::post().to(preview_email))
@@ -279,4 +293,64 @@ async fn preview_email(
     let store = store_of(&req)?;
     let sent = email::preview(&store, &mailer, caller.tenant()?, &body.0).await?;
     Ok(HttpResponse::Ok().json(sent))
+}
+
+async fn search(
+    req: HttpRequest,
+    caller: Caller,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let query = QueryParams::parse(&req, &["fieldsToReturn", "exclusiveStartKey", "limit"])?;
+    let fields = query.projection::<RegistrationFields>("fieldsToReturn")?;
+    let limit = query.limit()?;
+    let criteria = SearchCriteria::parse(&body.0)?;
+    let tenant = caller.tenant()?.clone();
+    let start = query.start_key().map(str::to_owned);
+    let page = blocking(&store_of(&req)?, move |s| {
+        s.search_registrations(&tenant, &criteria, start.as_deref(), limit)
+    })
+    .await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|r| Value::Object(render(r, fields.as_deref())))
+        .collect();
+    let mut body = json!({"Count": items.len(), "Items": items});
+    if let Some(token) = page.next {
+        body["LastEvaluatedKey"] = Value::String(token);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn batch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let store = store_of(&req)?;
+    let report =
+        crate::workflows::batch::run(&store, caller.tenant()?, &body.0, &write_context(&caller))
+            .await?;
+    let mut successes = 0;
+    let results: Vec<Value> = report
+        .results
+        .iter()
+        .map(|r| {
+            let mut out = json!({"id": r.id, "op": r.op});
+            match &r.result {
+                Ok(()) => {
+                    successes += 1;
+                    out["status"] = json!(200);
+                }
+                Err(e) => {
+                    out["status"] = json!(super::error::status_of(e.code).as_u16());
+                    out["error"] = json!({"code": e.code.as_str(), "message": e.message});
+                }
+            }
+            out
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "operation_id": report.operation_id,
+        "success_count": successes,
+        "error_count": results.len() - successes,
+        "results": results,
+    })))
 }

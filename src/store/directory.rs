@@ -95,6 +95,7 @@ impl Intent for CreateTenant {
         let ctx = WriteContext {
             actor: Principal::Operator.actor(),
             at: self.0.created_at,
+            bulk_operation: None,
         };
         let id = RecordId::parse(DEFAULT_TEMPLATE_ID).map_err(StoreError::Corrupt)?;
         let template = CatalogRecord::create(id, default_confirmation_template(), &ctx)?;

@@ -16,6 +16,8 @@ pub struct IndexDef {
     /// The fields whose values form the entry key, in order. A record with any of them
     /// absent has no entry.
     pub fields: &'static [&'static str],
+    /// Whether the lookup has its own endpoint; the others serve search only.
+    pub exposed: bool,
 }
 
 pub const REGISTRATION_INDEXES: &[IndexDef] = &[
@@ -23,36 +25,50 @@ pub const REGISTRATION_INDEXES: &[IndexDef] = &[
         lookup: "student",
         tree: "idx_student",
         fields: &["student_id"],
+        exposed: true,
     },
     IndexDef {
         lookup: "course",
         tree: "idx_course",
         fields: &["course_id"],
+        exposed: true,
     },
     IndexDef {
         lookup: "courseOffering",
         tree: "idx_course_offering",
         fields: &["course_offering_id"],
+        exposed: true,
     },
     IndexDef {
         lookup: "studentCourse",
         tree: "idx_student_course",
         fields: &["student_id", "course_id"],
+        exposed: true,
     },
     IndexDef {
         lookup: "application",
         tree: "idx_application",
         fields: &["application_id"],
+        exposed: true,
     },
     IndexDef {
         lookup: "eventRegistration",
         tree: "idx_event_registration",
         fields: &["event_registration_id"],
+        exposed: true,
     },
     IndexDef {
         lookup: "order",
         tree: "idx_order",
         fields: &["order_id"],
+        exposed: true,
+    },
+    // For search only: a status is the one criterion that often comes alone.
+    IndexDef {
+        lookup: "status",
+        tree: "idx_status",
+        fields: &["status"],
+        exposed: false,
     },
 ];
 

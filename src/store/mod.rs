@@ -12,6 +12,7 @@
 //!   `api_keys_by_tenant`: (tenant, key id) → ()
 //! * `meta`: (name) → value (page-token secret, operator key hash)
 
+pub mod batch;
 pub mod catalog;
 pub mod codec;
 pub mod directory;
@@ -23,6 +24,7 @@ pub mod outbox;
 pub mod page;
 pub mod pipeline;
 pub mod registrations;
+pub mod search;
 pub mod tx;
 
 pub use error::StoreError;

@@ -140,6 +140,16 @@ impl<'a> Tx<'a> {
         Ok(value)
     }
 
+    /// A point to roll back to: the writes buffered so far.
+    pub fn mark(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Drops the writes buffered since `mark`: one step of a batch refused, the rest stands.
+    pub fn rollback_to(&mut self, mark: usize) {
+        self.writes.truncate(mark);
+    }
+
     /// Drops every write buffered so far: a dry run evaluates every rule and keeps nothing.
     pub fn discard(&mut self) {
         self.writes.clear();

@@ -1,6 +1,7 @@
 //! Operations that combine the domain's rules with the store: read, decide, write, retry.
 //! Above `store/`, below `http/`; nothing here knows about HTTP.
 
+pub mod batch;
 pub mod catalog;
 pub mod email;
 pub mod generate;

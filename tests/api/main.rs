@@ -6,6 +6,7 @@ mod helpers;
 mod smtp;
 
 mod admin;
+mod batch;
 mod capacity;
 mod catalog;
 mod concurrency;
@@ -16,4 +17,5 @@ mod paging;
 mod registrations;
 mod restart;
 mod rules;
+mod search;
 mod startup;

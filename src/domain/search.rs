@@ -1,0 +1,360 @@
+//! Search criteria: parsed once, matched against records, and put in a canonical form that
+//! page tokens are bound to.
+
+use super::enums::{OrderStatus, RegistrationStatus};
+use super::ids::RecordId;
+use super::registration::CourseRegistration;
+use super::time::Timestamp;
+use super::values::{kind_of, FieldValue, Text};
+use crate::error::{ApiError, FieldError};
+use serde_json::{json, Map, Value};
+
+/// Most values in one "one of" list (and most ids).
+pub const MAX_VALUES: usize = 1000;
+
+/// An inclusive range; either end may be open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range<T> {
+    pub min: Option<T>,
+    pub max: Option<T>,
+}
+
+impl<T: PartialOrd> Range<T> {
+    fn contains(&self, value: Option<&T>) -> bool {
+        let Some(value) = value else { return false };
+        self.min.as_ref().is_none_or(|min| value >= min)
+            && self.max.as_ref().is_none_or(|max| value <= max)
+    }
+}
+
+/// Every criterion of a search; all present ones must hold.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SearchCriteria {
+    pub ids: Option<Vec<RecordId>>,
+    pub order_id: Option<Vec<String>>,
+    pub order_number: Option<Vec<f64>>,
+    pub order_status: Option<Vec<OrderStatus>>,
+    pub course_id: Option<Vec<String>>,
+    pub course_offering_id: Option<Vec<String>>,
+    pub training_provider_id: Option<Vec<String>>,
+    pub training_location_id: Option<Vec<String>>,
+    pub status: Option<Vec<RegistrationStatus>>,
+    pub order_balance_due: Option<Range<f64>>,
+    pub order_amount_paid: Option<Range<f64>>,
+    pub order_total: Option<Range<f64>>,
+    pub arrival_date: Option<Range<Timestamp>>,
+    pub departure_date: Option<Range<Timestamp>>,
+    pub date: Option<Range<Timestamp>>,
+    pub sys_created_at: Option<Range<Timestamp>>,
+    /// Lower-cased needles for case-insensitive substring matches.
+    pub name: Option<String>,
+    pub email_address: Option<String>,
+    pub job_title: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+}
+
+fn list<T>(value: &Value, item: impl Fn(&Value) -> Result<T, String>) -> Result<Vec<T>, String> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| format!("must be an array, not {}", kind_of(value)))?;
+    if items.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if items.len() > MAX_VALUES {
+        return Err(format!("must have at most {MAX_VALUES} values"));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| item(v).map_err(|e| format!("item {i} {e}")))
+        .collect()
+}
+
+fn range<T>(value: &Value, end: impl Fn(&Value) -> Result<T, String>) -> Result<Range<T>, String> {
+    let items = value
+        .as_array()
+        .ok_or_else(|| format!("must be a [min, max] array, not {}", kind_of(value)))?;
+    let [min, max] = items.as_slice() else {
+        return Err(format!(
+            "must be a [min, max] array of 2 items, not {}",
+            items.len()
+        ));
+    };
+    let bound = |v: &Value| {
+        if v.is_null() {
+            Ok(None)
+        } else {
+            end(v).map(Some)
+        }
+    };
+    Ok(Range {
+        min: bound(min).map_err(|e| format!("min {e}"))?,
+        max: bound(max).map_err(|e| format!("max {e}"))?,
+    })
+}
+
+fn text(value: &Value) -> Result<String, String> {
+    Text::parse(value).map(|t| t.as_str().to_owned())
+}
+
+fn needle(value: &Value) -> Result<String, String> {
+    let text = text(value)?;
+    if text.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(text.to_lowercase())
+}
+
+impl SearchCriteria {
+    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+        let object = body.as_object().ok_or_else(|| {
+            ApiError::field(
+                "body",
+                format!("must be a JSON object, not {}", kind_of(body)),
+            )
+        })?;
+        let mut c = SearchCriteria::default();
+        let mut problems = Vec::new();
+        for (name, value) in object {
+            if value.is_null() {
+                continue;
+            }
+            let parsed: Result<(), String> = (|| {
+                match name.as_str() {
+                    "ids" => c.ids = Some(list(value, |v| RecordId::parse(&text(v)?))?),
+                    "order_id" => c.order_id = Some(list(value, text)?),
+                    "order_number" => {
+                        c.order_number = Some(list(value, <f64 as FieldValue>::parse)?)
+                    }
+                    "order_status" => {
+                        c.order_status = Some(list(value, <OrderStatus as FieldValue>::parse)?)
+                    }
+                    "course_id" => c.course_id = Some(list(value, text)?),
+                    "course_offering_id" => c.course_offering_id = Some(list(value, text)?),
+                    "training_provider_id" => c.training_provider_id = Some(list(value, text)?),
+                    "training_location_id" => c.training_location_id = Some(list(value, text)?),
+                    "status" => {
+                        c.status = Some(list(value, <RegistrationStatus as FieldValue>::parse)?)
+                    }
+                    "order_balance_due" => {
+                        c.order_balance_due = Some(range(value, <f64 as FieldValue>::parse)?)
+                    }
+                    "order_amount_paid" => {
+                        c.order_amount_paid = Some(range(value, <f64 as FieldValue>::parse)?)
+                    }
+                    "order_total" => {
+                        c.order_total = Some(range(value, <f64 as FieldValue>::parse)?)
+                    }
+                    "arrival_date" => {
+                        c.arrival_date = Some(range(value, <Timestamp as FieldValue>::parse)?)
+                    }
+                    "departure_date" => {
+                        c.departure_date = Some(range(value, <Timestamp as FieldValue>::parse)?)
+                    }
+                    "date" => c.date = Some(range(value, <Timestamp as FieldValue>::parse)?),
+                    "sys_created_at" => {
+                        c.sys_created_at = Some(range(value, <Timestamp as FieldValue>::parse)?)
+                    }
+                    "name" => c.name = Some(needle(value)?),
+                    "email_address" => c.email_address = Some(needle(value)?),
+                    "job_title" => c.job_title = Some(needle(value)?),
+                    "city" => c.city = Some(needle(value)?),
+                    "state" => c.state = Some(needle(value)?),
+                    _ => return Err("is not a search criterion".into()),
+                }
+                Ok(())
+            })();
+            if let Err(message) = parsed {
+                problems.push(FieldError::new(name.as_str(), message));
+            }
+        }
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(ApiError::validation(problems))
+        }
+    }
+
+    /// Whether `record` meets every criterion.
+    pub fn matches(&self, record: &CourseRegistration) -> bool {
+        let f = &record.fields;
+        let one_of = |wanted: &Option<Vec<String>>, have: Option<&str>| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| have.is_some_and(|h| w.iter().any(|x| x == h)))
+        };
+        let in_range_f = |r: &Option<Range<f64>>, v: Option<f64>| {
+            r.as_ref().is_none_or(|r| r.contains(v.as_ref()))
+        };
+        let in_range_t = |r: &Option<Range<Timestamp>>, v: Option<Timestamp>| {
+            r.as_ref().is_none_or(|r| r.contains(v.as_ref()))
+        };
+        let contains = |needle: &Option<String>, hay: Option<&Text>| {
+            needle
+                .as_ref()
+                .is_none_or(|n| hay.is_some_and(|h| h.as_str().to_lowercase().contains(n.as_str())))
+        };
+        self.ids.as_ref().is_none_or(|ids| ids.contains(&record.id))
+            && one_of(&self.order_id, f.order_id.as_ref().map(|v| v.as_str()))
+            && self
+                .order_number
+                .as_ref()
+                .is_none_or(|w| f.order_number.is_some_and(|n| w.contains(&n)))
+            && self
+                .order_status
+                .as_ref()
+                .is_none_or(|w| f.order_status.is_some_and(|s| w.contains(&s)))
+            && one_of(&self.course_id, f.course_id.as_ref().map(|v| v.as_str()))
+            && one_of(
+                &self.course_offering_id,
+                f.course_offering_id.as_ref().map(|v| v.as_str()),
+            )
+            && one_of(
+                &self.training_provider_id,
+                f.training_provider_id.as_ref().map(|v| v.as_str()),
+            )
+            && one_of(
+                &self.training_location_id,
+                f.training_location_id.as_ref().map(|v| v.as_str()),
+            )
+            && self
+                .status
+                .as_ref()
+                .is_none_or(|w| w.contains(&record.status()))
+            && in_range_f(&self.order_balance_due, f.order_balance_due)
+            && in_range_f(&self.order_amount_paid, f.order_amount_paid)
+            && in_range_f(&self.order_total, f.order_total)
+            && in_range_t(&self.arrival_date, f.arrival_date)
+            && in_range_t(&self.departure_date, f.departure_date)
+            && in_range_t(&self.date, f.date)
+            && in_range_t(&self.sys_created_at, f.sys_created_at)
+            && contains(&self.name, f.name.as_ref())
+            && contains(&self.email_address, f.email_address.as_ref())
+            && contains(&self.job_title, f.job_title.as_ref())
+            && contains(&self.city, f.city.as_ref())
+            && contains(&self.state, f.state.as_ref())
+    }
+
+    /// A canonical text of the criteria: two searches that mean the same have the same text,
+    /// so a page token of one works for the other and for nothing else.
+    pub fn canonical(&self) -> String {
+        let mut out = Map::new();
+        let mut put = |name: &str, value: Value| {
+            out.insert(name.to_owned(), value);
+        };
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v.dedup();
+            json!(v)
+        };
+        let range_f = |r: &Range<f64>| json!([r.min, r.max]);
+        let range_t = |r: &Range<Timestamp>| {
+            json!([r.min.map(|t| t.to_rfc3339()), r.max.map(|t| t.to_rfc3339())])
+        };
+        if let Some(v) = &self.ids {
+            put("ids", sorted(v.iter().map(|i| i.to_string()).collect()));
+        }
+        for (name, v) in [
+            ("order_id", &self.order_id),
+            ("course_id", &self.course_id),
+            ("course_offering_id", &self.course_offering_id),
+            ("training_provider_id", &self.training_provider_id),
+            ("training_location_id", &self.training_location_id),
+        ] {
+            if let Some(v) = v {
+                put(name, sorted(v.clone()));
+            }
+        }
+        if let Some(v) = &self.order_number {
+            let mut v = v.clone();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            put("order_number", json!(v));
+        }
+        if let Some(v) = &self.order_status {
+            put(
+                "order_status",
+                sorted(v.iter().map(|s| s.as_str().to_owned()).collect()),
+            );
+        }
+        if let Some(v) = &self.status {
+            put(
+                "status",
+                sorted(v.iter().map(|s| s.as_str().to_owned()).collect()),
+            );
+        }
+        for (name, r) in [
+            ("order_balance_due", &self.order_balance_due),
+            ("order_amount_paid", &self.order_amount_paid),
+            ("order_total", &self.order_total),
+        ] {
+            if let Some(r) = r {
+                put(name, range_f(r));
+            }
+        }
+        for (name, r) in [
+            ("arrival_date", &self.arrival_date),
+            ("departure_date", &self.departure_date),
+            ("date", &self.date),
+            ("sys_created_at", &self.sys_created_at),
+        ] {
+            if let Some(r) = r {
+                put(name, range_t(r));
+            }
+        }
+        for (name, n) in [
+            ("name", &self.name),
+            ("email_address", &self.email_address),
+            ("job_title", &self.job_title),
+            ("city", &self.city),
+            ("state", &self.state),
+        ] {
+            if let Some(n) = n {
+                put(name, json!(n));
+            }
+        }
+        // serde_json keeps insertion order here; sort the keys for a canonical form.
+        let mut keys: Vec<(String, Value)> = out.into_iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        Value::Object(keys.into_iter().collect()).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_criteria_are_named() {
+        for (body, field) in [
+            (json!({"status": "registered"}), "status"),
+            (json!({"status": ["maybe"]}), "status"),
+            (json!({"order_total": [1, 2, 3]}), "order_total"),
+            (json!({"order_total": [1]}), "order_total"),
+            (json!({"date": ["yesterday", null]}), "date"),
+            (json!({"name": 5}), "name"),
+            (json!({"color": ["red"]}), "color"),
+            (json!({"ids": []}), "ids"),
+            (json!({"order_number": ["1"]}), "order_number"),
+        ] {
+            let err = SearchCriteria::parse(&body).unwrap_err();
+            assert_eq!(err.details[0].field, field, "{body}");
+        }
+    }
+
+    #[test]
+    fn equivalent_searches_have_one_canonical_form() {
+        let a = SearchCriteria::parse(
+            &json!({"course_id": ["b", "a"], "name": "Ada", "order_total": [1, null]}),
+        )
+        .unwrap();
+        let b = SearchCriteria::parse(
+            &json!({"order_total": [1.0, null], "name": "ada", "course_id": ["a", "b", "a"]}),
+        )
+        .unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        let c = SearchCriteria::parse(&json!({"course_id": ["a"]})).unwrap();
+        assert_ne!(a.canonical(), c.canonical());
+    }
+}

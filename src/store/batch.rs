@@ -1,0 +1,66 @@
+//! A batch of registration changes committed in one transaction (and so one flush): each step
+//! stands or falls on its own, or — atomic — all fall together.
+
+use super::error::StoreError;
+use super::pipeline::Intent;
+use super::registrations::{DeleteRegistration, ReviseRegistration};
+use super::tx::{Tx, TxError};
+use crate::domain::registration::CourseRegistration;
+
+pub enum BatchStep {
+    Revise(Box<ReviseRegistration>),
+    Delete(DeleteRegistration),
+}
+
+#[derive(Debug)]
+pub enum StepOutcome {
+    Revised(Box<CourseRegistration>),
+    Deleted,
+}
+
+/// The steps, each tagged with its position in the request.
+pub struct ApplyBatch {
+    pub steps: Vec<(usize, BatchStep)>,
+    pub atomic: bool,
+}
+
+pub struct BatchOutcome {
+    pub results: Vec<(usize, Result<StepOutcome, StoreError>)>,
+    /// Atomic and a step failed: nothing was written.
+    pub rolled_back: bool,
+}
+
+impl Intent for ApplyBatch {
+    type Output = BatchOutcome;
+
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<BatchOutcome, TxError> {
+        let mut results = Vec::with_capacity(self.steps.len());
+        let mut failed = false;
+        for (position, step) in &self.steps {
+            let mark = tx.mark();
+            let result = match step {
+                BatchStep::Revise(revise) => {
+                    revise.apply(tx).map(|r| StepOutcome::Revised(Box::new(r)))
+                }
+                BatchStep::Delete(delete) => delete.apply(tx).map(|()| StepOutcome::Deleted),
+            };
+            match result {
+                Ok(outcome) => results.push((*position, Ok(outcome))),
+                Err(TxError::Refused(e)) => {
+                    tx.rollback_to(mark);
+                    failed = true;
+                    results.push((*position, Err(e)));
+                }
+                Err(sled) => return Err(sled),
+            }
+        }
+        let rolled_back = self.atomic && failed;
+        if rolled_back {
+            tx.discard();
+        }
+        Ok(BatchOutcome {
+            results,
+            rolled_back,
+        })
+    }
+}

@@ -1,0 +1,283 @@
+//! Search: a small planner picks the narrowest source of candidates — the ids given, or the
+//! index with the fewest entries for the criterion's values — walks it in id order, and checks
+//! every criterion on each record. A request examines at most [`MAX_EXAMINED`] candidates and
+//! then answers with what it found and a `LastEvaluatedKey`.
+//!
+//! Every source yields ids in ascending order and the page token is the last id examined, so
+//! a walk is exactly-once by construction: a later page only looks at larger ids.
+
+use super::codec;
+use super::error::StoreError;
+use super::index::REGISTRATION_INDEXES;
+use super::keys::{self, Key};
+use super::page::PageScope;
+use super::Store;
+use crate::domain::ids::TenantId;
+use crate::domain::registration::CourseRegistration;
+use crate::domain::search::SearchCriteria;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Most candidates one search request examines.
+pub const MAX_EXAMINED: usize = 10_000;
+/// How far the planner counts the entries of each candidate index before it stops counting.
+const PLAN_PROBE: usize = 2_000;
+
+/// Where a search takes its candidates from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The ids the search names, sorted.
+    Ids(Vec<String>),
+    /// The entries of one index for these values.
+    Index {
+        lookup: &'static str,
+        values: Vec<String>,
+    },
+    /// Every registration of the tenant.
+    Scan,
+}
+
+/// Candidate ids in ascending order, each with its record bytes when the source has them.
+type Candidates<'a> =
+    Box<dyn Iterator<Item = Result<(String, Option<sled::IVec>), StoreError>> + 'a>;
+
+/// One page of search results.
+#[derive(Debug)]
+pub struct SearchPage {
+    pub items: Vec<CourseRegistration>,
+    pub next: Option<String>,
+    pub plan: Plan,
+}
+
+/// The index-backed criteria, with their values.
+fn indexed_criteria(c: &SearchCriteria) -> Vec<(&'static str, Vec<String>)> {
+    let mut out = Vec::new();
+    let strings = |v: &Option<Vec<String>>| v.clone();
+    for (lookup, values) in [
+        ("order", strings(&c.order_id)),
+        ("courseOffering", strings(&c.course_offering_id)),
+        ("course", strings(&c.course_id)),
+        (
+            "status",
+            c.status
+                .as_ref()
+                .map(|s| s.iter().map(|s| s.as_str().to_owned()).collect()),
+        ),
+    ] {
+        if let Some(mut values) = values {
+            values.sort();
+            values.dedup();
+            out.push((lookup, values));
+        }
+    }
+    out
+}
+
+impl Store {
+    fn index_position(lookup: &str) -> Result<usize, StoreError> {
+        REGISTRATION_INDEXES
+            .iter()
+            .position(|d| d.lookup == lookup)
+            .ok_or_else(|| StoreError::Corrupt(format!("no index {lookup}")))
+    }
+
+    /// Chooses the source with the fewest candidates.
+    pub fn plan_search(&self, tenant: &TenantId, c: &SearchCriteria) -> Result<Plan, StoreError> {
+        if let Some(ids) = &c.ids {
+            let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+            ids.sort();
+            ids.dedup();
+            return Ok(Plan::Ids(ids));
+        }
+        let mut best: Option<(usize, &'static str, Vec<String>)> = None;
+        for (lookup, values) in indexed_criteria(c) {
+            let tree = &self.indexes[Self::index_position(lookup)?];
+            let mut count = 0;
+            for value in &values {
+                let prefix = keys::index_prefix(tenant.as_str(), [value.as_str()]);
+                count += tree
+                    .scan_prefix(prefix.as_bytes())
+                    .keys()
+                    .take(PLAN_PROBE - count.min(PLAN_PROBE))
+                    .count();
+                if count >= PLAN_PROBE {
+                    break;
+                }
+            }
+            if best.as_ref().is_none_or(|(n, _, _)| count < *n) {
+                best = Some((count, lookup, values));
+            }
+        }
+        Ok(match best {
+            Some((_, lookup, values)) => Plan::Index { lookup, values },
+            None => Plan::Scan,
+        })
+    }
+
+    pub fn search_registrations(
+        &self,
+        tenant: &TenantId,
+        criteria: &SearchCriteria,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<SearchPage, StoreError> {
+        let t = tenant.as_str();
+        let scope = PageScope::query(t, "search", criteria.canonical().as_bytes());
+        let position = after
+            .map(|token| self.tokens.open(&scope, token))
+            .transpose()?;
+        let plan = self.plan_search(tenant, criteria)?;
+        let candidates = self.candidates(tenant, &plan, position.as_deref())?;
+        let mut items = Vec::new();
+        let mut last_examined: Option<String> = None;
+        for (examined, candidate) in candidates.enumerate() {
+            let (id, record) = candidate?;
+            if items.len() == limit || examined == MAX_EXAMINED {
+                let next = last_examined.map(|id| self.tokens.seal(&scope, &id));
+                return Ok(SearchPage { items, next, plan });
+            }
+            let record: Option<CourseRegistration> = match record {
+                Some(bytes) => Some(codec::decode(&bytes)?),
+                // The entry and the record are not read as one snapshot: a record deleted
+                // meanwhile is skipped.
+                None => self
+                    .registrations
+                    .get(keys::registration(t, &id))?
+                    .map(|b| codec::decode(&b))
+                    .transpose()?,
+            };
+            if let Some(record) = record.filter(|r| criteria.matches(r)) {
+                items.push(record);
+            }
+            last_examined = Some(id);
+        }
+        Ok(SearchPage {
+            items,
+            next: None,
+            plan,
+        })
+    }
+
+    /// The candidates of a plan after `position`, in ascending id order: (id, record bytes if
+    /// the source already has them).
+    fn candidates<'a>(
+        &'a self,
+        tenant: &TenantId,
+        plan: &Plan,
+        position: Option<&str>,
+    ) -> Result<Candidates<'a>, StoreError> {
+        let t = tenant.as_str().to_owned();
+        Ok(match plan {
+            Plan::Ids(ids) => {
+                let ids: Vec<String> = ids
+                    .iter()
+                    .filter(|id| position.is_none_or(|p| id.as_str() > p))
+                    .cloned()
+                    .collect();
+                Box::new(ids.into_iter().map(Ok).map(|r| r.map(|id| (id, None))))
+            }
+            Plan::Scan => {
+                let prefix = keys::registrations_of(&t);
+                let start = match position {
+                    Some(p) => keys::resume_after(&prefix, p),
+                    None => prefix.as_bytes().to_vec(),
+                };
+                let prefix_bytes = prefix.into_bytes();
+                Box::new(
+                    self.registrations
+                        .range(start..)
+                        .take_while(move |e| {
+                            e.as_ref()
+                                .map_or(true, |(k, _)| k.starts_with(&prefix_bytes))
+                        })
+                        .map(|e| {
+                            let (key, value) = e?;
+                            Ok((keys::registration_id(&key)?, Some(value)))
+                        }),
+                )
+            }
+            Plan::Index { lookup, values } => {
+                let tree = &self.indexes[Self::index_position(lookup)?];
+                let streams: Vec<IndexStream> = values
+                    .iter()
+                    .map(|value| {
+                        let prefix: Key = keys::index_prefix(&t, [value.as_str()]);
+                        let start = match position {
+                            Some(p) => keys::resume_after(&prefix, p),
+                            None => prefix.as_bytes().to_vec(),
+                        };
+                        IndexStream {
+                            iter: tree.range(start..),
+                            prefix: prefix.into_bytes(),
+                        }
+                    })
+                    .collect();
+                Box::new(MergedIds::new(streams)?.map(|r| r.map(|id| (id, None))))
+            }
+        })
+    }
+}
+
+/// The ids of one index prefix, ascending.
+struct IndexStream {
+    iter: sled::Iter,
+    prefix: Vec<u8>,
+}
+
+impl IndexStream {
+    fn next_id(&mut self) -> Result<Option<String>, StoreError> {
+        match self.iter.next() {
+            Some(entry) => {
+                let (key, _) = entry?;
+                if !key.starts_with(&self.prefix) {
+                    return Ok(None);
+                }
+                Ok(Some(keys::index_entry_id(&key, 1)?))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// A k-way merge of index streams into one ascending id stream. A record has one value per
+/// field, so it appears in at most one stream; equal ids are still merged defensively.
+struct MergedIds {
+    streams: Vec<IndexStream>,
+    heads: BinaryHeap<Reverse<(String, usize)>>,
+    last: Option<String>,
+}
+
+impl MergedIds {
+    fn new(mut streams: Vec<IndexStream>) -> Result<Self, StoreError> {
+        let mut heads = BinaryHeap::new();
+        for (i, stream) in streams.iter_mut().enumerate() {
+            if let Some(id) = stream.next_id()? {
+                heads.push(Reverse((id, i)));
+            }
+        }
+        Ok(MergedIds {
+            streams,
+            heads,
+            last: None,
+        })
+    }
+}
+
+impl Iterator for MergedIds {
+    type Item = Result<String, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let Reverse((id, i)) = self.heads.pop()?;
+            match self.streams[i].next_id() {
+                Ok(Some(next)) => self.heads.push(Reverse((next, i))),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+            if self.last.as_deref() != Some(id.as_str()) {
+                self.last = Some(id.clone());
+                return Some(Ok(id));
+            }
+        }
+    }
+}
