@@ -71,6 +71,11 @@ error_codes! {
     MailDeliveryFailed = "mail_delivery_failed",
     /// An atomic batch was rolled back because another of its operations failed.
     BatchRolledBack = "batch_rolled_back",
+    /// The tenant sent requests faster than its `requests_per_second` allows (burst = 2 s
+    /// worth); `Retry-After` says when a token is free again.
+    RateLimited = "rate_limited",
+    /// The tenant stores as many registrations as its `max_registrations` allows.
+    TenantLimit = "tenant_limit",
     /// A tenant with this id exists already.
     TenantExists = "tenant_exists",
     /// The body is larger than the limit.
@@ -105,6 +110,11 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Vec<FieldError>,
+    /// Seconds after which a retry can succeed (`Retry-After`), for limits.
+    pub retry_after: Option<u64>,
+    /// The request's id, for an error answered outside the layer that stamps responses
+    /// (a caught panic).
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -113,6 +123,8 @@ impl ApiError {
             code,
             message: message.into(),
             details: Vec::new(),
+            retry_after: None,
+            request_id: None,
         }
     }
 

@@ -111,11 +111,13 @@ impl Application {
             },
             from: args.mail_from.clone(),
         });
+        let limiter = web::Data::new(http::rate::RateLimiter::default());
         let app_store = store.clone();
-        let server = HttpServer::new(move || http::app(app_store.clone(), mailer.clone()))
-            .listen(listener)
-            .map_err(bind_error)?
-            .run();
+        let server =
+            HttpServer::new(move || http::app(app_store.clone(), mailer.clone(), limiter.clone()))
+                .listen(listener)
+                .map_err(bind_error)?
+                .run();
         Ok(Application {
             server,
             store,

@@ -3,11 +3,12 @@
 //! tenant and the role, and hands the handler a [`Caller`]. Handlers cannot skip it: it wraps
 //! the whole app, and a handler learns its tenant only from the `Caller` it puts in place.
 
+use super::rate::RateLimiter;
 use crate::domain::access::{Principal, Role};
 use crate::domain::ids::TenantId;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Store;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
@@ -143,11 +144,15 @@ fn admit(store: &Store, req: &ServiceRequest) -> Result<Option<Caller>, ApiError
             let granted = principal.role_on(&tenant).ok_or_else(|| {
                 ApiError::new(ErrorCode::Forbidden, "this key belongs to another tenant")
             })?;
-            if store.tenant(&tenant).is_none() {
+            let Some(record) = store.tenant(&tenant) else {
                 return Err(ApiError::new(
                     ErrorCode::TenantNotFound,
                     format!("tenant {tenant} not found"),
                 ));
+            };
+            // Every request on a tenant's paths counts toward its rate, refused ones included.
+            if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
+                limiter.admit(&tenant, record.limits.requests_per_second)?;
             }
             if granted < role {
                 return Err(ApiError::new(
@@ -171,15 +176,23 @@ fn admit(store: &Store, req: &ServiceRequest) -> Result<Option<Caller>, ApiError
 pub async fn gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let store = req
-        .app_data::<web::Data<Store>>()
-        .cloned()
-        .ok_or_else(ApiError::internal)?;
-    if let Some(caller) = admit(&store, &req)? {
-        req.extensions_mut().insert(caller);
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let admitted = match req.app_data::<web::Data<Store>>() {
+        Some(store) => admit(store, &req),
+        None => Err(ApiError::internal()),
+    };
+    match admitted {
+        // Answered here, as a response: the layers outside (request id, log) still see it.
+        Err(refusal) => Ok(req.error_response(refusal).map_into_right_body()),
+        Ok(caller) => {
+            if let Some(caller) = caller {
+                req.extensions_mut().insert(caller);
+            }
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
+        }
     }
-    next.call(req).await
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ pub mod body;
 pub mod catalog;
 pub mod error;
 pub mod query;
+pub mod rate;
 pub mod registrations;
 pub mod request;
+pub mod request_id;
 pub mod service;
 
 use crate::error::ApiError;
@@ -16,7 +18,7 @@ use crate::workflows::email::Mailer;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Logger, Next};
-use actix_web::{web, App};
+use actix_web::{web, App, HttpMessage};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 
@@ -27,12 +29,18 @@ async fn contain_panics(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     // Not a clone of the request: routing still needs to own it.
     let what = format!("{} {}", req.method(), req.path());
+    let request_id = req
+        .extensions()
+        .get::<request_id::RequestId>()
+        .map(|id| id.0.clone());
     match AssertUnwindSafe(next.call(req)).catch_unwind().await {
         Ok(response) => response.map(ServiceResponse::map_into_boxed_body),
         Err(_) => {
             log::error!("a handler panicked while serving {what}");
             // The server renders an Err with ApiError's own error_response: the plain envelope.
-            Err(ApiError::internal().into())
+            let mut error = ApiError::internal();
+            error.request_id = request_id;
+            Err(error.into())
         }
     }
 }
@@ -50,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn app(
     store: web::Data<Store>,
     mailer: web::Data<Mailer>,
+    limiter: web::Data<rate::RateLimiter>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
@@ -62,8 +71,10 @@ pub fn app(
     App::new()
         .app_data(store)
         .app_data(mailer)
+        .app_data(limiter)
         .configure(configure)
         .wrap(from_fn(access::gate))
         .wrap(from_fn(contain_panics))
-        .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+        .wrap(from_fn(request_id::stamp))
+        .wrap(Logger::new("%a \"%r\" %s %b %Dms id=%{x-request-id}o"))
 }

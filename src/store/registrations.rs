@@ -14,6 +14,7 @@ use crate::domain::access::WriteContext;
 use crate::domain::catalog::{CatalogRecord, ContactFields, CourseOfferingFields, OrderFields};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
+use crate::domain::tenant::Tenant;
 use crate::error::{ApiError, ErrorCode};
 
 /// Counter names under (tenant, name) in `counters`.
@@ -215,6 +216,25 @@ fn resolve(tx: &Tx<'_>, tenant: &TenantId, fields: &mut RegistrationFields) -> R
     Ok(())
 }
 
+/// A tenant with `max_registrations` stores no more than that.
+fn check_quota(tx: &Tx<'_>, tenant: &TenantId) -> Result<(), TxError> {
+    let Some(bytes) = tx.get(TreeId::Tenants, keys::tenant(tenant.as_str()).as_bytes())? else {
+        return Ok(());
+    };
+    let record: Tenant = codec::decode(&bytes)?;
+    if let Some(max) = record.limits.max_registrations {
+        let stored = tx.counter(keys::counter(tenant.as_str(), REGISTRATION_COUNT).as_bytes())?;
+        if stored >= max {
+            return Err(ApiError::new(
+                ErrorCode::TenantLimit,
+                format!("tenant {tenant} may store at most {max} registrations and has {stored}"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Creates a registration inside `tx`: references, denormalisation, the record rules, the
 /// number, then every rule between records.
 pub(super) fn create_in(
@@ -227,6 +247,7 @@ pub(super) fn create_in(
     if load(tx, tenant, id)?.is_some() {
         return Err(StoreError::Corrupt(format!("id {id} is taken")).into());
     }
+    check_quota(tx, tenant)?;
     let mut fields = fields.clone();
     resolve(tx, tenant, &mut fields)?;
     let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;

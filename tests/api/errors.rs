@@ -284,3 +284,36 @@ async fn unknown_routes_and_methods_use_the_envelope() {
     let health = app.send(app.request(Method::GET, "/healthz", None)).await;
     assert_eq!(health.assert_ok()["status"], "ok");
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_echoed_when_sent() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let sent = app
+        .send(
+            app.request(Method::GET, &registrations(&t), Some(&t.read))
+                .header("X-Request-Id", "client-req-42"),
+        )
+        .await;
+    assert_eq!(sent.header("x-request-id"), Some("client-req-42"));
+    let mut seen = std::collections::HashSet::new();
+    for response in [
+        app.get(&registrations(&t), &t.read).await,
+        app.send(app.request(Method::GET, &registrations(&t), None))
+            .await,
+        app.get("/no/such/route", &t.read).await,
+        app.send(app.request(Method::GET, "/healthz", None)).await,
+        app.send(
+            app.request(Method::GET, &registrations(&t), Some(&t.read))
+                .header("X-Request-Id", "bad id with spaces"),
+        )
+        .await,
+    ] {
+        let id = response
+            .header("x-request-id")
+            .expect("an X-Request-Id")
+            .to_owned();
+        assert_eq!(id.len(), 26, "a fresh ULID: {id}");
+        assert!(seen.insert(id));
+    }
+}
