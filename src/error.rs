@@ -76,6 +76,10 @@ error_codes! {
     RateLimited = "rate_limited",
     /// The tenant stores as many registrations as its `max_registrations` allows.
     TenantLimit = "tenant_limit",
+    /// The `Idempotency-Key` header is empty, too long or not printable ASCII.
+    InvalidIdempotencyKey = "invalid_idempotency_key",
+    /// The `Idempotency-Key` was used before with a different request.
+    IdempotencyMismatch = "idempotency_mismatch",
     /// A tenant with this id exists already.
     TenantExists = "tenant_exists",
     /// The body is larger than the limit.

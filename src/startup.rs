@@ -112,12 +112,19 @@ impl Application {
             from: args.mail_from.clone(),
         });
         let limiter = web::Data::new(http::rate::RateLimiter::default());
+        let in_flight = web::Data::new(http::idempotency::InFlight::default());
         let app_store = store.clone();
-        let server =
-            HttpServer::new(move || http::app(app_store.clone(), mailer.clone(), limiter.clone()))
-                .listen(listener)
-                .map_err(bind_error)?
-                .run();
+        let server = HttpServer::new(move || {
+            http::app(
+                app_store.clone(),
+                mailer.clone(),
+                limiter.clone(),
+                in_flight.clone(),
+            )
+        })
+        .listen(listener)
+        .map_err(bind_error)?
+        .run();
         Ok(Application {
             server,
             store,

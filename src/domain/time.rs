@@ -22,6 +22,11 @@ impl Timestamp {
         }
     }
 
+    /// Whole seconds from `earlier` to this instant (negative when `earlier` is later).
+    pub fn seconds_since(self, earlier: Timestamp) -> i64 {
+        self.secs - earlier.secs
+    }
+
     /// Parses an RFC 3339 date-time with any offset.
     pub fn parse_rfc3339(text: &str) -> Result<Self, String> {
         DateTime::parse_from_rfc3339(text)

@@ -9,8 +9,14 @@ use serde_json::json;
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
-        ValidationFailed | InvalidJson | InvalidQuery | InvalidPath | InvalidPatch
-        | InvalidPageToken | TemplateError => StatusCode::BAD_REQUEST,
+        ValidationFailed
+        | InvalidJson
+        | InvalidQuery
+        | InvalidPath
+        | InvalidPatch
+        | InvalidPageToken
+        | TemplateError
+        | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden | RecordLocked => StatusCode::FORBIDDEN,
         TenantNotFound | NotFound | RouteNotFound => StatusCode::NOT_FOUND,
@@ -22,7 +28,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | DuplicateRegistration
         | OfferingFull
         | HasDependants
-        | OrderExists => StatusCode::CONFLICT,
+        | OrderExists
+        | IdempotencyMismatch => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         BatchRolledBack => StatusCode::FAILED_DEPENDENCY,
         RateLimited | TenantLimit => StatusCode::TOO_MANY_REQUESTS,

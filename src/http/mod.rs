@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 pub mod catalog;
 pub mod error;
+pub mod idempotency;
 pub mod query;
 pub mod rate;
 pub mod registrations;
@@ -59,6 +60,7 @@ pub fn app(
     store: web::Data<Store>,
     mailer: web::Data<Mailer>,
     limiter: web::Data<rate::RateLimiter>,
+    in_flight: web::Data<idempotency::InFlight>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
@@ -72,7 +74,9 @@ pub fn app(
         .app_data(store)
         .app_data(mailer)
         .app_data(limiter)
+        .app_data(in_flight)
         .configure(configure)
+        .wrap(from_fn(idempotency::guard))
         .wrap(from_fn(access::gate))
         .wrap(from_fn(contain_panics))
         .wrap(from_fn(request_id::stamp))

@@ -215,6 +215,11 @@ pub fn outbox_of(tenant: &str) -> Key {
     Key::new().text(tenant)
 }
 
+/// `idempotency`: (tenant, idempotency key) → the first response.
+pub fn idempotency(tenant: &str, key: &str) -> Key {
+    Key::new().text(tenant).text(key)
+}
+
 /// `counters`: how many records point at the catalog record (tenant, kind, id).
 pub fn reference_count(tenant: &str, kind: &str, id: &str) -> Key {
     Key::new().text(tenant).text("refs").text(kind).text(id)

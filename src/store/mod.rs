@@ -5,6 +5,7 @@
 //! * `catalog`: (tenant, kind, id) → contact, course, offering, process, order or template
 //! * `registration_slots`: (tenant, offering, student) → the student's live registration
 //! * `outbox`: (tenant, message id) → mail kept instead of sent
+//! * `idempotency`: (tenant, Idempotency-Key) → the first response to that key
 //! * one tree per lookup index (`index::REGISTRATION_INDEXES`): (tenant, values…, id) → status
 //! * `counters`: (tenant, name…) → u64 (number sequences, registration count, active seats
 //!   per offering, reference counts per catalog record)
@@ -17,6 +18,7 @@ pub mod catalog;
 pub mod codec;
 pub mod directory;
 pub mod error;
+pub mod idempotency;
 pub mod index;
 pub mod keys;
 pub mod orders;
@@ -51,6 +53,7 @@ pub struct Store {
     registrations: sled::Tree,
     catalog: sled::Tree,
     outbox: sled::Tree,
+    idempotency: sled::Tree,
     indexes: Vec<sled::Tree>,
     counters: sled::Tree,
     meta: sled::Tree,
@@ -90,6 +93,7 @@ impl Store {
             registrations: fixed[TreeId::Registrations.position()].clone(),
             catalog: fixed[TreeId::Catalog.position()].clone(),
             outbox: fixed[TreeId::Outbox.position()].clone(),
+            idempotency: fixed[TreeId::Idempotency.position()].clone(),
             counters: fixed[TreeId::Counters.position()].clone(),
             indexes,
             meta,

@@ -15,6 +15,8 @@ pub enum TreeId {
     RegistrationSlots,
     /// Mail kept instead of sent: (tenant, id) → message.
     Outbox,
+    /// First responses to requests with an `Idempotency-Key`: (tenant, key) → response.
+    Idempotency,
     Counters,
     Tenants,
     ApiKeys,
@@ -24,11 +26,12 @@ pub enum TreeId {
 }
 
 impl TreeId {
-    pub const FIXED: [(&'static str, TreeId); 8] = [
+    pub const FIXED: [(&'static str, TreeId); 9] = [
         ("registrations", TreeId::Registrations),
         ("catalog", TreeId::Catalog),
         ("registration_slots", TreeId::RegistrationSlots),
         ("outbox", TreeId::Outbox),
+        ("idempotency", TreeId::Idempotency),
         ("counters", TreeId::Counters),
         ("tenants", TreeId::Tenants),
         ("api_keys", TreeId::ApiKeys),
@@ -41,10 +44,11 @@ impl TreeId {
             TreeId::Catalog => 1,
             TreeId::RegistrationSlots => 2,
             TreeId::Outbox => 3,
-            TreeId::Counters => 4,
-            TreeId::Tenants => 5,
-            TreeId::ApiKeys => 6,
-            TreeId::ApiKeysByTenant => 7,
+            TreeId::Idempotency => 4,
+            TreeId::Counters => 5,
+            TreeId::Tenants => 6,
+            TreeId::ApiKeys => 7,
+            TreeId::ApiKeysByTenant => 8,
             TreeId::Index(n) => Self::FIXED.len() + n,
         }
     }

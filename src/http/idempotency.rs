@@ -1,0 +1,213 @@
+//! `Idempotency-Key` on the POSTs that write (every POST on a tenant's paths but search): the
+//! first response for (tenant, key) is stored and replayed for 24 hours; the same key with
+//! another request is 409 `idempotency_mismatch`. A retry that races the first attempt waits
+//! for it (one async lock per key) and then gets its answer, so it never makes a second record.
+//!
+//! Responses of 5xx and 429 are not stored: retrying those should run again.
+
+use super::access::Caller;
+use super::body::MAX_BODY_BYTES;
+use crate::domain::ids::TenantId;
+use crate::domain::time::Timestamp;
+use crate::error::{ApiError, ErrorCode};
+use crate::store::idempotency::{KeepResponse, StoredResponse};
+use crate::store::Store;
+use crate::workflows::blocking;
+use actix_web::body::{to_bytes, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{web, HttpMessage, HttpResponse};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub const HEADER: &str = "idempotency-key";
+const MAX_KEY_LEN: usize = 255;
+/// How long a stored response is replayed.
+const RETENTION_SECONDS: i64 = 24 * 60 * 60;
+/// The response headers a replay repeats.
+const REPLAYED_HEADERS: [&str; 4] = ["content-type", "etag", "x-last-evaluated-key", "link"];
+
+/// A request's place in line: one per (tenant, key) while any request with it runs.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
+/// Requests in progress, by (tenant, key).
+#[derive(Default)]
+pub struct InFlight {
+    keys: Mutex<HashMap<(TenantId, String), Turn>>,
+}
+
+impl InFlight {
+    fn lock_for(&self, id: &(TenantId, String)) -> Turn {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.entry(id.clone()).or_default().clone()
+    }
+
+    fn release(&self, id: &(TenantId, String)) {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the map holds it: nobody waits, so forget the key.
+        if keys
+            .get(id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            keys.remove(id);
+        }
+    }
+}
+
+fn applies(req: &ServiceRequest) -> bool {
+    req.method() == Method::POST
+        && !req.path().ends_with("/search")
+        && req.headers().contains_key(HEADER)
+}
+
+fn replay(stored: &StoredResponse) -> HttpResponse {
+    let mut response =
+        HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK));
+    for (name, value) in &stored.headers {
+        response.insert_header((name.as_str(), value.as_str()));
+    }
+    response.insert_header(("idempotent-replayed", "true"));
+    response.body(stored.body.clone())
+}
+
+async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
+    let mut payload = req.take_payload();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+pub async fn guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let tenant = req
+        .extensions()
+        .get::<Caller>()
+        .and_then(|c| c.tenant().ok().cloned());
+    let (Some(tenant), true) = (tenant, applies(&req)) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let key = req
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        let error = ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"),
+        );
+        return Ok(req.error_response(error));
+    }
+    let body = match read_body(&mut req).await {
+        Ok(body) => body,
+        Err(error) => return Ok(req.error_response(error)),
+    };
+    let mut hasher = Sha256::new();
+    for part in [req.path().as_bytes(), req.query_string().as_bytes(), &body] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    let fingerprint: [u8; 32] = hasher.finalize().into();
+    req.set_payload(body.into());
+
+    let (Some(store), Some(in_flight)) = (
+        req.app_data::<web::Data<Store>>()
+            .map(|s| s.clone().into_inner()),
+        req.app_data::<web::Data<InFlight>>()
+            .map(|f| f.clone().into_inner()),
+    ) else {
+        return Ok(req.error_response(ApiError::internal()));
+    };
+    let id = (tenant.clone(), key.clone());
+    let lock = in_flight.lock_for(&id);
+    let outcome = async {
+        let _turn = lock.lock().await;
+        let (t, k) = (tenant.clone(), key.clone());
+        let stored = match blocking(&store, move |s| s.stored_response(&t, &k)).await {
+            Ok(stored) => stored,
+            Err(error) => return Ok(req.error_response(error)),
+        };
+        let now = Timestamp::now();
+        if let Some(stored) = stored.filter(|s| now.seconds_since(s.at) < RETENTION_SECONDS) {
+            if stored.fingerprint != fingerprint {
+                let error = ApiError::new(
+                    ErrorCode::IdempotencyMismatch,
+                    "this Idempotency-Key was used with a different request",
+                );
+                return Ok(req.error_response(error));
+            }
+            return Ok(req.into_response(replay(&stored)));
+        }
+        let response = next.call(req).await?;
+        let status = response.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(response.map_into_boxed_body());
+        }
+        let (request, response) = response.into_parts();
+        let headers: Vec<(String, String)> = REPLAYED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                response
+                    .headers()
+                    .get(*name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| (name.to_string(), v.to_owned()))
+            })
+            .collect();
+        let bytes = to_bytes(response.into_body())
+            .await
+            .map_err(|_| ApiError::internal())?;
+        let stored = StoredResponse {
+            fingerprint,
+            status: status.as_u16(),
+            headers,
+            body: bytes.to_vec(),
+            at: now,
+        };
+        let mut rebuilt = HttpResponse::build(status);
+        for (name, value) in &stored.headers {
+            rebuilt.insert_header((name.as_str(), value.as_str()));
+        }
+        let rebuilt = rebuilt.body(bytes);
+        if let Err(e) = store
+            .submit(KeepResponse {
+                tenant: tenant.clone(),
+                key: key.clone(),
+                response: stored,
+            })
+            .await
+        {
+            // The request itself succeeded: answer it, and say why a retry may run again.
+            log::error!("could not keep the response for Idempotency-Key {key}: {e}");
+        }
+        Ok(ServiceResponse::new(request, rebuilt))
+    }
+    .await;
+    drop(lock);
+    in_flight.release(&id);
+    outcome
+}
