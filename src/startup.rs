@@ -122,6 +122,9 @@ impl Application {
                 in_flight.clone(),
             )
         })
+        // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close.
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(2))
         .listen(listener)
         .map_err(bind_error)?
         .run();

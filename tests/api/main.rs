@@ -13,6 +13,7 @@ mod concurrency;
 mod email;
 mod errors;
 mod generate;
+mod hostile;
 mod idempotency;
 mod limits;
 mod paging;
