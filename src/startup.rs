@@ -113,6 +113,7 @@ impl Application {
         });
         let limiter = web::Data::new(http::rate::RateLimiter::default());
         let in_flight = web::Data::new(http::idempotency::InFlight::default());
+        let request_metrics = web::Data::new(http::metrics::RequestMetrics::default());
         let app_store = store.clone();
         let server = HttpServer::new(move || {
             http::app(
@@ -120,6 +121,7 @@ impl Application {
                 mailer.clone(),
                 limiter.clone(),
                 in_flight.clone(),
+                request_metrics.clone(),
             )
         })
         // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close.

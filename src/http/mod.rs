@@ -6,6 +6,7 @@ pub mod body;
 pub mod catalog;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 pub mod query;
 pub mod rate;
 pub mod registrations;
@@ -61,6 +62,7 @@ pub fn app(
     mailer: web::Data<Mailer>,
     limiter: web::Data<rate::RateLimiter>,
     in_flight: web::Data<idempotency::InFlight>,
+    request_metrics: web::Data<metrics::RequestMetrics>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
@@ -75,10 +77,12 @@ pub fn app(
         .app_data(mailer)
         .app_data(limiter)
         .app_data(in_flight)
+        .app_data(request_metrics)
         .configure(configure)
         .wrap(from_fn(idempotency::guard))
         .wrap(from_fn(access::gate))
         .wrap(from_fn(contain_panics))
+        .wrap(from_fn(metrics::measure))
         .wrap(from_fn(request_id::stamp))
         .wrap(Logger::new("%a \"%r\" %s %b %Dms id=%{x-request-id}o"))
 }

@@ -27,6 +27,7 @@ pub mod page;
 pub mod pipeline;
 pub mod registrations;
 pub mod search;
+pub mod stats;
 pub mod tx;
 
 pub use error::StoreError;
@@ -36,7 +37,7 @@ use directory::Directory;
 use page::PageTokens;
 use pipeline::{Intent, Pipeline};
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use tx::TreeId;
 
 /// Bytes of sled's page cache (it counts on-disk bytes; real memory use is higher).
@@ -59,6 +60,7 @@ pub struct Store {
     meta: sled::Tree,
     tokens: PageTokens,
     directory: RwLock<Directory>,
+    stats: Arc<stats::WriteStats>,
 }
 
 impl Store {
@@ -86,7 +88,8 @@ impl Store {
         )?;
 
         let all_trees: Vec<sled::Tree> = fixed.iter().chain(indexes.iter()).cloned().collect();
-        let pipeline = Pipeline::start(db.clone(), all_trees, durability)
+        let stats = Arc::new(stats::WriteStats::default());
+        let pipeline = Pipeline::start(db.clone(), all_trees, durability, stats.clone())
             .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
         Ok(Store {
             pipeline,
@@ -100,12 +103,18 @@ impl Store {
             db,
             tokens: PageTokens::new(secret),
             directory: RwLock::new(directory),
+            stats,
         })
     }
 
     /// Runs `intent` on the write path and waits for it to be durable (per the durability mode).
     pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
         self.pipeline.submit(intent).await
+    }
+
+    /// What the write path measured so far.
+    pub fn write_stats(&self) -> &stats::WriteStats {
+        &self.stats
     }
 
     /// Bytes the database takes on disk.

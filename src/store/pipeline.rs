@@ -8,13 +8,17 @@
 //! nothing; and while the flusher flushes batch N the writer already commits batch N+1.
 
 use super::error::StoreError;
+use super::stats::WriteStats;
 use super::tx::{Tx, TxError};
 use sled::transaction::{TransactionError, TransactionalTree, UnabortableTransactionError};
 use sled::{Transactional, Tree};
 use std::cell::RefCell;
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most intents committed in one transaction.
@@ -97,17 +101,23 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(db: sled::Db, trees: Vec<Tree>, durability: Durability) -> std::io::Result<Self> {
+    pub fn start(
+        db: sled::Db,
+        trees: Vec<Tree>,
+        durability: Durability,
+        stats: Arc<WriteStats>,
+    ) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Box<dyn PendingJob>>(QUEUE_DEPTH);
         let mut threads = Vec::new();
         let flush_queue = match durability {
             Durability::Relaxed => None,
             Durability::Sync => {
                 let (flush_sender, flush_receiver) = std_mpsc::channel::<Batch>();
+                let flush_stats = stats.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name("registrar-flusher".into())
-                        .spawn(move || flusher_loop(db, flush_receiver))?,
+                        .spawn(move || flusher_loop(db, flush_receiver, &flush_stats))?,
                 );
                 Some(flush_sender)
             }
@@ -116,7 +126,7 @@ impl Pipeline {
             0,
             std::thread::Builder::new()
                 .name("registrar-writer".into())
-                .spawn(move || writer_loop(trees, receiver, flush_queue))?,
+                .spawn(move || writer_loop(trees, receiver, flush_queue, &stats))?,
         );
         Ok(Pipeline {
             sender: Some(sender),
@@ -154,6 +164,7 @@ fn writer_loop(
     trees: Vec<Tree>,
     mut queue: mpsc::Receiver<Box<dyn PendingJob>>,
     flush_queue: Option<std_mpsc::Sender<Batch>>,
+    stats: &WriteStats,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch: Batch = vec![first];
@@ -163,6 +174,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let committed: Result<(), TransactionError<Infallible>> =
             trees.as_slice().transaction(|view| {
                 for job in &batch {
@@ -170,6 +182,10 @@ fn writer_loop(
                 }
                 Ok(())
             });
+        stats.commit.observe(started.elapsed());
+        stats
+            .intents
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         match committed {
             Ok(()) => match &flush_queue {
                 Some(flusher) => {
@@ -188,12 +204,15 @@ fn writer_loop(
     }
 }
 
-fn flusher_loop(db: sled::Db, queue: std_mpsc::Receiver<Batch>) {
+fn flusher_loop(db: sled::Db, queue: std_mpsc::Receiver<Batch>, stats: &WriteStats) {
     while let Ok(first) = queue.recv() {
         let mut batches = vec![first];
         batches.extend(queue.try_iter());
         // One flush covers the whole Db, so it covers every batch taken above.
-        let fault = db.flush().err().map(|e| {
+        let started = Instant::now();
+        let flushed = db.flush();
+        stats.flush.observe(started.elapsed());
+        let fault = flushed.err().map(|e| {
             log::error!("flush failed: {e}");
             StoreError::from(e)
         });

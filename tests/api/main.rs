@@ -21,4 +21,5 @@ mod registrations;
 mod restart;
 mod rules;
 mod search;
+mod service;
 mod startup;

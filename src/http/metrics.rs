@@ -1,0 +1,121 @@
+//! `/metrics` (operator key): Prometheus text with requests by route, method and status,
+//! latency histograms by route, the write path's commit and flush latency, and the
+//! database's size on disk.
+
+use crate::store::stats::Histogram;
+use crate::store::Store;
+use crate::workflows::blocking;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Requests seen, by route pattern (not raw path: ids would explode the label space).
+#[derive(Default)]
+pub struct RequestMetrics {
+    counts: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
+}
+
+impl RequestMetrics {
+    fn record(&self, route: String, method: String, status: u16, started: Instant) {
+        let histogram = {
+            let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+            latency.entry(route.clone()).or_default().clone()
+        };
+        histogram.observe(started.elapsed());
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry((route, method, status)).or_default() += 1;
+    }
+}
+
+pub async fn measure(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let metrics = req.app_data::<web::Data<RequestMetrics>>().cloned();
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        metrics.record(route, method, response.status().as_u16(), started);
+    }
+    Ok(response)
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+pub async fn render(
+    store: web::Data<Store>,
+    metrics: web::Data<RequestMetrics>,
+) -> Result<HttpResponse, crate::error::ApiError> {
+    let mut out = String::new();
+    out.push_str(
+        "# HELP registrar_requests_total Requests answered, by route pattern, method and status.\n",
+    );
+    out.push_str("# TYPE registrar_requests_total counter\n");
+    for ((route, method, status), n) in metrics
+        .counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        let _ = writeln!(
+            out,
+            "registrar_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+            escape(route)
+        );
+    }
+    out.push_str("# HELP registrar_request_duration_seconds Time to answer, by route pattern.\n");
+    out.push_str("# TYPE registrar_request_duration_seconds histogram\n");
+    let latency: Vec<(String, Arc<Histogram>)> = metrics
+        .latency
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (route, histogram) in latency {
+        histogram.render(
+            "registrar_request_duration_seconds",
+            &format!("route=\"{}\"", escape(&route)),
+            &mut out,
+        );
+    }
+    let stats = store.write_stats();
+    out.push_str("# HELP registrar_commit_duration_seconds Time of each write transaction (a batch of intents).\n");
+    out.push_str("# TYPE registrar_commit_duration_seconds histogram\n");
+    stats
+        .commit
+        .render("registrar_commit_duration_seconds", "", &mut out);
+    out.push_str(
+        "# HELP registrar_flush_duration_seconds Time of each durable flush (sync durability).\n",
+    );
+    out.push_str("# TYPE registrar_flush_duration_seconds histogram\n");
+    stats
+        .flush
+        .render("registrar_flush_duration_seconds", "", &mut out);
+    out.push_str("# HELP registrar_write_intents_total Writes committed.\n# TYPE registrar_write_intents_total counter\n");
+    let _ = writeln!(
+        out,
+        "registrar_write_intents_total {}",
+        stats.intents.load(Ordering::Relaxed)
+    );
+    let size = blocking(&store.clone().into_inner(), |s| s.size_on_disk()).await?;
+    out.push_str("# HELP registrar_db_size_bytes Bytes the database takes on disk.\n# TYPE registrar_db_size_bytes gauge\n");
+    let _ = writeln!(out, "registrar_db_size_bytes {size}");
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out))
+}
