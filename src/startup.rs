@@ -47,7 +47,7 @@ pub enum StartupError {
     MailFrom(String),
     #[error("bad --smtp-url: {0}")]
     SmtpUrl(String),
-    #[error("the operator key must not be empty")]
+    #[error("the operator key must not be empty or start with rk_ (the tenant key prefix)")]
     EmptyOperatorKey,
     #[error("cannot load the demo from {path}: {message}")]
     Demo { path: PathBuf, message: String },
@@ -183,7 +183,9 @@ impl Application {
 
 fn settle_operator_key(store: &Store, args: &ServeArgs) -> Result<OperatorKey, StartupError> {
     if let Some(key) = &args.operator_key {
-        if key.trim().is_empty() {
+        // `rk_` keys are looked up as tenant keys, so an operator key like that could never
+        // authenticate.
+        if key.trim().is_empty() || key.trim().starts_with("rk_") {
             return Err(StartupError::EmptyOperatorKey);
         }
         store.set_operator_key(key.trim(), false)?;

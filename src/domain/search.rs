@@ -9,6 +9,31 @@ use super::values::{kind_of, FieldValue, Text};
 use crate::error::{ApiError, FieldError};
 use serde_json::{json, Map, Value};
 
+/// Every criterion name a search accepts.
+pub const CRITERIA: &[&str] = &[
+    "ids",
+    "order_id",
+    "order_number",
+    "order_status",
+    "course_id",
+    "course_offering_id",
+    "training_provider_id",
+    "training_location_id",
+    "status",
+    "order_balance_due",
+    "order_amount_paid",
+    "order_total",
+    "arrival_date",
+    "departure_date",
+    "date",
+    "sys_created_at",
+    "name",
+    "email_address",
+    "job_title",
+    "city",
+    "state",
+];
+
 /// Most values in one "one of" list (and most ids).
 pub const MAX_VALUES: usize = 1000;
 
@@ -117,7 +142,7 @@ impl SearchCriteria {
         let mut c = SearchCriteria::default();
         let mut problems = Vec::new();
         for (name, value) in object {
-            if value.is_null() {
+            if value.is_null() && CRITERIA.contains(&name.as_str()) {
                 continue;
             }
             let parsed: Result<(), String> = (|| {
@@ -335,6 +360,7 @@ mod tests {
             (json!({"date": ["yesterday", null]}), "date"),
             (json!({"name": 5}), "name"),
             (json!({"color": ["red"]}), "color"),
+            (json!({"color": null}), "color"),
             (json!({"ids": []}), "ids"),
             (json!({"order_number": ["1"]}), "order_number"),
         ] {

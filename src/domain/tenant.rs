@@ -153,12 +153,15 @@ pub struct ApiKey {
 impl ApiKey {
     /// The listing view: never the secret or its hash.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut view = json!({
             "id": self.id,
-            "name": self.name,
             "role": self.role.as_str(),
             "created_at": self.created_at.to_rfc3339(),
-        })
+        });
+        if let Some(name) = &self.name {
+            view["name"] = json!(name);
+        }
+        view
     }
 }
 

@@ -56,9 +56,24 @@ fn check_text(text: &str, allow_layout: bool) -> Result<(), String> {
     }
 }
 
-/// A single-line string: UTF-8 without control characters, at most 64 KiB.
+/// A single-line string: UTF-8 without control characters, at most 64 KiB. Checked again when
+/// decoded from storage, so corrupt bytes cannot smuggle in an invalid value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Text(String);
+
+impl TryFrom<String> for Text {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Text::new(text)
+    }
+}
+
+impl From<Text> for String {
+    fn from(text: Text) -> String {
+        text.0
+    }
+}
 
 impl Text {
     pub fn new(text: impl Into<String>) -> Result<Self, String> {
@@ -85,7 +100,21 @@ impl FieldValue for Text {
 
 /// Free text that may span lines: like [`Text`] but newlines and tabs are allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Notes(String);
+
+impl TryFrom<String> for Notes {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Notes::new(text)
+    }
+}
+
+impl From<Notes> for String {
+    fn from(notes: Notes) -> String {
+        notes.0
+    }
+}
 
 impl Notes {
     pub fn new(text: impl Into<String>) -> Result<Self, String> {
@@ -155,7 +184,25 @@ impl FieldValue for u64 {
 
 /// A share of completion: a number from 0 to 100.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
 pub struct Percentage(f64);
+
+impl TryFrom<f64> for Percentage {
+    type Error = String;
+    fn try_from(n: f64) -> Result<Self, String> {
+        if (0.0..=100.0).contains(&n) {
+            Ok(Percentage(n))
+        } else {
+            Err(format!("{n} is not a percentage"))
+        }
+    }
+}
+
+impl From<Percentage> for f64 {
+    fn from(p: Percentage) -> f64 {
+        p.0
+    }
+}
 
 impl FieldValue for Percentage {
     fn parse(value: &Value) -> Result<Self, String> {
@@ -219,7 +266,23 @@ impl FieldValue for TextList {
 
 /// Free-form JSON kept as its text: bincode cannot carry `serde_json::Value` itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct JsonText(String);
+
+impl TryFrom<String> for JsonText {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        serde_json::from_str::<Value>(&text)
+            .map(|_| JsonText(text))
+            .map_err(|e| format!("stored JSON does not parse: {e}"))
+    }
+}
+
+impl From<JsonText> for String {
+    fn from(json: JsonText) -> String {
+        json.0
+    }
+}
 
 impl JsonText {
     fn of(value: &Value) -> Self {

@@ -150,8 +150,13 @@ fn admit(store: &Store, req: &ServiceRequest) -> Result<Option<Caller>, ApiError
                     format!("tenant {tenant} not found"),
                 ));
             };
-            // Every request on a tenant's paths counts toward its rate, refused ones included.
-            if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
+            // Every request on a tenant's resource paths counts toward its rate, refused ones
+            // included; the admin paths do not, so limits and keys can always be managed.
+            let on_resource = !req.path().starts_with("/admin/");
+            if let Some(limiter) = req
+                .app_data::<web::Data<RateLimiter>>()
+                .filter(|_| on_resource)
+            {
                 limiter.admit(&tenant, record.limits.requests_per_second)?;
             }
             if granted < role {

@@ -5,7 +5,7 @@
 //!
 //! Responses of 5xx and 429 are not stored: retrying those should run again.
 
-use super::access::Caller;
+use super::access::{Caller, TENANT_RESOURCES};
 use super::body::MAX_BODY_BYTES;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
@@ -58,8 +58,17 @@ impl InFlight {
     }
 }
 
+/// Writing POSTs on a tenant resource. Not `/admin`: a replayed key creation would have to
+/// store the new key's secret, and secrets are never stored.
 fn applies(req: &ServiceRequest) -> bool {
+    let resource = req
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
     req.method() == Method::POST
+        && TENANT_RESOURCES.contains(&resource)
         && !req.path().ends_with("/search")
         && req.headers().contains_key(HEADER)
 }

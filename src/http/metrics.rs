@@ -106,7 +106,7 @@ pub async fn render(
     stats
         .flush
         .render("registrar_flush_duration_seconds", "", &mut out);
-    out.push_str("# HELP registrar_write_intents_total Writes committed.\n# TYPE registrar_write_intents_total counter\n");
+    out.push_str("# HELP registrar_write_intents_total Writes processed by the write path (committed or refused).\n# TYPE registrar_write_intents_total counter\n");
     let _ = writeln!(
         out,
         "registrar_write_intents_total {}",

@@ -146,3 +146,14 @@ async fn keys_belong_to_a_tenant_and_search_is_not_stored() {
     assert!(second.header("idempotent-replayed").is_none());
     second.assert_ok();
 }
+
+#[tokio::test]
+async fn key_creation_is_never_replayed_so_no_secret_is_stored() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let path = format!("/admin/tenants/{}/keys", t.id);
+    let first = post_with_key(&app, &path, &t.admin, "k-1", &json!({"role": "read"})).await;
+    let second = post_with_key(&app, &path, &t.admin, "k-1", &json!({"role": "read"})).await;
+    assert_ne!(first.body["key"], second.body["key"]);
+    assert!(second.header("idempotent-replayed").is_none());
+}
