@@ -94,7 +94,15 @@ pub async fn preview(
         "course": scope_of::<CourseFields>(store, tenant, f.course_id.as_ref()).await?,
         "offering": scope_of::<CourseOfferingFields>(store, tenant, f.course_offering_id.as_ref()).await?,
     });
-    let rendered = mail::render(&template, &scope).map_err(|e| {
+    // A hostile template may run until the sandbox's limits stop it (seconds): never on an
+    // async worker.
+    let rendered = tokio::task::spawn_blocking(move || mail::render(&template, &scope))
+        .await
+        .map_err(|e| {
+            log::error!("template rendering task failed: {e}");
+            ApiError::internal()
+        })?;
+    let rendered = rendered.map_err(|e| {
         ApiError::new(ErrorCode::TemplateError, e.to_string()).with_details(vec![
             crate::error::FieldError::new(
                 format!("email_template.{}", e.part),
