@@ -262,6 +262,17 @@ impl<F: CatalogFields> CatalogRecord<F> {
     }
 }
 
+/// A required text field must also not be blank.
+fn require_text(problems: &mut Vec<FieldError>, field: &str, value: &Option<Text>) {
+    match value {
+        None => problems.push(FieldError::new(field, "is required")),
+        Some(text) if text.as_str().trim().is_empty() => {
+            problems.push(FieldError::new(field, "must not be blank"))
+        }
+        Some(_) => {}
+    }
+}
+
 fn require(problems: &mut Vec<FieldError>, field: &str, present: bool) {
     if !present {
         problems.push(FieldError::new(field, "is required"));
@@ -363,7 +374,7 @@ impl CatalogFields for CourseFields {
     const KIND: CatalogKind = CatalogKind::Course;
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
-        require(&mut problems, "name", self.name.is_some());
+        require_text(&mut problems, "name", &self.name);
         finish(problems)
     }
     fn is_locked(&self) -> bool {
@@ -436,7 +447,7 @@ impl CatalogFields for RegistrationProcessFields {
     const KIND: CatalogKind = CatalogKind::RegistrationProcess;
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
-        require(&mut problems, "name", self.name.is_some());
+        require_text(&mut problems, "name", &self.name);
         require(&mut problems, "course_id", self.course_id.is_some());
         self.default_status.get_or_insert(RegistrationStatus::Draft);
         finish(problems)
@@ -471,7 +482,7 @@ impl CatalogFields for EmailTemplateFields {
     const KIND: CatalogKind = CatalogKind::EmailTemplate;
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
-        require(&mut problems, "name", self.name.is_some());
+        require_text(&mut problems, "name", &self.name);
         require(&mut problems, "subject", self.subject.is_some());
         if self.html.is_none() && self.text.is_none() {
             problems.push(FieldError::new("html", "html or text is required"));

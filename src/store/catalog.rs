@@ -12,7 +12,7 @@ use super::Store;
 use crate::domain::access::WriteContext;
 use crate::domain::catalog::{
     CatalogFields, CatalogKind, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
-    EmailTemplateFields, OrderFields, Reference, RegistrationProcessFields,
+    EmailTemplateFields, OrderFields, Reference, RegistrationProcessFields, DEFAULT_TEMPLATE_ID,
 };
 use crate::domain::ids::{RecordId, TenantId};
 use crate::error::{ApiError, ErrorCode};
@@ -198,6 +198,15 @@ impl<F: CatalogHooks> Intent for DeleteCatalog<F> {
             return Err(StoreError::VersionChanged {
                 stored: stored.version(),
             }
+            .into());
+        }
+        // previewEmail falls back to it, and ids are the server's to give: a deleted default
+        // template could never come back. It can be edited instead.
+        if F::KIND == CatalogKind::EmailTemplate && self.id.as_str() == DEFAULT_TEMPLATE_ID {
+            return Err(ApiError::new(
+                ErrorCode::HasDependants,
+                "the tenant's default confirmation template cannot be deleted; change it instead",
+            )
             .into());
         }
         let users = dependants(tx, &self.tenant, F::KIND, &self.id)?;

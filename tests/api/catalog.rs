@@ -281,4 +281,24 @@ async fn a_new_tenant_has_a_default_confirmation_template() {
     let body = template.assert_ok();
     assert!(body["subject"].as_str().unwrap().contains("{{"));
     assert!(body["html"].is_string() && body["text"].is_string());
+    // It can be changed but not deleted: previewEmail falls back to it.
+    let path = format!("/emailTemplates/{}/default-confirmation", t.id);
+    app.patch(
+        &path,
+        &t.write,
+        &serde_json::json!([{"op": "replace", "path": "/subject", "value": "Welcome"}]),
+    )
+    .await
+    .assert_ok();
+    app.delete(&path, &t.write)
+        .await
+        .assert_error(409, "has_dependants");
+    let blank = app
+        .post(
+            &format!("/courses/{}", t.id),
+            &t.write,
+            &serde_json::json!({"name": "  "}),
+        )
+        .await;
+    blank.assert_error(400, "validation_failed");
 }
