@@ -14,27 +14,23 @@ use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/admin/tenants")
+        super::endpoint("/admin/tenants")
             .route(web::post().to(create_tenant))
-            .route(web::get().to(list_tenants))
-            .default_service(web::to(super::error::method_not_allowed)),
+            .route(web::get().to(list_tenants)),
     )
     .service(
-        web::resource("/admin/tenants/{tenantId}")
+        super::endpoint("/admin/tenants/{tenantId}")
             .route(web::get().to(get_tenant))
-            .route(web::patch().to(patch_tenant))
-            .default_service(web::to(super::error::method_not_allowed)),
+            .route(web::patch().to(patch_tenant)),
     )
     .service(
-        web::resource("/admin/tenants/{tenantId}/keys")
+        super::endpoint("/admin/tenants/{tenantId}/keys")
             .route(web::post().to(create_key))
-            .route(web::get().to(list_keys))
-            .default_service(web::to(super::error::method_not_allowed)),
+            .route(web::get().to(list_keys)),
     )
     .service(
-        web::resource("/admin/tenants/{tenantId}/keys/{keyId}")
-            .route(web::delete().to(revoke_key))
-            .default_service(web::to(super::error::method_not_allowed)),
+        super::endpoint("/admin/tenants/{tenantId}/keys/{keyId}")
+            .route(web::delete().to(revoke_key)),
     );
 }
 

@@ -4,7 +4,6 @@
 
 use super::access::Caller;
 use super::body::JsonBody;
-use super::error::method_not_allowed;
 use super::query::QueryParams;
 use super::request::{etag, if_match, page_headers, path_id, store_of, write_context};
 use crate::domain::catalog::{
@@ -33,8 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn mount<F: CatalogHooks>(cfg: &mut web::ServiceConfig, client_owned: bool) {
     let base = format!("/{}/{{tenantId}}", F::KIND.resource());
-    let mut collection = web::resource(base.clone()).route(web::get().to(list::<F>));
-    let mut item = web::resource(format!("{base}/{{id}}"))
+    let mut collection = super::endpoint(base.clone()).route(web::get().to(list::<F>));
+    let mut item = super::endpoint(format!("{base}/{{id}}"))
         .route(web::get().to(get_one::<F>))
         .route(web::patch().to(patch::<F>));
     if client_owned {
@@ -43,8 +42,7 @@ fn mount<F: CatalogHooks>(cfg: &mut web::ServiceConfig, client_owned: bool) {
             .route(web::put().to(replace::<F>))
             .route(web::delete().to(delete::<F>));
     }
-    cfg.service(collection.default_service(web::to(method_not_allowed)))
-        .service(item.default_service(web::to(method_not_allowed)));
+    cfg.service(collection).service(item);
 }
 
 fn render<F: CatalogHooks>(record: &CatalogRecord<F>, fields: Option<&[String]>) -> Value {

@@ -47,6 +47,11 @@ async fn contain_panics(
     }
 }
 
+/// A resource whose other methods answer 405 in the error envelope.
+pub fn endpoint(path: impl Into<String>) -> actix_web::Resource {
+    web::resource(path.into()).default_service(web::to(error::method_not_allowed))
+}
+
 /// Registers every route and the fallbacks.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(service::configure)

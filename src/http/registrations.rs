@@ -22,63 +22,46 @@ use serde_json::{json, Map, Value};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let scope = "/courseRegistrations/{tenantId}";
     cfg.service(
-        web::resource(scope)
+        super::endpoint(scope)
             .route(web::post().to(create))
-            .route(web::get().to(list))
-            .default_service(web::to(super::error::method_not_allowed)),
+            .route(web::get().to(list)),
     );
     cfg.service(
-        web::resource(format!(
+        super::endpoint(format!(
             "{scope}/studentCourse/{{student_id}}/{{course_id}}"
         ))
-        .route(web::get().to(lookup))
-        .default_service(web::to(super::error::method_not_allowed)),
+        .route(web::get().to(lookup)),
     );
     for def in REGISTRATION_INDEXES
         .iter()
         .filter(|d| d.exposed && d.fields.len() == 1)
     {
         cfg.service(
-            web::resource(format!("{scope}/{}/{{{}}}", def.lookup, def.fields[0]))
-                .route(web::get().to(lookup))
-                .default_service(web::to(super::error::method_not_allowed)),
+            super::endpoint(format!("{scope}/{}/{{{}}}", def.lookup, def.fields[0]))
+                .route(web::get().to(lookup)),
         );
     }
     // Literal paths first: `{id}` would match them too.
+    cfg.service(super::endpoint(format!("{scope}/batch")).route(web::post().to(batch)));
+    cfg.service(super::endpoint(format!("{scope}/search")).route(web::post().to(search)));
     cfg.service(
-        web::resource(format!("{scope}/batch"))
-            .route(web::post().to(batch))
-            .default_service(web::to(super::error::method_not_allowed)),
+        super::endpoint(format!("{scope}/previewEmail")).route(web::post().to(preview_email)),
     );
     cfg.service(
-        web::resource(format!("{scope}/search"))
-            .route(web::post().to(search))
-            .default_service(web::to(super::error::method_not_allowed)),
+        super::endpoint(format!("{scope}/generateOrder")).route(web::post().to(generate_order)),
     );
     cfg.service(
-        web::resource(format!("{scope}/previewEmail"))
-            .route(web::post().to(preview_email))
-            .default_service(web::to(super::error::method_not_allowed)),
-    );
-    cfg.service(
-        web::resource(format!("{scope}/generateOrder"))
-            .route(web::post().to(generate_order))
-            .default_service(web::to(super::error::method_not_allowed)),
-    );
-    cfg.service(
-        web::resource(format!(
+        super::endpoint(format!(
             "{scope}/generateRegistration/{{processId}}/{{contactId}}"
         ))
-        .route(web::post().to(generate_registration))
-        .default_service(web::to(super::error::method_not_allowed)),
+        .route(web::post().to(generate_registration)),
     );
     cfg.service(
-        web::resource(format!("{scope}/{{id}}"))
+        super::endpoint(format!("{scope}/{{id}}"))
             .route(web::get().to(get_one))
             .route(web::put().to(replace))
             .route(web::patch().to(patch))
-            .route(web::delete().to(delete))
-            .default_service(web::to(super::error::method_not_allowed)),
+            .route(web::delete().to(delete)),
     );
 }
 

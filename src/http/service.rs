@@ -11,11 +11,7 @@ use serde_json::{json, Value};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz));
     cfg.route("/metrics", web::get().to(super::metrics::render));
-    cfg.service(
-        web::resource("/emails/{tenantId}")
-            .route(web::get().to(outbox))
-            .default_service(web::to(super::error::method_not_allowed)),
-    );
+    cfg.service(super::endpoint("/emails/{tenantId}").route(web::get().to(outbox)));
 }
 
 /// The outbox, newest first, paged like a lookup.
