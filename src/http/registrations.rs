@@ -3,7 +3,7 @@
 use super::access::Caller;
 use super::body::JsonBody;
 use super::query::QueryParams;
-use super::request::{etag, if_match, page_headers, path_id, store_of, write_context};
+use super::request::{etag, if_match, page_headers, path_id, query_page, store_of, write_context};
 use crate::domain::patch::parse_patch;
 use crate::domain::record::project;
 use crate::domain::registration::{CourseRegistration, RegistrationFields};
@@ -225,11 +225,7 @@ async fn lookup(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
         .iter()
         .map(|r| Value::Object(render(r, fields.as_deref())))
         .collect();
-    let mut body = json!({"Count": items.len(), "Items": items});
-    if let Some(token) = page.next {
-        body["LastEvaluatedKey"] = Value::String(token);
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(query_page(items, page.next))
 }
 
 async fn generate_registration(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
@@ -298,11 +294,7 @@ async fn search(
         .iter()
         .map(|r| Value::Object(render(r, fields.as_deref())))
         .collect();
-    let mut body = json!({"Count": items.len(), "Items": items});
-    if let Some(token) = page.next {
-        body["LastEvaluatedKey"] = Value::String(token);
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(query_page(items, page.next))
 }
 
 async fn batch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {

@@ -84,3 +84,12 @@ pub fn page_headers(
         }
     }
 }
+
+/// A lookup-style page: `{"Count", "Items", "LastEvaluatedKey"?}`.
+pub fn query_page(items: Vec<serde_json::Value>, next: Option<String>) -> actix_web::HttpResponse {
+    let mut body = serde_json::json!({"Count": items.len(), "Items": items});
+    if let Some(token) = next {
+        body["LastEvaluatedKey"] = serde_json::Value::String(token);
+    }
+    actix_web::HttpResponse::Ok().json(body)
+}

@@ -2,7 +2,7 @@
 
 use super::access::Caller;
 use super::query::QueryParams;
-use super::request::store_of;
+use super::request::{query_page, store_of};
 use crate::error::ApiError;
 use crate::workflows::blocking;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -25,11 +25,7 @@ async fn outbox(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
     })
     .await?;
     let items: Vec<Value> = page.items.iter().map(|m| m.to_json()).collect();
-    let mut body = json!({"Count": items.len(), "Items": items});
-    if let Some(token) = page.next {
-        body["LastEvaluatedKey"] = Value::String(token);
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(query_page(items, page.next))
 }
 
 /// Ready: the server only binds once the database is open, so answering is the proof.
