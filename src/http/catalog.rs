@@ -53,7 +53,7 @@ fn render<F: CatalogHooks>(record: &CatalogRecord<F>, fields: Option<&[String]>)
     })
 }
 
-fn record_response<F: CatalogHooks>(
+pub(super) fn record_response<F: CatalogHooks>(
     record: &CatalogRecord<F>,
     fields: Option<&[String]>,
 ) -> HttpResponse {

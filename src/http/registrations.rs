@@ -257,9 +257,7 @@ async fn generate_order(
     QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
     let order = generate::order(&store, caller.tenant()?, &body.0, &write_context(&caller)).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(etag(order.version()))
-        .json(order.to_json()))
+    Ok(super::catalog::record_response(&order, None))
 }
 
 async fn preview_email(
