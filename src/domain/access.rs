@@ -16,6 +16,11 @@ pub enum Role {
 }
 
 impl Role {
+    /// JSON Schema: one of the role names.
+    pub fn schema() -> serde_json::Value {
+        serde_json::json!({"type": "string", "enum": ["read", "write", "admin"]})
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Read => "read",

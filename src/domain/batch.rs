@@ -6,7 +6,7 @@ use super::patch::parse_patch;
 use super::values::kind_of;
 use crate::error::{ApiError, ErrorCode};
 use json_patch::Patch;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub const MAX_OPERATIONS: usize = 100;
 
@@ -89,6 +89,25 @@ fn parse_op(value: &Value) -> BatchOp {
 }
 
 impl BatchRequest {
+    /// JSON Schema of the body. Each operation is checked on its own and a bad one is reported
+    /// in its result, not by refusing the batch, so the items' shape is described in words.
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["operations"],
+            "properties": {
+                "operations": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_OPERATIONS,
+                    "description": "Each item: {\"op\": \"patch\", \"id\", \"patch\": [RFC 6902 operations]} or {\"op\": \"delete\", \"id\"}; one id at most once. A malformed item fails alone, in its result.",
+                },
+                "atomic": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+            },
+            "additionalProperties": false,
+        })
+    }
+
     pub fn parse(body: &Value) -> Result<Self, ApiError> {
         let object = body
             .as_object()

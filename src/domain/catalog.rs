@@ -6,7 +6,9 @@
 use super::access::WriteContext;
 use super::enums::{OrderStatus, RegistrationStatus};
 use super::ids::RecordId;
-use super::record::{parse_client_fields, BodyExtras, Fields};
+use super::record::{
+    input_schema, output_schema, parse_client_fields, BodyExtras, Fields, Required,
+};
 use super::time::Timestamp;
 use super::values::{number_to_json, FieldValue, Notes, SecurityContext, Text, TextList};
 use crate::error::{ApiError, ErrorCode, FieldError};
@@ -134,6 +136,8 @@ pub trait CatalogFields:
     Fields + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
 {
     const KIND: CatalogKind;
+    /// The fields `complete` insists on, for the API description.
+    const REQUIRED: Required;
     /// Applies defaults and checks required fields and cross-field rules.
     fn complete(&mut self) -> Result<(), ApiError>;
     /// The catalog records this one points at.
@@ -181,6 +185,22 @@ impl SysFields {
             sys_created_by_id: self.sys_created_by_id.clone(),
             ..SysFields::new(ctx)
         }
+    }
+
+    /// The JSON Schema of each field `write_json` writes.
+    pub fn property_schemas() -> Map<String, Value> {
+        let text = serde_json::json!({"type": "string"});
+        [
+            ("sys_version", <u64 as FieldValue>::schema()),
+            ("sys_created_at", <Timestamp as FieldValue>::schema()),
+            ("sys_created_by_id", text.clone()),
+            ("sys_last_modified_at", <Timestamp as FieldValue>::schema()),
+            ("sys_last_modified_by_id", text),
+            ("sys_last_security_context", SecurityContext::schema()),
+        ]
+        .into_iter()
+        .map(|(name, schema)| (name.to_owned(), schema))
+        .collect()
     }
 
     fn write_json(&self, out: &mut Map<String, Value>) {
@@ -260,6 +280,16 @@ impl<F: CatalogFields> CatalogRecord<F> {
         self.sys.write_json(&mut out);
         out
     }
+
+    /// The JSON Schema of a create or PUT body.
+    pub fn input_schema() -> Value {
+        input_schema::<F>(&F::REQUIRED)
+    }
+
+    /// The JSON Schema of a record as the API returns it.
+    pub fn output_schema() -> Value {
+        output_schema::<F>(RecordId::schema(), SysFields::property_schemas())
+    }
 }
 
 /// A required text field must also not be blank.
@@ -301,6 +331,9 @@ impl FieldValue for NonNegative {
     fn to_json(&self) -> Value {
         number_to_json(self.0)
     }
+    fn schema() -> Value {
+        serde_json::json!({"type": "number", "minimum": 0})
+    }
 }
 
 /// Derives `name` from first and last name when it is absent.
@@ -339,6 +372,10 @@ record_fields! {
 
 impl CatalogFields for ContactFields {
     const KIND: CatalogKind = CatalogKind::Contact;
+    const REQUIRED: Required = Required {
+        all: &[],
+        any_of: &[&["name", "first_name", "last_name"]],
+    };
     fn complete(&mut self) -> Result<(), ApiError> {
         derive_name(&mut self.name, &self.first_name, &self.last_name);
         let mut problems = Vec::new();
@@ -372,6 +409,10 @@ record_fields! {
 
 impl CatalogFields for CourseFields {
     const KIND: CatalogKind = CatalogKind::Course;
+    const REQUIRED: Required = Required {
+        all: &["name"],
+        any_of: &[],
+    };
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
         require_text(&mut problems, "name", &self.name);
@@ -403,6 +444,10 @@ record_fields! {
 
 impl CatalogFields for CourseOfferingFields {
     const KIND: CatalogKind = CatalogKind::CourseOffering;
+    const REQUIRED: Required = Required {
+        all: &["course_id"],
+        any_of: &[],
+    };
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
         require(&mut problems, "course_id", self.course_id.is_some());
@@ -445,6 +490,10 @@ record_fields! {
 
 impl CatalogFields for RegistrationProcessFields {
     const KIND: CatalogKind = CatalogKind::RegistrationProcess;
+    const REQUIRED: Required = Required {
+        all: &["name", "course_id"],
+        any_of: &[],
+    };
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
         require_text(&mut problems, "name", &self.name);
@@ -480,6 +529,10 @@ record_fields! {
 
 impl CatalogFields for EmailTemplateFields {
     const KIND: CatalogKind = CatalogKind::EmailTemplate;
+    const REQUIRED: Required = Required {
+        all: &["name", "subject"],
+        any_of: &[&["html", "text"]],
+    };
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
         require_text(&mut problems, "name", &self.name);
@@ -571,6 +624,24 @@ impl FieldValue for LineItems {
                 .collect(),
         )
     }
+    fn schema() -> Value {
+        serde_json::json!({
+            "type": "array",
+            "description": "Written by generateOrder; a PATCH may not change them.",
+            "items": {
+                "type": "object",
+                "required": ["id", "registration_id", "course_offering_id", "description", "amount"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "registration_id": RecordId::schema(),
+                    "course_offering_id": RecordId::schema(),
+                    "description": {"type": "string"},
+                    "amount": {"type": "number"},
+                },
+                "additionalProperties": false,
+            },
+        })
+    }
 }
 
 record_fields! {
@@ -627,6 +698,10 @@ impl OrderFields {
 
 impl CatalogFields for OrderFields {
     const KIND: CatalogKind = CatalogKind::Order;
+    const REQUIRED: Required = Required {
+        all: &[],
+        any_of: &[],
+    };
     fn complete(&mut self) -> Result<(), ApiError> {
         let total = self.total.map_or(0.0, |t| t.0);
         let paid = self.amount_paid.get_or_insert(NonNegative(0.0)).0;
@@ -651,6 +726,56 @@ impl CatalogFields for OrderFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields an empty body is refused for: what `Required` must describe.
+    fn refused_when_empty<F: CatalogFields>() -> Vec<String> {
+        let mut fields = F::default();
+        let mut refused: Vec<String> = match fields.complete() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.details.into_iter().map(|d| d.field).collect(),
+        };
+        refused.sort();
+        refused
+    }
+
+    fn described<F: CatalogFields>() -> Vec<String> {
+        let mut described: Vec<String> = F::REQUIRED
+            .all
+            .iter()
+            .chain(F::REQUIRED.any_of.iter().map(|group| &group[0]))
+            .map(|name| name.to_string())
+            .collect();
+        described.sort();
+        described
+    }
+
+    #[test]
+    fn required_describes_what_complete_refuses() {
+        assert_eq!(
+            refused_when_empty::<ContactFields>(),
+            described::<ContactFields>()
+        );
+        assert_eq!(
+            refused_when_empty::<CourseFields>(),
+            described::<CourseFields>()
+        );
+        assert_eq!(
+            refused_when_empty::<CourseOfferingFields>(),
+            described::<CourseOfferingFields>()
+        );
+        assert_eq!(
+            refused_when_empty::<RegistrationProcessFields>(),
+            described::<RegistrationProcessFields>()
+        );
+        assert_eq!(
+            refused_when_empty::<EmailTemplateFields>(),
+            described::<EmailTemplateFields>()
+        );
+        assert_eq!(
+            refused_when_empty::<OrderFields>(),
+            described::<OrderFields>()
+        );
+    }
     use serde_json::json;
 
     #[test]

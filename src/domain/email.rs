@@ -3,6 +3,7 @@
 use super::ids::RecordId;
 use super::values::kind_of;
 use crate::error::{ApiError, FieldError};
+use serde_json::json;
 use serde_json::{Map, Value};
 
 /// An inline template: subject plus an HTML and/or a text body.
@@ -21,9 +22,15 @@ pub struct PreviewEmail {
     pub template: Option<InlineTemplate>,
 }
 
+/// Longest address, in characters.
+const MAX_ADDRESS_CHARS: usize = 254;
+
+/// [`check_address`] as a regular expression, for the API description.
+const ADDRESS_PATTERN: &str = "^[^@\\s<>,;\\u0000-\\u001f\\u007f-\\u009f]+@(?:[^@\\s<>,;\\u0000-\\u001f\\u007f-\\u009f]*\\.[^@\\s<>,;\\u0000-\\u001f\\u007f-\\u009f]*|localhost)$";
+
 /// A deliverable address: `local@domain`, one `@`, no spaces or control characters.
 pub fn check_address(address: &str) -> Result<(), String> {
-    let valid = address.len() <= 254
+    let valid = address.chars().count() <= MAX_ADDRESS_CHARS
         && !address
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
@@ -55,6 +62,42 @@ fn text(
 }
 
 impl PreviewEmail {
+    /// JSON Schema of what `parse` accepts.
+    pub fn schema() -> Value {
+        let string = json!({"anyOf": [{"type": "string"}, {"type": "null"}]});
+        json!({
+            "type": "object",
+            "required": ["registration_id", "destination_email_address"],
+            "properties": {
+                "registration_id": RecordId::schema(),
+                "destination_email_address": {
+                    "type": "string",
+                    "maxLength": MAX_ADDRESS_CHARS,
+                    "pattern": ADDRESS_PATTERN,
+                },
+                "email_template": {"anyOf": [
+                    {
+                        "type": "object",
+                        "description": "An inline template (minijinja); without it the tenant's default confirmation template is used.",
+                        "required": ["subject"],
+                        "properties": {"subject": {"type": "string"}, "html": string, "text": string},
+                        "anyOf": [
+                            {"required": ["html"], "properties": {"html": {"type": "string"}}},
+                            {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                        ],
+                        "additionalProperties": false,
+                    },
+                    {"type": "null"},
+                ]},
+                "activity_id": string,
+                "reference_id": string,
+                "application_id": string,
+                "certification_id": string,
+            },
+            "additionalProperties": false,
+        })
+    }
+
     pub fn parse(body: &Value) -> Result<Self, ApiError> {
         let object = body
             .as_object()

@@ -15,6 +15,11 @@ macro_rules! string_enum {
                 match self { $( $name::$variant => $text ),* }
             }
 
+            /// JSON Schema: one of the texts.
+            pub fn schema() -> serde_json::Value {
+                serde_json::json!({"type": "string", "enum": [$($text),*]})
+            }
+
             pub fn parse(text: &str) -> Result<Self, String> {
                 match text {
                     $( $text => Ok($name::$variant), )*

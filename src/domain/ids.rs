@@ -54,6 +54,14 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// JSON Schema of a valid id.
+            pub fn schema() -> serde_json::Value {
+                serde_json::json!({
+                    "type": "string",
+                    "pattern": format!("^[A-Za-z0-9_|:-]{{1,{}}}$", Self::MAX_LEN),
+                })
+            }
         }
 
         impl fmt::Display for $name {

@@ -6,6 +6,43 @@ use crate::error::{ApiError, ErrorCode};
 use json_patch::{Patch, PatchErrorKind, PatchOperation};
 use serde_json::{Map, Value};
 
+/// JSON Schema of an RFC 6902 document as `parse_patch` takes it.
+pub fn patch_schema() -> Value {
+    let pointer = serde_json::json!({"type": "string", "pattern": "^(/[^/]*)*$"});
+    // Writes may not target the whole document.
+    let field = serde_json::json!({"type": "string", "pattern": "^(/[^/]*)+$"});
+    let op = |names: &[&str], required: &[&str]| {
+        let mut properties = Map::new();
+        properties.insert(
+            "op".into(),
+            serde_json::json!({"type": "string", "enum": names}),
+        );
+        let target = if names == ["test"] { &pointer } else { &field };
+        properties.insert("path".into(), target.clone());
+        for &name in required {
+            let schema = if name == "from" {
+                pointer.clone()
+            } else {
+                serde_json::json!({})
+            };
+            properties.insert(name.into(), schema);
+        }
+        let mut all = vec!["op", "path"];
+        all.extend_from_slice(required);
+        serde_json::json!({"type": "object", "required": all, "properties": properties})
+    };
+    serde_json::json!({
+        "type": "array",
+        "description": "RFC 6902 operations. Writes may not target the root, `id` or a server-managed field; `test` may read anything.",
+        "items": {"oneOf": [
+            op(&["add", "replace"], &["value"]),
+            op(&["test"], &["value"]),
+            op(&["remove"], &[]),
+            op(&["move", "copy"], &["from"]),
+        ]},
+    })
+}
+
 /// Parses a patch document: a JSON array of RFC 6902 operations.
 pub fn parse_patch(body: &Value) -> Result<Patch, ApiError> {
     if !body.is_array() {

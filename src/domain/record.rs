@@ -14,6 +14,8 @@ pub trait Fields: Default + Clone + PartialEq {
     fn set_json(&mut self, name: &str, value: &Value) -> Option<Result<(), String>>;
     /// The index text of a field, when it is present and indexable.
     fn key_text(&self, name: &str) -> Option<&str>;
+    /// Each field's JSON Schema, by name, in output order (from the field's value type).
+    fn property_schemas() -> Map<String, Value>;
 }
 
 /// Declares a struct of optional fields and implements [`Fields`] for it.
@@ -51,6 +53,17 @@ macro_rules! record_fields {
                     )*
                     _ => None,
                 }
+            }
+
+            fn property_schemas() -> serde_json::Map<String, serde_json::Value> {
+                let mut out = serde_json::Map::new();
+                $(
+                    out.insert(
+                        stringify!($field).to_owned(),
+                        <$ty as $crate::domain::values::FieldValue>::schema(),
+                    );
+                )*
+                out
             }
 
             fn key_text(&self, name: &str) -> Option<&str> {
@@ -130,6 +143,96 @@ pub fn parse_client_fields<F: Fields>(body: &Value) -> Result<(F, BodyExtras), A
     } else {
         Err(ApiError::validation(problems))
     }
+}
+
+/// Which fields a complete record must have: every one of `all`, and at least one of each
+/// group in `any_of` (e.g. `name`, or `first_name` / `last_name` to derive it from).
+/// Documentation only where a kind's `complete` checks them; tests tie the two together.
+pub struct Required {
+    pub all: &'static [&'static str],
+    pub any_of: &'static [&'static [&'static str]],
+}
+
+/// Holds something besides whitespace (an unanchored search).
+const NOT_BLANK: &str = "\\S";
+
+/// A field's schema that also takes `null` (a client's `null` means absent).
+fn or_null(schema: Value) -> Value {
+    serde_json::json!({"anyOf": [schema, {"type": "null"}]})
+}
+
+/// The JSON Schema of a body that creates or replaces a record of `F`: client fields with
+/// their types, server-managed fields accepted and ignored, `id` absent, nothing else.
+pub fn input_schema<F: Fields>(required: &Required) -> Value {
+    let mut properties = Map::new();
+    let named = |name: &str| {
+        required.all.contains(&name) || required.any_of.iter().any(|g| g.contains(&name))
+    };
+    for (name, mut schema) in F::property_schemas() {
+        if is_server_managed(&name) {
+            continue;
+        }
+        // Every required name (`name`, or the parts it is derived from) must not be blank.
+        if named(&name) && schema["type"] == "string" && schema.get("pattern").is_some() {
+            schema = serde_json::json!({"allOf": [schema, {"pattern": NOT_BLANK}]});
+        }
+        if !required.all.contains(&name.as_str()) {
+            schema = or_null(schema);
+        }
+        properties.insert(name, schema);
+    }
+    for &name in SERVER_MANAGED {
+        let schema = match name {
+            "id" => {
+                serde_json::json!({"type": "null", "description": "The server makes ids: absent or null (on PUT, the path's id)."})
+            }
+            "sys_version" => serde_json::json!({
+                "anyOf": [{"type": "integer", "minimum": 0, "maximum": u64::MAX}, {"type": "null"}],
+                "description": "On PUT, the version the client last read: another one is 409 version_conflict.",
+            }),
+            _ => {
+                serde_json::json!({"description": "Server-managed: accepted and ignored, so a GET body can be sent back."})
+            }
+        };
+        properties.insert(name.to_owned(), schema);
+    }
+    let groups: Vec<Value> = required
+        .any_of
+        .iter()
+        .map(|group| {
+            let options: Vec<Value> = group
+                .iter()
+                .map(|name| serde_json::json!({"required": [name], "properties": {*name: {"type": "string", "pattern": NOT_BLANK}}}))
+                .collect();
+            serde_json::json!({"anyOf": options})
+        })
+        .collect();
+    let mut schema = serde_json::json!({
+        "type": "object",
+        "properties": properties,
+        "required": required.all,
+        "additionalProperties": false,
+    });
+    if !groups.is_empty() {
+        schema["allOf"] = Value::Array(groups);
+    }
+    schema
+}
+
+/// The JSON Schema of a record of `F` as the API returns it: `id`, the fields and `extra`
+/// (server fields kept outside `F`). `fields=` projections return a subset, so only `id` is
+/// always there.
+pub fn output_schema<F: Fields>(id: Value, extra: Map<String, Value>) -> Value {
+    let mut properties = Map::new();
+    properties.insert("id".into(), id);
+    properties.extend(F::property_schemas());
+    properties.extend(extra);
+    serde_json::json!({
+        "type": "object",
+        "properties": properties,
+        "required": ["id"],
+        "additionalProperties": false,
+    })
 }
 
 /// Field names a client may ask for in `fields` / `fieldsToReturn`: `id` and every field.

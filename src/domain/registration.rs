@@ -7,7 +7,9 @@ use super::catalog::{
 };
 use super::enums::{BillingStatus, OrderStatus, RegistrationStatus};
 use super::ids::RecordId;
-use super::record::{parse_client_fields, BodyExtras, Fields};
+use super::record::{
+    input_schema, output_schema, parse_client_fields, BodyExtras, Fields, Required,
+};
 use super::time::Timestamp;
 use super::values::{
     CustomFieldValues, JsonList, Notes, Percentage, SecurityContext, Text, TextList,
@@ -352,6 +354,22 @@ impl CourseRegistration {
         self.fields.status.unwrap_or(RegistrationStatus::Draft)
     }
 
+    /// What `complete` insists on, for the API description.
+    pub const REQUIRED: Required = Required {
+        all: &["student_id", "course_id", "course_offering_id"],
+        any_of: &[&["name", "first_name", "last_name"]],
+    };
+
+    /// The JSON Schema of a create or PUT body.
+    pub fn input_schema() -> Value {
+        input_schema::<RegistrationFields>(&Self::REQUIRED)
+    }
+
+    /// The JSON Schema of a registration as the API returns it.
+    pub fn output_schema() -> Value {
+        output_schema::<RegistrationFields>(RecordId::schema(), Map::new())
+    }
+
     /// The JSON the API returns: `id` first, then every present field.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut out = Map::new();
@@ -364,6 +382,24 @@ impl CourseRegistration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_describes_what_complete_refuses() {
+        let mut refused: Vec<String> = match RegistrationFields::default().complete() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.details.into_iter().map(|d| d.field).collect(),
+        };
+        refused.sort();
+        let required = CourseRegistration::REQUIRED;
+        let mut described: Vec<String> = required
+            .all
+            .iter()
+            .chain(required.any_of.iter().map(|group| &group[0]))
+            .map(|name| name.to_string())
+            .collect();
+        described.sort();
+        assert_eq!(refused, described);
+    }
     use crate::domain::access::{Actor, Role};
     use serde_json::json;
 

@@ -5,7 +5,7 @@ use super::enums::{OrderStatus, RegistrationStatus};
 use super::ids::RecordId;
 use super::registration::CourseRegistration;
 use super::time::Timestamp;
-use super::values::{kind_of, FieldValue, Text};
+use super::values::{kind_of, text_schema, FieldValue, Text};
 use crate::error::{ApiError, FieldError};
 use serde_json::{json, Map, Value};
 
@@ -132,6 +132,47 @@ fn needle(value: &Value) -> Result<String, String> {
 }
 
 impl SearchCriteria {
+    /// JSON Schema of the criteria object: one property per name in [`CRITERIA`], typed as
+    /// `parse` reads it. `null` means the criterion is absent.
+    pub fn schema() -> Value {
+        let one_of = |item: Value| json!({"type": "array", "minItems": 1, "maxItems": MAX_VALUES, "items": item});
+        let range = |end: Value| {
+            json!({
+                "type": "array",
+                "description": "An inclusive [min, max] range; null leaves that end open.",
+                "prefixItems": [
+                    {"anyOf": [end, {"type": "null"}]},
+                    {"anyOf": [end, {"type": "null"}]},
+                ],
+                "minItems": 2,
+                "maxItems": 2,
+            })
+        };
+        let number = json!({"type": "number"});
+        let at = <Timestamp as FieldValue>::schema();
+        let mut needle = text_schema();
+        needle["minLength"] = json!(1);
+        needle["description"] = json!("A case-insensitive substring.");
+        let mut properties = Map::new();
+        for &name in CRITERIA {
+            let schema = match name {
+                "ids" => one_of(RecordId::schema()),
+                "order_number" => one_of(number.clone()),
+                "order_status" => one_of(OrderStatus::schema()),
+                "status" => one_of(RegistrationStatus::schema()),
+                "order_balance_due" | "order_amount_paid" | "order_total" => range(number.clone()),
+                "arrival_date" | "departure_date" | "date" | "sys_created_at" => range(at.clone()),
+                "name" | "email_address" | "job_title" | "city" | "state" => needle.clone(),
+                _ => one_of(text_schema()),
+            };
+            properties.insert(
+                name.to_owned(),
+                json!({"anyOf": [schema, {"type": "null"}]}),
+            );
+        }
+        json!({"type": "object", "properties": properties, "additionalProperties": false})
+    }
+
     pub fn parse(body: &Value) -> Result<Self, ApiError> {
         let object = body.as_object().ok_or_else(|| {
             ApiError::field(

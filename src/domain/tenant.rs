@@ -3,7 +3,7 @@
 use super::access::Role;
 use super::ids::TenantId;
 use super::time::Timestamp;
-use super::values::{kind_of, Text};
+use super::values::{kind_of, text_schema, Text};
 use crate::error::{ApiError, FieldError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -60,6 +60,23 @@ impl Limits {
         }
     }
 
+    /// JSON Schema of a limits object, as `merged` takes it and `to_json` writes it.
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "description": "Absent key: keep that limit; null: no limit.",
+            "properties": {
+                "requests_per_second": {
+                    "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}],
+                },
+                "max_registrations": {
+                    "anyOf": [{"type": "integer", "minimum": 0, "maximum": u64::MAX}, {"type": "null"}],
+                },
+            },
+            "additionalProperties": false,
+        })
+    }
+
     pub fn to_json(self) -> Value {
         json!({
             "requests_per_second": self.requests_per_second,
@@ -77,6 +94,20 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// JSON Schema of `to_json`.
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["id", "created_at", "limits"],
+            "properties": {
+                "id": TenantId::schema(),
+                "created_at": {"type": "string", "format": "date-time"},
+                "limits": Limits::schema(),
+            },
+            "additionalProperties": false,
+        })
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id.as_str(),
@@ -110,6 +141,19 @@ fn object_with<'v>(body: &'v Value, allowed: &[&str]) -> Result<&'v Map<String, 
 }
 
 impl NewTenant {
+    /// JSON Schema of what `parse` accepts.
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["id"],
+            "properties": {
+                "id": TenantId::schema(),
+                "limits": {"anyOf": [Limits::schema(), {"type": "null"}]},
+            },
+            "additionalProperties": false,
+        })
+    }
+
     pub fn parse(body: &Value) -> Result<Self, ApiError> {
         let object = object_with(body, &["id", "limits"])?;
         let id = match object.get("id") {
@@ -128,6 +172,15 @@ impl NewTenant {
         };
         Ok(NewTenant { id, limits })
     }
+}
+
+/// JSON Schema of a tenant PATCH body.
+pub fn tenant_patch_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"limits": Limits::schema()},
+        "additionalProperties": false,
+    })
 }
 
 /// A `PATCH /admin/tenants/{id}` body: `{"limits": {...}}`.
@@ -151,6 +204,28 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// JSON Schema of `to_json`; a new key's answer adds `key` (the secret) and `tenant_id`.
+    pub fn schema(with_secret: bool) -> Value {
+        let mut schema = json!({
+            "type": "object",
+            "required": ["id", "role", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "role": Role::schema(),
+                "created_at": {"type": "string", "format": "date-time"},
+                "name": {"type": "string"},
+            },
+            "additionalProperties": false,
+        });
+        if with_secret {
+            schema["required"] = json!(["id", "role", "created_at", "key", "tenant_id"]);
+            schema["properties"]["key"] =
+                json!({"type": "string", "description": "The secret: shown only in this answer."});
+            schema["properties"]["tenant_id"] = TenantId::schema();
+        }
+        schema
+    }
+
     /// The listing view: never the secret or its hash.
     pub fn to_json(&self) -> Value {
         let mut view = json!({
@@ -165,6 +240,9 @@ impl ApiKey {
     }
 }
 
+/// Longest key name.
+const MAX_KEY_NAME_CHARS: usize = 200;
+
 /// A `POST /admin/tenants/{id}/keys` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewKey {
@@ -173,6 +251,21 @@ pub struct NewKey {
 }
 
 impl NewKey {
+    /// JSON Schema of what `parse` accepts.
+    pub fn schema() -> Value {
+        let mut name = text_schema();
+        name["maxLength"] = json!(MAX_KEY_NAME_CHARS);
+        json!({
+            "type": "object",
+            "required": ["role"],
+            "properties": {
+                "role": Role::schema(),
+                "name": {"anyOf": [name, {"type": "null"}]},
+            },
+            "additionalProperties": false,
+        })
+    }
+
     pub fn parse(body: &Value) -> Result<Self, ApiError> {
         let object = object_with(body, &["role", "name"])?;
         let role = match object.get("role") {
@@ -182,7 +275,7 @@ impl NewKey {
         };
         let name = match object.get("name") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.len() <= 200 => Some(
+            Some(Value::String(s)) if s.chars().count() <= MAX_KEY_NAME_CHARS => Some(
                 Text::new(s.as_str())
                     .map_err(|e| ApiError::field("name", e))?
                     .as_str()
@@ -191,7 +284,7 @@ impl NewKey {
             Some(_) => {
                 return Err(ApiError::field(
                     "name",
-                    "must be a string of at most 200 bytes",
+                    format!("must be a string of at most {MAX_KEY_NAME_CHARS} characters"),
                 ))
             }
         };

@@ -5,10 +5,11 @@ use super::enums::{BillingStatus, OrderStatus, RegistrationStatus};
 use super::ids::RecordId;
 use super::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
-/// Longest string field, in bytes.
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Longest string field, in characters (Unicode scalar values, as JSON Schema's `maxLength`
+/// counts them).
+pub const MAX_TEXT_CHARS: usize = 64 * 1024;
 /// Most items in one array field.
 pub const MAX_ARRAY_ITEMS: usize = 1000;
 
@@ -16,6 +17,8 @@ pub const MAX_ARRAY_ITEMS: usize = 1000;
 pub trait FieldValue: Sized {
     fn parse(value: &Value) -> Result<Self, String>;
     fn to_json(&self) -> Value;
+    /// JSON Schema (2020-12, as OpenAPI 3.1 uses) of exactly what `parse` accepts.
+    fn schema() -> Value;
     /// The text an index stores for this value, for the fields lookups can use.
     fn as_key_text(&self) -> Option<&str> {
         None
@@ -41,8 +44,9 @@ pub fn kind_of(value: &Value) -> &'static str {
 }
 
 fn check_text(text: &str, allow_layout: bool) -> Result<(), String> {
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(format!("must be at most {MAX_TEXT_BYTES} bytes"));
+    // Bytes bound characters from above: count only when the bytes could be too many.
+    if text.len() > MAX_TEXT_CHARS && text.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!("must be at most {MAX_TEXT_CHARS} characters"));
     }
     let bad = text
         .chars()
@@ -56,7 +60,53 @@ fn check_text(text: &str, allow_layout: bool) -> Result<(), String> {
     }
 }
 
-/// A single-line string: UTF-8 without control characters, at most 64 KiB. Checked again when
+/// Rust's `char::is_control` (Unicode category Cc) as a regular expression class body.
+const CONTROL: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+/// Cc without tab, newline and carriage return.
+const CONTROL_BUT_LAYOUT: &str = "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f";
+
+/// The schema of a single-line string ([`Text`]).
+pub fn text_schema() -> Value {
+    json!({"type": "string", "maxLength": MAX_TEXT_CHARS, "pattern": format!("^[^{CONTROL}]*$")})
+}
+
+/// The schema of a multi-line string ([`Notes`]).
+pub fn notes_schema() -> Value {
+    json!({
+        "type": "string",
+        "maxLength": MAX_TEXT_CHARS,
+        "pattern": format!("^[^{CONTROL_BUT_LAYOUT}]*$"),
+    })
+}
+
+/// Where the schema of free-form JSON lives in the API description: it is recursive, so it is
+/// a named component that [`json_value_schema`] defines and value schemas refer to.
+pub const JSON_VALUE_REF: &str = "#/components/schemas/JsonValue";
+
+/// Any JSON whose strings are [`Notes`] and whose object keys are [`Text`].
+pub fn json_value_schema() -> Value {
+    json!({
+        "description": "Any JSON value; strings may span lines but hold no other control characters.",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "number"},
+            notes_schema(),
+            {"type": "array", "items": {"$ref": JSON_VALUE_REF}},
+            {
+                "type": "object",
+                "propertyNames": text_schema(),
+                "additionalProperties": {"$ref": JSON_VALUE_REF},
+            },
+        ],
+    })
+}
+
+fn array_schema(items: Value) -> Value {
+    json!({"type": "array", "maxItems": MAX_ARRAY_ITEMS, "items": items})
+}
+
+/// A single-line string: UTF-8 without control characters, at most 64 Ki characters. Checked again when
 /// decoded from storage, so corrupt bytes cannot smuggle in an invalid value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -92,6 +142,9 @@ impl FieldValue for Text {
     }
     fn to_json(&self) -> Value {
         Value::String(self.0.clone())
+    }
+    fn schema() -> Value {
+        text_schema()
     }
     fn as_key_text(&self) -> Option<&str> {
         Some(&self.0)
@@ -135,6 +188,9 @@ impl FieldValue for Notes {
     fn to_json(&self) -> Value {
         Value::String(self.0.clone())
     }
+    fn schema() -> Value {
+        notes_schema()
+    }
 }
 
 impl FieldValue for RecordId {
@@ -143,6 +199,9 @@ impl FieldValue for RecordId {
     }
     fn to_json(&self) -> Value {
         Value::String(self.as_str().to_owned())
+    }
+    fn schema() -> Value {
+        RecordId::schema()
     }
     fn as_key_text(&self) -> Option<&str> {
         Some(self.as_str())
@@ -169,6 +228,9 @@ impl FieldValue for f64 {
     fn to_json(&self) -> Value {
         number_to_json(*self)
     }
+    fn schema() -> Value {
+        json!({"type": "number"})
+    }
 }
 
 impl FieldValue for u64 {
@@ -179,6 +241,9 @@ impl FieldValue for u64 {
     }
     fn to_json(&self) -> Value {
         Value::from(*self)
+    }
+    fn schema() -> Value {
+        json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
     }
 }
 
@@ -214,6 +279,9 @@ impl FieldValue for Percentage {
     fn to_json(&self) -> Value {
         number_to_json(self.0)
     }
+    fn schema() -> Value {
+        json!({"type": "number", "minimum": 0, "maximum": 100})
+    }
 }
 
 impl FieldValue for bool {
@@ -225,6 +293,9 @@ impl FieldValue for bool {
     fn to_json(&self) -> Value {
         Value::Bool(*self)
     }
+    fn schema() -> Value {
+        json!({"type": "boolean"})
+    }
 }
 
 impl FieldValue for Timestamp {
@@ -233,6 +304,9 @@ impl FieldValue for Timestamp {
     }
     fn to_json(&self) -> Value {
         Value::String(self.to_rfc3339())
+    }
+    fn schema() -> Value {
+        json!({"type": "string", "format": "date-time"})
     }
 }
 
@@ -261,6 +335,9 @@ impl FieldValue for TextList {
     }
     fn to_json(&self) -> Value {
         Value::Array(self.0.iter().map(Text::to_json).collect())
+    }
+    fn schema() -> Value {
+        array_schema(text_schema())
     }
 }
 
@@ -333,6 +410,14 @@ impl FieldValue for CustomFieldValues {
     fn to_json(&self) -> Value {
         self.0.value()
     }
+    fn schema() -> Value {
+        array_schema(json!({
+            "type": "object",
+            "properties": {"custom_field_id": notes_schema()},
+            "propertyNames": text_schema(),
+            "additionalProperties": {"$ref": JSON_VALUE_REF},
+        }))
+    }
 }
 
 /// An array of arbitrary JSON values (e.g. `sys_calculated_field_errors`).
@@ -347,6 +432,9 @@ impl FieldValue for JsonList {
     }
     fn to_json(&self) -> Value {
         self.0.value()
+    }
+    fn schema() -> Value {
+        array_schema(json!({"$ref": JSON_VALUE_REF}))
     }
 }
 
@@ -381,6 +469,18 @@ impl FieldValue for SecurityContext {
         map.insert("at".into(), self.at.to_json());
         Value::Object(map)
     }
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "description": "The key that made the last change, its role, and when.",
+            "required": ["key_id", "role", "at"],
+            "properties": {
+                "key_id": {"type": "string"},
+                "role": {"type": "string"},
+                "at": <Timestamp as FieldValue>::schema(),
+            },
+        })
+    }
 }
 
 macro_rules! enum_field {
@@ -394,6 +494,9 @@ macro_rules! enum_field {
             }
             fn as_key_text(&self) -> Option<&str> {
                 Some(self.as_str())
+            }
+            fn schema() -> Value {
+                <$ty>::schema()
             }
         }
     };
@@ -414,7 +517,7 @@ mod tests {
         assert!(Text::parse(&json!("a\nb")).is_err());
         assert!(Notes::parse(&json!("line 1\nline 2\tend")).is_ok());
         assert!(Notes::parse(&json!("bell \u{7}")).is_err());
-        assert!(Text::parse(&json!("x".repeat(MAX_TEXT_BYTES + 1))).is_err());
+        assert!(Text::parse(&json!("x".repeat(MAX_TEXT_CHARS + 1))).is_err());
         assert!(Text::parse(&json!(5)).is_err());
     }
 

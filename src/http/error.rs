@@ -70,12 +70,23 @@ pub async fn route_not_found() -> HttpResponse {
 }
 
 /// The fallback for a known path with a method it does not take.
-pub async fn method_not_allowed() -> HttpResponse {
-    ApiError::new(
+/// `Allow` lists the methods the API description gives the matched path, so the two agree.
+pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+    let mut response = ApiError::new(
         ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
-    .error_response()
+    .error_response();
+    let allowed = req
+        .match_pattern()
+        .map(|pattern| super::openapi::allowed_methods(&pattern))
+        .unwrap_or_default();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 #[cfg(test)]

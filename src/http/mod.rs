@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod openapi;
 pub mod query;
 pub mod rate;
 pub mod registrations;
@@ -55,6 +56,7 @@ pub fn endpoint(path: impl Into<String>) -> actix_web::Resource {
 /// Registers every route and the fallbacks.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(service::configure)
+        .configure(openapi::configure)
         .configure(admin::configure)
         .configure(registrations::configure)
         .configure(catalog::configure)

@@ -193,7 +193,17 @@ fn lookup_of(req: &HttpRequest) -> Result<(&'static IndexDef, Vec<String>), ApiE
 }
 
 /// A lookup value must be something the field could hold.
+/// Longest value a lookup path takes, in characters: values are ids in practice, and a URL
+/// is no place for a 64 Ki-character field (search takes those).
+pub const MAX_LOOKUP_VALUE_CHARS: usize = 1024;
+
 fn check_lookup_value(field: &str, raw: &str) -> Result<(), ApiError> {
+    if raw.chars().count() > MAX_LOOKUP_VALUE_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPath,
+            format!("{field} must be at most {MAX_LOOKUP_VALUE_CHARS} characters in a lookup path"),
+        ));
+    }
     let mut probe = RegistrationFields::default();
     let as_json = Value::String(raw.to_owned());
     let parsed = match crate::domain::record::Fields::set_json(&mut probe, field, &as_json) {

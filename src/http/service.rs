@@ -9,8 +9,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz));
-    cfg.route("/metrics", web::get().to(super::metrics::render));
+    cfg.service(super::endpoint("/healthz").route(web::get().to(healthz)));
+    cfg.service(super::endpoint("/metrics").route(web::get().to(super::metrics::render)));
     cfg.service(super::endpoint("/emails/{tenantId}").route(web::get().to(outbox)));
 }
 

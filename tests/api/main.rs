@@ -16,6 +16,7 @@ mod generate;
 mod hostile;
 mod idempotency;
 mod limits;
+mod openapi;
 mod paging;
 mod registrations;
 mod restart;

@@ -1,0 +1,1064 @@
+//! `GET /openapi.json`: the API as OpenAPI 3.1, built from the same types and tables the server
+//! runs on: record schemas come from each field's value type (`FieldValue::schema`), request
+//! bodies from the parsers' own schemas, lookups from `REGISTRATION_INDEXES`, catalog paths from
+//! `CatalogKind::ALL`, and each error status's `code` enum from `status_of`. A field, lookup,
+//! kind or error code added to the code shows up here without anyone editing this file.
+//!
+//! `GET /docs` renders it with a page and script compiled into the binary (no CDN).
+
+use super::error::status_of;
+use crate::domain::batch::BatchRequest;
+use crate::domain::catalog::{
+    CatalogFields, CatalogKind, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
+    EmailTemplateFields, OrderFields, RegistrationProcessFields,
+};
+use crate::domain::email::PreviewEmail;
+use crate::domain::ids::{RecordId, TenantId};
+use crate::domain::patch::patch_schema;
+use crate::domain::record::Fields;
+use crate::domain::registration::{CourseRegistration, RegistrationFields};
+use crate::domain::search::SearchCriteria;
+use crate::domain::tenant::{tenant_patch_schema, ApiKey, NewKey, NewTenant, Tenant};
+use crate::domain::values::{json_value_schema, MAX_TEXT_CHARS};
+use crate::error::ErrorCode;
+use crate::http::query::MAX_LIMIT;
+use crate::store::index::REGISTRATION_INDEXES;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::endpoint("/openapi.json").route(web::get().to(openapi_json)));
+    cfg.service(super::endpoint("/docs").route(web::get().to(docs_page)));
+    cfg.service(super::endpoint("/docs/docs.js").route(web::get().to(docs_script)));
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_text())
+}
+
+async fn docs_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("docs/index.html"))
+}
+
+async fn docs_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(include_str!("docs/docs.js"))
+}
+
+/// The document as served: built once, it only depends on the code.
+pub fn document_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| document().to_string())
+}
+
+const TENANT_TAG: &str = "Course registrations";
+const CATALOG_TAG: &str = "Catalog";
+const ADMIN_TAG: &str = "Administration";
+const SERVICE_TAG: &str = "Service";
+
+/// Which requests an operation takes, for its documented error statuses.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// A read (GET): no body.
+    Read,
+    /// A change with a JSON body.
+    WriteBody,
+    /// A change without a body (DELETE, generateRegistration).
+    Write,
+    /// A read with a JSON body (search).
+    ReadBody,
+}
+
+struct Operation {
+    method: &'static str,
+    path: String,
+    id: String,
+    summary: String,
+    tag: &'static str,
+    kind: Kind,
+    params: Vec<Value>,
+    body: Option<Value>,
+    /// The success status, its description, its schema, and whether it carries an ETag.
+    ok: (u16, &'static str, Value),
+    etag: bool,
+    paged: bool,
+    links: Option<Value>,
+    /// Answered without a key (`/healthz`, the documents themselves).
+    public: bool,
+    /// Statuses beyond those of `kind`.
+    extra: &'static [u16],
+    /// The success answer's media type.
+    media: &'static str,
+}
+
+impl Operation {
+    fn new(method: &'static str, path: impl Into<String>, id: impl Into<String>) -> Self {
+        Operation {
+            method,
+            path: path.into(),
+            id: id.into(),
+            summary: String::new(),
+            tag: TENANT_TAG,
+            kind: if method == "get" {
+                Kind::Read
+            } else {
+                Kind::WriteBody
+            },
+            params: Vec::new(),
+            body: None,
+            ok: (200, "OK", json!({})),
+            etag: false,
+            paged: false,
+            links: None,
+            public: false,
+            extra: &[],
+            media: "application/json",
+        }
+    }
+    fn summary(mut self, text: impl Into<String>) -> Self {
+        self.summary = text.into();
+        self
+    }
+    fn tag(mut self, tag: &'static str) -> Self {
+        self.tag = tag;
+        self
+    }
+    fn kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
+    }
+    fn param(mut self, param: Value) -> Self {
+        self.params.push(param);
+        self
+    }
+    fn body(mut self, schema: Value) -> Self {
+        self.body = Some(schema);
+        self
+    }
+    fn ok(mut self, status: u16, description: &'static str, schema: Value) -> Self {
+        self.ok = (status, description, schema);
+        self
+    }
+    fn etag(mut self) -> Self {
+        self.etag = true;
+        self
+    }
+    fn paged(mut self) -> Self {
+        self.paged = true;
+        self
+    }
+    fn links(mut self, links: Value) -> Self {
+        self.links = Some(links);
+        self
+    }
+    fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+    fn media(mut self, media: &'static str) -> Self {
+        self.media = media;
+        self
+    }
+    fn extra(mut self, statuses: &'static [u16]) -> Self {
+        self.extra = statuses;
+        self
+    }
+
+    fn statuses(&self) -> Vec<u16> {
+        let mut statuses: Vec<u16> = if self.public {
+            vec![400, 500]
+        } else {
+            vec![400, 401, 403, 404, 429, 500, 503]
+        };
+        match self.kind {
+            Kind::Read => {}
+            Kind::ReadBody => statuses.extend([413, 415]),
+            Kind::Write => statuses.push(409),
+            Kind::WriteBody => statuses.extend([409, 413, 415]),
+        }
+        statuses.extend(self.extra);
+        statuses.sort_unstable();
+        statuses.dedup();
+        statuses
+    }
+
+    fn to_json(&self) -> Value {
+        let mut responses = Map::new();
+        let mut headers = request_id_header();
+        if self.etag {
+            headers.insert(
+                "ETag".into(),
+                json!({
+                    "description": "The record's sys_version, quoted: send it back in If-Match.",
+                    "required": true,
+                    "schema": {"type": "string", "pattern": "^\"[0-9]+\"$"},
+                }),
+            );
+        }
+        if self.paged {
+            headers.insert(
+                "X-Last-Evaluated-Key".into(),
+                json!({
+                    "description": "Present when more pages exist: pass it as exclusiveStartKey.",
+                    "schema": {"type": "string"},
+                }),
+            );
+            headers.insert(
+                "Link".into(),
+                json!({"description": "The next page, rel=\"next\".", "schema": {"type": "string"}}),
+            );
+        }
+        let (status, description, schema) = &self.ok;
+        let mut ok = json!({
+            "description": description,
+            "headers": headers,
+            "content": {self.media: {"schema": schema}},
+        });
+        if let Some(links) = &self.links {
+            ok["links"] = links.clone();
+        }
+        responses.insert(status.to_string(), ok);
+        for status in self.statuses() {
+            responses.insert(
+                status.to_string(),
+                json!({"$ref": format!("#/components/responses/Error{status}")}),
+            );
+        }
+        let mut operation = json!({
+            "operationId": self.id,
+            "summary": self.summary,
+            "tags": [self.tag],
+            "parameters": self.params,
+            "responses": responses,
+        });
+        if self.public {
+            operation["security"] = json!([]);
+        }
+        if let Some(body) = &self.body {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": body}},
+            });
+        }
+        operation
+    }
+}
+
+fn request_id_header() -> Map<String, Value> {
+    let mut headers = Map::new();
+    headers.insert(
+        "X-Request-Id".into(),
+        json!({
+            "description": "The client's X-Request-Id when it is 1-128 of [A-Za-z0-9-_.:/+=], else a new ULID.",
+            "required": true,
+            "schema": {"type": "string"},
+        }),
+    );
+    headers
+}
+
+fn path_param(name: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": schema})
+}
+
+fn query_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn tenant_param() -> Value {
+    path_param("tenantId", TenantId::schema())
+}
+
+fn id_param(name: &str) -> Value {
+    path_param(name, RecordId::schema())
+}
+
+/// `fields` / `fieldsToReturn`: a comma-separated list of `id` and field names.
+fn projection_param<F: Fields>(name: &str) -> Value {
+    let mut names = vec!["id"];
+    names.extend_from_slice(F::NAMES);
+    json!({
+        "name": name,
+        "in": "query",
+        "required": false,
+        "description": "Return only `id` and these fields.",
+        "style": "form",
+        "explode": false,
+        "schema": {"type": "array", "items": {"type": "string", "enum": names}},
+    })
+}
+
+fn flag_param(name: &str, description: &str) -> Value {
+    query_param(name, description, json!({"type": "boolean"}))
+}
+
+fn page_params(op: Operation) -> Operation {
+    op.param(query_param(
+        "exclusiveStartKey",
+        "The LastEvaluatedKey of the previous page (an opaque, signed token).",
+        json!({"type": "string"}),
+    ))
+    .param(query_param(
+        "limit",
+        "Most items on this page (default 100).",
+        json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+    ))
+    .paged()
+}
+
+fn if_match_param() -> Value {
+    json!({
+        "name": "If-Match",
+        "in": "header",
+        "required": false,
+        "description": "The ETag (sys_version) the change expects; `*` for any.",
+        "schema": {"type": "string"},
+    })
+}
+
+fn idempotency_param() -> Value {
+    json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "Replays the first answer for 24 h; the same key with another body: 409 idempotency_mismatch.",
+        "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn page_schema(item: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["Count", "Items"],
+        "properties": {
+            "Count": {"type": "integer", "minimum": 0},
+            "Items": {"type": "array", "items": schema_ref(item)},
+            "LastEvaluatedKey": {"type": "string"},
+        },
+        "additionalProperties": false,
+    })
+}
+
+/// Links from a create to the operations on what it made, for clients and stateful testers.
+fn item_links(prefix: &str) -> Value {
+    let mut links = Map::new();
+    for verb in ["get", "replace", "patch", "delete"] {
+        links.insert(
+            format!("{verb}{prefix}"),
+            json!({
+                "operationId": format!("{verb}{prefix}"),
+                "parameters": {"tenantId": "$request.path.tenantId", "id": "$response.body#/id"},
+            }),
+        );
+    }
+    Value::Object(links)
+}
+
+fn registration_operations() -> Vec<Operation> {
+    let base = "/courseRegistrations/{tenantId}";
+    let item = format!("{base}/{{id}}");
+    let fields = || projection_param::<RegistrationFields>("fields");
+    let mut ops = vec![
+        Operation::new("post", base, "createCourseRegistration")
+            .summary("Create a course registration")
+            .param(tenant_param())
+            .param(idempotency_param())
+            .body(schema_ref("CourseRegistrationInput"))
+            .ok(
+                200,
+                "The stored registration",
+                schema_ref("CourseRegistration"),
+            )
+            .etag()
+            .links(item_links("CourseRegistration")),
+        page_params(
+            Operation::new("get", base, "listCourseRegistrations")
+                .summary("List course registrations, in id order")
+                .param(tenant_param())
+                .param(fields()),
+        )
+        .ok(
+            200,
+            "A page of registrations",
+            json!({"type": "array", "items": schema_ref("CourseRegistration")}),
+        ),
+        Operation::new("get", item.clone(), "getCourseRegistration")
+            .summary("Get a course registration")
+            .param(tenant_param())
+            .param(id_param("id"))
+            .param(fields())
+            .param(flag_param(
+                "consistentRead",
+                "Accepted for compatibility: every read is strongly consistent.",
+            ))
+            .ok(200, "The registration", schema_ref("CourseRegistration"))
+            .etag(),
+        Operation::new("put", item.clone(), "replaceCourseRegistration")
+            .summary("Replace a course registration")
+            .param(tenant_param())
+            .param(id_param("id"))
+            .param(if_match_param())
+            .body(schema_ref("CourseRegistrationInput"))
+            .ok(
+                200,
+                "The stored registration",
+                schema_ref("CourseRegistration"),
+            )
+            .etag(),
+        Operation::new("patch", item.clone(), "patchCourseRegistration")
+            .summary("Change a course registration with a JSON Patch")
+            .param(tenant_param())
+            .param(id_param("id"))
+            .param(if_match_param())
+            .body(patch_schema())
+            .ok(
+                200,
+                "The stored registration",
+                schema_ref("CourseRegistration"),
+            )
+            .etag(),
+        Operation::new("delete", item, "deleteCourseRegistration")
+            .summary("Delete a course registration")
+            .kind(Kind::Write)
+            .param(tenant_param())
+            .param(id_param("id"))
+            .param(if_match_param())
+            .ok(200, "The deleted id", RecordId::schema()),
+        page_params(
+            Operation::new(
+                "post",
+                format!("{base}/search"),
+                "searchCourseRegistrations",
+            )
+            .summary("Search course registrations: every given criterion must hold")
+            .kind(Kind::ReadBody)
+            .param(tenant_param())
+            .param(projection_param::<RegistrationFields>("fieldsToReturn"))
+            .body(SearchCriteria::schema()),
+        )
+        .ok(200, "A page of matches", page_schema("CourseRegistration")),
+        Operation::new("post", format!("{base}/batch"), "batchCourseRegistrations")
+            .summary("Patch and delete up to 100 registrations, each on its own or atomically")
+            .param(tenant_param())
+            .param(idempotency_param())
+            .body(BatchRequest::schema())
+            .ok(
+                200,
+                "One result per operation, in request order",
+                schema_ref("BatchResult"),
+            ),
+        Operation::new("post", format!("{base}/generateOrder"), "generateOrder")
+            .summary("Create the order of a registration (a stored one by id, or a new one)")
+            .param(tenant_param())
+            .param(idempotency_param())
+            .body(json!({"anyOf": [
+                {
+                    "type": "object",
+                    "description": "A stored registration, by id; other fields are not read.",
+                    "required": ["id"],
+                    "properties": {"id": RecordId::schema()},
+                },
+                schema_ref("CourseRegistrationInput"),
+            ]}))
+            .ok(200, "The order", schema_ref("Order"))
+            .etag(),
+        Operation::new(
+            "post",
+            format!("{base}/generateRegistration/{{processId}}/{{contactId}}"),
+            "generateRegistration",
+        )
+        .summary("Create a registration from a registration process and a contact")
+        .kind(Kind::Write)
+        .param(tenant_param())
+        .param(id_param("processId"))
+        .param(id_param("contactId"))
+        .param(flag_param(
+            "dryRun",
+            "Build the registration without saving it.",
+        ))
+        .param(idempotency_param())
+        .ok(200, "The registration", schema_ref("CourseRegistration")),
+        Operation::new("post", format!("{base}/previewEmail"), "previewEmail")
+            .summary("Render an email template for a registration and send it")
+            .param(tenant_param())
+            .param(idempotency_param())
+            .body(PreviewEmail::schema())
+            .ok(200, "The message as sent", schema_ref("SentEmail"))
+            .extra(&[502]),
+    ];
+    let properties = RegistrationFields::property_schemas();
+    let lookup_param = |field: &str| {
+        let mut schema = properties
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "string"}));
+        if schema.get("maxLength").is_some() {
+            schema["maxLength"] = json!(super::registrations::MAX_LOOKUP_VALUE_CHARS);
+        }
+        path_param(field, schema)
+    };
+    for def in REGISTRATION_INDEXES.iter().filter(|d| d.exposed) {
+        let path = def
+            .fields
+            .iter()
+            .fold(format!("{base}/{}", def.lookup), |path, field| {
+                format!("{path}/{{{field}}}")
+            });
+        let mut op = Operation::new("get", path, format!("lookupBy_{}", def.lookup))
+            .summary(format!("Registrations by {}", def.fields.join(" and ")))
+            .param(tenant_param());
+        for field in def.fields {
+            op = op.param(lookup_param(field));
+        }
+        op = op.param(fields());
+        if def.lookup == "courseOffering" {
+            op = op.param(flag_param(
+                "includeActiveOnly",
+                "Only registrations whose status is registered, in progress, attended or completed.",
+            ));
+        }
+        ops.push(page_params(op).ok(
+            200,
+            "A page of registrations, in id order",
+            page_schema("CourseRegistration"),
+        ));
+    }
+    ops
+}
+
+fn catalog_operations<F: CatalogFields>(client_owned: bool) -> Vec<Operation> {
+    let kind = F::KIND;
+    let base = format!("/{}/{{tenantId}}", kind.resource());
+    let item = format!("{base}/{{id}}");
+    let name = schema_name(kind);
+    let fields = || projection_param::<F>("fields");
+    let mut ops = vec![
+        page_params(
+            Operation::new("get", base.clone(), format!("list{name}"))
+                .summary(format!("List {}", kind.resource()))
+                .tag(CATALOG_TAG)
+                .param(tenant_param())
+                .param(fields()),
+        )
+        .ok(
+            200,
+            "A page of records, in id order",
+            json!({"type": "array", "items": schema_ref(name)}),
+        ),
+        Operation::new("get", item.clone(), format!("get{name}"))
+            .summary(format!("Get one of {}", kind.resource()))
+            .tag(CATALOG_TAG)
+            .param(tenant_param())
+            .param(id_param("id"))
+            .param(fields())
+            .param(flag_param(
+                "consistentRead",
+                "Accepted for compatibility: every read is strongly consistent.",
+            ))
+            .ok(200, "The record", schema_ref(name))
+            .etag(),
+        Operation::new("patch", item.clone(), format!("patch{name}"))
+            .summary(format!(
+                "Change one of {} with a JSON Patch",
+                kind.resource()
+            ))
+            .tag(CATALOG_TAG)
+            .param(tenant_param())
+            .param(id_param("id"))
+            .param(if_match_param())
+            .body(patch_schema())
+            .ok(200, "The stored record", schema_ref(name))
+            .etag(),
+    ];
+    if client_owned {
+        ops.push(
+            Operation::new("post", base, format!("create{name}"))
+                .summary(format!("Create one of {}", kind.resource()))
+                .tag(CATALOG_TAG)
+                .param(tenant_param())
+                .param(idempotency_param())
+                .body(schema_ref(&format!("{name}Input")))
+                .ok(200, "The stored record", schema_ref(name))
+                .etag()
+                .links(item_links(name)),
+        );
+        ops.push(
+            Operation::new("put", item.clone(), format!("replace{name}"))
+                .summary(format!("Replace one of {}", kind.resource()))
+                .tag(CATALOG_TAG)
+                .param(tenant_param())
+                .param(id_param("id"))
+                .param(if_match_param())
+                .body(schema_ref(&format!("{name}Input")))
+                .ok(200, "The stored record", schema_ref(name))
+                .etag(),
+        );
+        ops.push(
+            Operation::new("delete", item, format!("delete{name}"))
+                .summary(format!(
+                    "Delete one of {} (409 while records refer to it)",
+                    kind.resource()
+                ))
+                .tag(CATALOG_TAG)
+                .kind(Kind::Write)
+                .param(tenant_param())
+                .param(id_param("id"))
+                .param(if_match_param())
+                .ok(200, "The deleted id", RecordId::schema()),
+        );
+    }
+    ops
+}
+
+fn schema_name(kind: CatalogKind) -> &'static str {
+    match kind {
+        CatalogKind::Contact => "Contact",
+        CatalogKind::Course => "Course",
+        CatalogKind::CourseOffering => "CourseOffering",
+        CatalogKind::RegistrationProcess => "RegistrationProcess",
+        CatalogKind::EmailTemplate => "EmailTemplate",
+        CatalogKind::Order => "Order",
+    }
+}
+
+fn admin_operations() -> Vec<Operation> {
+    let tenant = || path_param("tenantId", TenantId::schema());
+    vec![
+        Operation::new("post", "/admin/tenants", "createTenant")
+            .summary("Create a tenant (operator key)")
+            .tag(ADMIN_TAG)
+            .body(NewTenant::schema())
+            .ok(201, "The tenant", schema_ref("Tenant")),
+        Operation::new("get", "/admin/tenants", "listTenants")
+            .summary("List tenants (operator key)")
+            .tag(ADMIN_TAG)
+            .ok(
+                200,
+                "Every tenant",
+                json!({"type": "array", "items": schema_ref("Tenant")}),
+            ),
+        Operation::new("get", "/admin/tenants/{tenantId}", "getTenant")
+            .summary("Get a tenant (operator, or the tenant's admin key)")
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .ok(200, "The tenant", schema_ref("Tenant")),
+        Operation::new("patch", "/admin/tenants/{tenantId}", "patchTenant")
+            .summary("Change a tenant's limits (operator key)")
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .body(tenant_patch_schema())
+            .ok(200, "The tenant", schema_ref("Tenant")),
+        Operation::new("post", "/admin/tenants/{tenantId}/keys", "createKey")
+            .summary("Make an API key for a tenant (operator, or the tenant's admin key)")
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .body(NewKey::schema())
+            .ok(
+                201,
+                "The key, with its secret (shown only here)",
+                ApiKey::schema(true),
+            ),
+        Operation::new("get", "/admin/tenants/{tenantId}/keys", "listKeys")
+            .summary("List a tenant's keys, never their secrets")
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .ok(
+                200,
+                "The keys",
+                json!({"type": "array", "items": ApiKey::schema(false)}),
+            ),
+        Operation::new(
+            "delete",
+            "/admin/tenants/{tenantId}/keys/{keyId}",
+            "revokeKey",
+        )
+        .summary("Revoke a key, at once")
+        .tag(ADMIN_TAG)
+        .kind(Kind::Write)
+        .param(tenant())
+        .param(path_param("keyId", json!({"type": "string"})))
+        .ok(200, "The revoked key's id", json!({"type": "string"})),
+    ]
+}
+
+fn service_operations() -> Vec<Operation> {
+    vec![
+        Operation::new("get", "/healthz", "healthz")
+            .summary("Ready: the database is open")
+            .tag(SERVICE_TAG)
+            .public()
+            .ok(
+                200,
+                "Ready",
+                json!({
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"const": "ok"}},
+                }),
+            ),
+        Operation::new("get", "/metrics", "metrics")
+            .summary("Prometheus metrics: requests by route and status, latencies, store size, flushes (operator key)")
+            .tag(SERVICE_TAG)
+            .media("text/plain; version=0.0.4")
+            .ok(200, "Prometheus text exposition", json!({"type": "string"})),
+        Operation::new("get", "/openapi.json", "openapi")
+            .summary("This document")
+            .tag(SERVICE_TAG)
+            .public()
+            .ok(200, "OpenAPI 3.1", json!({"type": "object"})),
+        Operation::new("get", "/docs", "docs")
+            .summary("This document, rendered (no external assets)")
+            .tag(SERVICE_TAG)
+            .public()
+            .media("text/html")
+            .ok(200, "An HTML page", json!({"type": "string"})),
+        Operation::new("get", "/emails/{tenantId}", "listOutbox")
+            .summary("The outbox: messages kept when no SMTP relay is set, newest first")
+            .tag(SERVICE_TAG)
+            .param(tenant_param())
+            .ok(200, "A page of messages", page_schema("SentEmail")),
+    ]
+    .into_iter()
+    .map(|op| {
+        if op.id == "listOutbox" {
+            page_params(op)
+        } else {
+            op
+        }
+    })
+    .collect()
+}
+
+fn error_schema(status: u16) -> Value {
+    let codes: Vec<&str> = ErrorCode::ALL
+        .iter()
+        .filter(|code| status_of(**code).as_u16() == status)
+        .map(|code| code.as_str())
+        .collect();
+    json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": codes},
+                    "message": {"type": "string"},
+                    "details": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["field", "message"],
+                            "properties": {
+                                "field": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    })
+}
+
+fn error_responses() -> Map<String, Value> {
+    let mut statuses: Vec<u16> = ErrorCode::ALL
+        .iter()
+        .map(|code| status_of(*code).as_u16())
+        .collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+        .into_iter()
+        .map(|status| {
+            let mut headers = request_id_header();
+            if status == 429 || status == 503 {
+                headers.insert(
+                    "Retry-After".into(),
+                    json!({
+                        "description": "Seconds to wait before trying again.",
+                        "required": status == 429,
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    }),
+                );
+            }
+            if status == 401 {
+                headers.insert(
+                    "WWW-Authenticate".into(),
+                    json!({"schema": {"type": "string"}}),
+                );
+            }
+            let reason = StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Error");
+            (
+                format!("Error{status}"),
+                json!({
+                    "description": reason,
+                    "headers": headers,
+                    "content": {"application/json": {"schema": error_schema(status)}},
+                }),
+            )
+        })
+        .collect()
+}
+
+fn component_schemas() -> Map<String, Value> {
+    let mut schemas = Map::new();
+    schemas.insert(
+        "CourseRegistration".into(),
+        CourseRegistration::output_schema(),
+    );
+    schemas.insert(
+        "Contact".into(),
+        CatalogRecord::<ContactFields>::output_schema(),
+    );
+    schemas.insert(
+        "Course".into(),
+        CatalogRecord::<CourseFields>::output_schema(),
+    );
+    schemas.insert(
+        "CourseOffering".into(),
+        CatalogRecord::<CourseOfferingFields>::output_schema(),
+    );
+    schemas.insert(
+        "RegistrationProcess".into(),
+        CatalogRecord::<RegistrationProcessFields>::output_schema(),
+    );
+    schemas.insert(
+        "EmailTemplate".into(),
+        CatalogRecord::<EmailTemplateFields>::output_schema(),
+    );
+    schemas.insert(
+        "Order".into(),
+        CatalogRecord::<OrderFields>::output_schema(),
+    );
+    schemas.insert(
+        "CourseRegistrationInput".into(),
+        CourseRegistration::input_schema(),
+    );
+    schemas.insert(
+        "ContactInput".into(),
+        CatalogRecord::<ContactFields>::input_schema(),
+    );
+    schemas.insert(
+        "CourseInput".into(),
+        CatalogRecord::<CourseFields>::input_schema(),
+    );
+    schemas.insert(
+        "CourseOfferingInput".into(),
+        CatalogRecord::<CourseOfferingFields>::input_schema(),
+    );
+    schemas.insert(
+        "RegistrationProcessInput".into(),
+        CatalogRecord::<RegistrationProcessFields>::input_schema(),
+    );
+    schemas.insert(
+        "EmailTemplateInput".into(),
+        CatalogRecord::<EmailTemplateFields>::input_schema(),
+    );
+    schemas.insert("Tenant".into(), Tenant::schema());
+    schemas.insert("JsonValue".into(), json_value_schema());
+    schemas.insert(
+        "SentEmail".into(),
+        json!({
+            "type": "object",
+            "required": ["to", "subject", "message_id"],
+            "properties": {
+                "id": {"type": "string"},
+                "to": {"type": "string"},
+                "subject": {"type": "string"},
+                "html": {"type": "string"},
+                "text": {"type": "string"},
+                "transport": {"type": "string", "enum": ["smtp", "outbox"]},
+                "message_id": {"type": "string"},
+                "registration_id": RecordId::schema(),
+                "created_at": {"type": "string", "format": "date-time"},
+            },
+            "additionalProperties": false,
+        }),
+    );
+    schemas.insert(
+        "BatchResult".into(),
+        json!({
+            "type": "object",
+            "required": ["operation_id", "success_count", "error_count", "results"],
+            "properties": {
+                "operation_id": {"type": "string"},
+                "success_count": {"type": "integer", "minimum": 0},
+                "error_count": {"type": "integer", "minimum": 0},
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {
+                            "id": {"type": ["string", "null"]},
+                            "op": {"type": ["string", "null"]},
+                            "status": {"type": "integer"},
+                            "error": {
+                                "type": "object",
+                                "required": ["code", "message"],
+                                "properties": {
+                                    "code": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+            "additionalProperties": false,
+        }),
+    );
+    schemas
+}
+
+/// The methods documented for a path template, as an `Allow` header value (`GET, POST`).
+pub fn allowed_methods(pattern: &str) -> String {
+    static BY_PATH: OnceLock<std::collections::HashMap<String, String>> = OnceLock::new();
+    let by_path = BY_PATH.get_or_init(|| {
+        let mut by_path: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for (method, path) in operations() {
+            by_path
+                .entry(path)
+                .or_default()
+                .push(method.to_ascii_uppercase());
+        }
+        by_path
+            .into_iter()
+            .map(|(path, methods)| (path, methods.join(", ")))
+            .collect()
+    });
+    by_path.get(pattern).cloned().unwrap_or_default()
+}
+
+/// Every operation the server routes, as `(method, path template)`, for tests and tools.
+pub fn operations() -> Vec<(&'static str, String)> {
+    all_operations()
+        .into_iter()
+        .map(|op| (op.method, op.path))
+        .collect()
+}
+
+fn all_operations() -> Vec<Operation> {
+    let mut ops = service_operations();
+    ops.extend(admin_operations());
+    ops.extend(registration_operations());
+    ops.extend(catalog_operations::<ContactFields>(true));
+    ops.extend(catalog_operations::<CourseFields>(true));
+    ops.extend(catalog_operations::<CourseOfferingFields>(true));
+    ops.extend(catalog_operations::<RegistrationProcessFields>(true));
+    ops.extend(catalog_operations::<EmailTemplateFields>(true));
+    ops.extend(catalog_operations::<OrderFields>(false));
+    ops
+}
+
+/// The whole OpenAPI 3.1 document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in all_operations() {
+        let item = paths.entry(op.path.clone()).or_insert_with(|| json!({}));
+        item[op.method] = op.to_json();
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "registrar",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Course registrations, their catalog, orders and emails, per tenant. Errors are \
+                 `{{\"error\": {{\"code\", \"message\", \"details\"?}}}}` with a stable code. \
+                 Strings hold at most {MAX_TEXT_CHARS} characters and no control characters \
+                 (notes and templates may hold newlines and tabs). A client's `null` means absent."
+            ),
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "servers": [{"url": "/"}],
+        "security": [{"apiKey": []}],
+        "tags": [
+            {"name": TENANT_TAG},
+            {"name": CATALOG_TAG},
+            {"name": ADMIN_TAG},
+            {"name": SERVICE_TAG},
+        ],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Authorization: Bearer <key>` (or the bare key). A tenant key \
+                        (role read, write or admin) reaches only its tenant; the operator key \
+                        reaches every tenant, /admin and /metrics.",
+                },
+            },
+            "schemas": component_schemas(),
+            "responses": error_responses(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_resolves() {
+        let document = document();
+        let text = document.to_string();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("\"$ref\":\"") {
+            rest = &rest[at + 8..];
+            let end = rest.find('"').unwrap();
+            let pointer = rest[..end].trim_start_matches('#');
+            assert!(
+                document.pointer(pointer).is_some(),
+                "dangling reference {pointer}"
+            );
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_every_error_status_has_codes() {
+        let ops = all_operations();
+        let mut ids: Vec<&str> = ops.iter().map(|o| o.id.as_str()).collect();
+        ids.sort_unstable();
+        let before = ids.len();
+        ids.dedup();
+        assert_eq!(before, ids.len(), "duplicate operationId");
+        for op in &ops {
+            for status in op.statuses() {
+                let schema = error_schema(status);
+                let codes = &schema["properties"]["error"]["properties"]["code"]["enum"];
+                assert!(
+                    !codes.as_array().unwrap().is_empty(),
+                    "{} documents {status}, which no error code has",
+                    op.id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_record_field_is_described() {
+        let schema = CourseRegistration::output_schema();
+        for name in RegistrationFields::NAMES {
+            assert!(schema["properties"].get(name).is_some(), "{name}");
+        }
+    }
+}
