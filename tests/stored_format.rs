@@ -34,6 +34,7 @@ fn sample_registration() -> CourseRegistration {
         },
         at: at(),
         bulk_operation: None,
+        request_id: None,
     };
     let fields = RegistrationInput::parse(&body).unwrap().fields;
     CourseRegistration::create(

@@ -375,6 +375,7 @@ mod tests {
             },
             at: Timestamp::parse_rfc3339("2026-01-02T03:04:05Z").unwrap(),
             bulk_operation: None,
+            request_id: None,
         }
     }
 

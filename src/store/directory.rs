@@ -96,6 +96,7 @@ impl Intent for CreateTenant {
             actor: Principal::Operator.actor(),
             at: self.0.created_at,
             bulk_operation: None,
+            request_id: None,
         };
         let id = RecordId::parse(DEFAULT_TEMPLATE_ID).map_err(StoreError::Corrupt)?;
         let template = CatalogRecord::create(id, default_confirmation_template(), &ctx)?;
