@@ -144,6 +144,7 @@ impl Intent for CreateKey {
         tx.insert(
             TreeId::ApiKeysByTenant,
             keys::api_key_of_tenant(tenant, &self.0.id).into_bytes(),
+            // A marker, not bincode: its one-byte layout has not changed since format 1.
             vec![codec::FORMAT_V1],
         );
         Ok(())
