@@ -28,18 +28,25 @@ fn at() -> Timestamp {
     Timestamp::parse_rfc3339("2026-11-28T12:00:00.123Z").unwrap()
 }
 
-fn sample_registration() -> CourseRegistration {
-    let body: Value =
-        serde_json::from_str(include_str!("fixtures/full_registration.json")).unwrap();
-    let ctx = WriteContext {
+/// The request id format-2 samples are written under (format 1 had none).
+const REQUEST_ID: &str = "01JREQFIXTURE0000000000000";
+
+fn write_context(request_id: Option<&str>) -> WriteContext {
+    WriteContext {
         actor: Actor {
             key_id: "01KEYFIXTURE".into(),
             role: Role::Write,
         },
         at: at(),
         bulk_operation: None,
-        request_id: None,
-    };
+        request_id: request_id.map(str::to_owned),
+    }
+}
+
+fn sample_registration(request_id: Option<&str>) -> CourseRegistration {
+    let body: Value =
+        serde_json::from_str(include_str!("fixtures/full_registration.json")).unwrap();
+    let ctx = write_context(request_id);
     let fields = RegistrationInput::parse(&body).unwrap().fields;
     CourseRegistration::create(
         RecordId::parse("01JFIXTURE00000000000000000").unwrap(),
@@ -50,16 +57,8 @@ fn sample_registration() -> CourseRegistration {
 }
 
 /// An order (a catalog record, with line items), revised once: version 2.
-fn sample_order() -> CatalogRecord<OrderFields> {
-    let ctx = WriteContext {
-        actor: Actor {
-            key_id: "01KEYFIXTURE".into(),
-            role: Role::Write,
-        },
-        at: at(),
-        bulk_operation: None,
-        request_id: None,
-    };
+fn sample_order(request_id: Option<&str>) -> CatalogRecord<OrderFields> {
+    let ctx = write_context(request_id);
     let body = json!({
         "number": 1042,
         "contact_id": "01JCONTACT0000000000000000",
@@ -165,65 +164,140 @@ fn check(
     }
 }
 
+fn registration_json(bytes: &[u8]) -> Value {
+    Value::Object(
+        codec::decode::<CourseRegistration>(bytes)
+            .unwrap()
+            .to_json(),
+    )
+}
+
+fn order_json(bytes: &[u8]) -> Value {
+    Value::Object(
+        codec::decode::<CatalogRecord<OrderFields>>(bytes)
+            .unwrap()
+            .to_json(),
+    )
+}
+
+fn tenant_json(bytes: &[u8]) -> Value {
+    codec::decode::<Tenant>(bytes).unwrap().to_json()
+}
+
+fn key_view(key: &ApiKey) -> Value {
+    json!({"view": key.to_json(), "tenant": key.tenant.as_str(), "hash": key.secret_hash.to_vec()})
+}
+
+fn key_json(bytes: &[u8]) -> Value {
+    key_view(&codec::decode::<ApiKey>(bytes).unwrap())
+}
+
+/// The security context a fixture's bytes read back with.
+fn security_context(decoded: Value) -> Value {
+    decoded["sys_last_security_context"].clone()
+}
+
 #[test]
 fn registration_format_1_decodes() {
-    let record = sample_registration();
+    let record = sample_registration(None);
     let json = Value::Object(record.to_json());
     check(
         "registration_v1",
         1,
         codec::encode(&record).unwrap(),
-        |bytes| {
-            Value::Object(
-                codec::decode::<CourseRegistration>(bytes)
-                    .unwrap()
-                    .to_json(),
-            )
-        },
+        registration_json,
+        json,
+    );
+}
+
+#[test]
+fn registration_format_1_reads_without_a_request_id() {
+    let stored = std::fs::read(fixture("registration_v1.bin")).unwrap();
+    let context = security_context(registration_json(&stored));
+    assert_eq!(context["key_id"], "01KEYFIXTURE");
+    assert!(context.get("request_id").is_none(), "{context}");
+}
+
+#[test]
+fn registration_format_2_round_trips() {
+    let record = sample_registration(Some(REQUEST_ID));
+    let json = Value::Object(record.to_json());
+    assert_eq!(security_context(json.clone())["request_id"], REQUEST_ID);
+    check(
+        "registration_v2",
+        2,
+        codec::encode(&record).unwrap(),
+        registration_json,
         json,
     );
 }
 
 #[test]
 fn catalog_record_format_1_decodes() {
-    let order = sample_order();
+    let order = sample_order(None);
     let json = Value::Object(order.to_json());
     check(
         "order_v1",
         1,
         codec::encode(&order).unwrap(),
-        |bytes| {
-            Value::Object(
-                codec::decode::<CatalogRecord<OrderFields>>(bytes)
-                    .unwrap()
-                    .to_json(),
-            )
-        },
+        order_json,
+        json,
+    );
+    let stored = std::fs::read(fixture("order_v1.bin")).unwrap();
+    assert!(security_context(order_json(&stored))
+        .get("request_id")
+        .is_none());
+}
+
+#[test]
+fn catalog_record_format_2_round_trips() {
+    let order = sample_order(Some(REQUEST_ID));
+    let json = Value::Object(order.to_json());
+    assert_eq!(security_context(json.clone())["request_id"], REQUEST_ID);
+    check(
+        "order_v2",
+        2,
+        codec::encode(&order).unwrap(),
+        order_json,
         json,
     );
 }
 
-#[test]
-fn tenant_format_1_decodes() {
-    let tenant = sample_tenant();
-    check(
-        "tenant_v1",
-        1,
-        codec::encode(&tenant).unwrap(),
-        |b| codec::decode::<Tenant>(b).unwrap().to_json(),
-        tenant.to_json(),
-    );
+/// Tenants and keys have no security context: formats 1 and 2 lay them out alike, so their
+/// fixtures differ only in the format byte.
+fn only_the_format_byte_differs(kind: &str) {
+    let v1 = std::fs::read(fixture(&format!("{kind}_v1.bin"))).unwrap();
+    let v2 = std::fs::read(fixture(&format!("{kind}_v2.bin"))).unwrap();
+    assert_eq!((v1[0], v2[0]), (1, 2), "{kind}");
+    assert_eq!(v1[1..], v2[1..], "{kind}");
 }
 
 #[test]
-fn api_key_format_1_decodes() {
+fn tenant_formats_1_and_2_decode() {
+    let tenant = sample_tenant();
+    for (name, format) in [("tenant_v1", 1), ("tenant_v2", 2)] {
+        check(
+            name,
+            format,
+            codec::encode(&tenant).unwrap(),
+            tenant_json,
+            tenant.to_json(),
+        );
+    }
+    only_the_format_byte_differs("tenant");
+}
+
+#[test]
+fn api_key_formats_1_and_2_decode() {
     let key = sample_key();
-    let view = |k: &ApiKey| json!({"view": k.to_json(), "tenant": k.tenant.as_str(), "hash": k.secret_hash.to_vec()});
-    check(
-        "api_key_v1",
-        1,
-        codec::encode(&key).unwrap(),
-        |b| view(&codec::decode::<ApiKey>(b).unwrap()),
-        view(&key),
-    );
+    for (name, format) in [("api_key_v1", 1), ("api_key_v2", 2)] {
+        check(
+            name,
+            format,
+            codec::encode(&key).unwrap(),
+            key_json,
+            key_view(&key),
+        );
+    }
+    only_the_format_byte_differs("api_key");
 }
