@@ -53,10 +53,13 @@ async fn create<F: CatalogHooks>(store: &Store, tenant: &TenantId, body: Value) 
 async fn build(dir: &std::path::Path, size: usize) -> Vec<RecordId> {
     let store = Arc::new(Store::open(dir, Durability::Relaxed).unwrap());
     let tenant = store
-        .create_tenant(NewTenant {
-            id: TenantId::parse(TENANT).unwrap(),
-            limits: Limits::default(),
-        })
+        .create_tenant(
+            NewTenant {
+                id: TenantId::parse(TENANT).unwrap(),
+                limits: Limits::default(),
+            },
+            &ctx(),
+        )
         .await
         .unwrap()
         .id;

@@ -2,7 +2,7 @@
 //! when asked, bind, serve. Tests use [`Application`] directly with port 0 and a temp dir.
 
 use crate::config::ServeArgs;
-use crate::domain::access::{Actor, Role, WriteContext};
+use crate::domain::access::{Actor, Principal, Role, WriteContext};
 use crate::domain::catalog::{
     ContactFields, CourseFields, CourseOfferingFields, RegistrationProcessFields,
 };
@@ -247,7 +247,10 @@ async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoad
     let as_message = |e: ApiError| fail(e.to_string());
 
     let tenant = store
-        .create_tenant(NewTenant::parse(&read("tenant.json")?).map_err(as_message)?)
+        .create_tenant(
+            NewTenant::parse(&read("tenant.json")?).map_err(as_message)?,
+            &WriteContext::new(Principal::Operator.actor()),
+        )
         .await?;
     let demo_key: DemoKey =
         serde_json::from_value(read("key.json")?).map_err(|e| fail(format!("key.json: {e}")))?;

@@ -2,10 +2,14 @@
 //! the exact bytes a released format wrote, next to the JSON it must read back as. Never
 //! regenerate a fixture for a released format: add a new one for the new format instead.
 //!
-//! To write the fixtures of the current format (only when introducing a new one):
-//! `REGISTRAR_WRITE_FIXTURES=1 cargo test --test stored_format`.
+//! To write the fixtures of a new format: add its tests (fixture names end in `_v<format>`),
+//! then run `REGISTRAR_WRITE_FIXTURES=1 cargo test --test stored_format`. That writes only the
+//! fixtures that are missing and are of the format this build writes; it never rewrites one
+//! that exists, so older formats' bytes stay as their build wrote them. (To redo a fixture of a
+//! format not yet released, delete its two files first.)
 
 use registrar::domain::access::{Actor, Role, WriteContext};
+use registrar::domain::catalog::{CatalogInput, CatalogRecord, OrderFields};
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::tenant::{ApiKey, Limits, Tenant};
@@ -24,17 +28,25 @@ fn at() -> Timestamp {
     Timestamp::parse_rfc3339("2026-11-28T12:00:00.123Z").unwrap()
 }
 
-fn sample_registration() -> CourseRegistration {
-    let body: Value =
-        serde_json::from_str(include_str!("fixtures/full_registration.json")).unwrap();
-    let ctx = WriteContext {
+/// The request id format-2 samples are written under (format 1 had none).
+const REQUEST_ID: &str = "01JREQFIXTURE0000000000000";
+
+fn write_context(request_id: Option<&str>) -> WriteContext {
+    WriteContext {
         actor: Actor {
             key_id: "01KEYFIXTURE".into(),
             role: Role::Write,
         },
         at: at(),
         bulk_operation: None,
-    };
+        request_id: request_id.map(str::to_owned),
+    }
+}
+
+fn sample_registration(request_id: Option<&str>) -> CourseRegistration {
+    let body: Value =
+        serde_json::from_str(include_str!("fixtures/full_registration.json")).unwrap();
+    let ctx = write_context(request_id);
     let fields = RegistrationInput::parse(&body).unwrap().fields;
     CourseRegistration::create(
         RecordId::parse("01JFIXTURE00000000000000000").unwrap(),
@@ -42,6 +54,46 @@ fn sample_registration() -> CourseRegistration {
         &ctx,
     )
     .unwrap()
+}
+
+/// An order (a catalog record, with line items), revised once: version 2.
+fn sample_order(request_id: Option<&str>) -> CatalogRecord<OrderFields> {
+    let ctx = write_context(request_id);
+    let body = json!({
+        "number": 1042,
+        "contact_id": "01JCONTACT0000000000000000",
+        "line_items": [{
+            "id": "1", "registration_id": "01JFIXTURE00000000000000000",
+            "course_offering_id": "01JOFFERING000000000000000",
+            "description": "Rust for the impatient, 2 March 2026", "amount": 450.5,
+        }],
+        "currency_code": "EUR", "currency_symbol": "€", "total": 450.5,
+        "notes": "paid by bank transfer\nref 7781", "sys_external_id": "erp-1042",
+    });
+    let created = CatalogRecord::create(
+        RecordId::parse("01JORDER000000000000000000").unwrap(),
+        CatalogInput::<OrderFields>::parse(&body).unwrap().fields,
+        &ctx,
+    )
+    .unwrap();
+    let mut paid = body;
+    paid["amount_paid"] = json!(450.5);
+    paid["status"] = json!("completed");
+    let later = WriteContext {
+        at: Timestamp::parse_rfc3339("2026-11-29T08:30:00Z").unwrap(),
+        actor: Actor {
+            key_id: "01KEYADMIN".into(),
+            role: Role::Admin,
+        },
+        ..ctx
+    };
+    created
+        .revise(
+            CatalogInput::<OrderFields>::parse(&paid).unwrap().fields,
+            &later,
+        )
+        .unwrap()
+        .expect("the payment changes the order")
 }
 
 fn sample_tenant() -> Tenant {
@@ -66,18 +118,34 @@ fn sample_key() -> ApiKey {
     }
 }
 
-fn check(name: &str, encoded: Vec<u8>, decode_to_json: impl Fn(&[u8]) -> Value, expected: Value) {
-    if std::env::var_os("REGISTRAR_WRITE_FIXTURES").is_some() {
-        std::fs::write(fixture(&format!("{name}.bin")), &encoded).unwrap();
+/// Checks fixture `name`, which holds a value in stored format `format`: its bytes decode to
+/// its JSON, and today's value (`encoded`) reads back as the same JSON. When `format` is the
+/// one this build writes, today's bytes must be the fixture's, byte for byte.
+fn check(
+    name: &str,
+    format: u8,
+    encoded: Vec<u8>,
+    decode_to_json: impl Fn(&[u8]) -> Value,
+    expected: Value,
+) {
+    let bin = fixture(&format!("{name}.bin"));
+    let json_file = fixture(&format!("{name}.json"));
+    let written_today = encoded.first() == Some(&format);
+    if std::env::var_os("REGISTRAR_WRITE_FIXTURES").is_some() && written_today && !bin.exists() {
+        std::fs::write(&bin, &encoded).unwrap();
         std::fs::write(
-            fixture(&format!("{name}.json")),
+            &json_file,
             serde_json::to_string_pretty(&expected).unwrap() + "\n",
         )
         .unwrap();
     }
-    let stored = std::fs::read(fixture(&format!("{name}.bin"))).expect("fixture bytes");
-    let stored_json: Value =
-        serde_json::from_slice(&std::fs::read(fixture(&format!("{name}.json"))).unwrap()).unwrap();
+    let stored = std::fs::read(&bin).expect("fixture bytes");
+    let stored_json: Value = serde_json::from_slice(&std::fs::read(&json_file).unwrap()).unwrap();
+    assert_eq!(
+        stored.first(),
+        Some(&format),
+        "{name}: the fixture holds format {format}"
+    );
     assert_eq!(
         decode_to_json(&stored),
         stored_json,
@@ -88,45 +156,148 @@ fn check(name: &str, encoded: Vec<u8>, decode_to_json: impl Fn(&[u8]) -> Value, 
         stored_json,
         "{name}: today's value still encodes the same content"
     );
+    if written_today {
+        assert!(
+            encoded == stored,
+            "{name}: this build writes format {format} byte for byte as the fixture"
+        );
+    }
+}
+
+fn registration_json(bytes: &[u8]) -> Value {
+    Value::Object(
+        codec::decode::<CourseRegistration>(bytes)
+            .unwrap()
+            .to_json(),
+    )
+}
+
+fn order_json(bytes: &[u8]) -> Value {
+    Value::Object(
+        codec::decode::<CatalogRecord<OrderFields>>(bytes)
+            .unwrap()
+            .to_json(),
+    )
+}
+
+fn tenant_json(bytes: &[u8]) -> Value {
+    codec::decode::<Tenant>(bytes).unwrap().to_json()
+}
+
+fn key_view(key: &ApiKey) -> Value {
+    json!({"view": key.to_json(), "tenant": key.tenant.as_str(), "hash": key.secret_hash.to_vec()})
+}
+
+fn key_json(bytes: &[u8]) -> Value {
+    key_view(&codec::decode::<ApiKey>(bytes).unwrap())
+}
+
+/// The security context a fixture's bytes read back with.
+fn security_context(decoded: Value) -> Value {
+    decoded["sys_last_security_context"].clone()
 }
 
 #[test]
 fn registration_format_1_decodes() {
-    let record = sample_registration();
+    let record = sample_registration(None);
     let json = Value::Object(record.to_json());
     check(
         "registration_v1",
+        1,
         codec::encode(&record).unwrap(),
-        |bytes| {
-            Value::Object(
-                codec::decode::<CourseRegistration>(bytes)
-                    .unwrap()
-                    .to_json(),
-            )
-        },
+        registration_json,
         json,
     );
 }
 
 #[test]
-fn tenant_format_1_decodes() {
-    let tenant = sample_tenant();
+fn registration_format_1_reads_without_a_request_id() {
+    let stored = std::fs::read(fixture("registration_v1.bin")).unwrap();
+    let context = security_context(registration_json(&stored));
+    assert_eq!(context["key_id"], "01KEYFIXTURE");
+    assert!(context.get("request_id").is_none(), "{context}");
+}
+
+#[test]
+fn registration_format_2_round_trips() {
+    let record = sample_registration(Some(REQUEST_ID));
+    let json = Value::Object(record.to_json());
+    assert_eq!(security_context(json.clone())["request_id"], REQUEST_ID);
     check(
-        "tenant_v1",
-        codec::encode(&tenant).unwrap(),
-        |b| codec::decode::<Tenant>(b).unwrap().to_json(),
-        tenant.to_json(),
+        "registration_v2",
+        2,
+        codec::encode(&record).unwrap(),
+        registration_json,
+        json,
     );
 }
 
 #[test]
-fn api_key_format_1_decodes() {
-    let key = sample_key();
-    let view = |k: &ApiKey| json!({"view": k.to_json(), "tenant": k.tenant.as_str(), "hash": k.secret_hash.to_vec()});
+fn catalog_record_format_1_decodes() {
+    let order = sample_order(None);
+    let json = Value::Object(order.to_json());
     check(
-        "api_key_v1",
-        codec::encode(&key).unwrap(),
-        |b| view(&codec::decode::<ApiKey>(b).unwrap()),
-        view(&key),
+        "order_v1",
+        1,
+        codec::encode(&order).unwrap(),
+        order_json,
+        json,
     );
+    let stored = std::fs::read(fixture("order_v1.bin")).unwrap();
+    assert!(security_context(order_json(&stored))
+        .get("request_id")
+        .is_none());
+}
+
+#[test]
+fn catalog_record_format_2_round_trips() {
+    let order = sample_order(Some(REQUEST_ID));
+    let json = Value::Object(order.to_json());
+    assert_eq!(security_context(json.clone())["request_id"], REQUEST_ID);
+    check(
+        "order_v2",
+        2,
+        codec::encode(&order).unwrap(),
+        order_json,
+        json,
+    );
+}
+
+/// Tenants and keys have no security context: formats 1 and 2 lay them out alike, so their
+/// fixtures differ only in the format byte.
+fn only_the_format_byte_differs(kind: &str) {
+    let v1 = std::fs::read(fixture(&format!("{kind}_v1.bin"))).unwrap();
+    let v2 = std::fs::read(fixture(&format!("{kind}_v2.bin"))).unwrap();
+    assert_eq!((v1[0], v2[0]), (1, 2), "{kind}");
+    assert_eq!(v1[1..], v2[1..], "{kind}");
+}
+
+#[test]
+fn tenant_formats_1_and_2_decode() {
+    let tenant = sample_tenant();
+    for (name, format) in [("tenant_v1", 1), ("tenant_v2", 2)] {
+        check(
+            name,
+            format,
+            codec::encode(&tenant).unwrap(),
+            tenant_json,
+            tenant.to_json(),
+        );
+    }
+    only_the_format_byte_differs("tenant");
+}
+
+#[test]
+fn api_key_formats_1_and_2_decode() {
+    let key = sample_key();
+    for (name, format) in [("api_key_v1", 1), ("api_key_v2", 2)] {
+        check(
+            name,
+            format,
+            codec::encode(&key).unwrap(),
+            key_json,
+            key_view(&key),
+        );
+    }
+    only_the_format_byte_differs("api_key");
 }

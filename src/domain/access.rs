@@ -94,6 +94,9 @@ pub struct WriteContext {
     pub at: Timestamp,
     /// The batch this write belongs to, stamped on the records it changes.
     pub bulk_operation: Option<String>,
+    /// The id of the request that makes the change (`X-Request-Id`), kept in the records'
+    /// `sys_last_security_context`; `None` for writes no request makes (the demo data).
+    pub request_id: Option<String>,
 }
 
 impl WriteContext {
@@ -102,6 +105,15 @@ impl WriteContext {
             actor,
             at: Timestamp::now(),
             bulk_operation: None,
+            request_id: None,
+        }
+    }
+
+    /// The same context, for the write of request `id`.
+    pub fn with_request_id(self, id: impl Into<String>) -> Self {
+        WriteContext {
+            request_id: Some(id.into()),
+            ..self
         }
     }
 

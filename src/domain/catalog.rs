@@ -170,11 +170,7 @@ impl SysFields {
             sys_created_by_id: ctx.actor.key_id.clone(),
             sys_last_modified_at: ctx.at,
             sys_last_modified_by_id: ctx.actor.key_id.clone(),
-            sys_last_security_context: SecurityContext {
-                key_id: ctx.actor.key_id.clone(),
-                role: ctx.actor.role.as_str().to_owned(),
-                at: ctx.at,
-            },
+            sys_last_security_context: SecurityContext::of(ctx),
         }
     }
 

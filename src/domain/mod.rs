@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod email;
 pub mod enums;
 pub mod ids;
+pub mod layout;
 pub mod patch;
 pub mod record;
 pub mod registration;

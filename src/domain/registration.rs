@@ -216,11 +216,7 @@ impl RegistrationFields {
     fn stamp(&mut self, ctx: &WriteContext) {
         self.sys_last_modified_at = Some(ctx.at);
         self.sys_last_modified_by_id = Text::new(ctx.actor.key_id.clone()).ok();
-        self.sys_last_security_context = Some(SecurityContext {
-            key_id: ctx.actor.key_id.clone(),
-            role: ctx.actor.role.as_str().to_owned(),
-            at: ctx.at,
-        });
+        self.sys_last_security_context = Some(SecurityContext::of(ctx));
     }
 }
 
@@ -411,6 +407,7 @@ mod tests {
             },
             at: Timestamp::parse_rfc3339("2026-01-02T03:04:05Z").unwrap(),
             bulk_operation: None,
+            request_id: Some("req-1".into()),
         }
     }
 
@@ -434,6 +431,7 @@ mod tests {
         assert_eq!(out["sys_version"], 1);
         assert_eq!(out["sys_created_at"], "2026-01-02T03:04:05Z");
         assert_eq!(out["sys_last_security_context"]["key_id"], "k1");
+        assert_eq!(out["sys_last_security_context"]["request_id"], "req-1");
         assert!(out.get("cancellation_date").is_none());
     }
 

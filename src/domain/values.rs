@@ -1,11 +1,15 @@
 //! Field value types: each knows how to parse itself from JSON (with a message naming what is
 //! wrong) and how to write itself back. An invalid value cannot be constructed.
 
+use super::access::WriteContext;
 use super::enums::{BillingStatus, OrderStatus, RegistrationStatus};
 use super::ids::RecordId;
+use super::layout::{self, Layout};
 use super::time::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
+use std::fmt;
 
 /// Longest string field, in characters (Unicode scalar values, as JSON Schema's `maxLength`
 /// counts them).
@@ -438,12 +442,99 @@ impl FieldValue for JsonList {
     }
 }
 
-/// Who made the last change: the key, its role and when. Set by the server only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Who made the last change: the key, its role, when, and in which request. Set by the server
+/// only.
+///
+/// Stored with all four fields (bincode has no optional fields). Values of format 1 have only
+/// the first three: the hand-written `Deserialize` below reads the layout the codec announces
+/// (see [`super::layout`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecurityContext {
     pub key_id: String,
     pub role: String,
     pub at: Timestamp,
+    /// The `X-Request-Id` of the request that made the change. `None` in records stored in
+    /// format 1 and for changes no request made (the demo data).
+    pub request_id: Option<String>,
+}
+
+impl SecurityContext {
+    /// The context of a change made under `ctx`.
+    pub fn of(ctx: &WriteContext) -> Self {
+        SecurityContext {
+            key_id: ctx.actor.key_id.clone(),
+            role: ctx.actor.role.as_str().to_owned(),
+            at: ctx.at,
+            request_id: ctx.request_id.clone(),
+        }
+    }
+}
+
+/// The fields of each layout, in stored order.
+const CONTEXT_FIELDS_V1: &[&str] = &["key_id", "role", "at"];
+const CONTEXT_FIELDS_V2: &[&str] = &["key_id", "role", "at", "request_id"];
+
+impl<'de> Deserialize<'de> for SecurityContext {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = match layout::being_read() {
+            Layout::V1 => CONTEXT_FIELDS_V1,
+            Layout::V2 => CONTEXT_FIELDS_V2,
+        };
+        // As a derived struct does: bincode reads it as a tuple of exactly `fields.len()`
+        // values, self-describing formats as a map.
+        deserializer.deserialize_struct("SecurityContext", fields, ContextVisitor { fields })
+    }
+}
+
+struct ContextVisitor {
+    fields: &'static [&'static str],
+}
+
+impl<'de> Visitor<'de> for ContextVisitor {
+    type Value = SecurityContext;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a security context ({})", self.fields.join(", "))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SecurityContext, A::Error> {
+        let missing = |i: usize| de::Error::invalid_length(i, &self);
+        let key_id = seq.next_element()?.ok_or_else(|| missing(0))?;
+        let role = seq.next_element()?.ok_or_else(|| missing(1))?;
+        let at = seq.next_element()?.ok_or_else(|| missing(2))?;
+        let request_id = if self.fields.len() > 3 {
+            seq.next_element()?.ok_or_else(|| missing(3))?
+        } else {
+            None
+        };
+        Ok(SecurityContext {
+            key_id,
+            role,
+            at,
+            request_id,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecurityContext, A::Error> {
+        let (mut key_id, mut role, mut at, mut request_id) = (None, None, None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "key_id" => key_id = Some(map.next_value()?),
+                "role" => role = Some(map.next_value()?),
+                "at" => at = Some(map.next_value()?),
+                "request_id" => request_id = map.next_value()?,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(SecurityContext {
+            key_id: key_id.ok_or_else(|| de::Error::missing_field("key_id"))?,
+            role: role.ok_or_else(|| de::Error::missing_field("role"))?,
+            at: at.ok_or_else(|| de::Error::missing_field("at"))?,
+            request_id,
+        })
+    }
 }
 
 impl FieldValue for SecurityContext {
@@ -456,10 +547,15 @@ impl FieldValue for SecurityContext {
                 .map(str::to_owned)
                 .ok_or_else(|| format!("{name} must be a string"))
         };
+        let request_id = match object.get("request_id") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(text("request_id")?),
+        };
         Ok(SecurityContext {
             key_id: text("key_id")?,
             role: text("role")?,
             at: Timestamp::parse_rfc3339(&text("at")?)?,
+            request_id,
         })
     }
     fn to_json(&self) -> Value {
@@ -467,18 +563,23 @@ impl FieldValue for SecurityContext {
         map.insert("key_id".into(), Value::String(self.key_id.clone()));
         map.insert("role".into(), Value::String(self.role.clone()));
         map.insert("at".into(), self.at.to_json());
+        if let Some(id) = &self.request_id {
+            map.insert("request_id".into(), Value::String(id.clone()));
+        }
         Value::Object(map)
     }
     fn schema() -> Value {
         json!({
             "type": "object",
-            "description": "The key that made the last change, its role, and when.",
+            "description": "The key that made the last change, its role, when, and the request's X-Request-Id.",
             "required": ["key_id", "role", "at"],
             "properties": {
                 "key_id": {"type": "string"},
                 "role": {"type": "string"},
                 "at": <Timestamp as FieldValue>::schema(),
+                "request_id": {"type": "string"},
             },
+            "additionalProperties": false,
         })
     }
 }
@@ -529,6 +630,58 @@ mod tests {
         assert_eq!(number_to_json(3.25), json!(3.25));
         assert!(Percentage::parse(&json!(100.5)).is_err());
         assert!(Percentage::parse(&json!(-1)).is_err());
+    }
+
+    fn context(request_id: Option<&str>) -> SecurityContext {
+        SecurityContext {
+            key_id: "k1".into(),
+            role: "write".into(),
+            at: Timestamp::parse_rfc3339("2026-01-02T03:04:05Z").unwrap(),
+            request_id: request_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_security_context_shows_its_request_id_only_when_it_has_one() {
+        let with = context(Some("req-1"));
+        assert_eq!(
+            with.to_json(),
+            json!({"key_id": "k1", "role": "write", "at": "2026-01-02T03:04:05Z", "request_id": "req-1"})
+        );
+        assert_eq!(SecurityContext::parse(&with.to_json()), Ok(with));
+        let without = context(None);
+        assert_eq!(
+            without.to_json(),
+            json!({"key_id": "k1", "role": "write", "at": "2026-01-02T03:04:05Z"})
+        );
+        assert_eq!(
+            SecurityContext::parse(&without.to_json()),
+            Ok(without.clone())
+        );
+        let mut null = without.to_json();
+        null["request_id"] = Value::Null;
+        assert_eq!(SecurityContext::parse(&null), Ok(without));
+        let mut number = null;
+        number["request_id"] = json!(7);
+        assert!(SecurityContext::parse(&number).is_err());
+    }
+
+    #[test]
+    fn a_security_context_reads_from_self_describing_formats_too() {
+        for ctx in [context(Some("req-1")), context(None)] {
+            let as_json = serde_json::to_value(&ctx).unwrap();
+            assert_eq!(
+                serde_json::from_value::<SecurityContext>(as_json).unwrap(),
+                ctx
+            );
+        }
+        let old = json!({"key_id": "k1", "role": "write", "at": {"secs": 0, "nanos": 0}});
+        assert_eq!(
+            serde_json::from_value::<SecurityContext>(old)
+                .unwrap()
+                .request_id,
+            None
+        );
     }
 
     #[test]

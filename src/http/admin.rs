@@ -4,6 +4,7 @@
 use super::access::Caller;
 use super::body::JsonBody;
 use super::query::QueryParams;
+use super::request::write_context;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{NewKey, NewTenant};
 use crate::error::{ApiError, ErrorCode};
@@ -43,11 +44,14 @@ fn path_tenant(req: &HttpRequest) -> Result<TenantId, ApiError> {
 
 async fn create_tenant(
     req: HttpRequest,
+    caller: Caller,
     store: web::Data<Store>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
-    let tenant = store.create_tenant(NewTenant::parse(&body.0)?).await?;
+    let tenant = store
+        .create_tenant(NewTenant::parse(&body.0)?, &write_context(&req, &caller))
+        .await?;
     Ok(HttpResponse::Created().json(tenant.to_json()))
 }
 

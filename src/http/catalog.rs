@@ -72,7 +72,7 @@ async fn create<F: CatalogHooks>(
         &store_of(&req)?,
         caller.tenant()?,
         &body.0,
-        &write_context(&caller),
+        &write_context(&req, &caller),
     )
     .await?;
     Ok(record_response(&record, None))
@@ -123,7 +123,7 @@ async fn replace<F: CatalogHooks>(
         &id,
         Change::Replace(body.0),
         if_match(&req)?,
-        &write_context(&caller),
+        &write_context(&req, &caller),
     )
     .await?;
     Ok(record_response(&record, None))
@@ -143,7 +143,7 @@ async fn patch<F: CatalogHooks>(
         &id,
         Change::Patch(patch),
         if_match(&req)?,
-        &write_context(&caller),
+        &write_context(&req, &caller),
     )
     .await?;
     Ok(record_response(&record, None))
@@ -160,7 +160,7 @@ async fn delete<F: CatalogHooks>(
         caller.tenant()?,
         &id,
         if_match(&req)?,
-        &write_context(&caller),
+        &write_context(&req, &caller),
     )
     .await?;
     Ok(HttpResponse::Ok().json(id.as_str()))

@@ -86,7 +86,13 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
-    let record = flow::create(&store, caller.tenant()?, &body.0, &write_context(&caller)).await?;
+    let record = flow::create(
+        &store,
+        caller.tenant()?,
+        &body.0,
+        &write_context(&req, &caller),
+    )
+    .await?;
     Ok(record_response(&record, None))
 }
 
@@ -114,7 +120,7 @@ async fn replace(
         &id,
         Change::Replace(body.0),
         if_match(&req)?,
-        &write_context(&caller),
+        &write_context(&req, &caller),
     )
     .await?;
     Ok(record_response(&record, None))
@@ -131,7 +137,7 @@ async fn patch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpR
         &id,
         Change::Patch(patch),
         if_match(&req)?,
-        &write_context(&caller),
+        &write_context(&req, &caller),
     )
     .await?;
     Ok(record_response(&record, None))
@@ -146,7 +152,7 @@ async fn delete(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
         caller.tenant()?,
         &id,
         if_match(&req)?,
-        &write_context(&caller),
+        &write_context(&req, &caller),
     )
     .await?;
     Ok(HttpResponse::Ok().json(id.as_str()))
@@ -249,7 +255,7 @@ async fn generate_registration(req: HttpRequest, caller: Caller) -> Result<HttpR
         caller.tenant()?,
         &process,
         &contact,
-        &write_context(&caller),
+        &write_context(&req, &caller),
         dry_run,
     )
     .await?;
@@ -266,7 +272,13 @@ async fn generate_order(
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
-    let order = generate::order(&store, caller.tenant()?, &body.0, &write_context(&caller)).await?;
+    let order = generate::order(
+        &store,
+        caller.tenant()?,
+        &body.0,
+        &write_context(&req, &caller),
+    )
+    .await?;
     Ok(super::catalog::record_response(&order, None))
 }
 
@@ -308,9 +320,13 @@ async fn search(
 async fn batch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
-    let report =
-        crate::workflows::batch::run(&store, caller.tenant()?, &body.0, &write_context(&caller))
-            .await?;
+    let report = crate::workflows::batch::run(
+        &store,
+        caller.tenant()?,
+        &body.0,
+        &write_context(&req, &caller),
+    )
+    .await?;
     let mut successes = 0;
     let results: Vec<Value> = report
         .results

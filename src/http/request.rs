@@ -3,13 +3,14 @@
 
 use super::access::Caller;
 use super::query::QueryParams;
+use super::request_id::RequestId;
 use crate::domain::access::WriteContext;
 use crate::domain::ids::RecordId;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Store;
 use crate::workflows::registrations::Precondition;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest};
+use actix_web::{web, HttpMessage, HttpRequest};
 use std::sync::Arc;
 
 pub fn store_of(req: &HttpRequest) -> Result<Arc<Store>, ApiError> {
@@ -24,8 +25,13 @@ pub fn path_id(req: &HttpRequest, name: &str) -> Result<RecordId, ApiError> {
     RecordId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("{name} {e}")))
 }
 
-pub fn write_context(caller: &Caller) -> WriteContext {
-    WriteContext::new(caller.principal.actor())
+/// Who writes (the caller's key and role), now, under this request's `X-Request-Id`.
+pub fn write_context(req: &HttpRequest, caller: &Caller) -> WriteContext {
+    let ctx = WriteContext::new(caller.principal.actor());
+    match req.extensions().get::<RequestId>() {
+        Some(RequestId(id)) => ctx.with_request_id(id.clone()),
+        None => ctx,
+    }
 }
 
 pub fn etag(version: u64) -> (header::HeaderName, String) {

@@ -1,14 +1,31 @@
 //! Stored values: one format-version byte, then bincode 2 (serde) of the typed value.
 //!
 //! The version byte lets a later build read what an earlier one wrote: a new layout gets a new
-//! byte and the old one keeps decoding through its own type (see `tests/fixtures/`).
+//! byte, and the old one keeps decoding (see `tests/fixtures/`). bincode is not
+//! self-describing, so the decoder announces the layout of the byte it read
+//! ([`crate::domain::layout`]) to the types whose layout differs between formats.
 
 use super::error::StoreError;
+use crate::domain::layout::{self, Layout};
 use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
 use serde::{de::DeserializeOwned, Serialize};
 
-/// The format every value is written in by this build.
+/// Format 1: the first released layout.
 pub const FORMAT_V1: u8 = 1;
+/// Format 2: `SecurityContext` (in registrations and catalog records) gained `request_id`.
+/// Every other type reads the same as in format 1.
+pub const FORMAT_V2: u8 = 2;
+/// The format every value is written in by this build.
+pub const FORMAT_CURRENT: u8 = FORMAT_V2;
+
+/// The layout a format byte stands for; `None` for bytes no build of ours wrote (yet).
+pub fn layout_of(format: u8) -> Option<Layout> {
+    match format {
+        FORMAT_V1 => Some(Layout::V1),
+        FORMAT_V2 => Some(Layout::V2),
+        _ => None,
+    }
+}
 
 /// No stored value is larger than this; a length prefix claiming more is corruption, and must
 /// not make the decoder allocate it.
@@ -19,7 +36,7 @@ fn bincode_config() -> Configuration<LittleEndian, Varint, Limit<MAX_VALUE_BYTES
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_V1];
+    let mut out = vec![FORMAT_CURRENT];
     let body = bincode::serde::encode_to_vec(value, bincode_config())
         .map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))?;
     out.extend_from_slice(&body);
@@ -27,30 +44,40 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => {
-            let (value, used) = bincode::serde::decode_from_slice(body, bincode_config())
-                .map_err(|e| StoreError::Corrupt(format!("cannot decode: {e}")))?;
-            if used != body.len() {
-                return Err(StoreError::Corrupt("trailing bytes after value".into()));
-            }
-            Ok(value)
-        }
-        Some((version, _)) => Err(StoreError::Corrupt(format!(
-            "unknown value format {version}; written by a newer build?"
-        ))),
-        None => Err(StoreError::Corrupt("empty value".into())),
+    let Some((&format, body)) = bytes.split_first() else {
+        return Err(StoreError::Corrupt("empty value".into()));
+    };
+    let Some(layout) = layout_of(format) else {
+        return Err(StoreError::Corrupt(format!(
+            "unknown value format {format}; written by a newer build?"
+        )));
+    };
+    let (value, used) = layout::reading(layout, || {
+        bincode::serde::decode_from_slice(body, bincode_config())
+    })
+    .map_err(|e| StoreError::Corrupt(format!("cannot decode: {e}")))?;
+    if used != body.len() {
+        return Err(StoreError::Corrupt("trailing bytes after value".into()));
     }
+    Ok(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::access::{Actor, Role, WriteContext};
+    use crate::domain::catalog::{CatalogInput, CatalogRecord, ContactFields};
     use crate::domain::ids::RecordId;
+    use crate::domain::ids::TenantId;
     use crate::domain::record::Fields;
     use crate::domain::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
+    use crate::domain::tenant::{ApiKey, Limits, Tenant};
+    use crate::domain::time::Timestamp;
+    use crate::domain::values::{FieldValue, SecurityContext};
+    use crate::store::idempotency::StoredResponse;
+    use crate::store::outbox::OutboxMessage;
     use proptest::prelude::*;
-    use serde_json::Value;
+    use serde_json::{json, Value};
 
     #[test]
     fn garbage_is_an_error_never_a_panic() {
@@ -59,6 +86,9 @@ mod tests {
             &[9, 1, 2],
             &[1],
             &[1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            &[2],
+            &[2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            &[0, 0],
         ] {
             assert!(decode::<CourseRegistration>(bytes).is_err());
         }
@@ -118,5 +148,187 @@ mod tests {
         };
         let back: CourseRegistration = decode(&encode(&rec).unwrap()).unwrap();
         assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn this_build_writes_the_current_format_and_knows_every_layout() {
+        assert_eq!(layout_of(FORMAT_CURRENT), Some(Layout::CURRENT));
+        assert_eq!(layout_of(FORMAT_V1), Some(Layout::V1));
+        assert_eq!(layout_of(0), None);
+        assert_eq!(encode(&7u32).unwrap()[0], FORMAT_CURRENT);
+    }
+
+    fn at() -> Timestamp {
+        Timestamp::parse_rfc3339("2026-01-02T03:04:05Z").unwrap()
+    }
+
+    fn ctx(request_id: Option<&str>) -> WriteContext {
+        WriteContext {
+            actor: Actor {
+                key_id: "k1".into(),
+                role: Role::Write,
+            },
+            at: at(),
+            bulk_operation: None,
+            request_id: request_id.map(str::to_owned),
+        }
+    }
+
+    /// `SecurityContext` as format 1 laid it out.
+    #[derive(serde::Serialize)]
+    struct ContextV1<'a> {
+        key_id: &'a str,
+        role: &'a str,
+        at: Timestamp,
+    }
+
+    /// `bytes` with its format byte replaced.
+    fn as_format(format: u8, mut bytes: Vec<u8>) -> Vec<u8> {
+        bytes[0] = format;
+        bytes
+    }
+
+    #[test]
+    fn a_format_1_security_context_reads_without_a_request_id() {
+        let v1 = ContextV1 {
+            key_id: "k1",
+            role: "write",
+            at: at(),
+        };
+        let bytes = as_format(FORMAT_V1, encode(&(Some(v1), 42u8)).unwrap());
+        let (read, after): (Option<SecurityContext>, u8) = decode(&bytes).unwrap();
+        assert_eq!(read, Some(SecurityContext::of(&ctx(None))));
+        assert_eq!(
+            after, 42,
+            "the fields after it are read from the right place"
+        );
+        // The same bytes read as format 2 are a different value: the layouts differ.
+        assert!(decode::<(Option<SecurityContext>, u8)>(&as_format(FORMAT_V2, bytes)).is_err());
+    }
+
+    #[test]
+    fn format_2_keeps_the_request_id() {
+        for request_id in [Some("req-1"), None] {
+            let context = SecurityContext::of(&ctx(request_id));
+            let bytes = encode(&(Some(context.clone()), 42u8)).unwrap();
+            assert_eq!(bytes[0], FORMAT_V2);
+            let back: (Option<SecurityContext>, u8) = decode(&bytes).unwrap();
+            assert_eq!(back, (Some(context), 42));
+        }
+    }
+
+    #[test]
+    fn records_stamped_by_a_request_round_trip_with_its_id() {
+        let registration = CourseRegistration::create(
+            RecordId::parse("r1").unwrap(),
+            RegistrationInput::parse(&Value::Object(full_fixture()))
+                .unwrap()
+                .fields,
+            &ctx(Some("req-1")),
+        )
+        .unwrap();
+        let back: CourseRegistration = decode(&encode(&registration).unwrap()).unwrap();
+        assert_eq!(back, registration);
+        assert_eq!(
+            back.to_json()["sys_last_security_context"]["request_id"],
+            "req-1"
+        );
+
+        let contact = CatalogRecord::create(
+            RecordId::parse("c1").unwrap(),
+            CatalogInput::<ContactFields>::parse(&json!({"name": "Ada"}))
+                .unwrap()
+                .fields,
+            &ctx(Some("req-2")),
+        )
+        .unwrap();
+        let back: CatalogRecord<ContactFields> = decode(&encode(&contact).unwrap()).unwrap();
+        assert_eq!(back, contact);
+        assert_eq!(
+            back.sys.sys_last_security_context.request_id.as_deref(),
+            Some("req-2")
+        );
+    }
+
+    /// Types without a `SecurityContext` did not change layout: format 1 and format 2 bytes
+    /// of them are the same apart from the format byte, and both read back.
+    fn reads_in_both_formats<T>(value: T)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let bytes = encode(&value).unwrap();
+        assert_eq!(decode::<T>(&bytes).unwrap(), value);
+        assert_eq!(decode::<T>(&as_format(FORMAT_V1, bytes)).unwrap(), value);
+    }
+
+    #[test]
+    fn unchanged_types_read_the_same_in_both_formats() {
+        let tenant = TenantId::parse("acme").unwrap();
+        reads_in_both_formats(Tenant {
+            id: tenant.clone(),
+            created_at: at(),
+            limits: Limits {
+                requests_per_second: Some(2.5),
+                max_registrations: None,
+            },
+        });
+        reads_in_both_formats(ApiKey {
+            id: "k1".into(),
+            tenant,
+            role: Role::Read,
+            name: None,
+            created_at: at(),
+            secret_hash: [3; 32],
+        });
+        reads_in_both_formats(OutboxMessage {
+            id: RecordId::parse("m1").unwrap(),
+            message_id: "<m1@example.org>".into(),
+            to: "ada@example.org".into(),
+            subject: "Welcome".into(),
+            html: None,
+            text: Some("Hello".into()),
+            registration_id: Some(RecordId::parse("r1").unwrap()),
+            created_at: at(),
+        });
+        reads_in_both_formats(StoredResponse {
+            fingerprint: [9; 32],
+            status: 200,
+            headers: vec![("etag".into(), "\"1\"".into())],
+            body: br#"{"sys_last_security_context":{}}"#.to_vec(),
+            at: at(),
+        });
+    }
+
+    fn arbitrary_context() -> impl Strategy<Value = SecurityContext> {
+        (
+            "\\PC{0,24}",
+            "\\PC{0,8}",
+            0u32..60,
+            0u32..1_000_000_000,
+            prop::option::of("[A-Za-z0-9_.:/+=-]{1,128}"),
+        )
+            .prop_map(|(key_id, role, secs, nanos, request_id)| SecurityContext {
+                key_id,
+                role,
+                at: Timestamp::parse_rfc3339(&format!("2026-01-02T03:04:{secs:02}.{nanos:09}Z"))
+                    .unwrap(),
+                request_id,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn a_security_context_round_trips_through_the_codec_and_json(context in arbitrary_context()) {
+            let record = CourseRegistration {
+                id: RecordId::parse("r1").unwrap(),
+                fields: RegistrationFields {
+                    sys_last_security_context: Some(context.clone()),
+                    ..RegistrationFields::default()
+                },
+            };
+            let back: CourseRegistration = decode(&encode(&record).unwrap()).unwrap();
+            prop_assert_eq!(&back, &record);
+            prop_assert_eq!(SecurityContext::parse(&context.to_json()), Ok(context));
+        }
     }
 }

@@ -81,25 +81,28 @@ impl Directory {
 
 const OPERATOR_HASH: &str = "operator_key_hash";
 
-struct CreateTenant(Tenant);
+struct CreateTenant {
+    tenant: Tenant,
+    /// Who creates it, and in which request: stamped on its default template.
+    ctx: WriteContext,
+}
 
 impl Intent for CreateTenant {
     type Output = ();
     fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
-        let key = keys::tenant(self.0.id.as_str());
+        let key = keys::tenant(self.tenant.id.as_str());
         if tx.get(TreeId::Tenants, key.as_bytes())?.is_some() {
             return Err(StoreError::TenantExists.into());
         }
-        tx.insert(TreeId::Tenants, key.into_bytes(), codec::encode(&self.0)?);
+        tx.insert(
+            TreeId::Tenants,
+            key.into_bytes(),
+            codec::encode(&self.tenant)?,
+        );
         // Every tenant starts with a confirmation template previewEmail falls back to.
-        let ctx = WriteContext {
-            actor: Principal::Operator.actor(),
-            at: self.0.created_at,
-            bulk_operation: None,
-        };
         let id = RecordId::parse(DEFAULT_TEMPLATE_ID).map_err(StoreError::Corrupt)?;
-        let template = CatalogRecord::create(id, default_confirmation_template(), &ctx)?;
-        super::catalog::put(tx, &self.0.id, &template)?;
+        let template = CatalogRecord::create(id, default_confirmation_template(), &self.ctx)?;
+        super::catalog::put(tx, &self.tenant.id, &template)?;
         Ok(())
     }
 }
@@ -143,6 +146,7 @@ impl Intent for CreateKey {
         tx.insert(
             TreeId::ApiKeysByTenant,
             keys::api_key_of_tenant(tenant, &self.0.id).into_bytes(),
+            // A marker, not bincode: its one-byte layout has not changed since format 1.
             vec![codec::FORMAT_V1],
         );
         Ok(())
@@ -241,13 +245,23 @@ impl Store {
         keys
     }
 
-    pub async fn create_tenant(&self, new: NewTenant) -> Result<Tenant, StoreError> {
+    /// Creates a tenant, and its default template, under `ctx` (the operator's, when it
+    /// comes from a request).
+    pub async fn create_tenant(
+        &self,
+        new: NewTenant,
+        ctx: &WriteContext,
+    ) -> Result<Tenant, StoreError> {
         let tenant = Tenant {
             id: new.id,
-            created_at: Timestamp::now(),
+            created_at: ctx.at,
             limits: new.limits,
         };
-        self.submit(CreateTenant(tenant.clone())).await?;
+        self.submit(CreateTenant {
+            tenant: tenant.clone(),
+            ctx: ctx.clone(),
+        })
+        .await?;
         self.directory_mut()
             .tenants
             .insert(tenant.id.clone(), tenant.clone());

@@ -92,7 +92,8 @@ impl IndexDef {
 }
 
 /// An index entry's value: the format byte, then the record's status, so `includeActiveOnly`
-/// filters without reading the record.
+/// filters without reading the record. Not bincode: this layout has not changed since format 1,
+/// so entries are still written (and only read) as format 1.
 pub fn entry_value(status: RegistrationStatus) -> [u8; 2] {
     let position = RegistrationStatus::ALL
         .iter()

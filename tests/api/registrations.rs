@@ -597,3 +597,145 @@ async fn all_seven_lookups_find_records_by_their_values() {
         assert_eq!(found.body["Count"], expected, "{path}");
     }
 }
+
+/// Sends `body` with `X-Request-Id: id` and returns the response.
+async fn post_with_id(app: &TestApp, path: &str, key: &str, id: &str, body: &Value) -> Response {
+    app.send(
+        app.request(reqwest::Method::POST, path, Some(key))
+            .header("X-Request-Id", id)
+            .json(body),
+    )
+    .await
+}
+
+/// The `request_id` in the stored record's `sys_last_security_context`.
+async fn stored_request_id(app: &TestApp, path: &str, key: &str) -> Value {
+    app.get(path, key).await.assert_ok()["sys_last_security_context"]["request_id"].clone()
+}
+
+#[tokio::test]
+async fn every_write_keeps_its_request_id_in_the_security_context() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s1", "s2"], &[("o1", "c1")]).await;
+
+    // A create with the client's id: answered with it, and stored with it.
+    let created = post_with_id(
+        &app,
+        &registrations(&t),
+        &t.write,
+        "test-req-123",
+        &w.body("s1", "c1", "o1"),
+    )
+    .await;
+    assert_eq!(created.header("x-request-id"), Some("test-req-123"));
+    let context = &created.assert_ok()["sys_last_security_context"];
+    assert_eq!(context["request_id"], "test-req-123");
+    assert_eq!(context["role"], "write");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stored_request_id(&app, &registration(&t, &id), &t.read).await,
+        "test-req-123"
+    );
+
+    // A write without one: the id the server made up, the one its X-Request-Id shows.
+    let patched = app
+        .patch(
+            &registration(&t, &id),
+            &t.write,
+            &json!([{"op": "add", "path": "/city", "value": "Oslo"}]),
+        )
+        .await;
+    patched.assert_ok();
+    let generated = patched.header("x-request-id").unwrap().to_owned();
+    assert_eq!(generated.len(), 26, "a fresh ULID: {generated}");
+    assert_eq!(
+        stored_request_id(&app, &registration(&t, &id), &t.read).await,
+        generated.as_str()
+    );
+
+    // A catalog write.
+    let contact_path = format!("/contacts/{}/{}", t.id, w.id("s2"));
+    let mut contact = app.get(&contact_path, &t.read).await.assert_ok().clone();
+    contact["city"] = json!("Bergen");
+    let replaced = app
+        .send(
+            app.request(reqwest::Method::PUT, &contact_path, Some(&t.write))
+                .header("X-Request-Id", "catalog-req-1")
+                .json(&contact),
+        )
+        .await;
+    assert_eq!(
+        replaced.assert_ok()["sys_last_security_context"]["request_id"],
+        "catalog-req-1"
+    );
+    assert_eq!(
+        stored_request_id(&app, &contact_path, &t.read).await,
+        "catalog-req-1"
+    );
+
+    // A batch: every record it changes carries the batch request's id.
+    let batch = post_with_id(
+        &app,
+        &format!("{}/batch", registrations(&t)),
+        &t.write,
+        "batch-req-7",
+        &json!({"operations": [
+            {"op": "patch", "id": id, "patch": [{"op": "add", "path": "/city", "value": "Rome"}]},
+        ]}),
+    )
+    .await;
+    assert_eq!(batch.assert_ok()["success_count"], 1);
+    let stored = app.get(&registration(&t, &id), &t.read).await;
+    assert_eq!(
+        stored.body["sys_last_security_context"]["request_id"],
+        "batch-req-7"
+    );
+    assert_eq!(
+        stored.body["sys_last_bulk_data_operation_id"],
+        batch.body["operation_id"]
+    );
+
+    // generateOrder: the new order, and the registration it now binds.
+    let order = post_with_id(
+        &app,
+        &format!("{}/generateOrder", registrations(&t)),
+        &t.write,
+        "order-req-9",
+        &json!({"id": id}),
+    )
+    .await;
+    let order_id = order.assert_ok()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stored_request_id(&app, &format!("/orders/{}/{order_id}", t.id), &t.read).await,
+        "order-req-9"
+    );
+    assert_eq!(
+        stored_request_id(&app, &registration(&t, &id), &t.read).await,
+        "order-req-9"
+    );
+}
+
+#[tokio::test]
+async fn a_new_tenant_s_default_template_keeps_the_creating_request_s_id() {
+    let app = spawn_app().await;
+    let tenant = format!("reqid-{}", std::process::id());
+    let created = post_with_id(
+        &app,
+        "/admin/tenants",
+        OPERATOR_KEY,
+        "tenant-req-1",
+        &json!({"id": tenant}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let template = app
+        .get(
+            &format!("/emailTemplates/{tenant}/default-confirmation"),
+            OPERATOR_KEY,
+        )
+        .await;
+    let context = &template.assert_ok()["sys_last_security_context"];
+    assert_eq!(context["request_id"], "tenant-req-1");
+    assert_eq!(context["key_id"], "operator");
+}
