@@ -84,6 +84,8 @@ error_codes! {
     TenantExists = "tenant_exists",
     /// The body is larger than the limit.
     PayloadTooLarge = "payload_too_large",
+    /// The change would make a record larger than a stored record may be.
+    RecordTooLarge = "record_too_large",
     /// The body is not JSON (by its `Content-Type`).
     UnsupportedMediaType = "unsupported_media_type",
     /// A real server fault; details are in the server log, never in the response.

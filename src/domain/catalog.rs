@@ -371,6 +371,7 @@ impl CatalogFields for ContactFields {
     const REQUIRED: Required = Required {
         all: &[],
         any_of: &[&["name", "first_name", "last_name"]],
+        not_blank: &["name"],
     };
     fn complete(&mut self) -> Result<(), ApiError> {
         derive_name(&mut self.name, &self.first_name, &self.last_name);
@@ -408,6 +409,7 @@ impl CatalogFields for CourseFields {
     const REQUIRED: Required = Required {
         all: &["name"],
         any_of: &[],
+        not_blank: &["name"],
     };
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
@@ -443,6 +445,7 @@ impl CatalogFields for CourseOfferingFields {
     const REQUIRED: Required = Required {
         all: &["course_id"],
         any_of: &[],
+        not_blank: &[],
     };
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
@@ -489,6 +492,7 @@ impl CatalogFields for RegistrationProcessFields {
     const REQUIRED: Required = Required {
         all: &["name", "course_id"],
         any_of: &[],
+        not_blank: &["name"],
     };
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
@@ -528,6 +532,7 @@ impl CatalogFields for EmailTemplateFields {
     const REQUIRED: Required = Required {
         all: &["name", "subject"],
         any_of: &[&["html", "text"]],
+        not_blank: &["name"],
     };
     fn complete(&mut self) -> Result<(), ApiError> {
         let mut problems = Vec::new();
@@ -697,6 +702,7 @@ impl CatalogFields for OrderFields {
     const REQUIRED: Required = Required {
         all: &[],
         any_of: &[],
+        not_blank: &[],
     };
     fn complete(&mut self) -> Result<(), ApiError> {
         let total = self.total.map_or(0.0, |t| t.0);

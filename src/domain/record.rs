@@ -151,6 +151,8 @@ pub fn parse_client_fields<F: Fields>(body: &Value) -> Result<(F, BodyExtras), A
 pub struct Required {
     pub all: &'static [&'static str],
     pub any_of: &'static [&'static [&'static str]],
+    /// Text fields that, when given, must hold more than whitespace.
+    pub not_blank: &'static [&'static str],
 }
 
 /// Holds something besides whitespace (an unanchored search).
@@ -165,15 +167,11 @@ fn or_null(schema: Value) -> Value {
 /// their types, server-managed fields accepted and ignored, `id` absent, nothing else.
 pub fn input_schema<F: Fields>(required: &Required) -> Value {
     let mut properties = Map::new();
-    let named = |name: &str| {
-        required.all.contains(&name) || required.any_of.iter().any(|g| g.contains(&name))
-    };
     for (name, mut schema) in F::property_schemas() {
         if is_server_managed(&name) {
             continue;
         }
-        // Every required name (`name`, or the parts it is derived from) must not be blank.
-        if named(&name) && schema["type"] == "string" && schema.get("pattern").is_some() {
+        if required.not_blank.contains(&name.as_str()) {
             schema = serde_json::json!({"allOf": [schema, {"pattern": NOT_BLANK}]});
         }
         if !required.all.contains(&name.as_str()) {

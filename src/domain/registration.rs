@@ -350,10 +350,13 @@ impl CourseRegistration {
         self.fields.status.unwrap_or(RegistrationStatus::Draft)
     }
 
-    /// What `complete` insists on, for the API description.
+    /// What a body must hold, for the API description. `complete` also insists on `name`,
+    /// but a create or PUT fills it from the student's contact first, and every contact has
+    /// one: a body that names an existing student never lacks it.
     pub const REQUIRED: Required = Required {
         all: &["student_id", "course_id", "course_offering_id"],
-        any_of: &[&["name", "first_name", "last_name"]],
+        any_of: &[],
+        not_blank: &["name"],
     };
 
     /// The JSON Schema of a create or PUT body.
@@ -391,6 +394,7 @@ mod tests {
             .all
             .iter()
             .chain(required.any_of.iter().map(|group| &group[0]))
+            .chain(&["name"]) // filled from the student's contact before `complete` runs
             .map(|name| name.to_string())
             .collect();
         described.sort();

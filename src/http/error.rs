@@ -30,7 +30,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | HasDependants
         | OrderExists
         | IdempotencyMismatch => StatusCode::CONFLICT,
-        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        PayloadTooLarge | RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         BatchRolledBack => StatusCode::FAILED_DEPENDENCY,
         RateLimited | TenantLimit => StatusCode::TOO_MANY_REQUESTS,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -39,6 +39,14 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![FORMAT_CURRENT];
     let body = bincode::serde::encode_to_vec(value, bincode_config())
         .map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))?;
+    // The limit binds decoding, not encoding: a value past it would be written, then never
+    // read again. Each field is bounded, but patch after patch can add up.
+    if body.len() > MAX_VALUE_BYTES {
+        return Err(StoreError::TooLarge {
+            bytes: body.len(),
+            limit: MAX_VALUE_BYTES,
+        });
+    }
     out.extend_from_slice(&body);
     Ok(out)
 }

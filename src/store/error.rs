@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A rule between records refused the write; the error says which and why.
     #[error("{0}")]
     Refused(ApiError),
+    /// A value larger than a stored value may be (it could not be read back).
+    #[error("the value is {bytes} bytes; at most {limit} can be stored")]
+    TooLarge { bytes: usize, limit: usize },
     /// Bytes that do not decode: a corrupt database or a format this build cannot read.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -63,6 +66,10 @@ impl From<StoreError> for ApiError {
                 format!("exclusiveStartKey is not a valid page token for this query: {why}"),
             ),
             StoreError::Refused(api) => api,
+            StoreError::TooLarge { bytes, limit } => ApiError::new(
+                ErrorCode::RecordTooLarge,
+                format!("the record would take {bytes} bytes; a record holds at most {limit}"),
+            ),
             StoreError::Closed => {
                 ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
             }

@@ -288,3 +288,56 @@ async fn a_request_that_never_finishes_its_headers_is_cut_off() {
         "{answer}"
     );
 }
+
+/// Each body is small enough, but patch after patch could grow one record past what a stored
+/// value may hold: the write that would cross it is refused, and the record stays readable.
+#[tokio::test]
+async fn a_record_cannot_be_grown_past_the_stored_value_limit() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s"], &[("o", "c")]).await;
+    let created = app.create(&t, &w.body("s", "c", "o")).await;
+    let url = registration(&t, created["id"].as_str().unwrap());
+    // 60,000 four-byte characters: 240 KB of UTF-8 per field, under 1 MiB per request.
+    let big = "\u{1F600}".repeat(60_000);
+    let fields = [
+        "notes",
+        "city",
+        "state",
+        "country",
+        "job_title",
+        "order_line_item_id",
+        "email_address",
+        "first_name",
+        "last_name",
+        "webinar_join_url",
+        "application_id",
+        "organization_id",
+        "event_registration_id",
+        "training_provider_id",
+        "training_location_id",
+        "webinar_participant_id",
+        "sys_external_id",
+        "training_provider_billing_name",
+        "training_provider_billing_invoice_id",
+        "sys_directive",
+    ];
+    let mut refused = None;
+    for field in fields {
+        let r = app
+            .patch(
+                &url,
+                &t.write,
+                &json!([{"op": "add", "path": format!("/{field}"), "value": big}]),
+            )
+            .await;
+        if !r.status.is_success() {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("some patch crosses the limit");
+    refused.assert_error(413, "record_too_large");
+    let stored = app.get(&url, &t.read).await;
+    assert!(stored.status.is_success(), "{:?}", stored.body);
+}
