@@ -40,3 +40,75 @@ async fn metrics_need_the_operator_key_and_count_requests_by_route() {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
 }
+
+/// The server listens only once its database is open: while another process holds the
+/// database, `registrar serve` exits with the reason and nothing answers on its port; once the
+/// database is free, `/healthz` answers 200.
+#[tokio::test]
+async fn healthz_answers_only_once_the_database_is_open() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let serve = || {
+        Command::new(env!("CARGO_BIN_EXE_registrar"))
+            .args(["serve", "--bind", &bind, "--data-dir"])
+            .arg(&db)
+            .env("REGISTRAR_OPERATOR_KEY", "op_healthz-test-key")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts")
+    };
+    let client = reqwest::Client::new();
+    let healthz = format!("http://{bind}/healthz");
+
+    let held = sled::open(&db).expect("the test holds the database");
+    let first = serve();
+    let refused = tokio::task::spawn_blocking(move || serve_output(first))
+        .await
+        .unwrap();
+    assert!(
+        !refused.0.success(),
+        "serve must fail while the database is held"
+    );
+    assert!(
+        refused.1.contains("cannot open the database"),
+        "{}",
+        refused.1
+    );
+    assert!(
+        client.get(&healthz).send().await.is_err(),
+        "nothing listens"
+    );
+    drop(held);
+
+    let mut child = serve();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = client.get(&healthz).send().await {
+            assert_eq!(r.status(), reqwest::StatusCode::OK);
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["status"], "ok");
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    child.kill().ok();
+    child.wait().ok();
+    assert!(ready, "healthz answers once the database is free");
+}
+
+fn serve_output(child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let output = child.wait_with_output().expect("serve ends");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
