@@ -198,9 +198,16 @@ pub fn input_schema<F: Fields>(required: &Required) -> Value {
         .any_of
         .iter()
         .map(|group| {
+            // A group that `name` is derived from needs a part with more than whitespace; other
+            // groups (an email template's html or text) need one part present.
+            let present = if group.contains(&"name") {
+                serde_json::json!({"type": "string", "pattern": NOT_BLANK})
+            } else {
+                serde_json::json!({"not": {"type": "null"}})
+            };
             let options: Vec<Value> = group
                 .iter()
-                .map(|name| serde_json::json!({"required": [name], "properties": {*name: {"type": "string", "pattern": NOT_BLANK}}}))
+                .map(|name| serde_json::json!({"required": [name], "properties": {*name: present}}))
                 .collect();
             serde_json::json!({"anyOf": options})
         })
@@ -236,7 +243,10 @@ pub fn output_schema<F: Fields>(id: Value, extra: Map<String, Value>) -> Value {
 /// Field names a client may ask for in `fields` / `fieldsToReturn`: `id` and every field.
 pub fn parse_projection<F: Fields>(list: &str) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+    for name in list.split(',').map(str::trim) {
+        if name.is_empty() {
+            return Err("must be a comma-separated list of field names, without empty ones".into());
+        }
         if name != "id" && !F::NAMES.contains(&name) {
             return Err(format!("unknown field \"{name}\""));
         }

@@ -291,7 +291,7 @@ fn projection_param<F: Fields>(name: &str) -> Value {
         "description": "Return only `id` and these fields.",
         "style": "form",
         "explode": false,
-        "schema": {"type": "array", "items": {"type": "string", "enum": names}},
+        "schema": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": names}},
     })
 }
 

@@ -1,0 +1,627 @@
+//! Crash test: the real binary under concurrent writers (creates, patches, deletes, batches),
+//! killed with SIGKILL at a random moment, restarted; every write that was answered 2xx must
+//! be there with the content it was answered with, every answered delete must be gone, and
+//! every lookup must agree with the records. Repeated for `REGISTRAR_CRASH_CYCLES` cycles
+//! (default 20), with the seed in `REGISTRAR_CRASH_SEED` (default: from the clock, printed).
+//!
+//! Writers own their records (each patches and deletes only what it created), so at a kill each
+//! writer has at most one request in flight: that record may be in its old or its new state,
+//! and whichever it is becomes the truth for the next cycle. Nothing else may differ.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = "op_crash-test-operator-key";
+const TENANT: &str = "crash";
+const WRITERS: usize = 8;
+
+/// A small deterministic generator (xorshift64*), so a failing seed can be replayed.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(data: &Path) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .env("REGISTRAR_OPERATOR_KEY", OPERATOR)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("registrar starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Server { child, base }
+    }
+
+    /// SIGKILL: no shutdown hook runs, no buffer is flushed.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reaped");
+    }
+}
+
+/// What the test knows of one record.
+#[derive(Debug, Clone, PartialEq)]
+enum Known {
+    /// Answered 2xx with this body: it must be exactly this.
+    Acked(Value),
+    /// Answered delete: it must be gone.
+    Deleted,
+    /// A request was in flight at the kill (or its answer was not fully read): the record
+    /// must be in one of these states.
+    OneOf(Vec<Expect>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    Exactly(Value),
+    Absent,
+    /// The next version of a record, with these fields set.
+    Patched {
+        version: u64,
+        fields: Value,
+    },
+}
+
+impl Expect {
+    fn admits(&self, found: Option<&Value>) -> bool {
+        match (self, found) {
+            (Expect::Exactly(expected), Some(found)) => expected == found,
+            (Expect::Absent, None) => true,
+            (Expect::Patched { version, fields }, Some(found)) => {
+                found["sys_version"] == *version
+                    && fields
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .all(|(name, value)| &found[name] == value)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn next_version(record: &Value) -> u64 {
+    record["sys_version"].as_u64().unwrap() + 1
+}
+
+#[derive(Default)]
+struct Tally {
+    acked: usize,
+    in_flight: usize,
+    lost: Vec<String>,
+}
+
+struct Writer {
+    client: Client,
+    base: String,
+    key: String,
+    offering: String,
+    course: String,
+    rng: Rng,
+    /// This writer's registrations and their contacts.
+    records: BTreeMap<String, Known>,
+    contacts: Vec<String>,
+    acked: usize,
+    /// Operations started, over all cycles: makes every written value unique.
+    ops: u64,
+}
+
+fn registrations(base: &str) -> String {
+    format!("{base}/courseRegistrations/{TENANT}")
+}
+
+impl Writer {
+    fn live_ids(&self) -> Vec<String> {
+        self.records
+            .iter()
+            .filter(|(_, k)| matches!(k, Known::Acked(_)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Runs until `stop` or a transport error (the kill). Each op changes `records` only on
+    /// a 2xx; the op in flight at the kill is recorded as `Either`.
+    async fn run(mut self, stop: Arc<AtomicBool>) -> Self {
+        while !stop.load(Ordering::Relaxed) {
+            self.ops += 1;
+            let n = self.ops;
+            let live = self.live_ids();
+            let choice = if live.is_empty() {
+                0
+            } else {
+                self.rng.below(10)
+            };
+            let ok = match choice {
+                0..=3 => self.create(n).await,
+                4..=6 => {
+                    let id = live[self.rng.below(live.len() as u64) as usize].clone();
+                    self.patch(&id, n).await
+                }
+                7 => {
+                    let id = live[self.rng.below(live.len() as u64) as usize].clone();
+                    self.delete(&id).await
+                }
+                _ => self.batch(&live, n).await,
+            };
+            if !ok {
+                break;
+            }
+        }
+        self
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Option<(StatusCode, Value)> {
+        let response = request
+            .header("Authorization", format!("Bearer {}", self.key))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status();
+        let body = response.json::<Value>().await.ok()?;
+        Some((status, body))
+    }
+
+    async fn create(&mut self, n: u64) -> bool {
+        let contact = self
+            .send(self.client.post(format!("{}/contacts/{TENANT}", self.base)).json(
+                &json!({"first_name": "Crash", "last_name": format!("Test {n}"), "city": "Oslo"}),
+            ))
+            .await;
+        let Some((status, contact)) = contact else {
+            return false;
+        };
+        assert!(status.is_success(), "contact create: {status} {contact}");
+        let student = contact["id"].as_str().unwrap().to_owned();
+        self.contacts.push(student.clone());
+        self.acked += 1;
+        let body = json!({
+            "student_id": student,
+            "course_id": self.course,
+            "course_offering_id": self.offering,
+            "city": format!("city {n}"),
+            "notes": "x".repeat(self.rng.below(2000) as usize),
+        });
+        let Some((status, record)) = self
+            .send(self.client.post(registrations(&self.base)).json(&body))
+            .await
+        else {
+            // In flight: the id is unknown, so the record is found by its unique student.
+            self.records
+                .insert(format!("student:{student}"), Known::OneOf(Vec::new()));
+            return false;
+        };
+        assert!(status.is_success(), "create: {status} {record}");
+        self.records.insert(
+            record["id"].as_str().unwrap().to_owned(),
+            Known::Acked(record),
+        );
+        self.acked += 1;
+        true
+    }
+
+    async fn patch(&mut self, id: &str, n: u64) -> bool {
+        let before = match &self.records[id] {
+            Known::Acked(v) => v.clone(),
+            other => panic!("patching {id} in state {other:?}"),
+        };
+        let patch = json!([
+            {"op": "replace", "path": "/city", "value": format!("patched {n}")},
+            {"op": "add", "path": "/job_title", "value": format!("job {n}")},
+        ]);
+        let url = format!("{}/{id}", registrations(&self.base));
+        let Some((status, record)) = self.send(self.client.patch(url).json(&patch)).await else {
+            let patched = Expect::Patched {
+                version: next_version(&before),
+                fields: json!({"city": format!("patched {n}"), "job_title": format!("job {n}")}),
+            };
+            self.records.insert(
+                id.to_owned(),
+                Known::OneOf(vec![Expect::Exactly(before), patched]),
+            );
+            return false;
+        };
+        assert!(status.is_success(), "patch: {status} {record}");
+        self.records.insert(id.to_owned(), Known::Acked(record));
+        self.acked += 1;
+        true
+    }
+
+    async fn delete(&mut self, id: &str) -> bool {
+        let before = match &self.records[id] {
+            Known::Acked(v) => v.clone(),
+            other => panic!("deleting {id} in state {other:?}"),
+        };
+        let url = format!("{}/{id}", registrations(&self.base));
+        let Some((status, body)) = self.send(self.client.delete(url)).await else {
+            self.records.insert(
+                id.to_owned(),
+                Known::OneOf(vec![Expect::Exactly(before), Expect::Absent]),
+            );
+            return false;
+        };
+        assert!(status.is_success(), "delete: {status} {body}");
+        self.records.insert(id.to_owned(), Known::Deleted);
+        self.acked += 1;
+        true
+    }
+
+    /// Patches up to three records and deletes one, each on its own (not atomic).
+    async fn batch(&mut self, live: &[String], n: u64) -> bool {
+        let take = live.len().min(4);
+        let start = self.rng.below(live.len() as u64) as usize;
+        let ids: Vec<String> = (0..take)
+            .map(|i| live[(start + i) % live.len()].clone())
+            .collect();
+        let operations: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                if i == 3 {
+                    json!({"op": "delete", "id": id})
+                } else {
+                    json!({"op": "patch", "id": id, "patch": [
+                        {"op": "replace", "path": "/city", "value": format!("batch {n}")}
+                    ]})
+                }
+            })
+            .collect();
+        let url = format!("{}/batch", registrations(&self.base));
+        // What each operation leaves when it is applied.
+        let applied: Vec<Expect> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| match (&self.records[id], i) {
+                (_, 3) => Expect::Absent,
+                (Known::Acked(before), _) => Expect::Patched {
+                    version: next_version(before),
+                    fields: json!({"city": format!("batch {n}")}),
+                },
+                (other, _) => panic!("batch on {id} in state {other:?}"),
+            })
+            .collect();
+        let Some((status, report)) = self
+            .send(
+                self.client
+                    .post(url)
+                    .json(&json!({"operations": operations})),
+            )
+            .await
+        else {
+            for (id, applied) in ids.iter().zip(applied) {
+                let Known::Acked(before) = self.records[id].clone() else {
+                    unreachable!()
+                };
+                self.records.insert(
+                    id.clone(),
+                    Known::OneOf(vec![Expect::Exactly(before), applied]),
+                );
+            }
+            return false;
+        };
+        assert!(status.is_success(), "batch: {status} {report}");
+        for result in report["results"].as_array().unwrap() {
+            assert_eq!(result["status"], 200, "batch op: {result}");
+        }
+        // Every operation is acknowledged. The answer holds statuses, not bodies: read each
+        // patched record back so the model holds its exact content.
+        let mut killed = false;
+        for (id, applied) in ids.iter().zip(applied) {
+            if applied == Expect::Absent {
+                self.records.insert(id.clone(), Known::Deleted);
+                continue;
+            }
+            let url = format!("{}/{id}", registrations(&self.base));
+            let read = if killed {
+                None
+            } else {
+                self.send(self.client.get(url)).await
+            };
+            match read {
+                Some((status, record)) => {
+                    assert!(status.is_success(), "read back: {status}");
+                    assert!(applied.admits(Some(&record)), "batch result {record}");
+                    self.records.insert(id.clone(), Known::Acked(record));
+                }
+                None => {
+                    killed = true;
+                    self.records.insert(id.clone(), Known::OneOf(vec![applied]));
+                }
+            }
+        }
+        self.acked += 1;
+        !killed
+    }
+}
+
+async fn get(client: &Client, base: &str, key: &str, url: String) -> (StatusCode, Value) {
+    let _ = base;
+    let response = client
+        .get(url)
+        .header("Authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .expect("the restarted server answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Compares every known record with what the restarted server holds, and settles the
+/// in-flight ones to what it found.
+async fn verify(server: &Server, key: &str, writers: &mut [Writer], tally: &mut Tally) {
+    let client = Client::new();
+    for writer in writers.iter_mut() {
+        let entries: Vec<(String, Known)> =
+            std::mem::take(&mut writer.records).into_iter().collect();
+        for (id, known) in entries {
+            if let Some(student) = id.strip_prefix("student:") {
+                // A create in flight: look its record up by its student.
+                let url = format!("{}/student/{student}", registrations(&server.base));
+                let (status, page) = get(&client, &server.base, key, url).await;
+                assert_eq!(status, StatusCode::OK);
+                tally.in_flight += 1;
+                if let Some(record) = page["Items"].as_array().unwrap().first() {
+                    writer.records.insert(
+                        record["id"].as_str().unwrap().to_owned(),
+                        Known::Acked(record.clone()),
+                    );
+                }
+                continue;
+            }
+            let url = format!("{}/{id}", registrations(&server.base));
+            let (status, found) = get(&client, &server.base, key, url).await;
+            let found = (status == StatusCode::OK).then_some(found);
+            assert!(
+                status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+                "{id}: {status}"
+            );
+            match (&known, &found) {
+                (Known::Acked(expected), Some(found)) if expected == found => {
+                    tally.acked += 1;
+                    writer.records.insert(id, known);
+                }
+                (Known::Deleted, None) => {
+                    tally.acked += 1;
+                    writer.records.insert(id, known);
+                }
+                (Known::OneOf(states), found)
+                    if states.iter().any(|e| e.admits(found.as_ref())) =>
+                {
+                    tally.in_flight += 1;
+                    writer.records.insert(
+                        id,
+                        match found {
+                            Some(record) => Known::Acked(record.clone()),
+                            None => Known::Deleted,
+                        },
+                    );
+                }
+                (known, found) => {
+                    tally
+                        .lost
+                        .push(format!("{id}: acked {known:?}, found {found:?}"));
+                    writer.records.insert(
+                        id,
+                        match found {
+                            Some(record) => Known::Acked(record.clone()),
+                            None => Known::Deleted,
+                        },
+                    );
+                }
+            }
+        }
+        // Every answered contact create is there.
+        for contact in &writer.contacts {
+            let url = format!("{}/contacts/{TENANT}/{contact}", server.base);
+            let (status, _) = get(&client, &server.base, key, url).await;
+            if status != StatusCode::OK {
+                tally.lost.push(format!("contact {contact}: {status}"));
+            }
+        }
+        // Every live record is found through its student's lookup, and nothing else is.
+        for (id, known) in &writer.records {
+            if let Known::Acked(record) = known {
+                let student = record["student_id"].as_str().unwrap();
+                let url = format!("{}/student/{student}", registrations(&server.base));
+                let (_, page) = get(&client, &server.base, key, url).await;
+                let ids: Vec<&str> = page["Items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap())
+                    .collect();
+                assert_eq!(ids, vec![id.as_str()], "index of {student}");
+            }
+        }
+    }
+}
+
+async fn setup(server: &Server) -> (String, String, String) {
+    let client = Client::new();
+    let post = |path: String, key: &str, body: Value| {
+        client
+            .post(format!("{}{path}", server.base))
+            .header("Authorization", format!("Bearer {key}"))
+            .json(&body)
+            .send()
+    };
+    let tenant = post("/admin/tenants".into(), OPERATOR, json!({"id": TENANT}))
+        .await
+        .unwrap();
+    assert!(tenant.status().is_success());
+    let key: Value = post(
+        format!("/admin/tenants/{TENANT}/keys"),
+        OPERATOR,
+        json!({"role": "admin"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let course: Value = post(
+        format!("/courses/{TENANT}"),
+        &key,
+        json!({"name": "Crash 101"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let course = course["id"].as_str().unwrap().to_owned();
+    let offering: Value = post(
+        format!("/courseOfferings/{TENANT}"),
+        &key,
+        json!({"course_id": course, "name": "Spring"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    (key, course, offering["id"].as_str().unwrap().to_owned())
+}
+
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    (dir, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_sigkill() {
+    let cycles: usize = std::env::var("REGISTRAR_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("REGISTRAR_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash test: {cycles} cycles, REGISTRAR_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let (_dir, db) = data_dir();
+    let server = Server::start(&db).await;
+    let (key, course, offering) = setup(&server).await;
+    let mut writers: Vec<Writer> = (0..WRITERS)
+        .map(|i| Writer {
+            client: Client::new(),
+            base: String::new(),
+            key: key.clone(),
+            offering: offering.clone(),
+            course: course.clone(),
+            rng: Rng(seed.wrapping_add(i as u64 * 0x9E37_79B9) | 1),
+            records: BTreeMap::new(),
+            contacts: Vec::new(),
+            acked: 0,
+            ops: 0,
+        })
+        .collect();
+    let mut server = Some(server);
+    let mut tally = Tally::default();
+    let mut writes_acked = 0;
+    for cycle in 0..cycles {
+        let running = match server.take() {
+            Some(s) => s,
+            None => Server::start(&db).await,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = writers
+            .drain(..)
+            .map(|mut w| {
+                w.base = running.base.clone();
+                tokio::spawn(w.run(stop.clone()))
+            })
+            .collect();
+        // Kill somewhere between 50 ms and 1.5 s into the load.
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(1450))).await;
+        running.kill();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            writers.push(task.await.expect("a writer panicked"));
+        }
+        let restarted = Server::start(&db).await;
+        verify(&restarted, &key, &mut writers, &mut tally).await;
+        writes_acked = writers.iter().map(|w| w.acked).sum::<usize>();
+        eprintln!(
+            "cycle {cycle}: {writes_acked} writes acked so far, {} records checked, {} in flight, {} lost",
+            tally.acked,
+            tally.in_flight,
+            tally.lost.len()
+        );
+        server = Some(restarted);
+    }
+    if let Some(s) = server {
+        s.kill();
+    }
+    eprintln!(
+        "crash test done: {cycles} SIGKILLs, {writes_acked} writes acked, {} record checks passed, {} in flight at a kill, {} lost",
+        tally.acked,
+        tally.in_flight,
+        tally.lost.len()
+    );
+    assert!(
+        tally.lost.is_empty(),
+        "lost acknowledged writes: {:#?}",
+        tally.lost
+    );
+    assert!(
+        writes_acked > cycles * 10,
+        "the load did too little to mean anything"
+    );
+}
