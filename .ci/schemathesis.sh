@@ -42,6 +42,15 @@ post("/admin/tenants", {"id": "schemathesis"})
 print(post("/admin/tenants/schemathesis/keys", {"role": "admin", "name": "schemathesis"})["key"])
 PY
 )
+status=0
 st --config-file .ci/schemathesis.toml run "$BASE/openapi.json" \
     --checks all --seed 20261128 --workers 2 \
-    -H "Authorization: Bearer $KEY" "$@"
+    --report har --report-dir "$WORK/report" \
+    -H "Authorization: Bearer $KEY" "$@" || status=$?
+python3 - "$WORK/report" <<'PY'
+import json, os, sys
+entries = sum(len(json.load(open(os.path.join(sys.argv[1], name)))["log"]["entries"])
+              for name in os.listdir(sys.argv[1]) if name.endswith(".json"))
+print(f"schemathesis sent {entries} requests")
+PY
+exit "$status"
