@@ -625,3 +625,57 @@ async fn acknowledged_writes_survive_sigkill() {
         "the load did too little to mean anything"
     );
 }
+
+/// SIGTERM while writers are busy: the server stops taking connections, finishes what it
+/// accepted, closes the database and exits 0; everything it answered is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_requests_and_closes_cleanly() {
+    let (_dir, db) = data_dir();
+    let server = Server::start(&db).await;
+    let (key, course, offering) = setup(&server).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let writer = Writer {
+                client: Client::new(),
+                base: server.base.clone(),
+                key: key.clone(),
+                offering: offering.clone(),
+                course: course.clone(),
+                rng: Rng(0x5EED + i as u64),
+                records: BTreeMap::new(),
+                contacts: Vec::new(),
+                acked: 0,
+                ops: 0,
+            };
+            tokio::spawn(writer.run(stop.clone()))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = server.child.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    let mut child = server.child;
+    let exit = tokio::task::spawn_blocking(move || child.wait().expect("reaped"))
+        .await
+        .unwrap();
+    assert!(
+        exit.success(),
+        "SIGTERM must end the server cleanly: {exit:?}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut writers = Vec::new();
+    for task in tasks {
+        writers.push(task.await.expect("a writer panicked"));
+    }
+    let acked: usize = writers.iter().map(|w| w.acked).sum();
+    assert!(acked > 0);
+    let restarted = Server::start(&db).await;
+    let mut tally = Tally::default();
+    verify(&restarted, &key, &mut writers, &mut tally).await;
+    restarted.kill();
+    assert!(tally.lost.is_empty(), "lost at SIGTERM: {:#?}", tally.lost);
+}

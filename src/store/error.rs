@@ -22,6 +22,9 @@ pub enum StoreError {
     /// A value larger than a stored value may be (it could not be read back).
     #[error("the value is {bytes} bytes; at most {limit} can be stored")]
     TooLarge { bytes: usize, limit: usize },
+    /// Another process holds the data directory (sled's exclusive file lock).
+    #[error("the data directory {0} is in use by another process (a running registrar?): stop it first, or use the running server's admin endpoints")]
+    Locked(String),
     /// Bytes that do not decode: a corrupt database or a format this build cannot read.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -73,7 +76,7 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => {
                 ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
             }
-            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_)) => {
+            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
                 log::error!("store fault: {fault}");
                 ApiError::internal()
             }

@@ -70,7 +70,18 @@ impl Store {
             .path(dir)
             .cache_capacity(CACHE_CAPACITY)
             .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                // sled locks the directory exclusively: another process has it open.
+                // sled wraps the lock failure in an `Other` error that only its text identifies.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                other => other.into(),
+            })?;
         let fixed: Vec<sled::Tree> = TreeId::FIXED
             .iter()
             .map(|(name, _)| db.open_tree(name))

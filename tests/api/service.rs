@@ -78,7 +78,7 @@ async fn healthz_answers_only_once_the_database_is_open() {
         "serve must fail while the database is held"
     );
     assert!(
-        refused.1.contains("cannot open the database"),
+        refused.1.contains("is in use by another process"),
         "{}",
         refused.1
     );
