@@ -31,6 +31,8 @@ pub enum DurabilityArg {
     Sync,
     /// Answer after commit; sled flushes every 500 ms.
     Relaxed,
+    /// Like sync, and fsync sled's log after each flush: survives power loss too.
+    Strict,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -74,6 +76,7 @@ impl ServeArgs {
         match self.durability {
             DurabilityArg::Sync => Durability::Sync,
             DurabilityArg::Relaxed => Durability::Relaxed,
+            DurabilityArg::Strict => Durability::Strict,
         }
     }
 

@@ -45,6 +45,10 @@ struct Server {
 
 impl Server {
     async fn start(data: &Path) -> Server {
+        Server::start_with(data, &[]).await
+    }
+
+    async fn start_with(data: &Path, extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -58,6 +62,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data)
+            .args(extra)
             .env("REGISTRAR_OPERATOR_KEY", OPERATOR)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -543,6 +548,16 @@ async fn acknowledged_writes_survive_sigkill() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    kill_cycles(cycles, &[]).await;
+}
+
+/// `--durability strict` adds an fsync to each flush; what a kill cannot lose stays the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_sigkill_in_strict_mode() {
+    kill_cycles(3, &["--durability", "strict"]).await;
+}
+
+async fn kill_cycles(cycles: usize, server_args: &[&str]) {
     let seed: u64 = std::env::var("REGISTRAR_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -556,7 +571,7 @@ async fn acknowledged_writes_survive_sigkill() {
     eprintln!("crash test: {cycles} cycles, REGISTRAR_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let (_dir, db) = data_dir();
-    let server = Server::start(&db).await;
+    let server = Server::start_with(&db, server_args).await;
     let (key, course, offering) = setup(&server).await;
     let mut writers: Vec<Writer> = (0..WRITERS)
         .map(|i| Writer {
@@ -578,7 +593,7 @@ async fn acknowledged_writes_survive_sigkill() {
     for cycle in 0..cycles {
         let running = match server.take() {
             Some(s) => s,
-            None => Server::start(&db).await,
+            None => Server::start_with(&db, server_args).await,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = writers
@@ -595,7 +610,7 @@ async fn acknowledged_writes_survive_sigkill() {
         for task in tasks {
             writers.push(task.await.expect("a writer panicked"));
         }
-        let restarted = Server::start(&db).await;
+        let restarted = Server::start_with(&db, server_args).await;
         verify(&restarted, &key, &mut writers, &mut tally).await;
         writes_acked = writers.iter().map(|w| w.acked).sum::<usize>();
         eprintln!(

@@ -100,8 +100,14 @@ impl Store {
 
         let all_trees: Vec<sled::Tree> = fixed.iter().chain(indexes.iter()).cloned().collect();
         let stats = Arc::new(stats::WriteStats::default());
-        let pipeline = Pipeline::start(db.clone(), all_trees, durability, stats.clone())
-            .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
+        let pipeline = Pipeline::start(
+            db.clone(),
+            all_trees,
+            durability,
+            &dir.join("db"),
+            stats.clone(),
+        )
+        .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
         Ok(Store {
             pipeline,
             registrations: fixed[TreeId::Registrations.position()].clone(),
