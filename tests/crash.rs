@@ -488,52 +488,42 @@ async fn verify(server: &Server, key: &str, writers: &mut [Writer], tally: &mut 
     }
 }
 
-async fn setup(server: &Server) -> (String, String, String) {
-    let client = Client::new();
-    let post = |path: String, key: &str, body: Value| {
-        client
-            .post(format!("{}{path}", server.base))
-            .header("Authorization", format!("Bearer {key}"))
-            .json(&body)
-            .send()
-    };
-    let tenant = post("/admin/tenants".into(), OPERATOR, json!({"id": TENANT}))
+/// POSTs `body` and returns the answer's `field`, which must be there (a 2xx).
+async fn post_for(server: &Server, path: &str, key: &str, body: Value, field: &str) -> String {
+    let response = Client::new()
+        .post(format!("{}{path}", server.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .json(&body)
+        .send()
         .await
         .unwrap();
-    assert!(tenant.status().is_success());
-    let key: Value = post(
-        format!("/admin/tenants/{TENANT}/keys"),
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    let answer: Value = response.json().await.unwrap();
+    answer[field].as_str().unwrap().to_owned()
+}
+
+/// The tenant, an admin key, a course and an offering of it: (key, course, offering).
+async fn setup(server: &Server) -> (String, String, String) {
+    post_for(
+        server,
+        "/admin/tenants",
         OPERATOR,
-        json!({"role": "admin"}),
+        json!({"id": TENANT}),
+        "id",
     )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let key = key["key"].as_str().unwrap().to_owned();
-    let course: Value = post(
-        format!("/courses/{TENANT}"),
-        &key,
-        json!({"name": "Crash 101"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let course = course["id"].as_str().unwrap().to_owned();
-    let offering: Value = post(
-        format!("/courseOfferings/{TENANT}"),
-        &key,
-        json!({"course_id": course, "name": "Spring"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    (key, course, offering["id"].as_str().unwrap().to_owned())
+    .await;
+    let keys = format!("/admin/tenants/{TENANT}/keys");
+    let key = post_for(server, &keys, OPERATOR, json!({"role": "admin"}), "key").await;
+    let courses = format!("/courses/{TENANT}");
+    let course = post_for(server, &courses, &key, json!({"name": "Crash 101"}), "id").await;
+    let offerings = format!("/courseOfferings/{TENANT}");
+    let body = json!({"course_id": course, "name": "Spring"});
+    let offering = post_for(server, &offerings, &key, body, "id").await;
+    (key, course, offering)
 }
 
 fn data_dir() -> (tempfile::TempDir, PathBuf) {

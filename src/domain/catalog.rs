@@ -751,33 +751,21 @@ mod tests {
         described
     }
 
+    /// `Required` describes exactly what an empty body is refused for.
+    fn check_required<F: CatalogFields>() {
+        assert_eq!(refused_when_empty::<F>(), described::<F>(), "{:?}", F::KIND);
+    }
+
     #[test]
     fn required_describes_what_complete_refuses() {
-        assert_eq!(
-            refused_when_empty::<ContactFields>(),
-            described::<ContactFields>()
-        );
-        assert_eq!(
-            refused_when_empty::<CourseFields>(),
-            described::<CourseFields>()
-        );
-        assert_eq!(
-            refused_when_empty::<CourseOfferingFields>(),
-            described::<CourseOfferingFields>()
-        );
-        assert_eq!(
-            refused_when_empty::<RegistrationProcessFields>(),
-            described::<RegistrationProcessFields>()
-        );
-        assert_eq!(
-            refused_when_empty::<EmailTemplateFields>(),
-            described::<EmailTemplateFields>()
-        );
-        assert_eq!(
-            refused_when_empty::<OrderFields>(),
-            described::<OrderFields>()
-        );
+        check_required::<ContactFields>();
+        check_required::<CourseFields>();
+        check_required::<CourseOfferingFields>();
+        check_required::<RegistrationProcessFields>();
+        check_required::<EmailTemplateFields>();
+        check_required::<OrderFields>();
     }
+
     use serde_json::json;
 
     #[test]

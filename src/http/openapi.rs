@@ -816,59 +816,30 @@ fn error_responses() -> Map<String, Value> {
         .collect()
 }
 
+/// A catalog kind's record, and the body that creates or replaces it when clients may.
+fn catalog_schemas<F: CatalogFields>(schemas: &mut Map<String, Value>, client_owned: bool) {
+    let name = schema_name(F::KIND);
+    schemas.insert(name.into(), CatalogRecord::<F>::output_schema());
+    if client_owned {
+        schemas.insert(format!("{name}Input"), CatalogRecord::<F>::input_schema());
+    }
+}
+
 fn component_schemas() -> Map<String, Value> {
     let mut schemas = Map::new();
     schemas.insert(
         "CourseRegistration".into(),
         CourseRegistration::output_schema(),
     );
-    schemas.insert(
-        "Contact".into(),
-        CatalogRecord::<ContactFields>::output_schema(),
-    );
-    schemas.insert(
-        "Course".into(),
-        CatalogRecord::<CourseFields>::output_schema(),
-    );
-    schemas.insert(
-        "CourseOffering".into(),
-        CatalogRecord::<CourseOfferingFields>::output_schema(),
-    );
-    schemas.insert(
-        "RegistrationProcess".into(),
-        CatalogRecord::<RegistrationProcessFields>::output_schema(),
-    );
-    schemas.insert(
-        "EmailTemplate".into(),
-        CatalogRecord::<EmailTemplateFields>::output_schema(),
-    );
-    schemas.insert(
-        "Order".into(),
-        CatalogRecord::<OrderFields>::output_schema(),
-    );
+    catalog_schemas::<ContactFields>(&mut schemas, true);
+    catalog_schemas::<CourseFields>(&mut schemas, true);
+    catalog_schemas::<CourseOfferingFields>(&mut schemas, true);
+    catalog_schemas::<RegistrationProcessFields>(&mut schemas, true);
+    catalog_schemas::<EmailTemplateFields>(&mut schemas, true);
+    catalog_schemas::<OrderFields>(&mut schemas, false);
     schemas.insert(
         "CourseRegistrationInput".into(),
         CourseRegistration::input_schema(),
-    );
-    schemas.insert(
-        "ContactInput".into(),
-        CatalogRecord::<ContactFields>::input_schema(),
-    );
-    schemas.insert(
-        "CourseInput".into(),
-        CatalogRecord::<CourseFields>::input_schema(),
-    );
-    schemas.insert(
-        "CourseOfferingInput".into(),
-        CatalogRecord::<CourseOfferingFields>::input_schema(),
-    );
-    schemas.insert(
-        "RegistrationProcessInput".into(),
-        CatalogRecord::<RegistrationProcessFields>::input_schema(),
-    );
-    schemas.insert(
-        "EmailTemplateInput".into(),
-        CatalogRecord::<EmailTemplateFields>::input_schema(),
     );
     schemas.insert("Tenant".into(), Tenant::schema());
     schemas.insert("JsonValue".into(), json_value_schema());
