@@ -1,0 +1,224 @@
+//! The hot paths of a request, in process: key encoding, the stored-value codec, record → JSON
+//! with and without a projection, one durable create through the write pipeline, and a lookup
+//! page. `cargo bench --bench hot_paths`; search and batch are in `search_batch`.
+//!
+//! The store benches build a small tenant (1 course, 1 offering, 200 contacts, 2,000
+//! registrations) in a temporary directory through the real write path.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use registrar::domain::access::{Actor, Role, WriteContext};
+use registrar::domain::catalog::{
+    CatalogInput, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
+};
+use registrar::domain::ids::{RecordId, TenantId};
+use registrar::domain::record::project;
+use registrar::domain::registration::{CourseRegistration, RegistrationInput};
+use registrar::domain::tenant::{Limits, NewTenant};
+use registrar::store::catalog::{CatalogHooks, CreateCatalog};
+use registrar::store::index::REGISTRATION_INDEXES;
+use registrar::store::registrations::CreateRegistration;
+use registrar::store::{codec, keys, Durability, Store};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const TENANT: &str = "bench";
+const CONTACTS: usize = 200;
+const REGISTRATIONS: usize = 2000;
+
+fn ctx() -> WriteContext {
+    WriteContext::new(Actor {
+        key_id: "bench".into(),
+        role: Role::Admin,
+    })
+}
+
+/// A full registration: every field of the seed's sample (about 2 KB of JSON).
+fn full_registration() -> CourseRegistration {
+    let body: Value =
+        serde_json::from_str(include_str!("../tests/fixtures/full_registration.json")).unwrap();
+    let fields = RegistrationInput::parse(&body).unwrap().fields;
+    CourseRegistration::create(RecordId::generate(), fields, &ctx()).unwrap()
+}
+
+fn keys_and_codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("keys");
+    let id = RecordId::generate();
+    group.bench_function("registration key", |b| {
+        b.iter(|| keys::registration(black_box(TENANT), black_box(id.as_str())))
+    });
+    group.bench_function("index entry key (2 values)", |b| {
+        b.iter(|| keys::index_entry(black_box(TENANT), ["01STUDENT", "01COURSE"], id.as_str()))
+    });
+    let entry = keys::index_entry(TENANT, ["01STUDENT", "01COURSE"], id.as_str());
+    group.bench_function("index entry id (decode)", |b| {
+        b.iter(|| keys::index_entry_id(black_box(entry.as_bytes()), 2).unwrap())
+    });
+    group.finish();
+
+    let record = full_registration();
+    let bytes = codec::encode(&record).unwrap();
+    let mut group = c.benchmark_group("codec");
+    group.bench_function("encode full registration", |b| {
+        b.iter(|| codec::encode(black_box(&record)).unwrap())
+    });
+    group.bench_function("decode full registration", |b| {
+        b.iter(|| codec::decode::<CourseRegistration>(black_box(&bytes)).unwrap())
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("json");
+    group.bench_function("record to JSON bytes", |b| {
+        b.iter(|| serde_json::to_vec(&black_box(&record).to_json()).unwrap())
+    });
+    let fields: Vec<String> = ["name", "status", "course_offering_id"]
+        .map(String::from)
+        .to_vec();
+    group.bench_function("record to JSON bytes, 3-field projection", |b| {
+        b.iter(|| serde_json::to_vec(&project(black_box(&record).to_json(), &fields)).unwrap())
+    });
+    group.bench_function("decode + JSON (a GET's work)", |b| {
+        b.iter(|| {
+            let record: CourseRegistration = codec::decode(black_box(&bytes)).unwrap();
+            serde_json::to_vec(&record.to_json()).unwrap()
+        })
+    });
+    group.finish();
+}
+
+async fn create_catalog<F: CatalogHooks>(
+    store: &Store,
+    tenant: &TenantId,
+    body: Value,
+) -> RecordId {
+    let fields = CatalogInput::<F>::parse(&body).unwrap().fields;
+    let record = CatalogRecord::create(RecordId::generate(), fields, &ctx()).unwrap();
+    store
+        .submit(CreateCatalog {
+            tenant: tenant.clone(),
+            record,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+struct Tenant {
+    store: Store,
+    id: TenantId,
+    course: RecordId,
+    offering: RecordId,
+    contacts: Vec<RecordId>,
+}
+
+async fn tenant(dir: &std::path::Path, durability: Durability) -> Tenant {
+    let store = Store::open(dir, durability).unwrap();
+    let id = store
+        .create_tenant(
+            NewTenant {
+                id: TenantId::parse(TENANT).unwrap(),
+                limits: Limits::default(),
+            },
+            &ctx(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let course = create_catalog::<CourseFields>(&store, &id, json!({"name": "Bench 101"})).await;
+    let offering = create_catalog::<CourseOfferingFields>(
+        &store,
+        &id,
+        json!({"course_id": course, "name": "Spring"}),
+    )
+    .await;
+    let mut contacts = Vec::new();
+    for i in 0..CONTACTS {
+        let body = json!({"first_name": "Student", "last_name": format!("{i}")});
+        contacts.push(create_catalog::<ContactFields>(&store, &id, body).await);
+    }
+    Tenant {
+        store,
+        id,
+        course,
+        offering,
+        contacts,
+    }
+}
+
+/// A cancelled registration: it holds no seat and no (student, offering) slot, so the same
+/// student can be registered again and again; every index entry and counter is still written.
+fn create_intent(t: &Tenant, student: &RecordId) -> CreateRegistration {
+    let body = json!({
+        "student_id": student, "course_id": t.course, "course_offering_id": t.offering,
+        "status": "cancelled", "city": "Oslo", "notes": "x".repeat(1500),
+    });
+    CreateRegistration {
+        tenant: t.id.clone(),
+        id: RecordId::generate(),
+        fields: RegistrationInput::parse(&body).unwrap().fields,
+        ctx: ctx(),
+        dry_run: false,
+    }
+}
+
+fn store_paths(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = rt.block_on(tenant(&dir.path().join("db"), Durability::Sync));
+    rt.block_on(async {
+        for i in 0..REGISTRATIONS {
+            t.store
+                .submit(create_intent(&t, &t.contacts[i % CONTACTS]))
+                .await
+                .unwrap();
+        }
+    });
+
+    let mut group = c.benchmark_group("store");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(5));
+    let mut n = 0;
+    group.bench_function("create, durable (one writer, flush per create)", |b| {
+        b.iter(|| {
+            n += 1;
+            let intent = create_intent(&t, &t.contacts[n % CONTACTS]);
+            rt.block_on(t.store.submit(intent)).unwrap()
+        })
+    });
+    let student = REGISTRATION_INDEXES
+        .iter()
+        .find(|d| d.lookup == "student")
+        .unwrap();
+    let first = t.contacts[0].as_str();
+    group.bench_function("lookup page (student, ~10 items)", |b| {
+        b.iter(|| {
+            let page = t
+                .store
+                .lookup_registrations(&t.id, student, &[first], false, None, 10)
+                .unwrap();
+            assert_eq!(page.items.len(), 10);
+            page
+        })
+    });
+    group.bench_function("lookup page as JSON bytes", |b| {
+        b.iter(|| {
+            let page = t
+                .store
+                .lookup_registrations(&t.id, student, &[first], false, None, 10)
+                .unwrap();
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .map(|r| Value::Object(r.to_json()))
+                .collect();
+            serde_json::to_vec(&json!({"Count": items.len(), "Items": items})).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, keys_and_codec, store_paths);
+criterion_main!(benches);
