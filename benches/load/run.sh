@@ -21,7 +21,7 @@
 #                   slower side's GET-by-id throughput in this run (1000 without `get`)
 #   DURABILITY=sync registrar's --durability (PocketBase keeps its WAL + synchronous=NORMAL)
 #   REGISTRAR_LOG=info   RUST_LOG for registrar (info = one access-log line per request, as shipped)
-#   RESULTS=target/load-bench/<time>  where results.tsv, table.txt and the server logs are kept
+#   RESULTS=target/load-bench/<time>  where results.tsv, table.txt and the servers' log tails are kept
 #   TOOLS=target/load-tools           where PocketBase's venv and oha are installed (kept)
 set -euo pipefail
 
@@ -52,6 +52,7 @@ die() { log "error: $*"; exit 1; }
 
 # --- Cleanup: every process this script starts is recorded here and stopped at exit. ---
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/registrar-load.XXXXXX")
+LOGS="$WORK/logs" # servers' logs (registrar's access log grows ~150 B a request): their tails are kept
 PIDS=()
 cleanup() {
   local status=$?
@@ -61,13 +62,16 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  for f in "$LOGS"/*.log; do
+    [ -f "$f" ] && tail -n 1000 "$f" >"$RESULTS/$(basename "$f")"
+  done
   rm -rf "$WORK"
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$RESULTS" "$TOOLS"
+mkdir -p "$RESULTS" "$TOOLS" "$LOGS"
 RESULTS=$(cd "$RESULTS" && pwd)
 
 # --- Tools ---
@@ -107,7 +111,7 @@ free_port() {
 wait_for() { # URL NAME PID
   for _ in $(seq 1 300); do
     curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || die "$2 exited at start; see $RESULTS/$2.log"
+    kill -0 "$3" 2>/dev/null || die "$2 exited at start; see the end of its log in $RESULTS/$2.log"
     sleep 0.1
   done
   die "$2 did not answer $1 within 30 s"
@@ -121,7 +125,7 @@ start_registrar() {
   REGISTRAR_URL="http://127.0.0.1:$port"
   OPERATOR_KEY="op_load_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   RUST_LOG=$REGISTRAR_LOG "$REGISTRAR" --bind "127.0.0.1:$port" --data-dir "$WORK/registrar" \
-    --durability "$DURABILITY" --operator-key "$OPERATOR_KEY" >"$RESULTS/registrar.log" 2>&1 &
+    --durability "$DURABILITY" --operator-key "$OPERATOR_KEY" >"$LOGS/registrar.log" 2>&1 &
   PIDS+=($!)
   wait_for "$REGISTRAR_URL/healthz" registrar $!
   curl -fsS -o /dev/null -H "Authorization: Bearer $OPERATOR_KEY" -H 'Content-Type: application/json' \
@@ -138,7 +142,7 @@ start_pocketbase() {
   password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
   POCKETBASE_URL="http://127.0.0.1:$port"
   "$PB" superuser upsert "$email" "$password" --dir "$WORK/pb_data" >/dev/null
-  "$PB" serve --http "127.0.0.1:$port" --dir "$WORK/pb_data" >"$RESULTS/pocketbase.log" 2>&1 &
+  "$PB" serve --http "127.0.0.1:$port" --dir "$WORK/pb_data" >"$LOGS/pocketbase.log" 2>&1 &
   PIDS+=($!)
   wait_for "$POCKETBASE_URL/api/health" pocketbase $!
   POCKETBASE_AUTH=$(curl -fsS -H 'Content-Type: application/json' \
@@ -150,7 +154,7 @@ start_ceiling() {
   local port
   port=$(free_port)
   CEILING_URL="http://127.0.0.1:$port"
-  "$CEILING" "127.0.0.1:$port" >"$RESULTS/ceiling.log" 2>&1 &
+  "$CEILING" "127.0.0.1:$port" >"$LOGS/ceiling.log" 2>&1 &
   PIDS+=($!)
   wait_for "$CEILING_URL/" ceiling $!
 }
