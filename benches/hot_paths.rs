@@ -5,16 +5,15 @@
 //! The store benches build a small tenant (1 course, 1 offering, 200 contacts, 2,000
 //! registrations) in a temporary directory through the real write path.
 
+mod common;
+
+use common::{create, ctx};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use registrar::domain::access::{Actor, Role, WriteContext};
-use registrar::domain::catalog::{
-    CatalogInput, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
-};
+use registrar::domain::catalog::{ContactFields, CourseFields, CourseOfferingFields};
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::record::project;
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::tenant::{Limits, NewTenant};
-use registrar::store::catalog::{CatalogHooks, CreateCatalog};
 use registrar::store::index::REGISTRATION_INDEXES;
 use registrar::store::registrations::CreateRegistration;
 use registrar::store::{codec, keys, Durability, Store};
@@ -24,13 +23,6 @@ use std::time::Duration;
 const TENANT: &str = "bench";
 const CONTACTS: usize = 200;
 const REGISTRATIONS: usize = 2000;
-
-fn ctx() -> WriteContext {
-    WriteContext::new(Actor {
-        key_id: "bench".into(),
-        role: Role::Admin,
-    })
-}
 
 /// A full registration: every field of the seed's sample (about 2 KB of JSON).
 fn full_registration() -> CourseRegistration {
@@ -85,23 +77,6 @@ fn keys_and_codec(c: &mut Criterion) {
     group.finish();
 }
 
-async fn create_catalog<F: CatalogHooks>(
-    store: &Store,
-    tenant: &TenantId,
-    body: Value,
-) -> RecordId {
-    let fields = CatalogInput::<F>::parse(&body).unwrap().fields;
-    let record = CatalogRecord::create(RecordId::generate(), fields, &ctx()).unwrap();
-    store
-        .submit(CreateCatalog {
-            tenant: tenant.clone(),
-            record,
-        })
-        .await
-        .unwrap()
-        .id
-}
-
 struct Tenant {
     store: Store,
     id: TenantId,
@@ -123,17 +98,14 @@ async fn tenant(dir: &std::path::Path, durability: Durability) -> Tenant {
         .await
         .unwrap()
         .id;
-    let course = create_catalog::<CourseFields>(&store, &id, json!({"name": "Bench 101"})).await;
-    let offering = create_catalog::<CourseOfferingFields>(
-        &store,
-        &id,
-        json!({"course_id": course, "name": "Spring"}),
-    )
-    .await;
+    let course = create::<CourseFields>(&store, &id, json!({"name": "Bench 101"})).await;
+    let offering =
+        create::<CourseOfferingFields>(&store, &id, json!({"course_id": course, "name": "Spring"}))
+            .await;
     let mut contacts = Vec::new();
     for i in 0..CONTACTS {
         let body = json!({"first_name": "Student", "last_name": format!("{i}")});
-        contacts.push(create_catalog::<ContactFields>(&store, &id, body).await);
+        contacts.push(create::<ContactFields>(&store, &id, body).await);
     }
     Tenant {
         store,

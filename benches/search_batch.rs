@@ -5,16 +5,15 @@
 //! `target/bench-data/<size>` so later runs start at once. Every registration has its own
 //! (student, offering) pair: 1,000 contacts × `size / 1000` offerings of 10 courses.
 
+mod common;
+
+use common::{create, ctx};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use registrar::domain::access::{Actor, Role, WriteContext};
-use registrar::domain::catalog::{
-    CatalogInput, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
-};
+use registrar::domain::catalog::{ContactFields, CourseFields, CourseOfferingFields};
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::registration::RegistrationInput;
 use registrar::domain::search::SearchCriteria;
 use registrar::domain::tenant::{Limits, NewTenant};
-use registrar::store::catalog::{CatalogHooks, CreateCatalog};
 use registrar::store::registrations::CreateRegistration;
 use registrar::store::{Durability, Store};
 use registrar::workflows::batch;
@@ -27,26 +26,6 @@ const TENANT: &str = "bench";
 const CONTACTS: usize = 1000;
 const CITIES: [&str; 5] = ["London", "Paris", "Berlin", "Madrid", "Rome"];
 const STATUSES: [&str; 4] = ["registered", "draft", "completed", "cancelled"];
-
-fn ctx() -> WriteContext {
-    WriteContext::new(Actor {
-        key_id: "bench".into(),
-        role: Role::Admin,
-    })
-}
-
-async fn create<F: CatalogHooks>(store: &Store, tenant: &TenantId, body: Value) -> RecordId {
-    let fields = CatalogInput::<F>::parse(&body).unwrap().fields;
-    let record = CatalogRecord::create(RecordId::generate(), fields, &ctx()).unwrap();
-    store
-        .submit(CreateCatalog {
-            tenant: tenant.clone(),
-            record,
-        })
-        .await
-        .unwrap()
-        .id
-}
 
 /// Builds the dataset with relaxed durability (it is rebuilt if lost), as fast as the
 /// pipeline takes it: many concurrent submitters, so each transaction carries ~128 writes.

@@ -367,74 +367,14 @@ fn item_links(prefix: &str) -> Value {
 
 fn registration_operations() -> Vec<Operation> {
     let base = "/courseRegistrations/{tenantId}";
-    let item = format!("{base}/{{id}}");
     let fields = || projection_param::<RegistrationFields>("fields");
-    let mut ops = vec![
-        Operation::new("post", base, "createCourseRegistration")
-            .summary("Create a course registration")
-            .param(tenant_param())
-            .param(idempotency_param())
-            .body(schema_ref("CourseRegistrationInput"))
-            .ok(
-                200,
-                "The stored registration",
-                schema_ref("CourseRegistration"),
-            )
-            .etag()
-            .links(item_links("CourseRegistration")),
-        page_params(
-            Operation::new("get", base, "listCourseRegistrations")
-                .summary("List course registrations, in id order")
-                .param(tenant_param())
-                .param(fields()),
-        )
-        .ok(
-            200,
-            "A page of registrations",
-            json!({"type": "array", "items": schema_ref("CourseRegistration")}),
-        ),
-        Operation::new("get", item.clone(), "getCourseRegistration")
-            .summary("Get a course registration")
-            .param(tenant_param())
-            .param(id_param("id"))
-            .param(fields())
-            .param(flag_param(
-                "consistentRead",
-                "Accepted for compatibility: every read is strongly consistent.",
-            ))
-            .ok(200, "The registration", schema_ref("CourseRegistration"))
-            .etag(),
-        Operation::new("put", item.clone(), "replaceCourseRegistration")
-            .summary("Replace a course registration")
-            .param(tenant_param())
-            .param(id_param("id"))
-            .param(if_match_param())
-            .body(schema_ref("CourseRegistrationInput"))
-            .ok(
-                200,
-                "The stored registration",
-                schema_ref("CourseRegistration"),
-            )
-            .etag(),
-        Operation::new("patch", item.clone(), "patchCourseRegistration")
-            .summary("Change a course registration with a JSON Patch")
-            .param(tenant_param())
-            .param(id_param("id"))
-            .param(if_match_param())
-            .body(patch_schema())
-            .ok(
-                200,
-                "The stored registration",
-                schema_ref("CourseRegistration"),
-            )
-            .etag(),
-        Operation::new("delete", item, "deleteCourseRegistration")
-            .summary("Delete a course registration")
-            .kind(Kind::Write)
-            .param(tenant_param())
-            .param(id_param("id"))
-            .param(if_match_param())
-            .ok(200, "The deleted id", RecordId::schema()),
+    let mut ops = record_operations::<RegistrationFields>(
+        "courseRegistrations",
+        "CourseRegistration",
+        TENANT_TAG,
+        true,
+    );
+    ops.extend([
         page_params(
             Operation::new(
                 "post",
@@ -496,7 +436,7 @@ fn registration_operations() -> Vec<Operation> {
             .body(PreviewEmail::schema())
             .ok(200, "The message as sent", schema_ref("SentEmail"))
             .extra(&[502]),
-    ];
+    ]);
     let properties = RegistrationFields::property_schemas();
     let lookup_param = |field: &str| {
         let mut schema = properties
@@ -537,17 +477,29 @@ fn registration_operations() -> Vec<Operation> {
     ops
 }
 
-fn catalog_operations<F: CatalogFields>(client_owned: bool) -> Vec<Operation> {
-    let kind = F::KIND;
-    let base = format!("/{}/{{tenantId}}", kind.resource());
+/// The operations every record resource has: list, get and patch, and when clients own the
+/// records, create, replace and delete. `name` is the record's schema (`{name}Input` its body).
+fn record_operations<F: Fields>(
+    resource: &str,
+    name: &str,
+    tag: &'static str,
+    client_owned: bool,
+) -> Vec<Operation> {
+    let base = format!("/{resource}/{{tenantId}}");
     let item = format!("{base}/{{id}}");
-    let name = schema_name(kind);
     let fields = || projection_param::<F>("fields");
+    let on_item = |method, verb: &str, summary: String| {
+        Operation::new(method, item.clone(), format!("{verb}{name}"))
+            .summary(summary)
+            .tag(tag)
+            .param(tenant_param())
+            .param(id_param("id"))
+    };
     let mut ops = vec![
         page_params(
             Operation::new("get", base.clone(), format!("list{name}"))
-                .summary(format!("List {}", kind.resource()))
-                .tag(CATALOG_TAG)
+                .summary(format!("List {resource}, in id order"))
+                .tag(tag)
                 .param(tenant_param())
                 .param(fields()),
         )
@@ -556,11 +508,7 @@ fn catalog_operations<F: CatalogFields>(client_owned: bool) -> Vec<Operation> {
             "A page of records, in id order",
             json!({"type": "array", "items": schema_ref(name)}),
         ),
-        Operation::new("get", item.clone(), format!("get{name}"))
-            .summary(format!("Get one of {}", kind.resource()))
-            .tag(CATALOG_TAG)
-            .param(tenant_param())
-            .param(id_param("id"))
+        on_item("get", "get", format!("Get one of {resource}"))
             .param(fields())
             .param(flag_param(
                 "consistentRead",
@@ -568,57 +516,57 @@ fn catalog_operations<F: CatalogFields>(client_owned: bool) -> Vec<Operation> {
             ))
             .ok(200, "The record", schema_ref(name))
             .etag(),
-        Operation::new("patch", item.clone(), format!("patch{name}"))
-            .summary(format!(
-                "Change one of {} with a JSON Patch",
-                kind.resource()
-            ))
-            .tag(CATALOG_TAG)
-            .param(tenant_param())
-            .param(id_param("id"))
-            .param(if_match_param())
-            .body(patch_schema())
-            .ok(200, "The stored record", schema_ref(name))
-            .etag(),
+        on_item(
+            "patch",
+            "patch",
+            format!("Change one of {resource} with a JSON Patch"),
+        )
+        .param(if_match_param())
+        .body(patch_schema())
+        .ok(200, "The stored record", schema_ref(name))
+        .etag(),
     ];
     if client_owned {
+        let input = schema_ref(&format!("{name}Input"));
         ops.push(
             Operation::new("post", base, format!("create{name}"))
-                .summary(format!("Create one of {}", kind.resource()))
-                .tag(CATALOG_TAG)
+                .summary(format!("Create one of {resource}"))
+                .tag(tag)
                 .param(tenant_param())
                 .param(idempotency_param())
-                .body(schema_ref(&format!("{name}Input")))
+                .body(input.clone())
                 .ok(200, "The stored record", schema_ref(name))
                 .etag()
                 .links(item_links(name)),
         );
         ops.push(
-            Operation::new("put", item.clone(), format!("replace{name}"))
-                .summary(format!("Replace one of {}", kind.resource()))
-                .tag(CATALOG_TAG)
-                .param(tenant_param())
-                .param(id_param("id"))
+            on_item("put", "replace", format!("Replace one of {resource}"))
                 .param(if_match_param())
-                .body(schema_ref(&format!("{name}Input")))
+                .body(input)
                 .ok(200, "The stored record", schema_ref(name))
                 .etag(),
         );
         ops.push(
-            Operation::new("delete", item, format!("delete{name}"))
-                .summary(format!(
-                    "Delete one of {} (409 while records refer to it)",
-                    kind.resource()
-                ))
-                .tag(CATALOG_TAG)
-                .kind(Kind::Write)
-                .param(tenant_param())
-                .param(id_param("id"))
-                .param(if_match_param())
-                .ok(200, "The deleted id", RecordId::schema()),
+            on_item(
+                "delete",
+                "delete",
+                format!("Delete one of {resource} (409 while others depend on it)"),
+            )
+            .kind(Kind::Write)
+            .param(if_match_param())
+            .ok(200, "The deleted id", RecordId::schema()),
         );
     }
     ops
+}
+
+fn catalog_operations<F: CatalogFields>(client_owned: bool) -> Vec<Operation> {
+    record_operations::<F>(
+        F::KIND.resource(),
+        schema_name(F::KIND),
+        CATALOG_TAG,
+        client_owned,
+    )
 }
 
 fn schema_name(kind: CatalogKind) -> &'static str {
