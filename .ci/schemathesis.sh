@@ -42,9 +42,12 @@ post("/admin/tenants", {"id": "schemathesis"})
 print(post("/admin/tenants/schemathesis/keys", {"role": "admin", "name": "schemathesis"})["key"])
 PY
 )
+# One worker: with two, Hypothesis' lambda-source cache (not thread-safe) once crashed
+# Schemathesis itself ("AST constructor recursion depth mismatch"), failing CI for no fault of
+# the server. One worker also makes the run repeat exactly with the seed.
 status=0
 st --config-file .ci/schemathesis.toml run "$BASE/openapi.json" \
-    --checks all --seed 20261128 --workers 2 \
+    --checks all --seed 20261128 --workers 1 \
     --report har --report-dir "$WORK/report" \
     -H "Authorization: Bearer $KEY" "$@" || status=$?
 python3 - "$WORK/report" <<'PY'
