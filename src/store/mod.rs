@@ -66,38 +66,33 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY)
-            .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
-            .open()?;
-        let fixed: Vec<sled::Tree> = TreeId::FIXED
-            .iter()
-            .map(|(name, _)| db.open_tree(name))
-            .collect::<Result<_, _>>()?;
-        let indexes: Vec<sled::Tree> = index::REGISTRATION_INDEXES
-            .iter()
-            .map(|def| db.open_tree(def.tree))
-            .collect::<Result<_, _>>()?;
+        let db = config(dir).open()?;
+        let trees = open_trees(&db)?;
+        let tree = |id: TreeId| trees[id.position()].clone();
+        let indexes: Vec<sled::Tree> = (0..index::REGISTRATION_INDEXES.len())
+            .map(|n| tree(TreeId::Index(n)))
+            .collect();
         let meta = db.open_tree("meta")?;
         let secret = load_or_create_secret(&db, &meta)?;
-        let directory = Directory::load(
-            &fixed[TreeId::Tenants.position()],
-            &fixed[TreeId::ApiKeys.position()],
-            &meta,
-        )?;
+        let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
 
-        let all_trees: Vec<sled::Tree> = fixed.iter().chain(indexes.iter()).cloned().collect();
         let stats = Arc::new(stats::WriteStats::default());
-        let pipeline = Pipeline::start(db.clone(), all_trees, durability, stats.clone())
+        let (registrations, catalog, outbox, idempotency, counters) = (
+            tree(TreeId::Registrations),
+            tree(TreeId::Catalog),
+            tree(TreeId::Outbox),
+            tree(TreeId::Idempotency),
+            tree(TreeId::Counters),
+        );
+        let pipeline = Pipeline::start(db.clone(), trees, durability, stats.clone())
             .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
         Ok(Store {
             pipeline,
-            registrations: fixed[TreeId::Registrations.position()].clone(),
-            catalog: fixed[TreeId::Catalog.position()].clone(),
-            outbox: fixed[TreeId::Outbox.position()].clone(),
-            idempotency: fixed[TreeId::Idempotency.position()].clone(),
-            counters: fixed[TreeId::Counters.position()].clone(),
+            registrations,
+            catalog,
+            outbox,
+            idempotency,
+            counters,
             indexes,
             meta,
             db,
@@ -140,6 +135,21 @@ impl Store {
             }
         }
     }
+}
+
+/// How every opener (the server, `registrar check`) configures sled.
+fn config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_CAPACITY)
+        .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
+}
+
+/// Opens every tree a transaction may span, at its `TreeId::position`.
+fn open_trees(db: &sled::Db) -> Result<Vec<sled::Tree>, StoreError> {
+    Ok(TreeId::all()
+        .map(|id| db.open_tree(id.name()))
+        .collect::<Result<_, _>>()?)
 }
 
 fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], StoreError> {
