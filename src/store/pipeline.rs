@@ -6,6 +6,9 @@
 //!
 //! sled serialises transactions behind a process-wide lock anyway, so a single writer loses
 //! nothing; and while the flusher flushes batch N the writer already commits batch N+1.
+//!
+//! The writer also runs *exclusive* work (the consistency check) between two batches: sled has
+//! no snapshot across trees, and this is the one place where no write is half-way through.
 
 use super::error::StoreError;
 use super::stats::WriteStats;
@@ -94,9 +97,45 @@ impl<I: Intent> PendingJob for Job<I> {
 
 type Batch = Vec<Box<dyn PendingJob>>;
 
+/// Work that runs alone on the writer thread, between two batches, outside any transaction.
+trait ExclusiveJob: Send {
+    fn run(self: Box<Self>, trees: &[Tree]);
+}
+
+struct Alone<T, F> {
+    work: F,
+    reply: Reply<T>,
+}
+
+impl<T, F> ExclusiveJob for Alone<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&[Tree]) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, trees: &[Tree]) {
+        let Alone { work, reply } = *self;
+        // A panic here would end the writer thread and with it every later write; the work
+        // reads whatever bytes the database holds, so contain it to this one caller.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(trees)))
+            .unwrap_or_else(|_| {
+                log::error!("exclusive work on the writer thread panicked");
+                Err(StoreError::Storage("exclusive work panicked".into()))
+            });
+        let _ = reply.send(outcome);
+    }
+}
+
+/// What the writer's queue holds.
+enum Queued {
+    /// Joins the next batch.
+    Intent(Box<dyn PendingJob>),
+    /// Runs once every write queued before it has committed, and before any queued after it.
+    Exclusive(Box<dyn ExclusiveJob>),
+}
+
 /// The running write path. Dropping it drains the queue, stops both threads and waits for them.
 pub struct Pipeline {
-    sender: Option<mpsc::Sender<Box<dyn PendingJob>>>,
+    sender: Option<mpsc::Sender<Queued>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -107,7 +146,7 @@ impl Pipeline {
         durability: Durability,
         stats: Arc<WriteStats>,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::channel::<Box<dyn PendingJob>>(QUEUE_DEPTH);
+        let (sender, receiver) = mpsc::channel::<Queued>(QUEUE_DEPTH);
         let mut threads = Vec::new();
         let flush_queue = match durability {
             Durability::Relaxed => None,
@@ -144,7 +183,24 @@ impl Pipeline {
             reply,
         };
         sender
-            .send(Box::new(job))
+            .send(Queued::Intent(Box::new(job)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `work` on the writer thread with no write half-way through: after every write
+    /// queued before it has committed, before any queued after it. Writes wait while it runs.
+    /// It answers as soon as it is done: what it writes itself, it must flush itself.
+    pub async fn exclusive<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&[Tree]) -> Result<T, StoreError> + Send + 'static,
+    {
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Queued::Exclusive(Box::new(Alone { work, reply })))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -162,15 +218,29 @@ impl Drop for Pipeline {
 
 fn writer_loop(
     trees: Vec<Tree>,
-    mut queue: mpsc::Receiver<Box<dyn PendingJob>>,
+    mut queue: mpsc::Receiver<Queued>,
     flush_queue: Option<std_mpsc::Sender<Batch>>,
     stats: &WriteStats,
 ) {
-    while let Some(first) = queue.blocking_recv() {
+    // Exclusive work taken off the queue while a batch was being gathered: it runs right
+    // after that batch commits.
+    let mut next: Option<Queued> = None;
+    while let Some(first) = next.take().or_else(|| queue.blocking_recv()) {
+        let first = match first {
+            Queued::Exclusive(job) => {
+                job.run(&trees);
+                continue;
+            }
+            Queued::Intent(job) => job,
+        };
         let mut batch: Batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Queued::Intent(job)) => batch.push(job),
+                Ok(exclusive) => {
+                    next = Some(exclusive);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -225,5 +295,54 @@ fn flusher_loop(db: sled::Db, queue: std_mpsc::Receiver<Batch>, stats: &WriteSta
 fn finish_all(batch: Batch, fault: Option<&StoreError>) {
     for job in batch {
         job.finish(fault);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tx::TreeId;
+
+    struct Put(&'static [u8]);
+
+    impl Intent for Put {
+        type Output = ();
+        fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
+            tx.insert(TreeId::Registrations, self.0, self.0);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn exclusive_work_sees_every_write_queued_before_it_and_none_queued_after() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let trees: Vec<Tree> = TreeId::all()
+            .map(|id| db.open_tree(id.name()).unwrap())
+            .collect();
+        let pipeline = Pipeline::start(
+            db,
+            trees,
+            Durability::Relaxed,
+            Arc::new(WriteStats::default()),
+        )
+        .unwrap();
+        // join! polls in order, so the queue holds: before, the exclusive work, after.
+        let (before, seen, after) = tokio::join!(
+            pipeline.submit(Put(b"before")),
+            pipeline.exclusive(|trees| {
+                let registrations = &trees[TreeId::Registrations.position()];
+                Ok((
+                    registrations.contains_key(b"before")?,
+                    registrations.contains_key(b"after")?,
+                ))
+            }),
+            pipeline.submit(Put(b"after")),
+        );
+        before.unwrap();
+        after.unwrap();
+        assert_eq!(seen.unwrap(), (true, false));
+        let failed: Result<(), StoreError> = pipeline.exclusive(|_| panic!("boom")).await;
+        assert!(failed.is_err());
+        pipeline.submit(Put(b"still writing")).await.unwrap();
     }
 }
