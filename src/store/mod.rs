@@ -12,9 +12,13 @@
 //! * `tenants`: (tenant) → tenant; `api_keys`: (key id) → key;
 //!   `api_keys_by_tenant`: (tenant, key id) → ()
 //! * `meta`: (name) → value (page-token secret, operator key hash)
+//!
+//! Everything but the records, tenants, keys, outbox and stored responses is derived from
+//! them; `check` recomputes it and can rebuild it.
 
 pub mod batch;
 pub mod catalog;
+pub mod check;
 pub mod codec;
 pub mod directory;
 pub mod error;
