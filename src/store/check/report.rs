@@ -104,6 +104,16 @@ pub enum ChangeAction {
     Removed,
 }
 
+impl ChangeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeAction::Inserted => "inserted",
+            ChangeAction::Replaced => "replaced",
+            ChangeAction::Removed => "removed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     pub action: ChangeAction,
