@@ -1,5 +1,6 @@
 //! The command line and its environment variables. Each flag is also `REGISTRAR_*`.
 
+use crate::domain::ids::TenantId;
 use crate::store::Durability;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -23,6 +24,30 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default).
     Serve(ServeArgs),
+    /// Check indexes and counters against the records, offline (stop the server first; a
+    /// running server answers POST /admin/check). Exit status: 0 clean (or all repaired),
+    /// 1 problems remain, 2 the check could not run.
+    Check(CheckArgs),
+}
+
+/// Where `serve` and `check` find the database unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./data/db";
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Where the database lives.
+    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Check only this tenant (default: every tenant, and data of tenants that do not exist).
+    #[arg(long, value_parser = TenantId::parse)]
+    pub tenant: Option<TenantId>,
+    /// Rebuild the indexes, slots and counters that differ from the records (never changes
+    /// or deletes a record), then check again.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print the report as JSON (the shape POST /admin/check answers with).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,7 +66,7 @@ pub struct ServeArgs {
     #[arg(long, env = "REGISTRAR_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
     /// Where the database lives.
-    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "./data/db")]
+    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// When a write is acknowledged.
     #[arg(long, env = "REGISTRAR_DURABILITY", value_enum, default_value = "sync")]

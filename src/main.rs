@@ -7,6 +7,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Check(args)) => return registrar::check::run(&args),
         None => cli.serve,
     };
     match registrar::startup::serve(args).await {

@@ -264,6 +264,7 @@ mod tests {
                 tenant("acme", Role::Admin),
             ),
             (Method::GET, "/metrics", Requirement::Operator),
+            (Method::POST, "/admin/check", Requirement::Operator),
         ];
         for (method, path, expected) in cases {
             assert_eq!(requirement(&method, path), expected, "{method} {path}");

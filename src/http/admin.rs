@@ -1,14 +1,16 @@
-//! `/admin`: tenants (operator key) and a tenant's API keys (operator or the tenant's admin key).
+//! `/admin`: tenants (operator key), a tenant's API keys (operator or the tenant's admin key),
+//! and the consistency check (operator key).
 //! The access gate has checked the key, the tenant and the role before any handler runs.
 
 use super::access::Caller;
-use super::body::JsonBody;
+use super::body::{JsonBody, OptionalJsonBody};
 use super::query::QueryParams;
 use super::request::write_context;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{NewKey, NewTenant};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Store;
+use crate::workflows::check::{self, CheckRequest};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -32,7 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         super::endpoint("/admin/tenants/{tenantId}/keys/{keyId}")
             .route(web::delete().to(revoke_key)),
-    );
+    )
+    .service(super::endpoint("/admin/check").route(web::post().to(check_consistency)));
 }
 
 /// The tenant an operator-only path names (the gate checks tenants only for tenant roles).
@@ -130,4 +133,15 @@ async fn revoke_key(
             other => other.into(),
         })?;
     Ok(HttpResponse::Ok().json(key_id))
+}
+
+async fn check_consistency(
+    req: HttpRequest,
+    store: web::Data<Store>,
+    body: OptionalJsonBody,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let request = CheckRequest::parse(body.0.as_ref())?;
+    let report = check::run(&store.into_inner(), request).await?;
+    Ok(HttpResponse::Ok().json(report))
 }

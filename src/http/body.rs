@@ -68,49 +68,87 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     Ok(value)
 }
 
+/// A request body that is empty, or else well-formed JSON: for endpoints whose body is
+/// optional.
+pub struct OptionalJsonBody(pub Option<Value>);
+
+fn check_media_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if is_json_media_type(content_type) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must be JSON (Content-Type: application/json)",
+        ))
+    }
+}
+
+fn check_declared_length(req: &HttpRequest) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > MAX_BODY_BYTES => Err(too_large()),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the whole body, refusing it as soon as it passes [`MAX_BODY_BYTES`].
+async fn read_body(mut payload: Payload) -> Result<BytesMut, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl FromRequest for JsonBody {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let checked = if !is_json_media_type(content_type) {
-            Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "the body must be JSON (Content-Type: application/json)",
-            ))
-        } else {
-            let declared = req
-                .headers()
-                .get(actix_web::http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok());
-            match declared {
-                Some(length) if length > MAX_BODY_BYTES => Err(too_large()),
-                _ => Ok(()),
-            }
-        };
-        let mut payload = payload.take();
+        let checked = check_media_type(req).and_then(|()| check_declared_length(req));
+        let payload = payload.take();
         Box::pin(async move {
             checked?;
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::InvalidJson,
-                        format!("the body could not be read: {e}"),
-                    )
-                })?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
+            parse_json(&read_body(payload).await?).map(JsonBody)
+        })
+    }
+}
+
+impl FromRequest for OptionalJsonBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let length = check_declared_length(req);
+        // Only a body that is there has to say it is JSON.
+        let media_type = check_media_type(req);
+        let payload = payload.take();
+        Box::pin(async move {
+            length?;
+            let body = read_body(payload).await?;
+            if body.is_empty() {
+                return Ok(OptionalJsonBody(None));
             }
-            parse_json(&body).map(JsonBody)
+            media_type?;
+            parse_json(&body).map(|value| OptionalJsonBody(Some(value)))
         })
     }
 }

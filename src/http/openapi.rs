@@ -22,7 +22,9 @@ use crate::domain::tenant::{tenant_patch_schema, ApiKey, NewKey, NewTenant, Tena
 use crate::domain::values::{json_value_schema, MAX_TEXT_CHARS};
 use crate::error::ErrorCode;
 use crate::http::query::MAX_LIMIT;
+use crate::store::check::CheckReport;
 use crate::store::index::REGISTRATION_INDEXES;
+use crate::workflows::check::CheckRequest;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
@@ -85,6 +87,8 @@ struct Operation {
     kind: Kind,
     params: Vec<Value>,
     body: Option<Value>,
+    /// Whether a request may leave the body out.
+    body_optional: bool,
     /// The success status, its description, its schema, and whether it carries an ETag.
     ok: (u16, &'static str, Value),
     etag: bool,
@@ -113,6 +117,7 @@ impl Operation {
             },
             params: Vec::new(),
             body: None,
+            body_optional: false,
             ok: (200, "OK", json!({})),
             etag: false,
             paged: false,
@@ -140,6 +145,12 @@ impl Operation {
     }
     fn body(mut self, schema: Value) -> Self {
         self.body = Some(schema);
+        self
+    }
+    /// A body that may be left out.
+    fn optional_body(mut self, schema: Value) -> Self {
+        self.body = Some(schema);
+        self.body_optional = true;
         self
     }
     fn ok(mut self, status: u16, description: &'static str, schema: Value) -> Self {
@@ -243,7 +254,7 @@ impl Operation {
         }
         if let Some(body) = &self.body {
             operation["requestBody"] = json!({
-                "required": true,
+                "required": !self.body_optional,
                 "content": {"application/json": {"schema": body}},
             });
         }
@@ -637,6 +648,20 @@ fn admin_operations() -> Vec<Operation> {
         .param(tenant())
         .param(path_param("keyId", json!({"type": "string"})))
         .ok(200, "The revoked key's id", json!({"type": "string"})),
+        Operation::new("post", "/admin/check", "checkConsistency")
+            .summary(
+                "Check indexes, slots and counters against the records, and repair them when \
+                 asked (operator key). Runs on the write path: writes wait until it is done.",
+            )
+            .tag(ADMIN_TAG)
+            // A body without conflicts: the statuses of a search.
+            .kind(Kind::ReadBody)
+            .optional_body(CheckRequest::schema())
+            .ok(
+                200,
+                "The report: every problem by tenant, tree and record; what a repair changed and what remains",
+                schema_ref("CheckReport"),
+            ),
     ]
 }
 
@@ -810,6 +835,7 @@ fn component_schemas() -> Map<String, Value> {
             "additionalProperties": false,
         }),
     );
+    schemas.insert("CheckReport".into(), CheckReport::schema());
     schemas.insert(
         "BatchResult".into(),
         json!({

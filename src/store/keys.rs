@@ -142,11 +142,49 @@ pub fn registrations_of(tenant: &str) -> Key {
 
 /// Reads the record id (the last component) of a `registrations` key.
 pub fn registration_id(key: &[u8]) -> Result<String, MalformedKey> {
+    id_after_tenant(key)
+}
+
+/// Prefix of everything one tenant has in any tenant-scoped tree (every tree but `api_keys`
+/// and `meta`); the same bytes as the tenant's key in `tenants`.
+pub fn tenant_prefix(tenant: &str) -> Key {
+    Key::new().text(tenant)
+}
+
+/// The first key after every key that starts with `prefix` (a whole number of components).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    // A prefix of components ends with the terminator 0x01; 0x02 sorts after every key that
+    // continues it and before any other component that shares its bytes so far.
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// Reads the tenant (the first component) of a key of a tenant-scoped tree.
+pub fn tenant_of(key: &[u8]) -> Result<String, MalformedKey> {
+    KeyReader::new(key).string()
+}
+
+/// Reads the tenant id that is the whole of a `tenants` key.
+pub fn tenant_id(key: &[u8]) -> Result<String, MalformedKey> {
+    let mut reader = KeyReader::new(key);
+    let tenant = reader.string()?;
+    if !reader.is_empty() {
+        return Err(MalformedKey("trailing bytes after tenant id"));
+    }
+    Ok(tenant)
+}
+
+/// Reads the second and last component of a (tenant, id) key: `registrations`, `outbox`,
+/// `idempotency`.
+fn id_after_tenant(key: &[u8]) -> Result<String, MalformedKey> {
     let mut reader = KeyReader::new(key);
     reader.text()?;
     let id = reader.string()?;
     if !reader.is_empty() {
-        return Err(MalformedKey("trailing bytes after registration id"));
+        return Err(MalformedKey("trailing bytes after the id"));
     }
     Ok(id)
 }
@@ -195,6 +233,18 @@ pub fn catalog(tenant: &str, kind: &str, id: &str) -> Key {
     Key::new().text(tenant).text(kind).text(id)
 }
 
+/// Reads (kind tag, id) of a `catalog` key.
+pub fn catalog_kind_and_id(key: &[u8]) -> Result<(String, String), MalformedKey> {
+    let mut reader = KeyReader::new(key);
+    reader.text()?;
+    let kind = reader.string()?;
+    let id = reader.string()?;
+    if !reader.is_empty() {
+        return Err(MalformedKey("trailing bytes after catalog id"));
+    }
+    Ok((kind, id))
+}
+
 /// Prefix of every catalog record of one kind in a tenant.
 pub fn catalog_of(tenant: &str, kind: &str) -> Key {
     Key::new().text(tenant).text(kind)
@@ -210,6 +260,11 @@ pub fn outbox(tenant: &str, id: &str) -> Key {
     Key::new().text(tenant).text(id)
 }
 
+/// Reads the message id of an `outbox` key.
+pub fn outbox_id(key: &[u8]) -> Result<String, MalformedKey> {
+    id_after_tenant(key)
+}
+
 /// Prefix of every outbox message of one tenant.
 pub fn outbox_of(tenant: &str) -> Key {
     Key::new().text(tenant)
@@ -220,14 +275,54 @@ pub fn idempotency(tenant: &str, key: &str) -> Key {
     Key::new().text(tenant).text(key)
 }
 
+/// Reads the client's key of an `idempotency` key.
+pub fn idempotency_key(key: &[u8]) -> Result<String, MalformedKey> {
+    id_after_tenant(key)
+}
+
+const REFERENCES: &str = "refs";
+const ACTIVE_SEATS: &str = "active";
+
 /// `counters`: how many records point at the catalog record (tenant, kind, id).
 pub fn reference_count(tenant: &str, kind: &str, id: &str) -> Key {
-    Key::new().text(tenant).text("refs").text(kind).text(id)
+    Key::new().text(tenant).text(REFERENCES).text(kind).text(id)
 }
 
 /// `counters`: how many active registrations an offering has.
 pub fn active_count(tenant: &str, offering: &str) -> Key {
-    Key::new().text(tenant).text("active").text(offering)
+    Key::new().text(tenant).text(ACTIVE_SEATS).text(offering)
+}
+
+/// What a `counters` key counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CounterKey {
+    /// (tenant, name): a sequence or the registration count.
+    Named(String),
+    /// (tenant, "active", offering): the offering's active registrations.
+    ActiveSeats { offering: String },
+    /// (tenant, "refs", kind, id): the records that point at a catalog record.
+    References { kind: String, id: String },
+}
+
+/// Reads a `counters` key back.
+pub fn counter_key(key: &[u8]) -> Result<CounterKey, MalformedKey> {
+    let mut reader = KeyReader::new(key);
+    reader.text()?;
+    let mut parts = Vec::with_capacity(3);
+    while !reader.is_empty() {
+        parts.push(reader.string()?);
+    }
+    match parts.as_slice() {
+        [name] => Ok(CounterKey::Named(name.clone())),
+        [tag, offering] if tag == ACTIVE_SEATS => Ok(CounterKey::ActiveSeats {
+            offering: offering.clone(),
+        }),
+        [tag, kind, id] if tag == REFERENCES => Ok(CounterKey::References {
+            kind: kind.clone(),
+            id: id.clone(),
+        }),
+        _ => Err(MalformedKey("not a counter this build writes")),
+    }
 }
 
 /// `counters`: (tenant, counter name) → u64.
@@ -253,6 +348,16 @@ pub fn api_key_of_tenant(tenant: &str, key_id: &str) -> Key {
 /// Prefix of every key id of one tenant in `api_keys_by_tenant`.
 pub fn api_keys_of_tenant(tenant: &str) -> Key {
     Key::new().text(tenant)
+}
+
+/// Reads the key id of an `api_keys` key.
+pub fn api_key_id(key: &[u8]) -> Result<String, MalformedKey> {
+    let mut reader = KeyReader::new(key);
+    let id = reader.string()?;
+    if !reader.is_empty() {
+        return Err(MalformedKey("trailing bytes after key id"));
+    }
+    Ok(id)
 }
 
 /// Reads the key id of an `api_keys_by_tenant` key.
@@ -336,6 +441,64 @@ mod tests {
             registration_id(registration("acme", "X").as_bytes()).unwrap(),
             "X"
         );
+    }
+
+    #[test]
+    fn tree_keys_read_back() {
+        assert_eq!(tenant_id(tenant("acme").as_bytes()).unwrap(), "acme");
+        assert_eq!(
+            tenant_of(registration("acme", "X").as_bytes()).unwrap(),
+            "acme"
+        );
+        assert_eq!(
+            catalog_kind_and_id(catalog("acme", "contact", "C1").as_bytes()).unwrap(),
+            ("contact".to_owned(), "C1".to_owned())
+        );
+        assert_eq!(outbox_id(outbox("acme", "M1").as_bytes()).unwrap(), "M1");
+        assert_eq!(
+            idempotency_key(idempotency("acme", "k").as_bytes()).unwrap(),
+            "k"
+        );
+        assert_eq!(api_key_id(api_key("K1").as_bytes()).unwrap(), "K1");
+        assert!(tenant_id(registration("acme", "X").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn every_counter_key_reads_back_as_what_it_counts() {
+        assert_eq!(
+            counter_key(counter("acme", "registration_count").as_bytes()).unwrap(),
+            CounterKey::Named("registration_count".into())
+        );
+        assert_eq!(
+            counter_key(active_count("acme", "O1").as_bytes()).unwrap(),
+            CounterKey::ActiveSeats {
+                offering: "O1".into()
+            }
+        );
+        assert_eq!(
+            counter_key(reference_count("acme", "contact", "C1").as_bytes()).unwrap(),
+            CounterKey::References {
+                kind: "contact".into(),
+                id: "C1".into()
+            }
+        );
+        let odd = Key::new().text("acme").text("active").text("a").text("b");
+        assert!(counter_key(odd.as_bytes()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn a_tenants_keys_lie_between_its_prefix_and_the_prefix_end(
+            tenant in "[A-Za-z0-9_|:-]{1,8}", other in "[A-Za-z0-9_|:-]{1,8}", rest in tuple()
+        ) {
+            let prefix = tenant_prefix(&tenant);
+            let end = prefix_end(prefix.as_bytes());
+            let inside = rest.iter().fold(prefix.clone(), |k, c| k.text(c));
+            prop_assert!(inside.as_bytes() >= prefix.as_bytes() && inside.as_bytes() < end.as_slice());
+            prop_assume!(other != tenant);
+            let outside = rest.iter().fold(tenant_prefix(&other), |k, c| k.text(c));
+            prop_assert!(outside.as_bytes() < prefix.as_bytes() || outside.as_bytes() >= end.as_slice());
+        }
     }
 
     #[test]

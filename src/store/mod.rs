@@ -12,9 +12,13 @@
 //! * `tenants`: (tenant) → tenant; `api_keys`: (key id) → key;
 //!   `api_keys_by_tenant`: (tenant, key id) → ()
 //! * `meta`: (name) → value (page-token secret, operator key hash)
+//!
+//! Everything but the records, tenants, keys, outbox and stored responses is derived from
+//! them; `check` recomputes it and can rebuild it.
 
 pub mod batch;
 pub mod catalog;
+pub mod check;
 pub mod codec;
 pub mod directory;
 pub mod error;
@@ -66,43 +70,27 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY)
-            .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
-            .open()
-            .map_err(|e| match e {
-                // sled locks the directory exclusively: another process has it open.
-                // sled wraps the lock failure in an `Other` error that only its text identifies.
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
-                    StoreError::Locked(dir.display().to_string())
-                }
-                other => other.into(),
-            })?;
-        let fixed: Vec<sled::Tree> = TreeId::FIXED
-            .iter()
-            .map(|(name, _)| db.open_tree(name))
-            .collect::<Result<_, _>>()?;
-        let indexes: Vec<sled::Tree> = index::REGISTRATION_INDEXES
-            .iter()
-            .map(|def| db.open_tree(def.tree))
-            .collect::<Result<_, _>>()?;
+        let db = open_db(dir)?;
+        let trees = open_trees(&db)?;
+        let tree = |id: TreeId| trees[id.position()].clone();
+        let indexes: Vec<sled::Tree> = (0..index::REGISTRATION_INDEXES.len())
+            .map(|n| tree(TreeId::Index(n)))
+            .collect();
         let meta = db.open_tree("meta")?;
         let secret = load_or_create_secret(&db, &meta)?;
-        let directory = Directory::load(
-            &fixed[TreeId::Tenants.position()],
-            &fixed[TreeId::ApiKeys.position()],
-            &meta,
-        )?;
+        let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
 
-        let all_trees: Vec<sled::Tree> = fixed.iter().chain(indexes.iter()).cloned().collect();
         let stats = Arc::new(stats::WriteStats::default());
+        let (registrations, catalog, outbox, idempotency, counters) = (
+            tree(TreeId::Registrations),
+            tree(TreeId::Catalog),
+            tree(TreeId::Outbox),
+            tree(TreeId::Idempotency),
+            tree(TreeId::Counters),
+        );
         let pipeline = Pipeline::start(
             db.clone(),
-            all_trees,
+            trees,
             durability,
             &dir.join("db"),
             stats.clone(),
@@ -110,11 +98,11 @@ impl Store {
         .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
         Ok(Store {
             pipeline,
-            registrations: fixed[TreeId::Registrations.position()].clone(),
-            catalog: fixed[TreeId::Catalog.position()].clone(),
-            outbox: fixed[TreeId::Outbox.position()].clone(),
-            idempotency: fixed[TreeId::Idempotency.position()].clone(),
-            counters: fixed[TreeId::Counters.position()].clone(),
+            registrations,
+            catalog,
+            outbox,
+            idempotency,
+            counters,
             indexes,
             meta,
             db,
@@ -157,6 +145,36 @@ impl Store {
             }
         }
     }
+}
+
+/// How every opener (the server, `registrar check`) configures sled.
+fn config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_CAPACITY)
+        .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
+}
+
+/// Opens sled in `dir`, telling a directory another process holds apart from other failures.
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    config(dir).open().map_err(|e| match e {
+        // sled locks the directory exclusively: another process has it open.
+        // sled wraps the lock failure in an `Other` error that only its text identifies.
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock") =>
+        {
+            StoreError::Locked(dir.display().to_string())
+        }
+        other => other.into(),
+    })
+}
+
+/// Opens every tree a transaction may span, at its `TreeId::position`.
+fn open_trees(db: &sled::Db) -> Result<Vec<sled::Tree>, StoreError> {
+    Ok(TreeId::all()
+        .map(|id| db.open_tree(id.name()))
+        .collect::<Result<_, _>>()?)
 }
 
 fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], StoreError> {

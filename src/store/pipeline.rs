@@ -6,6 +6,9 @@
 //!
 //! sled serialises transactions behind a process-wide lock anyway, so a single writer loses
 //! nothing; and while the flusher flushes batch N the writer already commits batch N+1.
+//!
+//! The writer also runs *exclusive* work (the consistency check) between two batches: sled has
+//! no snapshot across trees, and this is the one place where no write is half-way through.
 
 use super::error::StoreError;
 use super::stats::WriteStats;
@@ -99,9 +102,47 @@ impl<I: Intent> PendingJob for Job<I> {
 
 type Batch = Vec<Box<dyn PendingJob>>;
 
+/// Work that runs alone on the writer thread, between two batches, outside any transaction.
+trait ExclusiveJob: Send {
+    /// `settle` makes whatever the work wrote durable, as the strictest mode would.
+    fn run(self: Box<Self>, trees: &[Tree], settle: &dyn Fn() -> Result<(), StoreError>);
+}
+
+struct Alone<T, F> {
+    work: F,
+    reply: Reply<T>,
+}
+
+impl<T, F> ExclusiveJob for Alone<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&[Tree]) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, trees: &[Tree], settle: &dyn Fn() -> Result<(), StoreError>) {
+        let Alone { work, reply } = *self;
+        // A panic here would end the writer thread and with it every later write; the work
+        // reads whatever bytes the database holds, so contain it to this one caller.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(trees)))
+            .unwrap_or_else(|_| {
+                log::error!("exclusive work on the writer thread panicked");
+                Err(StoreError::Storage("exclusive work panicked".into()))
+            })
+            .and_then(|output| settle().map(|()| output));
+        let _ = reply.send(outcome);
+    }
+}
+
+/// What the writer's queue holds.
+enum Queued {
+    /// Joins the next batch.
+    Intent(Box<dyn PendingJob>),
+    /// Runs once every write queued before it has committed, and before any queued after it.
+    Exclusive(Box<dyn ExclusiveJob>),
+}
+
 /// The running write path. Dropping it drains the queue, stops both threads and waits for them.
 pub struct Pipeline {
-    sender: Option<mpsc::Sender<Box<dyn PendingJob>>>,
+    sender: Option<mpsc::Sender<Queued>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -114,15 +155,17 @@ impl Pipeline {
         log: &std::path::Path,
         stats: Arc<WriteStats>,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::channel::<Box<dyn PendingJob>>(QUEUE_DEPTH);
+        let (sender, receiver) = mpsc::channel::<Queued>(QUEUE_DEPTH);
         let mut threads = Vec::new();
+        let log = match durability {
+            Durability::Strict => Some(std::fs::File::open(log)?),
+            _ => None,
+        };
+        let writer_log = log.as_ref().map(std::fs::File::try_clone).transpose()?;
+        let writer_db = db.clone();
         let flush_queue = match durability {
             Durability::Relaxed => None,
             Durability::Sync | Durability::Strict => {
-                let log = match durability {
-                    Durability::Strict => Some(std::fs::File::open(log)?),
-                    _ => None,
-                };
                 let (flush_sender, flush_receiver) = std_mpsc::channel::<Batch>();
                 let flush_stats = stats.clone();
                 threads.push(
@@ -137,7 +180,10 @@ impl Pipeline {
             0,
             std::thread::Builder::new()
                 .name("registrar-writer".into())
-                .spawn(move || writer_loop(trees, receiver, flush_queue, &stats))?,
+                .spawn(move || {
+                    let settle = || make_durable(&writer_db, writer_log.as_ref());
+                    writer_loop(trees, receiver, flush_queue, &settle, &stats)
+                })?,
         );
         Ok(Pipeline {
             sender: Some(sender),
@@ -155,7 +201,25 @@ impl Pipeline {
             reply,
         };
         sender
-            .send(Box::new(job))
+            .send(Queued::Intent(Box::new(job)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `work` on the writer thread with no write half-way through: after every write
+    /// queued before it has committed, before any queued after it. Writes wait while it runs.
+    /// Whatever it wrote is flushed (and in strict mode fsynced) before it answers, in every
+    /// durability mode: such work is rare (a repair) and must outlast a crash.
+    pub async fn exclusive<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&[Tree]) -> Result<T, StoreError> + Send + 'static,
+    {
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Queued::Exclusive(Box::new(Alone { work, reply })))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -173,15 +237,30 @@ impl Drop for Pipeline {
 
 fn writer_loop(
     trees: Vec<Tree>,
-    mut queue: mpsc::Receiver<Box<dyn PendingJob>>,
+    mut queue: mpsc::Receiver<Queued>,
     flush_queue: Option<std_mpsc::Sender<Batch>>,
+    settle: &dyn Fn() -> Result<(), StoreError>,
     stats: &WriteStats,
 ) {
-    while let Some(first) = queue.blocking_recv() {
+    // Exclusive work taken off the queue while a batch was being gathered: it runs right
+    // after that batch commits.
+    let mut next: Option<Queued> = None;
+    while let Some(first) = next.take().or_else(|| queue.blocking_recv()) {
+        let first = match first {
+            Queued::Exclusive(job) => {
+                job.run(&trees, settle);
+                continue;
+            }
+            Queued::Intent(job) => job,
+        };
         let mut batch: Batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Queued::Intent(job)) => batch.push(job),
+                Ok(exclusive) => {
+                    next = Some(exclusive);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -226,16 +305,7 @@ fn flusher_loop(
         batches.extend(queue.try_iter());
         // One flush covers the whole Db, so it covers every batch taken above.
         let started = Instant::now();
-        let flushed = db
-            .flush()
-            .map_err(StoreError::from)
-            .and_then(|_| match &log {
-                // fdatasync: the data and the size needed to read it back, to the device.
-                Some(file) => file
-                    .sync_data()
-                    .map_err(|e| StoreError::Storage(format!("fsync of the log failed: {e}"))),
-                None => Ok(()),
-            });
+        let flushed = make_durable(&db, log.as_ref());
         stats.flush.observe(started.elapsed());
         let fault = flushed.err().inspect(|e| log::error!("flush failed: {e}"));
         for batch in batches {
@@ -244,8 +314,70 @@ fn flusher_loop(
     }
 }
 
+/// Flushes sled and, given its log file (strict mode), fdatasyncs it: sled's own flush ends
+/// with `sync_file_range`, which does not reach the device on power loss.
+fn make_durable(db: &sled::Db, log: Option<&std::fs::File>) -> Result<(), StoreError> {
+    db.flush()?;
+    if let Some(file) = log {
+        // fdatasync: the data and the size needed to read it back, to the device.
+        file.sync_data()
+            .map_err(|e| StoreError::Storage(format!("fsync of the log failed: {e}")))?;
+    }
+    Ok(())
+}
+
 fn finish_all(batch: Batch, fault: Option<&StoreError>) {
     for job in batch {
         job.finish(fault);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tx::TreeId;
+
+    struct Put(&'static [u8]);
+
+    impl Intent for Put {
+        type Output = ();
+        fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
+            tx.insert(TreeId::Registrations, self.0, self.0);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn exclusive_work_sees_every_write_queued_before_it_and_none_queued_after() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let trees: Vec<Tree> = TreeId::all()
+            .map(|id| db.open_tree(id.name()).unwrap())
+            .collect();
+        let pipeline = Pipeline::start(
+            db,
+            trees,
+            Durability::Relaxed,
+            std::path::Path::new("unused in relaxed mode"),
+            Arc::new(WriteStats::default()),
+        )
+        .unwrap();
+        // join! polls in order, so the queue holds: before, the exclusive work, after.
+        let (before, seen, after) = tokio::join!(
+            pipeline.submit(Put(b"before")),
+            pipeline.exclusive(|trees| {
+                let registrations = &trees[TreeId::Registrations.position()];
+                Ok((
+                    registrations.contains_key(b"before")?,
+                    registrations.contains_key(b"after")?,
+                ))
+            }),
+            pipeline.submit(Put(b"after")),
+        );
+        before.unwrap();
+        after.unwrap();
+        assert_eq!(seen.unwrap(), (true, false));
+        let failed: Result<(), StoreError> = pipeline.exclusive(|_| panic!("boom")).await;
+        assert!(failed.is_err());
+        pipeline.submit(Put(b"still writing")).await.unwrap();
     }
 }

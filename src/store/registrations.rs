@@ -11,7 +11,9 @@ use super::pipeline::Intent;
 use super::tx::{TreeId, Tx, TxError};
 use super::Store;
 use crate::domain::access::WriteContext;
-use crate::domain::catalog::{CatalogRecord, ContactFields, CourseOfferingFields, OrderFields};
+use crate::domain::catalog::{
+    CatalogRecord, ContactFields, CourseOfferingFields, OrderFields, Reference,
+};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
 use crate::domain::tenant::Tenant;
@@ -47,6 +49,45 @@ pub(super) fn load(
     }
 }
 
+/// What one stored registration puts into the derived trees. The write path takes the old
+/// version's out and puts the new one's in; the consistency check (`check.rs`) recomputes it
+/// from every record. Both read it from here, so they cannot disagree.
+pub(super) struct Contribution {
+    /// Its slot, (tenant, offering, student) → its id, while it is not cancelled.
+    pub slot: Option<Key>,
+    /// The seat counter of its offering, while it is active.
+    pub seat: Option<Key>,
+    /// Its entry in each index that has one for it: (index position, key, value).
+    pub entries: Vec<(usize, Key, [u8; 2])>,
+    /// What it points at: each adds one to that record's reference count.
+    pub references: Vec<Reference>,
+}
+
+pub(super) fn contribution(tenant: &TenantId, record: &CourseRegistration) -> Contribution {
+    let t = tenant.as_str();
+    Contribution {
+        slot: record
+            .holds_slot()
+            .then(|| slot_key(tenant, record))
+            .flatten(),
+        seat: record
+            .fields
+            .course_offering_id
+            .as_ref()
+            .filter(|_| record.status().is_active())
+            .map(|offering| keys::active_count(t, offering.as_str())),
+        entries: REGISTRATION_INDEXES
+            .iter()
+            .enumerate()
+            .filter_map(|(position, def)| {
+                def.entry_key(t, record)
+                    .map(|key| (position, key, entry_value(record.status())))
+            })
+            .collect(),
+        references: record.fields.references(),
+    }
+}
+
 /// Replaces `old` by `new` (either may be absent): the record, its index entries, its slot in
 /// the offering, the offering's active count, the reference counts of what it points at and
 /// the tenant's count. The rules are checked first, so a refusal writes nothing.
@@ -61,44 +102,40 @@ fn write(
         check_slot(tx, tenant, new)?;
         check_capacity(tx, tenant, old, new)?;
     }
-    if let Some(old) = old.filter(|r| r.holds_slot()) {
-        if let Some(key) = slot_key(tenant, old) {
-            tx.remove(TreeId::RegistrationSlots, key.into_bytes());
+    let before = old.map(|r| contribution(tenant, r));
+    let after = new.map(|r| (r, contribution(tenant, r)));
+    if let Some(slot) = before.as_ref().and_then(|c| c.slot.clone()) {
+        tx.remove(TreeId::RegistrationSlots, slot.into_bytes());
+    }
+    if let Some((record, slot)) = after
+        .as_ref()
+        .and_then(|(r, c)| c.slot.clone().map(|s| (r, s)))
+    {
+        tx.insert(
+            TreeId::RegistrationSlots,
+            slot.into_bytes(),
+            record.id.as_str().as_bytes().to_vec(),
+        );
+    }
+    for (seat, delta) in [
+        (before.as_ref().and_then(|c| c.seat.as_ref()), -1),
+        (after.as_ref().and_then(|(_, c)| c.seat.as_ref()), 1),
+    ] {
+        if let Some(seat) = seat {
+            tx.add_to_counter(seat.as_bytes(), delta)?;
         }
     }
-    if let Some(new) = new.filter(|r| r.holds_slot()) {
-        if let Some(key) = slot_key(tenant, new) {
-            tx.insert(
-                TreeId::RegistrationSlots,
-                key.into_bytes(),
-                new.id.as_str().as_bytes().to_vec(),
-            );
-        }
+    catalog::move_references(
+        tx,
+        tenant,
+        before.as_ref().map_or(&[][..], |c| &c.references),
+        after.as_ref().map_or(&[][..], |(_, c)| &c.references),
+    )?;
+    for (position, key, _) in before.into_iter().flat_map(|c| c.entries) {
+        tx.remove(TreeId::Index(position), key.into_bytes());
     }
-    for (record, delta) in [(old, -1), (new, 1)] {
-        if let Some(offering) = record
-            .filter(|r| r.status().is_active())
-            .and_then(|r| r.fields.course_offering_id.as_ref())
-        {
-            tx.add_to_counter(keys::active_count(t, offering.as_str()).as_bytes(), delta)?;
-        }
-    }
-    let refs =
-        |r: Option<&CourseRegistration>| r.map(|r| r.fields.references()).unwrap_or_default();
-    catalog::move_references(tx, tenant, &refs(old), &refs(new))?;
-    for (position, def) in REGISTRATION_INDEXES.iter().enumerate() {
-        if let Some(entry) = old.and_then(|r| def.entry_key(t, r)) {
-            tx.remove(TreeId::Index(position), entry.into_bytes());
-        }
-        if let Some(record) = new {
-            if let Some(entry) = def.entry_key(t, record) {
-                tx.insert(
-                    TreeId::Index(position),
-                    entry.into_bytes(),
-                    entry_value(record.status()),
-                );
-            }
-        }
+    for (position, key, value) in after.into_iter().flat_map(|(_, c)| c.entries) {
+        tx.insert(TreeId::Index(position), key.into_bytes(), value);
     }
     let count_key = keys::counter(t, REGISTRATION_COUNT);
     match (old, new) {

@@ -3,6 +3,7 @@
 //! if the intent succeeds, so a refused intent leaves no trace.
 
 use super::error::StoreError;
+use super::index::REGISTRATION_INDEXES;
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
 /// The trees a transaction spans, by position in the pipeline's tree list.
@@ -37,6 +38,27 @@ impl TreeId {
         ("api_keys", TreeId::ApiKeys),
         ("api_keys_by_tenant", TreeId::ApiKeysByTenant),
     ];
+
+    /// Every tree, in position order: the order `Store::open` opens them in.
+    pub fn all() -> impl Iterator<Item = TreeId> {
+        Self::FIXED
+            .iter()
+            .map(|(_, id)| *id)
+            .chain((0..REGISTRATION_INDEXES.len()).map(TreeId::Index))
+    }
+
+    /// The sled tree's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TreeId::Index(n) => REGISTRATION_INDEXES
+                .get(n)
+                .map_or("unknown_index", |d| d.tree),
+            fixed => Self::FIXED
+                .iter()
+                .find(|(_, id)| *id == fixed)
+                .map_or("unknown_tree", |(name, _)| name),
+        }
+    }
 
     pub fn position(self) -> usize {
         match self {
@@ -168,5 +190,19 @@ impl<'a> Tx<'a> {
             };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_are_listed_in_position_order_with_their_names() {
+        for (position, tree) in TreeId::all().enumerate() {
+            assert_eq!(tree.position(), position);
+        }
+        assert_eq!(TreeId::Counters.name(), "counters");
+        assert_eq!(TreeId::Index(0).name(), REGISTRATION_INDEXES[0].tree);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod check;
 pub mod email;
 pub mod generate;
 pub mod registrations;

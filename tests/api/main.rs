@@ -9,6 +9,7 @@ mod admin;
 mod batch;
 mod capacity;
 mod catalog;
+mod check;
 mod concurrency;
 mod email;
 mod errors;

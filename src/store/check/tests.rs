@@ -1,0 +1,429 @@
+//! The check and the repair on a real store, corrupted by hand.
+
+use super::*;
+use crate::domain::access::{Principal, WriteContext};
+use crate::domain::catalog::CatalogInput;
+use crate::domain::catalog::{CatalogRecord, ContactFields, CourseFields, CourseOfferingFields};
+use crate::domain::ids::RecordId;
+use crate::domain::registration::RegistrationInput;
+use crate::domain::tenant::{Limits, NewTenant};
+use crate::store::catalog::CreateCatalog;
+use crate::store::index::REGISTRATION_INDEXES;
+use crate::store::orders::{GenerateOrder, OrderFor};
+use crate::store::registrations::CreateRegistration;
+use crate::store::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
+use crate::store::Durability;
+use serde_json::{json, Value};
+
+fn ctx() -> WriteContext {
+    WriteContext::new(Principal::Operator.actor())
+}
+
+/// A store with one tenant: a contact, a course, an offering and two registrations,
+/// one with an order.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    tenant: TenantId,
+    offering: String,
+    registrations: Vec<String>,
+}
+
+async fn catalog<F: crate::store::catalog::CatalogHooks>(
+    store: &Store,
+    tenant: &TenantId,
+    body: Value,
+) -> String {
+    let fields = CatalogInput::<F>::parse(&body).unwrap().fields;
+    let record = CatalogRecord::create(RecordId::generate(), fields, &ctx()).unwrap();
+    let id = record.id.to_string();
+    store
+        .submit(CreateCatalog {
+            tenant: tenant.clone(),
+            record,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn register(store: &Store, tenant: &TenantId, body: Value) -> String {
+    let fields = RegistrationInput::parse(&body).unwrap().fields;
+    store
+        .submit(CreateRegistration {
+            tenant: tenant.clone(),
+            id: RecordId::generate(),
+            fields,
+            ctx: ctx(),
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+        .id
+        .to_string()
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Durability::Relaxed).unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    store
+        .create_tenant(
+            NewTenant {
+                id: tenant.clone(),
+                limits: Limits::default(),
+            },
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    let mut students = Vec::new();
+    for name in ["ada", "bob"] {
+        students.push(
+            catalog::<ContactFields>(
+                &store,
+                &tenant,
+                json!({"first_name": name, "last_name": "L", "email_address": format!("{name}@example.org")}),
+            )
+            .await,
+        );
+    }
+    let course = catalog::<CourseFields>(&store, &tenant, json!({"name": "Maths"})).await;
+    let offering = catalog::<CourseOfferingFields>(
+        &store,
+        &tenant,
+        json!({"course_id": course, "start_date": "2026-03-02T09:00:00Z", "price": 10}),
+    )
+    .await;
+    let mut registrations = Vec::new();
+    for (student, status) in students.iter().zip(["registered", "draft"]) {
+        registrations.push(
+            register(
+                &store,
+                &tenant,
+                json!({"student_id": student, "course_id": course,
+                       "course_offering_id": offering, "status": status}),
+            )
+            .await,
+        );
+    }
+    store
+        .submit(GenerateOrder {
+            tenant: tenant.clone(),
+            order_id: RecordId::generate(),
+            registration: OrderFor::Stored(RecordId::parse(&registrations[0]).unwrap()),
+            ctx: ctx(),
+        })
+        .await
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        tenant,
+        offering,
+        registrations,
+    }
+}
+
+fn kinds(problems: &[Problem]) -> Vec<(ProblemKind, Option<&str>)> {
+    let mut kinds: Vec<_> = problems
+        .iter()
+        .map(|p| (p.kind, p.record_id.as_deref()))
+        .collect();
+    kinds.sort_by_key(|(k, id)| (k.as_str(), *id));
+    kinds
+}
+
+fn index(lookup: &str) -> (usize, &'static crate::store::index::IndexDef) {
+    crate::store::index::IndexDef::by_lookup(lookup).unwrap()
+}
+
+#[tokio::test]
+async fn a_healthy_database_has_no_problems_and_every_record_is_counted() {
+    let f = fixture().await;
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:#?}", report.problems);
+    assert_eq!(report.tenants, ["acme"]);
+    for (kind, count) in [
+        ("registrations", 2),
+        ("contacts", 2),
+        ("courses", 1),
+        ("courseOfferings", 1),
+        ("orders", 1),
+        ("emailTemplates", 1),
+        ("tenants", 1),
+    ] {
+        assert_eq!(report.records.get(kind), Some(&count), "{kind}");
+    }
+    // student, course, offering, studentCourse, status for both; order for one.
+    let total: u64 = REGISTRATION_INDEXES
+        .iter()
+        .filter_map(|d| report.entries.get(d.tree))
+        .sum();
+    assert_eq!(total, 11);
+    let one = f
+        .store
+        .check(Scope::One(f.tenant.clone()), false)
+        .await
+        .unwrap();
+    assert!(one.clean);
+    let missing = f
+        .store
+        .check(Scope::One(TenantId::parse("nobody").unwrap()), false)
+        .await;
+    assert_eq!(missing, Err(StoreError::TenantNotFound));
+}
+
+#[tokio::test]
+async fn corrupted_entries_and_counters_are_named_by_record_and_rebuilt_by_repair() {
+    let f = fixture().await;
+    let (t, first) = ("acme", f.registrations[0].as_str());
+    let stored = f
+        .store
+        .registration(&f.tenant, &RecordId::parse(first).unwrap());
+    let record = stored.unwrap().unwrap();
+    let (student, _) = index("student");
+    let (course, course_def) = index("course");
+    let student_entry = REGISTRATION_INDEXES[student].entry_key(t, &record).unwrap();
+    f.store.indexes[student].remove(student_entry).unwrap();
+    let ghost = keys::index_entry(
+        t,
+        [record.fields.course_id.as_ref().unwrap().as_str()],
+        "01GHOST",
+    );
+    f.store.indexes[course]
+        .insert(
+            ghost,
+            &crate::store::index::entry_value(record.status())[..],
+        )
+        .unwrap();
+    let seats = keys::active_count(t, &f.offering);
+    f.store
+        .counters
+        .insert(&seats, &7u64.to_be_bytes())
+        .unwrap();
+    f.store
+        .counters
+        .remove(keys::counter(t, NUMBER_SEQUENCE))
+        .unwrap();
+    let slots = f
+        .store
+        .db
+        .open_tree(TreeId::RegistrationSlots.name())
+        .unwrap();
+    let slot = registrations::contribution(&f.tenant, &record)
+        .slot
+        .unwrap();
+    slots.remove(slot).unwrap();
+    assert_eq!(course_def.lookup, "course");
+
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(!report.clean);
+    assert_eq!(
+        kinds(&report.problems),
+        [
+            (ProblemKind::CounterMismatch, Some(f.offering.as_str())),
+            (ProblemKind::MissingIndexEntry, Some(first)),
+            (ProblemKind::MissingSlot, Some(first)),
+            (ProblemKind::SequenceBehind, None),
+            (ProblemKind::StaleIndexEntry, Some("01GHOST")),
+        ]
+    );
+    let seat_problem = report
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::CounterMismatch)
+        .unwrap();
+    assert_eq!(seat_problem.expected, Some(Observed::Count(1)));
+    assert_eq!(seat_problem.found, Some(Observed::Count(7)));
+    assert_eq!(seat_problem.counter.as_deref(), Some("active_seats"));
+    let behind = report
+        .problems
+        .iter()
+        .find(|p| p.kind == ProblemKind::SequenceBehind)
+        .unwrap();
+    assert_eq!(behind.expected, Some(Observed::Count(2)));
+    assert_eq!(behind.found, Some(Observed::Count(0)));
+
+    let repaired = f.store.check(Scope::Every, true).await.unwrap();
+    let outcome = repaired.repair.unwrap();
+    assert!(repaired.clean && outcome.remaining.is_empty());
+    let mut actions: Vec<_> = outcome
+        .changes
+        .iter()
+        .map(|c| (c.problem.kind, c.action))
+        .collect();
+    actions.sort_by_key(|(k, _)| k.as_str());
+    assert_eq!(
+        actions,
+        [
+            (ProblemKind::CounterMismatch, ChangeAction::Replaced),
+            (ProblemKind::MissingIndexEntry, ChangeAction::Inserted),
+            (ProblemKind::MissingSlot, ChangeAction::Inserted),
+            (ProblemKind::SequenceBehind, ChangeAction::Inserted),
+            (ProblemKind::StaleIndexEntry, ChangeAction::Removed),
+        ]
+    );
+    assert!(f.store.check(Scope::Every, false).await.unwrap().clean);
+    assert_eq!(
+        f.store
+            .active_registrations(&f.tenant, &RecordId::parse(&f.offering).unwrap()),
+        Ok(1)
+    );
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_reported_and_kept_with_what_it_may_own() {
+    let f = fixture().await;
+    let (t, first) = ("acme", f.registrations[0].as_str());
+    let key = keys::registration(t, first);
+    f.store
+        .registrations
+        .insert(&key, &[2u8, 0xFF, 0xFF][..])
+        .unwrap();
+
+    let report = f.store.check(Scope::Every, true).await.unwrap();
+    let remaining = &report.repair.as_ref().unwrap().remaining;
+    // Its entries, slot and seat are not called stale, and the repair leaves them.
+    assert_eq!(
+        kinds(&report.problems),
+        [(ProblemKind::UndecodableRecord, Some(first))]
+    );
+    assert_eq!(
+        kinds(remaining),
+        [(ProblemKind::UndecodableRecord, Some(first))]
+    );
+    assert!(report.repair.unwrap().changes.is_empty());
+    assert!(!report.clean);
+    assert_eq!(
+        f.store.registrations.get(&key).unwrap().unwrap().as_ref(),
+        &[2u8, 0xFF, 0xFF]
+    );
+    assert_eq!(
+        f.store
+            .active_registrations(&f.tenant, &RecordId::parse(&f.offering).unwrap()),
+        Ok(1)
+    );
+}
+
+#[tokio::test]
+async fn a_second_live_registration_in_one_slot_is_a_conflict_repair_cannot_mend() {
+    let f = fixture().await;
+    let t = "acme";
+    let mut copy = f
+        .store
+        .registration(&f.tenant, &RecordId::parse(&f.registrations[0]).unwrap())
+        .unwrap()
+        .unwrap();
+    copy.id = RecordId::parse("01COPY").unwrap();
+    f.store
+        .registrations
+        .insert(
+            keys::registration(t, "01COPY"),
+            codec::encode(&copy).unwrap(),
+        )
+        .unwrap();
+
+    let report = f.store.check(Scope::Every, true).await.unwrap();
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::SlotConflict && p.record_id.as_deref() == Some("01COPY")));
+    // Its index entries and the counts are derived data: those are rebuilt.
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::MissingIndexEntry
+            && p.record_id.as_deref() == Some("01COPY")));
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| p.counter.as_deref() == Some(REGISTRATION_COUNT)));
+    let remaining = report.repair.unwrap().remaining;
+    assert_eq!(
+        kinds(&remaining),
+        [(ProblemKind::SlotConflict, Some("01COPY"))]
+    );
+    assert_eq!(f.store.registration_count(&f.tenant), Ok(3));
+}
+
+#[tokio::test]
+async fn data_of_a_tenant_that_does_not_exist_is_reported_and_derived_data_of_it_removed() {
+    let f = fixture().await;
+    let entry = keys::index_entry("ghost", ["s1"], "01GHOST");
+    f.store.indexes[0].insert(&entry, &[1u8, 0][..]).unwrap();
+    let record = keys::registration("ghost", "01GHOST");
+    f.store.registrations.insert(&record, &[2u8][..]).unwrap();
+
+    let report = f.store.check(Scope::Every, true).await.unwrap();
+    let unknown: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.tenant.as_deref(), p.tree, p.repairable))
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            (
+                ProblemKind::UnknownTenant,
+                Some("ghost"),
+                "registrations",
+                false
+            ),
+            (
+                ProblemKind::UnknownTenant,
+                Some("ghost"),
+                REGISTRATION_INDEXES[0].tree,
+                true
+            ),
+        ]
+    );
+    assert_eq!(report.repair.unwrap().remaining.len(), 1);
+    assert!(f.store.indexes[0].get(&entry).unwrap().is_none());
+    assert!(f.store.registrations.get(&record).unwrap().is_some());
+    // A check of one tenant does not look at other tenants' ranges.
+    assert!(
+        f.store
+            .check(Scope::One(f.tenant.clone()), false)
+            .await
+            .unwrap()
+            .clean
+    );
+}
+
+#[tokio::test]
+async fn checks_racing_writes_never_see_half_a_write() {
+    let f = fixture().await;
+    let body = |n: usize| {
+        let record = f
+            .store
+            .registration(&f.tenant, &RecordId::parse(&f.registrations[1]).unwrap())
+            .unwrap()
+            .unwrap();
+        json!({
+            "student_id": record.fields.student_id.unwrap().as_str(),
+            "course_id": record.fields.course_id.unwrap().as_str(),
+            "course_offering_id": f.offering,
+            "status": "cancelled",
+            "application_id": format!("a-{n}"),
+        })
+    };
+    // One write after another, so each is its own commit that can land between two of a
+    // check's scans, were the check not alone on the writer.
+    let writes = async {
+        for n in 0..300 {
+            register(&f.store, &f.tenant, body(n)).await;
+        }
+    };
+    let checks = async {
+        let mut reports = Vec::new();
+        for _ in 0..30 {
+            reports.push(f.store.check(Scope::Every, false).await.unwrap());
+        }
+        reports
+    };
+    let ((), reports) = tokio::join!(writes, checks);
+    for report in reports {
+        assert!(report.clean, "{:#?}", report.problems);
+    }
+}
