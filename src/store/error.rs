@@ -28,6 +28,9 @@ pub enum StoreError {
     /// sled failed (I/O, or an internal error); the message is for the log.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// Another process (a running server) has the database open.
+    #[error("the database in {0} is in use by another process (a running server?)")]
+    Locked(String),
     /// The write pipeline has shut down.
     #[error("the store is closed")]
     Closed,
@@ -73,7 +76,7 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => {
                 ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
             }
-            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_)) => {
+            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
                 log::error!("store fault: {fault}");
                 ApiError::internal()
             }

@@ -31,6 +31,20 @@ const QUEUE_DEPTH: usize = 4096;
 pub trait Intent: Send + 'static {
     type Output: Send + 'static;
     fn apply(&self, tx: &mut Tx<'_>) -> Result<Self::Output, TxError>;
+
+    /// Whether the caller is answered right after the commit, without waiting for a flush,
+    /// even in sync mode: a bulk import makes its thousands of transactions durable with one
+    /// flush at its end instead of one each ([`Store::flush`](super::Store::flush)).
+    fn defers_flush(&self) -> bool {
+        false
+    }
+}
+
+/// Work that runs on the writer thread between transactions, with no write in progress and
+/// none starting until it ends: what it reads is one consistent state (a backup).
+pub trait Exclusive: Send + 'static {
+    type Output: Send + 'static;
+    fn run(&self, db: &sled::Db) -> Result<Self::Output, StoreError>;
 }
 
 /// When a write is answered.
@@ -62,6 +76,7 @@ struct Job<I: Intent> {
 /// A queued job, its output type erased so jobs of every kind share one queue.
 trait PendingJob: Send {
     fn run(&self, view: &[TransactionalTree]) -> Result<(), UnabortableTransactionError>;
+    fn needs_flush(&self) -> bool;
     /// Answers the caller: with the outcome, or with `fault` when the batch failed as a whole.
     fn finish(self: Box<Self>, fault: Option<&StoreError>);
 }
@@ -81,6 +96,10 @@ impl<I: Intent> PendingJob for Job<I> {
         Ok(())
     }
 
+    fn needs_flush(&self) -> bool {
+        !self.intent.defers_flush()
+    }
+
     fn finish(self: Box<Self>, fault: Option<&StoreError>) {
         let result = match (fault, self.outcome.into_inner()) {
             (Some(fault), _) => Err(fault.clone()),
@@ -94,9 +113,31 @@ impl<I: Intent> PendingJob for Job<I> {
 
 type Batch = Vec<Box<dyn PendingJob>>;
 
+/// Exclusive work with its reply channel, its output type erased.
+trait PendingExclusive: Send {
+    fn run(self: Box<Self>, db: &sled::Db);
+}
+
+struct ExclusiveJob<E: Exclusive> {
+    work: E,
+    reply: Reply<E::Output>,
+}
+
+impl<E: Exclusive> PendingExclusive for ExclusiveJob<E> {
+    fn run(self: Box<Self>, db: &sled::Db) {
+        let _ = self.reply.send(self.work.run(db));
+    }
+}
+
+/// What the writer thread takes from its queue.
+enum Work {
+    Transactional(Box<dyn PendingJob>),
+    Exclusive(Box<dyn PendingExclusive>),
+}
+
 /// The running write path. Dropping it drains the queue, stops both threads and waits for them.
 pub struct Pipeline {
-    sender: Option<mpsc::Sender<Box<dyn PendingJob>>>,
+    sender: Option<mpsc::Sender<Work>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -107,8 +148,9 @@ impl Pipeline {
         durability: Durability,
         stats: Arc<WriteStats>,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::channel::<Box<dyn PendingJob>>(QUEUE_DEPTH);
+        let (sender, receiver) = mpsc::channel::<Work>(QUEUE_DEPTH);
         let mut threads = Vec::new();
+        let writer_db = db.clone();
         let flush_queue = match durability {
             Durability::Relaxed => None,
             Durability::Sync => {
@@ -126,7 +168,7 @@ impl Pipeline {
             0,
             std::thread::Builder::new()
                 .name("registrar-writer".into())
-                .spawn(move || writer_loop(trees, receiver, flush_queue, &stats))?,
+                .spawn(move || writer_loop(writer_db, trees, receiver, flush_queue, &stats))?,
         );
         Ok(Pipeline {
             sender: Some(sender),
@@ -137,17 +179,50 @@ impl Pipeline {
     /// Queues `intent` and waits until it is committed (and, in sync mode, flushed).
     pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let (work, answer) = Self::job(intent);
+        sender.send(work).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `intent` from a thread that is not async (it waits while the queue is full) and
+    /// returns at once: the caller receives the outcome later, so it can prepare the next
+    /// intent while the writer commits this one.
+    pub fn enqueue_blocking<I: Intent>(&self, intent: I) -> Result<Queued<I::Output>, StoreError> {
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let (work, answer) = Self::job(intent);
+        sender.blocking_send(work).map_err(|_| StoreError::Closed)?;
+        Ok(Queued(answer))
+    }
+
+    /// Runs `work` on the writer thread between two transactions.
+    pub async fn exclusive<E: Exclusive>(&self, work: E) -> Result<E::Output, StoreError> {
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Work::Exclusive(Box::new(ExclusiveJob { work, reply })))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn job<I: Intent>(intent: I) -> (Work, oneshot::Receiver<Result<I::Output, StoreError>>) {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             intent,
             outcome: RefCell::new(None),
             reply,
         };
-        sender
-            .send(Box::new(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        (Work::Transactional(Box::new(job)), answer)
+    }
+}
+
+/// An intent on its way through the writer, queued by [`Pipeline::enqueue_blocking`].
+pub struct Queued<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Queued<T> {
+    /// Waits (blocking the thread) for the outcome.
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.0.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -161,16 +236,33 @@ impl Drop for Pipeline {
 }
 
 fn writer_loop(
+    db: sled::Db,
     trees: Vec<Tree>,
-    mut queue: mpsc::Receiver<Box<dyn PendingJob>>,
+    mut queue: mpsc::Receiver<Work>,
     flush_queue: Option<std_mpsc::Sender<Batch>>,
     stats: &WriteStats,
 ) {
-    while let Some(first) = queue.blocking_recv() {
+    // Exclusive work met while gathering a batch waits here until that batch is committed.
+    let mut held: Option<Work> = None;
+    loop {
+        let Some(next) = held.take().or_else(|| queue.blocking_recv()) else {
+            break;
+        };
+        let first = match next {
+            Work::Exclusive(job) => {
+                job.run(&db);
+                continue;
+            }
+            Work::Transactional(job) => job,
+        };
         let mut batch: Batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Work::Transactional(job)) => batch.push(job),
+                Ok(exclusive) => {
+                    held = Some(exclusive);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -187,7 +279,10 @@ fn writer_loop(
             .intents
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         match committed {
-            Ok(()) => match &flush_queue {
+            Ok(()) => match flush_queue
+                .as_ref()
+                .filter(|_| batch.iter().any(|job| job.needs_flush()))
+            {
                 Some(flusher) => {
                     if let Err(unsent) = flusher.send(batch) {
                         finish_all(unsent.0, Some(&StoreError::Closed));
