@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod registrations;
 pub mod search;
 pub mod stats;
+pub mod transfer;
 pub mod tx;
 
 pub use error::StoreError;
@@ -36,7 +37,7 @@ pub use pipeline::Durability;
 use directory::Directory;
 use page::PageTokens;
 use pipeline::{Intent, Pipeline};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use tx::TreeId;
 
@@ -61,6 +62,7 @@ pub struct Store {
     tokens: PageTokens,
     directory: RwLock<Directory>,
     stats: Arc<stats::WriteStats>,
+    dir: PathBuf,
 }
 
 impl Store {
@@ -70,7 +72,14 @@ impl Store {
             .path(dir)
             .cache_capacity(CACHE_CAPACITY)
             .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                // sled says so only in the message of an `Other` I/O error.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                other => other.into(),
+            })?;
         let fixed: Vec<sled::Tree> = TreeId::FIXED
             .iter()
             .map(|(name, _)| db.open_tree(name))
@@ -104,12 +113,31 @@ impl Store {
             tokens: PageTokens::new(secret),
             directory: RwLock::new(directory),
             stats,
+            dir: dir.to_owned(),
         })
     }
 
     /// Runs `intent` on the write path and waits for it to be durable (per the durability mode).
     pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
         self.pipeline.submit(intent).await
+    }
+
+    /// Queues `intent` from a plain (not async) thread; the outcome is collected later.
+    pub fn enqueue_blocking<I: Intent>(
+        &self,
+        intent: I,
+    ) -> Result<pipeline::Queued<I::Output>, StoreError> {
+        self.pipeline.enqueue_blocking(intent)
+    }
+
+    /// Runs `work` on the writer thread while no write is in progress.
+    pub async fn exclusive<E: pipeline::Exclusive>(&self, work: E) -> Result<E::Output, StoreError> {
+        self.pipeline.exclusive(work).await
+    }
+
+    /// The directory the database lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// What the write path measured so far.
