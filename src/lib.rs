@@ -4,6 +4,7 @@
 //! (read–decide–write operations) → `domain` (typed records and their rules; no HTTP, no sled)
 //! and `store` (sled trees, key layout, codec, the atomic write path; no HTTP).
 
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

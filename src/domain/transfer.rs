@@ -106,8 +106,7 @@ impl KeptSys {
         KeptSys {
             sys_version: field(body, "sys_version", problems),
             sys_created_at: field(body, "sys_created_at", problems),
-            sys_created_by_id: field::<Text>(body, "sys_created_by_id", problems)
-                .map(String::from),
+            sys_created_by_id: field::<Text>(body, "sys_created_by_id", problems).map(String::from),
             sys_last_modified_at: field(body, "sys_last_modified_at", problems),
             sys_last_modified_by_id: field::<Text>(body, "sys_last_modified_by_id", problems)
                 .map(String::from),
@@ -209,10 +208,7 @@ fn catalog_draft<F: CatalogFields>(
 /// refused exactly as the API refuses them. `row` is the row's number, for the report.
 pub fn parse_row(kind: RecordKind, body: &Value, row: u64) -> Result<ParsedRow, ApiError> {
     let object = body.as_object().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::ValidationFailed,
-            "the row must be a JSON object",
-        )
+        ApiError::new(ErrorCode::ValidationFailed, "the row must be a JSON object")
     })?;
     let mut problems = Vec::new();
     let given = object.get("id").filter(|v| !v.is_null());
@@ -246,15 +242,21 @@ pub fn parse_row(kind: RecordKind, body: &Value, row: u64) -> Result<ParsedRow, 
             }
         }
         RecordKind::Catalog(catalog) => match catalog {
-            CatalogKind::Contact => catalog_draft(body, object, restore, &mut problems).map(Draft::Contact),
-            CatalogKind::Course => catalog_draft(body, object, restore, &mut problems).map(Draft::Course),
+            CatalogKind::Contact => {
+                catalog_draft(body, object, restore, &mut problems).map(Draft::Contact)
+            }
+            CatalogKind::Course => {
+                catalog_draft(body, object, restore, &mut problems).map(Draft::Course)
+            }
             CatalogKind::CourseOffering => {
                 catalog_draft(body, object, restore, &mut problems).map(Draft::CourseOffering)
             }
             CatalogKind::RegistrationProcess => {
                 catalog_draft(body, object, restore, &mut problems).map(Draft::RegistrationProcess)
             }
-            CatalogKind::Order => catalog_draft(body, object, restore, &mut problems).map(Draft::Order),
+            CatalogKind::Order => {
+                catalog_draft(body, object, restore, &mut problems).map(Draft::Order)
+            }
             CatalogKind::EmailTemplate => {
                 catalog_draft(body, object, restore, &mut problems).map(Draft::EmailTemplate)
             }
@@ -288,13 +290,10 @@ pub fn parse_line(line: &[u8]) -> Result<(RecordKind, Value), ApiError> {
     let Some(tag) = object.remove("kind") else {
         return Ok((RecordKind::Registration, Value::Object(object)));
     };
-    let kind = tag
-        .as_str()
-        .and_then(RecordKind::from_tag)
-        .ok_or_else(|| {
-            let known: Vec<&str> = RecordKind::EXPORT_ORDER.iter().map(|k| k.tag()).collect();
-            ApiError::field("kind", format!("must be one of {}", known.join(", ")))
-        })?;
+    let kind = tag.as_str().and_then(RecordKind::from_tag).ok_or_else(|| {
+        let known: Vec<&str> = RecordKind::EXPORT_ORDER.iter().map(|k| k.tag()).collect();
+        ApiError::field("kind", format!("must be one of {}", known.join(", ")))
+    })?;
     let record = object
         .remove("record")
         .filter(Value::is_object)
@@ -500,9 +499,10 @@ pub fn csv_cells(record: &CourseRegistration) -> Vec<String> {
         .collect()
 }
 
-/// The reason a report gives for a refused row: the message, or each field's problem.
+/// The reason a report gives for a refused row: each field's problem when it failed
+/// validation, the message otherwise (which names the record it is about).
 pub fn row_reason(error: &ApiError) -> String {
-    if error.details.is_empty() {
+    if error.code != ErrorCode::ValidationFailed || error.details.is_empty() {
         error.message.clone()
     } else {
         error
@@ -571,7 +571,10 @@ mod tests {
         assert_eq!(kept.sys_version, Some(7));
         assert_eq!(kept.sys_created_by_id.as_ref().unwrap().as_str(), "k9");
         assert_eq!(kept.sys_bulk_load_id, None);
-        assert_eq!(draft.fields.sys_version, None, "client fields stay client fields");
+        assert_eq!(
+            draft.fields.sys_version, None,
+            "client fields stay client fields"
+        );
 
         let mut new = body.clone();
         new.as_object_mut().unwrap().remove("id");

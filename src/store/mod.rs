@@ -131,7 +131,10 @@ impl Store {
     }
 
     /// Runs `work` on the writer thread while no write is in progress.
-    pub async fn exclusive<E: pipeline::Exclusive>(&self, work: E) -> Result<E::Output, StoreError> {
+    pub async fn exclusive<E: pipeline::Exclusive>(
+        &self,
+        work: E,
+    ) -> Result<E::Output, StoreError> {
         self.pipeline.exclusive(work).await
     }
 

@@ -199,7 +199,13 @@ impl<R: Read> CsvRows<R> {
         let names: Vec<&str> = names
             .iter()
             .enumerate()
-            .map(|(i, n)| if i == 0 { n.trim_start_matches('\u{feff}') } else { n })
+            .map(|(i, n)| {
+                if i == 0 {
+                    n.trim_start_matches('\u{feff}')
+                } else {
+                    n
+                }
+            })
             .collect();
         let header = CsvHeader::parse(names)?;
         Ok(CsvRows {

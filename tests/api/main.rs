@@ -24,3 +24,4 @@ mod rules;
 mod search;
 mod service;
 mod startup;
+mod transfer;
