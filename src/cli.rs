@@ -42,11 +42,12 @@ fn format_of(arg: FormatArg) -> Format {
     }
 }
 
-/// Opens the data dir, or says which endpoint a running server offers instead.
-fn open(dir: &Path, hint: String) -> Result<Arc<Store>, CliError> {
-    if !dir.join("db").exists() && !dir.join("conf").exists() {
+/// Opens the data dir (making a new database only when `create`), or says which endpoint a
+/// running server offers instead.
+fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> {
+    if !create && !dir.join("db").exists() && !dir.join("conf").exists() {
         return Err(CliError::Message(format!(
-            "no database in {} (set --data-dir)",
+            "no database in {} (set --data-dir; an import with --create-tenant makes one)",
             dir.display()
         )));
     }
@@ -93,6 +94,7 @@ pub fn export(args: &ExportArgs) -> Result<(), CliError> {
     let format = format_of(args.format);
     let store = open(
         &args.data_dir,
+        false,
         format!(
             "GET /admin/tenants/{tenant}/export?format={}",
             format.as_str()
@@ -146,6 +148,7 @@ pub fn import(args: &ImportArgs) -> Result<bool, CliError> {
     };
     let store = open(
         &args.data_dir,
+        args.create_tenant,
         format!(
             "POST /admin/tenants/{tenant}/import (Content-Type: {}{})",
             match format {
@@ -213,6 +216,7 @@ pub fn backup(args: &BackupArgs) -> Result<(), CliError> {
             let to = absolute(&args.to)?;
             let store = open(
                 &args.data_dir,
+                false,
                 format!(
                     "POST /admin/backup {{\"to\": \"{}\"}}, or registrar backup --server URL",
                     to.display()

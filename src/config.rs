@@ -69,7 +69,8 @@ pub struct ImportArgs {
     /// Write nothing when any row is refused.
     #[arg(long)]
     pub all_or_nothing: bool,
-    /// Create the tenant (without limits) when it does not exist.
+    /// Create the tenant (without limits) when it does not exist, and the database when the
+    /// data dir has none.
     #[arg(long)]
     pub create_tenant: bool,
     /// Where the database lives.
