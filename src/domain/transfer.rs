@@ -126,8 +126,9 @@ pub struct RecordDraft<F, K> {
 /// A parsed row of any kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Draft {
-    /// `kept` holds only the server-managed fields of a registration.
-    Registration(RecordDraft<RegistrationFields, RegistrationFields>),
+    /// `kept` holds only the server-managed fields of a registration. Boxed: a registration
+    /// is several times the size of any catalog record.
+    Registration(Box<RecordDraft<RegistrationFields, RegistrationFields>>),
     Contact(RecordDraft<ContactFields, KeptSys>),
     Course(RecordDraft<CourseFields, KeptSys>),
     CourseOffering(RecordDraft<CourseOfferingFields, KeptSys>),
@@ -231,10 +232,10 @@ pub fn parse_row(kind: RecordKind, body: &Value, row: u64) -> Result<ParsedRow, 
         RecordKind::Registration => {
             let kept = restore.then(|| kept_registration_fields(object, &mut problems));
             match RegistrationInput::parse(body) {
-                Ok(input) => Some(Draft::Registration(RecordDraft {
+                Ok(input) => Some(Draft::Registration(Box::new(RecordDraft {
                     fields: input.fields,
                     kept,
-                })),
+                }))),
                 Err(e) => {
                     problems.extend(e.details);
                     None
@@ -310,7 +311,8 @@ pub fn parse_line(line: &[u8]) -> Result<(RecordKind, Value), ApiError> {
 /// A stored record of any kind, as an export reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoredRecord {
-    Registration(CourseRegistration),
+    /// Boxed: a registration is several times the size of any catalog record.
+    Registration(Box<CourseRegistration>),
     Contact(CatalogRecord<ContactFields>),
     Course(CatalogRecord<CourseFields>),
     CourseOffering(CatalogRecord<CourseOfferingFields>),

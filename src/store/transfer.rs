@@ -25,7 +25,7 @@ const MAX_SEQUENCE_NUMBER: f64 = 9_007_199_254_740_992.0;
 /// Moves the sequence at `key` past an imported `number` (a whole, positive one), so that the
 /// numbers the server hands out later never repeat an imported one.
 pub(super) fn raise_sequence(tx: &mut Tx<'_>, key: &[u8], number: f64) -> Result<(), TxError> {
-    if number.fract() == 0.0 && number >= 1.0 && number <= MAX_SEQUENCE_NUMBER {
+    if number.fract() == 0.0 && (1.0..=MAX_SEQUENCE_NUMBER).contains(&number) {
         tx.raise_counter(key, number as u64)?;
     }
     Ok(())
@@ -270,7 +270,7 @@ impl Store {
         scan.map(move |entry| {
             let (_, bytes) = entry?;
             Ok(match kind {
-                None => StoredRecord::Registration(codec::decode(&bytes)?),
+                None => StoredRecord::Registration(Box::new(codec::decode(&bytes)?)),
                 Some(CatalogKind::Contact) => StoredRecord::Contact(decode_catalog(&bytes)?),
                 Some(CatalogKind::Course) => StoredRecord::Course(decode_catalog(&bytes)?),
                 Some(CatalogKind::CourseOffering) => {

@@ -416,7 +416,7 @@ pub fn export(
 ) -> Result<u64, ExportError> {
     let mut count = 0u64;
     let mut tick = |count: u64| {
-        if count % 1000 == 0 {
+        if count.is_multiple_of(1000) {
             progress(Progress {
                 bytes: 0,
                 records: count,
