@@ -395,6 +395,20 @@ async fn imports_and_exports_refuse_what_they_cannot_take() {
         .collect();
     assert_eq!(rows, [(1, "invalid_json"), (3, "validation_failed")]);
     assert_eq!(report["rows"], 2, "the blank line is not a row");
+    // All or nothing is one transaction: it has a size limit, and past it nothing is written.
+    let contact = json!({"kind": "contact", "record": {"name": "Ada"}}).to_string();
+    let too_many = format!("{contact}\n").repeat(10_001);
+    import(
+        &app,
+        &t.id,
+        "?allOrNothing=true",
+        "application/x-ndjson",
+        too_many,
+    )
+    .await
+    .assert_error(400, "validation_failed");
+    let contacts = app.get(&format!("/contacts/{}", t.id), &t.read).await;
+    assert_eq!(contacts.assert_ok(), &json!([]));
 
     // The tenant's admin may export it, not import; other roles neither.
     let path = format!("/admin/tenants/{}/import", t.id);
