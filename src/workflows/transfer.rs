@@ -277,7 +277,7 @@ impl Tally {
 
 /// Imports `input` into `tenant`. Refused rows are reported and the others land (or, all or
 /// nothing, none do). Errors are about the input or the request as a whole (an unreadable
-/// stream, a bad CSV header, too many rows for one transaction); rows chunks imported before
+/// stream, a bad CSV header, too many rows for one transaction); rows imported before
 /// such an error stay, and the message says so. Runs on a thread that may block.
 pub fn import(
     store: &Arc<Store>,
