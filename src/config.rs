@@ -28,9 +28,18 @@ pub enum Command {
     /// running server answers POST /admin/check). Exit status: 0 clean (or all repaired),
     /// 1 problems remain, 2 the check could not run.
     Check(CheckArgs),
+    /// Write a tenant's records out (offline: the server must not hold the data dir; a
+    /// running server has GET /admin/tenants/{t}/export).
+    Export(ExportArgs),
+    /// Read records into a tenant from NDJSON or CSV (offline; a running server has
+    /// POST /admin/tenants/{t}/import).
+    Import(ImportArgs),
+    /// Copy the whole database, consistently, into a new directory (offline, or through a
+    /// running server with --server).
+    Backup(BackupArgs),
 }
 
-/// Where `serve` and `check` find the database unless told otherwise.
+/// Where every command finds the database unless told otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./data/db";
 
 #[derive(Debug, Clone, Args)]
@@ -48,6 +57,73 @@ pub struct CheckArgs {
     /// Print the report as JSON (the shape POST /admin/check answers with).
     #[arg(long)]
     pub json: bool,
+}
+
+/// The file formats of export and import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One JSON object a line; every kind of record.
+    Ndjson,
+    /// A header row of field names; registrations only.
+    Csv,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The tenant whose records to export.
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long, value_enum, default_value = "ndjson")]
+    pub format: FormatArg,
+    /// Where to write; unset = standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Where the database lives.
+    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The tenant to import into.
+    #[arg(long)]
+    pub tenant: String,
+    /// The file's format; unset = by its extension (.csv, anything else NDJSON).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Write nothing when any row is refused.
+    #[arg(long)]
+    pub all_or_nothing: bool,
+    /// Create the tenant (without limits) when it does not exist, and the database when the
+    /// data dir has none.
+    #[arg(long)]
+    pub create_tenant: bool,
+    /// Where the database lives.
+    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The file to import; `-` = standard input.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The directory to copy into: new, or empty.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// The database to copy, when no server holds it.
+    #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// A running server to ask for the backup (http://host:port); `--to` is then a path on
+    /// the server's machine.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// The operator key, for --server.
+    #[arg(
+        long = "operator-key",
+        env = "REGISTRAR_OPERATOR_KEY",
+        hide_env_values = true
+    )]
+    pub operator_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

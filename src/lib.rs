@@ -5,6 +5,7 @@
 //! and `store` (sled trees, key layout, codec, the atomic write path; no HTTP).
 
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -1,20 +1,38 @@
 use clap::Parser;
-use registrar::config::{Cli, Command};
+use registrar::cli;
+use registrar::config::{Cli, Command, ServeArgs};
+use std::process::ExitCode;
 
-#[actix_web::main]
-async fn main() -> std::process::ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        Some(Command::Check(args)) => return registrar::check::run(&args),
-        None => cli.serve,
+    // The server logs every request; the one-shot commands only what goes wrong.
+    let level = match cli.command {
+        None | Some(Command::Serve(_)) => "info",
+        Some(_) => "warn",
     };
-    match registrar::startup::serve(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("registrar: {e}");
-            std::process::ExitCode::FAILURE
-        }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+        Some(Command::Check(args)) => registrar::check::run(&args),
+        Some(Command::Export(args)) => cli::finish(cli::export(&args)),
+        Some(Command::Import(args)) => match cli::import(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(cli::EXIT_ROWS_REFUSED),
+            Err(e) => cli::finish(Err(e)),
+        },
+        Some(Command::Backup(args)) => cli::finish(cli::backup(&args)),
     }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    actix_web::rt::System::new().block_on(async move {
+        match registrar::startup::serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("registrar: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

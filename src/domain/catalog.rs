@@ -10,6 +10,7 @@ use super::record::{
     input_schema, output_schema, parse_client_fields, BodyExtras, Fields, Required,
 };
 use super::time::Timestamp;
+use super::transfer::KeptSys;
 use super::values::{number_to_json, FieldValue, Notes, SecurityContext, Text, TextList};
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::record_fields;
@@ -263,6 +264,47 @@ impl<F: CatalogFields> CatalogRecord<F> {
             fields,
             sys: self.sys.next(ctx),
         }))
+    }
+
+    /// A record as an import file restores it (the row named its `id`): the fields pass the
+    /// kind's rules, the `sys_*` fields are `kept` from the row; what it leaves out is set as a
+    /// write under `ctx` would set it (see `CourseRegistration::restore`).
+    pub fn restore(
+        id: RecordId,
+        mut fields: F,
+        kept: &KeptSys,
+        stored: Option<&Self>,
+        ctx: &WriteContext,
+    ) -> Result<Self, ApiError> {
+        fields.complete()?;
+        let now = SysFields::new(ctx);
+        let sys = SysFields {
+            sys_version: kept
+                .sys_version
+                .or_else(|| stored.map(|s| s.version() + 1))
+                .unwrap_or(1),
+            sys_created_at: kept
+                .sys_created_at
+                .or_else(|| stored.map(|s| s.sys.sys_created_at))
+                .unwrap_or(now.sys_created_at),
+            sys_created_by_id: kept
+                .sys_created_by_id
+                .clone()
+                .or_else(|| stored.map(|s| s.sys.sys_created_by_id.clone()))
+                .unwrap_or(now.sys_created_by_id),
+            sys_last_modified_at: kept
+                .sys_last_modified_at
+                .unwrap_or(now.sys_last_modified_at),
+            sys_last_modified_by_id: kept
+                .sys_last_modified_by_id
+                .clone()
+                .unwrap_or(now.sys_last_modified_by_id),
+            sys_last_security_context: kept
+                .sys_last_security_context
+                .clone()
+                .unwrap_or(now.sys_last_security_context),
+        };
+        Ok(CatalogRecord { id, fields, sys })
     }
 
     pub fn version(&self) -> u64 {

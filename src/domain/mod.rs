@@ -13,4 +13,5 @@ pub mod registration;
 pub mod search;
 pub mod tenant;
 pub mod time;
+pub mod transfer;
 pub mod values;

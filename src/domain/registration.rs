@@ -11,6 +11,7 @@ use super::record::{
     input_schema, output_schema, parse_client_fields, BodyExtras, Fields, Required,
 };
 use super::time::Timestamp;
+use super::transfer::{BulkLoad, RowOrigin};
 use super::values::{
     CustomFieldValues, JsonList, Notes, Percentage, SecurityContext, Text, TextList,
 };
@@ -307,6 +308,62 @@ impl CourseRegistration {
             id: self.id.clone(),
             fields,
         })))
+    }
+
+    /// A registration as an import file restores it (the row named its `id`): the client
+    /// fields pass the same rules as a create or a PUT, and the server-managed fields are
+    /// `kept` from the row, so that an export imported again is the same record. What the row
+    /// leaves out is set as a write under `ctx` would set it: version 1 for a new id, the
+    /// next version when it replaces `stored`. Unlike a create, nothing is filled in from the
+    /// contact or the offering: the record is what the file says.
+    pub fn restore(
+        id: RecordId,
+        mut fields: RegistrationFields,
+        kept: &RegistrationFields,
+        stored: Option<&CourseRegistration>,
+        ctx: &WriteContext,
+    ) -> Result<Self, ApiError> {
+        fields.take_server_managed(&RegistrationFields::default());
+        fields.complete()?;
+        let key_id = || Text::new(ctx.actor.key_id.clone()).ok();
+        fields.sys_version = kept
+            .sys_version
+            .or_else(|| stored.map(|s| s.version() + 1))
+            .or(Some(1));
+        fields.sys_created_at = kept
+            .sys_created_at
+            .or_else(|| stored.and_then(|s| s.fields.sys_created_at))
+            .or(Some(ctx.at));
+        fields.sys_created_by_id = kept
+            .sys_created_by_id
+            .clone()
+            .or_else(|| stored.and_then(|s| s.fields.sys_created_by_id.clone()))
+            .or_else(key_id);
+        fields.sys_last_modified_at = kept.sys_last_modified_at.or(Some(ctx.at));
+        fields.sys_last_modified_by_id = kept.sys_last_modified_by_id.clone().or_else(key_id);
+        fields.sys_last_security_context = kept
+            .sys_last_security_context
+            .clone()
+            .or_else(|| Some(SecurityContext::of(ctx)));
+        fields.sys_deleted_by_id.clone_from(&kept.sys_deleted_by_id);
+        fields
+            .sys_last_bulk_data_operation_id
+            .clone_from(&kept.sys_last_bulk_data_operation_id);
+        fields
+            .sys_last_bulk_data_operation_sys_version
+            .clone_from(&kept.sys_last_bulk_data_operation_sys_version);
+        Ok(CourseRegistration { id, fields })
+    }
+
+    /// Marks the record as written by the import run `load`, from the row `origin`.
+    pub fn stamp_bulk_load(&mut self, load: &BulkLoad, origin: &RowOrigin) {
+        let fields = &mut self.fields;
+        fields.sys_bulk_load_id = Text::new(load.id.as_str()).ok();
+        fields.sys_bulk_load_at = Text::new(load.at.to_rfc3339()).ok();
+        fields.sys_bulk_load_pk = origin.pk.as_deref().and_then(|pk| Text::new(pk).ok());
+        fields.sys_bulk_load_record_no = Some(origin.row as f64);
+        fields.sys_bulk_load_source_file =
+            load.source_file.as_deref().and_then(|f| Text::new(f).ok());
     }
 
     pub fn version(&self) -> u64 {

@@ -50,6 +50,12 @@ fn requirement(method: &Method, path: &str) -> Requirement {
             segment: (*tenant).to_owned(),
             role: Role::Admin,
         },
+        // A tenant's admin may take its data out; bringing data in writes audit fields
+        // (sys_created_by_id, sys_last_security_context) as the file says: the operator's.
+        ["admin", "tenants", tenant, "export"] => Requirement::Tenant {
+            segment: (*tenant).to_owned(),
+            role: Role::Admin,
+        },
         ["admin", ..] | ["metrics"] => Requirement::Operator,
         [resource, tenant, rest @ ..] if TENANT_RESOURCES.contains(resource) => {
             let search = *method == Method::POST && rest == ["search"];
@@ -265,6 +271,17 @@ mod tests {
             ),
             (Method::GET, "/metrics", Requirement::Operator),
             (Method::POST, "/admin/check", Requirement::Operator),
+            (
+                Method::GET,
+                "/admin/tenants/acme/export",
+                tenant("acme", Role::Admin),
+            ),
+            (
+                Method::POST,
+                "/admin/tenants/acme/import",
+                Requirement::Operator,
+            ),
+            (Method::POST, "/admin/backup", Requirement::Operator),
         ];
         for (method, path, expected) in cases {
             assert_eq!(requirement(&method, path), expected, "{method} {path}");

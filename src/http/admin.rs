@@ -39,7 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The tenant an operator-only path names (the gate checks tenants only for tenant roles).
-fn path_tenant(req: &HttpRequest) -> Result<TenantId, ApiError> {
+pub(super) fn path_tenant(req: &HttpRequest) -> Result<TenantId, ApiError> {
     let raw = req.match_info().get("tenantId").unwrap_or_default();
     TenantId::parse(raw)
         .map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("tenant id {e}")))

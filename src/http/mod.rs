@@ -14,6 +14,7 @@ pub mod registrations;
 pub mod request;
 pub mod request_id;
 pub mod service;
+pub mod transfer;
 
 use crate::error::ApiError;
 use crate::store::Store;
@@ -58,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(service::configure)
         .configure(openapi::configure)
         .configure(admin::configure)
+        .configure(transfer::configure)
         .configure(registrations::configure)
         .configure(catalog::configure)
         .default_service(web::to(error::route_not_found));

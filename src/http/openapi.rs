@@ -100,6 +100,10 @@ struct Operation {
     extra: &'static [u16],
     /// The success answer's media type.
     media: &'static str,
+    /// Further media types of the success answer, same schema.
+    more_media: &'static [&'static str],
+    /// The request body's media types.
+    body_media: &'static [&'static str],
 }
 
 impl Operation {
@@ -125,6 +129,8 @@ impl Operation {
             public: false,
             extra: &[],
             media: "application/json",
+            more_media: &[],
+            body_media: &["application/json"],
         }
     }
     fn summary(mut self, text: impl Into<String>) -> Self {
@@ -177,6 +183,14 @@ impl Operation {
         self.media = media;
         self
     }
+    fn more_media(mut self, media: &'static [&'static str]) -> Self {
+        self.more_media = media;
+        self
+    }
+    fn body_media(mut self, media: &'static [&'static str]) -> Self {
+        self.body_media = media;
+        self
+    }
     fn extra(mut self, statuses: &'static [u16]) -> Self {
         self.extra = statuses;
         self
@@ -227,10 +241,14 @@ impl Operation {
             );
         }
         let (status, description, schema) = &self.ok;
+        let mut content = Map::new();
+        for media in std::iter::once(&self.media).chain(self.more_media) {
+            content.insert((*media).to_owned(), json!({"schema": schema}));
+        }
         let mut ok = json!({
             "description": description,
             "headers": headers,
-            "content": {self.media: {"schema": schema}},
+            "content": content,
         });
         if let Some(links) = &self.links {
             ok["links"] = links.clone();
@@ -253,10 +271,12 @@ impl Operation {
             operation["security"] = json!([]);
         }
         if let Some(body) = &self.body {
-            operation["requestBody"] = json!({
-                "required": !self.body_optional,
-                "content": {"application/json": {"schema": body}},
-            });
+            let content: Map<String, Value> = self
+                .body_media
+                .iter()
+                .map(|media| ((*media).to_owned(), json!({"schema": body})))
+                .collect();
+            operation["requestBody"] = json!({"required": !self.body_optional, "content": content});
         }
         operation
     }
@@ -661,6 +681,63 @@ fn admin_operations() -> Vec<Operation> {
                 200,
                 "The report: every problem by tenant, tree and record; what a repair changed and what remains",
                 schema_ref("CheckReport"),
+            ),
+        Operation::new("get", "/admin/tenants/{tenantId}/export", "exportTenant")
+            .summary(
+                "Every record of a tenant, streamed (operator, or the tenant's admin key): \
+                 NDJSON lines {kind, record}, catalog first in dependency order, then \
+                 registrations; or CSV of the registrations (format=csv)",
+            )
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .param(query_param(
+                "format",
+                "ndjson (the default) or csv",
+                json!({"type": "string", "enum": ["ndjson", "csv"]}),
+            ))
+            .media("application/x-ndjson")
+            .more_media(&["text/csv"])
+            .ok(200, "The records", json!({"type": "string"})),
+        Operation::new("post", "/admin/tenants/{tenantId}/import", "importTenant")
+            .summary(
+                "Import records into a tenant (operator key): NDJSON (any kind) or CSV \
+                 (registrations); each bad row is reported, the others land",
+            )
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .param(flag_param(
+                "allOrNothing",
+                "Write nothing when any row is refused.",
+            ))
+            .param(query_param(
+                "sourceFile",
+                "A file name kept in each registration's sys_bulk_load_source_file.",
+                json!({"type": "string", "maxLength": 1024}),
+            ))
+            .body(json!({"type": "string"}))
+            .body_media(&["application/x-ndjson", "text/csv"])
+            .ok(
+                200,
+                "What was imported and which rows were refused, and why",
+                super::transfer::import_report_schema(),
+            ),
+        Operation::new("post", "/admin/backup", "backup")
+            .summary("Copy the whole database, consistently, into a new directory on the server (operator key)")
+            .tag(ADMIN_TAG)
+            .body(super::transfer::backup_schema())
+            .ok(
+                200,
+                "What was copied",
+                json!({
+                    "type": "object",
+                    "required": ["to", "trees", "entries"],
+                    "properties": {
+                        "to": {"type": "string"},
+                        "trees": {"type": "integer", "minimum": 0},
+                        "entries": {"type": "integer", "minimum": 0},
+                    },
+                    "additionalProperties": false,
+                }),
             ),
     ]
 }

@@ -105,6 +105,15 @@ pub trait CatalogHooks: CatalogFields + Clone {
     ) -> Result<(), TxError> {
         Ok(())
     }
+
+    /// Runs in the transaction after an import stored `record`.
+    fn after_import(
+        _tx: &mut Tx<'_>,
+        _tenant: &TenantId,
+        _record: &CatalogRecord<Self>,
+    ) -> Result<(), TxError> {
+        Ok(())
+    }
 }
 
 impl CatalogHooks for ContactFields {}
@@ -130,6 +139,20 @@ impl CatalogHooks for OrderFields {
             .unwrap_or_default();
         for item in items {
             super::registrations::follow_order(tx, tenant, &item.registration_id, new, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// An imported order's number is taken: the tenant's order sequence moves past it. (Its
+    /// state is not copied onto registrations: their own rows carry it.)
+    fn after_import(
+        tx: &mut Tx<'_>,
+        tenant: &TenantId,
+        record: &CatalogRecord<Self>,
+    ) -> Result<(), TxError> {
+        if let Some(number) = record.fields.number {
+            let key = keys::counter(tenant.as_str(), super::orders::ORDER_NUMBER_SEQUENCE);
+            super::transfer::raise_sequence(tx, key.as_bytes(), number)?;
         }
         Ok(())
     }

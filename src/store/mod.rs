@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod registrations;
 pub mod search;
 pub mod stats;
+pub mod transfer;
 pub mod tx;
 
 pub use error::StoreError;
@@ -40,7 +41,7 @@ pub use pipeline::Durability;
 use directory::Directory;
 use page::PageTokens;
 use pipeline::{Intent, Pipeline};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use tx::TreeId;
 
@@ -65,6 +66,7 @@ pub struct Store {
     tokens: PageTokens,
     directory: RwLock<Directory>,
     stats: Arc<stats::WriteStats>,
+    dir: PathBuf,
 }
 
 impl Store {
@@ -109,12 +111,26 @@ impl Store {
             tokens: PageTokens::new(secret),
             directory: RwLock::new(directory),
             stats,
+            dir: dir.to_owned(),
         })
     }
 
     /// Runs `intent` on the write path and waits for it to be durable (per the durability mode).
     pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
         self.pipeline.submit(intent).await
+    }
+
+    /// Queues `intent` from a plain (not async) thread; the outcome is collected later.
+    pub fn enqueue_blocking<I: Intent>(
+        &self,
+        intent: I,
+    ) -> Result<pipeline::Queued<I::Output>, StoreError> {
+        self.pipeline.enqueue_blocking(intent)
+    }
+
+    /// The directory the database lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// What the write path measured so far.

@@ -34,6 +34,13 @@ const QUEUE_DEPTH: usize = 4096;
 pub trait Intent: Send + 'static {
     type Output: Send + 'static;
     fn apply(&self, tx: &mut Tx<'_>) -> Result<Self::Output, TxError>;
+
+    /// Whether the caller is answered right after the commit, without waiting for a flush,
+    /// even in sync mode: a bulk import makes its thousands of transactions durable with one
+    /// flush at its end instead of one each ([`Store::flush`](super::Store::flush)).
+    fn defers_flush(&self) -> bool {
+        false
+    }
 }
 
 /// When a write is answered.
@@ -70,6 +77,7 @@ struct Job<I: Intent> {
 /// A queued job, its output type erased so jobs of every kind share one queue.
 trait PendingJob: Send {
     fn run(&self, view: &[TransactionalTree]) -> Result<(), UnabortableTransactionError>;
+    fn needs_flush(&self) -> bool;
     /// Answers the caller: with the outcome, or with `fault` when the batch failed as a whole.
     fn finish(self: Box<Self>, fault: Option<&StoreError>);
 }
@@ -89,6 +97,10 @@ impl<I: Intent> PendingJob for Job<I> {
         Ok(())
     }
 
+    fn needs_flush(&self) -> bool {
+        !self.intent.defers_flush()
+    }
+
     fn finish(self: Box<Self>, fault: Option<&StoreError>) {
         let result = match (fault, self.outcome.into_inner()) {
             (Some(fault), _) => Err(fault.clone()),
@@ -105,7 +117,12 @@ type Batch = Vec<Box<dyn PendingJob>>;
 /// Work that runs alone on the writer thread, between two batches, outside any transaction.
 trait ExclusiveJob: Send {
     /// `settle` makes whatever the work wrote durable, as the strictest mode would.
-    fn run(self: Box<Self>, trees: &[Tree], settle: &dyn Fn() -> Result<(), StoreError>);
+    fn run(
+        self: Box<Self>,
+        db: &sled::Db,
+        trees: &[Tree],
+        settle: &dyn Fn() -> Result<(), StoreError>,
+    );
 }
 
 struct Alone<T, F> {
@@ -116,13 +133,18 @@ struct Alone<T, F> {
 impl<T, F> ExclusiveJob for Alone<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&[Tree]) -> Result<T, StoreError> + Send + 'static,
+    F: FnOnce(&sled::Db, &[Tree]) -> Result<T, StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, trees: &[Tree], settle: &dyn Fn() -> Result<(), StoreError>) {
+    fn run(
+        self: Box<Self>,
+        db: &sled::Db,
+        trees: &[Tree],
+        settle: &dyn Fn() -> Result<(), StoreError>,
+    ) {
         let Alone { work, reply } = *self;
         // A panic here would end the writer thread and with it every later write; the work
         // reads whatever bytes the database holds, so contain it to this one caller.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(trees)))
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(db, trees)))
             .unwrap_or_else(|_| {
                 log::error!("exclusive work on the writer thread panicked");
                 Err(StoreError::Storage("exclusive work panicked".into()))
@@ -133,7 +155,7 @@ where
 }
 
 /// What the writer's queue holds.
-enum Queued {
+enum Work {
     /// Joins the next batch.
     Intent(Box<dyn PendingJob>),
     /// Runs once every write queued before it has committed, and before any queued after it.
@@ -142,7 +164,7 @@ enum Queued {
 
 /// The running write path. Dropping it drains the queue, stops both threads and waits for them.
 pub struct Pipeline {
-    sender: Option<mpsc::Sender<Queued>>,
+    sender: Option<mpsc::Sender<Work>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -155,7 +177,7 @@ impl Pipeline {
         log: &std::path::Path,
         stats: Arc<WriteStats>,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::channel::<Queued>(QUEUE_DEPTH);
+        let (sender, receiver) = mpsc::channel::<Work>(QUEUE_DEPTH);
         let mut threads = Vec::new();
         let log = match durability {
             Durability::Strict => Some(std::fs::File::open(log)?),
@@ -182,7 +204,7 @@ impl Pipeline {
                 .name("registrar-writer".into())
                 .spawn(move || {
                     let settle = || make_durable(&writer_db, writer_log.as_ref());
-                    writer_loop(trees, receiver, flush_queue, &settle, &stats)
+                    writer_loop(&writer_db, trees, receiver, flush_queue, &settle, &stats)
                 })?,
         );
         Ok(Pipeline {
@@ -194,17 +216,29 @@ impl Pipeline {
     /// Queues `intent` and waits until it is committed (and, in sync mode, flushed).
     pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let (work, answer) = Self::job(intent);
+        sender.send(work).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `intent` from a thread that is not async (it waits while the queue is full) and
+    /// returns at once: the caller receives the outcome later, so it can prepare the next
+    /// intent while the writer commits this one.
+    pub fn enqueue_blocking<I: Intent>(&self, intent: I) -> Result<Queued<I::Output>, StoreError> {
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let (work, answer) = Self::job(intent);
+        sender.blocking_send(work).map_err(|_| StoreError::Closed)?;
+        Ok(Queued(answer))
+    }
+
+    fn job<I: Intent>(intent: I) -> (Work, oneshot::Receiver<Result<I::Output, StoreError>>) {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             intent,
             outcome: RefCell::new(None),
             reply,
         };
-        sender
-            .send(Queued::Intent(Box::new(job)))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        (Work::Intent(Box::new(job)), answer)
     }
 
     /// Runs `work` on the writer thread with no write half-way through: after every write
@@ -214,15 +248,25 @@ impl Pipeline {
     pub async fn exclusive<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&[Tree]) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&sled::Db, &[Tree]) -> Result<T, StoreError> + Send + 'static,
     {
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Queued::Exclusive(Box::new(Alone { work, reply })))
+            .send(Work::Exclusive(Box::new(Alone { work, reply })))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// An intent on its way through the writer, queued by [`Pipeline::enqueue_blocking`].
+pub struct Queued<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Queued<T> {
+    /// Waits (blocking the thread) for the outcome.
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.0.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -236,27 +280,28 @@ impl Drop for Pipeline {
 }
 
 fn writer_loop(
+    db: &sled::Db,
     trees: Vec<Tree>,
-    mut queue: mpsc::Receiver<Queued>,
+    mut queue: mpsc::Receiver<Work>,
     flush_queue: Option<std_mpsc::Sender<Batch>>,
     settle: &dyn Fn() -> Result<(), StoreError>,
     stats: &WriteStats,
 ) {
     // Exclusive work taken off the queue while a batch was being gathered: it runs right
     // after that batch commits.
-    let mut next: Option<Queued> = None;
+    let mut next: Option<Work> = None;
     while let Some(first) = next.take().or_else(|| queue.blocking_recv()) {
         let first = match first {
-            Queued::Exclusive(job) => {
-                job.run(&trees, settle);
+            Work::Exclusive(job) => {
+                job.run(db, &trees, settle);
                 continue;
             }
-            Queued::Intent(job) => job,
+            Work::Intent(job) => job,
         };
         let mut batch: Batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(Queued::Intent(job)) => batch.push(job),
+                Ok(Work::Intent(job)) => batch.push(job),
                 Ok(exclusive) => {
                     next = Some(exclusive);
                     break;
@@ -277,7 +322,10 @@ fn writer_loop(
             .intents
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         match committed {
-            Ok(()) => match &flush_queue {
+            Ok(()) => match flush_queue
+                .as_ref()
+                .filter(|_| batch.iter().any(|job| job.needs_flush()))
+            {
                 Some(flusher) => {
                     if let Err(unsent) = flusher.send(batch) {
                         finish_all(unsent.0, Some(&StoreError::Closed));
@@ -364,7 +412,7 @@ mod tests {
         // join! polls in order, so the queue holds: before, the exclusive work, after.
         let (before, seen, after) = tokio::join!(
             pipeline.submit(Put(b"before")),
-            pipeline.exclusive(|trees| {
+            pipeline.exclusive(|_, trees| {
                 let registrations = &trees[TreeId::Registrations.position()];
                 Ok((
                     registrations.contains_key(b"before")?,
@@ -376,7 +424,7 @@ mod tests {
         before.unwrap();
         after.unwrap();
         assert_eq!(seen.unwrap(), (true, false));
-        let failed: Result<(), StoreError> = pipeline.exclusive(|_| panic!("boom")).await;
+        let failed: Result<(), StoreError> = pipeline.exclusive(|_, _| panic!("boom")).await;
         assert!(failed.is_err());
         pipeline.submit(Put(b"still writing")).await.unwrap();
     }

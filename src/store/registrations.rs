@@ -91,7 +91,7 @@ pub(super) fn contribution(tenant: &TenantId, record: &CourseRegistration) -> Co
 /// Replaces `old` by `new` (either may be absent): the record, its index entries, its slot in
 /// the offering, the offering's active count, the reference counts of what it points at and
 /// the tenant's count. The rules are checked first, so a refusal writes nothing.
-fn write(
+pub(super) fn write(
     tx: &mut Tx<'_>,
     tenant: &TenantId,
     old: Option<&CourseRegistration>,
@@ -240,6 +240,15 @@ fn check_capacity(
 /// Checks the references and fills the denormalised fields from the contact and offering.
 fn resolve(tx: &Tx<'_>, tenant: &TenantId, fields: &mut RegistrationFields) -> Result<(), TxError> {
     catalog::check_references(tx, tenant, &fields.references())?;
+    denormalise(tx, tenant, fields)
+}
+
+/// Fills what the registration leaves out from its contact and offering.
+pub(super) fn denormalise(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    fields: &mut RegistrationFields,
+) -> Result<(), TxError> {
     if let Some(student) = fields.student_id.clone() {
         if let Some(contact) = catalog::load::<ContactFields>(tx, tenant, &student)? {
             fields.fill_from_contact(&contact.fields);
@@ -254,7 +263,7 @@ fn resolve(tx: &Tx<'_>, tenant: &TenantId, fields: &mut RegistrationFields) -> R
 }
 
 /// A tenant with `max_registrations` stores no more than that.
-fn check_quota(tx: &Tx<'_>, tenant: &TenantId) -> Result<(), TxError> {
+pub(super) fn check_quota(tx: &Tx<'_>, tenant: &TenantId) -> Result<(), TxError> {
     let Some(bytes) = tx.get(TreeId::Tenants, keys::tenant(tenant.as_str()).as_bytes())? else {
         return Ok(());
     };

@@ -5,6 +5,7 @@
 use super::error::StoreError;
 use super::index::REGISTRATION_INDEXES;
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
+use std::collections::HashMap;
 
 /// The trees a transaction spans, by position in the pipeline's tree list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,39 +103,59 @@ impl From<crate::error::ApiError> for TxError {
     }
 }
 
+/// One tree's buffered writes: the latest value of each key written (`None` = removed).
+type Buffer = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// What one buffered write replaced in its tree's buffer (`None` = the key was not buffered),
+/// so that `rollback_to` can put it back.
+struct Undo {
+    tree: usize,
+    key: Vec<u8>,
+    replaced: Option<Option<Vec<u8>>>,
+}
+
+/// The buffer is a map per tree, not a log: an intent that carries many records (a bulk
+/// import of a thousand rows, an all-or-nothing import of a whole file) reads its own writes
+/// in constant time instead of scanning everything it wrote so far.
 pub struct Tx<'a> {
     view: &'a [TransactionalTree],
-    writes: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
+    buffers: Vec<Buffer>,
+    undo: Vec<Undo>,
 }
 
 impl<'a> Tx<'a> {
     pub(super) fn new(view: &'a [TransactionalTree]) -> Self {
         Tx {
             view,
-            writes: Vec::new(),
+            buffers: (0..view.len()).map(|_| Buffer::new()).collect(),
+            undo: Vec::new(),
         }
     }
 
     pub fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
         let position = tree.position();
-        if let Some((_, _, value)) = self
-            .writes
-            .iter()
-            .rev()
-            .find(|(t, k, _)| *t == position && k == key)
-        {
+        if let Some(value) = self.buffers[position].get(key) {
             return Ok(value.clone());
         }
         Ok(self.view[position].get(key)?.map(|v| v.to_vec()))
     }
 
+    fn buffer(&mut self, tree: TreeId, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let position = tree.position();
+        let replaced = self.buffers[position].insert(key.clone(), value);
+        self.undo.push(Undo {
+            tree: position,
+            key,
+            replaced,
+        });
+    }
+
     pub fn insert(&mut self, tree: TreeId, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.writes
-            .push((tree.position(), key.into(), Some(value.into())));
+        self.buffer(tree, key.into(), Some(value.into()));
     }
 
     pub fn remove(&mut self, tree: TreeId, key: impl Into<Vec<u8>>) {
-        self.writes.push((tree.position(), key.into(), None));
+        self.buffer(tree, key.into(), None);
     }
 
     /// Reads a big-endian u64 counter (absent = 0).
@@ -155,6 +176,14 @@ impl<'a> Tx<'a> {
         self.insert(TreeId::Counters, key, value.to_be_bytes());
     }
 
+    /// Raises a counter to `at_least` if it is lower (a sequence after an import of numbers).
+    pub fn raise_counter(&mut self, key: &[u8], at_least: u64) -> Result<(), TxError> {
+        if self.counter(key)? < at_least {
+            self.set_counter(key, at_least);
+        }
+        Ok(())
+    }
+
     /// Adds `delta` to a counter, never below zero.
     pub fn add_to_counter(&mut self, key: &[u8], delta: i64) -> Result<u64, TxError> {
         let value = self.counter(key)?.saturating_add_signed(delta);
@@ -168,26 +197,44 @@ impl<'a> Tx<'a> {
 
     /// A point to roll back to: the writes buffered so far.
     pub fn mark(&self) -> usize {
-        self.writes.len()
+        self.undo.len()
     }
 
     /// Drops the writes buffered since `mark`: one step of a batch refused, the rest stands.
     pub fn rollback_to(&mut self, mark: usize) {
-        self.writes.truncate(mark);
+        while self.undo.len() > mark {
+            let Some(undo) = self.undo.pop() else { break };
+            let buffer = &mut self.buffers[undo.tree];
+            match undo.replaced {
+                Some(earlier) => buffer.insert(undo.key, earlier),
+                None => buffer.remove(&undo.key),
+            };
+        }
     }
 
     /// Drops every write buffered so far: a dry run evaluates every rule and keeps nothing.
     pub fn discard(&mut self) {
-        self.writes.clear();
+        self.undo.clear();
+        self.buffers.iter_mut().for_each(Buffer::clear);
     }
 
     /// Hands the buffered writes to the shared transaction.
+    /// Within one transaction only the last value of a key matters, so the order is free.
     pub(super) fn commit(self) -> Result<(), UnabortableTransactionError> {
-        for (position, key, value) in self.writes {
-            match value {
-                Some(value) => self.view[position].insert(key, value)?,
-                None => self.view[position].remove(key)?,
-            };
+        let Tx {
+            view,
+            buffers,
+            undo,
+        } = self;
+        // Drop the undo log first: a large intent should not hold its writes twice.
+        drop(undo);
+        for (position, buffer) in buffers.into_iter().enumerate() {
+            for (key, value) in buffer {
+                match value {
+                    Some(value) => view[position].insert(key, value)?,
+                    None => view[position].remove(key)?,
+                };
+            }
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod check;
 pub mod email;
 pub mod generate;
 pub mod registrations;
+pub mod transfer;
 
 use crate::error::ApiError;
 use crate::store::{Store, StoreError};

@@ -53,7 +53,12 @@ pub async fn spawn_with(data_dir: TempDir, adjust: impl FnOnce(&mut ServeArgs)) 
             .expect("app starts");
     TestApp {
         address: format!("http://{address}"),
-        client: reqwest::Client::new(),
+        // The server closes a connection idle for 5 s (actix's keep-alive); a pooled one
+        // reused just then fails. Drop idle connections before that (long imports idle them).
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .expect("http client"),
         data_dir,
         handle,
         thread: Some(thread),

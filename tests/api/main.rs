@@ -25,3 +25,4 @@ mod rules;
 mod search;
 mod service;
 mod startup;
+mod transfer;

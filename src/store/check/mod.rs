@@ -53,7 +53,7 @@ impl Store {
     /// writes wait while it runs.
     pub async fn check(&self, scope: Scope, repair: bool) -> Result<CheckReport, StoreError> {
         self.pipeline
-            .exclusive(move |trees| run(trees, &scope, repair))
+            .exclusive(move |_, trees| run(trees, &scope, repair))
             .await
     }
 }
