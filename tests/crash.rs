@@ -141,6 +141,8 @@ struct Tally {
     acked: usize,
     in_flight: usize,
     lost: Vec<String>,
+    /// Kill cycles after which `registrar check` found no problem in the data dir.
+    checked_clean: usize,
 }
 
 struct Writer {
@@ -398,6 +400,36 @@ async fn get(client: &Client, base: &str, key: &str, url: String) -> (StatusCode
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Runs `registrar check --json` on the data dir of a killed server and returns how many
+/// problems it found (printing the report when there are any).
+fn offline_check(db: &Path) -> usize {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["check", "--json", "--data-dir"])
+        .arg(db)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("registrar check runs");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "registrar check printed no report ({e}), exit {:?}: {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let problems = report["problem_count"]
+        .as_u64()
+        .expect("the report counts its problems") as usize;
+    assert_eq!(
+        output.status.code(),
+        Some(if problems == 0 { 0 } else { 1 }),
+        "check's exit status agrees with its report"
+    );
+    if problems > 0 {
+        eprintln!("registrar check on the killed data dir: {report:#}");
+    }
+    problems
+}
+
 /// Compares every known record with what the restarted server holds, and settles the
 /// in-flight ones to what it found.
 async fn verify(server: &Server, key: &str, writers: &mut [Writer], tally: &mut Tally) {
@@ -600,11 +632,15 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
         for task in tasks {
             writers.push(task.await.expect("a writer panicked"));
         }
+        // The killed data dir, before any server touches it again: every index entry,
+        // slot and counter must agree with the records sled recovered.
+        let problems = offline_check(&db);
+        tally.checked_clean += usize::from(problems == 0);
         let restarted = Server::start_with(&db, server_args).await;
         verify(&restarted, &key, &mut writers, &mut tally).await;
         writes_acked = writers.iter().map(|w| w.acked).sum::<usize>();
         eprintln!(
-            "cycle {cycle}: {writes_acked} writes acked so far, {} records checked, {} in flight, {} lost",
+            "cycle {cycle}: {writes_acked} writes acked so far, {} records checked, {} in flight, {} lost, {problems} check problems",
             tally.acked,
             tally.in_flight,
             tally.lost.len()
@@ -615,15 +651,20 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
         s.kill();
     }
     eprintln!(
-        "crash test done: {cycles} SIGKILLs, {writes_acked} writes acked, {} record checks passed, {} in flight at a kill, {} lost",
+        "crash test done: {cycles} SIGKILLs, {writes_acked} writes acked, {} record checks passed, {} in flight at a kill, {} lost, {} of {cycles} killed data dirs checked clean",
         tally.acked,
         tally.in_flight,
-        tally.lost.len()
+        tally.lost.len(),
+        tally.checked_clean,
     );
     assert!(
         tally.lost.is_empty(),
         "lost acknowledged writes: {:#?}",
         tally.lost
+    );
+    assert_eq!(
+        tally.checked_clean, cycles,
+        "a killed data dir had index or counter problems (see the reports above)"
     );
     assert!(
         writes_acked > cycles * 10,
@@ -678,6 +719,7 @@ async fn sigterm_drains_requests_and_closes_cleanly() {
     }
     let acked: usize = writers.iter().map(|w| w.acked).sum();
     assert!(acked > 0);
+    assert_eq!(offline_check(&db), 0, "the drained data dir checks clean");
     let restarted = Server::start(&db).await;
     let mut tally = Tally::default();
     verify(&restarted, &key, &mut writers, &mut tally).await;
