@@ -144,7 +144,8 @@ impl CatalogHooks for OrderFields {
     }
 
     /// An imported order's number is taken: the tenant's order sequence moves past it. (Its
-    /// state is not copied onto registrations: their own rows carry it.)
+    /// state is not copied onto registrations: their own rows carry it. Outside imports the
+    /// server alone numbers orders.)
     fn after_import(
         tx: &mut Tx<'_>,
         tenant: &TenantId,
@@ -152,7 +153,7 @@ impl CatalogHooks for OrderFields {
     ) -> Result<(), TxError> {
         if let Some(number) = record.fields.number {
             let key = keys::counter(tenant.as_str(), super::orders::ORDER_NUMBER_SEQUENCE);
-            super::transfer::raise_sequence(tx, key.as_bytes(), number)?;
+            tx.raise_sequence(key.as_bytes(), number)?;
         }
         Ok(())
     }

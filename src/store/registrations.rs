@@ -101,6 +101,13 @@ pub(super) fn write(
     if let Some(new) = new {
         check_slot(tx, tenant, new)?;
         check_capacity(tx, tenant, old, new)?;
+        // A number given by a client or an import is taken: the sequence moves past it, so
+        // it is never handed out again.
+        let old_number = old.and_then(|r| r.fields.number);
+        if let Some(number) = new.fields.number.filter(|n| old_number != Some(*n)) {
+            let sequence = keys::counter(t, NUMBER_SEQUENCE);
+            tx.raise_sequence(sequence.as_bytes(), number)?;
+        }
     }
     let before = old.map(|r| contribution(tenant, r));
     let after = new.map(|r| (r, contribution(tenant, r)));
@@ -297,14 +304,25 @@ pub(super) fn create_in(
     let mut fields = fields.clone();
     resolve(tx, tenant, &mut fields)?;
     let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;
+    number_if_unnumbered(tx, tenant, &mut record)?;
+    write(tx, tenant, None, Some(&record))?;
+    Ok(record)
+}
+
+/// Gives a registration without a number the tenant's next one. (A given number moves the
+/// sequence past it in `write`.)
+pub(super) fn number_if_unnumbered(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    record: &mut CourseRegistration,
+) -> Result<(), TxError> {
     if record.fields.number.is_none() {
         let sequence = keys::counter(tenant.as_str(), NUMBER_SEQUENCE);
         let next = tx.counter(sequence.as_bytes())? + 1;
         tx.set_counter(sequence.as_bytes(), next);
         record.fields.number = Some(next as f64);
     }
-    write(tx, tenant, None, Some(&record))?;
-    Ok(record)
+    Ok(())
 }
 
 /// Replaces a stored registration inside `tx` (already loaded and version-checked).

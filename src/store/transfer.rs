@@ -7,7 +7,7 @@ use super::codec;
 use super::error::StoreError;
 use super::keys;
 use super::pipeline::Intent;
-use super::registrations::{self, NUMBER_SEQUENCE};
+use super::registrations;
 use super::tx::{Tx, TxError};
 use super::Store;
 use crate::domain::access::WriteContext;
@@ -18,18 +18,6 @@ use crate::domain::transfer::{
     BulkLoad, Draft, ImportRow, KeptSys, RecordDraft, RecordKind, RowOrigin, StoredRecord,
 };
 use std::path::Path;
-
-/// Largest number a sequence follows: f64 holds every integer up to 2^53 exactly.
-const MAX_SEQUENCE_NUMBER: f64 = 9_007_199_254_740_992.0;
-
-/// Moves the sequence at `key` past an imported `number` (a whole, positive one), so that the
-/// numbers the server hands out later never repeat an imported one.
-pub(super) fn raise_sequence(tx: &mut Tx<'_>, key: &[u8], number: f64) -> Result<(), TxError> {
-    if number.fract() == 0.0 && (1.0..=MAX_SEQUENCE_NUMBER).contains(&number) {
-        tx.raise_counter(key, number as u64)?;
-    }
-    Ok(())
-}
 
 /// Rows of one import, written in one transaction. Each row stands or falls on its own, or,
 /// with `all_or_nothing`, all fall when one does.
@@ -135,15 +123,7 @@ fn import_registration(
         }
         Some(kept) => CourseRegistration::restore(id.clone(), fields, kept, stored.as_ref(), ctx)?,
     };
-    let sequence = keys::counter(tenant.as_str(), NUMBER_SEQUENCE);
-    match record.fields.number {
-        Some(number) => raise_sequence(tx, sequence.as_bytes(), number)?,
-        None => {
-            let next = tx.counter(sequence.as_bytes())? + 1;
-            tx.set_counter(sequence.as_bytes(), next);
-            record.fields.number = Some(next as f64);
-        }
-    }
+    registrations::number_if_unnumbered(tx, tenant, &mut record)?;
     record.stamp_bulk_load(load, origin);
     registrations::write(tx, tenant, stored.as_ref(), Some(&record))
 }

@@ -103,6 +103,9 @@ impl From<crate::error::ApiError> for TxError {
     }
 }
 
+/// Largest number a sequence follows: f64 holds every integer up to 2^53 exactly.
+const MAX_SEQUENCE_NUMBER: f64 = 9_007_199_254_740_992.0;
+
 /// One tree's buffered writes: the latest value of each key written (`None` = removed).
 type Buffer = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -176,10 +179,20 @@ impl<'a> Tx<'a> {
         self.insert(TreeId::Counters, key, value.to_be_bytes());
     }
 
-    /// Raises a counter to `at_least` if it is lower (a sequence after an import of numbers).
+    /// Raises a counter to `at_least` if it is lower.
     pub fn raise_counter(&mut self, key: &[u8], at_least: u64) -> Result<(), TxError> {
         if self.counter(key)? < at_least {
             self.set_counter(key, at_least);
+        }
+        Ok(())
+    }
+
+    /// Moves the number sequence at `key` past `number` when it is a whole, positive one (a
+    /// number a client or an import gave), so that the numbers handed out later never repeat
+    /// it. Other numbers are the client's business: the sequence never hands them out.
+    pub fn raise_sequence(&mut self, key: &[u8], number: f64) -> Result<(), TxError> {
+        if number.fract() == 0.0 && (1.0..=MAX_SEQUENCE_NUMBER).contains(&number) {
+            self.raise_counter(key, number as u64)?;
         }
         Ok(())
     }

@@ -268,3 +268,47 @@ async fn check_refuses_a_database_a_running_server_holds_and_one_that_does_not_e
     assert_eq!(code, 2);
     assert!(stderr.contains("no tenant nobody"), "{stderr}");
 }
+
+#[tokio::test]
+async fn client_given_numbers_move_the_sequence_so_check_stays_clean_and_no_number_repeats() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app
+        .world(&t, &["s1", "s2", "s3"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let mut given = w.body("s1", "c1", "o1");
+    given["number"] = json!(500);
+    assert_eq!(app.create(&t, &given).await["number"], 500);
+    // A number the sequence would never hand out (fractional) leaves it alone.
+    let mut fractional = w.body("s2", "c1", "o1");
+    fractional["number"] = json!(7.5);
+    app.create(&t, &fractional).await;
+    let patched = app.create(&t, &w.body("s3", "c1", "o1")).await;
+    assert_eq!(
+        patched["number"], 501,
+        "the next number follows the given one"
+    );
+    app.patch(
+        &format!(
+            "/courseRegistrations/{}/{}",
+            t.id,
+            patched["id"].as_str().unwrap()
+        ),
+        &t.write,
+        &json!([{"op": "replace", "path": "/number", "value": 900}]),
+    )
+    .await
+    .assert_ok();
+
+    let report = app
+        .post("/admin/check", OPERATOR_KEY, &json!({"tenant": t.id}))
+        .await;
+    let report = report.assert_ok();
+    assert_eq!(report["problems"], json!([]), "{report:#}");
+    assert_eq!(report["clean"], true);
+    let next = app.create(&t, &w.body("s1", "c2", "o2")).await;
+    assert_eq!(
+        next["number"], 901,
+        "a patched-in number is never handed out again"
+    );
+}
