@@ -101,7 +101,7 @@ fn check_declared_length(req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 /// Reads the whole body, refusing it as soon as it passes [`MAX_BODY_BYTES`].
-async fn read_body(mut payload: Payload) -> Result<BytesMut, ApiError> {
+pub async fn read_body(mut payload: Payload) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {

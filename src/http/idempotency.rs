@@ -6,7 +6,6 @@
 //! Responses of 5xx and 429 are not stored: retrying those should run again.
 
 use super::access::{Caller, TENANT_RESOURCES};
-use super::body::MAX_BODY_BYTES;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
@@ -19,7 +18,6 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpMessage, HttpResponse};
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -84,24 +82,9 @@ fn replay(stored: &StoredResponse) -> HttpResponse {
 }
 
 async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
-    let mut payload = req.take_payload();
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("the body could not be read: {e}"),
-            )
-        })?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+    super::body::read_body(req.take_payload())
+        .await
+        .map(BytesMut::freeze)
 }
 
 pub async fn guard(
