@@ -118,7 +118,36 @@ pub trait CatalogHooks: CatalogFields + Clone {
 
 impl CatalogHooks for ContactFields {}
 impl CatalogHooks for CourseFields {}
-impl CatalogHooks for CourseOfferingFields {}
+
+impl CatalogHooks for CourseOfferingFields {
+    /// Capacity may not drop below the seats taken: the registrations holding them would be
+    /// over capacity with no rule to say which one is out. (Down to exactly the seats taken
+    /// closes the offering to new active registrations.)
+    fn after_revise(
+        tx: &mut Tx<'_>,
+        tenant: &TenantId,
+        _old: &CatalogRecord<Self>,
+        new: &CatalogRecord<Self>,
+        _ctx: &WriteContext,
+    ) -> Result<(), TxError> {
+        let Some(capacity) = new.fields.capacity else {
+            return Ok(());
+        };
+        let taken = tx.counter(keys::active_count(tenant.as_str(), new.id.as_str()).as_bytes())?;
+        if capacity < taken {
+            return Err(ApiError::new(
+                ErrorCode::OfferingFull,
+                format!(
+                    "course offering {} has {taken} active registrations: capacity cannot be \
+                     lower than that (cancel registrations first)",
+                    new.id
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
 impl CatalogHooks for RegistrationProcessFields {}
 impl CatalogHooks for EmailTemplateFields {}
 

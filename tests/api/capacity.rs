@@ -143,3 +143,39 @@ async fn interleaved_creates_cancellations_and_deletes_keep_the_count_true() {
     assert_eq!(admitted + second, 7, "every freed seat is taken once");
     assert_eq!(counter_equals_recount(app, &t, &offering).await, 10);
 }
+
+#[tokio::test]
+async fn capacity_cannot_drop_below_the_seats_taken_but_may_close_the_offering() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s1", "s2", "s3"], &[("o1", "c1")]).await;
+    for student in ["s1", "s2"] {
+        let mut body = w.body(student, "c1", "o1");
+        body["status"] = json!("registered");
+        app.create(&t, &body).await;
+    }
+    let offering = format!("/courseOfferings/{}/{}", t.id, w.id("o1"));
+    let set = |capacity: u64| json!([{"op": "add", "path": "/capacity", "value": capacity}]);
+    let refused = app.patch(&offering, &t.write, &set(1)).await;
+    refused.assert_error(409, "offering_full");
+    assert!(
+        app.get(&offering, &t.read)
+            .await
+            .body
+            .get("capacity")
+            .is_none(),
+        "nothing changed"
+    );
+    // Exactly the seats taken: allowed, and the next active registration is refused.
+    app.patch(&offering, &t.write, &set(2)).await.assert_ok();
+    let mut third = w.body("s3", "c1", "o1");
+    third["status"] = json!("registered");
+    app.post(&registrations(&t), &t.write, &third)
+        .await
+        .assert_error(409, "offering_full");
+    // A draft takes no seat, so it still goes in.
+    third["status"] = json!("draft");
+    app.post(&registrations(&t), &t.write, &third)
+        .await
+        .assert_ok();
+}
