@@ -27,6 +27,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create))
             .route(web::get().to(list)),
     );
+    // Literal paths before `{id}`, which would match them too; `{id}` before the longer
+    // paths, which it cannot match: actix tries routes in order, and GET by id is the most
+    // frequent request (each route passed over costs a pattern match).
+    cfg.service(super::endpoint(format!("{scope}/batch")).route(web::post().to(batch)));
+    cfg.service(super::endpoint(format!("{scope}/search")).route(web::post().to(search)));
+    cfg.service(
+        super::endpoint(format!("{scope}/previewEmail")).route(web::post().to(preview_email)),
+    );
+    cfg.service(
+        super::endpoint(format!("{scope}/generateOrder")).route(web::post().to(generate_order)),
+    );
+    cfg.service(
+        super::endpoint(format!("{scope}/{{id}}"))
+            .route(web::get().to(get_one))
+            .route(web::put().to(replace))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    );
     cfg.service(
         super::endpoint(format!(
             "{scope}/studentCourse/{{student_id}}/{{course_id}}"
@@ -42,27 +60,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(lookup)),
         );
     }
-    // Literal paths first: `{id}` would match them too.
-    cfg.service(super::endpoint(format!("{scope}/batch")).route(web::post().to(batch)));
-    cfg.service(super::endpoint(format!("{scope}/search")).route(web::post().to(search)));
-    cfg.service(
-        super::endpoint(format!("{scope}/previewEmail")).route(web::post().to(preview_email)),
-    );
-    cfg.service(
-        super::endpoint(format!("{scope}/generateOrder")).route(web::post().to(generate_order)),
-    );
     cfg.service(
         super::endpoint(format!(
             "{scope}/generateRegistration/{{processId}}/{{contactId}}"
         ))
         .route(web::post().to(generate_registration)),
-    );
-    cfg.service(
-        super::endpoint(format!("{scope}/{{id}}"))
-            .route(web::get().to(get_one))
-            .route(web::put().to(replace))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(delete)),
     );
 }
 
