@@ -79,6 +79,13 @@ fn indexed_criteria(c: &SearchCriteria) -> Vec<(&'static str, Vec<Vec<String>>)>
             out.push(("courseStatus", pairs));
         }
     }
+    // The pairs' entries are a subset of both the courses' and the statuses' entries: those
+    // two can never have fewer, so they are not counted at all.
+    let (courses, statuses) = if out.is_empty() {
+        (courses, statuses)
+    } else {
+        (None, None)
+    };
     for (lookup, values) in [
         ("order", sorted(c.order_id.clone())),
         ("courseOffering", sorted(c.course_offering_id.clone())),
@@ -111,8 +118,15 @@ impl Store {
             ids.dedup();
             return Ok(Plan::Ids(ids));
         }
+        let mut candidates = indexed_criteria(c);
+        if candidates.len() == 1 {
+            // Counting only serves to choose: one candidate is the plan (a search by course
+            // and status counted up to 2,000 entries for nothing).
+            let (lookup, values) = candidates.remove(0);
+            return Ok(Plan::Index { lookup, values });
+        }
         let mut best: Option<(usize, &'static str, Vec<Vec<String>>)> = None;
-        for (lookup, values) in indexed_criteria(c) {
+        for (lookup, values) in candidates {
             let tree = &self.indexes[Self::index_position(lookup)?];
             // Counting stops where this index could no longer win: a search by course and
             // status once counted 2,000 status entries to learn that 25 pairs were fewer.
