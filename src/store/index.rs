@@ -84,7 +84,7 @@ pub const REGISTRATION_INDEXES: &[IndexDef] = &[
 ];
 
 /// Indexes added after data directories already existed. `Store::open` fills each from the
-/// records once (see `Store::backfill_indexes`): until then an old directory has none of
+/// records once (see [`backfill`]): until then an old directory has none of
 /// their entries, and a search planned on one would miss records.
 pub const BACKFILLED_INDEXES: &[&str] = &["idx_course_status"];
 
@@ -159,8 +159,21 @@ pub(super) fn backfill(
         let mut pending = 0;
         for entry in registrations.iter() {
             let (key, value) = entry?;
-            let tenant = keys::tenant_of(&key)?;
-            let record: CourseRegistration = super::codec::decode(&value)?;
+            // A record that does not read must not keep the server from starting: it gets no
+            // entry here, and `registrar check` reports it, as it reports it for every index.
+            let decoded = keys::tenant_of(&key)
+                .map_err(StoreError::from)
+                .and_then(|tenant| Ok((tenant, super::codec::decode(&value)?)));
+            let (tenant, record): (String, CourseRegistration) = match decoded {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    log::warn!(
+                        "filling {}: a registration does not read ({e}); skipped",
+                        def.tree
+                    );
+                    continue;
+                }
+            };
             if let Some(entry) = def.entry_key(&tenant, &record) {
                 batch.insert(entry.as_bytes(), &entry_value(record.status())[..]);
                 pending += 1;

@@ -515,3 +515,35 @@ async fn a_database_from_before_an_index_gets_its_entries_when_opened() {
     let store = Store::open(dir.path(), Durability::Relaxed).unwrap();
     assert_eq!(store.indexes[position].len(), 0);
 }
+
+#[tokio::test]
+async fn an_undecodable_record_does_not_keep_an_old_database_from_opening() {
+    let f = fixture().await;
+    let (position, def) = index("courseStatus");
+    f.store.indexes[position].clear().unwrap();
+    let marker = crate::store::index::built_marker(def.tree);
+    f.store.meta.remove(marker.as_bytes()).unwrap();
+    f.store
+        .registrations
+        .insert(
+            keys::registration("acme", &f.registrations[0]),
+            &[2u8, 0xFF, 0xFF][..],
+        )
+        .unwrap();
+    let Fixture {
+        _dir: dir, store, ..
+    } = f;
+    drop(store);
+
+    let store = Store::open(dir.path(), Durability::Relaxed).unwrap();
+    // The other registration got its entry; the check names the one that does not read.
+    assert_eq!(store.indexes[position].len(), 1);
+    let report = store.check(Scope::Every, false).await.unwrap();
+    assert_eq!(
+        kinds(&report.problems)
+            .into_iter()
+            .map(|(kind, _)| kind)
+            .collect::<Vec<_>>(),
+        [ProblemKind::UndecodableRecord]
+    );
+}
