@@ -1,9 +1,11 @@
 //! The hot paths of a request, in process: key encoding, the stored-value codec, record → JSON
-//! with and without a projection, one durable create through the write pipeline, and a lookup
-//! page. `cargo bench --bench hot_paths`; search and batch are in `search_batch`.
+//! with and without a projection, one durable create through the write pipeline, a lookup
+//! page, a search page and a batch. `cargo bench --bench hot_paths`; searches and batches at
+//! 10k and 1M registrations are in `search_batch`.
 //!
 //! The store benches build a small tenant (1 course, 1 offering, 200 contacts, 2,000
-//! registrations) in a temporary directory through the real write path.
+//! registrations dated over 2025, 1 in 10 a draft, the rest cancelled) in a temporary
+//! directory through the real write path.
 
 mod common;
 
@@ -13,11 +15,14 @@ use registrar::domain::catalog::{ContactFields, CourseFields, CourseOfferingFiel
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::record::project;
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
+use registrar::domain::search::SearchCriteria;
 use registrar::domain::tenant::{Limits, NewTenant};
 use registrar::store::index::REGISTRATION_INDEXES;
 use registrar::store::registrations::CreateRegistration;
 use registrar::store::{codec, keys, Durability, Store};
+use registrar::workflows::batch;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 const TENANT: &str = "bench";
@@ -58,27 +63,41 @@ fn keys_and_codec(c: &mut Criterion) {
     });
     group.finish();
 
+    // The responses write JSON directly (`write_json`); the `Value` map is what they built
+    // before, kept here as the comparison.
     let mut group = c.benchmark_group("json");
+    let write = |record: &CourseRegistration, fields: Option<&[String]>| {
+        let mut out = Vec::with_capacity(3 * 1024);
+        record.write_json(&mut out, fields);
+        out
+    };
     group.bench_function("record to JSON bytes", |b| {
+        b.iter(|| write(black_box(&record), None))
+    });
+    group.bench_function("record to JSON bytes, via a Value map", |b| {
         b.iter(|| serde_json::to_vec(&black_box(&record).to_json()).unwrap())
     });
     let fields: Vec<String> = ["name", "status", "course_offering_id"]
         .map(String::from)
         .to_vec();
     group.bench_function("record to JSON bytes, 3-field projection", |b| {
-        b.iter(|| serde_json::to_vec(&project(black_box(&record).to_json(), &fields)).unwrap())
+        b.iter(|| write(black_box(&record), Some(&fields)))
     });
+    group.bench_function(
+        "record to JSON bytes, 3-field projection, via a Value map",
+        |b| b.iter(|| serde_json::to_vec(&project(black_box(&record).to_json(), &fields)).unwrap()),
+    );
     group.bench_function("decode + JSON (a GET's work)", |b| {
         b.iter(|| {
             let record: CourseRegistration = codec::decode(black_box(&bytes)).unwrap();
-            serde_json::to_vec(&record.to_json()).unwrap()
+            write(&record, None)
         })
     });
     group.finish();
 }
 
 struct Tenant {
-    store: Store,
+    store: Arc<Store>,
     id: TenantId,
     course: RecordId,
     offering: RecordId,
@@ -86,7 +105,7 @@ struct Tenant {
 }
 
 async fn tenant(dir: &std::path::Path, durability: Durability) -> Tenant {
-    let store = Store::open(dir, durability).unwrap();
+    let store = Arc::new(Store::open(dir, durability).unwrap());
     let id = store
         .create_tenant(
             NewTenant {
@@ -118,10 +137,25 @@ async fn tenant(dir: &std::path::Path, durability: Durability) -> Tenant {
 
 /// A cancelled registration: it holds no seat and no (student, offering) slot, so the same
 /// student can be registered again and again; every index entry and counter is still written.
-fn create_intent(t: &Tenant, student: &RecordId) -> CreateRegistration {
+/// Its `date` is day `n % 365` of 2025.
+fn create_intent(t: &Tenant, student: &RecordId, n: usize) -> CreateRegistration {
+    create_with_status(t, student, n, "cancelled")
+}
+
+fn create_with_status(
+    t: &Tenant,
+    student: &RecordId,
+    n: usize,
+    status: &str,
+) -> CreateRegistration {
+    let date = format!(
+        "2025-{:02}-{:02}T09:00:00Z",
+        (n % 365) / 31 + 1,
+        (n % 365) % 28 + 1
+    );
     let body = json!({
         "student_id": student, "course_id": t.course, "course_offering_id": t.offering,
-        "status": "cancelled", "city": "Oslo", "notes": "x".repeat(1500),
+        "status": status, "city": "Oslo", "notes": "x".repeat(1500), "date": date,
     });
     CreateRegistration {
         tenant: t.id.clone(),
@@ -141,10 +175,13 @@ fn store_paths(c: &mut Criterion) {
     let t = rt.block_on(tenant(&dir.path().join("db"), Durability::Sync));
     rt.block_on(async {
         for i in 0..REGISTRATIONS {
-            t.store
-                .submit(create_intent(&t, &t.contacts[i % CONTACTS]))
-                .await
-                .unwrap();
+            // The first 200 (one per contact) are drafts, so the batch has records to patch.
+            let intent = if i < CONTACTS {
+                create_with_status(&t, &t.contacts[i], i, "draft")
+            } else {
+                create_intent(&t, &t.contacts[i % CONTACTS], i)
+            };
+            t.store.submit(intent).await.unwrap();
         }
     });
 
@@ -156,7 +193,7 @@ fn store_paths(c: &mut Criterion) {
     group.bench_function("create, durable (one writer, flush per create)", |b| {
         b.iter(|| {
             n += 1;
-            let intent = create_intent(&t, &t.contacts[n % CONTACTS]);
+            let intent = create_intent(&t, &t.contacts[n % CONTACTS], n);
             rt.block_on(t.store.submit(intent)).unwrap()
         })
     });
@@ -181,12 +218,67 @@ fn store_paths(c: &mut Criterion) {
                 .store
                 .lookup_registrations(&t.id, student, &[first], false, None, 10)
                 .unwrap();
-            let items: Vec<Value> = page
-                .items
+            let mut out = Vec::with_capacity(30 * 1024);
+            out.extend_from_slice(b"{\"Count\":10,\"Items\":[");
+            for (i, record) in page.items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                record.write_json(&mut out, None);
+            }
+            out.extend_from_slice(b"]}");
+            out
+        })
+    });
+    // The load benchmark's search: one course, one status, half a year of dates; about half
+    // of the course's cancelled registrations fall in the window.
+    let criteria = SearchCriteria::parse(&json!({
+        "course_id": [t.course], "status": ["cancelled"],
+        "date": ["2025-03-01T00:00:00Z", "2025-08-31T23:59:59Z"],
+    }))
+    .unwrap();
+    group.bench_function("search page (course + status + dates, 10 items)", |b| {
+        b.iter(|| {
+            let page = t
+                .store
+                .search_registrations(&t.id, &criteria, None, 10)
+                .unwrap();
+            assert_eq!(page.items.len(), 10);
+            page
+        })
+    });
+    group.finish();
+
+    // One request of the load benchmark's batch scenario: 100 patches of one field, durable.
+    let mut group = c.benchmark_group("batch");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    let drafts: Vec<String> = t
+        .store
+        .search_registrations(
+            &t.id,
+            &SearchCriteria::parse(&json!({"status": ["draft"]})).unwrap(),
+            None,
+            100,
+        )
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(drafts.len(), 100);
+    let mut round = 0u64;
+    group.bench_function("100 patches (one field), durable", |b| {
+        b.iter(|| {
+            round += 1;
+            let operations: Vec<Value> = drafts
                 .iter()
-                .map(|r| Value::Object(r.to_json()))
+                .map(|id| json!({"op": "patch", "id": id, "patch": [{"op": "add", "path": "/job_title", "value": format!("round {round}")}]}))
                 .collect();
-            serde_json::to_vec(&json!({"Count": items.len(), "Items": items})).unwrap()
+            let body = json!({"operations": operations});
+            let report = rt.block_on(batch::run(&t.store, &t.id, &body, &ctx())).unwrap();
+            assert!(report.results.iter().all(|r| r.result.is_ok()));
         })
     });
     group.finish();

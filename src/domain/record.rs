@@ -10,6 +10,10 @@ pub trait Fields: Default + Clone + PartialEq {
     const NAMES: &'static [&'static str];
     /// Writes each present field into `out`; absent fields are omitted.
     fn write_json(&self, out: &mut Map<String, Value>);
+    /// Appends `,"name":value` for each present field that `keep` names (every one without
+    /// `keep`), in output order: the bytes `write_json` + `project` + serde_json would give,
+    /// without building the map (see [`crate::domain::values::FieldValue::write_json`]).
+    fn write_json_bytes(&self, out: &mut Vec<u8>, keep: Option<&[String]>);
     /// Sets one field from JSON (`null` clears it). `None` when no field has that name.
     fn set_json(&mut self, name: &str, value: &Value) -> Option<Result<(), String>>;
     /// The index text of a field, when it is present and indexable.
@@ -36,6 +40,17 @@ macro_rules! record_fields {
                             stringify!($field).to_owned(),
                             $crate::domain::values::FieldValue::to_json(value),
                         );
+                    }
+                )*
+            }
+
+            fn write_json_bytes(&self, out: &mut Vec<u8>, keep: Option<&[String]>) {
+                $(
+                    if let Some(value) = &self.$field {
+                        if keep.is_none_or(|names| names.iter().any(|n| n == stringify!($field))) {
+                            out.extend_from_slice(concat!(",\"", stringify!($field), "\":").as_bytes());
+                            $crate::domain::values::FieldValue::write_json(value, out);
+                        }
                     }
                 )*
             }

@@ -13,7 +13,7 @@ use super::record::{
 use super::time::Timestamp;
 use super::transfer::{BulkLoad, RowOrigin};
 use super::values::{
-    CustomFieldValues, JsonList, Notes, Percentage, SecurityContext, Text, TextList,
+    write_json_str, CustomFieldValues, JsonList, Notes, Percentage, SecurityContext, Text, TextList,
 };
 use crate::error::{ApiError, FieldError};
 use crate::record_fields;
@@ -432,6 +432,15 @@ impl CourseRegistration {
         out.insert("id".into(), Value::String(self.id.to_string()));
         self.fields.write_json(&mut out);
         out
+    }
+
+    /// Appends the bytes of `to_json()` (projected to `id` and `fields` when given) as
+    /// serde_json writes them, without building the map: a response's hot path.
+    pub fn write_json(&self, out: &mut Vec<u8>, fields: Option<&[String]>) {
+        out.extend_from_slice(b"{\"id\":");
+        write_json_str(out, self.id.as_str());
+        self.fields.write_json_bytes(out, fields);
+        out.push(b'}');
     }
 }
 

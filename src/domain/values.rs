@@ -27,6 +27,32 @@ pub trait FieldValue: Sized {
     fn as_key_text(&self) -> Option<&str> {
         None
     }
+    /// Appends exactly the bytes `serde_json` writes for `to_json()`. Responses are written
+    /// this way because building a `Value` per field (a map, a string copy each) cost more
+    /// than decoding the record; the types on the hot path override it.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_value(out, &self.to_json());
+    }
+}
+
+/// Appends a serialisable value as compact JSON (a `Vec` cannot fail to take the bytes).
+pub fn write_json_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("JSON into a Vec cannot fail");
+}
+
+/// Appends a JSON string: quoted and escaped as `serde_json` does.
+pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    write_json_value(out, text);
+}
+
+/// Appends a number as [`number_to_json`] shows it.
+pub fn write_json_number(out: &mut Vec<u8>, n: f64) {
+    if let Some(whole) = whole_number(n) {
+        write_json_value(out, &whole);
+    } else {
+        // serde_json writes a non-finite f64 as `null`, as `number_to_json` gives it.
+        write_json_value(out, &n);
+    }
 }
 
 fn expect_str(value: &Value) -> Result<&str, String> {
@@ -147,6 +173,9 @@ impl FieldValue for Text {
     fn to_json(&self) -> Value {
         Value::String(self.0.clone())
     }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_str(out, &self.0);
+    }
     fn schema() -> Value {
         text_schema()
     }
@@ -192,6 +221,9 @@ impl FieldValue for Notes {
     fn to_json(&self) -> Value {
         Value::String(self.0.clone())
     }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_str(out, &self.0);
+    }
     fn schema() -> Value {
         notes_schema()
     }
@@ -204,6 +236,9 @@ impl FieldValue for RecordId {
     fn to_json(&self) -> Value {
         Value::String(self.as_str().to_owned())
     }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_str(out, self.as_str());
+    }
     fn schema() -> Value {
         RecordId::schema()
     }
@@ -214,12 +249,16 @@ impl FieldValue for RecordId {
 
 /// Numbers go out as integers when they are whole, so `0` comes back as `0`, not `0.0`.
 pub fn number_to_json(n: f64) -> Value {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
-    if n.fract() == 0.0 && n.abs() < EXACT {
-        Value::from(n as i64)
-    } else {
-        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+    match whole_number(n) {
+        Some(whole) => Value::from(whole),
+        None => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
     }
+}
+
+/// `n` as an integer when it is whole and exactly representable.
+fn whole_number(n: f64) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (n.fract() == 0.0 && n.abs() < EXACT).then_some(n as i64)
 }
 
 impl FieldValue for f64 {
@@ -231,6 +270,9 @@ impl FieldValue for f64 {
     }
     fn to_json(&self) -> Value {
         number_to_json(*self)
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_number(out, *self);
     }
     fn schema() -> Value {
         json!({"type": "number"})
@@ -245,6 +287,9 @@ impl FieldValue for u64 {
     }
     fn to_json(&self) -> Value {
         Value::from(*self)
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_value(out, self);
     }
     fn schema() -> Value {
         json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
@@ -283,6 +328,9 @@ impl FieldValue for Percentage {
     fn to_json(&self) -> Value {
         number_to_json(self.0)
     }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_number(out, self.0);
+    }
     fn schema() -> Value {
         json!({"type": "number", "minimum": 0, "maximum": 100})
     }
@@ -308,6 +356,9 @@ impl FieldValue for Timestamp {
     }
     fn to_json(&self) -> Value {
         Value::String(self.to_rfc3339())
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_json_str(out, &self.to_rfc3339());
     }
     fn schema() -> Value {
         json!({"type": "string", "format": "date-time"})
@@ -340,6 +391,16 @@ impl FieldValue for TextList {
     fn to_json(&self) -> Value {
         Value::Array(self.0.iter().map(Text::to_json).collect())
     }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            item.write_json(out);
+        }
+        out.push(b']');
+    }
     fn schema() -> Value {
         array_schema(text_schema())
     }
@@ -353,7 +414,9 @@ pub struct JsonText(String);
 impl TryFrom<String> for JsonText {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
-        serde_json::from_str::<Value>(&text)
+        // A syntax check without building the `Value` (which was half of a decode); the
+        // text goes out as it is (`write_json`), so it only has to be JSON.
+        serde_json::from_str::<de::IgnoredAny>(&text)
             .map(|_| JsonText(text))
             .map_err(|e| format!("stored JSON does not parse: {e}"))
     }
@@ -373,6 +436,12 @@ impl JsonText {
     fn value(&self) -> Value {
         // The text was produced by `of`, so it always parses; a corrupt record shows as null.
         serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// The stored text is already what `value()` serialises to: `of` wrote it compact, in
+    /// its keys' order, with serde_json's own number formatting, so it goes out as it is.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
     }
 }
 
@@ -414,6 +483,9 @@ impl FieldValue for CustomFieldValues {
     fn to_json(&self) -> Value {
         self.0.value()
     }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.0.write_json(out);
+    }
     fn schema() -> Value {
         array_schema(json!({
             "type": "object",
@@ -436,6 +508,9 @@ impl FieldValue for JsonList {
     }
     fn to_json(&self) -> Value {
         self.0.value()
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.0.write_json(out);
     }
     fn schema() -> Value {
         array_schema(json!({"$ref": JSON_VALUE_REF}))
@@ -568,6 +643,19 @@ impl FieldValue for SecurityContext {
         }
         Value::Object(map)
     }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"key_id\":");
+        write_json_str(out, &self.key_id);
+        out.extend_from_slice(b",\"role\":");
+        write_json_str(out, &self.role);
+        out.extend_from_slice(b",\"at\":");
+        self.at.write_json(out);
+        if let Some(id) = &self.request_id {
+            out.extend_from_slice(b",\"request_id\":");
+            write_json_str(out, id);
+        }
+        out.push(b'}');
+    }
     fn schema() -> Value {
         json!({
             "type": "object",
@@ -592,6 +680,9 @@ macro_rules! enum_field {
             }
             fn to_json(&self) -> Value {
                 Value::String(self.as_str().to_owned())
+            }
+            fn write_json(&self, out: &mut Vec<u8>) {
+                write_json_str(out, self.as_str());
             }
             fn as_key_text(&self) -> Option<&str> {
                 Some(self.as_str())

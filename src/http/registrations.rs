@@ -3,9 +3,10 @@
 use super::access::Caller;
 use super::body::JsonBody;
 use super::query::QueryParams;
-use super::request::{etag, if_match, page_headers, path_id, query_page, store_of, write_context};
+use super::request::{
+    etag, if_match, json_body, page_headers, path_id, query_page_json, store_of, write_context,
+};
 use crate::domain::patch::parse_patch;
-use crate::domain::record::project;
 use crate::domain::registration::{CourseRegistration, RegistrationFields};
 use crate::domain::search::SearchCriteria;
 use crate::domain::values::{FieldValue, Text};
@@ -17,7 +18,7 @@ use crate::workflows::email::{self, Mailer};
 use crate::workflows::generate;
 use crate::workflows::registrations::{self as flow, Change};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let scope = "/courseRegistrations/{tenantId}";
@@ -25,6 +26,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         super::endpoint(scope)
             .route(web::post().to(create))
             .route(web::get().to(list)),
+    );
+    // Literal paths before `{id}`, which would match them too; `{id}` before the longer
+    // paths, which it cannot match: actix tries routes in order, and GET by id is the most
+    // frequent request (each route passed over costs a pattern match).
+    cfg.service(super::endpoint(format!("{scope}/batch")).route(web::post().to(batch)));
+    cfg.service(super::endpoint(format!("{scope}/search")).route(web::post().to(search)));
+    cfg.service(
+        super::endpoint(format!("{scope}/previewEmail")).route(web::post().to(preview_email)),
+    );
+    cfg.service(
+        super::endpoint(format!("{scope}/generateOrder")).route(web::post().to(generate_order)),
+    );
+    cfg.service(
+        super::endpoint(format!("{scope}/{{id}}"))
+            .route(web::get().to(get_one))
+            .route(web::put().to(replace))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
     );
     cfg.service(
         super::endpoint(format!(
@@ -41,42 +60,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(lookup)),
         );
     }
-    // Literal paths first: `{id}` would match them too.
-    cfg.service(super::endpoint(format!("{scope}/batch")).route(web::post().to(batch)));
-    cfg.service(super::endpoint(format!("{scope}/search")).route(web::post().to(search)));
-    cfg.service(
-        super::endpoint(format!("{scope}/previewEmail")).route(web::post().to(preview_email)),
-    );
-    cfg.service(
-        super::endpoint(format!("{scope}/generateOrder")).route(web::post().to(generate_order)),
-    );
     cfg.service(
         super::endpoint(format!(
             "{scope}/generateRegistration/{{processId}}/{{contactId}}"
         ))
         .route(web::post().to(generate_registration)),
     );
-    cfg.service(
-        super::endpoint(format!("{scope}/{{id}}"))
-            .route(web::get().to(get_one))
-            .route(web::put().to(replace))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(delete)),
-    );
 }
 
-fn render(record: &CourseRegistration, fields: Option<&[String]>) -> Map<String, Value> {
-    let json = record.to_json();
-    match fields {
-        Some(fields) => project(json, fields),
-        None => json,
-    }
-}
+/// Room for a typical registration's JSON (~2 KB), so writing it rarely reallocates.
+const RECORD_JSON_CAPACITY: usize = 3 * 1024;
 
 fn record_response(record: &CourseRegistration, fields: Option<&[String]>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(etag(record.version()))
-        .json(render(record, fields))
+    let mut body = Vec::with_capacity(RECORD_JSON_CAPACITY);
+    record.write_json(&mut body, fields);
+    json_body(
+        HttpResponse::Ok().insert_header(etag(record.version())),
+        body,
+    )
+}
+
+/// Room for a page of `n` records.
+fn page_capacity(n: usize) -> usize {
+    n * RECORD_JSON_CAPACITY + 2
+}
+
+/// Appends the JSON array of a page's records, projected to `fields`.
+fn write_items(out: &mut Vec<u8>, records: &[CourseRegistration], fields: Option<&[String]>) {
+    out.push(b'[');
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        record.write_json(out, fields);
+    }
+    out.push(b']');
 }
 
 async fn create(
@@ -168,14 +186,11 @@ async fn list(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError
         s.list_registrations(&tenant, start.as_deref(), limit)
     })
     .await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|r| Value::Object(render(r, fields.as_deref())))
-        .collect();
+    let mut items = Vec::with_capacity(page_capacity(page.items.len()));
+    write_items(&mut items, &page.items, fields.as_deref());
     let mut response = HttpResponse::Ok();
     page_headers(&mut response, &req, &query, page.next.as_deref());
-    Ok(response.json(items))
+    Ok(json_body(&mut response, items))
 }
 
 /// The lookup this request names, and its values from the path.
@@ -236,12 +251,12 @@ async fn lookup(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
         s.lookup_registrations(&tenant, def, &values, active_only, start.as_deref(), limit)
     })
     .await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|r| Value::Object(render(r, fields.as_deref())))
-        .collect();
-    Ok(query_page(items, page.next))
+    Ok(query_page_json(
+        page.items.len(),
+        page_capacity(page.items.len()),
+        |out| write_items(out, &page.items, fields.as_deref()),
+        page.next,
+    ))
 }
 
 async fn generate_registration(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
@@ -309,12 +324,12 @@ async fn search(
         s.search_registrations(&tenant, &criteria, start.as_deref(), limit)
     })
     .await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|r| Value::Object(render(r, fields.as_deref())))
-        .collect();
-    Ok(query_page(items, page.next))
+    Ok(query_page_json(
+        page.items.len(),
+        page_capacity(page.items.len()),
+        |out| write_items(out, &page.items, fields.as_deref()),
+        page.next,
+    ))
 }
 
 async fn batch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {

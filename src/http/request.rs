@@ -91,6 +91,37 @@ pub fn page_headers(
     }
 }
 
+/// A response whose body is JSON already written out (what `.json()` sends, without a
+/// `serde_json::Value` in between).
+pub fn json_body(
+    response: &mut actix_web::HttpResponseBuilder,
+    body: Vec<u8>,
+) -> actix_web::HttpResponse {
+    response
+        .insert_header(header::ContentType::json())
+        .body(body)
+}
+
+/// [`query_page`] whose `Items`, a JSON array of `count` items, `write_items` appends.
+pub fn query_page_json(
+    count: usize,
+    capacity: usize,
+    write_items: impl FnOnce(&mut Vec<u8>),
+    next: Option<String>,
+) -> actix_web::HttpResponse {
+    let mut body = Vec::with_capacity(capacity + 64);
+    body.extend_from_slice(b"{\"Count\":");
+    crate::domain::values::write_json_value(&mut body, &count);
+    body.extend_from_slice(b",\"Items\":");
+    write_items(&mut body);
+    if let Some(token) = next {
+        body.extend_from_slice(b",\"LastEvaluatedKey\":");
+        crate::domain::values::write_json_str(&mut body, &token);
+    }
+    body.push(b'}');
+    json_body(&mut actix_web::HttpResponse::Ok(), body)
+}
+
 /// A lookup-style page: `{"Count", "Items", "LastEvaluatedKey"?}`.
 pub fn query_page(items: Vec<serde_json::Value>, next: Option<String>) -> actix_web::HttpResponse {
     let mut body = serde_json::json!({"Count": items.len(), "Items": items});

@@ -143,6 +143,56 @@ mod tests {
             let reparsed = RegistrationInput::parse(&Value::Object(record.to_json())).unwrap();
             prop_assert_eq!(reparsed.fields, record.fields);
         }
+
+        /// Responses are written without the map: the bytes must be what serde_json writes
+        /// for `to_json()`, projected or not.
+        #[test]
+        fn written_json_is_what_serde_json_writes_for_the_map(
+            record in arbitrary_record(),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let record: CourseRegistration = decode(&encode(&record).unwrap()).unwrap();
+            let mut written = Vec::new();
+            record.write_json(&mut written, None);
+            prop_assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&record.to_json()).unwrap()
+            );
+            let names = RegistrationFields::NAMES;
+            let fields: Vec<String> = picks.iter().map(|i| names[i.index(names.len())].to_owned()).collect();
+            let mut written = Vec::new();
+            record.write_json(&mut written, Some(&fields));
+            let projected = crate::domain::record::project(record.to_json(), &fields);
+            prop_assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&projected).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn written_json_keeps_free_json_and_numbers_exactly() {
+        let body = json!({
+            "order_total": 1.5, "order_number": 1e300, "order_balance_due": -0.0,
+            "order_amount_paid": 12345678901234567.0, "completion_percentage": 33.3,
+            "custom_field_values": [
+                {"custom_field_id": "a\"b\\c\u{e9}\u{1F600}", "value": [1, 2.5, -1e-7, 1e20, 18446744073709551615u64, -9223372036854775808i64]},
+                {"value": {"z": null, "a": {"nested": [true, false, "x\ny"]}}, "custom_field_id": "2"}
+            ],
+            "sys_calculated_field_errors": [{"e": "\t"}, 3, "s", null],
+        });
+        let fields = RegistrationInput::parse(&body).unwrap().fields;
+        let record = CourseRegistration {
+            id: RecordId::parse("r1").unwrap(),
+            fields,
+        };
+        let record: CourseRegistration = decode(&encode(&record).unwrap()).unwrap();
+        let mut written = Vec::new();
+        record.write_json(&mut written, None);
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            serde_json::to_string(&record.to_json()).unwrap()
+        );
     }
 
     #[test]

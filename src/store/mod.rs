@@ -79,6 +79,10 @@ impl Store {
             .map(|n| tree(TreeId::Index(n)))
             .collect();
         let meta = db.open_tree("meta")?;
+        let backfilled = index::backfill(&db, &meta, &tree(TreeId::Registrations), &indexes)?;
+        if backfilled > 0 {
+            log::info!("filled {backfilled} entries of indexes new in this build from the records");
+        }
         let secret = load_or_create_secret(&db, &meta)?;
         let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
 

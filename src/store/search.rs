@@ -31,7 +31,8 @@ pub enum Plan {
     /// The entries of one index for these values.
     Index {
         lookup: &'static str,
-        values: Vec<String>,
+        /// One value tuple (one value per field of the index) per stream.
+        values: Vec<Vec<String>>,
     },
     /// Every registration of the tenant.
     Scan,
@@ -49,29 +50,57 @@ pub struct SearchPage {
     pub plan: Plan,
 }
 
-/// The index-backed criteria, with their values.
-fn indexed_criteria(c: &SearchCriteria) -> Vec<(&'static str, Vec<String>)> {
-    let mut out = Vec::new();
-    let strings = |v: &Option<Vec<String>>| v.clone();
-    for (lookup, values) in [
-        ("order", strings(&c.order_id)),
-        ("courseOffering", strings(&c.course_offering_id)),
-        ("course", strings(&c.course_id)),
-        (
-            "status",
-            c.status
-                .as_ref()
-                .map(|s| s.iter().map(|s| s.as_str().to_owned()).collect()),
-        ),
-    ] {
-        if let Some(mut values) = values {
+/// The index-backed criteria: each index a search can walk, with the value tuples to walk
+/// (one stream per tuple, merged in id order).
+fn indexed_criteria(c: &SearchCriteria) -> Vec<(&'static str, Vec<Vec<String>>)> {
+    let sorted = |v: Option<Vec<String>>| {
+        v.map(|mut values| {
             values.sort();
             values.dedup();
-            out.push((lookup, values));
+            values
+        })
+    };
+    let statuses = sorted(
+        c.status
+            .as_ref()
+            .map(|s| s.iter().map(|s| s.as_str().to_owned()).collect()),
+    );
+    let courses = sorted(c.course_id.clone());
+    let mut out = Vec::new();
+    // Course and status together (a course's report by state): every (course, status) pair,
+    // while there are few enough pairs that one stream each stays cheap. First, as the most
+    // selective, so the others' counts stop early (see `plan_search`).
+    if let (Some(courses), Some(statuses)) = (&courses, &statuses) {
+        if courses.len() * statuses.len() <= MAX_PAIR_STREAMS {
+            let pairs = courses
+                .iter()
+                .flat_map(|c| statuses.iter().map(move |s| vec![c.clone(), s.clone()]))
+                .collect();
+            out.push(("courseStatus", pairs));
+        }
+    }
+    // The pairs' entries are a subset of both the courses' and the statuses' entries: those
+    // two can never have fewer, so they are not counted at all.
+    let (courses, statuses) = if out.is_empty() {
+        (courses, statuses)
+    } else {
+        (None, None)
+    };
+    for (lookup, values) in [
+        ("order", sorted(c.order_id.clone())),
+        ("courseOffering", sorted(c.course_offering_id.clone())),
+        ("course", courses),
+        ("status", statuses),
+    ] {
+        if let Some(values) = values {
+            out.push((lookup, values.into_iter().map(|v| vec![v]).collect()));
         }
     }
     out
 }
+
+/// Most (course, status) streams one search merges; past it the single-field indexes serve.
+const MAX_PAIR_STREAMS: usize = 64;
 
 impl Store {
     fn index_position(lookup: &str) -> Result<usize, StoreError> {
@@ -89,18 +118,30 @@ impl Store {
             ids.dedup();
             return Ok(Plan::Ids(ids));
         }
-        let mut best: Option<(usize, &'static str, Vec<String>)> = None;
-        for (lookup, values) in indexed_criteria(c) {
+        let mut candidates = indexed_criteria(c);
+        if candidates.len() == 1 {
+            // Counting only serves to choose: one candidate is the plan (a search by course
+            // and status counted up to 2,000 entries for nothing).
+            let (lookup, values) = candidates.remove(0);
+            return Ok(Plan::Index { lookup, values });
+        }
+        let mut best: Option<(usize, &'static str, Vec<Vec<String>>)> = None;
+        for (lookup, values) in candidates {
             let tree = &self.indexes[Self::index_position(lookup)?];
+            // Counting stops where this index could no longer win: a search by course and
+            // status once counted 2,000 status entries to learn that 25 pairs were fewer.
+            let probe = best
+                .as_ref()
+                .map_or(PLAN_PROBE, |(n, _, _)| (*n).min(PLAN_PROBE));
             let mut count = 0;
             for value in &values {
-                let prefix = keys::index_prefix(tenant.as_str(), [value.as_str()]);
+                let prefix = keys::index_prefix(tenant.as_str(), value.iter().map(String::as_str));
                 count += tree
                     .scan_prefix(prefix.as_bytes())
                     .keys()
-                    .take(PLAN_PROBE - count.min(PLAN_PROBE))
+                    .take(probe - count.min(probe))
                     .count();
-                if count >= PLAN_PROBE {
+                if count >= probe {
                     break;
                 }
             }
@@ -201,7 +242,7 @@ impl Store {
                 let streams: Vec<IndexStream> = values
                     .iter()
                     .map(|value| {
-                        let prefix: Key = keys::index_prefix(&t, [value.as_str()]);
+                        let prefix: Key = keys::index_prefix(&t, value.iter().map(String::as_str));
                         let start = match position {
                             Some(p) => keys::resume_after(&prefix, p),
                             None => prefix.as_bytes().to_vec(),
@@ -209,6 +250,7 @@ impl Store {
                         IndexStream {
                             iter: tree.range(start..),
                             prefix: prefix.into_bytes(),
+                            value_count: value.len(),
                         }
                     })
                     .collect();
@@ -222,6 +264,8 @@ impl Store {
 struct IndexStream {
     iter: sled::Iter,
     prefix: Vec<u8>,
+    /// How many value components precede the id in each key.
+    value_count: usize,
 }
 
 impl IndexStream {
@@ -232,7 +276,7 @@ impl IndexStream {
                 if !key.starts_with(&self.prefix) {
                     return Ok(None);
                 }
-                Ok(Some(keys::index_entry_id(&key, 1)?))
+                Ok(Some(keys::index_entry_id(&key, self.value_count)?))
             }
             None => Ok(None),
         }
