@@ -49,6 +49,19 @@ async fn contain_panics(
     }
 }
 
+/// HEAD is GET without the body (RFC 9110 §9.3.2): routed, authorised and answered as the GET,
+/// headers and all. The body is dropped by actix-http's encoder, which knows the request was a
+/// HEAD from the wire, so the `Content-Length` still gives the GET body's size.
+async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
+}
+
 /// A resource whose other methods answer 405 in the error envelope.
 pub fn endpoint(path: impl Into<String>) -> actix_web::Resource {
     web::resource(path.into()).default_service(web::to(error::method_not_allowed))
@@ -92,6 +105,7 @@ pub fn app(
         .wrap(from_fn(access::gate))
         .wrap(from_fn(contain_panics))
         .wrap(from_fn(metrics::measure))
+        .wrap(from_fn(head_as_get))
         .wrap(from_fn(request_id::stamp))
         .wrap(Logger::new("%a \"%r\" %s %b %Dms id=%{x-request-id}o"))
 }

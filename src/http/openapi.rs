@@ -955,10 +955,12 @@ pub fn allowed_methods(pattern: &str) -> String {
     let by_path = BY_PATH.get_or_init(|| {
         let mut by_path: std::collections::HashMap<String, Vec<String>> = Default::default();
         for (method, path) in operations() {
-            by_path
-                .entry(path)
-                .or_default()
-                .push(method.to_ascii_uppercase());
+            let methods = by_path.entry(path).or_default();
+            methods.push(method.to_ascii_uppercase());
+            // Every GET also answers HEAD (`head_as_get` in http/mod.rs).
+            if method.eq_ignore_ascii_case("get") {
+                methods.push("HEAD".into());
+            }
         }
         by_path
             .into_iter()

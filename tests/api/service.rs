@@ -2,6 +2,7 @@
 
 use crate::helpers::*;
 use reqwest::Method;
+use serde_json::Value;
 
 #[tokio::test]
 async fn metrics_need_the_operator_key_and_count_requests_by_route() {
@@ -111,4 +112,48 @@ fn serve_output(child: std::process::Child) -> (std::process::ExitStatus, String
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+#[tokio::test]
+async fn head_is_a_get_without_the_body_with_the_same_status_headers_and_access_rules() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s1"], &[("o1", "c1")]).await;
+    let created = app.create(&t, &w.body("s1", "c1", "o1")).await;
+    let path = format!(
+        "/courseRegistrations/{}/{}",
+        t.id,
+        created["id"].as_str().unwrap()
+    );
+    let get = app.get(&path, &t.read).await;
+    get.assert_ok();
+    let head = app
+        .send(app.request(Method::HEAD, &path, Some(&t.read)))
+        .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, Value::Null, "no body");
+    for header in ["content-type", "etag"] {
+        assert_eq!(
+            head.headers.get(header),
+            get.headers.get(header),
+            "{header}"
+        );
+    }
+    let get_length = serde_json::to_vec(&get.body).unwrap().len();
+    let head_length: usize = head.headers["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        head_length >= get_length,
+        "Content-Length is the GET body's size"
+    );
+    // The same refusals as the GET.
+    let missing = app
+        .send(app.request(Method::HEAD, &format!("{path}x"), Some(&t.read)))
+        .await;
+    assert_eq!(missing.status, 404);
+    let anonymous = app.send(app.request(Method::HEAD, &path, None)).await;
+    assert_eq!(anonymous.status, 401);
 }
