@@ -9,14 +9,13 @@
 
 mod common;
 
-use common::{create, ctx};
+use common::{create, ctx, store_with_tenant};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use registrar::domain::catalog::{ContactFields, CourseFields, CourseOfferingFields};
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::record::project;
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::search::SearchCriteria;
-use registrar::domain::tenant::{Limits, NewTenant};
 use registrar::store::index::REGISTRATION_INDEXES;
 use registrar::store::registrations::CreateRegistration;
 use registrar::store::{codec, keys, Durability, Store};
@@ -105,18 +104,7 @@ struct Tenant {
 }
 
 async fn tenant(dir: &std::path::Path, durability: Durability) -> Tenant {
-    let store = Arc::new(Store::open(dir, durability).unwrap());
-    let id = store
-        .create_tenant(
-            NewTenant {
-                id: TenantId::parse(TENANT).unwrap(),
-                limits: Limits::default(),
-            },
-            &ctx(),
-        )
-        .await
-        .unwrap()
-        .id;
+    let (store, id) = store_with_tenant(dir, durability, TENANT).await;
     let course = create::<CourseFields>(&store, &id, json!({"name": "Bench 101"})).await;
     let offering =
         create::<CourseOfferingFields>(&store, &id, json!({"course_id": course, "name": "Spring"}))

@@ -5,8 +5,10 @@
 //! `cargo bench --bench import` (`REGISTRAR_BENCH_IMPORT_ROWS`, default 20000, rows per
 //! iteration; each iteration imports into a new tenant of the same database).
 
+mod common;
+
+use common::ctx;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use registrar::domain::access::{Actor, Role, WriteContext};
 use registrar::domain::ids::TenantId;
 use registrar::domain::tenant::{Limits, NewTenant};
 use registrar::store::{Durability, Store};
@@ -19,13 +21,6 @@ use std::time::{Duration, Instant};
 
 const CONTACTS: usize = 1000;
 const COURSES: usize = 10;
-
-fn ctx() -> WriteContext {
-    WriteContext::new(Actor {
-        key_id: "bench".into(),
-        role: Role::Admin,
-    })
-}
 
 /// The catalog every tenant gets (same ids in each: ids are per tenant).
 fn catalog(offerings: usize) -> Vec<u8> {

@@ -7,13 +7,12 @@
 
 mod common;
 
-use common::{create, ctx};
+use common::{create, ctx, store_with_tenant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use registrar::domain::catalog::{ContactFields, CourseFields, CourseOfferingFields};
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::registration::RegistrationInput;
 use registrar::domain::search::SearchCriteria;
-use registrar::domain::tenant::{Limits, NewTenant};
 use registrar::store::registrations::CreateRegistration;
 use registrar::store::{Durability, Store};
 use registrar::workflows::batch;
@@ -30,18 +29,7 @@ const STATUSES: [&str; 4] = ["registered", "draft", "completed", "cancelled"];
 /// Builds the dataset with relaxed durability (it is rebuilt if lost), as fast as the
 /// pipeline takes it: many concurrent submitters, so each transaction carries ~128 writes.
 async fn build(dir: &std::path::Path, size: usize) -> Vec<RecordId> {
-    let store = Arc::new(Store::open(dir, Durability::Relaxed).unwrap());
-    let tenant = store
-        .create_tenant(
-            NewTenant {
-                id: TenantId::parse(TENANT).unwrap(),
-                limits: Limits::default(),
-            },
-            &ctx(),
-        )
-        .await
-        .unwrap()
-        .id;
+    let (store, tenant) = store_with_tenant(dir, Durability::Relaxed, TENANT).await;
     let mut contacts = Vec::new();
     for i in 0..CONTACTS {
         contacts.push(
