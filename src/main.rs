@@ -10,8 +10,8 @@ fn main() -> ExitCode {
         None | Some(Command::Serve(_)) => "info",
         Some(_) => "warn",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
-    match cli.command {
+    registrar::logging::init(level);
+    let code = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
         Some(Command::Check(args)) => registrar::check::run(&args),
@@ -22,7 +22,9 @@ fn main() -> ExitCode {
             Err(e) => cli::finish(Err(e)),
         },
         Some(Command::Backup(args)) => cli::finish(cli::backup(&args)),
-    }
+    };
+    registrar::logging::flush();
+    code
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -5,9 +5,7 @@
 use crate::store::stats::Histogram;
 use crate::store::Store;
 use crate::workflows::blocking;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpResponse};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -32,24 +30,19 @@ impl RequestMetrics {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         *counts.entry((route, method, status)).or_default() += 1;
     }
-}
-
-pub async fn measure(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().to_string();
-    let metrics = req.app_data::<web::Data<RequestMetrics>>().cloned();
-    let response = next.call(req).await?;
-    if let Some(metrics) = metrics {
+    /// Counts an answered request under its route pattern.
+    pub fn observe<B>(&self, method: &str, response: &ServiceResponse<B>, started: Instant) {
         let route = response
             .request()
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into());
-        metrics.record(route, method, response.status().as_u16(), started);
+        self.record(
+            route,
+            method.to_owned(),
+            response.status().as_u16(),
+            started,
+        );
     }
-    Ok(response)
 }
 
 fn escape(label: &str) -> String {

@@ -957,7 +957,7 @@ pub fn allowed_methods(pattern: &str) -> String {
         for (method, path) in operations() {
             let methods = by_path.entry(path).or_default();
             methods.push(method.to_ascii_uppercase());
-            // Every GET also answers HEAD (`head_as_get` in http/mod.rs).
+            // Every GET also answers HEAD (`the frame, http/frame.rs).
             if method.eq_ignore_ascii_case("get") {
                 methods.push("HEAD".into());
             }

@@ -1,11 +1,8 @@
 //! `X-Request-Id`: the client's, when it sends a sensible one, or a new ULID; on every
 //! response and in the access log.
 
-use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::HttpMessage;
 
 pub const HEADER: &str = "x-request-id";
 const MAX_LEN: usize = 128;
@@ -23,25 +20,23 @@ fn acceptable(id: &str) -> bool {
         })
 }
 
-pub async fn stamp(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
+/// The request's id: the client's `X-Request-Id` when it is acceptable, else a new ULID.
+pub fn choose(req: &ServiceRequest) -> String {
+    req.headers()
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| ulid::Ulid::new().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.call(req).await?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+        .unwrap_or_else(|| ulid::Ulid::new().to_string())
+}
+
+/// Puts the id on the response.
+pub fn echo<B>(response: &mut ServiceResponse<B>, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response
             .headers_mut()
             .insert(HeaderName::from_static(HEADER), value);
     }
-    Ok(response)
 }
 
 #[cfg(test)]

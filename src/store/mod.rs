@@ -42,6 +42,7 @@ use directory::Directory;
 use page::PageTokens;
 use pipeline::{Intent, Pipeline};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use tx::TreeId;
 
@@ -138,6 +139,14 @@ impl Store {
     }
 
     /// What the write path measured so far.
+    /// Whether a read started now may wait behind a write transaction (sled's transaction
+    /// lock, research §1.4). A read that cannot wait may run on an async worker; one that may
+    /// belongs on the blocking pool. Racy by nature: a transaction can start right after this
+    /// answered `false`, and the read then waits for that one transaction.
+    pub fn reads_may_wait(&self) -> bool {
+        self.write_stats().committing.load(Ordering::SeqCst)
+    }
+
     pub fn write_stats(&self) -> &stats::WriteStats {
         &self.stats
     }

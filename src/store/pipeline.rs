@@ -293,7 +293,11 @@ fn writer_loop(
     while let Some(first) = next.take().or_else(|| queue.blocking_recv()) {
         let first = match first {
             Work::Exclusive(job) => {
+                // Exclusive work may take sled's transaction lock too (a backup's
+                // `apply_batch` into the copy: the lock is process-wide).
+                stats.committing.store(true, Ordering::SeqCst);
                 job.run(db, &trees, settle);
+                stats.committing.store(false, Ordering::SeqCst);
                 continue;
             }
             Work::Intent(job) => job,
@@ -310,6 +314,7 @@ fn writer_loop(
             }
         }
         let started = Instant::now();
+        stats.committing.store(true, Ordering::SeqCst);
         let committed: Result<(), TransactionError<Infallible>> =
             trees.as_slice().transaction(|view| {
                 for job in &batch {
@@ -317,6 +322,7 @@ fn writer_loop(
                 }
                 Ok(())
             });
+        stats.committing.store(false, Ordering::SeqCst);
         stats.commit.observe(started.elapsed());
         stats
             .intents

@@ -1,6 +1,6 @@
 //! Counters the write path keeps about itself, for `/metrics`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -63,4 +63,7 @@ pub struct WriteStats {
     pub commit: Histogram,
     /// Intents committed.
     pub intents: AtomicU64,
+    /// Whether the writer is inside a transaction now. sled's transactions hold a process-wide
+    /// lock that every read waits for (research §1.4), so a read started now may wait.
+    pub committing: AtomicBool,
 }

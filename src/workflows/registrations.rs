@@ -3,7 +3,7 @@
 //! between records run inside the transaction); retry when another writer got there first and
 //! the client did not pin a version.
 
-use super::{blocking, optimistic, settle};
+use super::{optimistic, point_read, settle};
 use crate::domain::access::WriteContext;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::patch::apply_patch;
@@ -66,7 +66,7 @@ pub async fn fetch(
     id: &RecordId,
 ) -> Result<CourseRegistration, ApiError> {
     let (tenant, id) = (tenant.clone(), id.clone());
-    blocking(store, move |s| s.registration(&tenant, &id))
+    point_read(store, move |s| s.registration(&tenant, &id))
         .await?
         .ok_or_else(not_found)
 }

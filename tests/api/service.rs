@@ -157,3 +157,92 @@ async fn head_is_a_get_without_the_body_with_the_same_status_headers_and_access_
     let anonymous = app.send(app.request(Method::HEAD, &path, None)).await;
     assert_eq!(anonymous.status, 401);
 }
+
+/// The access log of the real binary: one line per answer (a HEAD, a refusal, a 404) with the
+/// request as sent, the status, the body size and the request id, all written out by the
+/// time the process has ended after SIGTERM (the log is written in the background).
+#[tokio::test]
+async fn every_answer_has_its_access_log_line_by_the_time_the_server_exits() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["serve", "--bind", &bind, "--data-dir"])
+        .arg(dir.path().join("db"))
+        .env("REGISTRAR_OPERATOR_KEY", "op_access-log-test-key")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://{bind}");
+    let mut up = false;
+    for _ in 0..300 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the server answers");
+    let head = client
+        .head(format!("{base}/healthz?probe=1"))
+        .header("x-request-id", "head-probe-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), reqwest::StatusCode::OK);
+    let refused = client
+        .get(format!("{base}/courseRegistrations/acme"))
+        .header("x-request-id", "refused-probe-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let refused_size = refused.bytes().await.unwrap().len();
+    let missing = client
+        .get(format!("{base}/nowhere"))
+        .header("x-request-id", "missing-probe-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (exit, log) = tokio::task::spawn_blocking(move || serve_output(child))
+        .await
+        .unwrap();
+    assert!(exit.success(), "SIGTERM ends the server cleanly: {log}");
+    let line = |id: &str| -> String {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(id)).collect();
+        assert_eq!(lines.len(), 1, "one line for {id} in\n{log}");
+        lines[0].to_owned()
+    };
+    let head = line("id=head-probe-1");
+    assert!(
+        head.contains("\"HEAD /healthz?probe=1 HTTP/1.1\" 200 "),
+        "{head}"
+    );
+    let refused = line("id=refused-probe-2");
+    assert!(
+        refused.contains(&format!(
+            "\"GET /courseRegistrations/acme HTTP/1.1\" 401 {refused_size} "
+        )),
+        "{refused}"
+    );
+    let missing = line("id=missing-probe-3");
+    assert!(
+        missing.contains("\"GET /nowhere HTTP/1.1\" 404 "),
+        "{missing}"
+    );
+    assert!(missing.contains("127.0.0.1 "), "{missing}");
+}
