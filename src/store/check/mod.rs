@@ -409,7 +409,9 @@ fn apply(
     findings: Vec<Finding>,
     older_layout: Vec<(Option<String>, Fix)>,
 ) -> Result<Vec<Change>, StoreError> {
-    let mut by_tenant: BTreeMap<Option<String>, (Vec<(Fix, Problem)>, Vec<Fix>)> = BTreeMap::new();
+    // Per tenant: the fixes of its findings, and the rewrites of its older-layout entries.
+    type TenantFixes = (Vec<(Fix, Problem)>, Vec<Fix>);
+    let mut by_tenant: BTreeMap<Option<String>, TenantFixes> = BTreeMap::new();
     for Finding { problem, fix } in findings {
         if let Some(fix) = fix {
             by_tenant
