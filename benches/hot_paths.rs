@@ -4,8 +4,9 @@
 //! 10k and 1M registrations are in `search_batch`.
 //!
 //! The store benches build a small tenant (1 course, 1 offering, 200 contacts, 2,000
-//! registrations dated over 2025, 1 in 10 a draft, the rest cancelled) in a temporary
-//! directory through the real write path.
+//! registrations dated over 2025, 1 in 10 a draft, the rest cancelled; and a second course of
+//! 400 cancelled registrations dated alternately inside and outside the search's window) in a
+//! temporary directory through the real write path.
 
 mod common;
 
@@ -27,6 +28,8 @@ use std::time::Duration;
 const TENANT: &str = "bench";
 const CONTACTS: usize = 200;
 const REGISTRATIONS: usize = 2000;
+/// Registrations of the second course, alternately inside and outside the search's window.
+const INTERLEAVED: usize = 400;
 
 /// A full registration: every field of the seed's sample (about 2 KB of JSON).
 fn full_registration() -> CourseRegistration {
@@ -218,6 +221,41 @@ fn store_paths(c: &mut Criterion) {
             out
         })
     });
+    // The second course: its registrations (in id order) alternate between a date inside the
+    // search's window and one outside it, as randomly dated ones do on average (the load
+    // benchmark's data). In the first course the dates run in order, so a page's candidates
+    // all fall in the window.
+    let course2 = rt.block_on(async {
+        let course = create::<CourseFields>(&t.store, &t.id, json!({"name": "Bench 102"})).await;
+        let offering = create::<CourseOfferingFields>(
+            &t.store,
+            &t.id,
+            json!({"course_id": course, "name": "Autumn"}),
+        )
+        .await;
+        for n in 0..INTERLEAVED {
+            let date = if n % 2 == 0 {
+                format!("2025-05-{:02}T09:00:00Z", n % 28 + 1)
+            } else {
+                format!("2025-11-{:02}T09:00:00Z", n % 28 + 1)
+            };
+            let body = json!({
+                "student_id": t.contacts[n % CONTACTS], "course_id": course,
+                "course_offering_id": offering, "status": "cancelled", "city": "Oslo",
+                "notes": "x".repeat(1500), "date": date,
+            });
+            let intent = CreateRegistration {
+                tenant: t.id.clone(),
+                id: RecordId::generate(),
+                fields: RegistrationInput::parse(&body).unwrap().fields,
+                ctx: ctx(),
+                dry_run: false,
+            };
+            t.store.submit(intent).await.unwrap();
+        }
+        course
+    });
+
     // The load benchmark's search: one course, one status, half a year of dates; about half
     // of the course's cancelled registrations fall in the window.
     let criteria = SearchCriteria::parse(&json!({
@@ -235,6 +273,24 @@ fn store_paths(c: &mut Criterion) {
             page
         })
     });
+    let interleaved = SearchCriteria::parse(&json!({
+        "course_id": [course2], "status": ["cancelled"],
+        "date": ["2025-03-01T00:00:00Z", "2025-08-31T23:59:59Z"],
+    }))
+    .unwrap();
+    group.bench_function(
+        "search page (course + status + dates, every other candidate outside, 10 items)",
+        |b| {
+            b.iter(|| {
+                let page = t
+                    .store
+                    .search_registrations(&t.id, &interleaved, None, 10)
+                    .unwrap();
+                assert_eq!(page.items.len(), 10);
+                page
+            })
+        },
+    );
     group.finish();
 
     // One request of the load benchmark's batch scenario: 100 patches of one field, durable.

@@ -61,6 +61,13 @@ pub fn render(report: &CheckReport) -> String {
         "  derived entries read: {}\n",
         list(&report.entries)
     ));
+    if report.older_layout > 0 {
+        out.push_str(&format!(
+            "  {} index entries in an earlier build's layout (status only, no date): not \
+             problems, they read correctly; a repair rewrites them in the current layout\n",
+            report.older_layout
+        ));
+    }
     let repairable = report.problems.iter().filter(|p| p.repairable).count();
     if report.problems.is_empty() {
         out.push_str("no problems\n");
@@ -81,6 +88,12 @@ pub fn render(report: &CheckReport) -> String {
         None => {}
         Some(repair) => {
             out.push_str(&format!("repair: {} change(s)\n", repair.changes.len()));
+            if repair.upgraded > 0 {
+                out.push_str(&format!(
+                    "  {} index entries rewritten in the current layout\n",
+                    repair.upgraded
+                ));
+            }
             for change in &repair.changes {
                 out.push_str(&format!(
                     "  {}: {}\n",
@@ -169,6 +182,7 @@ mod tests {
             tenants: vec!["acme".into()],
             records: [("registrations".to_owned(), 2)].into(),
             entries: [("idx_student".to_owned(), 1)].into(),
+            older_layout: 0,
             problem_count: 1,
             problems: vec![problem(ProblemKind::MissingIndexEntry, true)],
             repair: None,
@@ -191,10 +205,12 @@ mod tests {
             tenants: vec!["acme".into()],
             records: Default::default(),
             entries: Default::default(),
+            older_layout: 0,
             problem_count: 1,
             problems: vec![unreadable.clone()],
             repair: Some(crate::store::check::RepairOutcome {
                 changes: vec![],
+                upgraded: 0,
                 remaining: vec![unreadable],
             }),
         };

@@ -52,6 +52,26 @@ impl<T: PartialOrd> Range<T> {
     }
 }
 
+/// What an index entry says about its registration, so a search can drop a candidate without
+/// reading the record (see [`SearchCriteria::rules_out`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFacts {
+    pub status: RegistrationStatus,
+    /// The registration's `date`: `Some(None)` when it has none, `None` when the entry does
+    /// not say (an entry in the older layout, status only).
+    pub date: Option<Option<Timestamp>>,
+}
+
+impl EntryFacts {
+    /// The facts of `record`, all known.
+    pub fn of(record: &CourseRegistration) -> Self {
+        EntryFacts {
+            status: record.status(),
+            date: Some(record.fields.date),
+        }
+    }
+}
+
 /// Every criterion of a search; all present ones must hold.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SearchCriteria {
@@ -302,6 +322,23 @@ impl SearchCriteria {
             && contains(&self.state, f.state.as_ref())
     }
 
+    /// Whether a registration with these facts certainly fails the criteria, so it need not be
+    /// read. `true` only when sure: a fact the entry does not know rules nothing out. For any
+    /// record `r`, `rules_out(&EntryFacts::of(r))` implies `!matches(r)`: both read the status
+    /// and the date range the same way (`Range::contains`: inclusive, open ends, no date fails
+    /// a date range).
+    pub fn rules_out(&self, facts: &EntryFacts) -> bool {
+        let wrong_status = self
+            .status
+            .as_ref()
+            .is_some_and(|wanted| !wanted.contains(&facts.status));
+        let outside_dates = match (&self.date, &facts.date) {
+            (Some(range), Some(date)) => !range.contains(date.as_ref()),
+            _ => false,
+        };
+        wrong_status || outside_dates
+    }
+
     /// A canonical text of the criteria: two searches that mean the same have the same text,
     /// so a page token of one works for the other and for nothing else.
     pub fn canonical(&self) -> String {
@@ -407,6 +444,114 @@ mod tests {
         ] {
             let err = SearchCriteria::parse(&body).unwrap_err();
             assert_eq!(err.details[0].field, field, "{body}");
+        }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(text).unwrap()
+    }
+
+    fn facts(status: RegistrationStatus, date: Option<Option<&str>>) -> EntryFacts {
+        EntryFacts {
+            status,
+            date: date.map(|d| d.map(at)),
+        }
+    }
+
+    #[test]
+    fn entry_facts_rule_out_only_what_cannot_match() {
+        use RegistrationStatus::{Cancelled, Registered};
+        let window = SearchCriteria::parse(&json!({
+            "status": ["registered"],
+            "date": ["2026-03-01T00:00:00Z", "2026-08-31T23:59:59Z"],
+        }))
+        .unwrap();
+        for (facts, out) in [
+            // Inside, and on either bound (inclusive).
+            (facts(Registered, Some(Some("2026-05-01T00:00:00Z"))), false),
+            (facts(Registered, Some(Some("2026-03-01T00:00:00Z"))), false),
+            (facts(Registered, Some(Some("2026-08-31T23:59:59Z"))), false),
+            // A nanosecond outside either bound.
+            (
+                facts(Registered, Some(Some("2026-02-28T23:59:59.999999999Z"))),
+                true,
+            ),
+            (
+                facts(Registered, Some(Some("2026-08-31T23:59:59.000000001Z"))),
+                true,
+            ),
+            // No date fails a date range; an unknown date (older entry) rules nothing out.
+            (facts(Registered, Some(None)), true),
+            (facts(Registered, None), false),
+            // The status alone rules out, whatever the date says or does not.
+            (facts(Cancelled, Some(Some("2026-05-01T00:00:00Z"))), true),
+            (facts(Cancelled, None), true),
+        ] {
+            assert_eq!(window.rules_out(&facts), out, "{facts:?}");
+        }
+
+        // Open-ended ranges.
+        let from = SearchCriteria::parse(&json!({"date": ["2026-03-01T00:00:00Z", null]})).unwrap();
+        assert!(!from.rules_out(&facts(Cancelled, Some(Some("2030-01-01T00:00:00Z")))));
+        assert!(from.rules_out(&facts(Cancelled, Some(Some("2026-02-01T00:00:00Z")))));
+        assert!(from.rules_out(&facts(Cancelled, Some(None))));
+        let until =
+            SearchCriteria::parse(&json!({"date": [null, "2026-03-01T00:00:00Z"]})).unwrap();
+        assert!(!until.rules_out(&facts(Cancelled, Some(Some("1999-01-01T00:00:00Z")))));
+        assert!(until.rules_out(&facts(Cancelled, Some(Some("2026-03-02T00:00:00Z")))));
+        let any = SearchCriteria::parse(&json!({"date": [null, null]})).unwrap();
+        assert!(!any.rules_out(&facts(Cancelled, Some(Some("2026-03-02T00:00:00Z")))));
+        assert!(any.rules_out(&facts(Cancelled, Some(None))));
+
+        // Criteria the entry knows nothing about rule nothing out.
+        let other = SearchCriteria::parse(&json!({"course_id": ["c"], "city": "osl"})).unwrap();
+        assert!(!other.rules_out(&facts(Cancelled, Some(None))));
+    }
+
+    #[test]
+    fn what_the_facts_rule_out_never_matches() {
+        use crate::domain::ids::RecordId;
+        use crate::domain::registration::RegistrationFields;
+        let dates = [
+            None,
+            Some("2026-02-28T23:59:59Z"),
+            Some("2026-03-01T00:00:00Z"),
+            Some("2026-06-01T12:00:00Z"),
+            Some("2026-08-31T23:59:59Z"),
+            Some("2026-09-01T00:00:00Z"),
+        ];
+        let searches = [
+            json!({"status": ["registered", "draft"], "date": ["2026-03-01T00:00:00Z", "2026-08-31T23:59:59Z"]}),
+            json!({"date": ["2026-03-01T00:00:00Z", null]}),
+            json!({"date": [null, "2026-08-31T23:59:59Z"]}),
+            json!({"status": ["cancelled"]}),
+            json!({"city": "osl", "date": [null, null]}),
+        ];
+        for search in &searches {
+            let criteria = SearchCriteria::parse(search).unwrap();
+            for status in RegistrationStatus::ALL {
+                for date in dates {
+                    let record = CourseRegistration {
+                        id: RecordId::parse("01J0000000000000000000000A").unwrap(),
+                        fields: RegistrationFields {
+                            status: Some(*status),
+                            date: date.map(at),
+                            ..RegistrationFields::default()
+                        },
+                    };
+                    let facts = EntryFacts::of(&record);
+                    if criteria.rules_out(&facts) {
+                        assert!(!criteria.matches(&record), "{search} {facts:?}");
+                    }
+                    // What the facts cannot rule out is only what the criteria they cover pass.
+                    let covered = criteria.status.is_some() || criteria.date.is_some();
+                    if covered && !criteria.rules_out(&facts) {
+                        let statuses_ok =
+                            criteria.status.as_ref().is_none_or(|s| s.contains(status));
+                        assert!(statuses_ok, "{search} {facts:?}");
+                    }
+                }
+            }
         }
     }
 

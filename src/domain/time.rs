@@ -22,6 +22,18 @@ impl Timestamp {
         }
     }
 
+    /// Seconds since the Unix epoch and the nanoseconds past them: the whole value, for
+    /// layouts that store it outside bincode (index entry values).
+    pub fn to_parts(self) -> (i64, u32) {
+        (self.secs, self.nanos)
+    }
+
+    /// The instant [`Timestamp::to_parts`] gave; `None` for nanoseconds past a second (only
+    /// corrupt bytes have those).
+    pub fn from_parts(secs: i64, nanos: u32) -> Option<Self> {
+        (nanos < 1_000_000_000).then_some(Timestamp { secs, nanos })
+    }
+
     /// Whole seconds from `earlier` to this instant (negative when `earlier` is later).
     pub fn seconds_since(self, earlier: Timestamp) -> i64 {
         self.secs - earlier.secs

@@ -6,13 +6,16 @@ use super::keys::{self, Key};
 use crate::domain::enums::RegistrationStatus;
 use crate::domain::record::Fields;
 use crate::domain::registration::CourseRegistration;
+use crate::domain::search::EntryFacts;
+use crate::domain::time::Timestamp;
 
 /// One secondary index over registrations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexDef {
     /// The lookup's name in the URL: `/courseRegistrations/{t}/{lookup}/...`.
     pub lookup: &'static str,
-    /// The sled tree that holds its entries: (tenant, field values…, id) → status.
+    /// The sled tree that holds its entries: (tenant, field values…, id) → status and date
+    /// ([`entry_value`]).
     pub tree: &'static str,
     /// The fields whose values form the entry key, in order. A record with any of them
     /// absent has no entry.
@@ -107,25 +110,133 @@ impl IndexDef {
     }
 }
 
-/// An index entry's value: the format byte, then the record's status, so `includeActiveOnly`
-/// filters without reading the record. Not bincode: this layout has not changed since format 1,
-/// so entries are still written (and only read) as format 1.
-pub fn entry_value(status: RegistrationStatus) -> [u8; 2] {
-    let position = RegistrationStatus::ALL
-        .iter()
-        .position(|s| *s == status)
-        .unwrap_or(0);
-    [super::codec::FORMAT_V1, position as u8]
+/// An index entry's value: what a lookup or a search may know of the record without reading
+/// it. Not bincode; two layouts, told apart by the first byte (the value formats' numbers):
+///
+/// * format 1, `[FORMAT_V1, status]`: the status's position in [`RegistrationStatus::ALL`].
+///   Written by earlier builds, still read everywhere: the date is then unknown, and a search
+///   reads the record to check it. The check accepts such an entry when its status is right;
+///   `registrar check --repair` rewrites it in format 2.
+/// * format 2, `[FORMAT_V2, status, 0]` for a registration without a `date`, or
+///   `[FORMAT_V2, status, 1, seconds (i64, 8 bytes big-endian), nanoseconds (u32, 4 bytes
+///   big-endian)]`: the status and the exact `date`, so a search drops a candidate outside its
+///   date range without reading it.
+///
+/// This build writes format 2 only. Any other bytes read as nothing known ([`entry_facts`]
+/// answers `None`), and a reader then reads the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryValue {
+    bytes: [u8; ENTRY_VALUE_MAX],
+    len: u8,
 }
 
-/// The status an entry value records; `None` for bytes this build did not write.
-pub fn entry_status(value: &[u8]) -> Option<RegistrationStatus> {
+const ENTRY_VALUE_MAX: usize = 15;
+const NO_DATE: u8 = 0;
+const DATE: u8 = 1;
+
+impl EntryValue {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl AsRef<[u8]> for EntryValue {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+fn status_position(status: RegistrationStatus) -> u8 {
+    RegistrationStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or(0) as u8
+}
+
+/// The value of `record`'s entries, in the layout this build writes (format 2).
+pub fn entry_value(record: &CourseRegistration) -> EntryValue {
+    entry_value_of(record.status(), record.fields.date)
+}
+
+/// The format 2 value for a registration with `status` and `date`.
+pub fn entry_value_of(status: RegistrationStatus, date: Option<Timestamp>) -> EntryValue {
+    let mut bytes = [0u8; ENTRY_VALUE_MAX];
+    bytes[0] = super::codec::FORMAT_V2;
+    bytes[1] = status_position(status);
+    let len = match date {
+        None => {
+            bytes[2] = NO_DATE;
+            3
+        }
+        Some(date) => {
+            let (secs, nanos) = date.to_parts();
+            bytes[2] = DATE;
+            bytes[3..11].copy_from_slice(&secs.to_be_bytes());
+            bytes[11..15].copy_from_slice(&nanos.to_be_bytes());
+            15
+        }
+    };
+    EntryValue { bytes, len }
+}
+
+/// The format 1 value (status only) that builds before format 2 wrote: kept so tests and the
+/// check can say what such an entry looks like. This build never writes it.
+pub fn entry_value_v1(status: RegistrationStatus) -> [u8; 2] {
+    [super::codec::FORMAT_V1, status_position(status)]
+}
+
+/// What an entry value says about its record; `None` for bytes no build of ours wrote.
+pub fn entry_facts(value: &[u8]) -> Option<EntryFacts> {
+    let status = |position: u8| RegistrationStatus::ALL.get(position as usize).copied();
     match value {
-        [super::codec::FORMAT_V1, position] => {
-            RegistrationStatus::ALL.get(*position as usize).copied()
+        [super::codec::FORMAT_V1, position] => Some(EntryFacts {
+            status: status(*position)?,
+            date: None,
+        }),
+        [super::codec::FORMAT_V2, position, NO_DATE] => Some(EntryFacts {
+            status: status(*position)?,
+            date: Some(None),
+        }),
+        [super::codec::FORMAT_V2, position, DATE, rest @ ..] if rest.len() == 12 => {
+            let secs = i64::from_be_bytes(rest[..8].try_into().ok()?);
+            let nanos = u32::from_be_bytes(rest[8..].try_into().ok()?);
+            Some(EntryFacts {
+                status: status(*position)?,
+                date: Some(Some(Timestamp::from_parts(secs, nanos)?)),
+            })
         }
         _ => None,
     }
+}
+
+/// The status an entry value records, in either layout; `None` for bytes this build did not
+/// write.
+pub fn entry_status(value: &[u8]) -> Option<RegistrationStatus> {
+    entry_facts(value).map(|facts| facts.status)
+}
+
+/// Whether `stored` is a format 1 entry that says what the format 2 value `current` says as
+/// far as format 1 can (the status): right, only in the older layout. The check accepts it
+/// and a repair rewrites it as `current`.
+pub fn is_older_layout_of(stored: &[u8], current: &[u8]) -> bool {
+    stored.first() == Some(&super::codec::FORMAT_V1)
+        && current.first() == Some(&super::codec::FORMAT_V2)
+        && matches!(
+            (entry_facts(stored), entry_facts(current)),
+            (Some(old), Some(new)) if old.status == new.status
+        )
+}
+
+/// An entry value as the check's report shows it: the status, and the date when the entry
+/// holds one.
+pub fn describe_entry(value: &[u8]) -> Option<String> {
+    let facts = entry_facts(value)?;
+    let status = facts.status.as_str();
+    Some(match facts.date {
+        None => format!("{status} (older layout: no date)"),
+        Some(None) => format!("{status}, no date"),
+        Some(Some(date)) => format!("{status}, date {}", date.to_rfc3339()),
+    })
 }
 
 /// The `meta` key that records that an index of [`BACKFILLED_INDEXES`] holds every record's
@@ -175,7 +286,7 @@ pub(super) fn backfill(
                 }
             };
             if let Some(entry) = def.entry_key(&tenant, &record) {
-                batch.insert(entry.as_bytes(), &entry_value(record.status())[..]);
+                batch.insert(entry.as_bytes(), entry_value(&record).as_bytes());
                 pending += 1;
                 written += 1;
             }
@@ -212,9 +323,92 @@ mod tests {
     }
 
     #[test]
-    fn entry_values_round_trip_every_status() {
+    fn entry_values_round_trip_every_status_with_and_without_a_date() {
+        let dates = [
+            None,
+            Some(Timestamp::parse_rfc3339("2026-03-01T09:30:00.123456789Z").unwrap()),
+            Some(Timestamp::parse_rfc3339("1969-12-31T23:59:59Z").unwrap()),
+            Some(Timestamp::parse_rfc3339("9999-12-31T23:59:59.999999999Z").unwrap()),
+            Some(Timestamp::parse_rfc3339("0001-01-01T00:00:00Z").unwrap()),
+        ];
         for s in RegistrationStatus::ALL {
-            assert_eq!(entry_status(&entry_value(*s)), Some(*s));
+            for date in dates {
+                let value = entry_value_of(*s, date);
+                assert_eq!(value.as_bytes()[0], crate::store::codec::FORMAT_V2);
+                let facts = entry_facts(value.as_bytes()).unwrap();
+                assert_eq!(
+                    facts,
+                    EntryFacts {
+                        status: *s,
+                        date: Some(date)
+                    }
+                );
+                assert_eq!(entry_status(value.as_bytes()), Some(*s));
+                assert!(describe_entry(value.as_bytes())
+                    .unwrap()
+                    .starts_with(s.as_str()));
+            }
         }
+        assert_eq!(
+            entry_value_of(RegistrationStatus::Draft, None)
+                .as_bytes()
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn format_1_entries_read_back_with_the_date_unknown() {
+        for s in RegistrationStatus::ALL {
+            let v1 = entry_value_v1(*s);
+            assert_eq!(
+                entry_facts(&v1),
+                Some(EntryFacts {
+                    status: *s,
+                    date: None
+                })
+            );
+            assert_eq!(entry_status(&v1), Some(*s));
+            for date in [None, Some(Timestamp::now())] {
+                let current = entry_value_of(*s, date);
+                assert!(is_older_layout_of(&v1, current.as_bytes()));
+                // A current entry is not "older", and another status is not the same entry.
+                assert!(!is_older_layout_of(current.as_bytes(), current.as_bytes()));
+                let other = RegistrationStatus::ALL.iter().find(|o| *o != s).unwrap();
+                assert!(!is_older_layout_of(
+                    &entry_value_v1(*other),
+                    current.as_bytes()
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_no_build_wrote_read_as_nothing_known() {
+        let v2 = crate::store::codec::FORMAT_V2;
+        for bytes in [
+            &[][..],
+            &[1],
+            &[1, 200],
+            &[1, 0, 0],
+            &[2, 0],
+            &[2, 0, 2],
+            &[2, 0, 1, 0, 0],
+            &[2, 200, 0],
+            &[9, 0],
+        ] {
+            assert_eq!(entry_facts(bytes), None, "{bytes:?}");
+        }
+        // Nanoseconds past a second.
+        let mut bad = entry_value_of(RegistrationStatus::Draft, Some(Timestamp::now()))
+            .as_bytes()
+            .to_vec();
+        bad[11..15].copy_from_slice(&1_000_000_000u32.to_be_bytes());
+        assert_eq!(bad[0], v2);
+        assert_eq!(entry_facts(&bad), None);
+        // One byte short or long of a date.
+        let good = entry_value_of(RegistrationStatus::Draft, Some(Timestamp::now()));
+        assert_eq!(entry_facts(&good.as_bytes()[..14]), None);
+        assert_eq!(entry_facts(&[good.as_bytes(), &[0]].concat()), None);
     }
 }

@@ -4,7 +4,7 @@
 use super::catalog;
 use super::codec;
 use super::error::StoreError;
-use super::index::{entry_status, entry_value, IndexDef, REGISTRATION_INDEXES};
+use super::index::{entry_status, entry_value, EntryValue, IndexDef, REGISTRATION_INDEXES};
 use super::keys::{self, Key};
 use super::page::PageScope;
 use super::pipeline::Intent;
@@ -57,14 +57,17 @@ pub(super) struct Contribution {
     pub slot: Option<Key>,
     /// The seat counter of its offering, while it is active.
     pub seat: Option<Key>,
-    /// Its entry in each index that has one for it: (index position, key, value).
-    pub entries: Vec<(usize, Key, [u8; 2])>,
+    /// Its entry in each index that has one for it: (index position, key, value). The value
+    /// holds the status and the date, so a change of either rewrites the entries (see
+    /// `write`: an entry is kept only when both its key and its value stay).
+    pub entries: Vec<(usize, Key, EntryValue)>,
     /// What it points at: each adds one to that record's reference count.
     pub references: Vec<Reference>,
 }
 
 pub(super) fn contribution(tenant: &TenantId, record: &CourseRegistration) -> Contribution {
     let t = tenant.as_str();
+    let value = entry_value(record);
     Contribution {
         slot: record
             .holds_slot()
@@ -80,8 +83,7 @@ pub(super) fn contribution(tenant: &TenantId, record: &CourseRegistration) -> Co
             .iter()
             .enumerate()
             .filter_map(|(position, def)| {
-                def.entry_key(t, record)
-                    .map(|key| (position, key, entry_value(record.status())))
+                def.entry_key(t, record).map(|key| (position, key, value))
             })
             .collect(),
         references: record.fields.references(),
@@ -157,7 +159,7 @@ pub(super) fn write(
     }
     for (position, key, value) in new_entries {
         if !old_entries.contains(&(position, key.clone(), value)) {
-            tx.insert(TreeId::Index(position), key.into_bytes(), value);
+            tx.insert(TreeId::Index(position), key.into_bytes(), value.as_bytes());
         }
     }
     let count_key = keys::counter(t, REGISTRATION_COUNT);

@@ -5,16 +5,20 @@
 //!
 //! Every source yields ids in ascending order and the page token is the last id examined, so
 //! a walk is exactly-once by construction: a later page only looks at larger ids.
+//!
+//! A candidate from an index comes with what its entry says of the record (status and date,
+//! [`EntryFacts`]): one the criteria rule out on those alone is examined without reading or
+//! decoding the record (`SearchCriteria::rules_out`).
 
 use super::codec;
 use super::error::StoreError;
-use super::index::REGISTRATION_INDEXES;
+use super::index::{entry_facts, REGISTRATION_INDEXES};
 use super::keys::{self, Key};
 use super::page::PageScope;
 use super::Store;
 use crate::domain::ids::TenantId;
 use crate::domain::registration::CourseRegistration;
-use crate::domain::search::SearchCriteria;
+use crate::domain::search::{EntryFacts, SearchCriteria};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -38,9 +42,16 @@ pub enum Plan {
     Scan,
 }
 
-/// Candidate ids in ascending order, each with its record bytes when the source has them.
-type Candidates<'a> =
-    Box<dyn Iterator<Item = Result<(String, Option<sled::IVec>), StoreError>> + 'a>;
+/// One candidate of a search: its id, its record's bytes when the source has them, and what
+/// its index entry says of the record when it comes from an index.
+struct Candidate {
+    id: String,
+    record: Option<sled::IVec>,
+    facts: Option<EntryFacts>,
+}
+
+/// Candidates in ascending id order.
+type Candidates<'a> = Box<dyn Iterator<Item = Result<Candidate, StoreError>> + 'a>;
 
 /// One page of search results.
 #[derive(Debug)]
@@ -172,10 +183,16 @@ impl Store {
         let mut items = Vec::new();
         let mut last_examined: Option<String> = None;
         for (examined, candidate) in candidates.enumerate() {
-            let (id, record) = candidate?;
+            let Candidate { id, record, facts } = candidate?;
             if items.len() == limit || examined == MAX_EXAMINED {
                 let next = last_examined.map(|id| self.tokens.seal(&scope, &id));
                 return Ok(SearchPage { items, next, plan });
+            }
+            // Its entry proves it cannot match: examined (it counts, and a later page starts
+            // after it) without reading the record.
+            if facts.is_some_and(|facts| criteria.rules_out(&facts)) {
+                last_examined = Some(id);
+                continue;
             }
             let record: Option<CourseRegistration> = match record {
                 Some(bytes) => Some(codec::decode(&bytes)?),
@@ -215,7 +232,13 @@ impl Store {
                     .filter(|id| position.is_none_or(|p| id.as_str() > p))
                     .cloned()
                     .collect();
-                Box::new(ids.into_iter().map(Ok).map(|r| r.map(|id| (id, None))))
+                Box::new(ids.into_iter().map(|id| {
+                    Ok(Candidate {
+                        id,
+                        record: None,
+                        facts: None,
+                    })
+                }))
             }
             Plan::Scan => {
                 let prefix = keys::registrations_of(&t);
@@ -233,7 +256,11 @@ impl Store {
                         })
                         .map(|e| {
                             let (key, value) = e?;
-                            Ok((keys::registration_id(&key)?, Some(value)))
+                            Ok(Candidate {
+                                id: keys::registration_id(&key)?,
+                                record: Some(value),
+                                facts: None,
+                            })
                         }),
                 )
             }
@@ -254,13 +281,13 @@ impl Store {
                         }
                     })
                     .collect();
-                Box::new(MergedIds::new(streams)?.map(|r| r.map(|id| (id, None))))
+                Box::new(MergedIds::new(streams)?)
             }
         })
     }
 }
 
-/// The ids of one index prefix, ascending.
+/// The entries of one index prefix in ascending id order: each id with what its entry says.
 struct IndexStream {
     iter: sled::Iter,
     prefix: Vec<u8>,
@@ -269,58 +296,83 @@ struct IndexStream {
 }
 
 impl IndexStream {
-    fn next_id(&mut self) -> Result<Option<String>, StoreError> {
+    fn next_entry(&mut self) -> Result<Option<(String, Option<EntryFacts>)>, StoreError> {
         match self.iter.next() {
             Some(entry) => {
-                let (key, _) = entry?;
+                let (key, value) = entry?;
                 if !key.starts_with(&self.prefix) {
                     return Ok(None);
                 }
-                Ok(Some(keys::index_entry_id(&key, self.value_count)?))
+                let id = keys::index_entry_id(&key, self.value_count)?;
+                // Bytes no build wrote say nothing: the record is read, as without facts.
+                Ok(Some((id, entry_facts(&value))))
             }
             None => Ok(None),
         }
     }
 }
 
-/// A k-way merge of index streams into one ascending id stream. A record has one value per
-/// field, so it appears in at most one stream; equal ids are still merged defensively.
+/// A k-way merge of index streams into one ascending candidate stream. A record has one value
+/// per field, so it appears in at most one stream; equal ids are still merged defensively.
 struct MergedIds {
     streams: Vec<IndexStream>,
+    /// Each stream's next id, smallest first.
     heads: BinaryHeap<Reverse<(String, usize)>>,
+    /// The facts of each stream's head entry.
+    head_facts: Vec<Option<EntryFacts>>,
     last: Option<String>,
 }
 
 impl MergedIds {
     fn new(mut streams: Vec<IndexStream>) -> Result<Self, StoreError> {
         let mut heads = BinaryHeap::new();
+        let mut head_facts = vec![None; streams.len()];
         for (i, stream) in streams.iter_mut().enumerate() {
-            if let Some(id) = stream.next_id()? {
+            if let Some((id, facts)) = stream.next_entry()? {
                 heads.push(Reverse((id, i)));
+                head_facts[i] = facts;
             }
         }
         Ok(MergedIds {
             streams,
             heads,
+            head_facts,
             last: None,
         })
     }
 }
 
 impl Iterator for MergedIds {
-    type Item = Result<String, StoreError>;
+    type Item = Result<Candidate, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let Reverse((id, i)) = self.heads.pop()?;
-            match self.streams[i].next_id() {
-                Ok(Some(next)) => self.heads.push(Reverse((next, i))),
+            let mut facts = self.head_facts[i].take();
+            match self.streams[i].next_entry() {
+                Ok(Some((next, next_facts))) => {
+                    self.heads.push(Reverse((next, i)));
+                    self.head_facts[i] = next_facts;
+                }
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),
             }
+            // Two entries for one record (only in an inconsistent index) may say different
+            // things: trust neither, read the record.
+            if self
+                .heads
+                .peek()
+                .is_some_and(|Reverse((next, _))| *next == id)
+            {
+                facts = None;
+            }
             if self.last.as_deref() != Some(id.as_str()) {
                 self.last = Some(id.clone());
-                return Some(Ok(id));
+                return Some(Ok(Candidate {
+                    id,
+                    record: None,
+                    facts,
+                }));
             }
         }
     }

@@ -2,7 +2,7 @@
 //! `POST /admin/check` on a running server.
 
 use crate::helpers::*;
-use registrar::store::index::{entry_value, IndexDef};
+use registrar::store::index::{entry_value_of, IndexDef};
 use registrar::store::keys;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -101,7 +101,11 @@ async fn check_names_corrupted_entries_by_record_and_repair_rebuilds_them_from_t
         by_student
             .insert(
                 keys::index_entry(&t.id, [w.id("s3")], stale),
-                &entry_value(registrar::domain::enums::RegistrationStatus::Registered)[..],
+                entry_value_of(
+                    registrar::domain::enums::RegistrationStatus::Registered,
+                    None,
+                )
+                .as_bytes(),
             )
             .unwrap();
         let counters = db.open_tree("counters").unwrap();
@@ -220,7 +224,11 @@ async fn admin_check_reports_a_healthy_tenant_clean_to_the_operator_only() {
         .await;
     let repaired = repaired.assert_ok();
     assert_eq!(repaired["clean"], true);
-    assert_eq!(repaired["repair"], json!({"changes": [], "remaining": []}));
+    assert_eq!(
+        repaired["repair"],
+        json!({"changes": [], "upgraded": 0, "remaining": []})
+    );
+    assert_eq!(repaired["older_layout"], 0);
 
     for key in [&t.admin, &t.write, &t.read] {
         app.post("/admin/check", key, &json!({"tenant": t.id}))

@@ -450,3 +450,260 @@ async fn a_paged_walk_over_thousands_of_matches_sees_each_once_while_records_cha
     }
     assert!(page_no > 2500 / 37);
 }
+
+const WINDOW: [&str; 2] = ["2026-03-01T00:00:00Z", "2026-08-31T23:59:59Z"];
+
+/// Registrations in two courses, registered or cancelled, with dates over 2026 (some on the
+/// window's bounds, some with none): the load benchmark's search, course + status + dates.
+async fn dated_registrations(app: &TestApp, t: &Tenant, n: usize) -> (World, Vec<Value>) {
+    let w = app.world(t, &[], &[("o1", "c1"), ("o2", "c2")]).await;
+    let students = contacts(app, t, n).await;
+    let bodies: Vec<Value> = students
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (c, o) = if i % 4 == 3 {
+                ("c2", "o2")
+            } else {
+                ("c1", "o1")
+            };
+            let mut b = body(s, w.id(c), w.id(o));
+            b["status"] = json!(if i % 3 == 0 {
+                "cancelled"
+            } else {
+                "registered"
+            });
+            let date = match i % 10 {
+                1 => Some(WINDOW[0].to_owned()),
+                2 => Some(WINDOW[1].to_owned()),
+                7 => Some("2026-02-28T23:59:59Z".to_owned()),
+                8 => Some("2026-09-01T00:00:00Z".to_owned()),
+                9 => None, // no date: never in a date range
+                _ => Some(format!("2026-{:02}-15T12:00:00Z", 1 + i % 12)),
+            };
+            if let Some(date) = date {
+                b["date"] = json!(date);
+            }
+            b
+        })
+        .collect();
+    let created = create_all(app, t, &bodies).await;
+    (w, created)
+}
+
+/// Whether an RFC 3339 date lies in [`WINDOW`] (bounds included), compared as instants.
+fn in_window(date: Option<&str>) -> bool {
+    let at = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap();
+    date.is_some_and(|d| at(d) >= at(WINDOW[0]) && at(d) <= at(WINDOW[1]))
+}
+
+/// The ids of `records` that a course + status + window search must return, in id order.
+fn expected_matches(records: &[Value], course: &str) -> Vec<String> {
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter(|r| {
+            r["course_id"] == course && r["status"] == "registered" && in_window(r["date"].as_str())
+        })
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_course_status_and_date_search_pages_through_exactly_its_matches_as_dates_move() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let (w, mut records) = dated_registrations(&app, &t, 160).await;
+    let course = w.id("c1").to_owned();
+    let criteria = json!({"course_id": [course], "status": ["registered"], "date": WINDOW});
+    let expected = expected_matches(&records, &course);
+    assert!(expected.len() > 30, "{}", expected.len());
+    for limit in [1, 7, 100] {
+        assert_eq!(search_all(&app, &t, &criteria, limit).await, expected);
+    }
+
+    // Move dates into and out of the window (and away and back), then search again: the
+    // entries must follow the records.
+    let in_window = |id: &str| expected.iter().any(|e| e == id);
+    let candidates: Vec<usize> = (0..records.len())
+        .filter(|&i| {
+            records[i]["course_id"] == course.as_str() && records[i]["status"] == "registered"
+        })
+        .collect();
+    let leaving: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| in_window(records[i]["id"].as_str().unwrap()))
+        .take(4)
+        .collect();
+    let entering: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| !in_window(records[i]["id"].as_str().unwrap()))
+        .take(4)
+        .collect();
+    assert_eq!((leaving.len(), entering.len()), (4, 4));
+    let patches = [
+        (
+            leaving[0],
+            json!([{"op": "replace", "path": "/date", "value": "2027-01-01T00:00:00Z"}]),
+        ),
+        (leaving[1], json!([{"op": "remove", "path": "/date"}])),
+        // A nanosecond past the window's end: out.
+        (
+            leaving[2],
+            json!([{"op": "replace", "path": "/date", "value": "2026-08-31T23:59:59.000000001Z"}]),
+        ),
+        (
+            leaving[3],
+            json!([{"op": "replace", "path": "/date", "value": "2026-02-28T23:59:59.999Z"}]),
+        ),
+        (
+            entering[0],
+            json!([{"op": "add", "path": "/date", "value": WINDOW[0]}]),
+        ),
+        (
+            entering[1],
+            json!([{"op": "add", "path": "/date", "value": WINDOW[1]}]),
+        ),
+        (
+            entering[2],
+            json!([{"op": "add", "path": "/date", "value": "2026-06-30T10:00:00+02:00"}]),
+        ),
+        (
+            entering[3],
+            json!([{"op": "add", "path": "/date", "value": "2026-03-01T00:00:00.5Z"}]),
+        ),
+    ];
+    for (i, patch) in &patches {
+        let id = records[*i]["id"].as_str().unwrap().to_owned();
+        let updated = app.patch(&registration(&t, &id), &t.write, patch).await;
+        records[*i] = updated.assert_ok().clone();
+    }
+    let moved = expected_matches(&records, &course);
+    for i in &leaving {
+        assert!(!moved
+            .iter()
+            .any(|id| id == records[*i]["id"].as_str().unwrap()));
+    }
+    for i in &entering {
+        assert!(moved
+            .iter()
+            .any(|id| id == records[*i]["id"].as_str().unwrap()));
+    }
+    for limit in [1, 7, 100] {
+        assert_eq!(search_all(&app, &t, &criteria, limit).await, moved);
+    }
+    // And back: the first one leaves the window's end and comes back in.
+    let id = records[leaving[0]]["id"].as_str().unwrap().to_owned();
+    let back = app
+        .patch(
+            &registration(&t, &id),
+            &t.write,
+            &json!([{"op": "replace", "path": "/date", "value": "2026-04-04T00:00:00Z"}]),
+        )
+        .await;
+    records[leaving[0]] = back.assert_ok().clone();
+    let after = expected_matches(&records, &course);
+    assert!(after.contains(&id));
+    assert_eq!(search_all(&app, &t, &criteria, 3).await, after);
+}
+
+#[tokio::test]
+async fn entries_an_earlier_build_wrote_are_found_and_filtered_and_ruled_out_ones_are_not_read() {
+    use registrar::store::index::{entry_status, entry_value_v1, IndexDef, REGISTRATION_INDEXES};
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let (w, records) = dated_registrations(&app, &t, 80).await;
+    let course = w.id("c1").to_owned();
+    let expected = expected_matches(&records, &course);
+    assert!(!expected.is_empty());
+    let dir = app.stop().await;
+
+    // Every other entry of every index as an earlier build wrote it: status only, no date.
+    // And one record whose (current) entry puts it outside the window made unreadable: a
+    // search that read it would fail.
+    let (_, course_status) = IndexDef::by_lookup("courseStatus").unwrap();
+    let unreadable = records
+        .iter()
+        .find(|r| {
+            r["course_id"] == course.as_str()
+                && r["status"] == "registered"
+                && r["date"]
+                    .as_str()
+                    .is_some_and(|d| d > WINDOW[1] && !in_window(Some(d)))
+        })
+        .expect("a registered record after the window")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    {
+        let db = sled::open(dir.path().join("db")).expect("the database opens");
+        let mut older = 0;
+        for def in REGISTRATION_INDEXES {
+            let tree = db.open_tree(def.tree).unwrap();
+            for (n, entry) in tree.iter().enumerate() {
+                let (key, value) = entry.unwrap();
+                let id = registrar::store::keys::index_entry_id(&key, def.fields.len()).unwrap();
+                if n % 2 == 0 && !(def == course_status && id == unreadable) {
+                    let status = entry_status(&value).unwrap();
+                    tree.insert(key, &entry_value_v1(status)[..]).unwrap();
+                    older += 1;
+                }
+            }
+        }
+        assert!(older > 100);
+        let registrations = db.open_tree("registrations").unwrap();
+        let key = registrar::store::keys::registration(&t.id, &unreadable);
+        registrations
+            .insert(key, &[2u8, 0xFF, 0xFF][..])
+            .unwrap()
+            .expect("the record was there");
+        db.flush().unwrap();
+    }
+    let app = spawn_app_in(dir).await;
+    let criteria = json!({"course_id": [course], "status": ["registered"], "date": WINDOW});
+    for limit in [1, 5, 100] {
+        assert_eq!(search_all(&app, &t, &criteria, limit).await, expected);
+    }
+    // Through the status index (no course): the window and the status still filter.
+    let readable: Vec<Value> = records
+        .iter()
+        .filter(|r| r["id"] != unreadable.as_str())
+        .cloned()
+        .collect();
+    let mut by_status: Vec<String> = readable
+        .iter()
+        .filter(|r| r["status"] == "cancelled" && in_window(r["date"].as_str()))
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    by_status.sort();
+    let cancelled = json!({"status": ["cancelled"], "date": WINDOW});
+    assert_eq!(search_all(&app, &t, &cancelled, 4).await, by_status);
+    // A lookup with includeActiveOnly reads the status from either layout.
+    let mut active: Vec<String> = readable
+        .iter()
+        .filter(|r| r["course_offering_id"] == w.id("o2") && r["status"] == "registered")
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    active.sort();
+    let page = app
+        .get(
+            &format!(
+                "{}/courseOffering/{}?includeActiveOnly=true&limit=1000",
+                registrations(&t),
+                w.id("o2")
+            ),
+            &t.read,
+        )
+        .await;
+    let mut found: Vec<String> = page.assert_ok()["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    found.sort();
+    assert_eq!(found, active);
+}

@@ -5,7 +5,11 @@
 //! Records (registrations, catalog records, tenants, API keys, outbox messages, stored
 //! `Idempotency-Key` responses) are the truth. Derived from them, per tenant:
 //! * each index of `REGISTRATION_INDEXES`: one entry per registration that has the index's
-//!   fields, its value the registration's status;
+//!   fields, its value the registration's status and date (`index::entry_value`). An entry
+//!   in the layout of earlier builds (status only, format 1) is accepted when its status is
+//!   right: every reader still reads it correctly (the date unknown, a search reads the
+//!   record). It is counted as `older_layout`, and a repair rewrites it in the current layout,
+//!   so `registrar check --repair` upgrades an old data directory;
 //! * `registration_slots`: (offering, student) → the one non-cancelled registration;
 //! * `counters`: active seats per offering, references per catalog record, the registration
 //!   count the quota reads, and the registration and order number sequences (which must be
@@ -99,19 +103,25 @@ fn run(trees: &[Tree], scope: &Scope, repair: bool) -> Result<CheckReport, Store
         tenants: pass.tenants.clone(),
         records: pass.records.clone(),
         entries: pass.entries.clone(),
+        older_layout: pass.older_layout.len() as u64,
         problem_count: problems.len(),
         problems,
         repair: None,
     };
     if repair {
-        let changes = apply(&trees, pass.findings)?;
+        let upgraded = pass.older_layout.len() as u64;
+        let changes = apply(&trees, pass.findings, pass.older_layout)?;
         let remaining: Vec<Problem> = inspect(&trees, scope)?
             .findings
             .into_iter()
             .map(|f| f.problem)
             .collect();
         report.clean = remaining.is_empty();
-        report.repair = Some(RepairOutcome { changes, remaining });
+        report.repair = Some(RepairOutcome {
+            changes,
+            upgraded,
+            remaining,
+        });
     }
     Ok(report)
 }
@@ -157,6 +167,8 @@ struct Pass {
     records: BTreeMap<String, u64>,
     entries: BTreeMap<String, u64>,
     findings: Vec<Finding>,
+    /// Index entries that are right but in an older layout, by tenant, with their rewrite.
+    older_layout: Vec<(Option<String>, Fix)>,
 }
 
 impl Pass {
@@ -390,21 +402,32 @@ fn check_unknown_tenants(
     Ok(())
 }
 
-/// Makes every fixable finding so, one transaction per tenant; returns what changed.
-fn apply(trees: &Trees, findings: Vec<Finding>) -> Result<Vec<Change>, StoreError> {
-    let mut by_tenant: BTreeMap<Option<String>, Vec<(Fix, Problem)>> = BTreeMap::new();
+/// Makes every fixable finding so, and rewrites the entries in an older layout, one
+/// transaction per tenant; returns what changed for the findings.
+fn apply(
+    trees: &Trees,
+    findings: Vec<Finding>,
+    older_layout: Vec<(Option<String>, Fix)>,
+) -> Result<Vec<Change>, StoreError> {
+    // Per tenant: the fixes of its findings, and the rewrites of its older-layout entries.
+    type TenantFixes = (Vec<(Fix, Problem)>, Vec<Fix>);
+    let mut by_tenant: BTreeMap<Option<String>, TenantFixes> = BTreeMap::new();
     for Finding { problem, fix } in findings {
         if let Some(fix) = fix {
             by_tenant
                 .entry(problem.tenant.clone())
                 .or_default()
+                .0
                 .push((fix, problem));
         }
     }
+    for (tenant, fix) in older_layout {
+        by_tenant.entry(tenant).or_default().1.push(fix);
+    }
     let mut changes = Vec::new();
-    for (_, fixes) in by_tenant {
+    for (_, (fixes, upgrades)) in by_tenant {
         let committed: Result<(), TransactionError<()>> = trees.0.transaction(|view| {
-            for (fix, _) in &fixes {
+            for fix in fixes.iter().map(|(fix, _)| fix).chain(&upgrades) {
                 let tree = &view[fix.tree.position()];
                 match &fix.value {
                     Some(value) => tree.insert(fix.key.as_slice(), value.as_slice())?,

@@ -125,6 +125,9 @@ pub struct Change {
 pub struct RepairOutcome {
     /// One per problem fixed.
     pub changes: Vec<Change>,
+    /// Index entries rewritten from an older layout into the current one (not problems: see
+    /// [`CheckReport::older_layout`]).
+    pub upgraded: u64,
     /// What a check right after the repair still finds: what a repair cannot fix.
     pub remaining: Vec<Problem>,
 }
@@ -140,6 +143,10 @@ pub struct CheckReport {
     pub records: BTreeMap<String, u64>,
     /// Entries of derived trees read, by tree.
     pub entries: BTreeMap<String, u64>,
+    /// Index entries that are right but in the layout of an earlier build (status only, no
+    /// date). Not problems: they read correctly, a search just reads their records to check a
+    /// date. A repair rewrites them in the current layout.
+    pub older_layout: u64,
     pub problem_count: usize,
     pub problems: Vec<Problem>,
     /// Present when a repair was asked for.
@@ -180,19 +187,30 @@ impl CheckReport {
             json!({"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}});
         json!({
             "type": "object",
-            "required": ["clean", "tenants", "records", "entries", "problem_count", "problems"],
+            "required": ["clean", "tenants", "records", "entries", "older_layout", "problem_count",
+                         "problems"],
             "properties": {
                 "clean": {"type": "boolean", "description": "Nothing is left to fix."},
                 "tenants": {"type": "array", "items": {"type": "string"}},
                 "records": counts,
                 "entries": counts,
+                "older_layout": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Index entries that are right but in an earlier build's layout (status only): not problems; a repair rewrites them in the current layout.",
+                },
                 "problem_count": {"type": "integer", "minimum": 0},
                 "problems": {"type": "array", "items": problem},
                 "repair": {
                     "type": "object",
-                    "required": ["changes", "remaining"],
+                    "required": ["changes", "upgraded", "remaining"],
                     "properties": {
                         "changes": {"type": "array", "items": change},
+                        "upgraded": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Index entries rewritten from an earlier build's layout into the current one.",
+                        },
                         "remaining": {"type": "array", "items": problem},
                     },
                 },

@@ -192,10 +192,7 @@ async fn corrupted_entries_and_counters_are_named_by_record_and_rebuilt_by_repai
         "01GHOST",
     );
     f.store.indexes[course]
-        .insert(
-            ghost,
-            &crate::store::index::entry_value(record.status())[..],
-        )
+        .insert(ghost, crate::store::index::entry_value(&record).as_bytes())
         .unwrap();
     let seats = keys::active_count(t, &f.offering);
     f.store
@@ -464,6 +461,10 @@ async fn revisions_that_move_entries_and_ones_that_move_none_leave_everything_co
         ),
         (draft, json!({"status": "cancelled"})),
         (draft, json!({"status": "draft", "application_id": null})),
+        // The date is in every entry's value: a change of the date alone rewrites them.
+        (draft, json!({"date": "2026-05-01T09:00:00Z"})),
+        (draft, json!({"date": "2026-05-01T09:00:00.5Z"})),
+        (draft, json!({"date": null})),
         (ordered, json!({"notes": "paid"})),
     ] {
         revise(&f, id, change.clone()).await;
@@ -545,5 +546,77 @@ async fn an_undecodable_record_does_not_keep_an_old_database_from_opening() {
             .map(|(kind, _)| kind)
             .collect::<Vec<_>>(),
         [ProblemKind::UndecodableRecord]
+    );
+}
+
+#[tokio::test]
+async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
+    use crate::store::index::{entry_value, entry_value_v1};
+    let f = fixture().await;
+    revise(
+        &f,
+        &f.registrations[0],
+        json!({"date": "2026-05-01T09:00:00Z"}),
+    )
+    .await;
+    // What an earlier build wrote: every entry of every registration as status only.
+    let mut rewritten = 0;
+    for id in &f.registrations {
+        let record = f
+            .store
+            .registration(&f.tenant, &RecordId::parse(id).unwrap())
+            .unwrap()
+            .unwrap();
+        for (position, def) in REGISTRATION_INDEXES.iter().enumerate() {
+            if let Some(key) = def.entry_key("acme", &record) {
+                let old = entry_value_v1(record.status());
+                f.store.indexes[position].insert(key, &old[..]).unwrap();
+                rewritten += 1;
+            }
+        }
+    }
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:#?}", report.problems);
+    assert_eq!(report.older_layout, rewritten);
+
+    // A format 1 entry with the wrong status is a problem like any other.
+    let first = RecordId::parse(&f.registrations[0]).unwrap();
+    let record = f.store.registration(&f.tenant, &first).unwrap().unwrap();
+    let (student, def) = index("student");
+    let key = def.entry_key("acme", &record).unwrap();
+    let wrong = entry_value_v1(crate::domain::enums::RegistrationStatus::Cancelled);
+    f.store.indexes[student].insert(&key, &wrong[..]).unwrap();
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert_eq!(
+        kinds(&report.problems),
+        [(ProblemKind::WrongIndexEntry, Some(first.as_str()))]
+    );
+    assert_eq!(report.older_layout, rewritten - 1);
+    assert_eq!(
+        report.problems[0].found,
+        Some(Observed::Text("cancelled (older layout: no date)".into()))
+    );
+    assert_eq!(
+        report.problems[0].expected,
+        Some(Observed::Text(
+            "registered, date 2026-05-01T09:00:00Z".into()
+        ))
+    );
+
+    let repaired = f.store.check(Scope::Every, true).await.unwrap();
+    let outcome = repaired.repair.unwrap();
+    assert_eq!(outcome.changes.len(), 1);
+    assert_eq!(outcome.upgraded, rewritten - 1);
+    assert!(outcome.remaining.is_empty());
+    let after = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(after.clean);
+    assert_eq!(after.older_layout, 0);
+    assert_eq!(
+        f.store.indexes[student]
+            .get(&key)
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        entry_value(&record).as_bytes()
     );
 }
