@@ -176,7 +176,7 @@ impl RegistrationFields {
     }
 
     /// The fields a client owns, with every server-managed field cleared.
-    fn client_view(&self) -> RegistrationFields {
+    pub fn client_view(&self) -> RegistrationFields {
         let mut view = self.clone();
         view.take_server_managed(&RegistrationFields::default());
         view
