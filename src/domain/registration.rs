@@ -537,25 +537,29 @@ mod tests {
         fields.fill_from_offering(&offering);
         assert!(fields.has_every_offering_field());
         // ... and once its list is present, a fill changes nothing: it fills no other field.
-        let mut only_listed = RegistrationFields::default();
-        only_listed.first_name = Some(Text::new("x").unwrap());
-        only_listed.last_name = Some(Text::new("x").unwrap());
-        only_listed.name = Some(Text::new("x").unwrap());
-        only_listed.email_address = fields.email_address.clone();
-        only_listed.city = Some(Text::new("x").unwrap());
-        only_listed.state = Some(Text::new("x").unwrap());
-        only_listed.country = fields.country.clone();
-        only_listed.job_title = Some(Text::new("x").unwrap());
-        only_listed.organization_id = fields.organization_id.clone();
+        let mut only_listed = RegistrationFields {
+            first_name: Some(Text::new("x").unwrap()),
+            last_name: Some(Text::new("x").unwrap()),
+            name: Some(Text::new("x").unwrap()),
+            email_address: fields.email_address.clone(),
+            city: Some(Text::new("x").unwrap()),
+            state: Some(Text::new("x").unwrap()),
+            country: fields.country.clone(),
+            job_title: Some(Text::new("x").unwrap()),
+            organization_id: fields.organization_id.clone(),
+            ..Default::default()
+        };
         assert!(only_listed.has_every_contact_field());
         let before = only_listed.clone();
         only_listed.fill_from_contact(&contact);
         assert_eq!(only_listed, before);
-        let mut only_listed = RegistrationFields::default();
-        only_listed.course_date = fields.course_date;
-        only_listed.training_provider_id = fields.training_provider_id.clone();
-        only_listed.training_location_id = fields.training_location_id.clone();
-        only_listed.webinar_join_url = fields.webinar_join_url.clone();
+        let mut only_listed = RegistrationFields {
+            course_date: fields.course_date,
+            training_provider_id: fields.training_provider_id.clone(),
+            training_location_id: fields.training_location_id.clone(),
+            webinar_join_url: fields.webinar_join_url.clone(),
+            ..Default::default()
+        };
         assert!(only_listed.has_every_offering_field());
         let before = only_listed.clone();
         only_listed.fill_from_offering(&offering);
