@@ -1,6 +1,6 @@
 //! The hot paths of a request, in process: key encoding, the stored-value codec, record → JSON
 //! with and without a projection, one durable create through the write pipeline, a lookup
-//! page, a search page and a batch. `cargo bench --bench hot_paths`; searches and batches at
+//! page, a search page and a batch (durable, and relaxed to see its CPU cost alone). `cargo bench --bench hot_paths`; searches and batches at
 //! 10k and 1M registrations are in `search_batch`.
 //!
 //! The store benches build a small tenant (1 course, 1 offering, 200 contacts, 2,000
@@ -328,5 +328,79 @@ fn store_paths(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, keys_and_codec, store_paths);
+/// The batch's CPU cost without the flush: the load benchmark's batch on a relaxed store, its
+/// records as `benches/load/seed.py` makes them (every field the contact and the offering
+/// fill is present, so nothing is left to fill).
+fn batch_cpu(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, tenant) = rt.block_on(store_with_tenant(
+        &dir.path().join("db"),
+        Durability::Relaxed,
+        TENANT,
+    ));
+    let ids: Vec<String> = rt.block_on(async {
+        let course = create::<CourseFields>(&store, &tenant, json!({"name": "Bench 101"})).await;
+        let offering = create::<CourseOfferingFields>(
+            &store,
+            &tenant,
+            json!({
+                "course_id": course, "name": "Spring", "start_date": "2025-03-01T09:00:00Z",
+                "training_provider_id": "tp-1", "training_location_id": "loc-1",
+                "webinar_join_url": "https://meet.example.org/j/1",
+            }),
+        )
+        .await;
+        let mut ids = Vec::new();
+        for i in 0..100 {
+            let contact = create::<ContactFields>(
+                &store,
+                &tenant,
+                json!({
+                    "first_name": "Ada", "last_name": format!("Student{i:06}"),
+                    "email_address": format!("ada.{i}@example.org"), "city": "Oslo",
+                    "state": "State 1", "country": "NO", "job_title": "Engineer",
+                    "organization_id": format!("org-{i}"),
+                }),
+            )
+            .await;
+            let body = json!({
+                "student_id": contact, "course_id": course, "course_offering_id": offering,
+                "status": "draft", "notes": "x".repeat(1500), "date": "2025-02-01T09:00:00Z",
+            });
+            let intent = CreateRegistration {
+                tenant: tenant.clone(),
+                id: RecordId::generate(),
+                fields: RegistrationInput::parse(&body).unwrap().fields,
+                ctx: ctx(),
+                dry_run: false,
+            };
+            ids.push(store.submit(intent).await.unwrap().id.to_string());
+        }
+        ids
+    });
+    let mut group = c.benchmark_group("batch_cpu");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
+    let mut round = 0u64;
+    group.bench_function("100 patches (one field), relaxed, seed-like records", |b| {
+        b.iter(|| {
+            round += 1;
+            let operations: Vec<Value> = ids
+                .iter()
+                .map(|id| json!({"op": "patch", "id": id, "patch": [{"op": "replace", "path": "/job_title", "value": format!("b{round}")}]}))
+                .collect();
+            let body = json!({"operations": operations});
+            let report = rt.block_on(batch::run(&store, &tenant, &body, &ctx())).unwrap();
+            assert!(report.results.iter().all(|r| r.result.is_ok()));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, keys_and_codec, store_paths, batch_cpu);
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 //! RFC 6902 JSON Patch on a record's JSON view, with the rule that the server's fields are
 //! out of a patch's reach.
 
-use super::record::is_server_managed;
+use super::record::{is_server_managed, Fields};
 use crate::error::{ApiError, ErrorCode};
 use json_patch::{Patch, PatchErrorKind, PatchOperation};
 use serde_json::{Map, Value};
@@ -95,6 +95,48 @@ pub fn apply_patch(record: Map<String, Value>, patch: &Patch) -> Result<Value, A
         )
     })?;
     Ok(doc)
+}
+
+/// Applies `patch` straight to a record's client fields, without the JSON round trip of
+/// [`apply_patch`] and a parse, when that gives the same fields: every operation an `add`,
+/// `replace` or `remove` of one whole top-level client field, with a value the field takes.
+/// `None` whenever it cannot be sure (another operation, a deeper path, a `replace` or
+/// `remove` of an absent field, a value the field refuses): the caller then takes the JSON
+/// route, which gives the same fields or the exact error.
+///
+/// Same fields, because a stored field's JSON parses back to the field itself (what the PUT
+/// of a GET body relies on; tested with a full registration beside the registration workflow)
+/// and a field is in the JSON exactly when it is present. Server-managed fields and `id` are
+/// never targets (`parse_patch`) and are cleared by the caller either way.
+pub fn patch_fields<F: Fields>(fields: &F, patch: &Patch) -> Option<F> {
+    let mut patched = fields.clone();
+    for op in &patch.0 {
+        let (path, value) = match op {
+            PatchOperation::Add(op) => (&op.path, Some(&op.value)),
+            PatchOperation::Replace(op) => (&op.path, Some(&op.value)),
+            PatchOperation::Remove(op) => (&op.path, None),
+            _ => return None,
+        };
+        if path.count() != 1 {
+            return None;
+        }
+        let name = path.first()?.decoded().into_owned();
+        if is_server_managed(&name) {
+            return None;
+        }
+        let present = patched.has(&name)?;
+        if !present && !matches!(op, PatchOperation::Add(_)) {
+            return None; // the JSON route reports the missing target
+        }
+        match value {
+            // `null` in the JSON is an absent field to the parse, but a present key to a later
+            // operation: leave such patches to the JSON route.
+            Some(value) if value.is_null() => return None,
+            Some(value) => patched.set_json(&name, value)?.ok()?,
+            None => patched.set_json(&name, &Value::Null)?.ok()?,
+        }
+    }
+    Some(patched)
 }
 
 #[cfg(test)]

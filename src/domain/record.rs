@@ -16,6 +16,8 @@ pub trait Fields: Default + Clone + PartialEq {
     fn write_json_bytes(&self, out: &mut Vec<u8>, keep: Option<&[String]>);
     /// Sets one field from JSON (`null` clears it). `None` when no field has that name.
     fn set_json(&mut self, name: &str, value: &Value) -> Option<Result<(), String>>;
+    /// Whether a field is present. `None` when no field has that name.
+    fn has(&self, name: &str) -> Option<bool>;
     /// The index text of a field, when it is present and indexable.
     fn key_text(&self, name: &str) -> Option<&str>;
     /// Each field's JSON Schema, by name, in output order (from the field's value type).
@@ -66,6 +68,13 @@ macro_rules! record_fields {
                                 .map(|parsed| self.$field = Some(parsed))
                         }),
                     )*
+                    _ => None,
+                }
+            }
+
+            fn has(&self, name: &str) -> Option<bool> {
+                match name {
+                    $( stringify!($field) => Some(self.$field.is_some()), )*
                     _ => None,
                 }
             }

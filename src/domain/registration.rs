@@ -142,6 +142,28 @@ impl RegistrationFields {
         fill(&mut self.organization_id, &contact.organization_id);
     }
 
+    /// Whether every field `fill_from_contact` fills is present: then no contact can change
+    /// anything, and the contact need not be read.
+    pub fn has_every_contact_field(&self) -> bool {
+        self.first_name.is_some()
+            && self.last_name.is_some()
+            && self.name.is_some()
+            && self.email_address.is_some()
+            && self.city.is_some()
+            && self.state.is_some()
+            && self.country.is_some()
+            && self.job_title.is_some()
+            && self.organization_id.is_some()
+    }
+
+    /// Whether every field `fill_from_offering` fills is present.
+    pub fn has_every_offering_field(&self) -> bool {
+        self.course_date.is_some()
+            && self.training_provider_id.is_some()
+            && self.training_location_id.is_some()
+            && self.webinar_join_url.is_some()
+    }
+
     /// Fills the offering's date, provider, location and webinar link where absent.
     pub fn fill_from_offering(&mut self, offering: &CourseOfferingFields) {
         fill(&mut self.course_date, &offering.start_date);
@@ -176,7 +198,7 @@ impl RegistrationFields {
     }
 
     /// The fields a client owns, with every server-managed field cleared.
-    fn client_view(&self) -> RegistrationFields {
+    pub fn client_view(&self) -> RegistrationFields {
         let mut view = self.clone();
         view.take_server_managed(&RegistrationFields::default());
         view
@@ -488,6 +510,60 @@ mod tests {
     fn minimal() -> Value {
         json!({"first_name": "Ada", "last_name": "Lovelace", "student_id": "s1",
                "course_id": "c1", "course_offering_id": "o1"})
+    }
+
+    #[test]
+    fn the_denormalised_field_lists_are_what_the_fills_fill() {
+        use crate::domain::catalog::{ContactFields, CourseOfferingFields};
+        use crate::domain::record::parse_client_fields;
+        let (contact, _) = parse_client_fields::<ContactFields>(&json!({
+            "first_name": "A", "last_name": "B", "name": "A B", "email_address": "a@b.org",
+            "phone_number": "1", "city": "C", "state": "S", "country": "GB", "job_title": "J",
+            "organization_id": "org", "notes": "n",
+        }))
+        .unwrap();
+        let (offering, _) = parse_client_fields::<CourseOfferingFields>(&json!({
+            "course_id": "c1", "name": "O", "start_date": "2026-01-01T00:00:00Z",
+            "end_date": "2026-01-02T00:00:00Z", "capacity": 3, "price": 1,
+            "currency_code": "EUR", "currency_symbol": "E", "training_provider_id": "tp",
+            "training_location_id": "tl", "webinar_join_url": "https://w.example.org/",
+        }))
+        .unwrap();
+        // Filling from a complete contact (offering) leaves nothing on its list absent ...
+        let mut fields = RegistrationFields::default();
+        assert!(!fields.has_every_contact_field() && !fields.has_every_offering_field());
+        fields.fill_from_contact(&contact);
+        assert!(fields.has_every_contact_field() && !fields.has_every_offering_field());
+        fields.fill_from_offering(&offering);
+        assert!(fields.has_every_offering_field());
+        // ... and once its list is present, a fill changes nothing: it fills no other field.
+        let mut only_listed = RegistrationFields {
+            first_name: Some(Text::new("x").unwrap()),
+            last_name: Some(Text::new("x").unwrap()),
+            name: Some(Text::new("x").unwrap()),
+            email_address: fields.email_address.clone(),
+            city: Some(Text::new("x").unwrap()),
+            state: Some(Text::new("x").unwrap()),
+            country: fields.country.clone(),
+            job_title: Some(Text::new("x").unwrap()),
+            organization_id: fields.organization_id.clone(),
+            ..Default::default()
+        };
+        assert!(only_listed.has_every_contact_field());
+        let before = only_listed.clone();
+        only_listed.fill_from_contact(&contact);
+        assert_eq!(only_listed, before);
+        let mut only_listed = RegistrationFields {
+            course_date: fields.course_date,
+            training_provider_id: fields.training_provider_id.clone(),
+            training_location_id: fields.training_location_id.clone(),
+            webinar_join_url: fields.webinar_join_url.clone(),
+            ..Default::default()
+        };
+        assert!(only_listed.has_every_offering_field());
+        let before = only_listed.clone();
+        only_listed.fill_from_offering(&offering);
+        assert_eq!(only_listed, before);
     }
 
     #[test]

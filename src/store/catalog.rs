@@ -32,11 +32,13 @@ pub(super) fn load<F: CatalogFields>(
 }
 
 /// Checks that every reference points at an existing record (and an offering at its course).
+/// Answers the offering it read for that, if any, so that the caller need not read it again.
 pub(super) fn check_references(
     tx: &Tx<'_>,
     tenant: &TenantId,
     refs: &[Reference],
-) -> Result<(), TxError> {
+) -> Result<Option<CatalogRecord<CourseOfferingFields>>, TxError> {
+    let mut checked_offering = None;
     for reference in refs {
         let key = keys::catalog(tenant.as_str(), reference.kind.tag(), reference.id.as_str());
         let Some(bytes) = tx.get(TreeId::Catalog, key.as_bytes())? else {
@@ -47,9 +49,25 @@ pub(super) fn check_references(
             if offering.fields.course_id.as_ref() != Some(course) {
                 return Err(reference.missing().into());
             }
+            checked_offering = Some(offering);
         }
     }
-    Ok(())
+    Ok(checked_offering)
+}
+
+/// Checks that an offering reference (one with `of_course`) still points at an offering of
+/// that course, and answers the offering.
+pub(super) fn check_offering_course(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    reference: &Reference,
+) -> Result<CatalogRecord<CourseOfferingFields>, TxError> {
+    match load::<CourseOfferingFields>(tx, tenant, &reference.id)? {
+        Some(offering) if offering.fields.course_id.as_ref() == reference.of_course.as_ref() => {
+            Ok(offering)
+        }
+        _ => Err(reference.missing().into()),
+    }
 }
 
 /// Moves reference counts from `old` to `new` (a record's references before and after).

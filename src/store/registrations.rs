@@ -101,7 +101,7 @@ pub(super) fn write(
 ) -> Result<(), TxError> {
     let t = tenant.as_str();
     if let Some(new) = new {
-        check_slot(tx, tenant, new)?;
+        check_slot(tx, tenant, old, new)?;
         check_capacity(tx, tenant, old, new)?;
         // A number given by a client or an import is taken: the sequence moves past it, so
         // it is never handed out again.
@@ -196,14 +196,25 @@ fn slot_key(tenant: &TenantId, record: &CourseRegistration) -> Option<Key> {
     ))
 }
 
-/// One student, one non-cancelled registration per offering.
-fn check_slot(tx: &Tx<'_>, tenant: &TenantId, new: &CourseRegistration) -> Result<(), TxError> {
+/// One student, one non-cancelled registration per offering. A revision that keeps the slot
+/// its record holds needs no look: the slot names that record (`write` moves both together).
+fn check_slot(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    old: Option<&CourseRegistration>,
+    new: &CourseRegistration,
+) -> Result<(), TxError> {
     if !new.holds_slot() {
         return Ok(());
     }
     let Some(key) = slot_key(tenant, new) else {
         return Ok(());
     };
+    if old.is_some_and(|old| {
+        old.id == new.id && old.holds_slot() && slot_key(tenant, old).as_ref() == Some(&key)
+    }) {
+        return Ok(());
+    }
     match tx.get(TreeId::RegistrationSlots, key.as_bytes())? {
         Some(holder) if holder.as_slice() != new.id.as_str().as_bytes() => Err(ApiError::new(
             ErrorCode::DuplicateRegistration,
@@ -263,9 +274,29 @@ fn check_capacity(
 }
 
 /// Checks the references and fills the denormalised fields from the contact and offering.
-fn resolve(tx: &Tx<'_>, tenant: &TenantId, fields: &mut RegistrationFields) -> Result<(), TxError> {
-    catalog::check_references(tx, tenant, &fields.references())?;
-    denormalise(tx, tenant, fields)
+///
+/// `stored` is the record a revision replaces. The references it already had need no
+/// existence check: each holds a reference count on its target (`move_references` in
+/// `write`), and a catalog record with one cannot be deleted (`DeleteCatalog`), so they still
+/// exist. What can have changed is an offering's course (a PUT of the offering may move it),
+/// so that is checked again.
+fn resolve(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    stored: Option<&RegistrationFields>,
+    fields: &mut RegistrationFields,
+) -> Result<(), TxError> {
+    let refs = fields.references();
+    let offering = if stored.is_some_and(|s| s.references() == refs) {
+        let mut offering = None;
+        for reference in refs.iter().filter(|r| r.of_course.is_some()) {
+            offering = Some(catalog::check_offering_course(tx, tenant, reference)?);
+        }
+        offering
+    } else {
+        catalog::check_references(tx, tenant, &refs)?
+    };
+    fill(tx, tenant, fields, offering)
 }
 
 /// Fills what the registration leaves out from its contact and offering.
@@ -274,14 +305,34 @@ pub(super) fn denormalise(
     tenant: &TenantId,
     fields: &mut RegistrationFields,
 ) -> Result<(), TxError> {
+    fill(tx, tenant, fields, None)
+}
+
+/// Fills what the registration leaves out from its contact and offering. Each is read only
+/// when a field it fills is absent (it fills nothing else), and the offering not at all when
+/// `offering` is it already.
+fn fill(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    fields: &mut RegistrationFields,
+    offering: Option<CatalogRecord<CourseOfferingFields>>,
+) -> Result<(), TxError> {
     if let Some(student) = fields.student_id.clone() {
-        if let Some(contact) = catalog::load::<ContactFields>(tx, tenant, &student)? {
-            fields.fill_from_contact(&contact.fields);
+        if !fields.has_every_contact_field() {
+            if let Some(contact) = catalog::load::<ContactFields>(tx, tenant, &student)? {
+                fields.fill_from_contact(&contact.fields);
+            }
         }
     }
-    if let Some(offering) = fields.course_offering_id.clone() {
-        if let Some(offering) = catalog::load::<CourseOfferingFields>(tx, tenant, &offering)? {
-            fields.fill_from_offering(&offering.fields);
+    if let Some(offering_id) = fields.course_offering_id.clone() {
+        if !fields.has_every_offering_field() {
+            let offering = match offering.filter(|o| o.id == offering_id) {
+                Some(offering) => Some(offering),
+                None => catalog::load::<CourseOfferingFields>(tx, tenant, &offering_id)?,
+            };
+            if let Some(offering) = offering {
+                fields.fill_from_offering(&offering.fields);
+            }
         }
     }
     Ok(())
@@ -320,7 +371,7 @@ pub(super) fn create_in(
     }
     check_quota(tx, tenant)?;
     let mut fields = fields.clone();
-    resolve(tx, tenant, &mut fields)?;
+    resolve(tx, tenant, None, &mut fields)?;
     let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;
     number_if_unnumbered(tx, tenant, &mut record)?;
     write(tx, tenant, None, Some(&record))?;
@@ -419,7 +470,7 @@ impl Intent for ReviseRegistration {
             .into());
         }
         let mut fields = self.fields.clone();
-        resolve(tx, &self.tenant, &mut fields)?;
+        resolve(tx, &self.tenant, Some(&stored.fields), &mut fields)?;
         match stored.revise(fields, &self.ctx)? {
             Revision::Unchanged => Ok(stored),
             Revision::Changed(revised) => {

@@ -1,18 +1,18 @@
 //! `POST /courseRegistrations/{t}/batch`: up to 100 patches and deletes. Every operation is
-//! prepared in parallel (read, lock check, patch, validation), then all of them commit in one
-//! transaction and one flush. An operation that lost a race with another writer is prepared
+//! prepared (all records read in one blocking call, then lock check, patch, validation), then
+//! all of them commit in one transaction and one flush. An operation that lost a race with another writer is prepared
 //! again in a further round; with `atomic` the whole batch is retried instead.
 
-use super::registrations::{changed_body, check_preconditions, fetch};
+use super::blocking;
+use super::registrations::{check_preconditions, not_found, patched_fields};
 use crate::domain::access::WriteContext;
 use crate::domain::batch::{BatchRequest, OpKind};
 use crate::domain::ids::{RecordId, TenantId};
-use crate::domain::registration::RegistrationInput;
+use crate::domain::registration::CourseRegistration;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::batch::{ApplyBatch, BatchStep};
 use crate::store::registrations::{DeleteRegistration, ReviseRegistration};
 use crate::store::{Store, StoreError};
-use futures_util::future::join_all;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -31,32 +31,37 @@ pub struct BatchReport {
     pub results: Vec<OpReport>,
 }
 
-async fn prepare(
+/// Reads the stored records of `ids` in one trip to the blocking pool (not one each): each
+/// with its own outcome, as separate reads would give.
+async fn fetch_all(
     store: &Arc<Store>,
+    tenant: &TenantId,
+    ids: Vec<RecordId>,
+) -> Result<Vec<Result<Option<CourseRegistration>, StoreError>>, ApiError> {
+    let tenant = tenant.clone();
+    blocking(store, move |s| {
+        Ok(ids.iter().map(|id| s.registration(&tenant, id)).collect())
+    })
+    .await
+}
+
+fn prepare(
+    stored: Result<Option<CourseRegistration>, StoreError>,
     tenant: &TenantId,
     id: &RecordId,
     kind: &OpKind,
     ctx: &WriteContext,
 ) -> Result<BatchStep, ApiError> {
-    let stored = fetch(store, tenant, id).await?;
+    let stored = stored?.ok_or_else(not_found)?;
     check_preconditions(stored.is_locked(), stored.version(), &None, ctx)?;
     Ok(match kind {
-        OpKind::Patch(patch) => {
-            let change = super::registrations::Change::Patch(patch.clone());
-            let body = changed_body(
-                stored.to_json(),
-                stored.id.as_str(),
-                stored.version(),
-                &change,
-            )?;
-            BatchStep::Revise(Box::new(ReviseRegistration {
-                tenant: tenant.clone(),
-                id: id.clone(),
-                base_version: stored.version(),
-                fields: RegistrationInput::parse(&body)?.fields,
-                ctx: ctx.clone(),
-            }))
-        }
+        OpKind::Patch(patch) => BatchStep::Revise(Box::new(ReviseRegistration {
+            tenant: tenant.clone(),
+            id: id.clone(),
+            base_version: stored.version(),
+            fields: patched_fields(&stored, patch)?,
+            ctx: ctx.clone(),
+        })),
         OpKind::Delete => BatchStep::Delete(DeleteRegistration {
             tenant: tenant.clone(),
             id: id.clone(),
@@ -99,17 +104,18 @@ pub async fn run(
         {
             break;
         }
-        let prepared = join_all(pending.iter().map(|&i| {
-            let (id, kind) = request.operations[i]
+        let parsed = |i: usize| {
+            request.operations[i]
                 .parsed
                 .as_ref()
-                .expect("pending operations parsed");
-            prepare(store, tenant, id, kind, &ctx)
-        }))
-        .await;
+                .expect("pending operations parsed")
+        };
+        let ids = pending.iter().map(|&i| parsed(i).0.clone()).collect();
+        let stored = fetch_all(store, tenant, ids).await?;
         let mut steps = Vec::new();
-        for (&i, step) in pending.iter().zip(prepared) {
-            match step {
+        for (&i, stored) in pending.iter().zip(stored) {
+            let (id, kind) = parsed(i);
+            match prepare(stored, tenant, id, kind, &ctx) {
                 Ok(step) => steps.push((i, step)),
                 Err(e) => results[i] = Some(Err(e)),
             }

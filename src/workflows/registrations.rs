@@ -6,7 +6,7 @@
 use super::{optimistic, point_read, settle};
 use crate::domain::access::WriteContext;
 use crate::domain::ids::{RecordId, TenantId};
-use crate::domain::patch::apply_patch;
+use crate::domain::patch::{apply_patch, patch_fields};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::registrations::{CreateRegistration, DeleteRegistration, ReviseRegistration};
@@ -71,7 +71,7 @@ pub async fn fetch(
         .ok_or_else(not_found)
 }
 
-fn not_found() -> ApiError {
+pub fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "course registration not found")
 }
 
@@ -127,6 +127,44 @@ pub fn changed_body(
     }
 }
 
+/// The client fields a patch makes of a stored registration: straight on the typed fields
+/// where that gives the same fields ([`patch_fields`]), else through the record's JSON.
+pub fn patched_fields(
+    stored: &CourseRegistration,
+    patch: &Patch,
+) -> Result<RegistrationFields, ApiError> {
+    if let Some(fields) = patch_fields(&stored.fields.client_view(), patch) {
+        return Ok(fields);
+    }
+    let change = Change::Patch(patch.clone());
+    let body = changed_body(
+        stored.to_json(),
+        stored.id.as_str(),
+        stored.version(),
+        &change,
+    )?;
+    Ok(RegistrationInput::parse(&body)?.fields)
+}
+
+/// The client fields a PUT body or a patch makes of a stored registration.
+fn changed_fields(
+    stored: &CourseRegistration,
+    change: &Change,
+) -> Result<RegistrationFields, ApiError> {
+    match change {
+        Change::Patch(patch) => patched_fields(stored, patch),
+        Change::Replace(_) => {
+            let body = changed_body(
+                stored.to_json(),
+                stored.id.as_str(),
+                stored.version(),
+                change,
+            )?;
+            Ok(RegistrationInput::parse(&body)?.fields)
+        }
+    }
+}
+
 pub async fn update(
     store: &Arc<Store>,
     tenant: &TenantId,
@@ -138,18 +176,11 @@ pub async fn update(
     optimistic(async || {
         let stored = fetch(store, tenant, id).await?;
         check_preconditions(stored.is_locked(), stored.version(), &if_match, ctx)?;
-        let body = changed_body(
-            stored.to_json(),
-            stored.id.as_str(),
-            stored.version(),
-            &change,
-        )?;
-        let input = RegistrationInput::parse(&body)?;
         let intent = ReviseRegistration {
             tenant: tenant.clone(),
             id: id.clone(),
             base_version: stored.version(),
-            fields: input.fields,
+            fields: changed_fields(&stored, &change)?,
             ctx: ctx.clone(),
         };
         settle(store.submit(intent).await)
@@ -178,4 +209,99 @@ pub async fn delete(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::access::{Actor, Role};
+    use crate::domain::patch::parse_patch;
+    use serde_json::json;
+
+    fn stored() -> CourseRegistration {
+        let body: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/full_registration.json"))
+                .unwrap();
+        let ctx = WriteContext::new(Actor {
+            key_id: "k1".into(),
+            role: Role::Admin,
+        });
+        let fields = RegistrationInput::parse(&body).unwrap().fields;
+        CourseRegistration::create(RecordId::parse("r1").unwrap(), fields, &ctx).unwrap()
+    }
+
+    /// The JSON route alone: what `patched_fields` answered before it had a typed one.
+    fn through_json(
+        stored: &CourseRegistration,
+        patch: &Patch,
+    ) -> Result<RegistrationFields, ApiError> {
+        let body = apply_patch(stored.to_json(), patch)?;
+        Ok(RegistrationInput::parse(&body)?.fields)
+    }
+
+    #[test]
+    fn a_patch_gives_the_same_fields_or_error_typed_as_through_json() {
+        let stored = stored();
+        let patches = [
+            json!([{"op": "replace", "path": "/job_title", "value": "t1"}]),
+            json!([{"op": "add", "path": "/job_title", "value": "t2"}]),
+            json!([{"op": "add", "path": "/job_title", "value": "t2"}, {"op": "replace", "path": "/city", "value": "Oslo"}]),
+            json!([{"op": "remove", "path": "/job_title"}]),
+            json!([{"op": "remove", "path": "/job_title"}, {"op": "add", "path": "/job_title", "value": "x"}]),
+            json!([{"op": "remove", "path": "/job_title"}, {"op": "replace", "path": "/job_title", "value": "x"}]),
+            json!([{"op": "replace", "path": "/job_title", "value": null}]),
+            json!([{"op": "replace", "path": "/job_title", "value": null}, {"op": "remove", "path": "/job_title"}]),
+            json!([{"op": "replace", "path": "/status", "value": "registered"}]),
+            json!([{"op": "replace", "path": "/status", "value": "nonsense"}]),
+            json!([{"op": "replace", "path": "/status", "value": "nonsense"}, {"op": "replace", "path": "/date", "value": "x"}]),
+            json!([{"op": "replace", "path": "/completion_percentage", "value": 55}]),
+            json!([{"op": "replace", "path": "/date", "value": "2026-01-02T03:04:05.123Z"}]),
+            json!([{"op": "replace", "path": "/nonsense", "value": 1}]),
+            json!([{"op": "add", "path": "/nonsense", "value": 1}]),
+            json!([{"op": "add", "path": "/custom_field_values/-", "value": {"custom_field_id": "c", "value": "v"}}]),
+            json!([{"op": "add", "path": "/custom_field_values", "value": []}]),
+            json!([{"op": "test", "path": "/job_title", "value": "Analyst"}, {"op": "replace", "path": "/job_title", "value": "t"}]),
+            json!([{"op": "test", "path": "/job_title", "value": "nope"}]),
+            json!([{"op": "copy", "from": "/city", "path": "/state"}]),
+            json!([{"op": "move", "from": "/city", "path": "/state"}]),
+            json!([{"op": "replace", "path": "/sys_locked", "value": true}]),
+            json!([{"op": "add", "path": "/sys_external_id", "value": "e"}]),
+            json!([{"op": "replace", "path": "/notes", "value": "a\u{7}b"}]),
+        ];
+        let mut typed = 0;
+        for patch in patches {
+            let parsed = parse_patch(&patch).unwrap();
+            let expected = through_json(&stored, &parsed);
+            if let Some(fields) = patch_fields(&stored.fields.client_view(), &parsed) {
+                typed += 1;
+                assert_eq!(
+                    Ok(&fields),
+                    expected.as_ref().map_err(|e| e.code),
+                    "{patch}"
+                );
+            }
+            let got = patched_fields(&stored, &parsed);
+            match (&got, &expected) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{patch}"),
+                (Err(a), Err(b)) => assert_eq!(
+                    (a.code, &a.message, &a.details),
+                    (b.code, &b.message, &b.details),
+                    "{patch}"
+                ),
+                _ => panic!("{patch}: {got:?} against {expected:?}"),
+            }
+        }
+        assert!(typed >= 8, "the typed route took only {typed}");
+    }
+
+    #[test]
+    fn every_field_of_a_stored_registration_parses_back_to_itself() {
+        // What the typed route relies on.
+        let stored = stored();
+        let body = Value::Object(stored.to_json());
+        assert_eq!(
+            RegistrationInput::parse(&body).unwrap().fields,
+            stored.fields.client_view()
+        );
+    }
 }

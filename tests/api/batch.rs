@@ -262,3 +262,177 @@ async fn the_request_shape_is_checked_as_a_whole() {
     .await
     .assert_error(403, "forbidden");
 }
+
+/// The fields a batch of `ops` on one registration `id` leaves it with; each op must pass.
+async fn batch_patch(app: &TestApp, t: &Tenant, id: &str, ops: Value) -> Response {
+    app.post(
+        &format!("{}/batch", registrations(t)),
+        &t.write,
+        &json!({"operations": [{"op": "patch", "id": id, "patch": ops}]}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_patch_that_keeps_the_references_keeps_the_denormalised_fields_and_fills_absent_ones() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s1"], &[("o1", "c1")]).await;
+    let mut body = w.body("s1", "c1", "o1");
+    body.as_object_mut().unwrap().remove("email_address");
+    let id = app.create(&t, &body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = app.get(&registration(&t, &id), &t.read).await.body;
+    assert_eq!(created["email_address"], "s1@example.org"); // from the contact
+    assert_eq!(created["city"], "London");
+    assert_eq!(created["course_date"], "2026-03-02T09:00:00Z"); // from the offering
+    assert!(created.get("job_title").is_none());
+
+    // One field: everything else stays as it was.
+    let done = batch_patch(
+        &app,
+        &t,
+        &id,
+        json!([{"op": "replace", "path": "/first_name", "value": "Grace"}]),
+    )
+    .await;
+    assert_eq!(done.assert_ok()["success_count"], 1, "{}", done.body);
+    let patched = app.get(&registration(&t, &id), &t.read).await.body;
+    let mut expected = created.clone();
+    for field in [
+        "first_name",
+        "sys_version",
+        "sys_last_modified_at",
+        "sys_last_security_context",
+        "sys_last_bulk_data_operation_id",
+        "sys_last_bulk_data_operation_sys_version",
+    ] {
+        expected[field] = patched[field].clone();
+    }
+    assert_eq!(patched["first_name"], "Grace");
+    assert_eq!(patched, expected);
+
+    // A field the registration lacks and its contact has since gained is filled on the next
+    // write, as on every write; one the client removes is filled again from the contact.
+    app.patch(
+        &format!("/contacts/{}/{}", t.id, w.id("s1")),
+        &t.write,
+        &json!([{"op": "add", "path": "/job_title", "value": "Pilot"}]),
+    )
+    .await
+    .assert_ok();
+    let done = batch_patch(
+        &app,
+        &t,
+        &id,
+        json!([
+            {"op": "add", "path": "/notes", "value": "n"},
+            {"op": "remove", "path": "/city"},
+            {"op": "remove", "path": "/course_date"},
+        ]),
+    )
+    .await;
+    assert_eq!(done.assert_ok()["success_count"], 1, "{}", done.body);
+    let patched = app.get(&registration(&t, &id), &t.read).await.body;
+    assert_eq!(patched["job_title"], "Pilot");
+    assert_eq!(patched["city"], "London");
+    assert_eq!(patched["course_date"], "2026-03-02T09:00:00Z");
+    assert_eq!(patched["notes"], "n");
+    assert_eq!(patched["first_name"], "Grace");
+}
+
+#[tokio::test]
+async fn a_patch_that_changes_a_reference_checks_it_and_fills_from_the_new_record() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app
+        .world(&t, &["s1", "s2"], &[("o1", "c1"), ("o2", "c2")])
+        .await;
+    let mut body = w.body("s1", "c1", "o1");
+    body.as_object_mut().unwrap().remove("email_address");
+    let id = app.create(&t, &body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A reference to nothing, or an offering of another course, is refused as before.
+    for ops in [
+        json!([{"op": "replace", "path": "/student_id", "value": "01NOSUCHCONTACT"}]),
+        json!([{"op": "replace", "path": "/course_offering_id", "value": w.id("o2")}]),
+    ] {
+        let done = batch_patch(&app, &t, &id, ops).await;
+        assert_eq!(
+            done.assert_ok()["results"][0]["status"],
+            409,
+            "{}",
+            done.body
+        );
+        assert_eq!(
+            done.body["results"][0]["error"]["code"],
+            "missing_reference"
+        );
+    }
+    assert_eq!(
+        app.get(&registration(&t, &id), &t.read).await.body["sys_version"],
+        1
+    );
+
+    // A new student: checked, counted, and the absent fields filled from that contact.
+    let done = batch_patch(
+        &app,
+        &t,
+        &id,
+        json!([
+            {"op": "replace", "path": "/student_id", "value": w.id("s2")},
+            {"op": "remove", "path": "/email_address"},
+        ]),
+    )
+    .await;
+    assert_eq!(done.assert_ok()["success_count"], 1, "{}", done.body);
+    let patched = app.get(&registration(&t, &id), &t.read).await.body;
+    assert_eq!(patched["student_id"], w.id("s2"));
+    assert_eq!(patched["email_address"], "s2@example.org");
+    app.delete(&format!("/contacts/{}/{}", t.id, w.id("s1")), &t.write)
+        .await
+        .assert_ok();
+    app.delete(&format!("/contacts/{}/{}", t.id, w.id("s2")), &t.write)
+        .await
+        .assert_error(409, "has_dependants");
+
+    // An offering moved to another course since: the registration's unchanged reference no
+    // longer holds, and any change of the registration says so.
+    let mut offering = app
+        .get(
+            &format!("/courseOfferings/{}/{}", t.id, w.id("o1")),
+            &t.read,
+        )
+        .await
+        .body;
+    offering["course_id"] = json!(w.id("c2"));
+    app.put(
+        &format!("/courseOfferings/{}/{}", t.id, w.id("o1")),
+        &t.write,
+        &offering,
+    )
+    .await
+    .assert_ok();
+    let done = batch_patch(
+        &app,
+        &t,
+        &id,
+        json!([{"op": "replace", "path": "/first_name", "value": "Grace"}]),
+    )
+    .await;
+    assert_eq!(
+        done.assert_ok()["results"][0]["status"],
+        409,
+        "{}",
+        done.body
+    );
+    assert_eq!(
+        done.body["results"][0]["error"]["code"],
+        "missing_reference"
+    );
+}
