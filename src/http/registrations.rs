@@ -13,10 +13,10 @@ use crate::domain::values::{FieldValue, Text};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
 use crate::store::registrations::Page;
-use crate::workflows::blocking;
 use crate::workflows::email::{self, Mailer};
 use crate::workflows::generate;
 use crate::workflows::registrations::{self as flow, Change};
+use crate::workflows::{blocking, page_read};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -182,7 +182,7 @@ async fn list(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError
     let limit = query.limit()?;
     let tenant = caller.tenant()?.clone();
     let start = query.start_key().map(str::to_owned);
-    let page: Page = blocking(&store_of(&req)?, move |s| {
+    let page: Page = page_read(&store_of(&req)?, limit, move |s| {
         s.list_registrations(&tenant, start.as_deref(), limit)
     })
     .await?;
@@ -246,7 +246,7 @@ async fn lookup(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
     let active_only = query.flag("includeActiveOnly")?;
     let tenant = caller.tenant()?.clone();
     let start = query.start_key().map(str::to_owned);
-    let page: Page = blocking(&store_of(&req)?, move |s| {
+    let page: Page = page_read(&store_of(&req)?, limit, move |s| {
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
         s.lookup_registrations(&tenant, def, &values, active_only, start.as_deref(), limit)
     })

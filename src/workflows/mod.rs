@@ -48,6 +48,24 @@ where
     }
 }
 
+/// Most records a page may hold to be read as a [`point_read`]: a page of 50 costs about as
+/// much as writing its JSON, which the worker does anyway. Larger pages go to the pool.
+pub const SHORT_PAGE: usize = 50;
+
+/// Reads a page of at most `limit` records: short pages as a [`point_read`], others on the
+/// blocking pool.
+pub async fn page_read<T, F>(store: &Arc<Store>, limit: usize, read: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+{
+    if limit <= SHORT_PAGE {
+        point_read(store, read).await
+    } else {
+        blocking(store, read).await
+    }
+}
+
 /// How often an unpinned write re-reads and re-applies after losing a race. Each round lets at
 /// least one writer of the record through, so 100 covers any realistic burst on one record.
 const MAX_ATTEMPTS: usize = 100;
