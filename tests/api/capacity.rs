@@ -4,7 +4,6 @@
 use crate::helpers::*;
 use futures_util::future::join_all;
 use registrar::domain::ids::{RecordId, TenantId};
-use registrar::store::{Durability, Store};
 use serde_json::{json, Value};
 
 async fn contacts(app: &TestApp, t: &Tenant, n: usize) -> Vec<String> {
@@ -33,8 +32,7 @@ async fn counter_equals_recount(app: TestApp, t: &Tenant, offering: &str) -> usi
         .body["Count"]
         .as_u64()
         .unwrap();
-    let dir = app.stop().await;
-    let store = Store::open(&dir.path().join("db"), Durability::Sync).unwrap();
+    let (_dir, store) = app.stop_and_open_store().await;
     let counter = store
         .active_registrations(
             &TenantId::parse(&t.id).unwrap(),

@@ -88,6 +88,23 @@ impl TestApp {
         self.data_dir
     }
 
+    /// Stops the app and opens its store in this process. sled 0.34 releases its directory
+    /// lock once its own flusher thread has shut down, a moment after the `Db` is dropped, so
+    /// the open is retried while the directory reads as locked.
+    pub async fn stop_and_open_store(self) -> (TempDir, registrar::store::Store) {
+        use registrar::store::{Durability, Store, StoreError};
+        let dir = self.stop().await;
+        for _ in 0..250 {
+            match Store::open(&dir.path().join("db"), Durability::Sync) {
+                Err(StoreError::Locked(_)) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                opened => return (dir, opened.expect("the store opens")),
+            }
+        }
+        panic!("the store stayed locked for 5 s after the app stopped");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
