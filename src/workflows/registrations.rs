@@ -127,23 +127,31 @@ pub fn changed_body(
     }
 }
 
+/// The client fields a change makes of a stored registration, through the record's JSON: the
+/// route every change can take.
+fn fields_through_json(
+    stored: &CourseRegistration,
+    change: &Change,
+) -> Result<RegistrationFields, ApiError> {
+    let body = changed_body(
+        stored.to_json(),
+        stored.id.as_str(),
+        stored.version(),
+        change,
+    )?;
+    Ok(RegistrationInput::parse(&body)?.fields)
+}
+
 /// The client fields a patch makes of a stored registration: straight on the typed fields
 /// where that gives the same fields ([`patch_fields`]), else through the record's JSON.
 pub fn patched_fields(
     stored: &CourseRegistration,
     patch: &Patch,
 ) -> Result<RegistrationFields, ApiError> {
-    if let Some(fields) = patch_fields(&stored.fields.client_view(), patch) {
-        return Ok(fields);
+    match patch_fields(&stored.fields.client_view(), patch) {
+        Some(fields) => Ok(fields),
+        None => fields_through_json(stored, &Change::Patch(patch.clone())),
     }
-    let change = Change::Patch(patch.clone());
-    let body = changed_body(
-        stored.to_json(),
-        stored.id.as_str(),
-        stored.version(),
-        &change,
-    )?;
-    Ok(RegistrationInput::parse(&body)?.fields)
 }
 
 /// The client fields a PUT body or a patch makes of a stored registration.
@@ -153,15 +161,7 @@ fn changed_fields(
 ) -> Result<RegistrationFields, ApiError> {
     match change {
         Change::Patch(patch) => patched_fields(stored, patch),
-        Change::Replace(_) => {
-            let body = changed_body(
-                stored.to_json(),
-                stored.id.as_str(),
-                stored.version(),
-                change,
-            )?;
-            Ok(RegistrationInput::parse(&body)?.fields)
-        }
+        Change::Replace(_) => fields_through_json(stored, change),
     }
 }
 

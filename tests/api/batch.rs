@@ -363,16 +363,7 @@ async fn a_patch_that_changes_a_reference_checks_it_and_fills_from_the_new_recor
         json!([{"op": "replace", "path": "/course_offering_id", "value": w.id("o2")}]),
     ] {
         let done = batch_patch(&app, &t, &id, ops).await;
-        assert_eq!(
-            done.assert_ok()["results"][0]["status"],
-            409,
-            "{}",
-            done.body
-        );
-        assert_eq!(
-            done.body["results"][0]["error"]["code"],
-            "missing_reference"
-        );
+        assert_first_op_refused(&done, "missing_reference");
     }
     assert_eq!(
         app.get(&registration(&t, &id), &t.read).await.body["sys_version"],
@@ -425,6 +416,11 @@ async fn a_patch_that_changes_a_reference_checks_it_and_fills_from_the_new_recor
         json!([{"op": "replace", "path": "/first_name", "value": "Grace"}]),
     )
     .await;
+    assert_first_op_refused(&done, "missing_reference");
+}
+
+/// The batch was answered, and its first operation refused with 409 and `code`.
+fn assert_first_op_refused(done: &Response, code: &str) {
     assert_eq!(
         done.assert_ok()["results"][0]["status"],
         409,
@@ -432,7 +428,8 @@ async fn a_patch_that_changes_a_reference_checks_it_and_fills_from_the_new_recor
         done.body
     );
     assert_eq!(
-        done.body["results"][0]["error"]["code"],
-        "missing_reference"
+        done.body["results"][0]["error"]["code"], code,
+        "{}",
+        done.body
     );
 }

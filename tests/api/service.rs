@@ -47,25 +47,10 @@ async fn metrics_need_the_operator_key_and_count_requests_by_route() {
 /// database is free, `/healthz` answers 200.
 #[tokio::test]
 async fn healthz_answers_only_once_the_database_is_open() {
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bind = format!("127.0.0.1:{port}");
-    let serve = || {
-        Command::new(env!("CARGO_BIN_EXE_registrar"))
-            .args(["serve", "--bind", &bind, "--data-dir"])
-            .arg(&db)
-            .env("REGISTRAR_OPERATOR_KEY", "op_healthz-test-key")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts")
-    };
+    let bind = free_bind();
+    let serve = || serve_binary(&bind, &db, "op_healthz-test-key");
     let client = reqwest::Client::new();
     let healthz = format!("http://{bind}/healthz");
 
@@ -90,20 +75,54 @@ async fn healthz_answers_only_once_the_database_is_open() {
     drop(held);
 
     let mut child = serve();
-    let mut ready = false;
-    for _ in 0..300 {
-        if let Ok(r) = client.get(&healthz).send().await {
+    let answer = first_healthz(&client, &bind).await;
+    let ready = match answer {
+        Some(r) => {
             assert_eq!(r.status(), reqwest::StatusCode::OK);
             let body: serde_json::Value = r.json().await.unwrap();
             assert_eq!(body["status"], "ok");
-            ready = true;
-            break;
+            true
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        None => false,
+    };
     child.kill().ok();
     child.wait().ok();
     assert!(ready, "healthz answers once the database is free");
+}
+
+/// A loopback address with a port free right now.
+fn free_bind() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Starts the real binary serving `db` on `bind`, its stderr kept for [`serve_output`].
+fn serve_binary(bind: &str, db: &std::path::Path, operator_key: &str) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["serve", "--bind", bind, "--data-dir"])
+        .arg(db)
+        .env("REGISTRAR_OPERATOR_KEY", operator_key)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// The first answer of `/healthz` within 30 s, if any.
+async fn first_healthz(client: &reqwest::Client, bind: &str) -> Option<reqwest::Response> {
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("http://{bind}/healthz")).send().await {
+            return Some(r);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
 }
 
 fn serve_output(child: std::process::Child) -> (std::process::ExitStatus, String) {
@@ -163,57 +182,38 @@ async fn head_is_a_get_without_the_body_with_the_same_status_headers_and_access_
 /// time the process has ended after SIGTERM (the log is written in the background).
 #[tokio::test]
 async fn every_answer_has_its_access_log_line_by_the_time_the_server_exits() {
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bind = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
-        .args(["serve", "--bind", &bind, "--data-dir"])
-        .arg(dir.path().join("db"))
-        .env("REGISTRAR_OPERATOR_KEY", "op_access-log-test-key")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
+    let bind = free_bind();
+    let child = serve_binary(&bind, &dir.path().join("db"), "op_access-log-test-key");
     let client = reqwest::Client::new();
-    let base = format!("http://{bind}");
-    let mut up = false;
-    for _ in 0..300 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(up, "the server answers");
-    let head = client
-        .head(format!("{base}/healthz?probe=1"))
-        .header("x-request-id", "head-probe-1")
-        .send()
+    assert!(
+        first_healthz(&client, &bind).await.is_some(),
+        "the server answers"
+    );
+    let probe = |method: reqwest::Method, path: &str, id: &str| {
+        client
+            .request(method, format!("http://{bind}{path}"))
+            .header("x-request-id", id)
+            .send()
+    };
+    let head = probe(reqwest::Method::HEAD, "/healthz?probe=1", "head-probe-1")
         .await
         .unwrap();
     assert_eq!(head.status(), reqwest::StatusCode::OK);
-    let refused = client
-        .get(format!("{base}/courseRegistrations/acme"))
-        .header("x-request-id", "refused-probe-2")
-        .send()
-        .await
-        .unwrap();
+    let refused = probe(
+        reqwest::Method::GET,
+        "/courseRegistrations/acme",
+        "refused-probe-2",
+    )
+    .await
+    .unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
     let refused_size = refused.bytes().await.unwrap().len();
-    let missing = client
-        .get(format!("{base}/nowhere"))
-        .header("x-request-id", "missing-probe-3")
-        .send()
+    let missing = probe(reqwest::Method::GET, "/nowhere", "missing-probe-3")
         .await
         .unwrap();
     assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
-    let status = Command::new("kill")
+    let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
