@@ -62,8 +62,9 @@ pub struct EntryFacts {
     pub date: Option<Option<Timestamp>>,
 }
 
+#[cfg(test)]
 impl EntryFacts {
-    /// The facts of `record`, all known.
+    /// The facts of `record`, all known (what a current entry of it says).
     pub fn of(record: &CourseRegistration) -> Self {
         EntryFacts {
             status: record.status(),

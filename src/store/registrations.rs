@@ -296,22 +296,13 @@ fn resolve(
     } else {
         catalog::check_references(tx, tenant, &refs)?
     };
-    fill(tx, tenant, fields, offering)
-}
-
-/// Fills what the registration leaves out from its contact and offering.
-pub(super) fn denormalise(
-    tx: &Tx<'_>,
-    tenant: &TenantId,
-    fields: &mut RegistrationFields,
-) -> Result<(), TxError> {
-    fill(tx, tenant, fields, None)
+    denormalise(tx, tenant, fields, offering)
 }
 
 /// Fills what the registration leaves out from its contact and offering. Each is read only
 /// when a field it fills is absent (it fills nothing else), and the offering not at all when
-/// `offering` is it already.
-fn fill(
+/// `offering` (one the caller already read) is it.
+pub(super) fn denormalise(
     tx: &Tx<'_>,
     tenant: &TenantId,
     fields: &mut RegistrationFields,

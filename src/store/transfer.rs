@@ -118,7 +118,7 @@ fn import_registration(
             if stored.is_some() {
                 return Err(id_taken(id));
             }
-            registrations::denormalise(tx, tenant, &mut fields)?;
+            registrations::denormalise(tx, tenant, &mut fields, None)?;
             CourseRegistration::create(id.clone(), fields, ctx)?
         }
         Some(kept) => CourseRegistration::restore(id.clone(), fields, kept, stored.as_ref(), ctx)?,
