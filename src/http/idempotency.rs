@@ -1,18 +1,19 @@
-//! `Idempotency-Key` on the POSTs that write (every POST on a tenant's paths but search): the
+//! `Idempotency-Key` on the POSTs that write (every POST on a tenant's resources but search): the
 //! first response for (tenant, key) is stored and replayed for 24 hours; the same key with
 //! another request is 409 `idempotency_mismatch`. A retry that races the first attempt waits
 //! for it (one async lock per key) and then gets its answer, so it never makes a second record.
 //!
 //! Responses of 5xx and 429 are not stored: retrying those should run again.
 
-use super::access::{Caller, TENANT_RESOURCES};
+use super::access::{Access, Requirement};
+use crate::domain::access::Role;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::idempotency::{KeepResponse, StoredResponse};
 use crate::store::Store;
 use crate::workflows::blocking;
-use actix_web::body::{to_bytes, BoxBody, MessageBody};
+use actix_web::body::{to_bytes, BoxBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
@@ -56,19 +57,16 @@ impl InFlight {
     }
 }
 
-/// Writing POSTs on a tenant resource. Not `/admin`: a replayed key creation would have to
-/// store the new key's secret, and secrets are never stored.
-fn applies(req: &ServiceRequest) -> bool {
-    let resource = req
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("");
-    req.method() == Method::POST
-        && TENANT_RESOURCES.contains(&resource)
-        && !req.path().ends_with("/search")
-        && req.headers().contains_key(HEADER)
+/// Whether a route keeps responses by `Idempotency-Key`: the POSTs that write a tenant's
+/// resources (search reads). Not the tenant's admin routes: a replayed key creation would
+/// have to store the new key's secret, and secrets are never stored.
+pub fn applies_to(method: &Method, requirement: Requirement) -> bool {
+    *method == Method::POST
+        && requirement
+            == (Requirement::Tenant {
+                role: Role::Write,
+                rate_limited: true,
+            })
 }
 
 fn replay(stored: &StoredResponse) -> HttpResponse {
@@ -87,15 +85,17 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
         .map(BytesMut::freeze)
 }
 
-pub async fn guard(
+/// The middleware of a route [`applies_to`] names, inside its access gate: the gate has
+/// admitted the caller `A` and its tenant.
+pub async fn guard<A: Access>(
     mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+    next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let tenant = req
         .extensions()
-        .get::<Caller>()
-        .and_then(|c| c.tenant().ok().cloned());
-    let (Some(tenant), true) = (tenant, applies(&req)) else {
+        .get::<A>()
+        .and_then(|admitted| admitted.tenant().cloned());
+    let (Some(tenant), true) = (tenant, req.headers().contains_key(HEADER)) else {
         return next
             .call(req)
             .await

@@ -1,4 +1,4 @@
-//! actix-web: routes, extractors, the access gate and error mapping. No sled here.
+//! actix-web: routes, extractors, the access gates and error mapping. No sled here.
 
 pub mod access;
 pub mod admin;
@@ -8,6 +8,7 @@ pub mod error;
 pub mod frame;
 pub mod idempotency;
 pub mod metrics;
+pub mod mount;
 pub mod openapi;
 pub mod query;
 pub mod rate;
@@ -23,21 +24,37 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
+use mount::{Endpoint, RouteAccess};
 
-/// A resource whose other methods answer 405 in the error envelope.
-pub fn endpoint(path: impl Into<String>) -> actix_web::Resource {
-    web::resource(path.into()).default_service(web::to(error::method_not_allowed))
+/// Every endpoint, in the order actix tries them.
+pub fn endpoints() -> Vec<Endpoint> {
+    [
+        service::endpoints(),
+        openapi::endpoints(),
+        admin::endpoints(),
+        transfer::endpoints(),
+        registrations::endpoints(),
+        catalog::endpoints(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Every route with the access it needs, as its handler states it.
+pub fn route_table() -> Vec<RouteAccess> {
+    endpoints()
+        .iter()
+        .flat_map(|endpoint| endpoint.table().cloned().collect::<Vec<_>>())
+        .collect()
 }
 
 /// Registers every route and the fallbacks.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(service::configure)
-        .configure(openapi::configure)
-        .configure(admin::configure)
-        .configure(transfer::configure)
-        .configure(registrations::configure)
-        .configure(catalog::configure)
-        .default_service(web::to(error::route_not_found));
+    for endpoint in endpoints() {
+        cfg.service(endpoint);
+    }
+    mount::fallback(cfg);
 }
 
 /// The whole application, as tests and the server build it.
@@ -63,7 +80,5 @@ pub fn app(
         .app_data(in_flight)
         .app_data(request_metrics)
         .configure(configure)
-        .wrap(from_fn(idempotency::guard))
-        .wrap(from_fn(access::gate))
         .wrap(from_fn(frame::frame))
 }

@@ -26,29 +26,32 @@ use crate::store::check::CheckReport;
 use crate::store::index::REGISTRATION_INDEXES;
 use crate::workflows::check::CheckRequest;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::HttpResponse;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::endpoint("/openapi.json").route(web::get().to(openapi_json)));
-    cfg.service(super::endpoint("/docs").route(web::get().to(docs_page)));
-    cfg.service(super::endpoint("/docs/docs.js").route(web::get().to(docs_script)));
+pub fn endpoints() -> Vec<super::mount::Endpoint> {
+    use super::mount::Endpoint;
+    vec![
+        Endpoint::new("/openapi.json").get(openapi_json),
+        Endpoint::new("/docs").get(docs_page),
+        Endpoint::new("/docs/docs.js").get(docs_script),
+    ]
 }
 
-async fn openapi_json() -> HttpResponse {
+async fn openapi_json(_: super::access::Public) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(document_text())
 }
 
-async fn docs_page() -> HttpResponse {
+async fn docs_page(_: super::access::Public) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(include_str!("docs/index.html"))
 }
 
-async fn docs_script() -> HttpResponse {
+async fn docs_script(_: super::access::Public) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/javascript; charset=utf-8")
         .body(include_str!("docs/docs.js"))

@@ -1,7 +1,8 @@
 //! `/courseRegistrations/{tenantId}`: create, list, get, replace, patch, delete and the lookups.
 
-use super::access::Caller;
+use super::access::{Read, TenantCaller, Write};
 use super::body::JsonBody;
+use super::mount::Endpoint;
 use super::query::QueryParams;
 use super::request::{
     etag, if_match, json_body, page_headers, path_id, query_page_json, store_of, write_context,
@@ -20,52 +21,44 @@ use crate::workflows::{blocking, page_read};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn endpoints() -> Vec<Endpoint> {
     let scope = "/courseRegistrations/{tenantId}";
-    cfg.service(
-        super::endpoint(scope)
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    );
+    let mut endpoints = vec![Endpoint::new(scope).post(create).get(list)];
     // Literal paths before `{id}`, which would match them too; `{id}` before the longer
     // paths, which it cannot match: actix tries routes in order, and GET by id is the most
     // frequent request (each route passed over costs a pattern match).
-    cfg.service(super::endpoint(format!("{scope}/batch")).route(web::post().to(batch)));
-    cfg.service(super::endpoint(format!("{scope}/search")).route(web::post().to(search)));
-    cfg.service(
-        super::endpoint(format!("{scope}/previewEmail")).route(web::post().to(preview_email)),
+    endpoints.push(Endpoint::new(format!("{scope}/batch")).post(batch));
+    endpoints.push(Endpoint::new(format!("{scope}/search")).post(search));
+    endpoints.push(Endpoint::new(format!("{scope}/previewEmail")).post(preview_email));
+    endpoints.push(Endpoint::new(format!("{scope}/generateOrder")).post(generate_order));
+    endpoints.push(
+        Endpoint::new(format!("{scope}/{{id}}"))
+            .get(get_one)
+            .put(replace)
+            .patch(patch)
+            .delete(delete),
     );
-    cfg.service(
-        super::endpoint(format!("{scope}/generateOrder")).route(web::post().to(generate_order)),
-    );
-    cfg.service(
-        super::endpoint(format!("{scope}/{{id}}"))
-            .route(web::get().to(get_one))
-            .route(web::put().to(replace))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(delete)),
-    );
-    cfg.service(
-        super::endpoint(format!(
+    endpoints.push(
+        Endpoint::new(format!(
             "{scope}/studentCourse/{{student_id}}/{{course_id}}"
         ))
-        .route(web::get().to(lookup)),
+        .get(lookup),
     );
     for def in REGISTRATION_INDEXES
         .iter()
         .filter(|d| d.exposed && d.fields.len() == 1)
     {
-        cfg.service(
-            super::endpoint(format!("{scope}/{}/{{{}}}", def.lookup, def.fields[0]))
-                .route(web::get().to(lookup)),
+        endpoints.push(
+            Endpoint::new(format!("{scope}/{}/{{{}}}", def.lookup, def.fields[0])).get(lookup),
         );
     }
-    cfg.service(
-        super::endpoint(format!(
+    endpoints.push(
+        Endpoint::new(format!(
             "{scope}/generateRegistration/{{processId}}/{{contactId}}"
         ))
-        .route(web::post().to(generate_registration)),
+        .post(generate_registration),
     );
+    endpoints
 }
 
 /// Room for a typical registration's JSON (~2 KB), so writing it rarely reallocates.
@@ -98,35 +91,35 @@ fn write_items(out: &mut Vec<u8>, records: &[CourseRegistration], fields: Option
 }
 
 async fn create(
+    caller: TenantCaller<Write>,
     req: HttpRequest,
-    caller: Caller,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
     let record = flow::create(
         &store,
-        caller.tenant()?,
+        caller.tenant(),
         &body.0,
-        &write_context(&req, &caller),
+        &write_context(&req, caller.principal()),
     )
     .await?;
     Ok(record_response(&record, None))
 }
 
-async fn get_one(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn get_one(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = QueryParams::parse(&req, &["fields", "consistentRead"])?;
     let fields = query.projection::<RegistrationFields>("fields")?;
     // Every read is strongly consistent; the flag is accepted and checked, nothing more.
     query.flag("consistentRead")?;
     let id = path_id(&req, "id")?;
-    let record = flow::fetch(&store_of(&req)?, caller.tenant()?, &id).await?;
+    let record = flow::fetch(&store_of(&req)?, caller.tenant(), &id).await?;
     Ok(record_response(&record, fields.as_deref()))
 }
 
 async fn replace(
+    caller: TenantCaller<Write>,
     req: HttpRequest,
-    caller: Caller,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
@@ -134,53 +127,57 @@ async fn replace(
     let store = store_of(&req)?;
     let record = flow::update(
         &store,
-        caller.tenant()?,
+        caller.tenant(),
         &id,
         Change::Replace(body.0),
         if_match(&req)?,
-        &write_context(&req, &caller),
+        &write_context(&req, caller.principal()),
     )
     .await?;
     Ok(record_response(&record, None))
 }
 
-async fn patch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
+async fn patch(
+    caller: TenantCaller<Write>,
+    req: HttpRequest,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let id = path_id(&req, "id")?;
     let patch = parse_patch(&body.0)?;
     let store = store_of(&req)?;
     let record = flow::update(
         &store,
-        caller.tenant()?,
+        caller.tenant(),
         &id,
         Change::Patch(patch),
         if_match(&req)?,
-        &write_context(&req, &caller),
+        &write_context(&req, caller.principal()),
     )
     .await?;
     Ok(record_response(&record, None))
 }
 
-async fn delete(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn delete(caller: TenantCaller<Write>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let id = path_id(&req, "id")?;
     let store = store_of(&req)?;
     flow::delete(
         &store,
-        caller.tenant()?,
+        caller.tenant(),
         &id,
         if_match(&req)?,
-        &write_context(&req, &caller),
+        &write_context(&req, caller.principal()),
     )
     .await?;
     Ok(HttpResponse::Ok().json(id.as_str()))
 }
 
-async fn list(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn list(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = QueryParams::parse(&req, &["fields", "exclusiveStartKey", "limit"])?;
     let fields = query.projection::<RegistrationFields>("fields")?;
     let limit = query.limit()?;
-    let tenant = caller.tenant()?.clone();
+    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
     let page: Page = page_read(&store_of(&req)?, limit, move |s| {
         s.list_registrations(&tenant, start.as_deref(), limit)
@@ -195,12 +192,10 @@ async fn list(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError
 
 /// The lookup this request names, and its values from the path.
 fn lookup_of(req: &HttpRequest) -> Result<(&'static IndexDef, Vec<String>), ApiError> {
-    let name = req
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .nth(2)
-        .unwrap_or_default();
+    // The lookup's name is in the route actix matched: the raw path may spell it
+    // percent-encoded.
+    let pattern = req.match_pattern().unwrap_or_default();
+    let name = pattern.split('/').nth(3).unwrap_or_default();
     let (_, def) = IndexDef::by_lookup(name).ok_or_else(ApiError::internal)?;
     let values = def
         .fields
@@ -234,7 +229,7 @@ fn check_lookup_value(field: &str, raw: &str) -> Result<(), ApiError> {
     parsed.map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("{field} {e}")))
 }
 
-async fn lookup(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn lookup(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let (def, values) = lookup_of(&req)?;
     let mut allowed = vec!["fields", "exclusiveStartKey", "limit"];
     if def.lookup == "courseOffering" {
@@ -244,7 +239,7 @@ async fn lookup(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
     let fields = query.projection::<RegistrationFields>("fields")?;
     let limit = query.limit()?;
     let active_only = query.flag("includeActiveOnly")?;
-    let tenant = caller.tenant()?.clone();
+    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
     let page: Page = page_read(&store_of(&req)?, limit, move |s| {
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
@@ -259,7 +254,10 @@ async fn lookup(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
     ))
 }
 
-async fn generate_registration(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn generate_registration(
+    caller: TenantCaller<Write>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let query = QueryParams::parse(&req, &["dryRun"])?;
     let dry_run = query.flag("dryRun")?;
     let process = path_id(&req, "processId")?;
@@ -267,10 +265,10 @@ async fn generate_registration(req: HttpRequest, caller: Caller) -> Result<HttpR
     let store = store_of(&req)?;
     let record = generate::registration(
         &store,
-        caller.tenant()?,
+        caller.tenant(),
         &process,
         &contact,
-        &write_context(&req, &caller),
+        &write_context(&req, caller.principal()),
         dry_run,
     )
     .await?;
@@ -281,44 +279,44 @@ async fn generate_registration(req: HttpRequest, caller: Caller) -> Result<HttpR
 }
 
 async fn generate_order(
+    caller: TenantCaller<Write>,
     req: HttpRequest,
-    caller: Caller,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
     let order = generate::order(
         &store,
-        caller.tenant()?,
+        caller.tenant(),
         &body.0,
-        &write_context(&req, &caller),
+        &write_context(&req, caller.principal()),
     )
     .await?;
     Ok(super::catalog::record_response(&order, None))
 }
 
 async fn preview_email(
+    caller: TenantCaller<Write>,
     req: HttpRequest,
-    caller: Caller,
     mailer: web::Data<Mailer>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
-    let sent = email::preview(&store, &mailer, caller.tenant()?, &body.0).await?;
+    let sent = email::preview(&store, &mailer, caller.tenant(), &body.0).await?;
     Ok(HttpResponse::Ok().json(sent))
 }
 
 async fn search(
+    caller: TenantCaller<Read>,
     req: HttpRequest,
-    caller: Caller,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let query = QueryParams::parse(&req, &["fieldsToReturn", "exclusiveStartKey", "limit"])?;
     let fields = query.projection::<RegistrationFields>("fieldsToReturn")?;
     let limit = query.limit()?;
     let criteria = SearchCriteria::parse(&body.0)?;
-    let tenant = caller.tenant()?.clone();
+    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
     let page = blocking(&store_of(&req)?, move |s| {
         s.search_registrations(&tenant, &criteria, start.as_deref(), limit)
@@ -332,14 +330,18 @@ async fn search(
     ))
 }
 
-async fn batch(req: HttpRequest, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
+async fn batch(
+    caller: TenantCaller<Write>,
+    req: HttpRequest,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
     let report = crate::workflows::batch::run(
         &store,
-        caller.tenant()?,
+        caller.tenant(),
         &body.0,
-        &write_context(&req, &caller),
+        &write_context(&req, caller.principal()),
     )
     .await?;
     let mut successes = 0;

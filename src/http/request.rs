@@ -1,10 +1,9 @@
 //! What every resource handler reads from a request: the store, the path id, `If-Match`, the
 //! write context; and the next-page link it writes back.
 
-use super::access::Caller;
 use super::query::QueryParams;
 use super::request_id::RequestId;
-use crate::domain::access::WriteContext;
+use crate::domain::access::{Principal, WriteContext};
 use crate::domain::ids::RecordId;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Store;
@@ -26,8 +25,8 @@ pub fn path_id(req: &HttpRequest, name: &str) -> Result<RecordId, ApiError> {
 }
 
 /// Who writes (the caller's key and role), now, under this request's `X-Request-Id`.
-pub fn write_context(req: &HttpRequest, caller: &Caller) -> WriteContext {
-    let ctx = WriteContext::new(caller.principal.actor());
+pub fn write_context(req: &HttpRequest, caller: &Principal) -> WriteContext {
+    let ctx = WriteContext::new(caller.actor());
     match req.extensions().get::<RequestId>() {
         Some(RequestId(id)) => ctx.with_request_id(id.clone()),
         None => ctx,

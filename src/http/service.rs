@@ -1,6 +1,7 @@
 //! Endpoints about the service itself, and the outbox.
 
-use super::access::Caller;
+use super::access::{Operator, Public, Read, TenantCaller};
+use super::mount::Endpoint;
 use super::query::QueryParams;
 use super::request::{query_page, store_of};
 use crate::error::ApiError;
@@ -8,17 +9,27 @@ use crate::workflows::blocking;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::endpoint("/healthz").route(web::get().to(healthz)));
-    cfg.service(super::endpoint("/metrics").route(web::get().to(super::metrics::render)));
-    cfg.service(super::endpoint("/emails/{tenantId}").route(web::get().to(outbox)));
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new("/healthz").get(healthz),
+        Endpoint::new("/metrics").get(metrics),
+        Endpoint::new("/emails/{tenantId}").get(outbox),
+    ]
+}
+
+async fn metrics(
+    _: Operator,
+    store: web::Data<crate::store::Store>,
+    metrics: web::Data<super::metrics::RequestMetrics>,
+) -> Result<HttpResponse, ApiError> {
+    super::metrics::render(store, metrics).await
 }
 
 /// The outbox, newest first, paged like a lookup.
-async fn outbox(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn outbox(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = QueryParams::parse(&req, &["exclusiveStartKey", "limit"])?;
     let limit = query.limit()?;
-    let tenant = caller.tenant()?.clone();
+    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
     let page = blocking(&store_of(&req)?, move |s| {
         s.outbox_page(&tenant, start.as_deref(), limit)
@@ -29,6 +40,6 @@ async fn outbox(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
 }
 
 /// Ready: the server only binds once the database is open, so answering is the proof.
-async fn healthz() -> HttpResponse {
+async fn healthz(_: Public) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
