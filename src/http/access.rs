@@ -42,21 +42,6 @@ pub enum Requirement {
     Tenant { role: Role, rate_limited: bool },
 }
 
-impl Requirement {
-    /// Whether a key with this principal may use the route, given the tenant the route names
-    /// (for tests and tools: the gate itself also checks the tenant exists and the rate).
-    pub fn allows(&self, principal: Option<&Principal>, tenant: Option<&TenantId>) -> bool {
-        match (self, principal) {
-            (Requirement::Public, _) => true,
-            (_, None) => false,
-            (Requirement::Operator, Some(p)) => *p == Principal::Operator,
-            (Requirement::Tenant { role, .. }, Some(p)) => tenant
-                .and_then(|t| p.role_on(t))
-                .is_some_and(|r| r >= *role),
-        }
-    }
-}
-
 /// An extractor that states, and checks, what its route needs.
 pub trait Access: FromRequest<Error = ApiError> + Clone + 'static {
     const REQUIREMENT: Requirement;
@@ -376,23 +361,83 @@ mod tests {
     }
 
     #[test]
-    fn a_requirement_allows_the_roles_it_names() {
-        let acme = TenantId::parse("acme").unwrap();
-        let other = TenantId::parse("other").unwrap();
-        let key = |tenant: &TenantId, role| Principal::TenantKey {
-            key_id: "k".into(),
-            tenant: tenant.clone(),
-            role,
-        };
-        let write = TenantCaller::<Write>::REQUIREMENT;
-        assert!(write.allows(Some(&key(&acme, Role::Write)), Some(&acme)));
-        assert!(write.allows(Some(&Principal::Operator), Some(&acme)));
-        assert!(!write.allows(Some(&key(&acme, Role::Read)), Some(&acme)));
-        assert!(!write.allows(Some(&key(&other, Role::Admin)), Some(&acme)));
-        assert!(!write.allows(None, Some(&acme)));
-        assert!(!Requirement::Operator.allows(Some(&key(&acme, Role::Admin)), None));
-        assert!(Requirement::Operator.allows(Some(&Principal::Operator), None));
-        assert!(Requirement::Public.allows(None, None));
+    fn every_route_kind_has_its_requirement() {
+        let table = crate::http::route_table();
+        let tenant = |role, rate_limited| Requirement::Tenant { role, rate_limited };
+        let read = tenant(Role::Read, true);
+        let write = tenant(Role::Write, true);
+        let admin = tenant(Role::Admin, false);
+        let cases = [
+            ("GET", "/healthz", Requirement::Public),
+            ("GET", "/openapi.json", Requirement::Public),
+            ("GET", "/courseRegistrations/{tenantId}", read),
+            ("GET", "/courseRegistrations/{tenantId}/{id}", read),
+            (
+                "GET",
+                "/courseRegistrations/{tenantId}/student/{student_id}",
+                read,
+            ),
+            ("POST", "/courseRegistrations/{tenantId}/search", read),
+            ("POST", "/courseRegistrations/{tenantId}", write),
+            ("PATCH", "/courseRegistrations/{tenantId}/{id}", write),
+            ("DELETE", "/courseRegistrations/{tenantId}/{id}", write),
+            (
+                "POST",
+                "/courseRegistrations/{tenantId}/previewEmail",
+                write,
+            ),
+            ("GET", "/contacts/{tenantId}", read),
+            ("PUT", "/contacts/{tenantId}/{id}", write),
+            ("GET", "/emails/{tenantId}", read),
+            ("POST", "/admin/tenants", Requirement::Operator),
+            ("GET", "/admin/tenants", Requirement::Operator),
+            ("GET", "/admin/tenants/{tenantId}", admin),
+            ("PATCH", "/admin/tenants/{tenantId}", Requirement::Operator),
+            ("POST", "/admin/tenants/{tenantId}/keys", admin),
+            ("GET", "/admin/tenants/{tenantId}/keys", admin),
+            ("DELETE", "/admin/tenants/{tenantId}/keys/{keyId}", admin),
+            ("GET", "/metrics", Requirement::Operator),
+            ("POST", "/admin/check", Requirement::Operator),
+            ("GET", "/admin/tenants/{tenantId}/export", admin),
+            (
+                "POST",
+                "/admin/tenants/{tenantId}/import",
+                Requirement::Operator,
+            ),
+            ("POST", "/admin/backup", Requirement::Operator),
+        ];
+        for (method, path, expected) in cases {
+            let found: Vec<Requirement> = table
+                .iter()
+                .filter(|r| r.method.as_str() == method && r.path == path)
+                .map(|r| r.requirement)
+                .collect();
+            assert_eq!(found, [expected], "{method} {path}");
+        }
+        // The rules the cases sample, over every route.
+        for route in &table {
+            let what = format!("{} {}", route.method, route.path);
+            match route.requirement {
+                Requirement::Public => assert!(
+                    ["/healthz", "/openapi.json", "/docs", "/docs/docs.js"]
+                        .contains(&route.path.as_str()),
+                    "{what}"
+                ),
+                Requirement::Tenant {
+                    rate_limited: true,
+                    role,
+                } => {
+                    assert!(!route.path.starts_with("/admin/"), "{what}");
+                    let reads = route.method == actix_web::http::Method::GET
+                        || route.path.ends_with("/search");
+                    assert_eq!(role, if reads { Role::Read } else { Role::Write }, "{what}");
+                }
+                Requirement::Tenant { .. } | Requirement::Operator => assert!(
+                    route.path.starts_with("/admin/") || route.path == "/metrics",
+                    "{what}"
+                ),
+            }
+        }
     }
 
     #[test]

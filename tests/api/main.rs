@@ -5,6 +5,7 @@ mod helpers;
 #[path = "../support/smtp.rs"]
 mod smtp;
 
+mod access;
 mod admin;
 mod batch;
 mod capacity;
