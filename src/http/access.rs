@@ -19,7 +19,7 @@ use crate::domain::ids::TenantId;
 use crate::domain::tenant::Tenant;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Store;
-use actix_web::body::{BoxBody, EitherBody};
+use actix_web::body::BoxBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
@@ -85,15 +85,13 @@ fn admitted<A: Access>(req: &HttpRequest) -> Result<A, ApiError> {
 pub async fn gate<A: Access>(
     req: ServiceRequest,
     next: Next<BoxBody>,
-) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     match A::admit(req.request()) {
         // Answered here, as a response: the layers outside (request id, log) still see it.
-        Err(refusal) => Ok(req.error_response(refusal).map_into_right_body()),
+        Err(refusal) => Ok(req.error_response(refusal)),
         Ok(admitted) => {
             req.extensions_mut().insert(admitted);
-            next.call(req)
-                .await
-                .map(ServiceResponse::map_into_left_body)
+            next.call(req).await
         }
     }
 }
