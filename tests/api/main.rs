@@ -23,6 +23,7 @@ mod registrations;
 mod restart;
 mod rules;
 mod search;
+mod seed_client;
 mod service;
 mod startup;
 mod transfer;
