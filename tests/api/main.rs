@@ -24,6 +24,7 @@ mod restart;
 mod rules;
 mod search;
 mod seed_client;
+mod seed_samples;
 mod service;
 mod startup;
 mod transfer;

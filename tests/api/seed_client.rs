@@ -16,7 +16,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
 }
 
@@ -151,7 +151,7 @@ async fn every_lookup_decodes_its_segments_once() {
         format!("%61pplication/{}", e("a/b")),
     ] {
         let found = app.get(&format!("{base}/{path}"), &t.read).await;
-        assert_eq!(ids_of(found.assert_ok()), [id.clone()], "{path}");
+        assert_eq!(ids_of(found.assert_ok()), vec![id.clone()], "{path}");
     }
     // An id lookup value that decodes to something no id can be is a 400 (as before); a `+`
     // is no space, so `p+x` stays a different value from `p x`.
