@@ -719,3 +719,44 @@ async fn a_batch_patch_cannot_move_the_id_or_a_server_field_away() {
     assert_eq!(after.assert_ok()["notes"], json!(a));
     assert_eq!(after.body["id"], json!(a));
 }
+
+/// docs/API.md, "Written against the seed?": the placeholders of the seed's samples, sent as
+/// they are, get the documented 4xx.
+#[tokio::test]
+async fn the_seeds_placeholders_sent_as_they_are_get_clear_errors() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s1", "s2"], &[("o1", "c1")]).await;
+    let record = app.create(&t, &w.body("s1", "c1", "o1")).await;
+    let path = registration(&t, record["id"].as_str().unwrap());
+    let base = registrations(&t);
+
+    app.get(&format!("{path}?consistentRead=string"), &t.read)
+        .await
+        .assert_error(400, "invalid_query");
+    app.get(&format!("{path}?fields=string"), &t.read)
+        .await
+        .assert_error(400, "invalid_query");
+    for list in [
+        base.clone(),
+        format!("{base}/student/{}", w.id("s1")),
+        format!("{base}/application/string"),
+    ] {
+        app.get(&format!("{list}?exclusiveStartKey=string"), &t.read)
+            .await
+            .assert_error(400, "invalid_page_token");
+    }
+    let mut placeholder_reference = w.body("s2", "c1", "o1");
+    placeholder_reference["student_id"] = json!("string");
+    app.post(&base, &t.write, &placeholder_reference)
+        .await
+        .assert_error(409, "missing_reference");
+    let mut version_zero = record.clone();
+    version_zero["sys_version"] = json!(0);
+    app.put(&path, &t.write, &version_zero)
+        .await
+        .assert_error(409, "version_conflict");
+    // The stored version, or none, is what a PUT carries.
+    version_zero["sys_version"] = record["sys_version"].clone();
+    app.put(&path, &t.write, &version_zero).await.assert_ok();
+}
