@@ -33,7 +33,7 @@ pub fn patch_schema() -> Value {
     };
     serde_json::json!({
         "type": "array",
-        "description": "RFC 6902 operations. Writes may not target the root, `id` or a server-managed field; `test` may read anything.",
+        "description": "RFC 6902 operations. Writes may not target the root, `id` or a server-managed field, nor may a `move` take its `from` there; `copy` and `test` may read anything.",
         "items": {"oneOf": [
             op(&["add", "replace"], &["value"]),
             op(&["test"], &["value"]),
