@@ -33,7 +33,7 @@ pub fn patch_schema() -> Value {
     };
     serde_json::json!({
         "type": "array",
-        "description": "RFC 6902 operations. Writes may not target the root, `id` or a server-managed field; `test` may read anything.",
+        "description": "RFC 6902 operations. Writes may not target the root, `id` or a server-managed field, nor may a `move` take its `from` there; `copy` and `test` may read anything.",
         "items": {"oneOf": [
             op(&["add", "replace"], &["value"]),
             op(&["test"], &["value"]),
@@ -53,31 +53,47 @@ pub fn parse_patch(body: &Value) -> Result<Patch, ApiError> {
     }
     let patch: Patch = serde_json::from_value(body.clone())
         .map_err(|e| ApiError::new(ErrorCode::InvalidPatch, format!("invalid JSON Patch: {e}")))?;
-    for (index, op) in patch.0.iter().enumerate() {
-        check_target(index, op)?;
-    }
+    check_patch(&patch)?;
     Ok(patch)
 }
 
+/// Refuses a patch any of whose operations changes the root, `id` or a server-managed field
+/// (see [`check_target`]). `parse_patch` calls it; the write path calls it again on the patch
+/// it is about to apply, so no patch reaches a record unchecked, whichever way it was built.
+pub fn check_patch(patch: &Patch) -> Result<(), ApiError> {
+    patch
+        .0
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, op)| check_target(index, op))
+}
+
 /// Operations that write to `path` may not target the root, `id` or a server-managed field.
-/// `test` only reads, so it may look at anything (`sys_version` is a useful thing to test).
+/// A `move` also removes its `from`, so it may not take it from there either (else moving
+/// `/id` would turn into a copy of it, the id being put back). `copy` only reads its `from`
+/// and `test` only reads its `path`: they may look at anything (`sys_version` is a useful
+/// thing to test).
 fn check_target(index: usize, op: &PatchOperation) -> Result<(), ApiError> {
-    if matches!(op, PatchOperation::Test(_)) {
-        return Ok(());
-    }
-    let top = op.path().first().map(|token| token.decoded().into_owned());
-    let refused = match top.as_deref() {
-        None => Some("the whole document".to_owned()),
-        Some(field) if is_server_managed(field) => Some(format!("\"{field}\"")),
-        Some(_) => None,
+    let written: &[&json_patch::jsonptr::Pointer] = match op {
+        PatchOperation::Test(_) => return Ok(()),
+        PatchOperation::Move(op) => &[&op.path, &op.from],
+        other => &[other.path()],
     };
-    match refused {
-        Some(target) => Err(ApiError::new(
-            ErrorCode::InvalidPatch,
-            format!("operation {index} may not change {target}: it is managed by the server"),
-        )),
-        None => Ok(()),
+    for pointer in written {
+        let top = pointer.first().map(|token| token.decoded().into_owned());
+        let refused = match top.as_deref() {
+            None => Some("the whole document".to_owned()),
+            Some(field) if is_server_managed(field) => Some(format!("\"{field}\"")),
+            Some(_) => None,
+        };
+        if let Some(target) = refused {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPatch,
+                format!("operation {index} may not change {target}: it is managed by the server"),
+            ));
+        }
     }
+    Ok(())
 }
 
 /// Applies `patch` to a record's JSON. A failed `test` is `patch_test_failed`; any other
@@ -151,6 +167,15 @@ mod tests {
             json!([{"op": "remove", "path": "/sys_version"}]),
             json!([{"op": "copy", "from": "/name", "path": "/sys_created_by_id"}]),
             json!([{"op": "replace", "path": "", "value": {}}]),
+            // A move removes its `from`: taking the id or a server field away is changing it.
+            json!([{"op": "move", "from": "/id", "path": "/notes"}]),
+            json!([{"op": "move", "from": "/sys_created_at", "path": "/notes"}]),
+            json!([{"op": "move", "from": "/sys_last_security_context/key_id", "path": "/notes"}]),
+            json!([{"op": "move", "from": "", "path": "/notes"}]),
+            json!([
+                {"op": "add", "path": "/city", "value": "x"},
+                {"op": "move", "from": "/sys_version", "path": "/city"}
+            ]),
         ] {
             assert_eq!(
                 parse_patch(&bad).unwrap_err().code,
@@ -159,6 +184,12 @@ mod tests {
             );
         }
         assert!(parse_patch(&json!([{"op": "test", "path": "/sys_version", "value": 1}])).is_ok());
+        // Reading the id or a server field is fine: `copy` from it, `move` between client fields.
+        assert!(parse_patch(&json!([{"op": "copy", "from": "/id", "path": "/notes"}])).is_ok());
+        assert!(
+            parse_patch(&json!([{"op": "copy", "from": "/sys_version", "path": "/notes"}])).is_ok()
+        );
+        assert!(parse_patch(&json!([{"op": "move", "from": "/city", "path": "/state"}])).is_ok());
         assert!(parse_patch(&json!({"op": "add"})).is_err());
         assert!(parse_patch(&json!([{"op": "frobnicate", "path": "/name"}])).is_err());
     }

@@ -100,12 +100,22 @@ pub struct SearchCriteria {
     pub state: Option<String>,
 }
 
-fn list<T>(value: &Value, item: impl Fn(&Value) -> Result<T, String>) -> Result<Vec<T>, String> {
+// Emptiness: the seed's own request sample for search sends every criterion, the lists empty
+// (`"status": []`, `"date": []`) and the strings as placeholders, so a client written from it
+// sends `[]` and `""` for the criteria it does not use. Each parser below answers `None`, "no
+// condition on this field", for the empty form of its criterion (an empty list, a range `[]`
+// or `[null, null]`, an empty string); a malformed value is still an error.
+
+/// A "one of" list; `None` when it is empty.
+fn list<T>(
+    value: &Value,
+    item: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, String> {
     let items = value
         .as_array()
         .ok_or_else(|| format!("must be an array, not {}", kind_of(value)))?;
     if items.is_empty() {
-        return Err("must not be empty".into());
+        return Ok(None);
     }
     if items.len() > MAX_VALUES {
         return Err(format!("must have at most {MAX_VALUES} values"));
@@ -114,16 +124,24 @@ fn list<T>(value: &Value, item: impl Fn(&Value) -> Result<T, String>) -> Result<
         .iter()
         .enumerate()
         .map(|(i, v)| item(v).map_err(|e| format!("item {i} {e}")))
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
-fn range<T>(value: &Value, end: impl Fn(&Value) -> Result<T, String>) -> Result<Range<T>, String> {
+/// An inclusive `[min, max]` range; `None` when it is `[]` or `[null, null]` (no bound at all).
+fn range<T>(
+    value: &Value,
+    end: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Option<Range<T>>, String> {
     let items = value
         .as_array()
         .ok_or_else(|| format!("must be a [min, max] array, not {}", kind_of(value)))?;
     let [min, max] = items.as_slice() else {
+        if items.is_empty() {
+            return Ok(None);
+        }
         return Err(format!(
-            "must be a [min, max] array of 2 items, not {}",
+            "must be a [min, max] array of 2 items (or [] for none), not {}",
             items.len()
         ));
     };
@@ -134,46 +152,51 @@ fn range<T>(value: &Value, end: impl Fn(&Value) -> Result<T, String>) -> Result<
             end(v).map(Some)
         }
     };
-    Ok(Range {
+    let range = Range {
         min: bound(min).map_err(|e| format!("min {e}"))?,
         max: bound(max).map_err(|e| format!("max {e}"))?,
-    })
+    };
+    Ok((range.min.is_some() || range.max.is_some()).then_some(range))
 }
 
 fn text(value: &Value) -> Result<String, String> {
     Text::parse(value).map(|t| t.as_str().to_owned())
 }
 
-fn needle(value: &Value) -> Result<String, String> {
+/// A case-insensitive substring, lower-cased; `None` when it is empty.
+fn needle(value: &Value) -> Result<Option<String>, String> {
     let text = text(value)?;
-    if text.is_empty() {
-        return Err("must not be empty".into());
-    }
-    Ok(text.to_lowercase())
+    Ok((!text.is_empty()).then(|| text.to_lowercase()))
 }
 
 impl SearchCriteria {
     /// JSON Schema of the criteria object: one property per name in [`CRITERIA`], typed as
-    /// `parse` reads it. `null` means the criterion is absent.
+    /// `parse` reads it. `null`, an empty list, `[]`, `[null, null]` and `""` mean the
+    /// criterion is absent.
     pub fn schema() -> Value {
-        let one_of = |item: Value| json!({"type": "array", "minItems": 1, "maxItems": MAX_VALUES, "items": item});
+        let one_of = |item: Value| {
+            json!({
+                "type": "array",
+                "description": "Any one of these values; an empty list is no condition.",
+                "maxItems": MAX_VALUES,
+                "items": item,
+            })
+        };
         let range = |end: Value| {
             json!({
                 "type": "array",
-                "description": "An inclusive [min, max] range; null leaves that end open.",
+                "description": "An inclusive [min, max] range; null leaves that end open. [] and [null, null] are no condition.",
                 "prefixItems": [
                     {"anyOf": [end, {"type": "null"}]},
                     {"anyOf": [end, {"type": "null"}]},
                 ],
-                "minItems": 2,
-                "maxItems": 2,
+                "anyOf": [{"maxItems": 0}, {"minItems": 2, "maxItems": 2}],
             })
         };
         let number = json!({"type": "number"});
         let at = <Timestamp as FieldValue>::schema();
         let mut needle = text_schema();
-        needle["minLength"] = json!(1);
-        needle["description"] = json!("A case-insensitive substring.");
+        needle["description"] = json!("A case-insensitive substring; \"\" is no condition.");
         let mut properties = Map::new();
         for &name in CRITERIA {
             let schema = match name {
@@ -209,45 +232,39 @@ impl SearchCriteria {
             }
             let parsed: Result<(), String> = (|| {
                 match name.as_str() {
-                    "ids" => c.ids = Some(list(value, |v| RecordId::parse(&text(v)?))?),
-                    "order_id" => c.order_id = Some(list(value, text)?),
-                    "order_number" => {
-                        c.order_number = Some(list(value, <f64 as FieldValue>::parse)?)
-                    }
+                    "ids" => c.ids = list(value, |v| RecordId::parse(&text(v)?))?,
+                    "order_id" => c.order_id = list(value, text)?,
+                    "order_number" => c.order_number = list(value, <f64 as FieldValue>::parse)?,
                     "order_status" => {
-                        c.order_status = Some(list(value, <OrderStatus as FieldValue>::parse)?)
+                        c.order_status = list(value, <OrderStatus as FieldValue>::parse)?
                     }
-                    "course_id" => c.course_id = Some(list(value, text)?),
-                    "course_offering_id" => c.course_offering_id = Some(list(value, text)?),
-                    "training_provider_id" => c.training_provider_id = Some(list(value, text)?),
-                    "training_location_id" => c.training_location_id = Some(list(value, text)?),
-                    "status" => {
-                        c.status = Some(list(value, <RegistrationStatus as FieldValue>::parse)?)
-                    }
+                    "course_id" => c.course_id = list(value, text)?,
+                    "course_offering_id" => c.course_offering_id = list(value, text)?,
+                    "training_provider_id" => c.training_provider_id = list(value, text)?,
+                    "training_location_id" => c.training_location_id = list(value, text)?,
+                    "status" => c.status = list(value, <RegistrationStatus as FieldValue>::parse)?,
                     "order_balance_due" => {
-                        c.order_balance_due = Some(range(value, <f64 as FieldValue>::parse)?)
+                        c.order_balance_due = range(value, <f64 as FieldValue>::parse)?
                     }
                     "order_amount_paid" => {
-                        c.order_amount_paid = Some(range(value, <f64 as FieldValue>::parse)?)
+                        c.order_amount_paid = range(value, <f64 as FieldValue>::parse)?
                     }
-                    "order_total" => {
-                        c.order_total = Some(range(value, <f64 as FieldValue>::parse)?)
-                    }
+                    "order_total" => c.order_total = range(value, <f64 as FieldValue>::parse)?,
                     "arrival_date" => {
-                        c.arrival_date = Some(range(value, <Timestamp as FieldValue>::parse)?)
+                        c.arrival_date = range(value, <Timestamp as FieldValue>::parse)?
                     }
                     "departure_date" => {
-                        c.departure_date = Some(range(value, <Timestamp as FieldValue>::parse)?)
+                        c.departure_date = range(value, <Timestamp as FieldValue>::parse)?
                     }
-                    "date" => c.date = Some(range(value, <Timestamp as FieldValue>::parse)?),
+                    "date" => c.date = range(value, <Timestamp as FieldValue>::parse)?,
                     "sys_created_at" => {
-                        c.sys_created_at = Some(range(value, <Timestamp as FieldValue>::parse)?)
+                        c.sys_created_at = range(value, <Timestamp as FieldValue>::parse)?
                     }
-                    "name" => c.name = Some(needle(value)?),
-                    "email_address" => c.email_address = Some(needle(value)?),
-                    "job_title" => c.job_title = Some(needle(value)?),
-                    "city" => c.city = Some(needle(value)?),
-                    "state" => c.state = Some(needle(value)?),
+                    "name" => c.name = needle(value)?,
+                    "email_address" => c.email_address = needle(value)?,
+                    "job_title" => c.job_title = needle(value)?,
+                    "city" => c.city = needle(value)?,
+                    "state" => c.state = needle(value)?,
                     _ => return Err("is not a search criterion".into()),
                 }
                 Ok(())
@@ -440,11 +457,85 @@ mod tests {
             (json!({"name": 5}), "name"),
             (json!({"color": ["red"]}), "color"),
             (json!({"color": null}), "color"),
-            (json!({"ids": []}), "ids"),
+            (json!({"color": []}), "color"),
+            (json!({"color": ""}), "color"),
             (json!({"order_number": ["1"]}), "order_number"),
+            // Emptiness is no excuse for a wrong shape or type.
+            (json!({"order_total": [null]}), "order_total"),
+            (json!({"date": [null, null, null]}), "date"),
+            (
+                json!({"date": [null, null, "2026-01-01T00:00:00Z"]}),
+                "date",
+            ),
+            (json!({"date": {}}), "date"),
+            (json!({"status": ""}), "status"),
+            (json!({"name": []}), "name"),
+            (json!({"city": [""]}), "city"),
+            (json!({"ids": [""]}), "ids"),
+            (json!({"status": [""]}), "status"),
         ] {
             let err = SearchCriteria::parse(&body).unwrap_err();
             assert_eq!(err.details[0].field, field, "{body}");
+        }
+    }
+
+    /// The seed's request sample for search, as a client written from it sends it when it
+    /// uses none of the criteria: every list empty, every string empty.
+    fn seed_shaped() -> Value {
+        let mut body = Map::new();
+        for &name in CRITERIA {
+            let empty = match name {
+                "name" | "email_address" | "job_title" | "city" | "state" => json!(""),
+                _ => json!([]),
+            };
+            body.insert(name.to_owned(), empty);
+        }
+        Value::Object(body)
+    }
+
+    #[test]
+    fn empty_criteria_are_no_condition() {
+        let none = SearchCriteria::default();
+        assert_eq!(SearchCriteria::parse(&seed_shaped()).unwrap(), none);
+        for name in [
+            "order_balance_due",
+            "order_amount_paid",
+            "order_total",
+            "arrival_date",
+            "departure_date",
+            "date",
+            "sys_created_at",
+        ] {
+            for empty in [json!([]), json!([null, null]), Value::Null] {
+                let parsed = SearchCriteria::parse(&json!({ name: empty })).unwrap();
+                assert_eq!(parsed, none, "{name}: {empty}");
+            }
+        }
+        // Page tokens are bound to the canonical form: a seed-shaped search and `{}` share one.
+        assert_eq!(
+            SearchCriteria::parse(&seed_shaped()).unwrap().canonical(),
+            SearchCriteria::parse(&json!({})).unwrap().canonical()
+        );
+    }
+
+    #[test]
+    fn one_real_criterion_among_empty_ones_is_that_criterion_alone() {
+        for (name, value) in [
+            ("status", json!(["registered"])),
+            ("ids", json!(["01J0000000000000000000000A"])),
+            ("order_number", json!([7])),
+            ("order_total", json!([10, null])),
+            ("date", json!([null, "2026-01-01T00:00:00Z"])),
+            ("city", json!("Osl")),
+            ("course_id", json!(["c1", "c2"])),
+        ] {
+            let mut seed = seed_shaped();
+            seed[name] = value.clone();
+            assert_eq!(
+                SearchCriteria::parse(&seed).unwrap(),
+                SearchCriteria::parse(&json!({ name: value })).unwrap(),
+                "{name}"
+            );
         }
     }
 
@@ -500,9 +591,10 @@ mod tests {
             SearchCriteria::parse(&json!({"date": [null, "2026-03-01T00:00:00Z"]})).unwrap();
         assert!(!until.rules_out(&facts(Cancelled, Some(Some("1999-01-01T00:00:00Z")))));
         assert!(until.rules_out(&facts(Cancelled, Some(Some("2026-03-02T00:00:00Z")))));
+        // `[null, null]` is no condition at all: it rules out nothing, not even a missing date.
         let any = SearchCriteria::parse(&json!({"date": [null, null]})).unwrap();
         assert!(!any.rules_out(&facts(Cancelled, Some(Some("2026-03-02T00:00:00Z")))));
-        assert!(any.rules_out(&facts(Cancelled, Some(None))));
+        assert!(!any.rules_out(&facts(Cancelled, Some(None))));
 
         // Criteria the entry knows nothing about rule nothing out.
         let other = SearchCriteria::parse(&json!({"course_id": ["c"], "city": "osl"})).unwrap();

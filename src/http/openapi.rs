@@ -480,7 +480,11 @@ fn registration_operations() -> Vec<Operation> {
         if schema.get("maxLength").is_some() {
             schema["maxLength"] = json!(super::registrations::MAX_LOOKUP_VALUE_CHARS);
         }
-        path_param(field, schema)
+        let mut param = path_param(field, schema);
+        param["description"] = json!(
+            "The value, percent-encoded; decoded exactly once (RFC 3986), so `/`, `+` and `%` are sent as %2F, %2B and %25 (a bare + is a plus)."
+        );
+        param
     };
     for def in REGISTRATION_INDEXES.iter().filter(|d| d.exposed) {
         let path = def

@@ -191,21 +191,60 @@ async fn list(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpRespon
 }
 
 /// The lookup this request names, and its values from the path.
+///
+/// The values are read from the raw request path, not from `match_info`: actix's router
+/// percent-decodes the path only in part (it keeps `%2F`, `%2B` and `%25` encoded so that the
+/// route still matches), so a stored `a/b`, `p+x` or `pct%x` would never be found. Each raw
+/// segment is decoded here exactly once, per RFC 3986. The route matched with these very
+/// segments (actix never decodes a `/`), so they line up with the route's: `courseRegistrations`,
+/// the tenant, the lookup name, then one segment per field of the lookup.
 fn lookup_of(req: &HttpRequest) -> Result<(&'static IndexDef, Vec<String>), ApiError> {
     // The lookup's name is in the route actix matched: the raw path may spell it
     // percent-encoded.
     let pattern = req.match_pattern().unwrap_or_default();
     let name = pattern.split('/').nth(3).unwrap_or_default();
     let (_, def) = IndexDef::by_lookup(name).ok_or_else(ApiError::internal)?;
+    let raw: Vec<&str> = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .collect();
+    if raw.len() != 3 + def.fields.len() {
+        // Only a route of another shape could have sent this request here.
+        return Err(ApiError::internal());
+    }
     let values = def
         .fields
         .iter()
-        .map(|field| {
-            let raw = req.match_info().get(field).unwrap_or_default();
-            check_lookup_value(field, raw).map(|()| raw.to_owned())
+        .zip(&raw[3..])
+        .map(|(field, segment)| {
+            let value = decode_path_segment(segment)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("{field} {e}")))?;
+            check_lookup_value(field, &value).map(|()| value)
         })
         .collect::<Result<_, _>>()?;
     Ok((def, values))
+}
+
+/// Percent-decodes one raw path segment exactly once (RFC 3986, section 2.1): `%XX` is the
+/// byte `XX`, every other character is itself (a `+` is a plus; only form bodies and query
+/// strings use it for a space). A `%` not followed by two hex digits, or decoded bytes that
+/// are not UTF-8, are refused rather than guessed at.
+pub fn decode_path_segment(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err("has a % that is not followed by two hex digits (write a % as %25)".into());
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| "is not valid UTF-8 once percent-decoded".into())
 }
 
 /// A lookup value must be something the field could hold.
@@ -369,4 +408,33 @@ async fn batch(
         "error_count": results.len() - successes,
         "results": results,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_path_segment;
+
+    #[test]
+    fn a_path_segment_is_percent_decoded_exactly_once() {
+        for (raw, decoded) in [
+            ("plain", "plain"),
+            ("a%2Fb", "a/b"),
+            ("a%2fb", "a/b"),
+            ("p%2Bx", "p+x"),
+            ("p+x", "p+x"),
+            ("pct%25x", "pct%x"),
+            ("pct%2541", "pct%41"),
+            ("a%20b", "a b"),
+            ("q%3Fx", "q?x"),
+            ("%C3%A9", "é"),
+            ("%E6%97%A5%E6%9C%AC", "日本"),
+            ("%F0%9F%8E%93", "🎓"),
+            ("", ""),
+        ] {
+            assert_eq!(decode_path_segment(raw).as_deref(), Ok(decoded), "{raw}");
+        }
+        for raw in ["%", "a%2", "%zz", "%%41", "%FF%FE", "%C3"] {
+            assert!(decode_path_segment(raw).is_err(), "{raw}");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use super::{optimistic, point_read, settle};
 use crate::domain::access::WriteContext;
 use crate::domain::ids::{RecordId, TenantId};
-use crate::domain::patch::{apply_patch, patch_fields};
+use crate::domain::patch::{apply_patch, check_patch, patch_fields};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::registrations::{CreateRegistration, DeleteRegistration, ReviseRegistration};
@@ -143,11 +143,14 @@ fn fields_through_json(
 }
 
 /// The client fields a patch makes of a stored registration: straight on the typed fields
-/// where that gives the same fields ([`patch_fields`]), else through the record's JSON.
+/// where that gives the same fields ([`patch_fields`]), else through the record's JSON. PATCH
+/// and batch both come here, so the patch is checked here again ([`check_patch`]: no write to
+/// `id` or a server field, no `move` from one), whatever built it.
 pub fn patched_fields(
     stored: &CourseRegistration,
     patch: &Patch,
 ) -> Result<RegistrationFields, ApiError> {
+    check_patch(patch)?;
     match patch_fields(&stored.fields.client_view(), patch) {
         Some(fields) => Ok(fields),
         None => fields_through_json(stored, &Change::Patch(patch.clone())),

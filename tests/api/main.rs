@@ -24,6 +24,8 @@ mod registrations;
 mod restart;
 mod rules;
 mod search;
+mod seed_client;
+mod seed_samples;
 mod service;
 mod startup;
 mod transfer;
