@@ -45,7 +45,10 @@ fn format_of(arg: FormatArg) -> Format {
 /// Opens the data dir (making a new database only when `create`), or says which endpoint a
 /// running server offers instead.
 fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> {
-    if !create && !dir.join("db").exists() && !dir.join("conf").exists() {
+    // "Cannot read" (permissions, a file where the dir should be) is not "no database".
+    let exists = crate::store::files::has_database(dir).map_err(CliError::Message)?
+        || dir.join("conf").exists();
+    if !create && !exists {
         return Err(CliError::Message(format!(
             "no database in {} (set --data-dir; an import with --create-tenant makes one)",
             dir.display()
@@ -54,7 +57,10 @@ fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> 
     match Store::open(dir, Durability::Sync) {
         Ok(store) => Ok(Arc::new(store)),
         Err(StoreError::Locked(dir)) => Err(CliError::Locked { dir, hint }),
-        Err(e) => Err(CliError::Message(format!("cannot open the database: {e}"))),
+        Err(e) => Err(CliError::Message(format!(
+            "cannot open the database in {}: {e}",
+            dir.display()
+        ))),
     }
 }
 

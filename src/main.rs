@@ -11,6 +11,8 @@ fn main() -> ExitCode {
         Some(_) => "warn",
     };
     registrar::logging::init(level);
+    // Every command may create files of the database (serve, import, backup): owner-only.
+    registrar::store::files::restrict_new_files();
     let code = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
