@@ -264,14 +264,21 @@ fn backup_through_server(server: &str, args: &BackupArgs) -> Result<(), CliError
     }
 }
 
-/// A plain HTTP/1.1 POST of a JSON body over TCP (`http://` only: registrar serves plain
-/// HTTP, behind whatever proxy adds TLS), answered with the status and the body. Enough for
-/// one request; not worth a client library in the binary.
+/// A plain HTTP/1.1 POST of a JSON body over TCP (`http://` only: for a server started with
+/// `--tls-cert`, use `POST /admin/backup` from an HTTPS client), answered with the status and
+/// the body. Enough for one request on the server's own machine; not worth a client library
+/// in the binary.
 fn http_post(server: &str, path: &str, key: &str, body: &str) -> Result<(u16, String), CliError> {
     let fail = |what: String| CliError::Message(format!("{server}: {what}"));
     let authority = server
         .strip_prefix("http://")
-        .ok_or_else(|| fail("only http:// URLs are supported".into()))?
+        .ok_or_else(|| {
+            fail(
+                "only http:// URLs are supported; for a server with TLS, send POST \
+                 /admin/backup with an HTTPS client (curl)"
+                    .into(),
+            )
+        })?
         .trim_end_matches('/');
     let (host_port, base) = match authority.split_once('/') {
         Some((host_port, base)) => (host_port, format!("/{base}")),

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
     };
     registrar::logging::init(level);
     // Every command may create files of the database (serve, import, backup): owner-only.
+    // Set here, not in the library: the umask is process-wide, and a process embedding the
+    // server (the tests) keeps its own.
     registrar::store::files::restrict_new_files();
     let code = match cli.command {
         Some(Command::Serve(args)) => serve(args),

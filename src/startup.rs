@@ -93,9 +93,8 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> Result<Application, StartupError> {
         // TLS first: a bad certificate stops the start before the data dir is touched.
         let tls = crate::tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
-        // Everything the server creates from here on (sled's files, the operator key, backups,
-        // a dir an import makes) is its owner's alone; see `store::files`.
-        crate::store::files::restrict_new_files();
+        // The binary has set the umask (`main`), so what sled creates later is owner-only;
+        // the dir itself is made (or tightened to) owner-only here. See `store::files`.
         crate::store::files::private_data_dir(&args.data_dir).map_err(|source| {
             StartupError::DataDir {
                 path: args.data_dir.clone(),

@@ -2,10 +2,10 @@
 //! user the server runs as may read it. The dir is 0700 and every file in it 0600.
 //!
 //! sled creates its files (`db`, `conf`, `blobs/`, snapshots) whenever it likes, with the
-//! process umask and no hook to set a mode. So the server sets the umask to 0o077 at start
-//! (`restrict_new_files`): whatever it creates later, in the data dir or a backup, is its
-//! owner's alone. A data dir made by an earlier build (0755 and 0644) is tightened when it is
-//! opened (`private_data_dir`).
+//! process umask and no hook to set a mode. So the binary sets the umask to 0o077 first
+//! thing (`restrict_new_files`, in `main`): whatever it creates later, in the data dir or a
+//! backup, is its owner's alone. Every open of a data dir makes it 0700 and tightens what an
+//! earlier build left (0755 and 0644) to 0700/0600 (`private_data_dir`).
 
 use std::path::Path;
 

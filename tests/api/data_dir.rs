@@ -25,45 +25,91 @@ fn assert_owner_only(root: &Path) -> usize {
     }
 }
 
+/// The real binary (it sets the umask; a test process embedding the server keeps its own)
+/// on a new data dir: a write, a backup, a clean stop.
 #[cfg(unix)]
 #[tokio::test]
 async fn the_data_dir_its_files_and_a_backup_are_readable_by_their_owner_only() {
-    let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
-        args.operator_key = None
-    })
-    .await;
-    let db = app.data_dir.path().join("db");
+    use std::process::Stdio;
+    let root = tempfile::tempdir().unwrap();
+    let db = root.path().join("db");
+    let bind = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["serve", "--bind", &bind, "--data-dir"])
+        .arg(&db)
+        .env_remove("REGISTRAR_OPERATOR_KEY")
+        .env_remove("REGISTRAR_TLS_CERT")
+        .env_remove("REGISTRAR_TLS_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let client = reqwest::Client::new();
+    let base = format!("http://{bind}");
+    let mut up = false;
+    for _ in 0..300 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if !up {
+        child.kill().ok();
+        panic!("the server did not answer within 30 s");
+    }
+    // Made on this first start, 0600 like everything else.
     let key = std::fs::read_to_string(db.join("operator.key")).unwrap();
-    let key = key.trim();
-    let created = app
-        .post("/admin/tenants", key, &json!({"id": "private"}))
-        .await;
-    assert!(created.status.is_success(), "{}", created.body);
-    // The operator acts as admin on every tenant: one record written.
-    let contact = app
-        .post(
-            "/contacts/private",
-            key,
-            &json!({"first_name": "Ada", "last_name": "Lovelace"}),
-        )
-        .await;
-    assert!(contact.status.is_success(), "{}", contact.body);
-    let target = tempfile::tempdir().unwrap();
-    let to = target.path().join("copy");
-    app.post("/admin/backup", key, &json!({"to": to.to_str().unwrap()}))
+    let key = key.trim().to_owned();
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let created = post("/admin/tenants", json!({"id": "private"}))
         .await
-        .assert_ok();
+        .unwrap();
+    assert!(created.status().is_success());
+    // The operator acts as admin on every tenant: one record written.
+    let contact = post(
+        "/contacts/private",
+        json!({"first_name": "Ada", "last_name": "Lovelace"}),
+    )
+    .await
+    .unwrap();
+    assert!(contact.status().is_success());
+    let to = root.path().join("copy");
+    let backup = post("/admin/backup", json!({"to": to.to_str().unwrap()}))
+        .await
+        .unwrap();
+    assert_eq!(backup.status(), 200);
     assert!(
         assert_owner_only(&db) >= 3,
         "db, conf, operator.key at least"
     );
     assert!(assert_owner_only(&to) >= 3);
 
-    // After a write and a clean stop (sled's last flush), still owner-only.
-    let dir = app.stop().await;
-    assert_owner_only(&dir.path().join("db"));
+    // After a clean stop (sled's last flush), still owner-only.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success());
+    assert_owner_only(&db);
 }
 
+/// A data dir of an earlier build (0755, files 0644) is tightened when opened. In process, so
+/// only the files that were there are looked at: what sled creates next follows this test
+/// process's umask, which only the binary sets (the test above covers those).
 #[cfg(unix)]
 #[tokio::test]
 async fn a_data_dir_left_readable_by_an_earlier_build_is_tightened_at_start() {
@@ -71,15 +117,35 @@ async fn a_data_dir_left_readable_by_an_earlier_build_is_tightened_at_start() {
     let app = spawn_app().await;
     let dir = app.stop().await;
     let db = dir.path().join("db");
-    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let loosen = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    loosen(&db, 0o755);
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(&db).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            loosen(&path, 0o644);
+            files.push(path);
         }
     }
+    assert!(files.contains(&db.join("db")) && files.contains(&db.join("conf")));
     let app = spawn_app_in(dir).await;
-    assert_owner_only(&app.data_dir.path().join("db"));
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    };
+    assert_eq!(mode(&db), Some(0o700));
+    for file in &files {
+        // sled may have removed an old snapshot meanwhile (None).
+        assert!(
+            matches!(mode(file), Some(0o600) | None),
+            "{}",
+            file.display()
+        );
+    }
+    app.stop().await;
 }
 
 /// Runs the binary: success, stderr.
