@@ -36,6 +36,9 @@ pub enum StartupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The data dir is there but cannot be used as one: the message names the path.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("cannot open the database in {path}: {source}")]
     OpenStore { path: PathBuf, source: StoreError },
     #[error("{0}")]
@@ -101,6 +104,8 @@ impl Application {
                 source,
             }
         })?;
+        // Names the file when sled's own would fail without saying which (e.g. a dir at `db`).
+        crate::store::files::has_database(&args.data_dir).map_err(StartupError::Unreadable)?;
         let store = Store::open(&args.data_dir, args.durability()).map_err(|e| match e {
             // That message names the dir already, and the cause is not the dir itself.
             locked @ StoreError::Locked(_) => StartupError::Store(locked),

@@ -50,7 +50,15 @@ fn tighten(path: &Path) -> std::io::Result<()> {
         return Ok(());
     };
     if metadata.permissions().mode() & 0o7777 != wanted {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))?;
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted)) {
+            // Not the owner (a dir shared through its group): the server can still use it,
+            // so say so rather than refuse to start.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => log::warn!(
+                "cannot make {} readable by its owner only: {e}",
+                path.display()
+            ),
+            other => other?,
+        }
     }
     if kind.is_dir() {
         for entry in std::fs::read_dir(path)? {

@@ -218,7 +218,11 @@ fn a_data_dir_that_cannot_be_read_is_named_with_its_cause_not_called_missing() {
         &odd,
     );
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains(odd.to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains(odd.join("db").to_str().unwrap()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is not a file"), "{stderr}");
 
     // A missing data dir is still just "no database", for check.
     let (code, stderr) = registrar(&["check"], &root.path().join("nothing"));
