@@ -124,6 +124,10 @@ pub struct BackupArgs {
         hide_env_values = true
     )]
     pub operator_key: Option<String>,
+    /// For an https:// --server: a PEM certificate to trust (e.g. the server's own
+    /// self-signed one); unset = the usual public certificate authorities.
+    #[arg(long, env = "REGISTRAR_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

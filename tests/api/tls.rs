@@ -131,3 +131,64 @@ fn a_bad_tls_setting_stops_the_start_with_the_flag_or_path_and_the_cause() {
     // Nothing was started on the way: the data dir was never made.
     assert!(!data.exists());
 }
+
+#[tokio::test]
+async fn backup_through_a_tls_server_trusts_the_given_certificate_only() {
+    let pem_dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = certificate(pem_dir.path());
+    let cert_path = cert.clone();
+    let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
+        (args.tls_cert, args.tls_key) = (Some(cert), Some(key));
+    })
+    .await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let server = format!("https://localhost:{port}");
+    let target = tempfile::tempdir().unwrap();
+    let backup = move |to: &Path, ca_cert: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_registrar"));
+        command
+            .args([
+                "backup",
+                "--server",
+                &server,
+                "--operator-key",
+                OPERATOR_KEY,
+            ])
+            .arg("--to")
+            .arg(to)
+            .env_remove("REGISTRAR_CA_CERT");
+        if let Some(ca_cert) = ca_cert {
+            command.arg("--ca-cert").arg(ca_cert);
+        }
+        command.output().expect("the binary runs")
+    };
+
+    // Without the certificate to trust, nothing is sent: the handshake fails.
+    let refused = target.path().join("refused");
+    let out = tokio::task::spawn_blocking({
+        let refused = refused.clone();
+        let backup = backup.clone();
+        move || backup(&refused, None)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(stderr.contains("TLS handshake failed"), "{stderr}");
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert!(!refused.exists());
+
+    let copy = target.path().join("copy");
+    let out = tokio::task::spawn_blocking({
+        let copy = copy.clone();
+        move || backup(&copy, Some(&cert_path))
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(copy.join("db").is_file());
+}
