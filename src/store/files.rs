@@ -37,6 +37,17 @@ pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
     tighten(dir)
 }
 
+/// Creates the new dir `dir` (its parent must exist) as 0700, whatever the umask.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(PRIVATE_DIR);
+    }
+    builder.create(dir)
+}
+
 #[cfg(unix)]
 fn tighten(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

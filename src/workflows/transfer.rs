@@ -486,7 +486,7 @@ pub async fn backup(store: &Store, to: &Path) -> Result<BackupReport, ApiError> 
         name.to_string_lossy(),
         ulid::Ulid::new()
     ));
-    std::fs::create_dir(&partial)
+    crate::store::files::create_private_dir(&partial)
         .map_err(|e| ApiError::field("to", format!("cannot create {}: {e}", partial.display())))?;
     let outcome = write_backup(store, &partial, to, parent).await;
     if outcome.is_err() {
@@ -515,14 +515,23 @@ async fn write_backup(
             ApiError::internal()
         })?;
     }
-    let failed = |what: &str, path: &Path, e: std::io::Error| {
-        log::error!("backup: cannot {what} {}: {e}", path.display());
+    // fsync of every file may take a while: off the async worker.
+    let (partial, to, parent) = (partial.to_owned(), to.to_owned(), parent.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let failed = |what: &str, path: &Path, e: std::io::Error| {
+            log::error!("backup: cannot {what} {}: {e}", path.display());
+            ApiError::internal()
+        };
+        crate::store::files::sync_tree(&partial).map_err(|e| failed("sync", &partial, e))?;
+        // rename(2) replaces an empty dir `to` (allowed by `check_backup_target`) atomically.
+        std::fs::rename(&partial, &to).map_err(|e| failed("rename into place", &partial, e))?;
+        crate::store::files::sync_path(&parent).map_err(|e| failed("sync", &parent, e))
+    })
+    .await
+    .map_err(|e| {
+        log::error!("backup: the sync task failed: {e}");
         ApiError::internal()
-    };
-    crate::store::files::sync_tree(partial).map_err(|e| failed("sync", partial, e))?;
-    // rename(2) replaces an empty dir `to` (allowed by `check_backup_target`) atomically.
-    std::fs::rename(partial, to).map_err(|e| failed("rename into place", partial, e))?;
-    crate::store::files::sync_path(parent).map_err(|e| failed("sync", parent, e))?;
+    })??;
     Ok(report)
 }
 

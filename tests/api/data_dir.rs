@@ -325,6 +325,12 @@ async fn a_backup_appears_under_its_name_only_when_complete_and_a_failed_one_lea
     .assert_ok();
     assert!(to.join("db").is_file());
     assert!(partial_entries(target.path()).is_empty());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&to).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "made owner-only whatever the umask");
+    }
 
     // Into an existing empty dir, as before: the finished copy replaces it.
     let empty = target.path().join("empty");
