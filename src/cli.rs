@@ -45,7 +45,10 @@ fn format_of(arg: FormatArg) -> Format {
 /// Opens the data dir (making a new database only when `create`), or says which endpoint a
 /// running server offers instead.
 fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> {
-    if !create && !dir.join("db").exists() && !dir.join("conf").exists() {
+    // "Cannot read" (permissions, a file where the dir should be) is not "no database".
+    let exists = crate::store::files::has_database(dir).map_err(CliError::Message)?
+        || dir.join("conf").exists();
+    if !create && !exists {
         return Err(CliError::Message(format!(
             "no database in {} (set --data-dir; an import with --create-tenant makes one)",
             dir.display()
@@ -54,7 +57,10 @@ fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> 
     match Store::open(dir, Durability::Sync) {
         Ok(store) => Ok(Arc::new(store)),
         Err(StoreError::Locked(dir)) => Err(CliError::Locked { dir, hint }),
-        Err(e) => Err(CliError::Message(format!("cannot open the database: {e}"))),
+        Err(e) => Err(CliError::Message(format!(
+            "cannot open the database in {}: {e}",
+            dir.display()
+        ))),
     }
 }
 
@@ -247,7 +253,7 @@ fn backup_through_server(server: &str, args: &BackupArgs) -> Result<(), CliError
         .to_str()
         .ok_or_else(|| CliError::Message("--to must be UTF-8 to send it to a server".into()))?;
     let body = serde_json::json!({ "to": to }).to_string();
-    let (status, answer) = http_post(server, "/admin/backup", key, &body)?;
+    let (status, answer) = http_post(server, "/admin/backup", key, &body, args.ca_cert.as_deref())?;
     if status == 200 {
         eprintln!("the server backed up into {to}: {answer}");
         Ok(())
@@ -258,26 +264,61 @@ fn backup_through_server(server: &str, args: &BackupArgs) -> Result<(), CliError
     }
 }
 
-/// A plain HTTP/1.1 POST of a JSON body over TCP (`http://` only: registrar serves plain
-/// HTTP, behind whatever proxy adds TLS), answered with the status and the body. Enough for
-/// one request; not worth a client library in the binary.
-fn http_post(server: &str, path: &str, key: &str, body: &str) -> Result<(u16, String), CliError> {
+/// An HTTP/1.1 POST of a JSON body, over TCP for `http://` and over TLS (rustls, trusting
+/// `ca_cert` or else the public roots) for `https://`, answered with the status and the body.
+/// Enough for one request; not worth an HTTP client library in the binary.
+fn http_post(
+    server: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+    ca_cert: Option<&Path>,
+) -> Result<(u16, String), CliError> {
     let fail = |what: String| CliError::Message(format!("{server}: {what}"));
-    let authority = server
-        .strip_prefix("http://")
-        .ok_or_else(|| fail("only http:// URLs are supported".into()))?
-        .trim_end_matches('/');
+    let (https, authority) = match (
+        server.strip_prefix("https://"),
+        server.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(fail("the URL must start with http:// or https://".into())),
+    };
+    let authority = authority.trim_end_matches('/');
     let (host_port, base) = match authority.split_once('/') {
         Some((host_port, base)) => (host_port, format!("/{base}")),
         None => (authority, String::new()),
     };
-    let address = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:80")
+    let (host, address) = match host_port.rsplit_once(':') {
+        Some((host, _)) => (host, host_port.to_owned()),
+        None => (
+            host_port,
+            format!("{host_port}:{}", if https { 443 } else { 80 }),
+        ),
     };
-    let mut stream =
+    let tcp =
         std::net::TcpStream::connect(&address).map_err(|e| fail(format!("cannot connect: {e}")))?;
+    let mut stream: Box<dyn ReadWrite> = if https {
+        let config = tls_client_config(ca_cert)?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                .map_err(|e| fail(format!("{host} is not a valid TLS server name: {e}")))?;
+        let mut connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+            .map_err(|e| fail(format!("cannot start TLS: {e}")))?;
+        let mut tcp = tcp;
+        // The handshake first, so that no byte of the request (the key) leaves before the
+        // server is known, and its failure is reported as what it is.
+        while connection.is_handshaking() {
+            connection.complete_io(&mut tcp).map_err(|e| {
+                fail(format!(
+                    "TLS handshake failed: {e} (for a self-signed server, pass its \
+                     certificate with --ca-cert)"
+                ))
+            })?;
+        }
+        Box::new(rustls::StreamOwned::new(connection, tcp))
+    } else {
+        Box::new(tcp)
+    };
     let request = format!(
         "POST {base}{path} HTTP/1.1\r\nHost: {host_port}\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -287,9 +328,13 @@ fn http_post(server: &str, path: &str, key: &str, body: &str) -> Result<(u16, St
         .write_all(request.as_bytes())
         .map_err(|e| fail(format!("cannot send: {e}")))?;
     let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|e| fail(format!("cannot read the answer: {e}")))?;
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // A server may close the TLS connection without close_notify once it has answered
+        // (`Connection: close`); the answer read so far is whole when it parses below.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(fail(format!("cannot read the answer: {e}"))),
+    }
     let text = String::from_utf8_lossy(&response);
     let (head, answer) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -298,6 +343,39 @@ fn http_post(server: &str, path: &str, key: &str, body: &str) -> Result<(u16, St
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| fail("the answer is not HTTP".into()))?;
     Ok((status, answer.trim().to_owned()))
+}
+
+/// A byte stream either way: plain TCP or TLS over it.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Trusts `ca_cert` when given (a self-signed server), else the public roots.
+fn tls_client_config(ca_cert: Option<&Path>) -> Result<rustls::ClientConfig, CliError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_cert {
+        Some(path) => {
+            let fail =
+                |what: String| CliError::Message(format!("--ca-cert {}: {what}", path.display()));
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| fail(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(fail("it holds no PEM certificate".into()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| fail(e.to_string()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::Message(format!("cannot set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Runs a command's result to an exit code, printing the error.

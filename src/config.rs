@@ -124,6 +124,10 @@ pub struct BackupArgs {
         hide_env_values = true
     )]
     pub operator_key: Option<String>,
+    /// For an https:// --server: a PEM certificate to trust (e.g. the server's own
+    /// self-signed one); unset = the usual public certificate authorities.
+    #[arg(long, env = "REGISTRAR_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -170,6 +174,13 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub operator_key: Option<String>,
+    /// A PEM certificate (chain) to serve HTTPS with; needs --tls-key. Unset (both) = plain
+    /// HTTP, for use behind a proxy that terminates TLS.
+    #[arg(long, env = "REGISTRAR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "REGISTRAR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -193,6 +204,8 @@ impl ServeArgs {
             demo: false,
             demo_dir: PathBuf::from("./data/demo"),
             operator_key: Some(operator_key.to_owned()),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

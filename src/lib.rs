@@ -21,4 +21,5 @@ pub mod logging;
 pub mod mail;
 pub mod startup;
 pub mod store;
+pub mod tls;
 pub mod workflows;

@@ -11,6 +11,10 @@ fn main() -> ExitCode {
         Some(_) => "warn",
     };
     registrar::logging::init(level);
+    // Every command may create files of the database (serve, import, backup): owner-only.
+    // Set here, not in the library: the umask is process-wide, and a process embedding the
+    // server (the tests) keeps its own.
+    registrar::store::files::restrict_new_files();
     let code = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),

@@ -36,8 +36,15 @@ pub enum StartupError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the database: {0}")]
+    /// The data dir is there but cannot be used as one: the message names the path.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("cannot open the database in {path}: {source}")]
+    OpenStore { path: PathBuf, source: StoreError },
+    #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -79,17 +86,35 @@ pub struct Application {
     server: Server,
     store: web::Data<Store>,
     address: SocketAddr,
+    /// Whether the server speaks HTTPS (`--tls-cert`/`--tls-key`) rather than plain HTTP.
+    https: bool,
     pub operator_key: OperatorKey,
     pub demo: Option<DemoLoaded>,
 }
 
 impl Application {
     pub async fn build(args: &ServeArgs) -> Result<Application, StartupError> {
-        std::fs::create_dir_all(&args.data_dir).map_err(|source| StartupError::DataDir {
-            path: args.data_dir.clone(),
-            source,
+        // TLS first: a bad certificate stops the start before the data dir is touched.
+        let tls = crate::tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+        // The binary has set the umask (`main`), so what sled creates later is owner-only;
+        // the dir itself is made (or tightened to) owner-only here. See `store::files`.
+        crate::store::files::private_data_dir(&args.data_dir).map_err(|source| {
+            StartupError::DataDir {
+                path: args.data_dir.clone(),
+                source,
+            }
         })?;
-        let store = web::Data::new(Store::open(&args.data_dir, args.durability())?);
+        // Names the file when sled's own would fail without saying which (e.g. a dir at `db`).
+        crate::store::files::has_database(&args.data_dir).map_err(StartupError::Unreadable)?;
+        let store = Store::open(&args.data_dir, args.durability()).map_err(|e| match e {
+            // That message names the dir already, and the cause is not the dir itself.
+            locked @ StoreError::Locked(_) => StartupError::Store(locked),
+            source => StartupError::OpenStore {
+                path: args.data_dir.clone(),
+                source,
+            },
+        })?;
+        let store = web::Data::new(store);
         let operator_key = settle_operator_key(&store, args)?;
         let demo = if args.demo && store.tenants().is_empty() {
             Some(load_demo(&store.clone().into_inner(), &args.demo_dir).await?)
@@ -126,14 +151,20 @@ impl Application {
         })
         // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close.
         .client_request_timeout(std::time::Duration::from_secs(5))
-        .client_disconnect_timeout(std::time::Duration::from_secs(2))
-        .listen(listener)
+        .client_disconnect_timeout(std::time::Duration::from_secs(2));
+        // With TLS, a client that does not finish its handshake is dropped after actix's
+        // default 3 s, before any request is read.
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
         .map_err(bind_error)?
         .run();
         Ok(Application {
             server,
             store,
             address,
+            https: args.tls_cert.is_some(),
             operator_key,
             demo,
         })
@@ -141,6 +172,12 @@ impl Application {
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The URL the server answers on: `https://…` with TLS, `http://…` without.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// A handle to stop the server (gracefully) from elsewhere.
@@ -343,7 +380,7 @@ fn resolve_names(value: &Value, names: &HashMap<String, String>) -> Value {
 /// Runs the server as the `serve` command does, with the start-up banner.
 pub async fn serve(args: ServeArgs) -> Result<(), StartupError> {
     let app = Application::build(&args).await?;
-    let base = format!("http://{}", app.address());
+    let base = app.base_url();
     println!(
         "registrar {} listening on {base}",
         env!("CARGO_PKG_VERSION")

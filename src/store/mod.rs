@@ -22,6 +22,7 @@ pub mod check;
 pub mod codec;
 pub mod directory;
 pub mod error;
+pub mod files;
 pub mod idempotency;
 pub mod index;
 pub mod keys;
@@ -186,6 +187,9 @@ fn config(dir: &Path) -> sled::Config {
 
 /// Opens sled in `dir`, telling a directory another process holds apart from other failures.
 fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    // sled would create the dir with the umask's mode; an earlier build's dir is tightened.
+    files::private_data_dir(dir)
+        .map_err(|e| StoreError::Storage(format!("cannot make {} private: {e}", dir.display())))?;
     config(dir).open().map_err(|e| match e {
         // sled locks the directory exclusively: another process has it open.
         // sled wraps the lock failure in an `Other` error that only its text identifies.

@@ -463,21 +463,75 @@ const OPERATOR_KEY_FILE: &str = "operator.key";
 /// Backs the database up into `to` (new or empty): a consistent copy taken on
 /// the writer thread, plus the operator key file when there is one. `to` is then a data dir
 /// a server can be started on.
+///
+/// The copy is written beside `to` under a hidden temporary name
+/// (`.<name>.partial-<ulid>`), synced to disk, and only then renamed to `to`: a backup that
+/// fails or is killed midway never leaves a complete-looking `to`, at most a dir whose name
+/// says it is partial (a failure removes it).
 pub async fn backup(store: &Store, to: &Path) -> Result<BackupReport, ApiError> {
     crate::store::transfer::check_backup_target(to).map_err(|e| ApiError::field("to", e))?;
-    std::fs::create_dir_all(to)
-        .map_err(|e| ApiError::field("to", format!("cannot create {}: {e}", to.display())))?;
-    let report = store.backup(to).await.map_err(|e| {
-        log::error!("backup into {} failed: {e}", to.display());
+    let (parent, name) = match (to.parent(), to.file_name()) {
+        (Some(parent), Some(name)) => (parent, name),
+        _ => {
+            return Err(ApiError::field(
+                "to",
+                format!("{} has no parent dir to write beside", to.display()),
+            ))
+        }
+    };
+    std::fs::create_dir_all(parent)
+        .map_err(|e| ApiError::field("to", format!("cannot create {}: {e}", parent.display())))?;
+    let partial = parent.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        ulid::Ulid::new()
+    ));
+    crate::store::files::create_private_dir(&partial)
+        .map_err(|e| ApiError::field("to", format!("cannot create {}: {e}", partial.display())))?;
+    let outcome = write_backup(store, &partial, to, parent).await;
+    if outcome.is_err() {
+        if let Err(e) = std::fs::remove_dir_all(&partial) {
+            log::warn!("backup: cannot remove {}: {e}", partial.display());
+        }
+    }
+    outcome
+}
+
+/// Fills `partial`, makes it durable, and renames it to `to`.
+async fn write_backup(
+    store: &Store,
+    partial: &Path,
+    to: &Path,
+    parent: &Path,
+) -> Result<BackupReport, ApiError> {
+    let report = store.backup(partial).await.map_err(|e| {
+        log::error!("backup into {} failed: {e}", partial.display());
         ApiError::from(e)
     })?;
     let key_file = store.data_dir().join(OPERATOR_KEY_FILE);
     if key_file.exists() {
-        copy_private(&key_file, &to.join(OPERATOR_KEY_FILE)).map_err(|e| {
+        copy_private(&key_file, &partial.join(OPERATOR_KEY_FILE)).map_err(|e| {
             log::error!("backup: cannot copy {}: {e}", key_file.display());
             ApiError::internal()
         })?;
     }
+    // fsync of every file may take a while: off the async worker.
+    let (partial, to, parent) = (partial.to_owned(), to.to_owned(), parent.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let failed = |what: &str, path: &Path, e: std::io::Error| {
+            log::error!("backup: cannot {what} {}: {e}", path.display());
+            ApiError::internal()
+        };
+        crate::store::files::sync_tree(&partial).map_err(|e| failed("sync", &partial, e))?;
+        // rename(2) replaces an empty dir `to` (allowed by `check_backup_target`) atomically.
+        std::fs::rename(&partial, &to).map_err(|e| failed("rename into place", &partial, e))?;
+        crate::store::files::sync_path(&parent).map_err(|e| failed("sync", &parent, e))
+    })
+    .await
+    .map_err(|e| {
+        log::error!("backup: the sync task failed: {e}");
+        ApiError::internal()
+    })??;
     Ok(report)
 }
 

@@ -67,6 +67,9 @@ impl Store {
 pub enum OfflineError {
     #[error("there is no database in {0}")]
     NoDatabase(PathBuf),
+    /// The data dir could not be looked at or opened: the message names the path and why.
+    #[error("{0}")]
+    Unreadable(String),
     #[error(
         "the database in {0} is in use by another process (a running server?): stop it first, \
          or ask the server with POST /admin/check (operator key)"
@@ -80,12 +83,16 @@ pub enum OfflineError {
 /// with `repair`, repairs it.
 pub fn check_offline(dir: &Path, scope: &Scope, repair: bool) -> Result<CheckReport, OfflineError> {
     // sled keeps its data in the file `db` (and takes its lock on it).
-    if !dir.join("db").is_file() {
+    // A permission problem is reported as one, not as a missing database.
+    if !super::files::has_database(dir).map_err(OfflineError::Unreadable)? {
         return Err(OfflineError::NoDatabase(dir.to_path_buf()));
     }
     let db = super::open_db(dir).map_err(|e| match e {
         StoreError::Locked(_) => OfflineError::InUse(dir.to_path_buf()),
-        other => OfflineError::Store(other),
+        other => OfflineError::Unreadable(format!(
+            "cannot open the database in {}: {other}",
+            dir.display()
+        )),
     })?;
     let trees = super::open_trees(&db)?;
     let report = run(&trees, scope, repair)?;

@@ -1,0 +1,165 @@
+//! The data dir holds every tenant's records, the key hashes and `operator.key`: only the
+//! user the server runs as may read it. The dir is 0700 and every file in it 0600.
+//!
+//! sled creates its files (`db`, `conf`, `blobs/`, snapshots) whenever it likes, with the
+//! process umask and no hook to set a mode. So the binary sets the umask to 0o077 first
+//! thing (`restrict_new_files`, in `main`): whatever it creates later, in the data dir or a
+//! backup, is its owner's alone. Every open of a data dir makes it 0700 and tightens what an
+//! earlier build left (0755 and 0644) to 0700/0600 (`private_data_dir`).
+
+use std::path::Path;
+
+/// Owner-only modes.
+#[cfg(unix)]
+const PRIVATE_DIR: u32 = 0o700;
+#[cfg(unix)]
+const PRIVATE_FILE: u32 = 0o600;
+
+/// From now on, files and dirs this process creates are readable by their owner only.
+/// Process-wide (umask has no per-thread form); the server and the commands have nothing to
+/// create for anyone else.
+pub fn restrict_new_files() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Creates `dir` (and missing parents) as 0700, or, when it exists, makes it 0700 and every
+/// file under it 0600. Symbolic links are left alone: their targets are not the data dir's.
+pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(PRIVATE_DIR);
+    }
+    builder.create(dir)?;
+    tighten(dir)
+}
+
+/// Creates the new dir `dir` (its parent must exist) as 0700, whatever the umask.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(PRIVATE_DIR);
+    }
+    builder.create(dir)
+}
+
+#[cfg(unix)]
+fn tighten(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::symlink_metadata(path)?;
+    let kind = metadata.file_type();
+    let wanted = if kind.is_dir() {
+        PRIVATE_DIR
+    } else if kind.is_file() {
+        PRIVATE_FILE
+    } else {
+        return Ok(());
+    };
+    if metadata.permissions().mode() & 0o7777 != wanted {
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted)) {
+            // Not the owner (a dir shared through its group): the server can still use it,
+            // so say so rather than refuse to start.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => log::warn!(
+                "cannot make {} readable by its owner only: {e}",
+                path.display()
+            ),
+            other => other?,
+        }
+    }
+    if kind.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            tighten(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn tighten(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Whether `dir` holds a database (sled's file `db`), telling "there is none" apart from
+/// "it cannot be read": a permission problem or a file where a dir should be is an error
+/// that names the path and the cause, never "no database".
+pub fn has_database(dir: &Path) -> Result<bool, String> {
+    let file = dir.join("db");
+    match std::fs::metadata(&file) {
+        Ok(metadata) if metadata.is_file() => Ok(true),
+        Ok(_) => Err(format!(
+            "{} is not a file: it is not a registrar database",
+            file.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::metadata(dir) {
+            Ok(metadata) if metadata.is_dir() => Ok(false),
+            Ok(_) => Err(format!("{} is not a directory", dir.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("cannot read {}: {e}", dir.display())),
+        },
+        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+    }
+}
+
+/// Makes what was written to `path` (a file, or a dir's entries) durable.
+pub fn sync_path(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// `sync_path` on every file and dir under `dir`, and `dir` itself last.
+pub fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            sync_tree(&entry.path())?;
+        } else if kind.is_file() {
+            sync_path(&entry.path())?;
+        }
+    }
+    sync_path(dir)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn an_open_data_dir_of_an_earlier_build_is_tightened() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("db");
+        std::fs::create_dir_all(dir.join("blobs")).unwrap();
+        std::fs::write(dir.join("db"), b"x").unwrap();
+        std::fs::write(dir.join("blobs/1"), b"x").unwrap();
+        for (path, m) in [
+            (dir.clone(), 0o755),
+            (dir.join("blobs"), 0o755),
+            (dir.join("db"), 0o644),
+            (dir.join("blobs/1"), 0o644),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        private_data_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("blobs")), 0o700);
+        assert_eq!(mode(&dir.join("db")), 0o600);
+        assert_eq!(mode(&dir.join("blobs/1")), 0o600);
+    }
+
+    #[test]
+    fn a_new_data_dir_is_made_owner_only() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        private_data_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+    }
+}
