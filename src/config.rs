@@ -37,6 +37,10 @@ pub enum Command {
     /// Copy the whole database, consistently, into a new directory (offline, or through a
     /// running server with --server).
     Backup(BackupArgs),
+    /// Internal: render email templates for a server, framed on stdin/stdout, under the
+    /// render limits (see `mail::worker`). Started by `serve`, never by hand.
+    #[command(name = "render-worker", hide = true)]
+    RenderWorker,
 }
 
 /// Where every command finds the database unless told otherwise.
@@ -170,6 +174,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub operator_key: Option<String>,
+    /// The executable run as `<it> render-worker` to render email templates in a limited
+    /// process; unset = this very binary.
+    #[arg(long, env = "REGISTRAR_RENDER_WORKER")]
+    pub render_worker: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -193,6 +201,7 @@ impl ServeArgs {
             demo: false,
             demo_dir: PathBuf::from("./data/demo"),
             operator_key: Some(operator_key.to_owned()),
+            render_worker: None,
         }
     }
 }

@@ -25,4 +25,5 @@ mod rules;
 mod search;
 mod service;
 mod startup;
+mod templates;
 mod transfer;
