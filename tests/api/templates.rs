@@ -259,6 +259,33 @@ async fn the_pool_replaces_a_killed_or_dead_worker() {
 }
 
 #[tokio::test]
+async fn a_stored_hostile_template_is_refused_the_same_way() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let id = registration_id(&app, &t).await;
+    app.patch(
+        &format!("/emailTemplates/{}/default-confirmation", t.id),
+        &t.write,
+        &json!([{"op": "replace", "path": "/html", "value": doubling(31)}]),
+    )
+    .await
+    .assert_ok();
+    let refused = app
+        .post(
+            &preview_path(&t),
+            &t.write,
+            &json!({"registration_id": id, "destination_email_address": "a@example.org"}),
+        )
+        .await;
+    refused.assert_error(400, "template_error");
+    assert_eq!(
+        refused.body["error"]["details"][0]["field"], "email_template.html",
+        "{}",
+        refused.body
+    );
+}
+
+#[tokio::test]
 async fn a_missing_worker_program_is_a_503_not_a_crash() {
     let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
         args.render_worker = Some("/nonexistent/registrar".into())
