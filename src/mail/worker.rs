@@ -31,6 +31,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const MAX_RENDER_MEMORY: u64 = 64 * 1024 * 1024;
 /// The hidden subcommand that runs a render worker.
 pub const WORKER_COMMAND: &str = "render-worker";
+/// A worker's `argv[0]`: what `ps` shows instead of `/proc/self/exe`.
+const WORKER_NAME: &str = "registrar";
 /// Bumped whenever the frames change, so a server never talks to a worker of another build.
 const PROTOCOL: u32 = 1;
 /// Largest frame either side accepts: a template (≤ the 1 MiB body) and the four records in
@@ -213,7 +215,10 @@ fn limited_from_the_start() -> bool {
 fn restart_this_program() -> io::Error {
     use std::os::unix::process::CommandExt;
     match RenderPool::this_executable() {
-        Ok(program) => Command::new(program).arg(WORKER_COMMAND).exec(),
+        Ok(program) => Command::new(program)
+            .arg0(WORKER_NAME)
+            .arg(WORKER_COMMAND)
+            .exec(),
         Err(e) => e,
     }
 }
@@ -352,6 +357,17 @@ impl RenderPool {
     ) -> Result<RenderedEmail, RenderFailure> {
         let frame = serde_json::to_vec(&Request { template, scope })
             .map_err(|e| RenderFailure::Unavailable(format!("cannot encode a request: {e}")))?;
+        if frame.len() > MAX_FRAME_BYTES {
+            // Only records far larger than any real one (escaped control characters grow
+            // sixfold) get here; no worker is bothered with it.
+            log::warn!(
+                "a render request of {} bytes is over the {MAX_FRAME_BYTES} a worker takes",
+                frame.len()
+            );
+            return Err(RenderFailure::Unavailable(
+                "the template and the records it sees are too large to render".into(),
+            ));
+        }
         // A worker found dead before it took the request (killed from outside, or it failed
         // to read the request) is not the template's doing: try once more on a fresh one.
         for _ in 0..2 {
@@ -473,11 +489,17 @@ impl Death {
             Some(status) => status.to_string(),
             None => "exit status unknown".into(),
         };
-        let stderr = self.stderr.trim();
-        if stderr.is_empty() {
+        // One log line: Rust's hint about RUST_BACKTRACE (which a worker never has) dropped.
+        let said: Vec<&str> = self
+            .stderr
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with("note: run with"))
+            .collect();
+        if said.is_empty() {
             status
         } else {
-            format!("{status}; it said: {stderr}")
+            format!("{status}; it said: {}", said.join(" / "))
         }
     }
 }
@@ -493,7 +515,10 @@ struct Worker {
 
 impl Worker {
     fn spawn(program: &Path) -> io::Result<Worker> {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::arg0(&mut command, WORKER_NAME);
+        let mut child = command
             .arg(WORKER_COMMAND)
             // Nothing from the server's environment (the operator key may be there).
             .env_clear()
