@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Err(e) => cli::finish(Err(e)),
         },
         Some(Command::Backup(args)) => cli::finish(cli::backup(&args)),
+        // Served before logging started, above.
         Some(Command::RenderWorker) => ExitCode::SUCCESS,
     };
     registrar::logging::flush();

@@ -33,6 +33,8 @@ pub const MAX_RENDER_MEMORY: u64 = 64 * 1024 * 1024;
 pub const WORKER_COMMAND: &str = "render-worker";
 /// A worker's `argv[0]`: what `ps` shows instead of `/proc/self/exe`.
 const WORKER_NAME: &str = "registrar";
+/// Set in the environment of a worker that restarted itself under its limits.
+const RESTARTED: &str = "REGISTRAR_RENDER_WORKER_RESTARTED";
 /// Bumped whenever the frames change, so a server never talks to a worker of another build.
 const PROTOCOL: u32 = 1;
 /// Largest frame either side accepts: a template (≤ the 1 MiB body) and the four records in
@@ -133,6 +135,11 @@ fn send(out: &mut impl Write, reply: &Reply) -> io::Result<()> {
 pub fn run_worker() -> ExitCode {
     let started = Instant::now();
     if !limited_from_the_start() {
+        if std::env::var_os(RESTARTED).is_some() {
+            // Never restart twice: on a system that does not keep the limit, that would loop.
+            eprintln!("registrar {WORKER_COMMAND}: its memory limit did not hold across exec");
+            return ExitCode::FAILURE;
+        }
         // The allocator (mimalloc) maps a 1 GiB arena before `main` runs, and a limit set now
         // would not shrink what is mapped already: set the limits, then start this program
         // again under them (exec keeps the limits, the process id and the pipes).
@@ -218,6 +225,7 @@ fn restart_this_program() -> io::Error {
         Ok(program) => Command::new(program)
             .arg0(WORKER_NAME)
             .arg(WORKER_COMMAND)
+            .env(RESTARTED, "1")
             .exec(),
         Err(e) => e,
     }

@@ -223,6 +223,24 @@ async fn the_pool_replaces_a_killed_or_dead_worker() {
     let [worker] = pool.idle_worker_ids()[..] else {
         panic!("one warm worker: {:?}", pool.idle_worker_ids());
     };
+    // The stated caps are the worker's own limits.
+    let limits = std::fs::read_to_string(format!("/proc/{worker}/limits")).unwrap();
+    let limit = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert!(
+        limit("Max data size").ends_with("67108864 67108864 bytes"),
+        "{limits}"
+    );
+    assert!(limit("Max cpu time").ends_with("60 65 seconds"), "{limits}");
+    assert!(
+        limit("Max core file size").ends_with("0 0 bytes"),
+        "{limits}"
+    );
 
     // Killed from outside while idle: the next render gets a fresh worker, not an error.
     let killed = std::process::Command::new("kill")
