@@ -98,36 +98,11 @@ pub async fn preview(
     });
     // A hostile template may exhaust the memory or time a render may use: only ever in a
     // worker process, which the pool kills and replaces.
-    let rendered =
-        mailer
-            .renderer
-            .render(template, scope)
-            .await
-            .map_err(|failure| match failure {
-                RenderFailure::Template(e) => {
-                    ApiError::new(ErrorCode::TemplateError, e.to_string()).with_details(vec![
-                        crate::error::FieldError::new(
-                            format!("email_template.{}", e.part),
-                            match e.line {
-                                Some(line) => format!("line {line}: {}", e.message),
-                                None => e.message.clone(),
-                            },
-                        ),
-                    ])
-                }
-                RenderFailure::Busy => {
-                    let mut busy = ApiError::new(
-                        ErrorCode::Unavailable,
-                        "every template renderer is busy; retry shortly",
-                    );
-                    busy.retry_after = Some(1);
-                    busy
-                }
-                RenderFailure::Unavailable(why) => {
-                    log::error!("templates cannot be rendered: {why}");
-                    ApiError::new(ErrorCode::Unavailable, "templates cannot be rendered now")
-                }
-            })?;
+    let rendered = mailer
+        .renderer
+        .render(template, scope)
+        .await
+        .map_err(api_error_of)?;
     let message_id = match &mailer.relay {
         Some(relay) => relay
             .send(&mailer.from, &request.destination, &rendered)
@@ -154,6 +129,32 @@ pub async fn preview(
         response["text"] = json!(text);
     }
     Ok(response)
+}
+
+/// A render that gave no email, as the client sees it.
+fn api_error_of(failure: RenderFailure) -> ApiError {
+    match failure {
+        RenderFailure::Template(e) => ApiError::new(ErrorCode::TemplateError, e.to_string())
+            .with_details(vec![crate::error::FieldError::new(
+                format!("email_template.{}", e.part),
+                match e.line {
+                    Some(line) => format!("line {line}: {}", e.message),
+                    None => e.message.clone(),
+                },
+            )]),
+        RenderFailure::Busy => {
+            let mut busy = ApiError::new(
+                ErrorCode::Unavailable,
+                "every template renderer is busy; retry shortly",
+            );
+            busy.retry_after = Some(1);
+            busy
+        }
+        RenderFailure::Unavailable(why) => {
+            log::error!("templates cannot be rendered: {why}");
+            ApiError::new(ErrorCode::Unavailable, "templates cannot be rendered now")
+        }
+    }
 }
 
 async fn keep(
