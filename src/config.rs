@@ -37,6 +37,10 @@ pub enum Command {
     /// Copy the whole database, consistently, into a new directory (offline, or through a
     /// running server with --server).
     Backup(BackupArgs),
+    /// Internal: render email templates for a server, framed on stdin/stdout, under the
+    /// render limits (see `mail::worker`). Started by `serve`, never by hand.
+    #[command(name = "render-worker", hide = true)]
+    RenderWorker,
 }
 
 /// Where every command finds the database unless told otherwise.
@@ -181,6 +185,10 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "REGISTRAR_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// The executable run as `<it> render-worker` to render email templates in a limited
+    /// process; unset = this very binary.
+    #[arg(long, env = "REGISTRAR_RENDER_WORKER")]
+    pub render_worker: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -206,6 +214,7 @@ impl ServeArgs {
             operator_key: Some(operator_key.to_owned()),
             tls_cert: None,
             tls_key: None,
+            render_worker: None,
         }
     }
 }

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::RenderWorker) = cli.command {
+        // Before logging starts its thread: the worker's limits cover the whole process, and
+        // its stdout is the channel to the server.
+        return registrar::mail::run_worker();
+    }
     // The server logs every request; the one-shot commands only what goes wrong.
     let level = match cli.command {
         None | Some(Command::Serve(_)) => "info",
@@ -26,6 +31,8 @@ fn main() -> ExitCode {
             Err(e) => cli::finish(Err(e)),
         },
         Some(Command::Backup(args)) => cli::finish(cli::backup(&args)),
+        // Served before logging started, above.
+        Some(Command::RenderWorker) => ExitCode::SUCCESS,
     };
     registrar::logging::flush();
     code

@@ -12,7 +12,7 @@ use crate::domain::tenant::{ApiKey, NewTenant};
 use crate::domain::time::Timestamp;
 use crate::error::ApiError;
 use crate::http;
-use crate::mail::SmtpRelay;
+use crate::mail::{RenderPool, SmtpRelay};
 use crate::store::catalog::CatalogHooks;
 use crate::store::directory::{hash_secret, random_secret};
 use crate::store::{Store, StoreError};
@@ -25,6 +25,10 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+
+/// Render worker processes (templates render one at a time in each): a hostile template
+/// holds one for at most the render time limit, while the others serve.
+const RENDER_WORKERS: usize = 2;
 
 /// How long shutdown waits for in-flight work to release the store.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -58,6 +62,8 @@ pub enum StartupError {
     EmptyOperatorKey,
     #[error("cannot load the demo from {path}: {message}")]
     Demo { path: PathBuf, message: String },
+    #[error("cannot find this executable to start render workers (set --render-worker): {0}")]
+    RenderWorker(std::io::Error),
 }
 
 /// Where the operator key came from, for the start-up banner.
@@ -135,6 +141,13 @@ impl Application {
                 None => None,
             },
             from: args.mail_from.clone(),
+            renderer: std::sync::Arc::new(RenderPool::new(
+                match &args.render_worker {
+                    Some(program) => program.clone(),
+                    None => RenderPool::this_executable().map_err(StartupError::RenderWorker)?,
+                },
+                RENDER_WORKERS,
+            )),
         });
         let limiter = web::Data::new(http::rate::RateLimiter::default());
         let in_flight = web::Data::new(http::idempotency::InFlight::default());

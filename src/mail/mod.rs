@@ -4,15 +4,18 @@
 //!
 //! Templates come from API clients. `render` bounds instructions, output, time and what each
 //! filter may be asked to do (see `sandbox`), but minijinja offers no way to bound the memory
-//! or time of every expression, so callers should render on a blocking thread (not an async
-//! worker) and keep the process under an OS memory limit.
+//! or time of every expression, so the server never calls it itself: it renders through a
+//! `RenderPool`, whose worker processes run under OS limits ([`MAX_RENDER_MEMORY`],
+//! [`MAX_RENDER_TIME`]) and are killed when they overrun (see `worker`).
 
 mod render;
 mod sandbox;
 mod smtp;
+mod worker;
 
-pub use render::{render, EmailTemplate, RenderError, RenderedEmail};
+pub use render::{render, EmailTemplate, RenderError, RenderedEmail, MAX_RENDER_TIME};
 pub use smtp::SmtpRelay;
+pub use worker::{run_worker, RenderFailure, RenderPool, MAX_RENDER_MEMORY, WORKER_COMMAND};
 
 /// A fresh Message-ID, `<ulid@registrar>`: made here rather than by lettre so that the
 /// outbox, which never talks SMTP, hands out ids of the same shape.

@@ -1,18 +1,25 @@
 //! Rendering: strict undefined variables (a typo is an error, not an empty string), HTML
 //! auto-escaping for the html part only, and, through `sandbox`, bounds on work, time and
-//! output, since templates come from API clients.
+//! output, since templates come from API clients. These bounds give precise messages; the
+//! guarantee on memory and time is the worker process (`worker`) this runs in.
 
 use super::sandbox::{self, MAX_OUTPUT_BYTES};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// Wall-clock time one render (all its parts) may take. The sandbox checks it at every print
+/// and filter call; the worker pool kills a worker still busy shortly after it.
+pub const MAX_RENDER_TIME: Duration = Duration::from_secs(3);
 
 /// Longest piece of template source quoted back in an error message.
 const MAX_QUOTE_CHARS: usize = 80;
 
 /// A template: a subject and an HTML and/or a text body, in minijinja syntax.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailTemplate {
     /// Rendered without escaping; must come out as one line (it becomes a header).
     pub subject: String,
@@ -23,7 +30,7 @@ pub struct EmailTemplate {
 }
 
 /// A rendered message: what `SmtpRelay::send` delivers and what the outbox keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderedEmail {
     /// One line, trimmed.
     pub subject: String,
@@ -60,7 +67,22 @@ pub fn render(
     template: &EmailTemplate,
     scope: &serde_json::Value,
 ) -> Result<RenderedEmail, RenderError> {
-    let subject = render_part("subject", &template.subject, scope)?;
+    render_reporting(template, scope, |_| {})
+}
+
+/// Like `render`, telling `starting` the name of each part before it is rendered: the render
+/// worker passes it on, so that a worker killed mid-render can be blamed on its part.
+pub fn render_reporting(
+    template: &EmailTemplate,
+    scope: &serde_json::Value,
+    mut starting: impl FnMut(&'static str),
+) -> Result<RenderedEmail, RenderError> {
+    // One deadline for all parts: the stated cap is per render, not per part.
+    let deadline = Instant::now() + MAX_RENDER_TIME;
+    // Converted once: every part sees the same (cheaply cloned) value.
+    let scope = Value::from_serialize(scope);
+    starting("subject");
+    let subject = render_part("subject", &template.subject, &scope, deadline)?;
     // A trailing newline is what `{% endif %}\n` leaves behind, not a second line.
     let subject = subject.trim().to_owned();
     if subject.chars().any(char::is_control) {
@@ -75,12 +97,18 @@ pub fn render(
     let html = template
         .html
         .as_deref()
-        .map(|s| render_part("html", s, scope))
+        .map(|s| {
+            starting("html");
+            render_part("html", s, &scope, deadline)
+        })
         .transpose()?;
     let text = template
         .text
         .as_deref()
-        .map(|s| render_part("text", s, scope))
+        .map(|s| {
+            starting("text");
+            render_part("text", s, &scope, deadline)
+        })
         .transpose()?;
     Ok(RenderedEmail {
         subject,
@@ -92,12 +120,13 @@ pub fn render(
 fn render_part(
     part: &'static str,
     source: &str,
-    scope: &serde_json::Value,
+    scope: &Value,
+    deadline: Instant,
 ) -> Result<String, RenderError> {
     // minijinja is not meant to panic, but it runs whatever a client wrote, and a panic here
-    // would take the HTTP worker down with it.
+    // would end the worker's loop with it.
     panic::catch_unwind(AssertUnwindSafe(|| {
-        render_part_unguarded(part, source, scope)
+        render_part_unguarded(part, source, scope, deadline)
     }))
     .unwrap_or_else(|_| {
         Err(RenderError {
@@ -111,17 +140,18 @@ fn render_part(
 fn render_part_unguarded(
     part: &'static str,
     source: &str,
-    scope: &serde_json::Value,
+    scope: &Value,
+    deadline: Instant,
 ) -> Result<String, RenderError> {
     let fail = |e: minijinja::Error| RenderError {
         part,
         line: e.line(),
         message: describe(&e, source),
     };
-    let env = environment();
+    let env = environment(deadline);
     let template = env.template_from_named_str(part, source).map_err(fail)?;
     let mut out = CappedBuffer::default();
-    match template.render_captured_to(Value::from_serialize(scope), &mut out) {
+    match template.render_captured_to(scope.clone(), &mut out) {
         Ok(_) => {}
         Err(_) if out.overflowed => {
             return Err(RenderError {
@@ -163,7 +193,7 @@ fn shorten(s: &str) -> String {
     }
 }
 
-fn environment() -> Environment<'static> {
+fn environment(deadline: Instant) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Templates are named after their part, so only the html part is escaped.
@@ -174,7 +204,7 @@ fn environment() -> Environment<'static> {
             AutoEscape::None
         }
     });
-    sandbox::bound(&mut env);
+    sandbox::bound(&mut env, deadline);
     env
 }
 

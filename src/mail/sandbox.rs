@@ -11,14 +11,16 @@
 //! Not covered, because minijinja has no hook for operators: `~`, `+` and `*` themselves
 //! (`*` on strings stops at 100 MB per operation inside minijinja; `~` doubling a string
 //! through `{% set %}` has no bound), and `in`/`==` walking a lazily repeated list; the
-//! deadline catches such work only at the next print or filter call.
+//! deadline catches such work only at the next print or filter call. That is why templates
+//! are rendered in a worker process with OS limits on its memory and CPU, killed at the
+//! deadline (`worker`): these checks give clear messages, the process boundary the guarantee.
 
 use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{filters, Environment, Error, ErrorKind, State, Value};
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Instructions one part may execute (the number docs/API.md states): far above any real
 /// email (a loop over a few hundred items with some branches), far below what keeps a worker
@@ -37,17 +39,14 @@ const MAX_DEPTH: usize = 64;
 const MAX_WIDTH: usize = 256;
 /// Most groups `batch` and `slice` may be asked for.
 const MAX_GROUPS: usize = 10_000;
-/// Wall-clock time one part may take, checked at every print and filter call: fuel bounds
-/// instructions, but not how long each one takes. Real templates render in milliseconds.
-const MAX_RENDER_TIME: Duration = Duration::from_secs(3);
-
-/// Puts the bounds on `env`. Use a fresh environment per render: the print budget and the
-/// deadline live in it and must not be shared between renders.
-pub(super) fn bound(env: &mut Environment<'static>) {
+/// Puts the bounds on `env`; `deadline` (the render's, see `MAX_RENDER_TIME`) is checked at
+/// every print and filter call: fuel bounds instructions, but not how long each one takes.
+/// Use a fresh environment per part: the print budget lives in it and must not be shared.
+pub(super) fn bound(env: &mut Environment<'static>, deadline: Instant) {
     env.set_fuel(Some(FUEL));
     let budget = Arc::new(Budget {
         printed: AtomicUsize::new(0),
-        deadline: Instant::now() + MAX_RENDER_TIME,
+        deadline,
     });
     let for_printing = budget.clone();
     env.set_formatter(move |out, state, value| {
@@ -92,7 +91,7 @@ impl Budget {
         if Instant::now() > self.deadline {
             return Err(too_much(format!(
                 "takes longer than {} s to render",
-                MAX_RENDER_TIME.as_secs()
+                super::render::MAX_RENDER_TIME.as_secs()
             )));
         }
         Ok(())
@@ -406,11 +405,12 @@ impl fmt::Write for ByteCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use crate::mail::render::MAX_RENDER_TIME;
+    use std::time::Duration;
 
     fn render(source: &str) -> Result<String, Error> {
         let mut env = Environment::new();
-        bound(&mut env);
+        bound(&mut env, Instant::now() + MAX_RENDER_TIME);
         env.render_str(
             source,
             minijinja::context! { tags => vec!["a", "b"], name => "Ada" },

@@ -11,17 +11,19 @@ use crate::domain::email::PreviewEmail;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
-use crate::mail::{self, EmailTemplate, RenderedEmail, SmtpRelay};
+use crate::mail::{self, EmailTemplate, RenderFailure, RenderPool, RenderedEmail, SmtpRelay};
 use crate::store::catalog::CatalogHooks;
 use crate::store::outbox::{KeepInOutbox, OutboxMessage};
 use crate::store::Store;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Where mail goes: an SMTP relay when one is configured, otherwise the tenant's outbox.
+/// Where mail goes: an SMTP relay when one is configured, otherwise the tenant's outbox; and
+/// the worker processes that render its templates.
 pub struct Mailer {
     pub relay: Option<SmtpRelay>,
     pub from: String,
+    pub renderer: Arc<RenderPool>,
 }
 
 impl Mailer {
@@ -94,25 +96,13 @@ pub async fn preview(
         "course": scope_of::<CourseFields>(store, tenant, f.course_id.as_ref()).await?,
         "offering": scope_of::<CourseOfferingFields>(store, tenant, f.course_offering_id.as_ref()).await?,
     });
-    // A hostile template may run until the sandbox's limits stop it (seconds): never on an
-    // async worker.
-    let rendered = tokio::task::spawn_blocking(move || mail::render(&template, &scope))
+    // A hostile template may exhaust the memory or time a render may use: only ever in a
+    // worker process, which the pool kills and replaces.
+    let rendered = mailer
+        .renderer
+        .render(template, scope)
         .await
-        .map_err(|e| {
-            log::error!("template rendering task failed: {e}");
-            ApiError::internal()
-        })?;
-    let rendered = rendered.map_err(|e| {
-        ApiError::new(ErrorCode::TemplateError, e.to_string()).with_details(vec![
-            crate::error::FieldError::new(
-                format!("email_template.{}", e.part),
-                match e.line {
-                    Some(line) => format!("line {line}: {}", e.message),
-                    None => e.message.clone(),
-                },
-            ),
-        ])
-    })?;
+        .map_err(api_error_of)?;
     let message_id = match &mailer.relay {
         Some(relay) => relay
             .send(&mailer.from, &request.destination, &rendered)
@@ -139,6 +129,32 @@ pub async fn preview(
         response["text"] = json!(text);
     }
     Ok(response)
+}
+
+/// A render that gave no email, as the client sees it.
+fn api_error_of(failure: RenderFailure) -> ApiError {
+    match failure {
+        RenderFailure::Template(e) => ApiError::new(ErrorCode::TemplateError, e.to_string())
+            .with_details(vec![crate::error::FieldError::new(
+                format!("email_template.{}", e.part),
+                match e.line {
+                    Some(line) => format!("line {line}: {}", e.message),
+                    None => e.message.clone(),
+                },
+            )]),
+        RenderFailure::Busy => {
+            let mut busy = ApiError::new(
+                ErrorCode::Unavailable,
+                "every template renderer is busy; retry shortly",
+            );
+            busy.retry_after = Some(1);
+            busy
+        }
+        RenderFailure::Unavailable(why) => {
+            log::error!("templates cannot be rendered: {why}");
+            ApiError::new(ErrorCode::Unavailable, "templates cannot be rendered now")
+        }
+    }
 }
 
 async fn keep(

@@ -33,6 +33,8 @@ pub async fn spawn_app_in(data_dir: TempDir) -> TestApp {
 /// Starts the app with adjusted settings.
 pub async fn spawn_with(data_dir: TempDir, adjust: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let mut args = ServeArgs::for_data_dir(data_dir.path().join("db"), OPERATOR_KEY);
+    // The app runs inside this test binary: templates render in the real one.
+    args.render_worker = Some(env!("CARGO_BIN_EXE_registrar").into());
     adjust(&mut args);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {

@@ -29,5 +29,6 @@ mod seed_client;
 mod seed_samples;
 mod service;
 mod startup;
+mod templates;
 mod tls;
 mod transfer;
