@@ -44,7 +44,7 @@ async fn tenants_are_created_listed_and_their_limits_patched() {
         .await;
     assert_eq!(
         patched.assert_ok()["limits"],
-        json!({"requests_per_second": 10.0, "max_registrations": 5})
+        json!({"requests_per_second": 10.0, "max_registrations": 5, "max_storage_bytes": null})
     );
     let cleared = app
         .patch_json(
