@@ -34,6 +34,7 @@ pub mod search;
 pub mod stats;
 pub mod transfer;
 pub mod tx;
+pub mod usage;
 
 pub use error::StoreError;
 pub use pipeline::Durability;
@@ -83,6 +84,9 @@ impl Store {
         let backfilled = index::backfill(&db, &meta, &tree(TreeId::Registrations), &indexes)?;
         if backfilled > 0 {
             log::info!("filled {backfilled} entries of indexes new in this build from the records");
+        }
+        if let Some(tenants) = usage::backfill(&db, &meta, &trees)?.filter(|n| *n > 0) {
+            log::info!("counted the stored bytes of {tenants} tenants from their records");
         }
         let secret = load_or_create_secret(&db, &meta)?;
         let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;

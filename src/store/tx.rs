@@ -2,8 +2,13 @@
 //! earlier intents of the same batch wrote; writes are buffered and reach the transaction only
 //! if the intent succeeds, so a refused intent leaves no trace.
 
+use super::codec;
 use super::error::StoreError;
 use super::index::REGISTRATION_INDEXES;
+use super::keys;
+use super::usage::{entry_bytes, COUNTED_TREES, STORED_BYTES};
+use crate::domain::tenant::Tenant;
+use crate::error::{ApiError, ErrorCode};
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 use std::collections::HashMap;
 
@@ -229,6 +234,59 @@ impl<'a> Tx<'a> {
     pub fn discard(&mut self) {
         self.undo.clear();
         self.buffers.iter_mut().for_each(Buffer::clear);
+    }
+
+    /// Moves each tenant's stored-bytes counter by what this intent's writes change in the
+    /// counted trees ([`super::usage`]), and refuses the intent with 429 `tenant_limit` when
+    /// that would take a tenant with `max_storage_bytes` past it. A write that frees room or
+    /// stays the same size is never refused, nor is one that writes the tenant record itself
+    /// (creating a tenant writes its default template; the operator's limits apply after).
+    /// The pipeline runs this after every intent that succeeds, so no write path can forget it.
+    pub(super) fn settle_storage(&mut self) -> Result<(), TxError> {
+        let mut deltas: Vec<(String, i64)> = Vec::new();
+        for tree in COUNTED_TREES {
+            let position = tree.position();
+            for (key, value) in &self.buffers[position] {
+                let before = self.view[position]
+                    .get(key)?
+                    .map_or(0, |old| entry_bytes(key, &old));
+                let after = value.as_ref().map_or(0, |new| entry_bytes(key, new));
+                if before == after {
+                    continue;
+                }
+                let tenant = keys::tenant_of(key).map_err(StoreError::from)?;
+                let delta = after as i64 - before as i64;
+                match deltas.iter_mut().find(|(t, _)| *t == tenant) {
+                    Some((_, sum)) => *sum += delta,
+                    None => deltas.push((tenant, delta)),
+                }
+            }
+        }
+        let writes_tenant = !self.buffers[TreeId::Tenants.position()].is_empty();
+        for (tenant, delta) in deltas {
+            let key = keys::counter(&tenant, STORED_BYTES);
+            let total = self.add_to_counter(key.as_bytes(), delta)?;
+            if delta <= 0 || writes_tenant {
+                continue;
+            }
+            let Some(bytes) = self.get(TreeId::Tenants, keys::tenant(&tenant).as_bytes())? else {
+                continue;
+            };
+            let record: Tenant = codec::decode(&bytes)?;
+            if let Some(max) = record.limits.max_storage_bytes {
+                if total > max {
+                    return Err(ApiError::new(
+                        ErrorCode::TenantLimit,
+                        format!(
+                            "tenant {tenant} may store at most {max} bytes; this write would \
+                             make it {total}"
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Hands the buffered writes to the shared transaction.

@@ -18,7 +18,7 @@ async fn tenants_are_created_listed_and_their_limits_patched() {
     assert_eq!(created.body["id"], "acme");
     assert_eq!(
         created.body["limits"],
-        json!({"requests_per_second": null, "max_registrations": 5})
+        json!({"requests_per_second": null, "max_registrations": 5, "max_storage_bytes": null})
     );
 
     app.post("/admin/tenants", OPERATOR_KEY, &json!({"id": "acme"}))

@@ -18,6 +18,7 @@ use crate::store::orders::ORDER_NUMBER_SEQUENCE;
 use crate::store::outbox::OutboxMessage;
 use crate::store::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
 use crate::store::tx::TreeId;
+use crate::store::usage::{entry_bytes, STORED_BYTES};
 use sled::IVec;
 use std::collections::{BTreeMap, HashSet};
 
@@ -43,6 +44,7 @@ pub(super) fn check_tenant(
         unreadable_registrations: HashSet::new(),
         unreadable_records: false,
         highest_order: 0,
+        stored_bytes: 0,
     };
     // The catalog first: references are checked against it.
     check.read_catalog()?;
@@ -50,8 +52,9 @@ pub(super) fn check_tenant(
     check.count_references();
     check.settle_slots()?;
     check.expect_key_markers(api_keys);
-    check.compare_all(api_keys)?;
-    check.read_underived()
+    check.read_underived()?;
+    check.expect_stored_bytes();
+    check.compare_all(api_keys)
 }
 
 /// A reference and the record that holds it.
@@ -79,6 +82,9 @@ struct TenantCheck<'a, 'p> {
     /// Whether some record's part in the counters cannot be known.
     unreadable_records: bool,
     highest_order: u64,
+    /// Bytes of every record under the tenant's prefix (`usage::COUNTED_TREES`), readable or
+    /// not: what the storage quota counts.
+    stored_bytes: u64,
 }
 
 impl TenantCheck<'_, '_> {
@@ -103,6 +109,7 @@ impl TenantCheck<'_, '_> {
     fn read_catalog(&mut self) -> Result<(), StoreError> {
         for entry in self.trees.scan(TreeId::Catalog, &self.prefix) {
             let (key, value) = entry?;
+            self.stored_bytes += entry_bytes(&key, &value);
             let parsed = keys::catalog_kind_and_id(&key).ok().and_then(|(tag, id)| {
                 CatalogKind::ALL
                     .into_iter()
@@ -156,6 +163,7 @@ impl TenantCheck<'_, '_> {
             let (key, value) = entry?;
             // Every key is a stored registration to the quota, whether it reads or not.
             count += 1;
+            self.stored_bytes += entry_bytes(&key, &value);
             self.pass.count_record("registrations");
             let Ok(id) = keys::registration_id(&key) else {
                 self.record_problem(
@@ -397,7 +405,16 @@ impl TenantCheck<'_, '_> {
         )
     }
 
-    /// Outbox messages and stored responses derive nothing: they only have to decode.
+    /// The storage quota's counter: the bytes of every record counted above.
+    fn expect_stored_bytes(&mut self) {
+        if self.stored_bytes > 0 {
+            let key = keys::counter(self.t(), STORED_BYTES).into_bytes();
+            self.expected.counters.insert(key, self.stored_bytes);
+        }
+    }
+
+    /// Outbox messages and stored responses derive nothing but their bytes (and a stored
+    /// response its expiry entry): they only have to decode.
     fn read_underived(&mut self) -> Result<(), StoreError> {
         for (tree, kind) in [
             (TreeId::Outbox, "outbox"),
@@ -406,6 +423,7 @@ impl TenantCheck<'_, '_> {
             for entry in self.trees.scan(tree, &self.prefix) {
                 let (key, value) = entry?;
                 self.pass.count_record(kind);
+                self.stored_bytes += entry_bytes(&key, &value);
                 let (id, decoded) = match tree {
                     TreeId::Outbox => (
                         keys::outbox_id(&key),
