@@ -15,6 +15,7 @@ use crate::http;
 use crate::mail::SmtpRelay;
 use crate::store::catalog::CatalogHooks;
 use crate::store::directory::{hash_secret, random_secret};
+use crate::store::retention::Sweeper;
 use crate::store::{Store, StoreError};
 use crate::workflows;
 use crate::workflows::email::Mailer;
@@ -78,6 +79,8 @@ pub struct DemoLoaded {
 pub struct Application {
     server: Server,
     store: web::Data<Store>,
+    /// Deletes expired responses and old outbox messages; stopped before the store closes.
+    sweeper: Sweeper,
     address: SocketAddr,
     pub operator_key: OperatorKey,
     pub demo: Option<DemoLoaded>,
@@ -89,7 +92,14 @@ impl Application {
             path: args.data_dir.clone(),
             source,
         })?;
-        let store = web::Data::new(Store::open(&args.data_dir, args.durability())?);
+        let mut opened = Store::open(&args.data_dir, args.durability())?;
+        opened.set_retention(args.retention());
+        let store = web::Data::new(opened);
+        let sweeper =
+            Sweeper::start(store.clone().into_inner()).map_err(|source| StartupError::DataDir {
+                path: args.data_dir.clone(),
+                source,
+            })?;
         let operator_key = settle_operator_key(&store, args)?;
         let demo = if args.demo && store.tenants().is_empty() {
             Some(load_demo(&store.clone().into_inner(), &args.demo_dir).await?)
@@ -133,6 +143,7 @@ impl Application {
         Ok(Application {
             server,
             store,
+            sweeper,
             address,
             operator_key,
             demo,
@@ -153,6 +164,8 @@ impl Application {
     /// before this returns (and before the process exits).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        // The sweeper holds the store too: stop it (after the sweep under way) first.
+        drop(self.sweeper);
         let mut store = self.store.into_inner();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         loop {

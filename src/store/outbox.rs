@@ -10,6 +10,7 @@ use super::tx::{TreeId, Tx, TxError};
 use super::Store;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::time::Timestamp;
+use crate::error::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -48,15 +49,39 @@ impl OutboxMessage {
     }
 }
 
-/// Keeps a message in the tenant's outbox.
+impl OutboxMessage {
+    /// What the message holds, in bytes: the address, subject and both parts.
+    pub fn content_bytes(&self) -> usize {
+        self.to.len()
+            + self.subject.len()
+            + self.html.as_ref().map_or(0, String::len)
+            + self.text.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Keeps a message in the tenant's outbox; a message larger than `max_bytes` is refused with
+/// 413 `record_too_large` (the outbox keeps what a reader can page through, not any size).
 pub struct KeepInOutbox {
     pub tenant: TenantId,
     pub message: OutboxMessage,
+    pub max_bytes: usize,
 }
 
 impl Intent for KeepInOutbox {
     type Output = ();
     fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
+        let size = self.message.content_bytes();
+        if size > self.max_bytes {
+            return Err(ApiError::new(
+                ErrorCode::RecordTooLarge,
+                format!(
+                    "the message is {size} bytes (address, subject, html and text); the outbox \
+                     keeps messages of at most {} bytes",
+                    self.max_bytes
+                ),
+            )
+            .into());
+        }
         let key = keys::outbox(self.tenant.as_str(), self.message.id.as_str());
         tx.insert(
             TreeId::Outbox,

@@ -28,12 +28,15 @@ pub enum TreeId {
     Tenants,
     ApiKeys,
     ApiKeysByTenant,
+    /// Stored responses in the order they were stored: (tenant, seconds, key) → nothing; what
+    /// the sweeper reads to find the expired ones.
+    IdempotencyExpiry,
     /// The n-th entry of `index::REGISTRATION_INDEXES`.
     Index(usize),
 }
 
 impl TreeId {
-    pub const FIXED: [(&'static str, TreeId); 9] = [
+    pub const FIXED: [(&'static str, TreeId); 10] = [
         ("registrations", TreeId::Registrations),
         ("catalog", TreeId::Catalog),
         ("registration_slots", TreeId::RegistrationSlots),
@@ -43,6 +46,7 @@ impl TreeId {
         ("tenants", TreeId::Tenants),
         ("api_keys", TreeId::ApiKeys),
         ("api_keys_by_tenant", TreeId::ApiKeysByTenant),
+        ("idempotency_expiry", TreeId::IdempotencyExpiry),
     ];
 
     /// Every tree, in position order: the order `Store::open` opens them in.
@@ -77,6 +81,7 @@ impl TreeId {
             TreeId::Tenants => 6,
             TreeId::ApiKeys => 7,
             TreeId::ApiKeysByTenant => 8,
+            TreeId::IdempotencyExpiry => 9,
             TreeId::Index(n) => Self::FIXED.len() + n,
         }
     }

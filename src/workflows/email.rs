@@ -163,6 +163,7 @@ async fn keep(
         .submit(KeepInOutbox {
             tenant: tenant.clone(),
             message,
+            max_bytes: store.retention().max_outbox_message_bytes,
         })
         .await?;
     Ok(message_id)

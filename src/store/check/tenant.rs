@@ -45,6 +45,7 @@ pub(super) fn check_tenant(
         unreadable_records: false,
         highest_order: 0,
         stored_bytes: 0,
+        unreadable_responses: HashSet::new(),
     };
     // The catalog first: references are checked against it.
     check.read_catalog()?;
@@ -85,6 +86,9 @@ struct TenantCheck<'a, 'p> {
     /// Bytes of every record under the tenant's prefix (`usage::COUNTED_TREES`), readable or
     /// not: what the storage quota counts.
     stored_bytes: u64,
+    /// Idempotency keys whose stored response does not decode: their expiry entry cannot be
+    /// judged.
+    unreadable_responses: HashSet<String>,
 }
 
 impl TenantCheck<'_, '_> {
@@ -390,6 +394,18 @@ impl TenantCheck<'_, '_> {
                     .is_ok_and(|id| api_keys.unreadable.contains(&id))
             },
         )?;
+        let unreadable_responses = &self.unreadable_responses;
+        compare(
+            self.pass,
+            t,
+            Derived::Expiry,
+            trees.scan(TreeId::IdempotencyExpiry, prefix),
+            std::mem::take(&mut self.expected.expiry),
+            |key, _| {
+                keys::idempotency_expiry_parts(key)
+                    .is_ok_and(|(_, client_key)| unreadable_responses.contains(&client_key))
+            },
+        )?;
         // Counters last: what is expected of them depends on what is stored.
         let stored: Vec<(IVec, IVec)> = trees
             .scan(TreeId::Counters, prefix)
@@ -429,10 +445,25 @@ impl TenantCheck<'_, '_> {
                         keys::outbox_id(&key),
                         codec::decode::<OutboxMessage>(&value).map(drop),
                     ),
-                    _ => (
-                        keys::idempotency_key(&key),
-                        codec::decode::<StoredResponse>(&value).map(drop),
-                    ),
+                    _ => {
+                        let id = keys::idempotency_key(&key);
+                        let decoded = codec::decode::<StoredResponse>(&value);
+                        match (&id, &decoded) {
+                            (Ok(client_key), Ok(response)) => {
+                                let entry = keys::idempotency_expiry(
+                                    self.tenant.as_str(),
+                                    response.stored_at_seconds(),
+                                    client_key,
+                                );
+                                self.expected.expiry.insert(entry.into_bytes(), Vec::new());
+                            }
+                            (Ok(client_key), Err(_)) => {
+                                self.unreadable_responses.insert(client_key.clone());
+                            }
+                            (Err(_), _) => {}
+                        }
+                        (id, decoded.map(drop))
+                    }
                 };
                 match (id, decoded) {
                     (Ok(_), Ok(())) => {}
@@ -506,6 +537,8 @@ struct Expected {
     /// Each sequence's name and the highest number in use that it could have handed out.
     sequences: Vec<(&'static str, u64)>,
     key_markers: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// One `idempotency_expiry` entry per stored response.
+    expiry: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 fn counter_value(bytes: &[u8]) -> Option<u64> {
@@ -519,6 +552,7 @@ enum Derived {
     Slots,
     Counters,
     KeyMarkers,
+    Expiry,
 }
 
 impl Derived {
@@ -528,6 +562,7 @@ impl Derived {
             Derived::Slots => TreeId::RegistrationSlots,
             Derived::Counters => TreeId::Counters,
             Derived::KeyMarkers => TreeId::ApiKeysByTenant,
+            Derived::Expiry => TreeId::IdempotencyExpiry,
         }
     }
 
@@ -539,6 +574,7 @@ impl Derived {
             Derived::Slots => [MissingSlot, StaleSlot, WrongSlot],
             Derived::Counters => [CounterMismatch, CounterMismatch, CounterMismatch],
             Derived::KeyMarkers => [MissingKeyMarker, StaleKeyMarker, WrongKeyMarker],
+            Derived::Expiry => [MissingExpiryEntry, StaleExpiryEntry, WrongExpiryEntry],
         }
     }
 
@@ -553,6 +589,7 @@ impl Derived {
                 (value == [codec::FORMAT_V1]).then(|| Observed::Text("listed".into()))
             }
             Derived::Counters => counter_value(value).map(Observed::Count),
+            Derived::Expiry => value.is_empty().then(|| Observed::Text("listed".into())),
         };
         shown.unwrap_or_else(|| Observed::Text(format!("unreadable bytes {}", hex(value))))
     }
@@ -583,6 +620,9 @@ impl Derived {
                     .map(|id| String::from_utf8_lossy(id).into_owned());
             }
             Derived::KeyMarkers => record_id = keys::api_key_id_of_tenant_entry(key).ok(),
+            Derived::Expiry => {
+                record_id = keys::idempotency_expiry_parts(key).ok().map(|(_, k)| k);
+            }
             Derived::Counters => match keys::counter_key(key) {
                 Ok(CounterKey::Named(name)) => {
                     let found = found.map_or(Some(0), counter_value);
