@@ -14,6 +14,7 @@ mod concurrency;
 mod email;
 mod errors;
 mod generate;
+mod growth;
 mod hostile;
 mod idempotency;
 mod limits;
