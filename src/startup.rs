@@ -39,6 +39,8 @@ pub enum StartupError {
     },
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot start the sweeper thread: {0}")]
+    Sweeper(std::io::Error),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -95,11 +97,7 @@ impl Application {
         let mut opened = Store::open(&args.data_dir, args.durability())?;
         opened.set_retention(args.retention());
         let store = web::Data::new(opened);
-        let sweeper =
-            Sweeper::start(store.clone().into_inner()).map_err(|source| StartupError::DataDir {
-                path: args.data_dir.clone(),
-                source,
-            })?;
+        let sweeper = Sweeper::start(store.clone().into_inner()).map_err(StartupError::Sweeper)?;
         let operator_key = settle_operator_key(&store, args)?;
         let demo = if args.demo && store.tenants().is_empty() {
             Some(load_demo(&store.clone().into_inner(), &args.demo_dir).await?)
