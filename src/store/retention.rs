@@ -11,6 +11,7 @@ use super::keys;
 use super::outbox::OutboxMessage;
 use super::pipeline::Intent;
 use super::tx::{TreeId, Tx, TxError};
+use super::usage::OUTBOX_MESSAGES;
 use super::Store;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
@@ -98,16 +99,20 @@ impl Store {
         self.retention = retention;
     }
 
-    /// The ids of `tenant`'s outbox messages past its retention, oldest first: those older
-    /// than the age limit, and the oldest beyond the count limit.
+    /// The ids of `tenant`'s outbox messages past its retention, oldest first: the oldest
+    /// beyond the count limit, and those older than the age limit. Reads only those and the
+    /// one after them: the count comes from its counter, and ids are in time order.
     fn outbox_past_retention(
         &self,
         tenant: &TenantId,
         now: Timestamp,
     ) -> Result<Vec<String>, StoreError> {
+        let t = tenant.as_str();
         let cutoff = seconds_before(now, self.retention.outbox_max_age);
-        let prefix = keys::outbox_of(tenant.as_str());
-        let mut ids: Vec<(String, bool)> = Vec::new();
+        let count = self.counter(&keys::counter(t, OUTBOX_MESSAGES))?;
+        let over = count.saturating_sub(self.retention.outbox_max_messages);
+        let prefix = keys::outbox_of(t);
+        let mut ids = Vec::new();
         for entry in self
             .outbox
             .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
@@ -124,17 +129,14 @@ impl Store {
                     Err(_) => continue,
                 },
             };
-            ids.push((id, created < cutoff));
+            if (ids.len() as u64) < over || created < cutoff {
+                ids.push(id);
+            } else {
+                // Everything after it is newer, and within the count.
+                break;
+            }
         }
-        let over = ids.len().saturating_sub(
-            usize::try_from(self.retention.outbox_max_messages).unwrap_or(usize::MAX),
-        );
-        Ok(ids
-            .into_iter()
-            .enumerate()
-            .filter(|(position, (_, too_old))| *position < over || *too_old)
-            .map(|(_, (id, _))| id)
-            .collect())
+        Ok(ids)
     }
 
     /// Deletes, for every tenant, the stored responses past their TTL and the outbox

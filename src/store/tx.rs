@@ -6,7 +6,7 @@ use super::codec;
 use super::error::StoreError;
 use super::index::REGISTRATION_INDEXES;
 use super::keys;
-use super::usage::{entry_bytes, COUNTED_TREES, STORED_BYTES};
+use super::usage::{entry_bytes, COUNTED_TREES, OUTBOX_MESSAGES, STORED_BYTES};
 use crate::domain::tenant::Tenant;
 use crate::error::{ApiError, ErrorCode};
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
@@ -242,13 +242,22 @@ impl<'a> Tx<'a> {
     }
 
     /// Moves each tenant's stored-bytes counter by what this intent's writes change in the
-    /// counted trees ([`super::usage`]), and refuses the intent with 429 `tenant_limit` when
+    /// counted trees ([`super::usage`]) (and its outbox message count by the messages added
+    /// and removed), and refuses the intent with 429 `tenant_limit` when
     /// that would take a tenant with `max_storage_bytes` past it. A write that frees room or
     /// stays the same size is never refused, nor is one that writes the tenant record itself
     /// (creating a tenant writes its default template; the operator's limits apply after).
     /// The pipeline runs this after every intent that succeeds, so no write path can forget it.
     pub(super) fn settle_storage(&mut self) -> Result<(), TxError> {
+        /// Adds `delta` to `tenant`'s sum (an intent rarely touches more than one tenant).
+        fn add_to(sums: &mut Vec<(String, i64)>, tenant: &str, delta: i64) {
+            match sums.iter_mut().find(|(t, _)| t == tenant) {
+                Some((_, sum)) => *sum += delta,
+                None => sums.push((tenant.to_owned(), delta)),
+            }
+        }
         let mut deltas: Vec<(String, i64)> = Vec::new();
+        let mut messages: Vec<(String, i64)> = Vec::new();
         for tree in COUNTED_TREES {
             let position = tree.position();
             for (key, value) in &self.buffers[position] {
@@ -264,12 +273,15 @@ impl<'a> Tx<'a> {
                 let Ok(tenant) = keys::tenant_of(key) else {
                     continue;
                 };
-                let delta = after as i64 - before as i64;
-                match deltas.iter_mut().find(|(t, _)| *t == tenant) {
-                    Some((_, sum)) => *sum += delta,
-                    None => deltas.push((tenant, delta)),
+                if tree == TreeId::Outbox && (before == 0) != (after == 0) {
+                    let added = if after > 0 { 1 } else { -1 };
+                    add_to(&mut messages, &tenant, added);
                 }
+                add_to(&mut deltas, &tenant, after as i64 - before as i64);
             }
+        }
+        for (tenant, added) in messages {
+            self.add_to_counter(keys::counter(&tenant, OUTBOX_MESSAGES).as_bytes(), added)?;
         }
         let writes_tenant = !self.buffers[TreeId::Tenants.position()].is_empty();
         for (tenant, delta) in deltas {

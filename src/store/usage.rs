@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 
 /// The counter (tenant, `stored_bytes`): bytes of the tenant's records.
 pub const STORED_BYTES: &str = "stored_bytes";
+/// The counter (tenant, `outbox_messages`): how many messages the tenant's outbox holds, so
+/// the sweeper finds what is over the cap without counting the outbox.
+pub const OUTBOX_MESSAGES: &str = "outbox_messages";
 
 /// The trees whose entries count toward a tenant's storage.
 pub const COUNTED_TREES: [TreeId; 4] = [
@@ -36,7 +39,8 @@ pub fn entry_bytes(key: &[u8], value: &[u8]) -> u64 {
 /// Marks in `meta` that every tenant's counter was counted from its records.
 const COUNTED_MARKER: &str = "stored_bytes_counted";
 
-/// Counts every tenant's stored bytes from its records, once per data directory: a directory
+/// Counts every tenant's stored bytes and outbox messages from its records, once per data
+/// directory: a directory
 /// written by a build before this one has records and no counters. Runs at open, before the
 /// server answers. Returns how many tenants it counted, or `None` when it had been done.
 pub fn backfill(
@@ -49,22 +53,28 @@ pub fn backfill(
         return Ok(None);
     }
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut messages: BTreeMap<String, u64> = BTreeMap::new();
     for tree in COUNTED_TREES {
         for entry in trees[tree.position()].iter() {
             let (key, value) = entry?;
             // A key without a tenant is reported by `registrar check`; it counts for nobody.
             if let Ok(tenant) = keys::tenant_of(&key) {
+                if tree == TreeId::Outbox {
+                    *messages.entry(tenant.clone()).or_default() += 1;
+                }
                 *totals.entry(tenant).or_default() += entry_bytes(&key, &value);
             }
         }
     }
     let counters = &trees[TreeId::Counters.position()];
     let mut batch = sled::Batch::default();
-    for (tenant, total) in &totals {
-        batch.insert(
-            keys::counter(tenant, STORED_BYTES).as_bytes(),
-            &total.to_be_bytes()[..],
-        );
+    for (name, counts) in [(STORED_BYTES, &totals), (OUTBOX_MESSAGES, &messages)] {
+        for (tenant, count) in counts {
+            batch.insert(
+                keys::counter(tenant, name).as_bytes(),
+                &count.to_be_bytes()[..],
+            );
+        }
     }
     counters.apply_batch(batch)?;
     // The counters must be durable before the marker says they are there.

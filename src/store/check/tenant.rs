@@ -18,7 +18,7 @@ use crate::store::orders::ORDER_NUMBER_SEQUENCE;
 use crate::store::outbox::OutboxMessage;
 use crate::store::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
 use crate::store::tx::TreeId;
-use crate::store::usage::{entry_bytes, STORED_BYTES};
+use crate::store::usage::{entry_bytes, OUTBOX_MESSAGES, STORED_BYTES};
 use sled::IVec;
 use std::collections::{BTreeMap, HashSet};
 
@@ -45,6 +45,7 @@ pub(super) fn check_tenant(
         unreadable_records: false,
         highest_order: 0,
         stored_bytes: 0,
+        outbox_messages: 0,
         unreadable_responses: HashSet::new(),
     };
     // The catalog first: references are checked against it.
@@ -86,6 +87,8 @@ struct TenantCheck<'a, 'p> {
     /// Bytes of every record under the tenant's prefix (`usage::COUNTED_TREES`), readable or
     /// not: what the storage quota counts.
     stored_bytes: u64,
+    /// Keys in the tenant's outbox, readable or not.
+    outbox_messages: u64,
     /// Idempotency keys whose stored response does not decode: their expiry entry cannot be
     /// judged.
     unreadable_responses: HashSet<String>,
@@ -421,11 +424,17 @@ impl TenantCheck<'_, '_> {
         )
     }
 
-    /// The storage quota's counter: the bytes of every record counted above.
+    /// The storage quota's counter: the bytes of every record counted above; and the
+    /// outbox's message count.
     fn expect_stored_bytes(&mut self) {
-        if self.stored_bytes > 0 {
-            let key = keys::counter(self.t(), STORED_BYTES).into_bytes();
-            self.expected.counters.insert(key, self.stored_bytes);
+        for (name, count) in [
+            (STORED_BYTES, self.stored_bytes),
+            (OUTBOX_MESSAGES, self.outbox_messages),
+        ] {
+            if count > 0 {
+                let key = keys::counter(self.t(), name).into_bytes();
+                self.expected.counters.insert(key, count);
+            }
         }
     }
 
@@ -440,6 +449,9 @@ impl TenantCheck<'_, '_> {
                 let (key, value) = entry?;
                 self.pass.count_record(kind);
                 self.stored_bytes += entry_bytes(&key, &value);
+                if tree == TreeId::Outbox {
+                    self.outbox_messages += 1;
+                }
                 let (id, decoded) = match tree {
                     TreeId::Outbox => (
                         keys::outbox_id(&key),

@@ -846,6 +846,8 @@ async fn the_sweeper_deletes_expired_responses_and_outbox_messages_past_retentio
         .map(|m| m.subject)
         .collect();
     assert_eq!(kept, ["m5", "m4", "m3"], "the oldest are dropped first");
+    let messages = keys::counter(f.tenant.as_str(), crate::store::usage::OUTBOX_MESSAGES);
+    assert_eq!(f.store.counter(&messages).unwrap(), 3);
     let report = f.store.check(Scope::Every, false).await.unwrap();
     assert!(report.clean, "{:?}", report.problems);
     assert_eq!(report.entries["idempotency_expiry"], 2);
