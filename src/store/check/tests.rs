@@ -714,6 +714,8 @@ async fn every_write_moves_the_stored_bytes_with_it_and_check_agrees() {
             tenant: f.tenant.clone(),
             message: message("m1"),
             max_bytes: 10_000,
+            max_messages: u64::MAX,
+            evictable: Vec::new(),
         })
         .await
         .unwrap();
@@ -818,6 +820,10 @@ async fn the_sweeper_deletes_expired_responses_and_outbox_messages_past_retentio
                 tenant: f.tenant.clone(),
                 message: message(&subject),
                 max_bytes: 10_000,
+                // As if the cap had been raised since (or a race left it over): the sweeper
+                // trims what writes left over the cap.
+                max_messages: u64::MAX,
+                evictable: Vec::new(),
             })
             .await
             .unwrap();
@@ -880,6 +886,8 @@ async fn a_message_over_the_outbox_cap_is_refused() {
             tenant: f.tenant.clone(),
             message: big,
             max_bytes: 1000,
+            max_messages: u64::MAX,
+            evictable: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -924,4 +932,37 @@ async fn an_older_database_gets_its_byte_counts_and_expiry_entries_when_opened()
     assert_eq!(store.idempotency_expiry.len(), 1);
     let report = store.check(Scope::Every, false).await.unwrap();
     assert!(report.clean, "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn a_message_past_the_outbox_cap_drops_the_oldest_in_its_own_write() {
+    let f = fixture().await;
+    for n in 1..=4 {
+        let evictable = f.store.oldest_in_outbox(&f.tenant, 2).unwrap();
+        f.store
+            .submit(KeepInOutbox {
+                tenant: f.tenant.clone(),
+                message: message(&format!("m{n}")),
+                max_bytes: 10_000,
+                max_messages: 2,
+                evictable,
+            })
+            .await
+            .unwrap();
+    }
+    let kept: Vec<String> = f
+        .store
+        .outbox_page(&f.tenant, None, 10)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(kept, ["m4", "m3"]);
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:?}", report.problems);
+    assert_eq!(
+        stored_bytes(&f.store, f.tenant.as_str()),
+        recount(&f.store, f.tenant.as_str())
+    );
 }
