@@ -1,9 +1,11 @@
 //! The command line and its environment variables. Each flag is also `REGISTRAR_*`.
 
 use crate::domain::ids::TenantId;
+use crate::store::retention::{Retention, MAX_STORED_BYTES_DEFAULT};
 use crate::store::Durability;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -189,9 +191,46 @@ pub struct ServeArgs {
     /// process; unset = this very binary.
     #[arg(long, env = "REGISTRAR_RENDER_WORKER")]
     pub render_worker: Option<PathBuf>,
+    /// Days an outbox message is kept.
+    #[arg(long, env = "REGISTRAR_OUTBOX_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_days: u64,
+    /// Most outbox messages a tenant keeps; the oldest beyond it are dropped.
+    #[arg(long, env = "REGISTRAR_OUTBOX_MAX_MESSAGES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbox_max_messages: u64,
+    /// Test setting: outbox retention in seconds, instead of --outbox-days.
+    #[arg(long, env = "REGISTRAR_OUTBOX_MAX_AGE_SECONDS", hide = true)]
+    pub outbox_max_age_seconds: Option<u64>,
+    /// Test setting: how long a stored Idempotency-Key response is replayed (the documented
+    /// 24 h is the default).
+    #[arg(long, env = "REGISTRAR_IDEMPOTENCY_TTL_SECONDS", default_value_t = 24 * 60 * 60, hide = true)]
+    pub idempotency_ttl_seconds: u64,
+    /// Test setting: how often the sweeper deletes what expired, in milliseconds.
+    #[arg(long, env = "REGISTRAR_SWEEP_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub sweep_interval_ms: u64,
+    /// Test setting: the largest response body stored for Idempotency-Key replay.
+    #[arg(long, env = "REGISTRAR_MAX_STORED_RESPONSE_BYTES", default_value_t = MAX_STORED_BYTES_DEFAULT, hide = true)]
+    pub max_stored_response_bytes: usize,
+    /// Test setting: the largest outbox message kept.
+    #[arg(long, env = "REGISTRAR_MAX_OUTBOX_MESSAGE_BYTES", default_value_t = MAX_STORED_BYTES_DEFAULT, hide = true)]
+    pub max_outbox_message_bytes: usize,
 }
 
 impl ServeArgs {
+    /// What the server keeps and for how long.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            idempotency_ttl: Duration::from_secs(self.idempotency_ttl_seconds),
+            outbox_max_age: Duration::from_secs(
+                self.outbox_max_age_seconds
+                    .unwrap_or(self.outbox_days.saturating_mul(24 * 60 * 60)),
+            ),
+            outbox_max_messages: self.outbox_max_messages,
+            sweep_every: Duration::from_millis(self.sweep_interval_ms),
+            max_stored_response_bytes: self.max_stored_response_bytes,
+            max_outbox_message_bytes: self.max_outbox_message_bytes,
+        }
+    }
+
     pub fn durability(&self) -> Durability {
         match self.durability {
             DurabilityArg::Sync => Durability::Sync,
@@ -215,6 +254,13 @@ impl ServeArgs {
             tls_cert: None,
             tls_key: None,
             render_worker: None,
+            outbox_days: 30,
+            outbox_max_messages: 10_000,
+            outbox_max_age_seconds: None,
+            idempotency_ttl_seconds: 24 * 60 * 60,
+            sweep_interval_ms: 60_000,
+            max_stored_response_bytes: MAX_STORED_BYTES_DEFAULT,
+            max_outbox_message_bytes: MAX_STORED_BYTES_DEFAULT,
         }
     }
 }

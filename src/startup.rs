@@ -15,6 +15,7 @@ use crate::http;
 use crate::mail::{RenderPool, SmtpRelay};
 use crate::store::catalog::CatalogHooks;
 use crate::store::directory::{hash_secret, random_secret};
+use crate::store::retention::Sweeper;
 use crate::store::{Store, StoreError};
 use crate::workflows;
 use crate::workflows::email::Mailer;
@@ -49,6 +50,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("cannot start the sweeper thread: {0}")]
+    Sweeper(std::io::Error),
     #[error("cannot listen on {bind}: {source}")]
     Bind {
         bind: String,
@@ -91,6 +94,8 @@ pub struct DemoLoaded {
 pub struct Application {
     server: Server,
     store: web::Data<Store>,
+    /// Deletes expired responses and old outbox messages; stopped before the store closes.
+    sweeper: Sweeper,
     address: SocketAddr,
     /// Whether the server speaks HTTPS (`--tls-cert`/`--tls-key`) rather than plain HTTP.
     https: bool,
@@ -112,7 +117,7 @@ impl Application {
         })?;
         // Names the file when sled's own would fail without saying which (e.g. a dir at `db`).
         crate::store::files::has_database(&args.data_dir).map_err(StartupError::Unreadable)?;
-        let store = Store::open(&args.data_dir, args.durability()).map_err(|e| match e {
+        let mut opened = Store::open(&args.data_dir, args.durability()).map_err(|e| match e {
             // That message names the dir already, and the cause is not the dir itself.
             locked @ StoreError::Locked(_) => StartupError::Store(locked),
             source => StartupError::OpenStore {
@@ -120,7 +125,9 @@ impl Application {
                 source,
             },
         })?;
-        let store = web::Data::new(store);
+        opened.set_retention(args.retention());
+        let store = web::Data::new(opened);
+        let sweeper = Sweeper::start(store.clone().into_inner()).map_err(StartupError::Sweeper)?;
         let operator_key = settle_operator_key(&store, args)?;
         let demo = if args.demo && store.tenants().is_empty() {
             Some(load_demo(&store.clone().into_inner(), &args.demo_dir).await?)
@@ -176,6 +183,7 @@ impl Application {
         Ok(Application {
             server,
             store,
+            sweeper,
             address,
             https: args.tls_cert.is_some(),
             operator_key,
@@ -203,6 +211,8 @@ impl Application {
     /// before this returns (and before the process exits).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        // The sweeper holds the store too: stop it (after the sweep under way) first.
+        drop(self.sweeper);
         let mut store = self.store.into_inner();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         loop {

@@ -96,13 +96,15 @@ fn sample_order(request_id: Option<&str>) -> CatalogRecord<OrderFields> {
         .expect("the payment changes the order")
 }
 
-fn sample_tenant() -> Tenant {
+/// A tenant; `max_storage_bytes` is new in format 3.
+fn sample_tenant(max_storage_bytes: Option<u64>) -> Tenant {
     Tenant {
         id: TenantId::parse("acme").unwrap(),
         created_at: at(),
         limits: Limits {
             requests_per_second: Some(12.5),
             max_registrations: Some(1000),
+            max_storage_bytes,
         },
     }
 }
@@ -182,6 +184,15 @@ fn order_json(bytes: &[u8]) -> Value {
 
 fn tenant_json(bytes: &[u8]) -> Value {
     codec::decode::<Tenant>(bytes).unwrap().to_json()
+}
+
+/// A tenant as formats 1 and 2 could hold it: they had no `max_storage_bytes`, which reads
+/// as none (the fixtures' JSON, written then, has no such key).
+fn tenant_json_before_v3(bytes: &[u8]) -> Value {
+    let mut json = tenant_json(bytes);
+    let limits = json["limits"].as_object_mut().unwrap();
+    assert_eq!(limits.remove("max_storage_bytes"), Some(Value::Null));
+    json
 }
 
 fn key_view(key: &ApiKey) -> Value {
@@ -274,17 +285,38 @@ fn only_the_format_byte_differs(kind: &str) {
 
 #[test]
 fn tenant_formats_1_and_2_decode() {
-    let tenant = sample_tenant();
+    let tenant = sample_tenant(None);
+    let mut expected = tenant.to_json();
+    expected["limits"]
+        .as_object_mut()
+        .unwrap()
+        .remove("max_storage_bytes");
     for (name, format) in [("tenant_v1", 1), ("tenant_v2", 2)] {
         check(
             name,
             format,
             codec::encode(&tenant).unwrap(),
-            tenant_json,
-            tenant.to_json(),
+            tenant_json_before_v3,
+            expected.clone(),
         );
     }
     only_the_format_byte_differs("tenant");
+}
+
+#[test]
+fn tenant_format_3_round_trips_the_storage_quota() {
+    let tenant = sample_tenant(Some(64 * 1024 * 1024));
+    assert_eq!(
+        tenant.to_json()["limits"]["max_storage_bytes"],
+        64 * 1024 * 1024
+    );
+    check(
+        "tenant_v3",
+        3,
+        codec::encode(&tenant).unwrap(),
+        tenant_json,
+        tenant.to_json(),
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! changed between formats ask [`being_read`] which one to read. Every other type reads the
 //! same in every layout and never asks.
 //!
-//! Today only [`SecurityContext`](super::values::SecurityContext) asks.
+//! Today [`SecurityContext`](super::values::SecurityContext) and
+//! [`Limits`](super::tenant::Limits) ask.
 
 use std::cell::Cell;
 
@@ -18,11 +19,13 @@ pub enum Layout {
     V1,
     /// Format 2: `SecurityContext` is `(key_id, role, at, request_id)`.
     V2,
+    /// Format 3: as format 2, and tenant `Limits` gained `max_storage_bytes`.
+    V3,
 }
 
 impl Layout {
     /// The layout values are written in, and read in outside [`reading`].
-    pub const CURRENT: Layout = Layout::V2;
+    pub const CURRENT: Layout = Layout::V3;
 }
 
 thread_local! {

@@ -2,23 +2,97 @@
 
 use super::access::Role;
 use super::ids::TenantId;
+use super::layout::{self, Layout};
 use super::time::Timestamp;
 use super::values::{kind_of, text_schema, Text};
 use crate::error::{ApiError, FieldError};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::fmt;
 
 /// Per-tenant limits; `None` = unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Stored with all three fields. Formats 1 and 2 had only the first two: the hand-written
+/// `Deserialize` below reads the layout the codec announces (see [`super::layout`]), and a
+/// tenant stored before format 3 reads with no storage quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Limits {
     /// Sustained requests per second (token bucket, burst = 2 s worth).
     pub requests_per_second: Option<f64>,
     /// Most registrations the tenant may store.
     pub max_registrations: Option<u64>,
+    /// Most bytes the tenant's records may take (keys and values of registrations, catalog
+    /// records, outbox messages and stored `Idempotency-Key` responses).
+    pub max_storage_bytes: Option<u64>,
+}
+
+/// The fields of each layout, in stored order.
+const LIMITS_FIELDS_V1: &[&str] = &["requests_per_second", "max_registrations"];
+const LIMITS_FIELDS_V3: &[&str] = &[
+    "requests_per_second",
+    "max_registrations",
+    "max_storage_bytes",
+];
+
+impl<'de> Deserialize<'de> for Limits {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = match layout::being_read() {
+            Layout::V1 | Layout::V2 => LIMITS_FIELDS_V1,
+            Layout::V3 => LIMITS_FIELDS_V3,
+        };
+        // As a derived struct does: bincode reads it as a tuple of exactly `fields.len()`
+        // values, self-describing formats as a map.
+        deserializer.deserialize_struct("Limits", fields, LimitsVisitor { fields })
+    }
+}
+
+struct LimitsVisitor {
+    fields: &'static [&'static str],
+}
+
+impl<'de> Visitor<'de> for LimitsVisitor {
+    type Value = Limits;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "tenant limits ({})", self.fields.join(", "))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Limits, A::Error> {
+        let missing = |i: usize| de::Error::invalid_length(i, &self);
+        let requests_per_second = seq.next_element()?.ok_or_else(|| missing(0))?;
+        let max_registrations = seq.next_element()?.ok_or_else(|| missing(1))?;
+        let max_storage_bytes = if self.fields.len() > 2 {
+            seq.next_element()?.ok_or_else(|| missing(2))?
+        } else {
+            None
+        };
+        Ok(Limits {
+            requests_per_second,
+            max_registrations,
+            max_storage_bytes,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Limits, A::Error> {
+        let mut limits = Limits::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "requests_per_second" => limits.requests_per_second = map.next_value()?,
+                "max_registrations" => limits.max_registrations = map.next_value()?,
+                "max_storage_bytes" => limits.max_storage_bytes = map.next_value()?,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(limits)
+    }
 }
 
 impl Limits {
-    /// Applies a `{"requests_per_second": n|null, "max_registrations": n|null}` object on top of
+    /// Applies a `{"requests_per_second": n|null, "max_registrations": n|null,
+    /// "max_storage_bytes": n|null}` object on top of
     /// these limits: a named key with `null` removes that limit, an absent key keeps it.
     pub fn merged(mut self, body: &Value) -> Result<Self, ApiError> {
         let object = body
@@ -43,6 +117,16 @@ impl Limits {
                         Some(n) => self.max_registrations = Some(n),
                         None => problems.push(FieldError::new(
                             "limits.max_registrations",
+                            "must be a non-negative integer or null",
+                        )),
+                    },
+                },
+                "max_storage_bytes" => match value {
+                    Value::Null => self.max_storage_bytes = None,
+                    v => match v.as_u64() {
+                        Some(n) => self.max_storage_bytes = Some(n),
+                        None => problems.push(FieldError::new(
+                            "limits.max_storage_bytes",
                             "must be a non-negative integer or null",
                         )),
                     },
@@ -72,6 +156,10 @@ impl Limits {
                 "max_registrations": {
                     "anyOf": [{"type": "integer", "minimum": 0, "maximum": u64::MAX}, {"type": "null"}],
                 },
+                "max_storage_bytes": {
+                    "description": "Most bytes the tenant's records, outbox and stored Idempotency-Key responses may take; a write beyond it is 429 tenant_limit.",
+                    "anyOf": [{"type": "integer", "minimum": 0, "maximum": u64::MAX}, {"type": "null"}],
+                },
             },
             "additionalProperties": false,
         })
@@ -81,6 +169,7 @@ impl Limits {
         json!({
             "requests_per_second": self.requests_per_second,
             "max_registrations": self.max_registrations,
+            "max_storage_bytes": self.max_storage_bytes,
         })
     }
 }

@@ -3,7 +3,10 @@
 //! another request is 409 `idempotency_mismatch`. A retry that races the first attempt waits
 //! for it (one async lock per key) and then gets its answer, so it never makes a second record.
 //!
-//! Responses of 5xx and 429 are not stored: retrying those should run again.
+//! Responses of 5xx and 429 are not stored: retrying those should run again. Nor is a response
+//! whose body is over 1 MiB (`Retention::max_stored_response_bytes`), or one the tenant's
+//! storage quota has no room for: those are answered with `Idempotent-Stored: false`, and a
+//! retry runs again. Stored responses are deleted once expired (`store::retention`).
 
 use super::access::{Access, Requirement};
 use crate::domain::access::Role;
@@ -25,8 +28,8 @@ use std::sync::{Arc, Mutex};
 
 pub const HEADER: &str = "idempotency-key";
 const MAX_KEY_LEN: usize = 255;
-/// How long a stored response is replayed.
-const RETENTION_SECONDS: i64 = 24 * 60 * 60;
+/// On an answer to a request with an `Idempotency-Key` that was not stored for replay.
+pub const NOT_STORED_HEADER: &str = "idempotent-stored";
 /// The response headers a replay repeats.
 const REPLAYED_HEADERS: [&str; 4] = ["content-type", "etag", "x-last-evaluated-key", "link"];
 
@@ -144,7 +147,8 @@ pub async fn guard<A: Access>(
             Err(error) => return Ok(req.error_response(error)),
         };
         let now = Timestamp::now();
-        if let Some(stored) = stored.filter(|s| now.seconds_since(s.at) < RETENTION_SECONDS) {
+        let ttl = i64::try_from(store.retention().idempotency_ttl.as_secs()).unwrap_or(i64::MAX);
+        if let Some(stored) = stored.filter(|s| now.seconds_since(s.at) < ttl) {
             if stored.fingerprint != fingerprint {
                 let error = ApiError::new(
                     ErrorCode::IdempotencyMismatch,
@@ -157,7 +161,12 @@ pub async fn guard<A: Access>(
         let response = next.call(req).await?;
         let status = response.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Ok(response.map_into_boxed_body());
+            let mut response = response.map_into_boxed_body();
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static(NOT_STORED_HEADER),
+                actix_web::http::header::HeaderValue::from_static("false"),
+            );
+            return Ok(response);
         }
         let (request, response) = response.into_parts();
         let headers: Vec<(String, String)> = REPLAYED_HEADERS
@@ -184,18 +193,35 @@ pub async fn guard<A: Access>(
         for (name, value) in &stored.headers {
             rebuilt.insert_header((name.as_str(), value.as_str()));
         }
-        let rebuilt = rebuilt.body(bytes);
-        if let Err(e) = store
-            .submit(KeepResponse {
-                tenant: tenant.clone(),
-                key: key.clone(),
-                response: stored,
-            })
-            .await
-        {
-            // The request itself succeeded: answer it, and say why a retry may run again.
-            log::error!("could not keep the response for Idempotency-Key {key}: {e}");
+        let kept = if stored.body.len() > store.retention().max_stored_response_bytes {
+            false
+        } else {
+            match store
+                .submit(KeepResponse {
+                    tenant: tenant.clone(),
+                    key: key.clone(),
+                    response: stored,
+                })
+                .await
+            {
+                Ok(()) => true,
+                // The tenant's storage quota has no room for it: that is the tenant's
+                // business, not a fault.
+                Err(crate::store::StoreError::Refused(e)) => {
+                    log::info!("not keeping the response for Idempotency-Key {key}: {e:?}");
+                    false
+                }
+                Err(e) => {
+                    // The request itself succeeded: answer it, and say why a retry may run again.
+                    log::error!("could not keep the response for Idempotency-Key {key}: {e}");
+                    false
+                }
+            }
+        };
+        if !kept {
+            rebuilt.insert_header((NOT_STORED_HEADER, "false"));
         }
+        let rebuilt = rebuilt.body(bytes);
         Ok(ServiceResponse::new(request, rebuilt))
     }
     .await;

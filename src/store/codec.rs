@@ -15,14 +15,18 @@ pub const FORMAT_V1: u8 = 1;
 /// Format 2: `SecurityContext` (in registrations and catalog records) gained `request_id`.
 /// Every other type reads the same as in format 1.
 pub const FORMAT_V2: u8 = 2;
+/// Format 3: tenant `Limits` gained `max_storage_bytes`. Every other type reads the same as
+/// in format 2.
+pub const FORMAT_V3: u8 = 3;
 /// The format every value is written in by this build.
-pub const FORMAT_CURRENT: u8 = FORMAT_V2;
+pub const FORMAT_CURRENT: u8 = FORMAT_V3;
 
 /// The layout a format byte stands for; `None` for bytes no build of ours wrote (yet).
 pub fn layout_of(format: u8) -> Option<Layout> {
     match format {
         FORMAT_V1 => Some(Layout::V1),
         FORMAT_V2 => Some(Layout::V2),
+        FORMAT_V3 => Some(Layout::V3),
         _ => None,
     }
 }
@@ -269,7 +273,7 @@ mod tests {
         for request_id in [Some("req-1"), None] {
             let context = SecurityContext::of(&ctx(request_id));
             let bytes = encode(&(Some(context.clone()), 42u8)).unwrap();
-            assert_eq!(bytes[0], FORMAT_V2);
+            assert_eq!(bytes[0], FORMAT_CURRENT);
             let back: (Option<SecurityContext>, u8) = decode(&bytes).unwrap();
             assert_eq!(back, (Some(context), 42));
         }
@@ -308,28 +312,68 @@ mod tests {
         );
     }
 
-    /// Types without a `SecurityContext` did not change layout: format 1 and format 2 bytes
-    /// of them are the same apart from the format byte, and both read back.
+    /// Types without a `SecurityContext` or `Limits` did not change layout: their bytes in
+    /// every format are the same apart from the format byte, and all read back.
     fn reads_in_both_formats<T>(value: T)
     where
         T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
     {
         let bytes = encode(&value).unwrap();
         assert_eq!(decode::<T>(&bytes).unwrap(), value);
+        assert_eq!(
+            decode::<T>(&as_format(FORMAT_V2, bytes.clone())).unwrap(),
+            value
+        );
         assert_eq!(decode::<T>(&as_format(FORMAT_V1, bytes)).unwrap(), value);
+    }
+
+    /// `Limits` as formats 1 and 2 laid it out.
+    #[derive(serde::Serialize)]
+    struct LimitsV1 {
+        requests_per_second: Option<f64>,
+        max_registrations: Option<u64>,
+    }
+
+    #[test]
+    fn a_tenant_of_format_1_or_2_reads_without_a_storage_quota() {
+        let v1 = (
+            TenantId::parse("acme").unwrap(),
+            at(),
+            LimitsV1 {
+                requests_per_second: Some(2.5),
+                max_registrations: Some(7),
+            },
+        );
+        let expected = Tenant {
+            id: TenantId::parse("acme").unwrap(),
+            created_at: at(),
+            limits: Limits {
+                requests_per_second: Some(2.5),
+                max_registrations: Some(7),
+                max_storage_bytes: None,
+            },
+        };
+        for format in [FORMAT_V1, FORMAT_V2] {
+            let bytes = as_format(format, encode(&v1).unwrap());
+            assert_eq!(decode::<Tenant>(&bytes).unwrap(), expected);
+        }
+        let current = Tenant {
+            limits: Limits {
+                max_storage_bytes: Some(1 << 30),
+                ..expected.limits
+            },
+            ..expected
+        };
+        let bytes = encode(&current).unwrap();
+        assert_eq!(bytes[0], FORMAT_V3);
+        assert_eq!(decode::<Tenant>(&bytes).unwrap(), current);
+        // The same bytes read as format 2 are not a tenant: the layouts differ.
+        assert!(decode::<Tenant>(&as_format(FORMAT_V2, bytes)).is_err());
     }
 
     #[test]
     fn unchanged_types_read_the_same_in_both_formats() {
         let tenant = TenantId::parse("acme").unwrap();
-        reads_in_both_formats(Tenant {
-            id: tenant.clone(),
-            created_at: at(),
-            limits: Limits {
-                requests_per_second: Some(2.5),
-                max_registrations: None,
-            },
-        });
         reads_in_both_formats(ApiKey {
             id: "k1".into(),
             tenant,

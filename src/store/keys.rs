@@ -280,6 +280,30 @@ pub fn idempotency_key(key: &[u8]) -> Result<String, MalformedKey> {
     id_after_tenant(key)
 }
 
+/// `idempotency_expiry`: (tenant, when the response was stored in whole seconds since the
+/// epoch, idempotency key) → nothing. The stored time, not the expiry, so that a changed TTL
+/// applies to what is stored already; in time order, so the sweeper reads only what expired.
+pub fn idempotency_expiry(tenant: &str, stored_at_seconds: u64, key: &str) -> Key {
+    Key::new().text(tenant).u64(stored_at_seconds).text(key)
+}
+
+/// The first `idempotency_expiry` key of `tenant` at or after `stored_at_seconds`.
+pub fn idempotency_expiry_from(tenant: &str, stored_at_seconds: u64) -> Key {
+    Key::new().text(tenant).u64(stored_at_seconds)
+}
+
+/// Reads (stored-at seconds, idempotency key) of an `idempotency_expiry` key.
+pub fn idempotency_expiry_parts(key: &[u8]) -> Result<(u64, String), MalformedKey> {
+    let mut reader = KeyReader::new(key);
+    reader.text()?;
+    let at = reader.u64()?;
+    let client_key = reader.string()?;
+    if !reader.is_empty() {
+        return Err(MalformedKey("trailing bytes after the idempotency key"));
+    }
+    Ok((at, client_key))
+}
+
 const REFERENCES: &str = "refs";
 const ACTIVE_SEATS: &str = "active";
 

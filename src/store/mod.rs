@@ -6,6 +6,8 @@
 //! * `registration_slots`: (tenant, offering, student) → the student's live registration
 //! * `outbox`: (tenant, message id) → mail kept instead of sent
 //! * `idempotency`: (tenant, Idempotency-Key) → the first response to that key
+//! * `idempotency_expiry`: (tenant, stored-at seconds, Idempotency-Key) → nothing: the
+//!   stored responses in time order, for the sweeper (`retention`)
 //! * one tree per lookup index (`index::REGISTRATION_INDEXES`): (tenant, values…, id) → status
 //! * `counters`: (tenant, name…) → u64 (number sequences, registration count, active seats
 //!   per offering, reference counts per catalog record)
@@ -31,10 +33,12 @@ pub mod outbox;
 pub mod page;
 pub mod pipeline;
 pub mod registrations;
+pub mod retention;
 pub mod search;
 pub mod stats;
 pub mod transfer;
 pub mod tx;
+pub mod usage;
 
 pub use error::StoreError;
 pub use pipeline::Durability;
@@ -62,6 +66,7 @@ pub struct Store {
     catalog: sled::Tree,
     outbox: sled::Tree,
     idempotency: sled::Tree,
+    idempotency_expiry: sled::Tree,
     indexes: Vec<sled::Tree>,
     counters: sled::Tree,
     meta: sled::Tree,
@@ -69,6 +74,7 @@ pub struct Store {
     directory: RwLock<Directory>,
     stats: Arc<stats::WriteStats>,
     dir: PathBuf,
+    retention: retention::Retention,
 }
 
 impl Store {
@@ -85,6 +91,13 @@ impl Store {
         if backfilled > 0 {
             log::info!("filled {backfilled} entries of indexes new in this build from the records");
         }
+        if let Some(tenants) = usage::backfill(&db, &meta, &trees)?.filter(|n| *n > 0) {
+            log::info!("counted the stored bytes of {tenants} tenants from their records");
+        }
+        let filled = retention::backfill_expiry(&db, &meta, &trees)?;
+        if filled > 0 {
+            log::info!("listed {filled} stored Idempotency-Key responses for expiry");
+        }
         let secret = load_or_create_secret(&db, &meta)?;
         let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
 
@@ -96,6 +109,7 @@ impl Store {
             tree(TreeId::Idempotency),
             tree(TreeId::Counters),
         );
+        let idempotency_expiry = tree(TreeId::IdempotencyExpiry);
         let pipeline = Pipeline::start(
             db.clone(),
             trees,
@@ -110,6 +124,7 @@ impl Store {
             catalog,
             outbox,
             idempotency,
+            idempotency_expiry,
             counters,
             indexes,
             meta,
@@ -118,6 +133,7 @@ impl Store {
             directory: RwLock::new(directory),
             stats,
             dir: dir.to_owned(),
+            retention: retention::Retention::default(),
         })
     }
 

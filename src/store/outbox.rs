@@ -7,9 +7,11 @@ use super::keys;
 use super::page::PageScope;
 use super::pipeline::Intent;
 use super::tx::{TreeId, Tx, TxError};
+use super::usage::OUTBOX_MESSAGES;
 use super::Store;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::time::Timestamp;
+use crate::error::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -48,16 +50,59 @@ impl OutboxMessage {
     }
 }
 
-/// Keeps a message in the tenant's outbox.
+impl OutboxMessage {
+    /// What the message holds, in bytes: the address, subject and both parts.
+    pub fn content_bytes(&self) -> usize {
+        self.to.len()
+            + self.subject.len()
+            + self.html.as_ref().map_or(0, String::len)
+            + self.text.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Keeps a message in the tenant's outbox; a message larger than `max_bytes` is refused with
+/// 413 `record_too_large` (the outbox keeps what a reader can page through, not any size).
+/// When the outbox holds `max_messages` already, the oldest go to make room: `evictable` are
+/// the oldest ids as read before the transaction ([`Store::oldest_in_outbox`]; a transaction
+/// cannot scan), and those still there are dropped. Should a concurrent write have dropped
+/// them first, the outbox is over its cap until the sweeper's next pass.
 pub struct KeepInOutbox {
     pub tenant: TenantId,
     pub message: OutboxMessage,
+    pub max_bytes: usize,
+    pub max_messages: u64,
+    pub evictable: Vec<String>,
 }
 
 impl Intent for KeepInOutbox {
     type Output = ();
     fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
-        let key = keys::outbox(self.tenant.as_str(), self.message.id.as_str());
+        let size = self.message.content_bytes();
+        if size > self.max_bytes {
+            return Err(ApiError::new(
+                ErrorCode::RecordTooLarge,
+                format!(
+                    "the message is {size} bytes (address, subject, html and text); the outbox \
+                     keeps messages of at most {} bytes",
+                    self.max_bytes
+                ),
+            )
+            .into());
+        }
+        let t = self.tenant.as_str();
+        let count = tx.counter(keys::counter(t, OUTBOX_MESSAGES).as_bytes())?;
+        let mut excess = (count + 1).saturating_sub(self.max_messages);
+        for id in &self.evictable {
+            if excess == 0 {
+                break;
+            }
+            let old = keys::outbox(t, id);
+            if tx.get(TreeId::Outbox, old.as_bytes())?.is_some() {
+                tx.remove(TreeId::Outbox, old.into_bytes());
+                excess -= 1;
+            }
+        }
+        let key = keys::outbox(t, self.message.id.as_str());
         tx.insert(
             TreeId::Outbox,
             key.into_bytes(),
@@ -74,6 +119,30 @@ pub struct OutboxPage {
 }
 
 impl Store {
+    /// The ids a new message would evict from `tenant`'s outbox, oldest first: none while it
+    /// holds fewer than `max_messages`, else those over it plus a few spare (for writes racing
+    /// this one).
+    pub fn oldest_in_outbox(
+        &self,
+        tenant: &TenantId,
+        max_messages: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        const SPARE: u64 = 4;
+        let t = tenant.as_str();
+        let count = self.counter(&keys::counter(t, OUTBOX_MESSAGES))?;
+        if count < max_messages {
+            return Ok(Vec::new());
+        }
+        let wanted = usize::try_from(count - max_messages + 1 + SPARE).unwrap_or(usize::MAX);
+        let prefix = keys::outbox_of(t);
+        self.outbox
+            .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
+            .keys()
+            .take(wanted)
+            .map(|key| Ok(keys::outbox_id(&key?)?))
+            .collect()
+    }
+
     pub fn outbox_page(
         &self,
         tenant: &TenantId,

@@ -85,7 +85,10 @@ trait PendingJob: Send {
 impl<I: Intent> PendingJob for Job<I> {
     fn run(&self, view: &[TransactionalTree]) -> Result<(), UnabortableTransactionError> {
         let mut tx = Tx::new(view);
-        let outcome = match self.intent.apply(&mut tx) {
+        let outcome = match self.intent.apply(&mut tx).and_then(|output| {
+            tx.settle_storage()?;
+            Ok(output)
+        }) {
             Ok(output) => {
                 tx.commit()?;
                 Ok(output)

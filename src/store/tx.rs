@@ -2,8 +2,13 @@
 //! earlier intents of the same batch wrote; writes are buffered and reach the transaction only
 //! if the intent succeeds, so a refused intent leaves no trace.
 
+use super::codec;
 use super::error::StoreError;
 use super::index::REGISTRATION_INDEXES;
+use super::keys;
+use super::usage::{entry_bytes, COUNTED_TREES, OUTBOX_MESSAGES, STORED_BYTES};
+use crate::domain::tenant::Tenant;
+use crate::error::{ApiError, ErrorCode};
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 use std::collections::HashMap;
 
@@ -23,12 +28,15 @@ pub enum TreeId {
     Tenants,
     ApiKeys,
     ApiKeysByTenant,
+    /// Stored responses in the order they were stored: (tenant, seconds, key) → nothing; what
+    /// the sweeper reads to find the expired ones.
+    IdempotencyExpiry,
     /// The n-th entry of `index::REGISTRATION_INDEXES`.
     Index(usize),
 }
 
 impl TreeId {
-    pub const FIXED: [(&'static str, TreeId); 9] = [
+    pub const FIXED: [(&'static str, TreeId); 10] = [
         ("registrations", TreeId::Registrations),
         ("catalog", TreeId::Catalog),
         ("registration_slots", TreeId::RegistrationSlots),
@@ -38,6 +46,7 @@ impl TreeId {
         ("tenants", TreeId::Tenants),
         ("api_keys", TreeId::ApiKeys),
         ("api_keys_by_tenant", TreeId::ApiKeysByTenant),
+        ("idempotency_expiry", TreeId::IdempotencyExpiry),
     ];
 
     /// Every tree, in position order: the order `Store::open` opens them in.
@@ -72,6 +81,7 @@ impl TreeId {
             TreeId::Tenants => 6,
             TreeId::ApiKeys => 7,
             TreeId::ApiKeysByTenant => 8,
+            TreeId::IdempotencyExpiry => 9,
             TreeId::Index(n) => Self::FIXED.len() + n,
         }
     }
@@ -229,6 +239,75 @@ impl<'a> Tx<'a> {
     pub fn discard(&mut self) {
         self.undo.clear();
         self.buffers.iter_mut().for_each(Buffer::clear);
+    }
+
+    /// Moves each tenant's stored-bytes counter by what this intent's writes change in the
+    /// counted trees ([`super::usage`]) (and its outbox message count by the messages added
+    /// and removed), and refuses the intent with 429 `tenant_limit` when
+    /// that would take a tenant with `max_storage_bytes` past it. A write that frees room or
+    /// stays the same size is never refused, nor is one that writes the tenant record itself
+    /// (creating a tenant writes its default template; the operator's limits apply after).
+    /// The pipeline runs this after every intent that succeeds, so no write path can forget it.
+    pub(super) fn settle_storage(&mut self) -> Result<(), TxError> {
+        /// Adds `delta` to `tenant`'s sum (an intent rarely touches more than one tenant).
+        fn add_to(sums: &mut Vec<(String, i64)>, tenant: &str, delta: i64) {
+            match sums.iter_mut().find(|(t, _)| t == tenant) {
+                Some((_, sum)) => *sum += delta,
+                None => sums.push((tenant.to_owned(), delta)),
+            }
+        }
+        let mut deltas: Vec<(String, i64)> = Vec::new();
+        let mut messages: Vec<(String, i64)> = Vec::new();
+        for tree in COUNTED_TREES {
+            let position = tree.position();
+            for (key, value) in &self.buffers[position] {
+                let before = self.view[position]
+                    .get(key)?
+                    .map_or(0, |old| entry_bytes(key, &old));
+                let after = value.as_ref().map_or(0, |new| entry_bytes(key, new));
+                if before == after {
+                    continue;
+                }
+                // Every key the write paths make starts with its tenant; one that does not
+                // counts for nobody (as in `usage::backfill`).
+                let Ok(tenant) = keys::tenant_of(key) else {
+                    continue;
+                };
+                if tree == TreeId::Outbox && (before == 0) != (after == 0) {
+                    let added = if after > 0 { 1 } else { -1 };
+                    add_to(&mut messages, &tenant, added);
+                }
+                add_to(&mut deltas, &tenant, after as i64 - before as i64);
+            }
+        }
+        for (tenant, added) in messages {
+            self.add_to_counter(keys::counter(&tenant, OUTBOX_MESSAGES).as_bytes(), added)?;
+        }
+        let writes_tenant = !self.buffers[TreeId::Tenants.position()].is_empty();
+        for (tenant, delta) in deltas {
+            let key = keys::counter(&tenant, STORED_BYTES);
+            let total = self.add_to_counter(key.as_bytes(), delta)?;
+            if delta <= 0 || writes_tenant {
+                continue;
+            }
+            let Some(bytes) = self.get(TreeId::Tenants, keys::tenant(&tenant).as_bytes())? else {
+                continue;
+            };
+            let record: Tenant = codec::decode(&bytes)?;
+            if let Some(max) = record.limits.max_storage_bytes {
+                if total > max {
+                    return Err(ApiError::new(
+                        ErrorCode::TenantLimit,
+                        format!(
+                            "tenant {tenant} may store at most {max} bytes; this write would \
+                             make it {total}"
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Hands the buffered writes to the shared transaction.

@@ -175,10 +175,16 @@ async fn keep(
         created_at: Timestamp::now(),
     };
     let message_id = message.message_id.clone();
+    let retention = store.retention();
+    let (t, max) = (tenant.clone(), retention.outbox_max_messages);
+    let evictable = blocking(store, move |s| s.oldest_in_outbox(&t, max)).await?;
     store
         .submit(KeepInOutbox {
             tenant: tenant.clone(),
             message,
+            max_bytes: retention.max_outbox_message_bytes,
+            max_messages: retention.outbox_max_messages,
+            evictable,
         })
         .await?;
     Ok(message_id)

@@ -18,7 +18,7 @@ async fn tenants_are_created_listed_and_their_limits_patched() {
     assert_eq!(created.body["id"], "acme");
     assert_eq!(
         created.body["limits"],
-        json!({"requests_per_second": null, "max_registrations": 5})
+        json!({"requests_per_second": null, "max_registrations": 5, "max_storage_bytes": null})
     );
 
     app.post("/admin/tenants", OPERATOR_KEY, &json!({"id": "acme"}))
@@ -44,7 +44,7 @@ async fn tenants_are_created_listed_and_their_limits_patched() {
         .await;
     assert_eq!(
         patched.assert_ok()["limits"],
-        json!({"requests_per_second": 10.0, "max_registrations": 5})
+        json!({"requests_per_second": 10.0, "max_registrations": 5, "max_storage_bytes": null})
     );
     let cleared = app
         .patch_json(

@@ -16,6 +16,7 @@ mod data_dir;
 mod email;
 mod errors;
 mod generate;
+mod growth;
 mod hostile;
 mod idempotency;
 mod limits;

@@ -14,9 +14,11 @@
 //! * `counters`: active seats per offering, references per catalog record, the registration
 //!   count the quota reads, and the registration and order number sequences (which must be
 //!   at least the highest number in use: they may be higher, numbers are never reused);
-//! * `api_keys_by_tenant`: one marker per API key.
+//! * `api_keys_by_tenant`: one marker per API key;
+//! * `idempotency_expiry`: one entry per stored response, at the time it was stored;
+//! * `counters` again: `stored_bytes`, the bytes of the tenant's records (`usage`).
 //!
-//! Outbox messages and stored responses derive nothing; they are only decoded.
+//! Outbox messages are only decoded.
 //!
 //! A check reads the trees one after another: sled has no snapshot across trees. Online it
 //! runs on the writer thread (`Pipeline::exclusive`), so no write is half-way through.
@@ -344,6 +346,7 @@ fn check_unknown_tenants(
             TreeId::RegistrationSlots
             | TreeId::Counters
             | TreeId::ApiKeysByTenant
+            | TreeId::IdempotencyExpiry
             | TreeId::Index(_) => true,
         };
         // `known` is in key order (the `tenants` tree's order), so the gaps between the

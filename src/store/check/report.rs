@@ -54,6 +54,13 @@ problem_kinds! {
     StaleKeyMarker = "stale_key_marker",
     /// A key list marker with bytes this build does not write.
     WrongKeyMarker = "wrong_key_marker",
+    /// A stored `Idempotency-Key` response missing from `idempotency_expiry`: the sweeper
+    /// would never delete it.
+    MissingExpiryEntry = "missing_expiry_entry",
+    /// An `idempotency_expiry` entry of no stored response, or of one stored at another time.
+    StaleExpiryEntry = "stale_expiry_entry",
+    /// An `idempotency_expiry` entry with bytes this build does not write.
+    WrongExpiryEntry = "wrong_expiry_entry",
 }
 
 impl Serialize for ProblemKind {

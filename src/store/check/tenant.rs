@@ -18,6 +18,7 @@ use crate::store::orders::ORDER_NUMBER_SEQUENCE;
 use crate::store::outbox::OutboxMessage;
 use crate::store::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
 use crate::store::tx::TreeId;
+use crate::store::usage::{entry_bytes, OUTBOX_MESSAGES, STORED_BYTES};
 use sled::IVec;
 use std::collections::{BTreeMap, HashSet};
 
@@ -43,6 +44,9 @@ pub(super) fn check_tenant(
         unreadable_registrations: HashSet::new(),
         unreadable_records: false,
         highest_order: 0,
+        stored_bytes: 0,
+        outbox_messages: 0,
+        unreadable_responses: HashSet::new(),
     };
     // The catalog first: references are checked against it.
     check.read_catalog()?;
@@ -50,8 +54,9 @@ pub(super) fn check_tenant(
     check.count_references();
     check.settle_slots()?;
     check.expect_key_markers(api_keys);
-    check.compare_all(api_keys)?;
-    check.read_underived()
+    check.read_underived()?;
+    check.expect_stored_bytes();
+    check.compare_all(api_keys)
 }
 
 /// A reference and the record that holds it.
@@ -79,6 +84,14 @@ struct TenantCheck<'a, 'p> {
     /// Whether some record's part in the counters cannot be known.
     unreadable_records: bool,
     highest_order: u64,
+    /// Bytes of every record under the tenant's prefix (`usage::COUNTED_TREES`), readable or
+    /// not: what the storage quota counts.
+    stored_bytes: u64,
+    /// Keys in the tenant's outbox, readable or not.
+    outbox_messages: u64,
+    /// Idempotency keys whose stored response does not decode: their expiry entry cannot be
+    /// judged.
+    unreadable_responses: HashSet<String>,
 }
 
 impl TenantCheck<'_, '_> {
@@ -103,6 +116,7 @@ impl TenantCheck<'_, '_> {
     fn read_catalog(&mut self) -> Result<(), StoreError> {
         for entry in self.trees.scan(TreeId::Catalog, &self.prefix) {
             let (key, value) = entry?;
+            self.stored_bytes += entry_bytes(&key, &value);
             let parsed = keys::catalog_kind_and_id(&key).ok().and_then(|(tag, id)| {
                 CatalogKind::ALL
                     .into_iter()
@@ -156,6 +170,7 @@ impl TenantCheck<'_, '_> {
             let (key, value) = entry?;
             // Every key is a stored registration to the quota, whether it reads or not.
             count += 1;
+            self.stored_bytes += entry_bytes(&key, &value);
             self.pass.count_record("registrations");
             let Ok(id) = keys::registration_id(&key) else {
                 self.record_problem(
@@ -382,6 +397,18 @@ impl TenantCheck<'_, '_> {
                     .is_ok_and(|id| api_keys.unreadable.contains(&id))
             },
         )?;
+        let unreadable_responses = &self.unreadable_responses;
+        compare(
+            self.pass,
+            t,
+            Derived::Expiry,
+            trees.scan(TreeId::IdempotencyExpiry, prefix),
+            std::mem::take(&mut self.expected.expiry),
+            |key, _| {
+                keys::idempotency_expiry_parts(key)
+                    .is_ok_and(|(_, client_key)| unreadable_responses.contains(&client_key))
+            },
+        )?;
         // Counters last: what is expected of them depends on what is stored.
         let stored: Vec<(IVec, IVec)> = trees
             .scan(TreeId::Counters, prefix)
@@ -397,7 +424,22 @@ impl TenantCheck<'_, '_> {
         )
     }
 
-    /// Outbox messages and stored responses derive nothing: they only have to decode.
+    /// The storage quota's counter: the bytes of every record counted above; and the
+    /// outbox's message count.
+    fn expect_stored_bytes(&mut self) {
+        for (name, count) in [
+            (STORED_BYTES, self.stored_bytes),
+            (OUTBOX_MESSAGES, self.outbox_messages),
+        ] {
+            if count > 0 {
+                let key = keys::counter(self.t(), name).into_bytes();
+                self.expected.counters.insert(key, count);
+            }
+        }
+    }
+
+    /// Outbox messages and stored responses derive nothing but their bytes (and a stored
+    /// response its expiry entry): they only have to decode.
     fn read_underived(&mut self) -> Result<(), StoreError> {
         for (tree, kind) in [
             (TreeId::Outbox, "outbox"),
@@ -406,15 +448,34 @@ impl TenantCheck<'_, '_> {
             for entry in self.trees.scan(tree, &self.prefix) {
                 let (key, value) = entry?;
                 self.pass.count_record(kind);
+                self.stored_bytes += entry_bytes(&key, &value);
+                if tree == TreeId::Outbox {
+                    self.outbox_messages += 1;
+                }
                 let (id, decoded) = match tree {
                     TreeId::Outbox => (
                         keys::outbox_id(&key),
                         codec::decode::<OutboxMessage>(&value).map(drop),
                     ),
-                    _ => (
-                        keys::idempotency_key(&key),
-                        codec::decode::<StoredResponse>(&value).map(drop),
-                    ),
+                    _ => {
+                        let id = keys::idempotency_key(&key);
+                        let decoded = codec::decode::<StoredResponse>(&value);
+                        match (&id, &decoded) {
+                            (Ok(client_key), Ok(response)) => {
+                                let entry = keys::idempotency_expiry(
+                                    self.tenant.as_str(),
+                                    response.stored_at_seconds(),
+                                    client_key,
+                                );
+                                self.expected.expiry.insert(entry.into_bytes(), Vec::new());
+                            }
+                            (Ok(client_key), Err(_)) => {
+                                self.unreadable_responses.insert(client_key.clone());
+                            }
+                            (Err(_), _) => {}
+                        }
+                        (id, decoded.map(drop))
+                    }
                 };
                 match (id, decoded) {
                     (Ok(_), Ok(())) => {}
@@ -488,6 +549,8 @@ struct Expected {
     /// Each sequence's name and the highest number in use that it could have handed out.
     sequences: Vec<(&'static str, u64)>,
     key_markers: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// One `idempotency_expiry` entry per stored response.
+    expiry: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 fn counter_value(bytes: &[u8]) -> Option<u64> {
@@ -501,6 +564,7 @@ enum Derived {
     Slots,
     Counters,
     KeyMarkers,
+    Expiry,
 }
 
 impl Derived {
@@ -510,6 +574,7 @@ impl Derived {
             Derived::Slots => TreeId::RegistrationSlots,
             Derived::Counters => TreeId::Counters,
             Derived::KeyMarkers => TreeId::ApiKeysByTenant,
+            Derived::Expiry => TreeId::IdempotencyExpiry,
         }
     }
 
@@ -521,6 +586,7 @@ impl Derived {
             Derived::Slots => [MissingSlot, StaleSlot, WrongSlot],
             Derived::Counters => [CounterMismatch, CounterMismatch, CounterMismatch],
             Derived::KeyMarkers => [MissingKeyMarker, StaleKeyMarker, WrongKeyMarker],
+            Derived::Expiry => [MissingExpiryEntry, StaleExpiryEntry, WrongExpiryEntry],
         }
     }
 
@@ -535,6 +601,7 @@ impl Derived {
                 (value == [codec::FORMAT_V1]).then(|| Observed::Text("listed".into()))
             }
             Derived::Counters => counter_value(value).map(Observed::Count),
+            Derived::Expiry => value.is_empty().then(|| Observed::Text("listed".into())),
         };
         shown.unwrap_or_else(|| Observed::Text(format!("unreadable bytes {}", hex(value))))
     }
@@ -565,6 +632,9 @@ impl Derived {
                     .map(|id| String::from_utf8_lossy(id).into_owned());
             }
             Derived::KeyMarkers => record_id = keys::api_key_id_of_tenant_entry(key).ok(),
+            Derived::Expiry => {
+                record_id = keys::idempotency_expiry_parts(key).ok().map(|(_, k)| k);
+            }
             Derived::Counters => match keys::counter_key(key) {
                 Ok(CounterKey::Named(name)) => {
                     let found = found.map_or(Some(0), counter_value);

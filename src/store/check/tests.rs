@@ -138,6 +138,14 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// A stored value that no longer decodes, of the same size (so the storage counter, which
+/// counts bytes, still agrees).
+fn rotten(value: &[u8]) -> Vec<u8> {
+    let mut bytes = value.to_vec();
+    bytes[1..].fill(0xFF);
+    bytes
+}
+
 fn kinds(problems: &[Problem]) -> Vec<(ProblemKind, Option<&str>)> {
     let mut kinds: Vec<_> = problems
         .iter()
@@ -287,10 +295,9 @@ async fn an_undecodable_record_is_reported_and_kept_with_what_it_may_own() {
     let f = fixture().await;
     let (t, first) = ("acme", f.registrations[0].as_str());
     let key = keys::registration(t, first);
-    f.store
-        .registrations
-        .insert(&key, &[2u8, 0xFF, 0xFF][..])
-        .unwrap();
+    // Rot that keeps the value's size: the storage counter stays right.
+    let rotten = rotten(&f.store.registrations.get(&key).unwrap().unwrap());
+    f.store.registrations.insert(&key, rotten.clone()).unwrap();
 
     let report = f.store.check(Scope::Every, true).await.unwrap();
     let remaining = &report.repair.as_ref().unwrap().remaining;
@@ -307,7 +314,7 @@ async fn an_undecodable_record_is_reported_and_kept_with_what_it_may_own() {
     assert!(!report.clean);
     assert_eq!(
         f.store.registrations.get(&key).unwrap().unwrap().as_ref(),
-        &[2u8, 0xFF, 0xFF]
+        rotten.as_slice()
     );
     assert_eq!(
         f.store
@@ -537,13 +544,9 @@ async fn an_undecodable_record_does_not_keep_an_old_database_from_opening() {
     f.store.indexes[position].clear().unwrap();
     let marker = crate::store::index::built_marker(def.tree);
     f.store.meta.remove(marker.as_bytes()).unwrap();
-    f.store
-        .registrations
-        .insert(
-            keys::registration("acme", &f.registrations[0]),
-            &[2u8, 0xFF, 0xFF][..],
-        )
-        .unwrap();
+    let key = keys::registration("acme", &f.registrations[0]);
+    let rotten = rotten(&f.store.registrations.get(&key).unwrap().unwrap());
+    f.store.registrations.insert(key, rotten).unwrap();
     let Fixture {
         _dir: dir, store, ..
     } = f;
@@ -631,5 +634,335 @@ async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
             .unwrap()
             .as_ref(),
         entry_value(&record).as_bytes()
+    );
+}
+
+// ---- what the server keeps (issue 13) -------------------------------------------------------
+
+use crate::domain::time::Timestamp;
+use crate::store::idempotency::{KeepResponse, StoredResponse};
+use crate::store::outbox::{KeepInOutbox, OutboxMessage};
+use crate::store::retention::Retention;
+use crate::store::usage::STORED_BYTES;
+
+fn stored_bytes(store: &Store, tenant: &str) -> u64 {
+    store.counter(&keys::counter(tenant, STORED_BYTES)).unwrap()
+}
+
+/// What the records under `tenant` take: the counter's definition, recounted by hand.
+fn recount(store: &Store, tenant: &str) -> u64 {
+    let prefix = keys::tenant_prefix(tenant);
+    [
+        &store.registrations,
+        &store.catalog,
+        &store.outbox,
+        &store.idempotency,
+    ]
+    .iter()
+    .flat_map(|tree| tree.scan_prefix(prefix.as_bytes()))
+    .map(|entry| {
+        let (key, value) = entry.unwrap();
+        (key.len() + value.len()) as u64
+    })
+    .sum()
+}
+
+fn response(at: Timestamp, body_bytes: usize) -> StoredResponse {
+    StoredResponse {
+        fingerprint: [1; 32],
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: vec![b'x'; body_bytes],
+        at,
+    }
+}
+
+fn message(subject: &str) -> OutboxMessage {
+    OutboxMessage {
+        id: RecordId::generate(),
+        message_id: format!("<{subject}@example.org>"),
+        to: "ada@example.org".into(),
+        subject: subject.into(),
+        html: None,
+        text: Some("hello".into()),
+        registration_id: None,
+        created_at: Timestamp::now(),
+    }
+}
+
+/// Runs a sweep as the sweeper thread does: off the async runtime (it waits for the writer).
+fn sweep(store: &Store, now: Timestamp) -> crate::store::retention::Swept {
+    std::thread::scope(|scope| scope.spawn(|| store.sweep(now)).join().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn every_write_moves_the_stored_bytes_with_it_and_check_agrees() {
+    let f = fixture().await;
+    let t = f.tenant.as_str();
+    assert!(stored_bytes(&f.store, t) > 0);
+    assert_eq!(stored_bytes(&f.store, t), recount(&f.store, t));
+    f.store
+        .submit(KeepResponse {
+            tenant: f.tenant.clone(),
+            key: "k1".into(),
+            response: response(Timestamp::now(), 1000),
+        })
+        .await
+        .unwrap();
+    f.store
+        .submit(KeepInOutbox {
+            tenant: f.tenant.clone(),
+            message: message("m1"),
+            max_bytes: 10_000,
+            max_messages: u64::MAX,
+            evictable: Vec::new(),
+        })
+        .await
+        .unwrap();
+    revise(&f, &f.registrations[1], json!({"notes": "x".repeat(5000)})).await;
+    assert_eq!(stored_bytes(&f.store, t), recount(&f.store, t));
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:?}", report.problems);
+    assert_eq!(report.entries["idempotency_expiry"], 1);
+
+    // A wrong counter is named and rebuilt from the records.
+    let key = keys::counter(t, STORED_BYTES);
+    f.store.counters.insert(&key, &7u64.to_be_bytes()).unwrap();
+    let report = f.store.check(Scope::Every, true).await.unwrap();
+    let problem = &report.problems[0];
+    assert_eq!(
+        (problem.kind, problem.counter.as_deref()),
+        (ProblemKind::CounterMismatch, Some(STORED_BYTES))
+    );
+    assert_eq!(problem.found, Some(Observed::Count(7)));
+    assert!(report.clean, "repaired: {:?}", report.repair);
+    assert_eq!(stored_bytes(&f.store, t), recount(&f.store, t));
+}
+
+#[tokio::test]
+async fn the_storage_quota_refuses_growth_but_never_a_deletion() {
+    let f = fixture().await;
+    let t = f.tenant.as_str();
+    let used = stored_bytes(&f.store, t);
+    f.store
+        .patch_tenant(
+            &f.tenant,
+            json!({"limits": {"max_storage_bytes": used + 500}}),
+        )
+        .await
+        .unwrap();
+    let keep = |key: &str, bytes: usize| KeepResponse {
+        tenant: f.tenant.clone(),
+        key: key.into(),
+        response: response(Timestamp::now(), bytes),
+    };
+    f.store.submit(keep("small", 100)).await.unwrap();
+    let refused = f.store.submit(keep("large", 1000)).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Refused(e) if e.code == crate::error::ErrorCode::TenantLimit),
+        "{refused:?}"
+    );
+    assert!(f
+        .store
+        .stored_response(&f.tenant, "large")
+        .unwrap()
+        .is_none());
+    assert_eq!(stored_bytes(&f.store, t), recount(&f.store, t));
+    // An expired response swept away frees its room.
+    let later = Timestamp::from_parts(Timestamp::now().to_parts().0 + 2 * 86_400, 0).unwrap();
+    assert_eq!(sweep(&f.store, later).responses, 1);
+    assert_eq!(stored_bytes(&f.store, t), used);
+    assert!(f.store.check(Scope::Every, false).await.unwrap().clean);
+}
+
+#[tokio::test]
+async fn the_sweeper_deletes_expired_responses_and_outbox_messages_past_retention() {
+    let mut f = fixture().await;
+    f.store.set_retention(Retention {
+        outbox_max_messages: 3,
+        ..Retention::default()
+    });
+    let now = Timestamp::now();
+    let seconds = now.to_parts().0;
+    let at = |ago: i64| Timestamp::from_parts(seconds - ago, 0).unwrap();
+    for (key, stored) in [("old", at(25 * 3600)), ("fresh", at(3600))] {
+        f.store
+            .submit(KeepResponse {
+                tenant: f.tenant.clone(),
+                key: key.into(),
+                response: response(stored, 10),
+            })
+            .await
+            .unwrap();
+    }
+    // Stored again after it expired: the newer response stays, its old expiry entry goes.
+    f.store
+        .submit(KeepResponse {
+            tenant: f.tenant.clone(),
+            key: "reused".into(),
+            response: response(at(30 * 3600), 10),
+        })
+        .await
+        .unwrap();
+    f.store
+        .submit(KeepResponse {
+            tenant: f.tenant.clone(),
+            key: "reused".into(),
+            response: response(at(60), 10),
+        })
+        .await
+        .unwrap();
+    let mut subjects = Vec::new();
+    for n in 1..=5 {
+        let subject = format!("m{n}");
+        f.store
+            .submit(KeepInOutbox {
+                tenant: f.tenant.clone(),
+                message: message(&subject),
+                max_bytes: 10_000,
+                // As if the cap had been raised since (or a race left it over): the sweeper
+                // trims what writes left over the cap.
+                max_messages: u64::MAX,
+                evictable: Vec::new(),
+            })
+            .await
+            .unwrap();
+        subjects.push(subject);
+    }
+
+    let swept = sweep(&f.store, now);
+    assert_eq!((swept.responses, swept.messages), (1, 2));
+    assert!(f.store.stored_response(&f.tenant, "old").unwrap().is_none());
+    assert!(f
+        .store
+        .stored_response(&f.tenant, "fresh")
+        .unwrap()
+        .is_some());
+    assert!(f
+        .store
+        .stored_response(&f.tenant, "reused")
+        .unwrap()
+        .is_some());
+    let kept: Vec<String> = f
+        .store
+        .outbox_page(&f.tenant, None, 10)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(kept, ["m5", "m4", "m3"], "the oldest are dropped first");
+    let messages = keys::counter(f.tenant.as_str(), crate::store::usage::OUTBOX_MESSAGES);
+    assert_eq!(f.store.counter(&messages).unwrap(), 3);
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:?}", report.problems);
+    assert_eq!(report.entries["idempotency_expiry"], 2);
+    assert_eq!(
+        stored_bytes(&f.store, f.tenant.as_str()),
+        recount(&f.store, f.tenant.as_str())
+    );
+
+    // A month on, by age, everything goes.
+    let later = Timestamp::from_parts(seconds + 31 * 86_400, 0).unwrap();
+    let swept = sweep(&f.store, later);
+    assert_eq!((swept.responses, swept.messages), (2, 3));
+    assert!(f
+        .store
+        .outbox_page(&f.tenant, None, 10)
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(f.store.check(Scope::Every, false).await.unwrap().clean);
+}
+
+#[tokio::test]
+async fn a_message_over_the_outbox_cap_is_refused() {
+    let f = fixture().await;
+    let mut big = message("big");
+    big.text = Some("x".repeat(2000));
+    let refused = f
+        .store
+        .submit(KeepInOutbox {
+            tenant: f.tenant.clone(),
+            message: big,
+            max_bytes: 1000,
+            max_messages: u64::MAX,
+            evictable: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Refused(e) if e.code == crate::error::ErrorCode::RecordTooLarge),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_older_database_gets_its_byte_counts_and_expiry_entries_when_opened() {
+    let f = fixture().await;
+    f.store
+        .submit(KeepResponse {
+            tenant: f.tenant.clone(),
+            key: "k".into(),
+            response: response(Timestamp::now(), 10),
+        })
+        .await
+        .unwrap();
+    let t = f.tenant.as_str().to_owned();
+    // What an earlier build left: no counter, no expiry entries, no markers.
+    f.store
+        .counters
+        .remove(keys::counter(&t, STORED_BYTES))
+        .unwrap();
+    f.store.idempotency_expiry.clear().unwrap();
+    f.store
+        .meta
+        .remove(keys::meta("stored_bytes_counted"))
+        .unwrap();
+    f.store
+        .meta
+        .remove(keys::meta("idempotency_expiry_filled"))
+        .unwrap();
+    let Fixture {
+        _dir: dir, store, ..
+    } = f;
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(stored_bytes(&store, &t), recount(&store, &t));
+    assert_eq!(store.idempotency_expiry.len(), 1);
+    let report = store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn a_message_past_the_outbox_cap_drops_the_oldest_in_its_own_write() {
+    let f = fixture().await;
+    for n in 1..=4 {
+        let evictable = f.store.oldest_in_outbox(&f.tenant, 2).unwrap();
+        f.store
+            .submit(KeepInOutbox {
+                tenant: f.tenant.clone(),
+                message: message(&format!("m{n}")),
+                max_bytes: 10_000,
+                max_messages: 2,
+                evictable,
+            })
+            .await
+            .unwrap();
+    }
+    let kept: Vec<String> = f
+        .store
+        .outbox_page(&f.tenant, None, 10)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|m| m.subject)
+        .collect();
+    assert_eq!(kept, ["m4", "m3"]);
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:?}", report.problems);
+    assert_eq!(
+        stored_bytes(&f.store, f.tenant.as_str()),
+        recount(&f.store, f.tenant.as_str())
     );
 }

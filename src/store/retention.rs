@@ -1,0 +1,262 @@
+//! What the server keeps, and for how long: stored `Idempotency-Key` responses expire after a
+//! TTL (24 h), the outbox keeps a tenant's messages for `--outbox-days` and at most
+//! `--outbox-max-messages` of them. A sweeper thread deletes what is past either, in small
+//! batches through the write path (so each deletion moves the storage counter in its own
+//! transaction and never holds the writer for long).
+
+use super::codec;
+use super::error::StoreError;
+use super::idempotency::{DeleteExpired, StoredResponse};
+use super::keys;
+use super::outbox::OutboxMessage;
+use super::pipeline::Intent;
+use super::tx::{TreeId, Tx, TxError};
+use super::usage::OUTBOX_MESSAGES;
+use super::Store;
+use crate::domain::ids::TenantId;
+use crate::domain::time::Timestamp;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long and how much the server keeps, and the size caps of what it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a stored `Idempotency-Key` response is replayed; then it is deleted.
+    pub idempotency_ttl: Duration,
+    /// How long an outbox message is kept.
+    pub outbox_max_age: Duration,
+    /// The most outbox messages a tenant keeps; the oldest beyond it are dropped.
+    pub outbox_max_messages: u64,
+    /// How often the sweeper runs.
+    pub sweep_every: Duration,
+    /// A response body larger than this is answered but not stored for replay.
+    pub max_stored_response_bytes: usize,
+    /// An outbox message (address, subject, html and text parts) larger than this is refused.
+    pub max_outbox_message_bytes: usize,
+}
+
+/// The default of both size caps: 1 MiB, as a request body.
+pub const MAX_STORED_BYTES_DEFAULT: usize = 1024 * 1024;
+/// Deletions per transaction.
+const SWEEP_BATCH: usize = 256;
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            outbox_max_age: Duration::from_secs(30 * 24 * 60 * 60),
+            outbox_max_messages: 10_000,
+            sweep_every: Duration::from_secs(60),
+            max_stored_response_bytes: MAX_STORED_BYTES_DEFAULT,
+            max_outbox_message_bytes: MAX_STORED_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Whole seconds since the epoch `age` before `now` (0 before the epoch).
+fn seconds_before(now: Timestamp, age: Duration) -> u64 {
+    let now = u64::try_from(now.to_parts().0).unwrap_or(0);
+    now.saturating_sub(age.as_secs())
+}
+
+/// Drops the outbox messages with these ids (those still there).
+pub struct DropFromOutbox {
+    pub tenant: TenantId,
+    pub ids: Vec<String>,
+}
+
+impl Intent for DropFromOutbox {
+    type Output = usize;
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<usize, TxError> {
+        let mut dropped = 0;
+        for id in &self.ids {
+            let key = keys::outbox(self.tenant.as_str(), id);
+            if tx.get(TreeId::Outbox, key.as_bytes())?.is_some() {
+                tx.remove(TreeId::Outbox, key.into_bytes());
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+/// What one sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub responses: usize,
+    pub messages: usize,
+}
+
+impl Store {
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// Sets what the server keeps; before the store is shared.
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = retention;
+    }
+
+    /// The ids of `tenant`'s outbox messages past its retention, oldest first: the oldest
+    /// beyond the count limit, and those older than the age limit. Reads only those and the
+    /// one after them: the count comes from its counter, and ids are in time order.
+    fn outbox_past_retention(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        let t = tenant.as_str();
+        let cutoff = seconds_before(now, self.retention.outbox_max_age);
+        let count = self.counter(&keys::counter(t, OUTBOX_MESSAGES))?;
+        let over = count.saturating_sub(self.retention.outbox_max_messages);
+        let prefix = keys::outbox_of(t);
+        let mut ids = Vec::new();
+        for entry in self
+            .outbox
+            .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
+        {
+            let (key, value) = entry?;
+            let Ok(id) = keys::outbox_id(&key) else {
+                continue;
+            };
+            // Ids are ULIDs: the id tells the age without decoding the message.
+            let created = match ulid::Ulid::from_string(&id) {
+                Ok(ulid) => ulid.timestamp_ms() / 1000,
+                Err(_) => match codec::decode::<OutboxMessage>(&value) {
+                    Ok(message) => u64::try_from(message.created_at.to_parts().0).unwrap_or(0),
+                    Err(_) => continue,
+                },
+            };
+            if (ids.len() as u64) < over || created < cutoff {
+                ids.push(id);
+            } else {
+                // Everything after it is newer, and within the count.
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Deletes, for every tenant, the stored responses past their TTL and the outbox
+    /// messages past retention, as of `now`; in batches of at most 256 per transaction.
+    pub fn sweep(&self, now: Timestamp) -> Result<Swept, StoreError> {
+        let mut swept = Swept::default();
+        let response_cutoff = seconds_before(now, self.retention.idempotency_ttl);
+        for tenant in self.tenants() {
+            let id = tenant.id;
+            loop {
+                let entries = self.expired_responses(&id, response_cutoff, SWEEP_BATCH)?;
+                let full = entries.len() == SWEEP_BATCH;
+                if entries.is_empty() {
+                    break;
+                }
+                swept.responses += self
+                    .enqueue_blocking(DeleteExpired {
+                        tenant: id.clone(),
+                        entries,
+                        cutoff_seconds: response_cutoff,
+                    })?
+                    .wait()?;
+                if !full {
+                    break;
+                }
+            }
+            let ids = self.outbox_past_retention(&id, now)?;
+            for chunk in ids.chunks(SWEEP_BATCH) {
+                swept.messages += self
+                    .enqueue_blocking(DropFromOutbox {
+                        tenant: id.clone(),
+                        ids: chunk.to_vec(),
+                    })?
+                    .wait()?;
+            }
+        }
+        Ok(swept)
+    }
+}
+
+/// The sweeper thread: runs [`Store::sweep`] every `sweep_every` until stopped. Dropping it
+/// stops it and waits for the sweep under way, so the store can close after it.
+pub struct Sweeper {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sweeper {
+    pub fn start(store: Arc<Store>) -> std::io::Result<Sweeper> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let every = store.retention().sweep_every;
+        let thread = std::thread::Builder::new()
+            .name("registrar-sweeper".into())
+            .spawn(move || {
+                // A message or a closed channel both mean stop.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    match store.sweep(Timestamp::now()) {
+                        Ok(swept) if swept != Swept::default() => log::info!(
+                            "sweeper deleted {} expired Idempotency-Key responses and {} outbox \
+                             messages past retention",
+                            swept.responses,
+                            swept.messages
+                        ),
+                        Ok(_) => {}
+                        Err(StoreError::Closed) => break,
+                        Err(e) => log::error!("sweeper: {e}"),
+                    }
+                }
+            })?;
+        Ok(Sweeper {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Marks in `meta` that every stored response has its `idempotency_expiry` entry.
+const EXPIRY_MARKER: &str = "idempotency_expiry_filled";
+
+/// Gives every stored response its expiry entry, once per data directory: a build before this
+/// one stored responses without them (and never deleted any). Runs at open.
+pub fn backfill_expiry(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    trees: &[sled::Tree],
+) -> Result<u64, StoreError> {
+    let marker = keys::meta(EXPIRY_MARKER);
+    if meta.contains_key(marker.as_bytes())? {
+        return Ok(0);
+    }
+    let mut batch = sled::Batch::default();
+    let mut filled = 0;
+    for entry in trees[TreeId::Idempotency.position()].iter() {
+        let (key, value) = entry?;
+        let mut reader = keys::KeyReader::new(&key);
+        let (Ok(tenant), Ok(client_key)) = (reader.string(), keys::idempotency_key(&key)) else {
+            continue;
+        };
+        // One that does not decode gets none: `registrar check` reports it.
+        let Ok(stored) = codec::decode::<StoredResponse>(&value) else {
+            continue;
+        };
+        let entry = keys::idempotency_expiry(&tenant, stored.stored_at_seconds(), &client_key);
+        batch.insert(entry.as_bytes(), &[][..]);
+        filled += 1;
+    }
+    trees[TreeId::IdempotencyExpiry.position()].apply_batch(batch)?;
+    db.flush()?;
+    meta.insert(marker.as_bytes(), &[1u8][..])?;
+    db.flush()?;
+    Ok(filled)
+}
