@@ -196,7 +196,7 @@ pub fn input_schema<F: Fields>(required: &Required) -> Value {
             continue;
         }
         if required.not_blank.contains(&name.as_str()) {
-            schema = serde_json::json!({"allOf": [schema, {"pattern": NOT_BLANK}]});
+            schema = crate::domain::values::not_blank_schema(schema);
         }
         if !required.all.contains(&name.as_str()) {
             schema = or_null(schema);

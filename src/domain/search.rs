@@ -158,13 +158,12 @@ impl SearchCriteria {
     pub fn schema() -> Value {
         let one_of = |item: Value| json!({"type": "array", "minItems": 1, "maxItems": MAX_VALUES, "items": item});
         let range = |end: Value| {
+            // `items` with exactly two, not `prefixItems`: both ends have one schema, and code
+            // generators (and OpenAPI linters) know `items` only.
             json!({
                 "type": "array",
                 "description": "An inclusive [min, max] range; null leaves that end open.",
-                "prefixItems": [
-                    {"anyOf": [end, {"type": "null"}]},
-                    {"anyOf": [end, {"type": "null"}]},
-                ],
+                "items": {"anyOf": [end, {"type": "null"}]},
                 "minItems": 2,
                 "maxItems": 2,
             })

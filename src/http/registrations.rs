@@ -252,6 +252,8 @@ async fn lookup(req: HttpRequest, caller: Caller) -> Result<HttpResponse, ApiErr
     })
     .await?;
     Ok(query_page_json(
+        &req,
+        &query,
         page.items.len(),
         page_capacity(page.items.len()),
         |out| write_items(out, &page.items, fields.as_deref()),
@@ -325,6 +327,8 @@ async fn search(
     })
     .await?;
     Ok(query_page_json(
+        &req,
+        &query,
         page.items.len(),
         page_capacity(page.items.len()),
         |out| write_items(out, &page.items, fields.as_deref()),

@@ -78,15 +78,17 @@ async fn the_document_is_openapi_3_1_with_every_route_schema_and_error_code() {
         doc["components"]["schemas"]["CourseRegistration"]["additionalProperties"],
         false
     );
-    // Every error code appears in exactly one error response, under its status.
+    // Every error code appears in exactly one error response, under its status; every error
+    // response has the one shared `Error` schema.
     let mut codes = BTreeSet::new();
     for (name, response) in doc["components"]["responses"].as_object().unwrap() {
         let status: u16 = name.trim_start_matches("Error").parse().unwrap();
-        let schema = &response["content"]["application/json"]["schema"];
-        for code in schema["properties"]["error"]["properties"]["code"]["enum"]
-            .as_array()
-            .unwrap()
-        {
+        assert_eq!(
+            response["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error",
+            "{name}"
+        );
+        for code in response["x-error-codes"].as_array().unwrap() {
             assert!(
                 codes.insert(code.as_str().unwrap().to_owned()),
                 "{code} twice"
@@ -191,4 +193,102 @@ async fn docs_render_from_assets_in_the_binary_without_a_key() {
             assert!(text.contains("/openapi.json"));
         }
     }
+}
+
+/// The Chromium to render `/docs` with: `REGISTRAR_CHROMIUM`, else the first of the usual names
+/// on `PATH`. Never skipped: without a browser the test fails and says how to get one.
+fn chromium() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("REGISTRAR_CHROMIUM") {
+        return path.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "the /docs browser test needs Chromium: `apt-get install -y chromium` (Debian; .ci/run \
+         does it), or set REGISTRAR_CHROMIUM to a Chromium or Chrome binary"
+    );
+}
+
+/// The DOM of `url` after its scripts ran, from headless Chromium (bounded: 10 s of virtual
+/// time for the page, 90 s of real time for the browser).
+async fn rendered_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(chromium());
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", url])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(90), command.output())
+        .await
+        .expect("Chromium finished within 90 s")
+        .expect("Chromium ran");
+    assert!(
+        output.status.success(),
+        "Chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("the DOM is UTF-8")
+}
+
+#[tokio::test]
+async fn docs_render_every_path_operation_and_schema_in_a_real_browser() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let dom = rendered_dom(&app.url("/docs")).await;
+    assert!(
+        dom.contains("data-rendered=\"true\""),
+        "the page did not finish rendering: {}",
+        &dom[..dom.len().min(3000)]
+    );
+    assert!(!dom.contains("Could not load"), "error text on the page");
+    assert!(dom.contains("<p id=\"error\" role=\"alert\"></p>"));
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        assert!(
+            dom.contains(&format!("<span class=\"path\">{path}</span>")),
+            "{path} is not on the page"
+        );
+        for op in item.as_object().unwrap().values() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(dom.contains(&format!("operationId: {id}<")), "{id}");
+        }
+    }
+    for kind in ["schemas", "responses"] {
+        for name in doc["components"][kind].as_object().unwrap().keys() {
+            assert!(dom.contains(&format!("id=\"{kind}-{name}\"")), "{kind} {name}");
+        }
+    }
+    // Every media type an answer or a body uses is shown, not only JSON.
+    for media in ["text/plain", "text/html", "text/csv", "application/json-patch+json"] {
+        assert!(
+            dom.contains(&format!("<div class=\"media\">{media}")),
+            "{media}"
+        );
+    }
+
+    // Filtering: `?filter=` starts the page filtered; only matching operations show.
+    let dom = rendered_dom(&app.url("/docs?filter=generateorder")).await;
+    assert!(dom.contains("data-rendered=\"true\""));
+    let shown: Vec<&str> = dom
+        .split("<details class=\"op\"")
+        .skip(1)
+        .filter(|op| !op.split('>').next().unwrap_or("").contains("display: none"))
+        .collect();
+    assert_eq!(shown.len(), 1, "one operation matches generateOrder");
+    assert!(shown[0].contains("/courseRegistrations/{tenantId}/generateOrder"));
 }
