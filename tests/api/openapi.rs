@@ -677,6 +677,16 @@ async fn what_generated_clients_send_is_accepted() {
         .await;
     half.assert_error(400, "validation_failed");
     assert_eq!(half.body["error"]["details"][0]["field"], "capacity");
+    // sys_version is server-managed, but a body's must still be what the schema says.
+    let bad_version = app
+        .post(
+            &offerings,
+            &t.write,
+            &json!({"course_id": w.id("c1"), "sys_version": [1]}),
+        )
+        .await;
+    bad_version.assert_error(400, "validation_failed");
+    assert_eq!(bad_version.body["error"]["details"][0]["field"], "sys_version");
     // A PUT's sys_version, and a tenant limit, likewise.
     let mut stored = app
         .get(&format!("{offerings}/{offering}"), &t.read)
