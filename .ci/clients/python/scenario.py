@@ -43,6 +43,7 @@ from registrar_client.models import (  # noqa: E402
     BatchPatch,
     BatchPatchOp,
     BatchResult,
+    Contact,
     ContactInput,
     Course,
     CourseInput,
@@ -146,13 +147,16 @@ assert offering.capacity == 12 and offering.price == 250
 
 
 def new_contact(first, last):
-    return create_contact.sync_detailed(
-        tenant_id,
-        client=api,
-        body=ContactInput(
-            first_name=first, last_name=last, email_address=f"{first.lower()}@example.org"
+    return ok(
+        create_contact.sync_detailed(
+            tenant_id,
+            client=api,
+            body=ContactInput(
+                first_name=first, last_name=last, email_address=f"{first.lower()}@example.org"
+            ),
         ),
-    ).parsed
+        Contact,
+    )
 
 
 contact = new_contact("Ada", "Lovelace")
