@@ -60,7 +60,7 @@ echo "== redocly lint"
 "$LINT/redocly" lint --config .ci/redocly.yaml "$WORK/openapi.json" 2>&1 | grep -v "║\|╔\|╚"
 
 echo "== Python client (openapi-python-client)"
-openapi-python-client generate --path "$WORK/openapi.json" --meta none \
+python3 -m openapi_python_client generate --path "$WORK/openapi.json" --meta none \
     --output-path "$WORK/python/registrar_client" --config .ci/clients/python/config.yml \
     > "$WORK/python-generator.log" 2>&1 || { cat "$WORK/python-generator.log"; exit 1; }
 # Nothing may be dropped but what is known: the import endpoint (NDJSON/CSV bodies, which the

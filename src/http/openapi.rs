@@ -1,8 +1,12 @@
 //! `GET /openapi.json`: the API as OpenAPI 3.1, built from the same types and tables the server
 //! runs on: record schemas come from each field's value type (`FieldValue::schema`), request
 //! bodies from the parsers' own schemas, lookups from `REGISTRATION_INDEXES`, catalog paths from
-//! `CatalogKind::ALL`, and each error status's `code` enum from `status_of`. A field, lookup,
+//! `CatalogKind::ALL`, and each error status's list of codes from `status_of`. A field, lookup,
 //! kind or error code added to the code shows up here without anyone editing this file.
+//!
+//! It is also written for code generators (docs/API.md, "Clients"): one shared `Error` schema,
+//! no recursive schema, alternatives as named components, no `allOf` on a field; CI generates
+//! Python and TypeScript clients from it and runs the README's scenario through them.
 //!
 //! `GET /docs` renders it with a page and script compiled into the binary (no CDN).
 

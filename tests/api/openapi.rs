@@ -686,7 +686,10 @@ async fn what_generated_clients_send_is_accepted() {
         )
         .await;
     bad_version.assert_error(400, "validation_failed");
-    assert_eq!(bad_version.body["error"]["details"][0]["field"], "sys_version");
+    assert_eq!(
+        bad_version.body["error"]["details"][0]["field"],
+        "sys_version"
+    );
     // A PUT's sys_version, and a tenant limit, likewise.
     let mut stored = app
         .get(&format!("{offerings}/{offering}"), &t.read)
