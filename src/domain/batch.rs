@@ -89,8 +89,9 @@ fn parse_op(value: &Value) -> BatchOp {
 }
 
 impl BatchRequest {
-    /// JSON Schema of the body. Each operation is checked on its own and a bad one is reported
-    /// in its result, not by refusing the batch, so the items' shape is described in words.
+    /// JSON Schema of the body. The items are typed so that generated clients get a typed
+    /// operation, though the server is more lenient than the schema: an item that breaks it
+    /// fails alone, in its result (status 400), and the batch as a whole answers 200.
     pub fn schema() -> Value {
         json!({
             "type": "object",
@@ -100,12 +101,53 @@ impl BatchRequest {
                     "type": "array",
                     "minItems": 1,
                     "maxItems": MAX_OPERATIONS,
-                    "description": "Each item: {\"op\": \"patch\", \"id\", \"patch\": [RFC 6902 operations]} or {\"op\": \"delete\", \"id\"}; one id at most once. A malformed item fails alone, in its result.",
+                    "description": "One id at most once. An item that does not fit its schema fails alone, in its result.",
+                    "items": {"$ref": "#/components/schemas/BatchOperation"},
                 },
                 "atomic": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
             },
             "additionalProperties": false,
         })
+    }
+
+    /// The named schemas [`Self::schema`] refers to: `BatchOperation`, a patch or a delete of
+    /// one registration (named, not inline, for code generators: see `patch_operation_schemas`).
+    pub fn operation_schemas() -> Vec<(&'static str, Value)> {
+        let id = RecordId::schema();
+        vec![
+            (
+                "BatchOperation",
+                json!({"oneOf": [
+                    {"$ref": "#/components/schemas/BatchPatch"},
+                    {"$ref": "#/components/schemas/BatchDelete"},
+                ]}),
+            ),
+            (
+                "BatchPatch",
+                json!({
+                    "type": "object",
+                    "required": ["op", "id", "patch"],
+                    "properties": {
+                        "op": {"type": "string", "enum": ["patch"]},
+                        "id": id,
+                        "patch": super::patch::patch_schema(),
+                    },
+                    "additionalProperties": false,
+                }),
+            ),
+            (
+                "BatchDelete",
+                json!({
+                    "type": "object",
+                    "required": ["op", "id"],
+                    "properties": {
+                        "op": {"type": "string", "enum": ["delete"]},
+                        "id": id,
+                    },
+                    "additionalProperties": false,
+                }),
+            ),
+        ]
     }
 
     pub fn parse(body: &Value) -> Result<Self, ApiError> {

@@ -8,6 +8,18 @@ use serde_json::{Map, Value};
 
 /// JSON Schema of an RFC 6902 document as `parse_patch` takes it.
 pub fn patch_schema() -> Value {
+    serde_json::json!({
+        "type": "array",
+        "description": "RFC 6902 operations. Writes may not target the root, `id` or a server-managed field, nor may a `move` take its `from` there; `copy` and `test` may read anything.",
+        "items": {"$ref": "#/components/schemas/JsonPatchOperation"},
+    })
+}
+
+/// The named schemas [`patch_schema`] refers to: `JsonPatchOperation`, one of a schema per
+/// kind of operation. Named rather than inline: code generators name the `op` enum of an inline
+/// union member after the union, so four inline members clash (openapi-python-client then drops
+/// every PATCH endpoint).
+pub fn patch_operation_schemas() -> Vec<(&'static str, Value)> {
     let pointer = serde_json::json!({"type": "string", "pattern": "^(/[^/]*)*$"});
     // Writes may not target the whole document.
     let field = serde_json::json!({"type": "string", "pattern": "^(/[^/]*)+$"});
@@ -31,16 +43,19 @@ pub fn patch_schema() -> Value {
         all.extend_from_slice(required);
         serde_json::json!({"type": "object", "required": all, "properties": properties})
     };
-    serde_json::json!({
-        "type": "array",
-        "description": "RFC 6902 operations. Writes may not target the root, `id` or a server-managed field, nor may a `move` take its `from` there; `copy` and `test` may read anything.",
-        "items": {"oneOf": [
-            op(&["add", "replace"], &["value"]),
-            op(&["test"], &["value"]),
-            op(&["remove"], &[]),
-            op(&["move", "copy"], &["from"]),
-        ]},
-    })
+    let kinds = [
+        ("JsonPatchAddOrReplace", op(&["add", "replace"], &["value"])),
+        ("JsonPatchTest", op(&["test"], &["value"])),
+        ("JsonPatchRemove", op(&["remove"], &[])),
+        ("JsonPatchMoveOrCopy", op(&["move", "copy"], &["from"])),
+    ];
+    let one_of: Vec<Value> = kinds
+        .iter()
+        .map(|(name, _)| serde_json::json!({"$ref": format!("#/components/schemas/{name}")}))
+        .collect();
+    let mut schemas = vec![("JsonPatchOperation", serde_json::json!({"oneOf": one_of}))];
+    schemas.extend(kinds);
+    schemas
 }
 
 /// Parses a patch document: a JSON array of RFC 6902 operations.

@@ -153,7 +153,17 @@ pub fn parse_client_fields<F: Fields>(body: &Value) -> Result<(F, BodyExtras), A
     for (name, value) in object {
         match name.as_str() {
             "id" => extras.id = Some(value.clone()).filter(|v| !v.is_null()),
-            "sys_version" => extras.sys_version = Some(value.clone()).filter(|v| !v.is_null()),
+            "sys_version" => {
+                // Only a PUT reads it, but a body is what the description says on every write:
+                // a version that is not a whole number is refused, not ignored.
+                if !value.is_null() && crate::domain::values::whole_u64(value).is_none() {
+                    problems.push(FieldError::new(
+                        name.as_str(),
+                        "must be a non-negative integer",
+                    ));
+                }
+                extras.sys_version = Some(value.clone()).filter(|v| !v.is_null());
+            }
             _ if is_server_managed(name) => {}
             _ => match fields.set_json(name, value) {
                 Some(Ok(())) => {}
@@ -196,7 +206,7 @@ pub fn input_schema<F: Fields>(required: &Required) -> Value {
             continue;
         }
         if required.not_blank.contains(&name.as_str()) {
-            schema = serde_json::json!({"allOf": [schema, {"pattern": NOT_BLANK}]});
+            schema = crate::domain::values::not_blank_schema(schema);
         }
         if !required.all.contains(&name.as_str()) {
             schema = or_null(schema);

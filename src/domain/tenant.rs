@@ -113,7 +113,7 @@ impl Limits {
                 },
                 "max_registrations" => match value {
                     Value::Null => self.max_registrations = None,
-                    v => match v.as_u64() {
+                    v => match crate::domain::values::whole_u64(v) {
                         Some(n) => self.max_registrations = Some(n),
                         None => problems.push(FieldError::new(
                             "limits.max_registrations",

@@ -263,6 +263,10 @@ pub fn parse_row(kind: RecordKind, body: &Value, row: u64) -> Result<ParsedRow, 
             }
         },
     };
+    // A restore checks `sys_version` as a kept field and the body parser checks it too: name
+    // each problem once.
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert((p.field.clone(), p.message.clone())));
     match draft {
         Some(draft) if problems.is_empty() => Ok(ParsedRow {
             origin: RowOrigin { row, pk },

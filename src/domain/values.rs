@@ -124,27 +124,35 @@ pub fn notes_schema() -> Value {
     })
 }
 
-/// Where the schema of free-form JSON lives in the API description: it is recursive, so it is
-/// a named component that [`json_value_schema`] defines and value schemas refer to.
-pub const JSON_VALUE_REF: &str = "#/components/schemas/JsonValue";
-
-/// Any JSON whose strings are [`Notes`] and whose object keys are [`Text`].
+/// The schema of free-form JSON: `{}` (any value) with a description. It used to be a
+/// recursive `anyOf` naming the string rules at every depth, but code generators cannot follow
+/// a schema that refers to itself (openapi-python-client dropped every record that used it);
+/// the server still checks every nested string (`check_json_strings`).
 pub fn json_value_schema() -> Value {
     json!({
         "description": "Any JSON value; strings may span lines but hold no other control characters.",
-        "anyOf": [
-            {"type": "null"},
-            {"type": "boolean"},
-            {"type": "number"},
-            notes_schema(),
-            {"type": "array", "items": {"$ref": JSON_VALUE_REF}},
-            {
-                "type": "object",
-                "propertyNames": text_schema(),
-                "additionalProperties": {"$ref": JSON_VALUE_REF},
-            },
-        ],
     })
+}
+
+/// `schema`, a string schema whose `pattern` is `^[^…]*$` (no character of a class), that also
+/// needs a character other than whitespace: one plain `pattern` rather than an `allOf`, which
+/// code generators turn into an empty type. The leading part takes whitespace only, so the
+/// expression cannot backtrack.
+pub fn not_blank_schema(mut schema: Value) -> Value {
+    let class = schema
+        .get("pattern")
+        .and_then(Value::as_str)
+        .and_then(|p| p.strip_prefix("^[^"))
+        .and_then(|p| p.strip_suffix("]*$"))
+        .map(str::to_owned);
+    match class {
+        Some(class) => {
+            schema["pattern"] = json!(format!("^[^\\S{class}]*[^\\s{class}][^{class}]*$"));
+            schema["minLength"] = json!(1);
+        }
+        None => schema["pattern"] = json!("\\S"),
+    }
+    schema
 }
 
 fn array_schema(items: Value) -> Value {
@@ -294,11 +302,24 @@ impl FieldValue for f64 {
     }
 }
 
+/// A JSON number as a non-negative integer: `2` or `2.0` (JSON Schema counts a number with a
+/// zero fraction as an integer, and some clients write whole numbers that way); not `2.5`,
+/// not one beyond `u64`.
+pub fn whole_u64(value: &Value) -> Option<u64> {
+    if let Some(n) = value.as_u64() {
+        return Some(n);
+    }
+    // 2^64 as f64 is exact; anything below it with no fraction fits a u64.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    match value.as_f64() {
+        Some(n) if n.fract() == 0.0 && (0.0..LIMIT).contains(&n) => Some(n as u64),
+        _ => None,
+    }
+}
+
 impl FieldValue for u64 {
     fn parse(value: &Value) -> Result<Self, String> {
-        value
-            .as_u64()
-            .ok_or_else(|| "must be a non-negative integer".to_owned())
+        whole_u64(value).ok_or_else(|| "must be a non-negative integer".to_owned())
     }
     fn to_json(&self) -> Value {
         Value::from(*self)
@@ -506,7 +527,7 @@ impl FieldValue for CustomFieldValues {
             "type": "object",
             "properties": {"custom_field_id": notes_schema()},
             "propertyNames": text_schema(),
-            "additionalProperties": {"$ref": JSON_VALUE_REF},
+            "additionalProperties": json_value_schema(),
         }))
     }
 }
@@ -528,7 +549,7 @@ impl FieldValue for JsonList {
         self.0.write_json(out);
     }
     fn schema() -> Value {
-        array_schema(json!({"$ref": JSON_VALUE_REF}))
+        array_schema(json_value_schema())
     }
 }
 
@@ -738,6 +759,18 @@ mod tests {
         assert!(Notes::parse(&json!("bell \u{7}")).is_err());
         assert!(Text::parse(&json!("x".repeat(MAX_TEXT_CHARS + 1))).is_err());
         assert!(Text::parse(&json!(5)).is_err());
+    }
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction() {
+        assert_eq!(u64::parse(&json!(2)), Ok(2));
+        assert_eq!(u64::parse(&json!(2.0)), Ok(2));
+        assert_eq!(u64::parse(&json!(0.0)), Ok(0));
+        assert!(u64::parse(&json!(2.5)).is_err());
+        assert!(u64::parse(&json!(-1)).is_err());
+        assert!(u64::parse(&json!(-2.0)).is_err());
+        assert!(u64::parse(&json!(1e20)).is_err());
+        assert!(u64::parse(&json!("2")).is_err());
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! `GET /openapi.json`: the API as OpenAPI 3.1, built from the same types and tables the server
 //! runs on: record schemas come from each field's value type (`FieldValue::schema`), request
 //! bodies from the parsers' own schemas, lookups from `REGISTRATION_INDEXES`, catalog paths from
-//! `CatalogKind::ALL`, and each error status's `code` enum from `status_of`. A field, lookup,
+//! `CatalogKind::ALL`, and each error status's list of codes from `status_of`. A field, lookup,
 //! kind or error code added to the code shows up here without anyone editing this file.
+//!
+//! It is also written for code generators (docs/API.md, "Clients"): one shared `Error` schema,
+//! no recursive schema, alternatives as named components, no `allOf` on a field; CI generates
+//! Python and TypeScript clients from it and runs the README's scenario through them.
 //!
 //! `GET /docs` renders it with a page and script compiled into the binary (no CDN).
 
@@ -19,7 +23,7 @@ use crate::domain::record::Fields;
 use crate::domain::registration::{CourseRegistration, RegistrationFields};
 use crate::domain::search::SearchCriteria;
 use crate::domain::tenant::{tenant_patch_schema, ApiKey, NewKey, NewTenant, Tenant};
-use crate::domain::values::{json_value_schema, MAX_TEXT_CHARS};
+use crate::domain::values::MAX_TEXT_CHARS;
 use crate::error::ErrorCode;
 use crate::http::query::MAX_LIMIT;
 use crate::store::check::CheckReport;
@@ -95,6 +99,8 @@ struct Operation {
     /// The success status, its description, its schema, and whether it carries an ETag.
     ok: (u16, &'static str, Value),
     etag: bool,
+    /// Whether every success answer has the ETag (a dry run's has none).
+    etag_always: bool,
     paged: bool,
     links: Option<Value>,
     /// Answered without a key (`/healthz`, the documents themselves).
@@ -127,6 +133,7 @@ impl Operation {
             body_optional: false,
             ok: (200, "OK", json!({})),
             etag: false,
+            etag_always: true,
             paged: false,
             links: None,
             public: false,
@@ -168,6 +175,12 @@ impl Operation {
     }
     fn etag(mut self) -> Self {
         self.etag = true;
+        self
+    }
+    /// An ETag on the answers that stored a record.
+    fn etag_when_stored(mut self) -> Self {
+        self.etag = true;
+        self.etag_always = false;
         self
     }
     fn paged(mut self) -> Self {
@@ -225,8 +238,21 @@ impl Operation {
                 "ETag".into(),
                 json!({
                     "description": "The record's sys_version, quoted: send it back in If-Match.",
-                    "required": true,
+                    "required": self.etag_always,
                     "schema": {"type": "string", "pattern": "^\"[0-9]+\"$"},
+                }),
+            );
+        }
+        if self
+            .params
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+        {
+            headers.insert(
+                "Idempotent-Replayed".into(),
+                json!({
+                    "description": "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.",
+                    "schema": {"type": "string", "enum": ["true"]},
                 }),
             );
         }
@@ -240,7 +266,10 @@ impl Operation {
             );
             headers.insert(
                 "Link".into(),
-                json!({"description": "The next page, rel=\"next\".", "schema": {"type": "string"}}),
+                json!({
+                    "description": "Present when more pages exist: `<url>; rel=\"next\"`, this request's path and query with the next exclusiveStartKey (for a search, POST the same criteria to it).",
+                    "schema": {"type": "string"},
+                }),
             );
         }
         let (status, description, schema) = &self.ok;
@@ -314,7 +343,8 @@ fn id_param(name: &str) -> Value {
     path_param(name, RecordId::schema())
 }
 
-/// `fields` / `fieldsToReturn`: a comma-separated list of `id` and field names.
+/// `fields` / `fieldsToReturn`: `id` and field names, repeated (`fields=a&fields=b`, what
+/// generated clients send by default) or comma-separated (`fields=a,b`); the server takes both.
 fn projection_param<F: Fields>(name: &str) -> Value {
     let mut names = vec!["id"];
     names.extend_from_slice(F::NAMES);
@@ -322,9 +352,9 @@ fn projection_param<F: Fields>(name: &str) -> Value {
         "name": name,
         "in": "query",
         "required": false,
-        "description": "Return only `id` and these fields.",
+        "description": "Return only `id` and these fields: repeated (`a&b`) or comma-separated (`a,b`).",
         "style": "form",
-        "explode": false,
+        "explode": true,
         "schema": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": names}},
     })
 }
@@ -462,7 +492,8 @@ fn registration_operations() -> Vec<Operation> {
             "Build the registration without saving it.",
         ))
         .param(idempotency_param())
-        .ok(200, "The registration", schema_ref("CourseRegistration")),
+        .ok(200, "The registration", schema_ref("CourseRegistration"))
+        .etag_when_stored(),
         Operation::new("post", format!("{base}/previewEmail"), "previewEmail")
             .summary("Render an email template for a registration and send it")
             .param(tenant_param())
@@ -561,6 +592,7 @@ fn record_operations<F: Fields>(
         )
         .param(if_match_param())
         .body(patch_schema())
+        .body_media(&["application/json-patch+json", "application/json"])
         .ok(200, "The stored record", schema_ref(name))
         .etag(),
     ];
@@ -797,37 +829,60 @@ fn service_operations() -> Vec<Operation> {
     .collect()
 }
 
-fn error_schema(status: u16) -> Value {
-    let codes: Vec<&str> = ErrorCode::ALL
+/// The codes answered with `status`, from the one error table.
+fn codes_of(status: u16) -> Vec<&'static str> {
+    ErrorCode::ALL
         .iter()
         .filter(|code| status_of(**code).as_u16() == status)
         .map(|code| code.as_str())
-        .collect();
-    json!({
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "enum": codes},
-                    "message": {"type": "string"},
-                    "details": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["field", "message"],
-                            "properties": {
-                                "field": {"type": "string"},
-                                "message": {"type": "string"},
-                            },
-                        },
-                    },
+        .collect()
+}
+
+/// `Error`, the one schema of every error answer, and its parts. One schema, not one per
+/// status, so that a generated client has one error type. `code` is a string rather than an
+/// enum: a client generated today must still read an error whose code a later server added.
+/// Each status's codes are listed by its response (`x-error-codes` and the description).
+fn error_schemas(schemas: &mut Map<String, Value>) {
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "description": "Every error answer.",
+            "required": ["error"],
+            "properties": {"error": schema_ref("ErrorBody")},
+        }),
+    );
+    schemas.insert(
+        "ErrorBody".into(),
+        json!({
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "description": format!(
+                        "Stable, never renamed; new ones may be added. Today: {}.",
+                        codes.join(", ")
+                    ),
+                    "examples": ["validation_failed"],
                 },
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": schema_ref("FieldError")},
             },
-        },
-    })
+        }),
+    );
+    schemas.insert(
+        "FieldError".into(),
+        json!({
+            "type": "object",
+            "required": ["field", "message"],
+            "properties": {
+                "field": {"type": "string"},
+                "message": {"type": "string"},
+            },
+        }),
+    );
 }
 
 fn error_responses() -> Map<String, Value> {
@@ -854,19 +909,21 @@ fn error_responses() -> Map<String, Value> {
             if status == 401 {
                 headers.insert(
                     "WWW-Authenticate".into(),
-                    json!({"schema": {"type": "string"}}),
+                    json!({"description": "`Bearer`", "schema": {"type": "string"}}),
                 );
             }
             let reason = StatusCode::from_u16(status)
                 .ok()
                 .and_then(|s| s.canonical_reason())
                 .unwrap_or("Error");
+            let codes = codes_of(status);
             (
                 format!("Error{status}"),
                 json!({
-                    "description": reason,
+                    "description": format!("{reason}: {}", codes.join(", ")),
                     "headers": headers,
-                    "content": {"application/json": {"schema": error_schema(status)}},
+                    "content": {"application/json": {"schema": schema_ref("Error")}},
+                    "x-error-codes": codes,
                 }),
             )
         })
@@ -899,7 +956,14 @@ fn component_schemas() -> Map<String, Value> {
         CourseRegistration::input_schema(),
     );
     schemas.insert("Tenant".into(), Tenant::schema());
-    schemas.insert("JsonValue".into(), json_value_schema());
+    error_schemas(&mut schemas);
+    // Named parts of the batch and patch bodies.
+    for (name, schema) in BatchRequest::operation_schemas()
+        .into_iter()
+        .chain(crate::domain::patch::patch_operation_schemas())
+    {
+        schemas.insert(name.into(), schema);
+    }
     schemas.insert(
         "SentEmail".into(),
         json!({
@@ -938,14 +1002,7 @@ fn component_schemas() -> Map<String, Value> {
                             "id": {"type": ["string", "null"]},
                             "op": {"type": ["string", "null"]},
                             "status": {"type": "integer"},
-                            "error": {
-                                "type": "object",
-                                "required": ["code", "message"],
-                                "properties": {
-                                    "code": {"type": "string"},
-                                    "message": {"type": "string"},
-                                },
-                            },
+                            "error": schema_ref("ErrorBody"),
                         },
                     },
                 },
@@ -1022,10 +1079,10 @@ pub fn document() -> Value {
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}],
         "tags": [
-            {"name": TENANT_TAG},
-            {"name": CATALOG_TAG},
-            {"name": ADMIN_TAG},
-            {"name": SERVICE_TAG},
+            {"name": TENANT_TAG, "description": "The course registrations of a tenant: records, lookups, search, batch, generateRegistration, generateOrder, previewEmail."},
+            {"name": CATALOG_TAG, "description": "What registrations stand on: contacts, courses, offerings, registration processes, email templates, orders."},
+            {"name": ADMIN_TAG, "description": "Tenants, keys, export, import, backup and the consistency check (operator key, some also a tenant's admin key)."},
+            {"name": SERVICE_TAG, "description": "Health, metrics, this description, and the outbox."},
         ],
         "paths": paths,
         "components": {
@@ -1074,10 +1131,8 @@ mod tests {
         assert_eq!(before, ids.len(), "duplicate operationId");
         for op in &ops {
             for status in op.statuses() {
-                let schema = error_schema(status);
-                let codes = &schema["properties"]["error"]["properties"]["code"]["enum"];
                 assert!(
-                    !codes.as_array().unwrap().is_empty(),
+                    !codes_of(status).is_empty(),
                     "{} documents {status}, which no error code has",
                     op.id
                 );

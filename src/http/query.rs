@@ -1,5 +1,7 @@
 //! Query parameters: each endpoint names the ones it takes; anything else, a repeated name or a
-//! bad value is a 400 `invalid_query` naming the parameter.
+//! bad value is a 400 `invalid_query` naming the parameter. A list parameter ([`LIST_PARAMS`])
+//! may be given as `a,b` or repeated (`fields=a&fields=b`): the two forms OpenAPI's
+//! `explode: false` and `explode: true` describe, and generated clients send either.
 
 use crate::domain::record::{parse_projection, Fields};
 use crate::error::{ApiError, ErrorCode};
@@ -7,6 +9,9 @@ use actix_web::HttpRequest;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
+
+/// The parameters that hold a comma-separated list, and so may also be repeated.
+pub const LIST_PARAMS: [&str; 2] = ["fields", "fieldsToReturn"];
 
 fn invalid(name: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::new(
@@ -23,22 +28,30 @@ pub struct QueryParams {
 impl QueryParams {
     /// Parses the query string; `allowed` lists every parameter this endpoint takes.
     pub fn parse(req: &HttpRequest, allowed: &[&str]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> =
+        let given: Vec<(String, String)> =
             serde_urlencoded::from_str(req.query_string()).map_err(|e| {
                 ApiError::new(
                     ErrorCode::InvalidQuery,
                     format!("malformed query string: {e}"),
                 )
             })?;
-        for (i, (name, _)) in pairs.iter().enumerate() {
+        let mut pairs: Vec<(String, String)> = Vec::with_capacity(given.len());
+        for (name, value) in given {
             if !allowed.contains(&name.as_str()) {
                 return Err(invalid(
-                    name,
+                    &name,
                     format!("is not known here (known: {})", allowed.join(", ")),
                 ));
             }
-            if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
-                return Err(invalid(name, "is given more than once"));
+            match pairs.iter_mut().find(|(earlier, _)| *earlier == name) {
+                // A repeated list parameter is the same list written out: join it, so the
+                // parser (and a next-page link) sees one `a,b` value.
+                Some((_, list)) if LIST_PARAMS.contains(&name.as_str()) => {
+                    list.push(',');
+                    list.push_str(&value);
+                }
+                Some(_) => return Err(invalid(&name, "is given more than once")),
+                None => pairs.push((name, value)),
             }
         }
         Ok(QueryParams { pairs })
@@ -79,6 +92,11 @@ impl QueryParams {
         self.get(name)
             .map(|list| parse_projection::<F>(list).map_err(|e| invalid(name, e)))
             .transpose()
+    }
+
+    /// Every parameter given, in order (a repeated list parameter once, joined).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// `exclusiveStartKey`, when given and non-empty.

@@ -286,6 +286,8 @@ async fn lookup(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResp
     })
     .await?;
     Ok(query_page_json(
+        &req,
+        &query,
         page.items.len(),
         page_capacity(page.items.len()),
         |out| write_items(out, &page.items, fields.as_deref()),
@@ -362,6 +364,8 @@ async fn search(
     })
     .await?;
     Ok(query_page_json(
+        &req,
+        &query,
         page.items.len(),
         page_capacity(page.items.len()),
         |out| write_items(out, &page.items, fields.as_deref()),

@@ -62,19 +62,20 @@ pub fn if_match(req: &HttpRequest) -> Result<Precondition, ApiError> {
     Ok(Some(versions))
 }
 
-/// The URL of the next page: this request's path and the named query parameters, with the
-/// new start key.
-pub fn next_link(req: &HttpRequest, query: &QueryParams, token: &str, names: &[&str]) -> String {
-    let mut pairs: Vec<(&str, &str)> = names
-        .iter()
-        .filter_map(|n| query.get(n).map(|v| (*n, v)))
+/// The URL of the next page: this request's path and every query parameter it was given (the
+/// token is bound to them: `includeActiveOnly`, for one), with the new start key.
+pub fn next_link(req: &HttpRequest, query: &QueryParams, token: &str) -> String {
+    let mut pairs: Vec<(&str, &str)> = query
+        .pairs()
+        .filter(|(name, _)| *name != "exclusiveStartKey")
         .collect();
     pairs.push(("exclusiveStartKey", token));
     let encoded = serde_urlencoded::to_string(&pairs).unwrap_or_default();
     format!("{}?{}", req.path(), encoded)
 }
 
-/// Adds `X-Last-Evaluated-Key` and `Link: <…>; rel="next"` when there is a next page.
+/// Adds `X-Last-Evaluated-Key` and `Link: <…>; rel="next"` when there is a next page: on the
+/// lists, and on the lookups, search and outbox beside their `LastEvaluatedKey`.
 pub fn page_headers(
     response: &mut actix_web::HttpResponseBuilder,
     req: &HttpRequest,
@@ -82,7 +83,7 @@ pub fn page_headers(
     next: Option<&str>,
 ) {
     if let Some(token) = next {
-        let link = next_link(req, query, token, &["fields", "limit"]);
+        let link = next_link(req, query, token);
         response.insert_header(("X-Last-Evaluated-Key", token));
         if let Ok(value) = header::HeaderValue::from_str(&format!("<{link}>; rel=\"next\"")) {
             response.insert_header((header::LINK, value));
@@ -103,6 +104,8 @@ pub fn json_body(
 
 /// [`query_page`] whose `Items`, a JSON array of `count` items, `write_items` appends.
 pub fn query_page_json(
+    req: &HttpRequest,
+    query: &QueryParams,
     count: usize,
     capacity: usize,
     write_items: impl FnOnce(&mut Vec<u8>),
@@ -113,19 +116,28 @@ pub fn query_page_json(
     crate::domain::values::write_json_value(&mut body, &count);
     body.extend_from_slice(b",\"Items\":");
     write_items(&mut body);
-    if let Some(token) = next {
+    if let Some(token) = &next {
         body.extend_from_slice(b",\"LastEvaluatedKey\":");
-        crate::domain::values::write_json_str(&mut body, &token);
+        crate::domain::values::write_json_str(&mut body, token);
     }
     body.push(b'}');
-    json_body(&mut actix_web::HttpResponse::Ok(), body)
+    let mut response = actix_web::HttpResponse::Ok();
+    page_headers(&mut response, req, query, next.as_deref());
+    json_body(&mut response, body)
 }
 
 /// A lookup-style page: `{"Count", "Items", "LastEvaluatedKey"?}`.
-pub fn query_page(items: Vec<serde_json::Value>, next: Option<String>) -> actix_web::HttpResponse {
+pub fn query_page(
+    req: &HttpRequest,
+    query: &QueryParams,
+    items: Vec<serde_json::Value>,
+    next: Option<String>,
+) -> actix_web::HttpResponse {
+    let mut response = actix_web::HttpResponse::Ok();
+    page_headers(&mut response, req, query, next.as_deref());
     let mut body = serde_json::json!({"Count": items.len(), "Items": items});
     if let Some(token) = next {
         body["LastEvaluatedKey"] = serde_json::Value::String(token);
     }
-    actix_web::HttpResponse::Ok().json(body)
+    response.json(body)
 }

@@ -36,7 +36,7 @@ async fn outbox(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResp
     })
     .await?;
     let items: Vec<Value> = page.items.iter().map(|m| m.to_json()).collect();
-    Ok(query_page(items, page.next))
+    Ok(query_page(&req, &query, items, page.next))
 }
 
 /// Ready: the server only binds once the database is open, so answering is the proof.

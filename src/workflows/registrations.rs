@@ -114,7 +114,7 @@ pub fn changed_body(
                 }
             }
             if let Some(sent) = body.get("sys_version").filter(|v| !v.is_null()) {
-                let sent = sent.as_u64().ok_or_else(|| {
+                let sent = crate::domain::values::whole_u64(sent).ok_or_else(|| {
                     ApiError::field("sys_version", "must be a non-negative integer")
                 })?;
                 if sent != version {

@@ -244,11 +244,18 @@ async fn query_parameters_are_checked() {
         &json!({"id": id, "name": "Ada Lovelace", "status": "draft"})
     );
 
+    // A list parameter may also be repeated (what generated clients send); any other
+    // parameter may not.
+    let repeated = app
+        .get(&format!("{path}?fields=name&fields=status"), &t.read)
+        .await;
+    assert_eq!(repeated.assert_ok(), projected.assert_ok());
     for bad in [
         "?fields=name,nope",
+        "?fields=name&fields=nope",
         "?consistentRead=maybe",
         "?unknown=1",
-        "?fields=name&fields=status",
+        "?consistentRead=true&consistentRead=true",
     ] {
         app.get(&format!("{path}{bad}"), &t.read)
             .await
