@@ -170,7 +170,28 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub operator_key: Option<String>,
+    /// Seconds a client has to send a whole request body, from when the server starts
+    /// reading it; later: 408 `request_timeout` and the connection is closed.
+    #[arg(long, env = "REGISTRAR_BODY_TIMEOUT", default_value_t = DEFAULT_BODY_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Most requests one tenant may have in progress at once; more: 429 `too_many_in_flight`.
+    /// 0 = no cap.
+    #[arg(
+        long,
+        env = "REGISTRAR_MAX_IN_FLIGHT_PER_TENANT",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT_PER_TENANT
+    )]
+    pub max_in_flight_per_tenant: usize,
 }
+
+/// `--body-timeout`: a 1 MiB body at 35 KB/s still arrives; a trickle does not hold a
+/// connection for longer.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+/// `--max-in-flight-per-tenant`: far above what a well-behaved client keeps open (a portal's
+/// connection pool), and low enough that one tenant cannot hold every connection or fill the
+/// blocking pool and the writer queue by itself.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_TENANT: usize = 64;
 
 impl ServeArgs {
     pub fn durability(&self) -> Durability {
@@ -193,6 +214,8 @@ impl ServeArgs {
             demo: false,
             demo_dir: PathBuf::from("./data/demo"),
             operator_key: Some(operator_key.to_owned()),
+            body_timeout: DEFAULT_BODY_TIMEOUT_SECS,
+            max_in_flight_per_tenant: DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
         }
     }
 }

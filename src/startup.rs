@@ -111,7 +111,10 @@ impl Application {
             },
             from: args.mail_from.clone(),
         });
-        let limiter = web::Data::new(http::rate::RateLimiter::default());
+        let admission = web::Data::new(http::admission::Admission::new(
+            args.max_in_flight_per_tenant,
+            std::time::Duration::from_secs(args.body_timeout),
+        ));
         let in_flight = web::Data::new(http::idempotency::InFlight::default());
         let request_metrics = web::Data::new(http::metrics::RequestMetrics::default());
         let app_store = store.clone();
@@ -119,12 +122,13 @@ impl Application {
             http::app(
                 app_store.clone(),
                 mailer.clone(),
-                limiter.clone(),
+                admission.clone(),
                 in_flight.clone(),
                 request_metrics.clone(),
             )
         })
-        // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close.
+        // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close;
+        // its body has `--body-timeout` (`http::body::read_body`).
         .client_request_timeout(std::time::Duration::from_secs(5))
         .client_disconnect_timeout(std::time::Duration::from_secs(2))
         .listen(listener)

@@ -3,7 +3,6 @@
 //! tenant and the role, and hands the handler a [`Caller`]. Handlers cannot skip it: it wraps
 //! the whole app, and a handler learns its tenant only from the `Caller` it puts in place.
 
-use super::rate::RateLimiter;
 use crate::domain::access::{Principal, Role};
 use crate::domain::ids::TenantId;
 use crate::error::{ApiError, ErrorCode};
@@ -157,13 +156,11 @@ fn admit(store: &Store, req: &ServiceRequest) -> Result<Option<Caller>, ApiError
                 ));
             };
             // Every request on a tenant's resource paths counts toward its rate, refused ones
-            // included; the admin paths do not, so limits and keys can always be managed.
+            // included, and holds a place among its requests in flight; the admin paths do
+            // not, so limits and keys can always be managed.
             let on_resource = !req.path().starts_with("/admin/");
-            if let Some(limiter) = req
-                .app_data::<web::Data<RateLimiter>>()
-                .filter(|_| on_resource)
-            {
-                limiter.admit(&tenant, record.limits.requests_per_second)?;
+            if on_resource {
+                super::admission::admit(req, &tenant, &record.limits)?;
             }
             if granted < role {
                 return Err(ApiError::new(

@@ -24,5 +24,6 @@ mod restart;
 mod rules;
 mod search;
 mod service;
+mod slow_clients;
 mod startup;
 mod transfer;
