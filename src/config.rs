@@ -183,6 +183,14 @@ pub struct ServeArgs {
         default_value_t = DEFAULT_MAX_IN_FLIGHT_PER_TENANT
     )]
     pub max_in_flight_per_tenant: usize,
+    /// Most blocking store reads one tenant may run at once on the blocking pool; the rest
+    /// wait their turn, so another tenant's read is not crowded out. 0 = no limit.
+    #[arg(
+        long,
+        env = "REGISTRAR_BLOCKING_PER_TENANT",
+        default_value_t = DEFAULT_BLOCKING_PER_TENANT
+    )]
+    pub blocking_per_tenant: usize,
 }
 
 /// `--body-timeout`: a 1 MiB body at 35 KB/s still arrives; a trickle does not hold a
@@ -192,6 +200,10 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 /// connection pool), and low enough that one tenant cannot hold every connection or fill the
 /// blocking pool and the writer queue by itself.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_TENANT: usize = 64;
+
+/// `--blocking-per-tenant`: as many as the machine has cores is enough to keep them busy with
+/// one tenant's reads (docs/SECURITY.md, "Issue 13").
+pub const DEFAULT_BLOCKING_PER_TENANT: usize = 2;
 
 impl ServeArgs {
     pub fn durability(&self) -> Durability {
@@ -216,6 +228,7 @@ impl ServeArgs {
             operator_key: Some(operator_key.to_owned()),
             body_timeout: DEFAULT_BODY_TIMEOUT_SECS,
             max_in_flight_per_tenant: DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
+            blocking_per_tenant: DEFAULT_BLOCKING_PER_TENANT,
         }
     }
 }

@@ -114,6 +114,7 @@ impl Application {
         let admission = web::Data::new(http::admission::Admission::new(
             args.max_in_flight_per_tenant,
             std::time::Duration::from_secs(args.body_timeout),
+            args.blocking_per_tenant,
         ));
         let in_flight = web::Data::new(http::idempotency::InFlight::default());
         let request_metrics = web::Data::new(http::metrics::RequestMetrics::default());

@@ -13,11 +13,16 @@
 //! ends (answered, refused by a later layer, or the client gone).
 
 use super::rate::RateLimiter;
-use crate::config::{DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_MAX_IN_FLIGHT_PER_TENANT};
+use crate::config::{
+    DEFAULT_BLOCKING_PER_TENANT, DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
+};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::Limits;
 use crate::error::{ApiError, ErrorCode};
-use actix_web::dev::ServiceRequest;
+use crate::workflows::fair::{self, BlockingShares, Share};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +39,7 @@ pub struct Admission {
     /// `None`: no cap.
     max_in_flight: Option<usize>,
     body_deadline: Duration,
+    blocking: Arc<BlockingShares>,
 }
 
 impl Default for Admission {
@@ -41,6 +47,7 @@ impl Default for Admission {
         Admission::new(
             DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
             Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
+            DEFAULT_BLOCKING_PER_TENANT,
         )
     }
 }
@@ -66,13 +73,14 @@ impl Drop for InFlightGuard {
 }
 
 impl Admission {
-    /// `max_in_flight` 0 = no cap.
-    pub fn new(max_in_flight: usize, body_deadline: Duration) -> Self {
+    /// `max_in_flight` 0 = no cap; `blocking_per_tenant` 0 = no limit.
+    pub fn new(max_in_flight: usize, body_deadline: Duration, blocking_per_tenant: usize) -> Self {
         Admission {
             rate: RateLimiter::default(),
             in_flight: Arc::default(),
             max_in_flight: (max_in_flight > 0).then_some(max_in_flight),
             body_deadline,
+            blocking: Arc::new(BlockingShares::new(blocking_per_tenant)),
         }
     }
 
@@ -122,6 +130,25 @@ pub fn admit(req: &ServiceRequest, tenant: &TenantId, limits: &Limits) -> Result
     Ok(())
 }
 
+/// The middleware inside the access gate: runs an admitted tenant request as that tenant's,
+/// so its blocking store reads take the tenant's places on the pool (`workflows::fair`).
+pub async fn share(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let tenant = req
+        .extensions()
+        .get::<InFlightGuard>()
+        .map(|place| place.tenant.clone());
+    let shares = req
+        .app_data::<web::Data<Admission>>()
+        .map(|admission| Arc::clone(&admission.blocking));
+    match tenant.zip(shares) {
+        Some((tenant, shares)) => fair::with_share(Share { shares, tenant }, next.call(req)).await,
+        None => next.call(req).await,
+    }
+}
+
 /// The body deadline of the server that serves `req`.
 pub fn body_deadline(req: &HttpRequest) -> Duration {
     req.app_data::<web::Data<Admission>>()
@@ -139,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_tenant_at_its_cap_is_refused_until_a_place_is_given_back_and_others_are_not() {
-        let admission = Admission::new(2, Duration::from_secs(1));
+        let admission = Admission::new(2, Duration::from_secs(1), 0);
         let (a, b) = (tenant("a"), tenant("b"));
         let limits = Limits::default();
         let first = admission.admit(&a, &limits).unwrap();
@@ -156,7 +183,7 @@ mod tests {
 
     #[test]
     fn no_cap_admits_all_and_an_idle_tenant_leaves_no_entry() {
-        let admission = Admission::new(0, Duration::from_secs(1));
+        let admission = Admission::new(0, Duration::from_secs(1), 0);
         let a = tenant("a");
         let places: Vec<_> = (0..1000)
             .map(|_| admission.admit(&a, &Limits::default()).unwrap())
@@ -168,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_rate_is_checked_first() {
-        let admission = Admission::new(1, Duration::from_secs(1));
+        let admission = Admission::new(1, Duration::from_secs(1), 0);
         let limits = Limits {
             requests_per_second: Some(0.5),
             ..Limits::default()

@@ -65,6 +65,7 @@ pub fn app(
         .app_data(request_metrics)
         .configure(configure)
         .wrap(from_fn(idempotency::guard))
+        .wrap(from_fn(admission::share))
         .wrap(from_fn(access::gate))
         .wrap(from_fn(frame::frame))
 }

@@ -13,6 +13,7 @@ mod check;
 mod concurrency;
 mod email;
 mod errors;
+mod fairness;
 mod generate;
 mod hostile;
 mod idempotency;
