@@ -162,7 +162,7 @@ def start_server(binary, flags, data_dir):
     env = dict(os.environ, RUST_LOG=os.environ.get("REGISTRAR_LOG", "info"))
     server = subprocess.Popen(
         [binary, "--bind", f"127.0.0.1:{port}", "--data-dir", data_dir,
-         "--operator-key", OPERATOR_KEY, "--durability", "relaxed", *flags],
+         "--operator-key", OPERATOR_KEY, *flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):

@@ -59,8 +59,11 @@ impl BlockingShares {
         let per_tenant = self.per_tenant?;
         let turn = {
             let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            // Work-conserving: a tenant alone on the pool is not held to its share (the map
+            // holds only tenants with jobs running or waiting).
+            let alone = tenants.len() == 1 && tenants.contains_key(tenant) || tenants.is_empty();
             let jobs = tenants.entry(tenant.clone()).or_default();
-            if jobs.running < per_tenant {
+            if jobs.running < per_tenant || alone {
                 jobs.running += 1;
                 None
             } else {
@@ -91,14 +94,19 @@ impl BlockingShares {
 
     fn release(&self, tenant: &TenantId) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let alone = tenants.len() == 1;
         let Some(jobs) = tenants.get_mut(tenant) else {
             return;
         };
         // Hand the place on to the first waiter still waiting (a cancelled request's
-        // receiver is gone).
-        while let Some(next) = jobs.waiting.pop_front() {
-            if next.send(()).is_ok() {
-                return;
+        // receiver is gone), unless the tenant ran beyond its share while it was alone and
+        // others wait now: then the place goes back, and the tenant shrinks to its share.
+        let within_share = self.per_tenant.is_some_and(|share| jobs.running <= share);
+        if within_share || alone {
+            while let Some(next) = jobs.waiting.pop_front() {
+                if next.send(()).is_ok() {
+                    return;
+                }
             }
         }
         jobs.running = jobs.running.saturating_sub(1);
@@ -160,6 +168,8 @@ mod tests {
     async fn a_tenant_runs_at_most_its_share_and_waiters_go_in_order_while_others_pass() {
         let shares = Arc::new(BlockingShares::new(2));
         let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        // Another tenant is busy, so a is held to its share.
+        let _other = shares.acquire(&b).await.unwrap();
         let first = shares.acquire(&a).await.unwrap();
         let _second = shares.acquire(&a).await.unwrap();
         assert_eq!(shares.running(&a), 2);
@@ -177,8 +187,8 @@ mod tests {
         tokio::task::yield_now().await;
         cancelled.abort();
         assert!(cancelled.await.unwrap_err().is_cancelled());
-        // Another tenant is not held up.
-        let _other = shares.acquire(&b).await.unwrap();
+        // The other tenant is not held up.
+        let _other_again = shares.acquire(&b).await.unwrap();
         assert!(!waiting.is_finished());
         drop(first);
         waiting.await.unwrap().unwrap();
@@ -186,9 +196,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tenant_alone_is_not_held_to_its_share_and_shrinks_to_it_when_another_comes() {
+        let shares = Arc::new(BlockingShares::new(1));
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        let first = shares.acquire(&a).await.unwrap();
+        let second = shares.acquire(&a).await.unwrap();
+        assert_eq!(shares.running(&a), 2);
+        let _other = shares.acquire(&b).await.unwrap();
+        let waiting = {
+            let shares = Arc::clone(&shares);
+            let a = a.clone();
+            tokio::spawn(async move { shares.acquire(&a).await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        // Two running, share one, another tenant busy: the first place given back is not
+        // handed on, the second is.
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(shares.running(&a), 1);
+        drop(second);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(shares.running(&a), 0);
+    }
+
+    #[tokio::test]
     async fn a_waiter_cancelled_after_it_was_handed_a_place_gives_it_back() {
         let shares = Arc::new(BlockingShares::new(1));
-        let a = TenantId::parse("a").unwrap();
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        let _other = shares.acquire(&b).await.unwrap();
         let held = shares.acquire(&a).await.unwrap();
         let mut waiter = Box::pin(shares.acquire(&a));
         let waker = futures_util::task::noop_waker();
