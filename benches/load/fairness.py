@@ -8,7 +8,15 @@ makes a victim tenant and a flood tenant, and measures the victim's GET-by-id la
 (sequential, one connection, --victim-rate requests/s) alone and then while the flood tenant
 drives --flood-conns connections as fast as they are answered (GETs by id or creates). The
 configurations (--configs, each a list of extra server flags) alternate within every round,
-so a shared machine's background load falls on each of them alike.
+so a shared machine's background load falls on each of them alike. A configuration may
+hold `flood-rate=N`: the flood tenant then gets requests_per_second N (a tenant limit, not a
+server flag), to compare a rate limit with the server's own shares.
+
+Example (the figures in docs/SECURITY.md, "Issue 13"):
+
+    python3 benches/load/fairness.py run --binary target/release/registrar --rounds 3 \
+        --seconds 4 --flood-conns 64 --flood-kind get \
+        --configs "--max-in-flight-per-tenant 0 --blocking-per-tenant 0" ""
 
 The victim and the flood run in separate processes (`fairness.py victim`, `fairness.py
 flood`), so the flood's client work never delays the victim's clock. Python only, standard
@@ -192,12 +200,18 @@ def child(role, address, key, path, seconds, extra):
 
 
 def measure(binary, flags, args):
+    # `flood-rate=N` is not a server flag: it sets the flood tenant's requests_per_second.
+    rate = [f.split("=", 1)[1] for f in flags if f.startswith("flood-rate=")]
+    flags = [f for f in flags if not f.startswith("flood-rate=")]
     data_dir = tempfile.mkdtemp(prefix="registrar-fairness-")
     server, base = start_server(binary, flags, data_dir)
     try:
         address = base.removeprefix("http://")
         victim_key, victim_path = make_tenant(base, "victim")
         flood_key, flood_get = make_tenant(base, "flood")
+        if rate:
+            http(base, "PATCH", "/admin/tenants/flood", OPERATOR_KEY,
+                 {"limits": {"requests_per_second": float(rate[0])}})
         flood_path = "/contacts/flood" if args.flood_kind == "create" else flood_get
         victim_extra = ["--rate", str(args.victim_rate)]
         alone = child("victim", address, victim_key, victim_path, args.seconds, victim_extra)
@@ -254,7 +268,8 @@ def main():
     r.add_argument("--victim-rate", type=float, default=100)
     r.add_argument("--configs", nargs="+",
                    default=["--max-in-flight-per-tenant 0", ""],
-                   help="server flags of each configuration, one string each")
+                   help="server flags of each configuration, one string each; "
+                        "flood-rate=N sets the flood tenant's requests_per_second instead")
     for role in ("victim", "flood"):
         p = sub.add_parser(role)
         p.add_argument("--address", required=True)

@@ -3,9 +3,11 @@
 //! Store reads that may block run on the blocking pool ([`super::blocking`]), whose threads
 //! the OS schedules alike: a tenant with 60 reads waiting has 60 runnable threads, and another
 //! tenant's one read gets a sixtieth of the CPU. A [`BlockingShares`] lets each tenant run at
-//! most `per_tenant` jobs at once and queues the rest, in order, per tenant; so a tenant's
-//! read competes with at most `per_tenant` threads of each other tenant however many requests
-//! that tenant sends (the figures are in docs/SECURITY.md, "Issue 13").
+//! most `per_tenant` jobs at once while another tenant is present (has had a job start within
+//! the last second) and queues the rest, in order, per tenant; so a tenant's read competes
+//! with at most `per_tenant` threads of each other tenant however many requests that tenant
+//! sends. A tenant alone is not held back: the shares cost a lone tenant no throughput (the
+//! figures are in docs/SECURITY.md, "Issue 13").
 //!
 //! The tenant of the running request is known from a task-local the HTTP layer sets around a
 //! tenant's request ([`with_share`]); code outside a tenant's request is not queued.
@@ -13,6 +15,7 @@
 use crate::domain::ids::TenantId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 tokio::task_local! {
@@ -26,10 +29,30 @@ pub struct Share {
     pub tenant: TenantId,
 }
 
-#[derive(Default)]
+/// How long a tenant counts as present after its last job started: a tenant whose requests
+/// come one at a time has no job running most of the time, and must still find the others at
+/// their shares when its next one comes.
+const PRESENCE: Duration = Duration::from_secs(1);
+
 struct TenantJobs {
     running: usize,
     waiting: VecDeque<oneshot::Sender<()>>,
+    last_started: Instant,
+}
+
+impl TenantJobs {
+    fn present(&self, now: Instant) -> bool {
+        self.running > 0
+            || !self.waiting.is_empty()
+            || now.duration_since(self.last_started) < PRESENCE
+    }
+}
+
+/// Whether `tenant` is the only tenant present; forgets the tenants no longer present, so the
+/// map holds only those.
+fn alone(tenants: &mut HashMap<TenantId, TenantJobs>, tenant: &TenantId, now: Instant) -> bool {
+    tenants.retain(|_, jobs| jobs.present(now));
+    tenants.keys().all(|present| present == tenant)
 }
 
 /// Per-tenant places on the blocking pool.
@@ -59,10 +82,15 @@ impl BlockingShares {
         let per_tenant = self.per_tenant?;
         let turn = {
             let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-            // Work-conserving: a tenant alone on the pool is not held to its share (the map
-            // holds only tenants with jobs running or waiting).
-            let alone = tenants.len() == 1 && tenants.contains_key(tenant) || tenants.is_empty();
-            let jobs = tenants.entry(tenant.clone()).or_default();
+            let now = Instant::now();
+            // Work-conserving: a tenant alone on the pool is not held to its share.
+            let alone = alone(&mut tenants, tenant, now);
+            let jobs = tenants.entry(tenant.clone()).or_insert_with(|| TenantJobs {
+                running: 0,
+                waiting: VecDeque::new(),
+                last_started: now,
+            });
+            jobs.last_started = now;
             if jobs.running < per_tenant || alone {
                 jobs.running += 1;
                 None
@@ -94,7 +122,7 @@ impl BlockingShares {
 
     fn release(&self, tenant: &TenantId) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-        let alone = tenants.len() == 1;
+        let alone = alone(&mut tenants, tenant, Instant::now());
         let Some(jobs) = tenants.get_mut(tenant) else {
             return;
         };
@@ -109,10 +137,8 @@ impl BlockingShares {
                 }
             }
         }
+        // The entry stays while the tenant is present; `alone` forgets it later.
         jobs.running = jobs.running.saturating_sub(1);
-        if jobs.running == 0 {
-            tenants.remove(tenant);
-        }
     }
 
     #[cfg(test)]
