@@ -201,8 +201,9 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 /// blocking pool and the writer queue by itself.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_TENANT: usize = 64;
 
-/// `--blocking-per-tenant`: as many as the machine has cores is enough to keep them busy with
-/// one tenant's reads (docs/SECURITY.md, "Issue 13").
+/// `--blocking-per-tenant`: two reads at once keep two cores busy with one tenant's reads
+/// while another tenant is present, and leave that tenant's read a third of the CPU at worst;
+/// a tenant alone is not held to it (docs/SECURITY.md, "Issue 13").
 pub const DEFAULT_BLOCKING_PER_TENANT: usize = 2;
 
 impl ServeArgs {
