@@ -213,7 +213,41 @@ pub struct ServeArgs {
     /// Test setting: the largest outbox message kept.
     #[arg(long, env = "REGISTRAR_MAX_OUTBOX_MESSAGE_BYTES", default_value_t = MAX_STORED_BYTES_DEFAULT, hide = true)]
     pub max_outbox_message_bytes: usize,
+    /// Seconds a client has to send a whole request body, from when the server starts
+    /// reading it; later: 408 `request_timeout` and the connection is closed.
+    #[arg(long, env = "REGISTRAR_BODY_TIMEOUT", default_value_t = DEFAULT_BODY_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Most requests one tenant may have in progress at once; more: 429 `too_many_in_flight`.
+    /// 0 = no cap.
+    #[arg(
+        long,
+        env = "REGISTRAR_MAX_IN_FLIGHT_PER_TENANT",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT_PER_TENANT
+    )]
+    pub max_in_flight_per_tenant: usize,
+    /// Most blocking store reads one tenant may run at once on the blocking pool; the rest
+    /// wait their turn, so another tenant's read is not crowded out. 0 = no limit.
+    #[arg(
+        long,
+        env = "REGISTRAR_BLOCKING_PER_TENANT",
+        default_value_t = DEFAULT_BLOCKING_PER_TENANT
+    )]
+    pub blocking_per_tenant: usize,
 }
+
+/// `--body-timeout`: a 1 MiB body at 35 KB/s still arrives; a trickle does not hold a
+/// connection for longer.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+/// `--max-in-flight-per-tenant`: far above what a well-behaved client keeps open (a portal's
+/// connection pool), and low enough that one tenant cannot hold every connection or fill the
+/// blocking pool and the writer queue by itself.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_TENANT: usize = 64;
+
+/// `--blocking-per-tenant`: two reads at once keep two cores busy with one tenant's reads
+/// while another tenant is present, and leave that tenant's read a third of the CPU at worst;
+/// a tenant alone is not held to it (docs/SECURITY.md, "Issue 13").
+pub const DEFAULT_BLOCKING_PER_TENANT: usize = 2;
 
 impl ServeArgs {
     /// What the server keeps and for how long.
@@ -261,6 +295,9 @@ impl ServeArgs {
             sweep_interval_ms: 60_000,
             max_stored_response_bytes: MAX_STORED_BYTES_DEFAULT,
             max_outbox_message_bytes: MAX_STORED_BYTES_DEFAULT,
+            body_timeout: DEFAULT_BODY_TIMEOUT_SECS,
+            max_in_flight_per_tenant: DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
+            blocking_per_tenant: DEFAULT_BLOCKING_PER_TENANT,
         }
     }
 }

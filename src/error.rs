@@ -76,6 +76,12 @@ error_codes! {
     RateLimited = "rate_limited",
     /// The tenant stores as many registrations as its `max_registrations` allows.
     TenantLimit = "tenant_limit",
+    /// The tenant already has as many requests in progress as the server admits per tenant
+    /// (`--max-in-flight-per-tenant`); `Retry-After` says when to try again.
+    TooManyInFlight = "too_many_in_flight",
+    /// The request body did not arrive in full within the server's body deadline
+    /// (`--body-timeout`); the connection is closed.
+    RequestTimeout = "request_timeout",
     /// The `Idempotency-Key` header is empty, too long or not printable ASCII.
     InvalidIdempotencyKey = "invalid_idempotency_key",
     /// The `Idempotency-Key` was used before with a different request.

@@ -156,7 +156,11 @@ impl Application {
                 RENDER_WORKERS,
             )),
         });
-        let limiter = web::Data::new(http::rate::RateLimiter::default());
+        let admission = web::Data::new(http::admission::Admission::new(
+            args.max_in_flight_per_tenant,
+            std::time::Duration::from_secs(args.body_timeout),
+            args.blocking_per_tenant,
+        ));
         let in_flight = web::Data::new(http::idempotency::InFlight::default());
         let request_metrics = web::Data::new(http::metrics::RequestMetrics::default());
         let app_store = store.clone();
@@ -164,12 +168,13 @@ impl Application {
             http::app(
                 app_store.clone(),
                 mailer.clone(),
-                limiter.clone(),
+                admission.clone(),
                 in_flight.clone(),
                 request_metrics.clone(),
             )
         })
-        // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close.
+        // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close;
+        // its body has `--body-timeout` (`http::body::read_body`).
         .client_request_timeout(std::time::Duration::from_secs(5))
         .client_disconnect_timeout(std::time::Duration::from_secs(2));
         // With TLS, a client that does not finish its handshake is dropped after actix's

@@ -13,7 +13,6 @@
 //! extractor that finds nothing (a route mounted some other way) runs the same check itself:
 //! there is no path on which a handler gets a caller nobody checked.
 
-use super::rate::RateLimiter;
 use crate::domain::access::{Principal, Role};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::Tenant;
@@ -286,16 +285,14 @@ impl<R: MinRole> FromRequest for TenantCaller<R> {
 }
 
 /// The admission of a request on a tenant's resources, beyond its key: the tenant's request
-/// rate (refused requests included). The one place per-tenant traffic limits are applied.
+/// rate (refused requests included) and its place among the tenant's requests in flight
+/// (`admission.rs`). The one place per-tenant traffic limits are applied.
 fn admit_tenant_traffic(
     req: &HttpRequest,
     tenant: &TenantId,
     record: &Tenant,
 ) -> Result<(), ApiError> {
-    if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
-        limiter.admit(tenant, record.limits.requests_per_second)?;
-    }
-    Ok(())
+    super::admission::admit(req, tenant, &record.limits)
 }
 
 fn store(req: &HttpRequest) -> Result<&Store, ApiError> {

@@ -1,6 +1,7 @@
 //! The JSON body extractor: content type, size limit and nesting depth checked before any
 //! handler sees the body, each failure in the common error envelope.
 
+use super::admission::body_deadline;
 use crate::error::{ApiError, ErrorCode};
 use actix_web::dev::Payload;
 use actix_web::http::header::CONTENT_TYPE;
@@ -9,6 +10,7 @@ use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use serde_json::Value;
+use std::time::Duration;
 
 /// Largest request body: a ~2 KB record is far below it, a 100-op batch with full records
 /// fits, and anything larger is refused before it is buffered (see docs/API.md).
@@ -100,8 +102,24 @@ fn check_declared_length(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the whole body, refusing it as soon as it passes [`MAX_BODY_BYTES`].
-pub async fn read_body(mut payload: Payload) -> Result<BytesMut, ApiError> {
+/// Reads the whole body, refusing it as soon as it passes [`MAX_BODY_BYTES`], or when it has
+/// not arrived in full within `deadline` (408 `request_timeout`; the answer closes the
+/// connection, `http::error`). Without the deadline a client that trickles a large declared
+/// body holds its connection, and its tenant's place in flight, for as long as it likes.
+pub async fn read_body(payload: Payload, deadline: Duration) -> Result<BytesMut, ApiError> {
+    match actix_web::rt::time::timeout(deadline, read_all(payload)).await {
+        Ok(read) => read,
+        Err(_elapsed) => Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs_f64()
+            ),
+        )),
+    }
+}
+
+async fn read_all(mut payload: Payload) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
@@ -125,9 +143,10 @@ impl FromRequest for JsonBody {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let checked = check_media_type(req).and_then(|()| check_declared_length(req));
         let payload = payload.take();
+        let deadline = body_deadline(req);
         Box::pin(async move {
             checked?;
-            parse_json(&read_body(payload).await?).map(JsonBody)
+            parse_json(&read_body(payload, deadline).await?).map(JsonBody)
         })
     }
 }
@@ -141,9 +160,10 @@ impl FromRequest for OptionalJsonBody {
         // Only a body that is there has to say it is JSON.
         let media_type = check_media_type(req);
         let payload = payload.take();
+        let deadline = body_deadline(req);
         Box::pin(async move {
             length?;
-            let body = read_body(payload).await?;
+            let body = read_body(payload, deadline).await?;
             if body.is_empty() {
                 return Ok(OptionalJsonBody(None));
             }

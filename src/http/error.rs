@@ -32,7 +32,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | IdempotencyMismatch => StatusCode::CONFLICT,
         PayloadTooLarge | RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         BatchRolledBack => StatusCode::FAILED_DEPENDENCY,
-        RateLimited | TenantLimit => StatusCode::TOO_MANY_REQUESTS,
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        RateLimited | TenantLimit | TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -56,6 +57,11 @@ impl ResponseError for ApiError {
         }
         if let Some(id) = &self.request_id {
             response.insert_header((super::request_id::HEADER, id.as_str()));
+        }
+        // The rest of a body that did not arrive in time is not worth waiting for: the
+        // connection is closed after this answer, so a slow sender cannot hold it.
+        if self.code == ErrorCode::RequestTimeout {
+            response.force_close();
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header(("Retry-After", seconds.to_string()));

@@ -83,7 +83,8 @@ fn replay(stored: &StoredResponse) -> HttpResponse {
 }
 
 async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
-    super::body::read_body(req.take_payload())
+    let deadline = super::admission::body_deadline(req.request());
+    super::body::read_body(req.take_payload(), deadline)
         .await
         .map(BytesMut::freeze)
 }

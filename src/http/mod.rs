@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admission;
 pub mod body;
 pub mod catalog;
 pub mod error;
@@ -61,7 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn app(
     store: web::Data<Store>,
     mailer: web::Data<Mailer>,
-    limiter: web::Data<rate::RateLimiter>,
+    admission: web::Data<admission::Admission>,
     in_flight: web::Data<idempotency::InFlight>,
     request_metrics: web::Data<metrics::RequestMetrics>,
 ) -> App<
@@ -76,7 +77,7 @@ pub fn app(
     App::new()
         .app_data(store)
         .app_data(mailer)
-        .app_data(limiter)
+        .app_data(admission)
         .app_data(in_flight)
         .app_data(request_metrics)
         .configure(configure)

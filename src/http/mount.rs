@@ -9,7 +9,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use super::access::{self, Access, Guarded, Requirement, TENANT_PARAMETER};
-use super::{error, idempotency};
+use super::{admission, error, idempotency};
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
@@ -58,6 +58,9 @@ impl Endpoint {
         if idempotency::applies_to(&method, requirement) {
             route = route.wrap(from_fn(idempotency::guard::<Args::Access>));
         }
+        // Runs right after the gate: a tenant request's blocking store reads take that
+        // tenant's places on the pool (`workflows::fair`); others pass through.
+        let route = route.wrap(from_fn(admission::share));
         // Wrapped last, so it runs first: nothing on the route sees a request it refuses.
         let route = route.wrap(from_fn(access::gate::<Args::Access>));
         let entry = RouteAccess {

@@ -220,9 +220,9 @@ impl Operation {
         };
         match self.kind {
             Kind::Read => {}
-            Kind::ReadBody => statuses.extend([413, 415]),
+            Kind::ReadBody => statuses.extend([408, 413, 415]),
             Kind::Write => statuses.push(409),
-            Kind::WriteBody => statuses.extend([409, 413, 415]),
+            Kind::WriteBody => statuses.extend([408, 409, 413, 415]),
         }
         statuses.extend(self.extra);
         statuses.sort_unstable();

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod catalog;
 pub mod check;
 pub mod email;
+pub mod fair;
 pub mod generate;
 pub mod registrations;
 pub mod transfer;
@@ -14,13 +15,16 @@ use crate::store::{Store, StoreError};
 use std::sync::Arc;
 
 /// Runs a blocking store read on the blocking pool, never on an async worker: a sled read can
-/// wait behind the transaction lock or a disk read.
+/// wait behind the transaction lock or a disk read. Within a tenant's request it first waits
+/// for one of the tenant's places on the pool ([`fair`]), so one tenant's many reads cannot
+/// crowd out another tenant's few.
 pub async fn blocking<T, F>(store: &Arc<Store>, read: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 {
     let store = Arc::clone(store);
+    let _place = fair::place().await;
     match tokio::task::spawn_blocking(move || read(&store)).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(join) => {
