@@ -91,7 +91,7 @@ async fn check_names_corrupted_entries_by_record_and_repair_rebuilds_them_from_t
     // and claim the offering has 9 active registrations (it has 2 of 3 seats taken).
     let stale = "01JSTALE0000000000000000000";
     {
-        let db = sled::open(&db_dir).expect("the database opens");
+        let db = open_sled_after_stop(&db_dir);
         let (_, student) = IndexDef::by_lookup("student").unwrap();
         let by_student = db.open_tree(student.tree).unwrap();
         by_student

@@ -273,7 +273,7 @@ async fn the_storage_quota_refuses_writes_past_it_and_deleting_frees_room() {
     assert_eq!(report["problem_count"], 0, "{report}");
     let dir = app.stop().await;
     {
-        let db = sled::open(dir.path().join("db")).expect("the database opens");
+        let db = open_sled_after_stop(&dir.path().join("db"));
         let counters = db.open_tree("counters").unwrap();
         counters
             .insert(keys::counter(&t.id, STORED_BYTES), &1u64.to_be_bytes())

@@ -345,3 +345,20 @@ impl TestApp {
         order.assert_ok().clone()
     }
 }
+
+/// Opens a stopped app's sled database directly (to corrupt it on purpose), retrying while
+/// sled still holds the directory lock: it releases it when its flusher thread has shut down,
+/// a moment after the app's `Db` is dropped (see `stop_and_open_store`).
+pub fn open_sled_after_stop(db_dir: &std::path::Path) -> sled::Db {
+    let mut last = None;
+    for _ in 0..250 {
+        match sled::open(db_dir) {
+            Ok(db) => return db,
+            Err(e) => {
+                last = Some(e);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+    panic!("the database stayed unopenable for 5 s after the app stopped: {last:?}");
+}

@@ -639,7 +639,7 @@ async fn entries_an_earlier_build_wrote_are_found_and_filtered_and_ruled_out_one
         .unwrap()
         .to_owned();
     {
-        let db = sled::open(dir.path().join("db")).expect("the database opens");
+        let db = open_sled_after_stop(&dir.path().join("db"));
         let mut older = 0;
         for def in REGISTRATION_INDEXES {
             let tree = db.open_tree(def.tree).unwrap();
