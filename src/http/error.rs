@@ -1,7 +1,11 @@
-//! The one table from error code to HTTP status, and the JSON envelope every error uses:
+//! The one table from every error below http (the store's, the domain's, the rules') to a
+//! code, and from each code to an HTTP status; and the JSON envelope every error uses:
 //! `{"error": {"code", "message", "details"?}}`.
 
+use crate::domain::error::{DomainError, DomainErrorKind};
+use crate::domain::rules::RuleViolation;
 use crate::error::{ApiError, ErrorCode};
+use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
@@ -38,6 +42,81 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         MailDeliveryFailed => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The code of each rule a write can break.
+pub fn rule_code(violation: &RuleViolation) -> ErrorCode {
+    match violation {
+        RuleViolation::OfferingFull { .. } | RuleViolation::CapacityBelowSeats { .. } => {
+            ErrorCode::OfferingFull
+        }
+        RuleViolation::DuplicateRegistration { .. } => ErrorCode::DuplicateRegistration,
+        RuleViolation::HasDependants(_) => ErrorCode::HasDependants,
+        RuleViolation::MissingReference { .. } => ErrorCode::MissingReference,
+        RuleViolation::OrderExists { .. } => ErrorCode::OrderExists,
+        RuleViolation::TenantLimit { .. } => ErrorCode::TenantLimit,
+        RuleViolation::RecordLocked(_) => ErrorCode::RecordLocked,
+        RuleViolation::OutboxMessageTooLarge { .. } => ErrorCode::RecordTooLarge,
+    }
+}
+
+/// The code of each kind of input the domain refuses.
+pub fn domain_code(kind: DomainErrorKind) -> ErrorCode {
+    match kind {
+        DomainErrorKind::Validation => ErrorCode::ValidationFailed,
+        DomainErrorKind::Json => ErrorCode::InvalidJson,
+        DomainErrorKind::Patch => ErrorCode::InvalidPatch,
+        DomainErrorKind::PatchTestFailed => ErrorCode::PatchTestFailed,
+    }
+}
+
+impl From<RuleViolation> for ApiError {
+    fn from(violation: RuleViolation) -> Self {
+        ApiError::new(rule_code(&violation), violation.to_string())
+            .with_details(violation.details())
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::new(domain_code(e.kind), e.message).with_details(e.details)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
+            StoreError::TenantNotFound => {
+                ApiError::new(ErrorCode::TenantNotFound, "tenant not found")
+            }
+            StoreError::TenantExists => ApiError::new(
+                ErrorCode::TenantExists,
+                "a tenant with this id exists already",
+            ),
+            StoreError::VersionChanged { stored } => ApiError::new(
+                ErrorCode::VersionConflict,
+                format!("the record changed meanwhile; its version is now {stored}"),
+            ),
+            StoreError::InvalidPageToken(why) => ApiError::new(
+                ErrorCode::InvalidPageToken,
+                format!("exclusiveStartKey is not a valid page token for this query: {why}"),
+            ),
+            StoreError::Rule(violation) => violation.into(),
+            StoreError::Invalid(e) => e.into(),
+            StoreError::TooLarge { bytes, limit } => ApiError::new(
+                ErrorCode::RecordTooLarge,
+                format!("the record would take {bytes} bytes; a record holds at most {limit}"),
+            ),
+            StoreError::Closed => {
+                ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
+            }
+            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
+                log::error!("store fault: {fault}");
+                ApiError::internal()
+            }
+        }
     }
 }
 
