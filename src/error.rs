@@ -1,7 +1,10 @@
-//! The one error type every layer hands to the edge, with a stable machine-readable code.
+//! The error the API answers with, with a stable machine-readable code: what http and the
+//! workflows hand to the edge. The store (`StoreError`) and the domain (`DomainError`,
+//! `RuleViolation`) have errors of their own, without codes or statuses.
 //!
-//! Codes are part of the API: never rename one once shipped. The HTTP status of each code is
-//! chosen in exactly one place, `http::error::status_of`.
+//! Codes are part of the API: never rename one once shipped. The code of every store, domain
+//! and rule error, and the HTTP status of each code, are chosen in exactly one place,
+//! `http::error`.
 
 use std::fmt;
 

@@ -193,4 +193,120 @@ mod tests {
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
         }
     }
+
+    #[test]
+    fn every_rule_and_domain_error_keeps_the_code_and_status_clients_see() {
+        use crate::domain::catalog::{CatalogKind, Reference};
+        use crate::domain::ids::{RecordId, TenantId};
+        use crate::domain::rules::{Dependants, Locked, Usage};
+        let id = |s: &str| RecordId::parse(s).expect("a valid id");
+        let tenant = TenantId::parse("acme").expect("a valid tenant id");
+        let reference = Reference {
+            field: "student_id",
+            kind: CatalogKind::Contact,
+            id: id("s1"),
+            of_course: None,
+        };
+        let rules = [
+            (
+                RuleViolation::OfferingFull {
+                    offering: id("o1"),
+                    active: 1,
+                    capacity: 1,
+                },
+                ErrorCode::OfferingFull,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::CapacityBelowSeats {
+                    offering: id("o1"),
+                    taken: 2,
+                },
+                ErrorCode::OfferingFull,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::DuplicateRegistration {
+                    student: "s1".into(),
+                    holder: "r1".into(),
+                },
+                ErrorCode::DuplicateRegistration,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::HasDependants(Dependants::DefaultTemplate),
+                ErrorCode::HasDependants,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::missing(&reference),
+                ErrorCode::MissingReference,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::OrderExists {
+                    registration: id("r1"),
+                    order: id("ord1"),
+                },
+                ErrorCode::OrderExists,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::TenantLimit {
+                    tenant,
+                    usage: Usage::Registrations { max: 1, stored: 1 },
+                },
+                ErrorCode::TenantLimit,
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                RuleViolation::RecordLocked(Locked::Change),
+                ErrorCode::RecordLocked,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                RuleViolation::OutboxMessageTooLarge { bytes: 2, max: 1 },
+                ErrorCode::RecordTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+        ];
+        for (violation, code, status) in rules {
+            let message = violation.to_string();
+            let error = ApiError::from(StoreError::Rule(violation));
+            assert_eq!(
+                (error.code, error.status_code()),
+                (code, status),
+                "{message}"
+            );
+            assert_eq!(error.message, message);
+        }
+        let missing = ApiError::from(RuleViolation::missing(&reference));
+        assert_eq!(missing.details[0].field, "student_id");
+
+        let bad_request = StatusCode::BAD_REQUEST;
+        for (kind, code, status) in [
+            (
+                DomainErrorKind::Validation,
+                ErrorCode::ValidationFailed,
+                bad_request,
+            ),
+            (DomainErrorKind::Json, ErrorCode::InvalidJson, bad_request),
+            (DomainErrorKind::Patch, ErrorCode::InvalidPatch, bad_request),
+            (
+                DomainErrorKind::PatchTestFailed,
+                ErrorCode::PatchTestFailed,
+                StatusCode::CONFLICT,
+            ),
+        ] {
+            let error = ApiError::from(StoreError::Invalid(DomainError::new(kind, "m")));
+            assert_eq!(
+                (error.code, error.status_code()),
+                (code, status),
+                "{kind:?}"
+            );
+        }
+        let invalid = ApiError::from(DomainError::field("name", "is required"));
+        assert_eq!(invalid.message, "name: is required");
+        assert_eq!(invalid.details.len(), 1);
+    }
 }
