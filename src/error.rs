@@ -1,9 +1,11 @@
-//! The one error type every layer hands to the edge, with a stable machine-readable code.
+//! The error the API answers with, with a stable machine-readable code: what http and the
+//! workflows hand to the edge. The store (`StoreError`) and the domain (`DomainError`,
+//! `RuleViolation`) have errors of their own, without codes or statuses.
 //!
-//! Codes are part of the API: never rename one once shipped. The HTTP status of each code is
-//! chosen in exactly one place, `http::error::status_of`.
+//! Codes are part of the API: never rename one once shipped. The code of every store, domain
+//! and rule error, and the HTTP status of each code, are chosen in exactly one place,
+//! `http::error`.
 
-use serde::Serialize;
 use std::fmt;
 
 macro_rules! error_codes {
@@ -100,21 +102,7 @@ error_codes! {
     Unavailable = "service_unavailable",
 }
 
-/// One field-level problem inside a `validation_failed` (or similar) error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::domain::error::FieldError;
 
 /// An error as the client will see it: a code, a human message and optional field details.
 #[derive(Debug, Clone, PartialEq)]

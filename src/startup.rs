@@ -313,7 +313,7 @@ async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoad
 
     let tenant = store
         .create_tenant(
-            NewTenant::parse(&read("tenant.json")?).map_err(as_message)?,
+            NewTenant::parse(&read("tenant.json")?).map_err(|e| as_message(e.into()))?,
             &WriteContext::new(Principal::Operator.actor()),
         )
         .await?;

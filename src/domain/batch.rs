@@ -4,7 +4,7 @@
 use super::ids::RecordId;
 use super::patch::parse_patch;
 use super::values::kind_of;
-use crate::error::{ApiError, ErrorCode};
+use crate::domain::error::DomainError;
 use json_patch::Patch;
 use serde_json::{json, Value};
 
@@ -25,7 +25,7 @@ pub struct BatchOp {
     /// The `id` as sent, if it was a string.
     pub raw_id: Option<String>,
     /// The parsed operation, or why it cannot run.
-    pub parsed: Result<(RecordId, OpKind), ApiError>,
+    pub parsed: Result<(RecordId, OpKind), DomainError>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,8 +34,8 @@ pub struct BatchRequest {
     pub atomic: bool,
 }
 
-fn op_error(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::ValidationFailed, message)
+fn op_error(message: impl Into<String>) -> DomainError {
+    DomainError::invalid(message)
 }
 
 fn parse_op(value: &Value) -> BatchOp {
@@ -150,21 +150,21 @@ impl BatchRequest {
         ]
     }
 
-    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+    pub fn parse(body: &Value) -> Result<Self, DomainError> {
         let object = body
             .as_object()
-            .ok_or_else(|| ApiError::field("body", "must be {\"operations\": [...]}"))?;
+            .ok_or_else(|| DomainError::field("body", "must be {\"operations\": [...]}"))?;
         if let Some(unknown) = object
             .keys()
             .find(|k| !matches!(k.as_str(), "operations" | "atomic"))
         {
-            return Err(ApiError::field(unknown.as_str(), "is not a known field"));
+            return Err(DomainError::field(unknown.as_str(), "is not a known field"));
         }
         let atomic = match object.get("atomic") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(other) => {
-                return Err(ApiError::field(
+                return Err(DomainError::field(
                     "atomic",
                     format!("must be true or false, not {}", kind_of(other)),
                 ))
@@ -173,9 +173,9 @@ impl BatchRequest {
         let items = object
             .get("operations")
             .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::field("operations", "must be an array of operations"))?;
+            .ok_or_else(|| DomainError::field("operations", "must be an array of operations"))?;
         if items.is_empty() || items.len() > MAX_OPERATIONS {
-            return Err(ApiError::field(
+            return Err(DomainError::field(
                 "operations",
                 format!(
                     "must hold 1 to {MAX_OPERATIONS} operations, not {}",
@@ -190,7 +190,7 @@ impl BatchRequest {
             .collect();
         ids.sort_unstable();
         if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(ApiError::field(
+            return Err(DomainError::field(
                 "operations",
                 format!("id {} appears more than once", pair[0]),
             ));

@@ -12,7 +12,7 @@ use super::record::{
 use super::time::Timestamp;
 use super::transfer::KeptSys;
 use super::values::{number_to_json, FieldValue, Notes, SecurityContext, Text, TextList};
-use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::domain::error::{DomainError, FieldError};
 use crate::record_fields;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -115,21 +115,6 @@ impl Reference {
         }
         refs
     }
-
-    pub fn missing(&self) -> ApiError {
-        let message = match &self.of_course {
-            Some(course) => format!(
-                "{} {} does not exist or is not an offering of course {course}",
-                self.kind.noun(),
-                self.id
-            ),
-            None => format!("{} {} does not exist", self.kind.noun(), self.id),
-        };
-        ApiError::new(ErrorCode::MissingReference, message).with_details(vec![FieldError::new(
-            self.field,
-            "refers to a record that does not exist",
-        )])
-    }
 }
 
 /// What each catalog kind defines on top of the shared record shape.
@@ -140,14 +125,14 @@ pub trait CatalogFields:
     /// The fields `complete` insists on, for the API description.
     const REQUIRED: Required;
     /// Applies defaults and checks required fields and cross-field rules.
-    fn complete(&mut self) -> Result<(), ApiError>;
+    fn complete(&mut self) -> Result<(), DomainError>;
     /// The catalog records this one points at.
     fn references(&self) -> Vec<Reference> {
         Vec::new()
     }
     fn is_locked(&self) -> bool;
     /// Refuses client changes to fields the server owns (beyond the shared `sys_*` fields).
-    fn check_change(&self, _stored: &Self) -> Result<(), ApiError> {
+    fn check_change(&self, _stored: &Self) -> Result<(), DomainError> {
         Ok(())
     }
 }
@@ -237,14 +222,14 @@ pub struct CatalogInput<F> {
 }
 
 impl<F: CatalogFields> CatalogInput<F> {
-    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+    pub fn parse(body: &Value) -> Result<Self, DomainError> {
         let (fields, extras) = parse_client_fields::<F>(body)?;
         Ok(CatalogInput { fields, extras })
     }
 }
 
 impl<F: CatalogFields> CatalogRecord<F> {
-    pub fn create(id: RecordId, mut fields: F, ctx: &WriteContext) -> Result<Self, ApiError> {
+    pub fn create(id: RecordId, mut fields: F, ctx: &WriteContext) -> Result<Self, DomainError> {
         fields.complete()?;
         Ok(CatalogRecord {
             id,
@@ -254,7 +239,7 @@ impl<F: CatalogFields> CatalogRecord<F> {
     }
 
     /// This record with new client fields; `None` when they are what is stored.
-    pub fn revise(&self, mut fields: F, ctx: &WriteContext) -> Result<Option<Self>, ApiError> {
+    pub fn revise(&self, mut fields: F, ctx: &WriteContext) -> Result<Option<Self>, DomainError> {
         fields.complete()?;
         if fields == self.fields {
             return Ok(None);
@@ -275,7 +260,7 @@ impl<F: CatalogFields> CatalogRecord<F> {
         kept: &KeptSys,
         stored: Option<&Self>,
         ctx: &WriteContext,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, DomainError> {
         fields.complete()?;
         let now = SysFields::new(ctx);
         let sys = SysFields {
@@ -347,11 +332,11 @@ fn require(problems: &mut Vec<FieldError>, field: &str, present: bool) {
     }
 }
 
-fn finish(problems: Vec<FieldError>) -> Result<(), ApiError> {
+fn finish(problems: Vec<FieldError>) -> Result<(), DomainError> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::validation(problems))
+        Err(DomainError::validation(problems))
     }
 }
 
@@ -415,7 +400,7 @@ impl CatalogFields for ContactFields {
         any_of: &[&["name", "first_name", "last_name"]],
         not_blank: &["name"],
     };
-    fn complete(&mut self) -> Result<(), ApiError> {
+    fn complete(&mut self) -> Result<(), DomainError> {
         derive_name(&mut self.name, &self.first_name, &self.last_name);
         let mut problems = Vec::new();
         if self
@@ -453,7 +438,7 @@ impl CatalogFields for CourseFields {
         any_of: &[],
         not_blank: &["name"],
     };
-    fn complete(&mut self) -> Result<(), ApiError> {
+    fn complete(&mut self) -> Result<(), DomainError> {
         let mut problems = Vec::new();
         require_text(&mut problems, "name", &self.name);
         finish(problems)
@@ -489,7 +474,7 @@ impl CatalogFields for CourseOfferingFields {
         any_of: &[],
         not_blank: &[],
     };
-    fn complete(&mut self) -> Result<(), ApiError> {
+    fn complete(&mut self) -> Result<(), DomainError> {
         let mut problems = Vec::new();
         require(&mut problems, "course_id", self.course_id.is_some());
         if let (Some(start), Some(end)) = (self.start_date, self.end_date) {
@@ -536,7 +521,7 @@ impl CatalogFields for RegistrationProcessFields {
         any_of: &[],
         not_blank: &["name"],
     };
-    fn complete(&mut self) -> Result<(), ApiError> {
+    fn complete(&mut self) -> Result<(), DomainError> {
         let mut problems = Vec::new();
         require_text(&mut problems, "name", &self.name);
         require(&mut problems, "course_id", self.course_id.is_some());
@@ -576,7 +561,7 @@ impl CatalogFields for EmailTemplateFields {
         any_of: &[&["html", "text"]],
         not_blank: &["name"],
     };
-    fn complete(&mut self) -> Result<(), ApiError> {
+    fn complete(&mut self) -> Result<(), DomainError> {
         let mut problems = Vec::new();
         require_text(&mut problems, "name", &self.name);
         require(&mut problems, "subject", self.subject.is_some());
@@ -716,7 +701,7 @@ impl OrderFields {
 
     /// Checks that a client change leaves the server's fields as they were: only
     /// `amount_paid`, `status`, `notes` and the client `sys_*` fields are the client's.
-    pub fn check_client_change(&self, stored: &OrderFields) -> Result<(), ApiError> {
+    pub fn check_client_change(&self, stored: &OrderFields) -> Result<(), DomainError> {
         let mut problems = Vec::new();
         let mut same = |field: &str, equal: bool| {
             if !equal {
@@ -746,7 +731,7 @@ impl CatalogFields for OrderFields {
         any_of: &[],
         not_blank: &[],
     };
-    fn complete(&mut self) -> Result<(), ApiError> {
+    fn complete(&mut self) -> Result<(), DomainError> {
         let total = self.total.map_or(0.0, |t| t.0);
         let paid = self.amount_paid.get_or_insert(NonNegative(0.0)).0;
         // The balance is derived: whatever a body says, it is total − paid.
@@ -759,7 +744,7 @@ impl CatalogFields for OrderFields {
             .into_iter()
             .collect()
     }
-    fn check_change(&self, stored: &Self) -> Result<(), ApiError> {
+    fn check_change(&self, stored: &Self) -> Result<(), DomainError> {
         self.check_client_change(stored)
     }
     fn is_locked(&self) -> bool {

@@ -2,7 +2,7 @@
 
 use super::ids::RecordId;
 use super::values::kind_of;
-use crate::error::{ApiError, FieldError};
+use crate::domain::error::{DomainError, FieldError};
 use serde_json::json;
 use serde_json::{Map, Value};
 
@@ -98,10 +98,10 @@ impl PreviewEmail {
         })
     }
 
-    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+    pub fn parse(body: &Value) -> Result<Self, DomainError> {
         let object = body
             .as_object()
-            .ok_or_else(|| ApiError::field("body", "must be a JSON object"))?;
+            .ok_or_else(|| DomainError::field("body", "must be a JSON object"))?;
         let mut problems = Vec::new();
         for key in object.keys() {
             if !matches!(
@@ -196,7 +196,7 @@ impl PreviewEmail {
                 destination,
                 template,
             }),
-            _ => Err(ApiError::validation(problems)),
+            _ => Err(DomainError::validation(problems)),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! out of a patch's reach.
 
 use super::record::{is_server_managed, Fields};
-use crate::error::{ApiError, ErrorCode};
+use crate::domain::error::{DomainError, DomainErrorKind};
 use json_patch::{Patch, PatchErrorKind, PatchOperation};
 use serde_json::{Map, Value};
 
@@ -59,15 +59,16 @@ pub fn patch_operation_schemas() -> Vec<(&'static str, Value)> {
 }
 
 /// Parses a patch document: a JSON array of RFC 6902 operations.
-pub fn parse_patch(body: &Value) -> Result<Patch, ApiError> {
+pub fn parse_patch(body: &Value) -> Result<Patch, DomainError> {
     if !body.is_array() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidPatch,
+        return Err(DomainError::new(
+            DomainErrorKind::Patch,
             "a JSON Patch must be an array of operations",
         ));
     }
-    let patch: Patch = serde_json::from_value(body.clone())
-        .map_err(|e| ApiError::new(ErrorCode::InvalidPatch, format!("invalid JSON Patch: {e}")))?;
+    let patch: Patch = serde_json::from_value(body.clone()).map_err(|e| {
+        DomainError::new(DomainErrorKind::Patch, format!("invalid JSON Patch: {e}"))
+    })?;
     check_patch(&patch)?;
     Ok(patch)
 }
@@ -75,7 +76,7 @@ pub fn parse_patch(body: &Value) -> Result<Patch, ApiError> {
 /// Refuses a patch any of whose operations changes the root, `id` or a server-managed field
 /// (see [`check_target`]). `parse_patch` calls it; the write path calls it again on the patch
 /// it is about to apply, so no patch reaches a record unchecked, whichever way it was built.
-pub fn check_patch(patch: &Patch) -> Result<(), ApiError> {
+pub fn check_patch(patch: &Patch) -> Result<(), DomainError> {
     patch
         .0
         .iter()
@@ -88,7 +89,7 @@ pub fn check_patch(patch: &Patch) -> Result<(), ApiError> {
 /// `/id` would turn into a copy of it, the id being put back). `copy` only reads its `from`
 /// and `test` only reads its `path`: they may look at anything (`sys_version` is a useful
 /// thing to test).
-fn check_target(index: usize, op: &PatchOperation) -> Result<(), ApiError> {
+fn check_target(index: usize, op: &PatchOperation) -> Result<(), DomainError> {
     let written: &[&json_patch::jsonptr::Pointer] = match op {
         PatchOperation::Test(_) => return Ok(()),
         PatchOperation::Move(op) => &[&op.path, &op.from],
@@ -102,8 +103,8 @@ fn check_target(index: usize, op: &PatchOperation) -> Result<(), ApiError> {
             Some(_) => None,
         };
         if let Some(target) = refused {
-            return Err(ApiError::new(
-                ErrorCode::InvalidPatch,
+            return Err(DomainError::new(
+                DomainErrorKind::Patch,
                 format!("operation {index} may not change {target}: it is managed by the server"),
             ));
         }
@@ -113,14 +114,14 @@ fn check_target(index: usize, op: &PatchOperation) -> Result<(), ApiError> {
 
 /// Applies `patch` to a record's JSON. A failed `test` is `patch_test_failed`; any other
 /// failure (a path that does not exist, a bad array index) is `invalid_patch`.
-pub fn apply_patch(record: Map<String, Value>, patch: &Patch) -> Result<Value, ApiError> {
+pub fn apply_patch(record: Map<String, Value>, patch: &Patch) -> Result<Value, DomainError> {
     let mut doc = Value::Object(record);
     json_patch::patch(&mut doc, &patch.0).map_err(|e| {
         let code = match e.kind {
-            PatchErrorKind::TestFailed => ErrorCode::PatchTestFailed,
-            _ => ErrorCode::InvalidPatch,
+            PatchErrorKind::TestFailed => DomainErrorKind::PatchTestFailed,
+            _ => DomainErrorKind::Patch,
         };
-        ApiError::new(
+        DomainError::new(
             code,
             format!("operation {} at \"{}\": {}", e.operation, e.path, e.kind),
         )
@@ -193,8 +194,8 @@ mod tests {
             ]),
         ] {
             assert_eq!(
-                parse_patch(&bad).unwrap_err().code,
-                ErrorCode::InvalidPatch,
+                parse_patch(&bad).unwrap_err().kind,
+                DomainErrorKind::Patch,
                 "{bad}"
             );
         }
@@ -214,14 +215,14 @@ mod tests {
         let doc = json!({"name": "a"}).as_object().unwrap().clone();
         let patch = parse_patch(&json!([{"op": "test", "path": "/name", "value": "b"}])).unwrap();
         assert_eq!(
-            apply_patch(doc.clone(), &patch).unwrap_err().code,
-            ErrorCode::PatchTestFailed
+            apply_patch(doc.clone(), &patch).unwrap_err().kind,
+            DomainErrorKind::PatchTestFailed
         );
         let patch =
             parse_patch(&json!([{"op": "replace", "path": "/missing", "value": 1}])).unwrap();
         assert_eq!(
-            apply_patch(doc, &patch).unwrap_err().code,
-            ErrorCode::InvalidPatch
+            apply_patch(doc, &patch).unwrap_err().kind,
+            DomainErrorKind::Patch
         );
     }
 }

@@ -15,7 +15,7 @@ use super::transfer::{BulkLoad, RowOrigin};
 use super::values::{
     write_json_str, CustomFieldValues, JsonList, Notes, Percentage, SecurityContext, Text, TextList,
 };
-use crate::error::{ApiError, FieldError};
+use crate::domain::error::{DomainError, FieldError};
 use crate::record_fields;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -206,7 +206,7 @@ impl RegistrationFields {
 
     /// Applies the rules that make client fields a complete registration: `name` derived from
     /// first/last name when absent, required references present, `status` defaulted.
-    fn complete(&mut self) -> Result<(), ApiError> {
+    fn complete(&mut self) -> Result<(), DomainError> {
         derive_name(&mut self.name, &self.first_name, &self.last_name);
         let mut missing = Vec::new();
         match &self.name {
@@ -229,7 +229,7 @@ impl RegistrationFields {
             }
         }
         if !missing.is_empty() {
-            return Err(ApiError::validation(missing));
+            return Err(DomainError::validation(missing));
         }
         self.status.get_or_insert(RegistrationStatus::Draft);
         Ok(())
@@ -264,7 +264,7 @@ pub struct RegistrationInput {
 }
 
 impl RegistrationInput {
-    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+    pub fn parse(body: &Value) -> Result<Self, DomainError> {
         let (fields, extras) = parse_client_fields::<RegistrationFields>(body)?;
         Ok(RegistrationInput { fields, extras })
     }
@@ -285,7 +285,7 @@ impl CourseRegistration {
         id: RecordId,
         mut fields: RegistrationFields,
         ctx: &WriteContext,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, DomainError> {
         fields.take_server_managed(&RegistrationFields::default());
         fields.complete()?;
         if fields.status == Some(RegistrationStatus::Cancelled) {
@@ -304,7 +304,7 @@ impl CourseRegistration {
         &self,
         mut fields: RegistrationFields,
         ctx: &WriteContext,
-    ) -> Result<Revision, ApiError> {
+    ) -> Result<Revision, DomainError> {
         fields.take_server_managed(&RegistrationFields::default());
         // The registration number is an identity: a body without one keeps the stored one.
         if fields.number.is_none() {
@@ -344,7 +344,7 @@ impl CourseRegistration {
         kept: &RegistrationFields,
         stored: Option<&CourseRegistration>,
         ctx: &WriteContext,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, DomainError> {
         fields.take_server_managed(&RegistrationFields::default());
         fields.complete()?;
         let key_id = || Text::new(ctx.actor.key_id.clone()).ok();
@@ -399,7 +399,7 @@ impl CourseRegistration {
         order: &CatalogRecord<OrderFields>,
         line_item_id: Option<&str>,
         ctx: &WriteContext,
-    ) -> Result<Revision, ApiError> {
+    ) -> Result<Revision, DomainError> {
         let mut fields = self.fields.client_view();
         let o = &order.fields;
         fields.order_id = Some(order.id.clone());

@@ -6,7 +6,7 @@ use super::ids::RecordId;
 use super::registration::CourseRegistration;
 use super::time::Timestamp;
 use super::values::{kind_of, text_schema, FieldValue, Text};
-use crate::error::{ApiError, FieldError};
+use crate::domain::error::{DomainError, FieldError};
 use serde_json::{json, Map, Value};
 
 /// Every criterion name a search accepts.
@@ -216,9 +216,9 @@ impl SearchCriteria {
         json!({"type": "object", "properties": properties, "additionalProperties": false})
     }
 
-    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+    pub fn parse(body: &Value) -> Result<Self, DomainError> {
         let object = body.as_object().ok_or_else(|| {
-            ApiError::field(
+            DomainError::field(
                 "body",
                 format!("must be a JSON object, not {}", kind_of(body)),
             )
@@ -275,7 +275,7 @@ impl SearchCriteria {
         if problems.is_empty() {
             Ok(c)
         } else {
-            Err(ApiError::validation(problems))
+            Err(DomainError::validation(problems))
         }
     }
 

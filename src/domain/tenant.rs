@@ -5,7 +5,7 @@ use super::ids::TenantId;
 use super::layout::{self, Layout};
 use super::time::Timestamp;
 use super::values::{kind_of, text_schema, Text};
-use crate::error::{ApiError, FieldError};
+use crate::domain::error::{DomainError, FieldError};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -94,10 +94,10 @@ impl Limits {
     /// Applies a `{"requests_per_second": n|null, "max_registrations": n|null,
     /// "max_storage_bytes": n|null}` object on top of
     /// these limits: a named key with `null` removes that limit, an absent key keeps it.
-    pub fn merged(mut self, body: &Value) -> Result<Self, ApiError> {
+    pub fn merged(mut self, body: &Value) -> Result<Self, DomainError> {
         let object = body
             .as_object()
-            .ok_or_else(|| ApiError::field("limits", "must be an object"))?;
+            .ok_or_else(|| DomainError::field("limits", "must be an object"))?;
         let mut problems = Vec::new();
         for (name, value) in object {
             match name.as_str() {
@@ -140,7 +140,7 @@ impl Limits {
         if problems.is_empty() {
             Ok(self)
         } else {
-            Err(ApiError::validation(problems))
+            Err(DomainError::validation(problems))
         }
     }
 
@@ -213,9 +213,12 @@ pub struct NewTenant {
     pub limits: Limits,
 }
 
-fn object_with<'v>(body: &'v Value, allowed: &[&str]) -> Result<&'v Map<String, Value>, ApiError> {
+fn object_with<'v>(
+    body: &'v Value,
+    allowed: &[&str],
+) -> Result<&'v Map<String, Value>, DomainError> {
     let object = body.as_object().ok_or_else(|| {
-        ApiError::field("body", format!("must be an object, not {}", kind_of(body)))
+        DomainError::field("body", format!("must be an object, not {}", kind_of(body)))
     })?;
     let unknown: Vec<FieldError> = object
         .keys()
@@ -225,7 +228,7 @@ fn object_with<'v>(body: &'v Value, allowed: &[&str]) -> Result<&'v Map<String, 
     if unknown.is_empty() {
         Ok(object)
     } else {
-        Err(ApiError::validation(unknown))
+        Err(DomainError::validation(unknown))
     }
 }
 
@@ -243,17 +246,19 @@ impl NewTenant {
         })
     }
 
-    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+    pub fn parse(body: &Value) -> Result<Self, DomainError> {
         let object = object_with(body, &["id", "limits"])?;
         let id = match object.get("id") {
-            Some(Value::String(s)) => TenantId::parse(s).map_err(|e| ApiError::field("id", e))?,
+            Some(Value::String(s)) => {
+                TenantId::parse(s).map_err(|e| DomainError::field("id", e))?
+            }
             Some(other) => {
-                return Err(ApiError::field(
+                return Err(DomainError::field(
                     "id",
                     format!("must be a string, not {}", kind_of(other)),
                 ))
             }
-            None => return Err(ApiError::field("id", "is required")),
+            None => return Err(DomainError::field("id", "is required")),
         };
         let limits = match object.get("limits") {
             None | Some(Value::Null) => Limits::default(),
@@ -273,7 +278,7 @@ pub fn tenant_patch_schema() -> Value {
 }
 
 /// A `PATCH /admin/tenants/{id}` body: `{"limits": {...}}`.
-pub fn parse_tenant_patch(body: &Value, current: Limits) -> Result<Limits, ApiError> {
+pub fn parse_tenant_patch(body: &Value, current: Limits) -> Result<Limits, DomainError> {
     let object = object_with(body, &["limits"])?;
     match object.get("limits") {
         Some(v) => current.merged(v),
@@ -355,23 +360,23 @@ impl NewKey {
         })
     }
 
-    pub fn parse(body: &Value) -> Result<Self, ApiError> {
+    pub fn parse(body: &Value) -> Result<Self, DomainError> {
         let object = object_with(body, &["role", "name"])?;
         let role = match object.get("role") {
-            Some(Value::String(s)) => Role::parse(s).map_err(|e| ApiError::field("role", e))?,
-            Some(_) => return Err(ApiError::field("role", "must be a string")),
-            None => return Err(ApiError::field("role", "is required")),
+            Some(Value::String(s)) => Role::parse(s).map_err(|e| DomainError::field("role", e))?,
+            Some(_) => return Err(DomainError::field("role", "must be a string")),
+            None => return Err(DomainError::field("role", "is required")),
         };
         let name = match object.get("name") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.chars().count() <= MAX_KEY_NAME_CHARS => Some(
                 Text::new(s.as_str())
-                    .map_err(|e| ApiError::field("name", e))?
+                    .map_err(|e| DomainError::field("name", e))?
                     .as_str()
                     .to_owned(),
             ),
             Some(_) => {
-                return Err(ApiError::field(
+                return Err(DomainError::field(
                     "name",
                     format!("must be a string of at most {MAX_KEY_NAME_CHARS} characters"),
                 ))

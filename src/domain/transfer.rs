@@ -15,7 +15,7 @@ use super::record::{Fields, SERVER_MANAGED};
 use super::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
 use super::time::Timestamp;
 use super::values::{FieldValue, SecurityContext, Text};
-use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::domain::error::{DomainError, DomainErrorKind, FieldError};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -207,10 +207,10 @@ fn catalog_draft<F: CatalogFields>(
 
 /// Parses one row of `kind` with the record's own parser: unknown fields and bad values are
 /// refused exactly as the API refuses them. `row` is the row's number, for the report.
-pub fn parse_row(kind: RecordKind, body: &Value, row: u64) -> Result<ParsedRow, ApiError> {
-    let object = body.as_object().ok_or_else(|| {
-        ApiError::new(ErrorCode::ValidationFailed, "the row must be a JSON object")
-    })?;
+pub fn parse_row(kind: RecordKind, body: &Value, row: u64) -> Result<ParsedRow, DomainError> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| DomainError::invalid("the row must be a JSON object"))?;
     let mut problems = Vec::new();
     let given = object.get("id").filter(|v| !v.is_null());
     let pk = given.map(|v| match v {
@@ -273,38 +273,35 @@ pub fn parse_row(kind: RecordKind, body: &Value, row: u64) -> Result<ParsedRow, 
             given_id,
             draft,
         }),
-        _ => Err(ApiError::validation(problems)),
+        _ => Err(DomainError::validation(problems)),
     }
 }
 
 /// Reads one NDJSON line: `{"kind": "<kind>", "record": {…}}`, or a bare object, which is a
 /// registration (so a file of plain registration records imports as it is).
-pub fn parse_line(line: &[u8]) -> Result<(RecordKind, Value), ApiError> {
+pub fn parse_line(line: &[u8]) -> Result<(RecordKind, Value), DomainError> {
     let value: Value = serde_json::from_slice(line).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidJson,
+        DomainError::new(
+            DomainErrorKind::Json,
             format!("the line is not valid JSON: {e}"),
         )
     })?;
     let Value::Object(mut object) = value else {
-        return Err(ApiError::new(
-            ErrorCode::ValidationFailed,
-            "the line must be a JSON object",
-        ));
+        return Err(DomainError::invalid("the line must be a JSON object"));
     };
     let Some(tag) = object.remove("kind") else {
         return Ok((RecordKind::Registration, Value::Object(object)));
     };
     let kind = tag.as_str().and_then(RecordKind::from_tag).ok_or_else(|| {
         let known: Vec<&str> = RecordKind::EXPORT_ORDER.iter().map(|k| k.tag()).collect();
-        ApiError::field("kind", format!("must be one of {}", known.join(", ")))
+        DomainError::field("kind", format!("must be one of {}", known.join(", ")))
     })?;
     let record = object
         .remove("record")
         .filter(Value::is_object)
-        .ok_or_else(|| ApiError::field("record", "must be an object (the record)"))?;
+        .ok_or_else(|| DomainError::field("record", "must be an object (the record)"))?;
     if let Some(extra) = object.keys().next() {
-        return Err(ApiError::field(
+        return Err(DomainError::field(
             extra.as_str(),
             "is not known here: a line holds only kind and record",
         ));
@@ -411,7 +408,7 @@ pub struct CsvHeader {
 }
 
 impl CsvHeader {
-    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<CsvHeader, ApiError> {
+    pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<CsvHeader, DomainError> {
         let kinds = cell_kinds();
         let mut columns: Vec<(String, CellKind)> = Vec::new();
         let mut problems = Vec::new();
@@ -434,7 +431,7 @@ impl CsvHeader {
         if problems.is_empty() {
             Ok(CsvHeader { columns })
         } else {
-            Err(ApiError::validation(problems))
+            Err(DomainError::validation(problems))
         }
     }
 
@@ -442,7 +439,7 @@ impl CsvHeader {
     pub fn row_to_json<'c>(
         &self,
         cells: impl IntoIterator<Item = &'c str>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, DomainError> {
         let mut object = Map::new();
         let mut problems = Vec::new();
         let mut count = 0;
@@ -475,18 +472,15 @@ impl CsvHeader {
             }
         }
         if count != self.columns.len() {
-            return Err(ApiError::new(
-                ErrorCode::ValidationFailed,
-                format!(
-                    "the row has {count} cells; the header has {}",
-                    self.columns.len()
-                ),
-            ));
+            return Err(DomainError::invalid(format!(
+                "the row has {count} cells; the header has {}",
+                self.columns.len()
+            )));
         }
         if problems.is_empty() {
             Ok(Value::Object(object))
         } else {
-            Err(ApiError::validation(problems))
+            Err(DomainError::validation(problems))
         }
     }
 }
@@ -503,21 +497,6 @@ pub fn csv_cells(record: &CourseRegistration) -> Vec<String> {
             Some(other) => other.to_string(),
         })
         .collect()
-}
-
-/// The reason a report gives for a refused row: each field's problem when it failed
-/// validation, the message otherwise (which names the record it is about).
-pub fn row_reason(error: &ApiError) -> String {
-    if error.code != ErrorCode::ValidationFailed || error.details.is_empty() {
-        error.message.clone()
-    } else {
-        error
-            .details
-            .iter()
-            .map(|d| format!("{}: {}", d.field, d.message))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
 }
 
 #[cfg(test)]

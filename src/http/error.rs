@@ -1,7 +1,11 @@
-//! The one table from error code to HTTP status, and the JSON envelope every error uses:
+//! The one table from every error below http (the store's, the domain's, the rules') to a
+//! code, and from each code to an HTTP status; and the JSON envelope every error uses:
 //! `{"error": {"code", "message", "details"?}}`.
 
+use crate::domain::error::{DomainError, DomainErrorKind};
+use crate::domain::rules::RuleViolation;
 use crate::error::{ApiError, ErrorCode};
+use crate::store::StoreError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
@@ -38,6 +42,81 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         MailDeliveryFailed => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The code of each rule a write can break.
+pub fn rule_code(violation: &RuleViolation) -> ErrorCode {
+    match violation {
+        RuleViolation::OfferingFull { .. } | RuleViolation::CapacityBelowSeats { .. } => {
+            ErrorCode::OfferingFull
+        }
+        RuleViolation::DuplicateRegistration { .. } => ErrorCode::DuplicateRegistration,
+        RuleViolation::HasDependants(_) => ErrorCode::HasDependants,
+        RuleViolation::MissingReference { .. } => ErrorCode::MissingReference,
+        RuleViolation::OrderExists { .. } => ErrorCode::OrderExists,
+        RuleViolation::TenantLimit { .. } => ErrorCode::TenantLimit,
+        RuleViolation::RecordLocked(_) => ErrorCode::RecordLocked,
+        RuleViolation::OutboxMessageTooLarge { .. } => ErrorCode::RecordTooLarge,
+    }
+}
+
+/// The code of each kind of input the domain refuses.
+pub fn domain_code(kind: DomainErrorKind) -> ErrorCode {
+    match kind {
+        DomainErrorKind::Validation => ErrorCode::ValidationFailed,
+        DomainErrorKind::Json => ErrorCode::InvalidJson,
+        DomainErrorKind::Patch => ErrorCode::InvalidPatch,
+        DomainErrorKind::PatchTestFailed => ErrorCode::PatchTestFailed,
+    }
+}
+
+impl From<RuleViolation> for ApiError {
+    fn from(violation: RuleViolation) -> Self {
+        ApiError::new(rule_code(&violation), violation.to_string())
+            .with_details(violation.details())
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::new(domain_code(e.kind), e.message).with_details(e.details)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
+            StoreError::TenantNotFound => {
+                ApiError::new(ErrorCode::TenantNotFound, "tenant not found")
+            }
+            StoreError::TenantExists => ApiError::new(
+                ErrorCode::TenantExists,
+                "a tenant with this id exists already",
+            ),
+            StoreError::VersionChanged { stored } => ApiError::new(
+                ErrorCode::VersionConflict,
+                format!("the record changed meanwhile; its version is now {stored}"),
+            ),
+            StoreError::InvalidPageToken(why) => ApiError::new(
+                ErrorCode::InvalidPageToken,
+                format!("exclusiveStartKey is not a valid page token for this query: {why}"),
+            ),
+            StoreError::Rule(violation) => violation.into(),
+            StoreError::Invalid(e) => e.into(),
+            StoreError::TooLarge { bytes, limit } => ApiError::new(
+                ErrorCode::RecordTooLarge,
+                format!("the record would take {bytes} bytes; a record holds at most {limit}"),
+            ),
+            StoreError::Closed => {
+                ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
+            }
+            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
+                log::error!("store fault: {fault}");
+                ApiError::internal()
+            }
+        }
     }
 }
 
@@ -113,5 +192,121 @@ mod tests {
             );
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
         }
+    }
+
+    #[test]
+    fn every_rule_and_domain_error_keeps_the_code_and_status_clients_see() {
+        use crate::domain::catalog::{CatalogKind, Reference};
+        use crate::domain::ids::{RecordId, TenantId};
+        use crate::domain::rules::{Dependants, Locked, Usage};
+        let id = |s: &str| RecordId::parse(s).expect("a valid id");
+        let tenant = TenantId::parse("acme").expect("a valid tenant id");
+        let reference = Reference {
+            field: "student_id",
+            kind: CatalogKind::Contact,
+            id: id("s1"),
+            of_course: None,
+        };
+        let rules = [
+            (
+                RuleViolation::OfferingFull {
+                    offering: id("o1"),
+                    active: 1,
+                    capacity: 1,
+                },
+                ErrorCode::OfferingFull,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::CapacityBelowSeats {
+                    offering: id("o1"),
+                    taken: 2,
+                },
+                ErrorCode::OfferingFull,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::DuplicateRegistration {
+                    student: "s1".into(),
+                    holder: "r1".into(),
+                },
+                ErrorCode::DuplicateRegistration,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::HasDependants(Dependants::DefaultTemplate),
+                ErrorCode::HasDependants,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::missing(&reference),
+                ErrorCode::MissingReference,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::OrderExists {
+                    registration: id("r1"),
+                    order: id("ord1"),
+                },
+                ErrorCode::OrderExists,
+                StatusCode::CONFLICT,
+            ),
+            (
+                RuleViolation::TenantLimit {
+                    tenant,
+                    usage: Usage::Registrations { max: 1, stored: 1 },
+                },
+                ErrorCode::TenantLimit,
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                RuleViolation::RecordLocked(Locked::Change),
+                ErrorCode::RecordLocked,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                RuleViolation::OutboxMessageTooLarge { bytes: 2, max: 1 },
+                ErrorCode::RecordTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+        ];
+        for (violation, code, status) in rules {
+            let message = violation.to_string();
+            let error = ApiError::from(StoreError::Rule(violation));
+            assert_eq!(
+                (error.code, error.status_code()),
+                (code, status),
+                "{message}"
+            );
+            assert_eq!(error.message, message);
+        }
+        let missing = ApiError::from(RuleViolation::missing(&reference));
+        assert_eq!(missing.details[0].field, "student_id");
+
+        let bad_request = StatusCode::BAD_REQUEST;
+        for (kind, code, status) in [
+            (
+                DomainErrorKind::Validation,
+                ErrorCode::ValidationFailed,
+                bad_request,
+            ),
+            (DomainErrorKind::Json, ErrorCode::InvalidJson, bad_request),
+            (DomainErrorKind::Patch, ErrorCode::InvalidPatch, bad_request),
+            (
+                DomainErrorKind::PatchTestFailed,
+                ErrorCode::PatchTestFailed,
+                StatusCode::CONFLICT,
+            ),
+        ] {
+            let error = ApiError::from(StoreError::Invalid(DomainError::new(kind, "m")));
+            assert_eq!(
+                (error.code, error.status_code()),
+                (code, status),
+                "{kind:?}"
+            );
+        }
+        let invalid = ApiError::from(DomainError::field("name", "is required"));
+        assert_eq!(invalid.message, "name: is required");
+        assert_eq!(invalid.details.len(), 1);
     }
 }

@@ -208,7 +208,7 @@ pub async fn guard<A: Access>(
                 Ok(()) => true,
                 // The tenant's storage quota has no room for it: that is the tenant's
                 // business, not a fault.
-                Err(crate::store::StoreError::Refused(e)) => {
+                Err(crate::store::StoreError::Rule(e)) => {
                     log::info!("not keeping the response for Idempotency-Key {key}: {e:?}");
                     false
                 }

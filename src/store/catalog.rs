@@ -15,7 +15,7 @@ use crate::domain::catalog::{
     EmailTemplateFields, OrderFields, Reference, RegistrationProcessFields, DEFAULT_TEMPLATE_ID,
 };
 use crate::domain::ids::{RecordId, TenantId};
-use crate::error::{ApiError, ErrorCode};
+use crate::domain::rules::{self, RuleViolation, Target};
 use std::collections::HashMap;
 
 /// Loads a catalog record of kind `F` inside a transaction.
@@ -42,13 +42,12 @@ pub(super) fn check_references(
     for reference in refs {
         let key = keys::catalog(tenant.as_str(), reference.kind.tag(), reference.id.as_str());
         let Some(bytes) = tx.get(TreeId::Catalog, key.as_bytes())? else {
-            return Err(reference.missing().into());
+            return Err(RuleViolation::missing(reference).into());
         };
-        if let Some(course) = &reference.of_course {
+        if reference.of_course.is_some() {
             let offering: CatalogRecord<CourseOfferingFields> = codec::decode(&bytes)?;
-            if offering.fields.course_id.as_ref() != Some(course) {
-                return Err(reference.missing().into());
-            }
+            let course = offering.fields.course_id.as_ref();
+            rules::missing_reference(reference, Target::Present { course })?;
             checked_offering = Some(offering);
         }
     }
@@ -62,12 +61,11 @@ pub(super) fn check_offering_course(
     tenant: &TenantId,
     reference: &Reference,
 ) -> Result<CatalogRecord<CourseOfferingFields>, TxError> {
-    match load::<CourseOfferingFields>(tx, tenant, &reference.id)? {
-        Some(offering) if offering.fields.course_id.as_ref() == reference.of_course.as_ref() => {
-            Ok(offering)
-        }
-        _ => Err(reference.missing().into()),
-    }
+    let offering = load::<CourseOfferingFields>(tx, tenant, &reference.id)?
+        .ok_or_else(|| RuleViolation::missing(reference))?;
+    let course = offering.fields.course_id.as_ref();
+    rules::missing_reference(reference, Target::Present { course })?;
+    Ok(offering)
 }
 
 /// Moves reference counts from `old` to `new` (a record's references before and after).
@@ -152,18 +150,7 @@ impl CatalogHooks for CourseOfferingFields {
             return Ok(());
         };
         let taken = tx.counter(keys::active_count(tenant.as_str(), new.id.as_str()).as_bytes())?;
-        if capacity < taken {
-            return Err(ApiError::new(
-                ErrorCode::OfferingFull,
-                format!(
-                    "course offering {} has {taken} active registrations: capacity cannot be \
-                     lower than that (cancel registrations first)",
-                    new.id
-                ),
-            )
-            .into());
-        }
-        Ok(())
+        Ok(rules::capacity_below_seats(&new.id, Some(capacity), taken)?)
     }
 }
 impl CatalogHooks for RegistrationProcessFields {}
@@ -273,25 +260,14 @@ impl<F: CatalogHooks> Intent for DeleteCatalog<F> {
         }
         // previewEmail falls back to it, and ids are the server's to give: a deleted default
         // template could never come back. It can be edited instead.
-        if F::KIND == CatalogKind::EmailTemplate && self.id.as_str() == DEFAULT_TEMPLATE_ID {
-            return Err(ApiError::new(
-                ErrorCode::HasDependants,
-                "the tenant's default confirmation template cannot be deleted; change it instead",
-            )
-            .into());
-        }
-        let users = dependants(tx, &self.tenant, F::KIND, &self.id)?;
-        if users > 0 {
-            return Err(ApiError::new(
-                ErrorCode::HasDependants,
-                format!(
-                    "{} {} is used by {users} other record(s)",
-                    F::KIND.noun(),
-                    self.id
-                ),
-            )
-            .into());
-        }
+        let is_default_template =
+            F::KIND == CatalogKind::EmailTemplate && self.id.as_str() == DEFAULT_TEMPLATE_ID;
+        let users = if is_default_template {
+            0
+        } else {
+            dependants(tx, &self.tenant, F::KIND, &self.id)?
+        };
+        rules::has_dependants(F::KIND, &self.id, is_default_template, users)?;
         move_references(tx, &self.tenant, &stored.fields.references(), &[])?;
         let key = keys::catalog(self.tenant.as_str(), F::KIND.tag(), self.id.as_str());
         tx.remove(TreeId::Catalog, key.into_bytes());

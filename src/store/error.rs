@@ -1,6 +1,7 @@
 //! What can go wrong in the store. No HTTP here: `crate::http::error` maps these.
 
-use crate::error::ApiError;
+use crate::domain::error::DomainError;
+use crate::domain::rules::RuleViolation;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
@@ -16,9 +17,13 @@ pub enum StoreError {
     /// A page token that does not belong to this tenant and query, or was altered.
     #[error("invalid page token: {0}")]
     InvalidPageToken(&'static str),
-    /// A rule between records refused the write; the error says which and why.
+    /// A rule between records refused the write; the violation says which and why.
     #[error("{0}")]
-    Refused(ApiError),
+    Rule(RuleViolation),
+    /// The record the write would make is not valid (the domain's checks, run on what the
+    /// transaction read: a tenant's limits patched, a record revised from its stored form).
+    #[error("{0}")]
+    Invalid(DomainError),
     /// A value larger than a stored value may be (it could not be read back).
     #[error("the value is {bytes} bytes; at most {limit} can be stored")]
     TooLarge { bytes: usize, limit: usize },
@@ -48,38 +53,14 @@ impl From<crate::store::keys::MalformedKey> for StoreError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        use crate::error::ErrorCode;
-        match e {
-            StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
-            StoreError::TenantNotFound => {
-                ApiError::new(ErrorCode::TenantNotFound, "tenant not found")
-            }
-            StoreError::TenantExists => ApiError::new(
-                ErrorCode::TenantExists,
-                "a tenant with this id exists already",
-            ),
-            StoreError::VersionChanged { stored } => ApiError::new(
-                ErrorCode::VersionConflict,
-                format!("the record changed meanwhile; its version is now {stored}"),
-            ),
-            StoreError::InvalidPageToken(why) => ApiError::new(
-                ErrorCode::InvalidPageToken,
-                format!("exclusiveStartKey is not a valid page token for this query: {why}"),
-            ),
-            StoreError::Refused(api) => api,
-            StoreError::TooLarge { bytes, limit } => ApiError::new(
-                ErrorCode::RecordTooLarge,
-                format!("the record would take {bytes} bytes; a record holds at most {limit}"),
-            ),
-            StoreError::Closed => {
-                ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
-            }
-            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
-                log::error!("store fault: {fault}");
-                ApiError::internal()
-            }
-        }
+impl From<RuleViolation> for StoreError {
+    fn from(e: RuleViolation) -> Self {
+        StoreError::Rule(e)
+    }
+}
+
+impl From<DomainError> for StoreError {
+    fn from(e: DomainError) -> Self {
+        StoreError::Invalid(e)
     }
 }

@@ -14,7 +14,7 @@ use crate::domain::catalog::{
 use crate::domain::enums::OrderStatus;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
-use crate::error::{ApiError, ErrorCode};
+use crate::domain::rules::{self, Locked};
 
 /// Counter name of the per-tenant order number sequence.
 pub const ORDER_NUMBER_SEQUENCE: &str = "order_number";
@@ -46,13 +46,7 @@ impl Intent for GenerateOrder {
         let registration = match &self.registration {
             OrderFor::Stored(id) => {
                 let stored = registrations::load(tx, tenant, id)?.ok_or(StoreError::NotFound)?;
-                if stored.is_locked() && !self.ctx.is_admin() {
-                    return Err(ApiError::new(
-                        ErrorCode::RecordLocked,
-                        "the registration is locked (sys_locked)",
-                    )
-                    .into());
-                }
+                rules::record_locked(stored.is_locked(), self.ctx.is_admin(), Locked::Order)?;
                 stored
             }
             OrderFor::New { id, fields } => {
@@ -60,18 +54,9 @@ impl Intent for GenerateOrder {
             }
         };
         if let Some(existing) = &registration.fields.order_id {
-            if catalog::load::<OrderFields>(tx, tenant, existing)?
-                .is_some_and(|o| o.fields.is_live())
-            {
-                return Err(ApiError::new(
-                    ErrorCode::OrderExists,
-                    format!(
-                        "registration {} already has a live order ({existing})",
-                        registration.id
-                    ),
-                )
-                .into());
-            }
+            let live = catalog::load::<OrderFields>(tx, tenant, existing)?
+                .is_some_and(|o| o.fields.is_live());
+            rules::order_exists(&registration.id, Some(existing), live)?;
         }
         let (Some(offering_id), Some(student_id)) = (
             registration.fields.course_offering_id.clone(),

@@ -10,8 +10,8 @@ use super::tx::{TreeId, Tx, TxError};
 use super::usage::OUTBOX_MESSAGES;
 use super::Store;
 use crate::domain::ids::{RecordId, TenantId};
+use crate::domain::rules;
 use crate::domain::time::Timestamp;
-use crate::error::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -78,17 +78,7 @@ impl Intent for KeepInOutbox {
     type Output = ();
     fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
         let size = self.message.content_bytes();
-        if size > self.max_bytes {
-            return Err(ApiError::new(
-                ErrorCode::RecordTooLarge,
-                format!(
-                    "the message is {size} bytes (address, subject, html and text); the outbox \
-                     keeps messages of at most {} bytes",
-                    self.max_bytes
-                ),
-            )
-            .into());
-        }
+        rules::outbox_message_fits(size, self.max_bytes)?;
         let t = self.tenant.as_str();
         let count = tx.counter(keys::counter(t, OUTBOX_MESSAGES).as_bytes())?;
         let mut excess = (count + 1).saturating_sub(self.max_messages);

@@ -16,8 +16,8 @@ use crate::domain::catalog::{
 };
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
+use crate::domain::rules::{self, Usage};
 use crate::domain::tenant::Tenant;
-use crate::error::{ApiError, ErrorCode};
 
 /// Counter names under (tenant, name) in `counters`.
 pub const NUMBER_SEQUENCE: &str = "registration_number";
@@ -215,22 +215,13 @@ fn check_slot(
     }) {
         return Ok(());
     }
-    match tx.get(TreeId::RegistrationSlots, key.as_bytes())? {
-        Some(holder) if holder.as_slice() != new.id.as_str().as_bytes() => Err(ApiError::new(
-            ErrorCode::DuplicateRegistration,
-            format!(
-                "student {} already has registration {} for this course offering",
-                new.fields
-                    .student_id
-                    .as_ref()
-                    .map(|s| s.as_str())
-                    .unwrap_or_default(),
-                String::from_utf8_lossy(&holder)
-            ),
-        )
-        .into()),
-        _ => Ok(()),
-    }
+    let holder = tx.get(TreeId::RegistrationSlots, key.as_bytes())?;
+    let holder = holder.as_deref().map(String::from_utf8_lossy);
+    Ok(rules::duplicate_registration(
+        &new.id,
+        new.fields.student_id.as_ref(),
+        holder.as_deref(),
+    )?)
 }
 
 /// An active registration needs a seat unless it already had one in the same offering.
@@ -260,15 +251,7 @@ fn check_capacity(
     if let Some(capacity) = offering.fields.capacity {
         let active =
             tx.counter(keys::active_count(tenant.as_str(), offering_id.as_str()).as_bytes())?;
-        if active >= capacity {
-            return Err(ApiError::new(
-                ErrorCode::OfferingFull,
-                format!(
-                    "course offering {offering_id} is full ({active} of {capacity} seats taken)"
-                ),
-            )
-            .into());
-        }
+        rules::offering_full(offering_id, Some(capacity), active)?;
     }
     Ok(())
 }
@@ -337,13 +320,7 @@ pub(super) fn check_quota(tx: &Tx<'_>, tenant: &TenantId) -> Result<(), TxError>
     let record: Tenant = codec::decode(&bytes)?;
     if let Some(max) = record.limits.max_registrations {
         let stored = tx.counter(keys::counter(tenant.as_str(), REGISTRATION_COUNT).as_bytes())?;
-        if stored >= max {
-            return Err(ApiError::new(
-                ErrorCode::TenantLimit,
-                format!("tenant {tenant} may store at most {max} registrations and has {stored}"),
-            )
-            .into());
-        }
+        rules::tenant_limit(tenant, Usage::Registrations { max, stored })?;
     }
     Ok(())
 }
@@ -492,16 +469,8 @@ impl Intent for DeleteRegistration {
         }
         if let Some(order_id) = &stored.fields.order_id {
             let order = catalog::load::<OrderFields>(tx, &self.tenant, order_id)?;
-            if order.is_some_and(|o| o.fields.is_live()) {
-                return Err(ApiError::new(
-                    ErrorCode::HasDependants,
-                    format!(
-                        "registration {} has a live order ({order_id}); cancel or void it first",
-                        self.id
-                    ),
-                )
-                .into());
-            }
+            let live = order.is_some_and(|o| o.fields.is_live());
+            rules::live_order_blocks_delete(&self.id, Some(order_id), live)?;
         }
         write(tx, &self.tenant, Some(&stored), None)
     }

@@ -7,8 +7,8 @@ use super::error::StoreError;
 use super::index::REGISTRATION_INDEXES;
 use super::keys;
 use super::usage::{entry_bytes, COUNTED_TREES, OUTBOX_MESSAGES, STORED_BYTES};
+use crate::domain::rules::{self, RuleViolation, Usage};
 use crate::domain::tenant::Tenant;
-use crate::error::{ApiError, ErrorCode};
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 use std::collections::HashMap;
 
@@ -107,9 +107,15 @@ impl From<UnabortableTransactionError> for TxError {
     }
 }
 
-impl From<crate::error::ApiError> for TxError {
-    fn from(e: crate::error::ApiError) -> Self {
-        TxError::Refused(StoreError::Refused(e))
+impl From<crate::domain::error::DomainError> for TxError {
+    fn from(e: crate::domain::error::DomainError) -> Self {
+        TxError::Refused(StoreError::Invalid(e))
+    }
+}
+
+impl From<RuleViolation> for TxError {
+    fn from(e: RuleViolation) -> Self {
+        TxError::Refused(StoreError::Rule(e))
     }
 }
 
@@ -295,16 +301,13 @@ impl<'a> Tx<'a> {
             };
             let record: Tenant = codec::decode(&bytes)?;
             if let Some(max) = record.limits.max_storage_bytes {
-                if total > max {
-                    return Err(ApiError::new(
-                        ErrorCode::TenantLimit,
-                        format!(
-                            "tenant {tenant} may store at most {max} bytes; this write would \
-                             make it {total}"
-                        ),
-                    )
-                    .into());
-                }
+                rules::tenant_limit(
+                    &record.id,
+                    Usage::StoredBytes {
+                        max,
+                        after_write: total,
+                    },
+                )?;
             }
         }
         Ok(())

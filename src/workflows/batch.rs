@@ -92,7 +92,7 @@ pub async fn run(
     let mut results: Vec<Option<Result<(), ApiError>>> = request
         .operations
         .iter()
-        .map(|op| op.parsed.as_ref().err().map(|e| Err(e.clone())))
+        .map(|op| op.parsed.as_ref().err().map(|e| Err(e.clone().into())))
         .collect();
     let mut pending: Vec<usize> = (0..request.operations.len())
         .filter(|i| results[*i].is_none())

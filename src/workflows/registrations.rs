@@ -8,6 +8,7 @@ use crate::domain::access::WriteContext;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::patch::{apply_patch, check_patch, patch_fields};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
+use crate::domain::rules::{self, Locked};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::registrations::{CreateRegistration, DeleteRegistration, ReviseRegistration};
 use crate::store::{Store, StoreError};
@@ -82,12 +83,7 @@ pub fn check_preconditions(
     if_match: &Precondition,
     ctx: &WriteContext,
 ) -> Result<(), ApiError> {
-    if locked && !ctx.is_admin() {
-        return Err(ApiError::new(
-            ErrorCode::RecordLocked,
-            "the record is locked (sys_locked); only an admin key may change or delete it",
-        ));
-    }
+    rules::record_locked(locked, ctx.is_admin(), Locked::Change)?;
     if let Some(versions) = if_match {
         if !versions.contains(&version) {
             return Err(StoreError::VersionChanged { stored: version }.into());
@@ -123,7 +119,7 @@ pub fn changed_body(
             }
             Ok(body.clone())
         }
-        Change::Patch(patch) => apply_patch(stored_json, patch),
+        Change::Patch(patch) => Ok(apply_patch(stored_json, patch)?),
     }
 }
 

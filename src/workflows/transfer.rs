@@ -7,10 +7,11 @@
 //! or one the HTTP handler starts) and read and write through `std::io`.
 
 use crate::domain::access::WriteContext;
+use crate::domain::error::DomainError;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::transfer::{
-    csv_cells, csv_columns, parse_line, parse_row, row_reason, BulkLoad, CsvHeader, ImportRow,
-    ParsedRow, RecordKind, StoredRecord,
+    csv_cells, csv_columns, parse_line, parse_row, BulkLoad, CsvHeader, ImportRow, ParsedRow,
+    RecordKind, StoredRecord,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::store::pipeline::Queued;
@@ -167,7 +168,7 @@ impl<R: Read> RowSource for NdjsonRows<R> {
             let row = self.number;
             let parsed = parse_line(&self.line)
                 .and_then(|(kind, body)| parse_row(kind, &body, row))
-                .map_err(|e| failure(row, &e));
+                .map_err(|e| failure(row, &e.into()));
             return Some(Ok(parsed));
         }
     }
@@ -243,16 +244,13 @@ impl<R: Read> RowSource for CsvRows<R> {
         let row = self.number;
         let cells: Result<Vec<&str>, _> = self.record.iter().map(std::str::from_utf8).collect();
         let parsed = match cells {
-            Err(_) => Err(ApiError::new(
-                ErrorCode::ValidationFailed,
-                "the row is not UTF-8",
-            )),
+            Err(_) => Err(DomainError::invalid("the row is not UTF-8")),
             Ok(cells) => self
                 .header
                 .row_to_json(cells)
                 .and_then(|body| parse_row(RecordKind::Registration, &body, row)),
         };
-        Some(Ok(parsed.map_err(|e| failure(row, &e))))
+        Some(Ok(parsed.map_err(|e| failure(row, &e.into()))))
     }
 
     fn position(&self) -> u64 {
@@ -544,4 +542,19 @@ fn copy_private(from: &Path, to: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
+}
+
+/// The reason a report gives for a refused row: each field's problem when it failed
+/// validation, the message otherwise (which names the record it is about).
+pub fn row_reason(error: &ApiError) -> String {
+    if error.code != ErrorCode::ValidationFailed || error.details.is_empty() {
+        error.message.clone()
+    } else {
+        error
+            .details
+            .iter()
+            .map(|d| format!("{}: {}", d.field, d.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }

@@ -759,7 +759,10 @@ async fn the_storage_quota_refuses_growth_but_never_a_deletion() {
     f.store.submit(keep("small", 100)).await.unwrap();
     let refused = f.store.submit(keep("large", 1000)).await.unwrap_err();
     assert!(
-        matches!(&refused, StoreError::Refused(e) if e.code == crate::error::ErrorCode::TenantLimit),
+        matches!(
+            &refused,
+            StoreError::Rule(crate::domain::rules::RuleViolation::TenantLimit { .. })
+        ),
         "{refused:?}"
     );
     assert!(f
@@ -892,7 +895,10 @@ async fn a_message_over_the_outbox_cap_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&refused, StoreError::Refused(e) if e.code == crate::error::ErrorCode::RecordTooLarge),
+        matches!(
+            &refused,
+            StoreError::Rule(crate::domain::rules::RuleViolation::OutboxMessageTooLarge { .. })
+        ),
         "{refused:?}"
     );
 }
