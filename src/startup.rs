@@ -3,13 +3,11 @@
 
 use crate::config::ServeArgs;
 use crate::domain::access::{Actor, Principal, Role, WriteContext};
-use crate::domain::catalog::{
-    ContactFields, CourseFields, CourseOfferingFields, RegistrationProcessFields,
-};
 use crate::domain::email::check_address;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{ApiKey, NewTenant};
 use crate::domain::time::Timestamp;
+use crate::domain::transfer::RecordKind;
 use crate::error::ApiError;
 use crate::http;
 use crate::mail::{RenderPool, SmtpRelay};
@@ -342,18 +340,19 @@ async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoad
     });
     let catalog = read("catalog.json")?;
     let mut names = HashMap::new();
-    load_demo_kind::<ContactFields>(store, &tenant.id, &catalog, &mut names, &ctx)
-        .await
-        .map_err(as_message)?;
-    load_demo_kind::<CourseFields>(store, &tenant.id, &catalog, &mut names, &ctx)
-        .await
-        .map_err(as_message)?;
-    load_demo_kind::<CourseOfferingFields>(store, &tenant.id, &catalog, &mut names, &ctx)
-        .await
-        .map_err(as_message)?;
-    load_demo_kind::<RegistrationProcessFields>(store, &tenant.id, &catalog, &mut names, &ctx)
-        .await
-        .map_err(as_message)?;
+    // Every kind a client writes, each after the kinds it may point at.
+    for kind in RecordKind::EXPORT_ORDER {
+        let RecordKind::Catalog(kind) = kind else {
+            continue;
+        };
+        if kind.client_owned() {
+            crate::with_catalog_fields!(kind, F => {
+                load_demo_kind::<F>(store, &tenant.id, &catalog, &mut names, &ctx)
+                    .await
+                    .map_err(as_message)?
+            });
+        }
+    }
     for body in catalog["registrations"].as_array().into_iter().flatten() {
         workflows::registrations::create(store, &tenant.id, &resolve_names(body, &names), &ctx)
             .await

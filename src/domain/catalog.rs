@@ -20,6 +20,12 @@ use serde_json::{Map, Value};
 use std::fmt::Debug;
 
 /// The kinds of catalog record.
+///
+/// The one source of the kinds: routes (`src/http/catalog.rs`), the OpenAPI description, the
+/// consistency check and export/import all walk [`CatalogKind::ALL`] and reach each kind's
+/// fields struct through [`with_catalog_fields!`](crate::with_catalog_fields). Adding a kind
+/// is an arm here (and in the `match`es below and in that macro, which the compiler asks
+/// for), its fields struct, and the places docs/DESIGN.md ("Adding a catalog kind") lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CatalogKind {
     Contact,
@@ -31,14 +37,40 @@ pub enum CatalogKind {
 }
 
 impl CatalogKind {
+    /// Every kind, in the order the API describes them (OpenAPI paths and schemas): the kinds
+    /// clients write first, then orders, which only the server makes.
     pub const ALL: [CatalogKind; 6] = [
         CatalogKind::Contact,
         CatalogKind::Course,
         CatalogKind::CourseOffering,
         CatalogKind::RegistrationProcess,
-        CatalogKind::Order,
         CatalogKind::EmailTemplate,
+        CatalogKind::Order,
     ];
+
+    /// The kind whose [`tag`](Self::tag) this is.
+    pub fn from_tag(tag: &str) -> Option<CatalogKind> {
+        CatalogKind::ALL.into_iter().find(|kind| kind.tag() == tag)
+    }
+
+    /// Whether clients create, replace and delete records of the kind. Orders are made by
+    /// generateOrder only: clients read, list and PATCH them.
+    pub fn client_owned(self) -> bool {
+        !matches!(self, CatalogKind::Order)
+    }
+
+    /// The kind's name as a type: its schema in the API description (`<name>` and
+    /// `<name>Input`).
+    pub fn type_name(self) -> &'static str {
+        match self {
+            CatalogKind::Contact => "Contact",
+            CatalogKind::Course => "Course",
+            CatalogKind::CourseOffering => "CourseOffering",
+            CatalogKind::RegistrationProcess => "RegistrationProcess",
+            CatalogKind::EmailTemplate => "EmailTemplate",
+            CatalogKind::Order => "Order",
+        }
+    }
 
     /// The first path segment of the kind's endpoints.
     pub fn resource(self) -> &'static str {
@@ -75,6 +107,50 @@ impl CatalogKind {
             CatalogKind::EmailTemplate => "email template",
         }
     }
+}
+
+/// Evaluates `$body` with `$F` naming the fields struct of the catalog kind `$kind` (a
+/// [`CatalogKind`]): the one place a kind meets its type. Code that works on any kind is
+/// written once, generic over `F: CatalogFields` (or a trait that extends it, such as the
+/// store's hooks), and reaches every kind from `CatalogKind::ALL` through this:
+///
+/// ```ignore
+/// CatalogKind::ALL.into_iter().flat_map(|kind| with_catalog_fields!(kind, F => endpoints_of::<F>()))
+/// ```
+///
+/// A macro rather than a visitor trait: the bound `F` must meet is the caller's (the http
+/// layer needs the store's `CatalogHooks`, which the domain cannot name), and a macro checks it
+/// where it is used.
+#[macro_export]
+macro_rules! with_catalog_fields {
+    ($kind:expr, $F:ident => $body:expr) => {
+        match $kind {
+            $crate::domain::catalog::CatalogKind::Contact => {
+                type $F = $crate::domain::catalog::ContactFields;
+                $body
+            }
+            $crate::domain::catalog::CatalogKind::Course => {
+                type $F = $crate::domain::catalog::CourseFields;
+                $body
+            }
+            $crate::domain::catalog::CatalogKind::CourseOffering => {
+                type $F = $crate::domain::catalog::CourseOfferingFields;
+                $body
+            }
+            $crate::domain::catalog::CatalogKind::RegistrationProcess => {
+                type $F = $crate::domain::catalog::RegistrationProcessFields;
+                $body
+            }
+            $crate::domain::catalog::CatalogKind::EmailTemplate => {
+                type $F = $crate::domain::catalog::EmailTemplateFields;
+                $body
+            }
+            $crate::domain::catalog::CatalogKind::Order => {
+                type $F = $crate::domain::catalog::OrderFields;
+                $body
+            }
+        }
+    };
 }
 
 /// A pointer from a record to a catalog record, which must exist when the record is written
@@ -131,6 +207,11 @@ pub trait CatalogFields:
         Vec::new()
     }
     fn is_locked(&self) -> bool;
+    /// An order's `number`, from its tenant's order sequence (`None` for every other kind):
+    /// the consistency check keeps the sequence past it.
+    fn order_number(&self) -> Option<f64> {
+        None
+    }
     /// Refuses client changes to fields the server owns (beyond the shared `sys_*` fields).
     fn check_change(&self, _stored: &Self) -> Result<(), DomainError> {
         Ok(())
@@ -743,6 +824,9 @@ impl CatalogFields for OrderFields {
         Reference::to("contact_id", CatalogKind::Contact, &self.contact_id)
             .into_iter()
             .collect()
+    }
+    fn order_number(&self) -> Option<f64> {
+        self.number
     }
     fn check_change(&self, stored: &Self) -> Result<(), DomainError> {
         self.check_client_change(stored)

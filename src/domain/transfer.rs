@@ -137,6 +137,22 @@ pub enum Draft {
     EmailTemplate(RecordDraft<EmailTemplateFields, KeptSys>),
 }
 
+impl Draft {
+    /// The kind of record the row makes.
+    pub fn kind(&self) -> RecordKind {
+        let catalog = match self {
+            Draft::Registration(_) => return RecordKind::Registration,
+            Draft::Contact(_) => CatalogKind::Contact,
+            Draft::Course(_) => CatalogKind::Course,
+            Draft::CourseOffering(_) => CatalogKind::CourseOffering,
+            Draft::RegistrationProcess(_) => CatalogKind::RegistrationProcess,
+            Draft::Order(_) => CatalogKind::Order,
+            Draft::EmailTemplate(_) => CatalogKind::EmailTemplate,
+        };
+        RecordKind::Catalog(catalog)
+    }
+}
+
 /// A row ready for the store: where it came from, the id its record gets (the row's own, or
 /// a new one), and its content.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,47 +330,42 @@ pub fn parse_line(line: &[u8]) -> Result<(RecordKind, Value), DomainError> {
 pub enum StoredRecord {
     /// Boxed: a registration is several times the size of any catalog record.
     Registration(Box<CourseRegistration>),
-    Contact(CatalogRecord<ContactFields>),
-    Course(CatalogRecord<CourseFields>),
-    CourseOffering(CatalogRecord<CourseOfferingFields>),
-    RegistrationProcess(CatalogRecord<RegistrationProcessFields>),
-    Order(CatalogRecord<OrderFields>),
-    EmailTemplate(CatalogRecord<EmailTemplateFields>),
+    /// A catalog record of any kind, as the API shows it (an export only writes it out).
+    Catalog {
+        kind: CatalogKind,
+        record: Map<String, Value>,
+    },
 }
 
 impl StoredRecord {
+    /// A catalog record of the kind `F` is.
+    pub fn catalog<F: CatalogFields>(record: &CatalogRecord<F>) -> StoredRecord {
+        StoredRecord::Catalog {
+            kind: F::KIND,
+            record: record.to_json(),
+        }
+    }
+
     pub fn kind(&self) -> RecordKind {
         match self {
             StoredRecord::Registration(_) => RecordKind::Registration,
-            StoredRecord::Contact(_) => RecordKind::Catalog(CatalogKind::Contact),
-            StoredRecord::Course(_) => RecordKind::Catalog(CatalogKind::Course),
-            StoredRecord::CourseOffering(_) => RecordKind::Catalog(CatalogKind::CourseOffering),
-            StoredRecord::RegistrationProcess(_) => {
-                RecordKind::Catalog(CatalogKind::RegistrationProcess)
-            }
-            StoredRecord::Order(_) => RecordKind::Catalog(CatalogKind::Order),
-            StoredRecord::EmailTemplate(_) => RecordKind::Catalog(CatalogKind::EmailTemplate),
+            StoredRecord::Catalog { kind, .. } => RecordKind::Catalog(*kind),
         }
     }
 
     /// The record as the API shows it.
-    pub fn to_json(&self) -> Map<String, Value> {
+    pub fn into_json(self) -> Map<String, Value> {
         match self {
             StoredRecord::Registration(r) => r.to_json(),
-            StoredRecord::Contact(r) => r.to_json(),
-            StoredRecord::Course(r) => r.to_json(),
-            StoredRecord::CourseOffering(r) => r.to_json(),
-            StoredRecord::RegistrationProcess(r) => r.to_json(),
-            StoredRecord::Order(r) => r.to_json(),
-            StoredRecord::EmailTemplate(r) => r.to_json(),
+            StoredRecord::Catalog { record, .. } => record,
         }
     }
 
     /// The record's NDJSON line (without the newline).
-    pub fn to_line(&self) -> Value {
+    pub fn into_line(self) -> Value {
         let mut line = Map::new();
         line.insert("kind".into(), Value::String(self.kind().tag().to_owned()));
-        line.insert("record".into(), Value::Object(self.to_json()));
+        line.insert("record".into(), Value::Object(self.into_json()));
         Value::Object(line)
     }
 }

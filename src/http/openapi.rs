@@ -12,10 +12,7 @@
 
 use super::error::status_of;
 use crate::domain::batch::BatchRequest;
-use crate::domain::catalog::{
-    CatalogFields, CatalogKind, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
-    EmailTemplateFields, OrderFields, RegistrationProcessFields,
-};
+use crate::domain::catalog::{CatalogFields, CatalogKind, CatalogRecord};
 use crate::domain::email::PreviewEmail;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::patch::patch_schema;
@@ -630,24 +627,13 @@ fn record_operations<F: Fields>(
     ops
 }
 
-fn catalog_operations<F: CatalogFields>(client_owned: bool) -> Vec<Operation> {
+fn catalog_operations<F: CatalogFields>() -> Vec<Operation> {
     record_operations::<F>(
         F::KIND.resource(),
-        schema_name(F::KIND),
+        F::KIND.type_name(),
         CATALOG_TAG,
-        client_owned,
+        F::KIND.client_owned(),
     )
-}
-
-fn schema_name(kind: CatalogKind) -> &'static str {
-    match kind {
-        CatalogKind::Contact => "Contact",
-        CatalogKind::Course => "Course",
-        CatalogKind::CourseOffering => "CourseOffering",
-        CatalogKind::RegistrationProcess => "RegistrationProcess",
-        CatalogKind::EmailTemplate => "EmailTemplate",
-        CatalogKind::Order => "Order",
-    }
 }
 
 fn admin_operations() -> Vec<Operation> {
@@ -931,10 +917,10 @@ fn error_responses() -> Map<String, Value> {
 }
 
 /// A catalog kind's record, and the body that creates or replaces it when clients may.
-fn catalog_schemas<F: CatalogFields>(schemas: &mut Map<String, Value>, client_owned: bool) {
-    let name = schema_name(F::KIND);
+fn catalog_schemas<F: CatalogFields>(schemas: &mut Map<String, Value>) {
+    let name = F::KIND.type_name();
     schemas.insert(name.into(), CatalogRecord::<F>::output_schema());
-    if client_owned {
+    if F::KIND.client_owned() {
         schemas.insert(format!("{name}Input"), CatalogRecord::<F>::input_schema());
     }
 }
@@ -945,12 +931,9 @@ fn component_schemas() -> Map<String, Value> {
         "CourseRegistration".into(),
         CourseRegistration::output_schema(),
     );
-    catalog_schemas::<ContactFields>(&mut schemas, true);
-    catalog_schemas::<CourseFields>(&mut schemas, true);
-    catalog_schemas::<CourseOfferingFields>(&mut schemas, true);
-    catalog_schemas::<RegistrationProcessFields>(&mut schemas, true);
-    catalog_schemas::<EmailTemplateFields>(&mut schemas, true);
-    catalog_schemas::<OrderFields>(&mut schemas, false);
+    for kind in CatalogKind::ALL {
+        crate::with_catalog_fields!(kind, F => catalog_schemas::<F>(&mut schemas));
+    }
     schemas.insert(
         "CourseRegistrationInput".into(),
         CourseRegistration::input_schema(),
@@ -1046,12 +1029,9 @@ fn all_operations() -> Vec<Operation> {
     let mut ops = service_operations();
     ops.extend(admin_operations());
     ops.extend(registration_operations());
-    ops.extend(catalog_operations::<ContactFields>(true));
-    ops.extend(catalog_operations::<CourseFields>(true));
-    ops.extend(catalog_operations::<CourseOfferingFields>(true));
-    ops.extend(catalog_operations::<RegistrationProcessFields>(true));
-    ops.extend(catalog_operations::<EmailTemplateFields>(true));
-    ops.extend(catalog_operations::<OrderFields>(false));
+    for kind in CatalogKind::ALL {
+        ops.extend(crate::with_catalog_fields!(kind, F => catalog_operations::<F>()));
+    }
     ops
 }
 

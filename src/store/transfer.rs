@@ -11,7 +11,7 @@ use super::registrations;
 use super::tx::{Tx, TxError};
 use super::Store;
 use crate::domain::access::WriteContext;
-use crate::domain::catalog::{CatalogKind, CatalogRecord};
+use crate::domain::catalog::CatalogRecord;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields};
 use crate::domain::transfer::{
@@ -244,18 +244,10 @@ impl Store {
             let (_, bytes) = entry?;
             Ok(match kind {
                 None => StoredRecord::Registration(Box::new(codec::decode(&bytes)?)),
-                Some(CatalogKind::Contact) => StoredRecord::Contact(decode_catalog(&bytes)?),
-                Some(CatalogKind::Course) => StoredRecord::Course(decode_catalog(&bytes)?),
-                Some(CatalogKind::CourseOffering) => {
-                    StoredRecord::CourseOffering(decode_catalog(&bytes)?)
-                }
-                Some(CatalogKind::RegistrationProcess) => {
-                    StoredRecord::RegistrationProcess(decode_catalog(&bytes)?)
-                }
-                Some(CatalogKind::Order) => StoredRecord::Order(decode_catalog(&bytes)?),
-                Some(CatalogKind::EmailTemplate) => {
-                    StoredRecord::EmailTemplate(decode_catalog(&bytes)?)
-                }
+                Some(kind) => crate::with_catalog_fields!(
+                    kind,
+                    F => StoredRecord::catalog(&decode_catalog::<F>(&bytes)?)
+                ),
             })
         })
     }

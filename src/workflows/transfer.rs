@@ -426,7 +426,7 @@ pub fn export(
         Format::Ndjson => {
             for kind in RecordKind::EXPORT_ORDER {
                 for record in store.export_records(tenant, kind) {
-                    serde_json::to_writer(&mut *out, &record?.to_line())
+                    serde_json::to_writer(&mut *out, &record?.into_line())
                         .map_err(std::io::Error::from)?;
                     out.write_all(b"\n")?;
                     count += 1;

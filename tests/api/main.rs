@@ -16,6 +16,7 @@ mod data_dir;
 mod email;
 mod errors;
 mod fairness;
+mod fixture_datadir;
 mod generate;
 mod growth;
 mod hostile;

@@ -3,10 +3,7 @@
 
 use super::report::{hex, Observed, Problem, ProblemKind};
 use super::{ApiKeys, Finding, Fix, Pass, Trees};
-use crate::domain::catalog::{
-    CatalogFields, CatalogKind, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
-    EmailTemplateFields, OrderFields, Reference, RegistrationProcessFields,
-};
+use crate::domain::catalog::{CatalogFields, CatalogKind, CatalogRecord, Reference};
 use crate::domain::ids::TenantId;
 use crate::domain::registration::CourseRegistration;
 use crate::store::codec;
@@ -117,12 +114,9 @@ impl TenantCheck<'_, '_> {
         for entry in self.trees.scan(TreeId::Catalog, &self.prefix) {
             let (key, value) = entry?;
             self.stored_bytes += entry_bytes(&key, &value);
-            let parsed = keys::catalog_kind_and_id(&key).ok().and_then(|(tag, id)| {
-                CatalogKind::ALL
-                    .into_iter()
-                    .find(|kind| kind.tag() == tag)
-                    .map(|kind| (kind, id))
-            });
+            let parsed = keys::catalog_kind_and_id(&key)
+                .ok()
+                .and_then(|(tag, id)| CatalogKind::from_tag(&tag).map(|kind| (kind, id)));
             let Some((kind, id)) = parsed else {
                 self.record_problem(
                     ProblemKind::MalformedKey,
@@ -511,24 +505,10 @@ fn catalog_facts(kind: CatalogKind, bytes: &[u8]) -> Result<CatalogFacts, StoreE
         let record: CatalogRecord<F> = codec::decode(bytes)?;
         Ok(CatalogFacts {
             references: record.fields.references(),
-            order_number: None,
+            order_number: record.fields.order_number(),
         })
     }
-    // One arm per kind, so a new kind cannot be forgotten here.
-    match kind {
-        CatalogKind::Contact => of::<ContactFields>(bytes),
-        CatalogKind::Course => of::<CourseFields>(bytes),
-        CatalogKind::CourseOffering => of::<CourseOfferingFields>(bytes),
-        CatalogKind::RegistrationProcess => of::<RegistrationProcessFields>(bytes),
-        CatalogKind::EmailTemplate => of::<EmailTemplateFields>(bytes),
-        CatalogKind::Order => {
-            let record: CatalogRecord<OrderFields> = codec::decode(bytes)?;
-            Ok(CatalogFacts {
-                references: record.fields.references(),
-                order_number: record.fields.number,
-            })
-        }
-    }
+    crate::with_catalog_fields!(kind, F => of::<F>(bytes))
 }
 
 /// A number a sequence could have handed out: a whole number from 1 up, exact in an f64.
