@@ -8,22 +8,8 @@ shift || true
 if ! command -v st >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4.3,<5'
 fi
-WORK=$(mktemp -d)
-PORT=${REGISTRAR_ST_PORT:-18765}
-OPERATOR="op_schemathesis_$(date +%s%N)"
-REGISTRAR_OPERATOR_KEY="$OPERATOR" "$BIN" serve --bind "127.0.0.1:$PORT" --data-dir "$WORK/db" \
-    > "$WORK/server.log" 2>&1 &
-SERVER=$!
-cleanup() {
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-    if grep -q "panicked" "$WORK/server.log"; then
-        echo "the server panicked:"; grep -A5 panicked "$WORK/server.log" | head -40
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-BASE="http://127.0.0.1:$PORT"
+source ".ci/serve.sh"
+serve_registrar "$BIN" "${REGISTRAR_ST_PORT:-18765}" schemathesis
 # Wait for readiness, make the tenant and its admin key (python: no curl needed).
 KEY=$(python3 - "$BASE" "$OPERATOR" <<'PY'
 import json, sys, time, urllib.request

@@ -13,22 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-target/debug/registrar}
 PYTHON_GENERATOR='openapi-python-client==0.29.1'
-WORK=$(mktemp -d)
-PORT=${REGISTRAR_CLIENTS_PORT:-18767}
-OPERATOR="op_clients_$(date +%s%N)"
-REGISTRAR_OPERATOR_KEY="$OPERATOR" "$BIN" serve --bind "127.0.0.1:$PORT" --data-dir "$WORK/db" \
-    > "$WORK/server.log" 2>&1 &
-SERVER=$!
-cleanup() {
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-    if grep -q "panicked" "$WORK/server.log"; then
-        echo "the server panicked:"; grep -A5 panicked "$WORK/server.log" | head -40
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-BASE="http://127.0.0.1:$PORT"
+source ".ci/serve.sh"
+serve_registrar "$BIN" "${REGISTRAR_CLIENTS_PORT:-18767}" clients
 
 # The tools, while the server starts.
 for tools in lint ts; do
