@@ -45,10 +45,9 @@ where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 {
-    if store.reads_may_wait() {
-        blocking(store, read).await
-    } else {
-        read(store).map_err(ApiError::from)
+    match store.read_inline_or_return(read) {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(read) => blocking(store, read).await,
     }
 }
 
