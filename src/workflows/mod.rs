@@ -1,13 +1,17 @@
 //! Operations that combine the domain's rules with the store: read, decide, write, retry.
 //! Above `store/`, below `http/`; nothing here knows about HTTP.
 
+pub mod admin;
 pub mod batch;
 pub mod catalog;
 pub mod check;
 pub mod email;
 pub mod fair;
 pub mod generate;
+pub mod idempotency;
+pub mod outbox;
 pub mod registrations;
+pub mod service;
 pub mod transfer;
 
 use crate::error::ApiError;
