@@ -5,8 +5,8 @@ use super::body::JsonBody;
 use super::mount::Endpoint;
 use super::query::{DryRunQuery, ListQuery, NoQuery, Query, QueryParams, RecordQuery, SearchQuery};
 use super::request::{
-    etag, if_match, json_body, page_headers, path_id, query_page_json, store_of, write_context,
-    IdPath,
+    etag, if_match, json_body, page_headers, query_page_json, store_of, write_context,
+    GeneratePath, IdPath,
 };
 use crate::domain::patch::parse_patch;
 use crate::domain::registration::{CourseRegistration, RegistrationFields};
@@ -305,11 +305,10 @@ async fn lookup(
 async fn generate_registration(
     caller: TenantCaller<Write>,
     query: Query<DryRunQuery>,
+    GeneratePath { process, contact }: GeneratePath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let dry_run = query.flag("dryRun")?;
-    let process = path_id(&req, "processId")?;
-    let contact = path_id(&req, "contactId")?;
     let store = store_of(&req)?;
     let record = generate::registration(
         &store,

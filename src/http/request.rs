@@ -154,3 +154,21 @@ impl actix_web::FromRequest for IdPath {
         std::future::ready(path_id(req, "id").map(IdPath))
     }
 }
+
+/// The two ids of `/generateRegistration/{processId}/{contactId}`, checked before the handler
+/// runs, each as [`path_id`] answers.
+pub struct GeneratePath {
+    pub process: RecordId,
+    pub contact: RecordId,
+}
+
+impl actix_web::FromRequest for GeneratePath {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(path_id(req, "processId").and_then(|process| {
+            path_id(req, "contactId").map(|contact| GeneratePath { process, contact })
+        }))
+    }
+}

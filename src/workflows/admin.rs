@@ -1,7 +1,7 @@
 //! The admin API's operations: tenants and their API keys. The consistency check is
 //! [`super::check`]; backup, export and import are [`super::transfer`].
 
-use crate::domain::access::WriteContext;
+use crate::domain::access::{Principal, WriteContext};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{ApiKey, NewKey, NewTenant, Tenant};
 use crate::error::{ApiError, ErrorCode};
@@ -22,10 +22,20 @@ pub fn list_tenants(store: &Store) -> Vec<Tenant> {
     store.tenants()
 }
 
+/// Who a presented API key speaks for, if it is a live key. Answered from memory: the access
+/// gate asks on every request.
+pub fn authenticate(store: &Store, presented: &str) -> Option<Principal> {
+    store.authenticate(presented)
+}
+
+/// The tenant, if it exists. Answered from memory, for the access gate.
+pub fn find_tenant(store: &Store, id: &TenantId) -> Option<Tenant> {
+    store.tenant(id)
+}
+
 /// One tenant, or `tenant_not_found`.
 pub fn tenant(store: &Store, id: &TenantId) -> Result<Tenant, ApiError> {
-    store
-        .tenant(id)
+    find_tenant(store, id)
         .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, "tenant not found"))
 }
 

@@ -107,3 +107,26 @@ pub async fn optimistic<T>(
         "the record kept changing while this write was applied; retry",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Durability, Store};
+    use std::sync::atomic::Ordering;
+
+    /// The store, not the workflow, decides whether a small read runs inline: it does while
+    /// no write transaction is committing, and is handed back (for the pool) while one is.
+    #[test]
+    fn a_read_is_handed_back_only_while_a_write_transaction_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Relaxed).unwrap();
+        assert_eq!(store.read_inline_or_return(|_| 7).ok(), Some(7));
+        store.write_stats().committing.store(true, Ordering::SeqCst);
+        let handed_back = store.read_inline_or_return(|_| 7);
+        assert_eq!(handed_back.map_err(|read| read(&store)), Err(7));
+        store
+            .write_stats()
+            .committing
+            .store(false, Ordering::SeqCst);
+        assert_eq!(store.read_inline_or_return(|_| 7).ok(), Some(7));
+    }
+}
