@@ -18,6 +18,7 @@ use crate::domain::ids::TenantId;
 use crate::domain::tenant::Tenant;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::Store;
+use crate::workflows::admin;
 use actix_web::body::BoxBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -243,7 +244,7 @@ impl<R: MinRole> Access for TenantCaller<R> {
         let granted = principal.role_on(&tenant).ok_or_else(|| {
             ApiError::new(ErrorCode::Forbidden, "this key belongs to another tenant")
         })?;
-        let Some(record) = store.tenant(&tenant) else {
+        let Some(record) = admin::find_tenant(store, &tenant) else {
             return Err(ApiError::new(
                 ErrorCode::TenantNotFound,
                 format!("tenant {tenant} not found"),
@@ -303,7 +304,7 @@ fn store(req: &HttpRequest) -> Result<&Store, ApiError> {
 
 fn authenticate(store: &Store, req: &HttpRequest) -> Result<Principal, ApiError> {
     presented_key(req)
-        .and_then(|key| store.authenticate(key))
+        .and_then(|key| admin::authenticate(store, key))
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::Unauthorized,

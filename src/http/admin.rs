@@ -6,11 +6,11 @@
 use super::access::{route_tenant, Admin, Operator, TenantCaller};
 use super::body::{JsonBody, OptionalJsonBody};
 use super::mount::Endpoint;
-use super::query::QueryParams;
+use super::query::{NoQuery, Query};
 use super::request::write_context;
-use crate::domain::tenant::{NewKey, NewTenant};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::store::Store;
+use crate::workflows::admin;
 use crate::workflows::check::{self, CheckRequest};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -34,63 +34,56 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 async fn create_tenant(
     operator: Operator,
+    _: Query<NoQuery>,
     req: HttpRequest,
     store: web::Data<Store>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let tenant = store
-        .create_tenant(
-            NewTenant::parse(&body.0)?,
-            &write_context(&req, operator.principal()),
-        )
-        .await?;
+    let ctx = write_context(&req, operator.principal());
+    let tenant = admin::create_tenant(&store, &body.0, &ctx).await?;
     Ok(HttpResponse::Created().json(tenant.to_json()))
 }
 
 async fn list_tenants(
     _: Operator,
-    req: HttpRequest,
+    _: Query<NoQuery>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let tenants: Vec<Value> = store.tenants().iter().map(|t| t.to_json()).collect();
+    let tenants: Vec<Value> = admin::list_tenants(&store)
+        .iter()
+        .map(|t| t.to_json())
+        .collect();
     Ok(HttpResponse::Ok().json(tenants))
 }
 
 async fn get_tenant(
     caller: TenantCaller<Admin>,
-    req: HttpRequest,
+    _: Query<NoQuery>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let tenant = store
-        .tenant(caller.tenant())
-        .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, "tenant not found"))?;
+    let tenant = admin::tenant(&store, caller.tenant())?;
     Ok(HttpResponse::Ok().json(tenant.to_json()))
 }
 
 async fn patch_tenant(
     _: Operator,
+    _: Query<NoQuery>,
     req: HttpRequest,
     store: web::Data<Store>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
     let id = route_tenant(&req)?;
-    let tenant = store.patch_tenant(&id, body.0).await?;
+    let tenant = admin::patch_tenant(&store, &id, body.0).await?;
     Ok(HttpResponse::Ok().json(tenant.to_json()))
 }
 
 async fn create_key(
     caller: TenantCaller<Admin>,
-    req: HttpRequest,
+    _: Query<NoQuery>,
     store: web::Data<Store>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let new = NewKey::parse(&body.0)?;
-    let (key, secret) = store.create_key(caller.tenant(), new).await?;
+    let (key, secret) = admin::create_key(&store, caller.tenant(), &body.0).await?;
     let mut view = key.to_json();
     view["key"] = Value::String(secret);
     view["tenant_id"] = json!(key.tenant.as_str());
@@ -99,44 +92,40 @@ async fn create_key(
 
 async fn list_keys(
     caller: TenantCaller<Admin>,
-    req: HttpRequest,
+    _: Query<NoQuery>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let keys: Vec<Value> = store
-        .keys_of(caller.tenant())
+    let keys: Vec<Value> = admin::list_keys(&store, caller.tenant())
         .iter()
         .map(|k| k.to_json())
         .collect();
     Ok(HttpResponse::Ok().json(keys))
 }
 
+/// The path of `/admin/tenants/{tenantId}/keys/{keyId}`; the tenant is the gate's to check.
+#[derive(serde::Deserialize)]
+struct KeyPath {
+    #[serde(rename = "keyId")]
+    key_id: String,
+}
+
 async fn revoke_key(
     caller: TenantCaller<Admin>,
-    req: HttpRequest,
+    _: Query<NoQuery>,
+    path: web::Path<KeyPath>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let key_id = req.match_info().get("keyId").unwrap_or_default().to_owned();
-    store
-        .revoke_key(caller.tenant(), &key_id)
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => {
-                ApiError::new(ErrorCode::NotFound, "no such key on this tenant")
-            }
-            other => other.into(),
-        })?;
+    let key_id = path.into_inner().key_id;
+    admin::revoke_key(&store, caller.tenant(), &key_id).await?;
     Ok(HttpResponse::Ok().json(key_id))
 }
 
 async fn check_consistency(
     _: Operator,
-    req: HttpRequest,
+    _: Query<NoQuery>,
     store: web::Data<Store>,
     body: OptionalJsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
     let request = CheckRequest::parse(body.0.as_ref())?;
     let report = check::run(&store.into_inner(), request).await?;
     Ok(HttpResponse::Ok().json(report))

@@ -5,14 +5,13 @@
 use super::access::{Read, TenantCaller, Write};
 use super::body::JsonBody;
 use super::mount::Endpoint;
-use super::query::QueryParams;
-use super::request::{etag, if_match, page_headers, path_id, store_of, write_context};
+use super::query::{ListQuery, NoQuery, Query, RecordQuery};
+use super::request::{etag, if_match, page_headers, store_of, write_context, IdPath};
 use crate::domain::catalog::{CatalogKind, CatalogRecord};
 use crate::domain::patch::parse_patch;
 use crate::domain::record::project;
 use crate::error::ApiError;
-use crate::store::catalog::{CatalogHooks, CatalogPage};
-use crate::workflows::blocking;
+use crate::store::catalog::CatalogHooks;
 use crate::workflows::catalog as flow;
 use crate::workflows::registrations::Change;
 use actix_web::{HttpRequest, HttpResponse};
@@ -59,10 +58,10 @@ pub(super) fn record_response<F: CatalogHooks>(
 
 async fn create<F: CatalogHooks>(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
     let record = flow::create::<F>(
         &store_of(&req)?,
         caller.tenant(),
@@ -75,17 +74,13 @@ async fn create<F: CatalogHooks>(
 
 async fn list<F: CatalogHooks>(
     caller: TenantCaller<Read>,
+    query: Query<ListQuery>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["fields", "exclusiveStartKey", "limit"])?;
     let fields = query.projection::<F>("fields")?;
     let limit = query.limit()?;
-    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
-    let page: CatalogPage<F> = blocking(&store_of(&req)?, move |s| {
-        s.list_catalog::<F>(&tenant, start.as_deref(), limit)
-    })
-    .await?;
+    let page = flow::list::<F>(&store_of(&req)?, caller.tenant(), start, limit).await?;
     let items: Vec<Value> = page
         .items
         .iter()
@@ -98,23 +93,23 @@ async fn list<F: CatalogHooks>(
 
 async fn get_one<F: CatalogHooks>(
     caller: TenantCaller<Read>,
+    query: Query<RecordQuery>,
+    IdPath(id): IdPath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["fields", "consistentRead"])?;
     let fields = query.projection::<F>("fields")?;
     query.flag("consistentRead")?;
-    let id = path_id(&req, "id")?;
     let record = flow::fetch::<F>(&store_of(&req)?, caller.tenant(), &id).await?;
     Ok(record_response(&record, fields.as_deref()))
 }
 
 async fn replace<F: CatalogHooks>(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
+    IdPath(id): IdPath,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let id = path_id(&req, "id")?;
     let record = flow::update::<F>(
         &store_of(&req)?,
         caller.tenant(),
@@ -129,11 +124,11 @@ async fn replace<F: CatalogHooks>(
 
 async fn patch<F: CatalogHooks>(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
+    IdPath(id): IdPath,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let id = path_id(&req, "id")?;
     let patch = parse_patch(&body.0)?;
     let record = flow::update::<F>(
         &store_of(&req)?,
@@ -149,10 +144,10 @@ async fn patch<F: CatalogHooks>(
 
 async fn delete<F: CatalogHooks>(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
+    IdPath(id): IdPath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let id = path_id(&req, "id")?;
     flow::delete::<F>(
         &store_of(&req)?,
         caller.tenant(),

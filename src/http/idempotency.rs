@@ -13,9 +13,9 @@ use crate::domain::access::Role;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::idempotency::{KeepResponse, StoredResponse};
+use crate::store::idempotency::StoredResponse;
 use crate::store::Store;
-use crate::workflows::blocking;
+use crate::workflows::idempotency as flow;
 use actix_web::body::{to_bytes, BoxBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
@@ -142,14 +142,12 @@ pub async fn guard<A: Access>(
     let lock = in_flight.lock_for(&id);
     let outcome = async {
         let _turn = lock.lock().await;
-        let (t, k) = (tenant.clone(), key.clone());
-        let stored = match blocking(&store, move |s| s.stored_response(&t, &k)).await {
+        let now = Timestamp::now();
+        let stored = match flow::live_response(&store, &tenant, &key, now).await {
             Ok(stored) => stored,
             Err(error) => return Ok(req.error_response(error)),
         };
-        let now = Timestamp::now();
-        let ttl = i64::try_from(store.retention().idempotency_ttl.as_secs()).unwrap_or(i64::MAX);
-        if let Some(stored) = stored.filter(|s| now.seconds_since(s.at) < ttl) {
+        if let Some(stored) = stored {
             if stored.fingerprint != fingerprint {
                 let error = ApiError::new(
                     ErrorCode::IdempotencyMismatch,
@@ -194,31 +192,7 @@ pub async fn guard<A: Access>(
         for (name, value) in &stored.headers {
             rebuilt.insert_header((name.as_str(), value.as_str()));
         }
-        let kept = if stored.body.len() > store.retention().max_stored_response_bytes {
-            false
-        } else {
-            match store
-                .submit(KeepResponse {
-                    tenant: tenant.clone(),
-                    key: key.clone(),
-                    response: stored,
-                })
-                .await
-            {
-                Ok(()) => true,
-                // The tenant's storage quota has no room for it: that is the tenant's
-                // business, not a fault.
-                Err(crate::store::StoreError::Rule(e)) => {
-                    log::info!("not keeping the response for Idempotency-Key {key}: {e:?}");
-                    false
-                }
-                Err(e) => {
-                    // The request itself succeeded: answer it, and say why a retry may run again.
-                    log::error!("could not keep the response for Idempotency-Key {key}: {e}");
-                    false
-                }
-            }
-        };
+        let kept = flow::keep_response(&store, &tenant, &key, stored).await;
         if !kept {
             rebuilt.insert_header((NOT_STORED_HEADER, "false"));
         }

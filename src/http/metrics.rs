@@ -4,7 +4,7 @@
 
 use crate::store::stats::Histogram;
 use crate::store::Store;
-use crate::workflows::blocking;
+use crate::workflows::service;
 use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpResponse};
 use std::collections::BTreeMap;
@@ -86,7 +86,7 @@ pub async fn render(
             &mut out,
         );
     }
-    let stats = store.write_stats();
+    let stats = service::write_stats(&store);
     out.push_str("# HELP registrar_commit_duration_seconds Time of each write transaction (a batch of intents).\n");
     out.push_str("# TYPE registrar_commit_duration_seconds histogram\n");
     stats
@@ -105,7 +105,7 @@ pub async fn render(
         "registrar_write_intents_total {}",
         stats.intents.load(Ordering::Relaxed)
     );
-    let size = blocking(&store.clone().into_inner(), |s| s.size_on_disk()).await?;
+    let size = service::size_on_disk(&store).await?;
     out.push_str("# HELP registrar_db_size_bytes Bytes the database takes on disk.\n# TYPE registrar_db_size_bytes gauge\n");
     let _ = writeln!(out, "registrar_db_size_bytes {size}");
     Ok(HttpResponse::Ok()

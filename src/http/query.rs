@@ -104,3 +104,66 @@ impl QueryParams {
         self.get("exclusiveStartKey").filter(|s| !s.is_empty())
     }
 }
+
+/// The parameters an endpoint takes, named once as a type so a handler can take its query as
+/// an extractor: `Query<ListQuery>`.
+pub trait QuerySpec: 'static {
+    const ALLOWED: &'static [&'static str];
+}
+
+/// The query of an endpoint, parsed and checked against `S::ALLOWED` before the handler runs.
+pub struct Query<S: QuerySpec> {
+    params: QueryParams,
+    _spec: std::marker::PhantomData<S>,
+}
+
+impl<S: QuerySpec> std::ops::Deref for Query<S> {
+    type Target = QueryParams;
+
+    fn deref(&self) -> &QueryParams {
+        &self.params
+    }
+}
+
+impl<S: QuerySpec> actix_web::FromRequest for Query<S> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(QueryParams::parse(req, S::ALLOWED).map(|params| Query {
+            params,
+            _spec: std::marker::PhantomData,
+        }))
+    }
+}
+
+macro_rules! query_spec {
+    ($($(#[$doc:meta])* $name:ident = [$($param:literal),*];)*) => {
+        $(
+            $(#[$doc])*
+            pub struct $name;
+            impl QuerySpec for $name {
+                const ALLOWED: &'static [&'static str] = &[$($param),*];
+            }
+        )*
+    };
+}
+
+query_spec! {
+    /// No parameters at all: a write, or a read with nothing to choose.
+    NoQuery = [];
+    /// One record: `fields` and the accepted-but-moot `consistentRead`.
+    RecordQuery = ["fields", "consistentRead"];
+    /// A list of records in id order.
+    ListQuery = ["fields", "exclusiveStartKey", "limit"];
+    /// A search: `fieldsToReturn` and paging.
+    SearchQuery = ["fieldsToReturn", "exclusiveStartKey", "limit"];
+    /// Paging only.
+    PageQuery = ["exclusiveStartKey", "limit"];
+    /// `dryRun`.
+    DryRunQuery = ["dryRun"];
+    /// An export's `format`.
+    ExportQuery = ["format"];
+    /// An import's options.
+    ImportQuery = ["allOrNothing", "sourceFile"];
+}

@@ -3,9 +3,10 @@
 use super::access::{Read, TenantCaller, Write};
 use super::body::JsonBody;
 use super::mount::Endpoint;
-use super::query::QueryParams;
+use super::query::{DryRunQuery, ListQuery, NoQuery, Query, QueryParams, RecordQuery, SearchQuery};
 use super::request::{
-    etag, if_match, json_body, page_headers, path_id, query_page_json, store_of, write_context,
+    etag, if_match, json_body, page_headers, query_page_json, store_of, write_context,
+    GeneratePath, IdPath,
 };
 use crate::domain::patch::parse_patch;
 use crate::domain::registration::{CourseRegistration, RegistrationFields};
@@ -13,11 +14,9 @@ use crate::domain::search::SearchCriteria;
 use crate::domain::values::{FieldValue, Text};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
-use crate::store::registrations::Page;
 use crate::workflows::email::{self, Mailer};
 use crate::workflows::generate;
 use crate::workflows::registrations::{self as flow, Change};
-use crate::workflows::{blocking, page_read};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -38,18 +37,18 @@ pub fn endpoints() -> Vec<Endpoint> {
             .patch(patch)
             .delete(delete),
     );
-    endpoints.push(
-        Endpoint::new(format!(
-            "{scope}/studentCourse/{{student_id}}/{{course_id}}"
-        ))
-        .get(lookup),
-    );
-    for def in REGISTRATION_INDEXES
-        .iter()
-        .filter(|d| d.exposed && d.fields.len() == 1)
+    // Each exposed lookup gets a route of its own from the index table, its handler bound to
+    // its index: `/{lookup}/{field}...`. Two-field lookups first, as they always were.
+    let exposed = REGISTRATION_INDEXES.iter().filter(|d| d.exposed);
+    for def in exposed
+        .clone()
+        .filter(|d| d.fields.len() > 1)
+        .chain(exposed.filter(|d| d.fields.len() == 1))
     {
+        let segments: Vec<String> = def.fields.iter().map(|f| format!("{{{f}}}")).collect();
         endpoints.push(
-            Endpoint::new(format!("{scope}/{}/{{{}}}", def.lookup, def.fields[0])).get(lookup),
+            Endpoint::new(format!("{scope}/{}/{}", def.lookup, segments.join("/")))
+                .get(move |caller: TenantCaller<Read>, req: HttpRequest| lookup(def, caller, req)),
         );
     }
     endpoints.push(
@@ -92,10 +91,10 @@ fn write_items(out: &mut Vec<u8>, records: &[CourseRegistration], fields: Option
 
 async fn create(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
     let record = flow::create(
         &store,
@@ -107,23 +106,26 @@ async fn create(
     Ok(record_response(&record, None))
 }
 
-async fn get_one(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["fields", "consistentRead"])?;
+async fn get_one(
+    caller: TenantCaller<Read>,
+    query: Query<RecordQuery>,
+    IdPath(id): IdPath,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let fields = query.projection::<RegistrationFields>("fields")?;
     // Every read is strongly consistent; the flag is accepted and checked, nothing more.
     query.flag("consistentRead")?;
-    let id = path_id(&req, "id")?;
     let record = flow::fetch(&store_of(&req)?, caller.tenant(), &id).await?;
     Ok(record_response(&record, fields.as_deref()))
 }
 
 async fn replace(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
+    IdPath(id): IdPath,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let id = path_id(&req, "id")?;
     let store = store_of(&req)?;
     let record = flow::update(
         &store,
@@ -139,11 +141,11 @@ async fn replace(
 
 async fn patch(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
+    IdPath(id): IdPath,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let id = path_id(&req, "id")?;
     let patch = parse_patch(&body.0)?;
     let store = store_of(&req)?;
     let record = flow::update(
@@ -158,9 +160,12 @@ async fn patch(
     Ok(record_response(&record, None))
 }
 
-async fn delete(caller: TenantCaller<Write>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let id = path_id(&req, "id")?;
+async fn delete(
+    caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
+    IdPath(id): IdPath,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let store = store_of(&req)?;
     flow::delete(
         &store,
@@ -173,16 +178,15 @@ async fn delete(caller: TenantCaller<Write>, req: HttpRequest) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(id.as_str()))
 }
 
-async fn list(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["fields", "exclusiveStartKey", "limit"])?;
+async fn list(
+    caller: TenantCaller<Read>,
+    query: Query<ListQuery>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let fields = query.projection::<RegistrationFields>("fields")?;
     let limit = query.limit()?;
-    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
-    let page: Page = page_read(&store_of(&req)?, limit, move |s| {
-        s.list_registrations(&tenant, start.as_deref(), limit)
-    })
-    .await?;
+    let page = flow::list(&store_of(&req)?, caller.tenant(), start, limit).await?;
     let mut items = Vec::with_capacity(page_capacity(page.items.len()));
     write_items(&mut items, &page.items, fields.as_deref());
     let mut response = HttpResponse::Ok();
@@ -190,7 +194,7 @@ async fn list(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpRespon
     Ok(json_body(&mut response, items))
 }
 
-/// The lookup this request names, and its values from the path.
+/// The values of lookup `def` from the request's path.
 ///
 /// The values are read from the raw request path, not from `match_info`: actix's router
 /// percent-decodes the path only in part (it keeps `%2F`, `%2B` and `%25` encoded so that the
@@ -198,12 +202,7 @@ async fn list(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpRespon
 /// segment is decoded here exactly once, per RFC 3986. The route matched with these very
 /// segments (actix never decodes a `/`), so they line up with the route's: `courseRegistrations`,
 /// the tenant, the lookup name, then one segment per field of the lookup.
-fn lookup_of(req: &HttpRequest) -> Result<(&'static IndexDef, Vec<String>), ApiError> {
-    // The lookup's name is in the route actix matched: the raw path may spell it
-    // percent-encoded.
-    let pattern = req.match_pattern().unwrap_or_default();
-    let name = pattern.split('/').nth(3).unwrap_or_default();
-    let (_, def) = IndexDef::by_lookup(name).ok_or_else(ApiError::internal)?;
+fn lookup_values(req: &HttpRequest, def: &IndexDef) -> Result<Vec<String>, ApiError> {
     let raw: Vec<&str> = req
         .uri()
         .path()
@@ -224,7 +223,7 @@ fn lookup_of(req: &HttpRequest) -> Result<(&'static IndexDef, Vec<String>), ApiE
             check_lookup_value(field, &value).map(|()| value)
         })
         .collect::<Result<_, _>>()?;
-    Ok((def, values))
+    Ok(values)
 }
 
 /// Percent-decodes one raw path segment exactly once (RFC 3986, section 2.1): `%XX` is the
@@ -268,8 +267,12 @@ fn check_lookup_value(field: &str, raw: &str) -> Result<(), ApiError> {
     parsed.map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("{field} {e}")))
 }
 
-async fn lookup(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (def, values) = lookup_of(&req)?;
+async fn lookup(
+    def: &'static IndexDef,
+    caller: TenantCaller<Read>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let values = lookup_values(&req, def)?;
     let mut allowed = vec!["fields", "exclusiveStartKey", "limit"];
     if def.lookup == "courseOffering" {
         allowed.push("includeActiveOnly");
@@ -278,12 +281,16 @@ async fn lookup(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResp
     let fields = query.projection::<RegistrationFields>("fields")?;
     let limit = query.limit()?;
     let active_only = query.flag("includeActiveOnly")?;
-    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
-    let page: Page = page_read(&store_of(&req)?, limit, move |s| {
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        s.lookup_registrations(&tenant, def, &values, active_only, start.as_deref(), limit)
-    })
+    let page = flow::lookup(
+        &store_of(&req)?,
+        caller.tenant(),
+        def,
+        values,
+        active_only,
+        start,
+        limit,
+    )
     .await?;
     Ok(query_page_json(
         &req,
@@ -297,12 +304,11 @@ async fn lookup(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResp
 
 async fn generate_registration(
     caller: TenantCaller<Write>,
+    query: Query<DryRunQuery>,
+    GeneratePath { process, contact }: GeneratePath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["dryRun"])?;
     let dry_run = query.flag("dryRun")?;
-    let process = path_id(&req, "processId")?;
-    let contact = path_id(&req, "contactId")?;
     let store = store_of(&req)?;
     let record = generate::registration(
         &store,
@@ -321,10 +327,10 @@ async fn generate_registration(
 
 async fn generate_order(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
     let order = generate::order(
         &store,
@@ -338,11 +344,11 @@ async fn generate_order(
 
 async fn preview_email(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
     req: HttpRequest,
     mailer: web::Data<Mailer>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
     let sent = email::preview(&store, &mailer, caller.tenant(), &body.0).await?;
     Ok(HttpResponse::Ok().json(sent))
@@ -350,19 +356,15 @@ async fn preview_email(
 
 async fn search(
     caller: TenantCaller<Read>,
+    query: Query<SearchQuery>,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["fieldsToReturn", "exclusiveStartKey", "limit"])?;
     let fields = query.projection::<RegistrationFields>("fieldsToReturn")?;
     let limit = query.limit()?;
     let criteria = SearchCriteria::parse(&body.0)?;
-    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
-    let page = blocking(&store_of(&req)?, move |s| {
-        s.search_registrations(&tenant, &criteria, start.as_deref(), limit)
-    })
-    .await?;
+    let page = flow::search(&store_of(&req)?, caller.tenant(), criteria, start, limit).await?;
     Ok(query_page_json(
         &req,
         &query,
@@ -375,10 +377,10 @@ async fn search(
 
 async fn batch(
     caller: TenantCaller<Write>,
+    _: Query<NoQuery>,
     req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
     let store = store_of(&req)?;
     let report = crate::workflows::batch::run(
         &store,

@@ -141,3 +141,34 @@ pub fn query_page(
     }
     response.json(body)
 }
+
+/// The record id of a `.../{id}` route, checked before the handler runs: a bad id is 400
+/// `invalid_path` naming the segment, as [`path_id`] answers.
+pub struct IdPath(pub RecordId);
+
+impl actix_web::FromRequest for IdPath {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(path_id(req, "id").map(IdPath))
+    }
+}
+
+/// The two ids of `/generateRegistration/{processId}/{contactId}`, checked before the handler
+/// runs, each as [`path_id`] answers.
+pub struct GeneratePath {
+    pub process: RecordId,
+    pub contact: RecordId,
+}
+
+impl actix_web::FromRequest for GeneratePath {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(path_id(req, "processId").and_then(|process| {
+            path_id(req, "contactId").map(|contact| GeneratePath { process, contact })
+        }))
+    }
+}

@@ -2,10 +2,10 @@
 
 use super::access::{Operator, Public, Read, TenantCaller};
 use super::mount::Endpoint;
-use super::query::QueryParams;
+use super::query::{PageQuery, Query};
 use super::request::{query_page, store_of};
 use crate::error::ApiError;
-use crate::workflows::blocking;
+use crate::workflows::outbox;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -26,15 +26,14 @@ async fn metrics(
 }
 
 /// The outbox, newest first, paged like a lookup.
-async fn outbox(caller: TenantCaller<Read>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["exclusiveStartKey", "limit"])?;
+async fn outbox(
+    caller: TenantCaller<Read>,
+    query: Query<PageQuery>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let limit = query.limit()?;
-    let tenant = caller.tenant().clone();
     let start = query.start_key().map(str::to_owned);
-    let page = blocking(&store_of(&req)?, move |s| {
-        s.outbox_page(&tenant, start.as_deref(), limit)
-    })
-    .await?;
+    let page = outbox::page(&store_of(&req)?, caller.tenant(), start, limit).await?;
     let items: Vec<Value> = page.items.iter().map(|m| m.to_json()).collect();
     Ok(query_page(&req, &query, items, page.next))
 }

@@ -5,7 +5,7 @@
 use super::access::{route_tenant, Admin, Operator, TenantCaller};
 use super::body::JsonBody;
 use super::mount::Endpoint;
-use super::query::QueryParams;
+use super::query::{ExportQuery, ImportQuery, NoQuery, Query};
 use super::request::{store_of, write_context};
 use crate::domain::values::{FieldValue, Text};
 use crate::error::{ApiError, ErrorCode};
@@ -101,9 +101,9 @@ impl Read for ChannelReader {
 
 async fn export_tenant(
     caller: TenantCaller<Admin>,
+    query: Query<ExportQuery>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["format"])?;
     let format = match query.get("format") {
         None => Format::Ndjson,
         Some(text) => Format::parse(text).map_err(|e| {
@@ -171,18 +171,13 @@ fn too_large() -> ApiError {
 
 async fn import_tenant(
     operator: Operator,
+    query: Query<ImportQuery>,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let query = QueryParams::parse(&req, &["allOrNothing", "sourceFile"])?;
     let tenant = route_tenant(&req)?;
     let store = store_of(&req)?;
-    if store.tenant(&tenant).is_none() {
-        return Err(ApiError::new(
-            ErrorCode::TenantNotFound,
-            format!("tenant {tenant} not found"),
-        ));
-    }
+    transfer::import_target_exists(&store, &tenant)?;
     let all_or_nothing = query.flag("allOrNothing")?;
     let source_file = match query.get("sourceFile") {
         None => None,
@@ -257,8 +252,12 @@ async fn import_tenant(
 }
 
 /// `POST /admin/backup` `{"to": "/absolute/dir"}`.
-async fn backup(_: Operator, req: HttpRequest, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
+async fn backup(
+    _: Operator,
+    _: Query<NoQuery>,
+    req: HttpRequest,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let to = backup_target(&body.0)?;
     let store = store_of(&req)?;
     let report = transfer::backup(&store, &to).await?;

@@ -160,8 +160,23 @@ impl Store {
     /// lock, research §1.4). A read that cannot wait may run on an async worker; one that may
     /// belongs on the blocking pool. Racy by nature: a transaction can start right after this
     /// answered `false`, and the read then waits for that one transaction.
-    pub fn reads_may_wait(&self) -> bool {
+    fn reads_may_wait(&self) -> bool {
         self.write_stats().committing.load(Ordering::SeqCst)
+    }
+
+    /// Runs a read of a few keys right here when it cannot wait behind a write transaction
+    /// ([`Store::reads_may_wait`]), else hands it back for the caller to run where waiting
+    /// costs nothing (the blocking pool). Which reads may wait is the engine's business, so
+    /// the choice lives here and callers only say what to do with a read handed back.
+    pub fn read_inline_or_return<T, F>(&self, read: F) -> Result<T, F>
+    where
+        F: FnOnce(&Store) -> T,
+    {
+        if self.reads_may_wait() {
+            Err(read)
+        } else {
+            Ok(read(self))
+        }
     }
 
     pub fn write_stats(&self) -> &stats::WriteStats {

@@ -6,7 +6,9 @@ use crate::domain::access::WriteContext;
 use crate::domain::catalog::{CatalogInput, CatalogRecord};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::catalog::{CatalogHooks, CreateCatalog, DeleteCatalog, ReviseCatalog};
+use crate::store::catalog::{
+    CatalogHooks, CatalogPage, CreateCatalog, DeleteCatalog, ReviseCatalog,
+};
 use crate::store::{Store, StoreError};
 use serde_json::Value;
 use std::sync::Arc;
@@ -46,6 +48,20 @@ pub async fn fetch<F: CatalogHooks>(
     blocking(store, move |s| s.catalog_record::<F>(&tenant, &id))
         .await?
         .ok_or_else(not_found::<F>)
+}
+
+/// A page of the tenant's records of kind `F` in id order, from after `start` (a page token).
+pub async fn list<F: CatalogHooks>(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    start: Option<String>,
+    limit: usize,
+) -> Result<CatalogPage<F>, ApiError> {
+    let tenant = tenant.clone();
+    blocking(store, move |s| {
+        s.list_catalog::<F>(&tenant, start.as_deref(), limit)
+    })
+    .await
 }
 
 pub async fn update<F: CatalogHooks>(

@@ -1,13 +1,17 @@
 //! Operations that combine the domain's rules with the store: read, decide, write, retry.
 //! Above `store/`, below `http/`; nothing here knows about HTTP.
 
+pub mod admin;
 pub mod batch;
 pub mod catalog;
 pub mod check;
 pub mod email;
 pub mod fair;
 pub mod generate;
+pub mod idempotency;
+pub mod outbox;
 pub mod registrations;
+pub mod service;
 pub mod transfer;
 
 use crate::error::ApiError;
@@ -45,10 +49,9 @@ where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 {
-    if store.reads_may_wait() {
-        blocking(store, read).await
-    } else {
-        read(store).map_err(ApiError::from)
+    match store.read_inline_or_return(read) {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(read) => blocking(store, read).await,
     }
 }
 
@@ -103,4 +106,27 @@ pub async fn optimistic<T>(
         crate::error::ErrorCode::VersionConflict,
         "the record kept changing while this write was applied; retry",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Durability, Store};
+    use std::sync::atomic::Ordering;
+
+    /// The store, not the workflow, decides whether a small read runs inline: it does while
+    /// no write transaction is committing, and is handed back (for the pool) while one is.
+    #[test]
+    fn a_read_is_handed_back_only_while_a_write_transaction_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Relaxed).unwrap();
+        assert_eq!(store.read_inline_or_return(|_| 7).ok(), Some(7));
+        store.write_stats().committing.store(true, Ordering::SeqCst);
+        let handed_back = store.read_inline_or_return(|_| 7);
+        assert_eq!(handed_back.map_err(|read| read(&store)), Err(7));
+        store
+            .write_stats()
+            .committing
+            .store(false, Ordering::SeqCst);
+        assert_eq!(store.read_inline_or_return(|_| 7).ok(), Some(7));
+    }
 }

@@ -3,14 +3,19 @@
 //! between records run inside the transaction); retry when another writer got there first and
 //! the client did not pin a version.
 
-use super::{optimistic, point_read, settle};
+use super::{blocking, optimistic, page_read, point_read, settle};
 use crate::domain::access::WriteContext;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::patch::{apply_patch, check_patch, patch_fields};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
 use crate::domain::rules::{self, Locked};
+use crate::domain::search::SearchCriteria;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::registrations::{CreateRegistration, DeleteRegistration, ReviseRegistration};
+use crate::store::index::IndexDef;
+use crate::store::registrations::{
+    CreateRegistration, DeleteRegistration, Page, ReviseRegistration,
+};
+use crate::store::search::SearchPage;
 use crate::store::{Store, StoreError};
 use json_patch::Patch;
 use serde_json::Value;
@@ -206,6 +211,55 @@ pub async fn delete(
             Err(StoreError::NotFound) => Err(not_found()),
             other => settle(other),
         }
+    })
+    .await
+}
+
+/// A page of the tenant's registrations in id order, from after `start` (a page token).
+/// Short pages are read inline when the store allows ([`page_read`]).
+pub async fn list(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    start: Option<String>,
+    limit: usize,
+) -> Result<Page, ApiError> {
+    let tenant = tenant.clone();
+    page_read(store, limit, move |s| {
+        s.list_registrations(&tenant, start.as_deref(), limit)
+    })
+    .await
+}
+
+/// A page of the registrations whose `def` fields hold `values`, from after `start`.
+pub async fn lookup(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    def: &'static IndexDef,
+    values: Vec<String>,
+    active_only: bool,
+    start: Option<String>,
+    limit: usize,
+) -> Result<Page, ApiError> {
+    let tenant = tenant.clone();
+    page_read(store, limit, move |s| {
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        s.lookup_registrations(&tenant, def, &values, active_only, start.as_deref(), limit)
+    })
+    .await
+}
+
+/// A page of the registrations matching `criteria`, from after `start`. A search may scan
+/// many records, so it always runs on the blocking pool.
+pub async fn search(
+    store: &Arc<Store>,
+    tenant: &TenantId,
+    criteria: SearchCriteria,
+    start: Option<String>,
+    limit: usize,
+) -> Result<SearchPage, ApiError> {
+    let tenant = tenant.clone();
+    blocking(store, move |s| {
+        s.search_registrations(&tenant, &criteria, start.as_deref(), limit)
     })
     .await
 }

@@ -273,6 +273,17 @@ impl Tally {
     }
 }
 
+/// Refuses an import into a tenant that does not exist, before any of the body is read.
+pub fn import_target_exists(store: &Store, tenant: &TenantId) -> Result<(), ApiError> {
+    match store.tenant(tenant) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::new(
+            ErrorCode::TenantNotFound,
+            format!("tenant {tenant} not found"),
+        )),
+    }
+}
+
 /// Imports `input` into `tenant`. Refused rows are reported and the others land (or, all or
 /// nothing, none do). Errors are about the input or the request as a whole (an unreadable
 /// stream, a bad CSV header, too many rows for one transaction); rows imported before

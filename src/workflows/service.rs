@@ -1,0 +1,17 @@
+//! What the service reports about its storage: the write path's figures and the size on disk.
+
+use super::blocking;
+use crate::error::ApiError;
+use crate::store::stats::WriteStats;
+use crate::store::Store;
+use std::sync::Arc;
+
+/// What the write path measured so far: commit and flush latency, intents processed.
+pub fn write_stats(store: &Store) -> &WriteStats {
+    store.write_stats()
+}
+
+/// Bytes the database takes on disk; asking may touch the disk, so it runs on the pool.
+pub async fn size_on_disk(store: &Arc<Store>) -> Result<u64, ApiError> {
+    blocking(store, |s| s.size_on_disk()).await
+}
