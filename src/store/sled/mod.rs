@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod check;
 pub mod codec;
 pub mod directory;
+mod engine;
 pub mod files;
 pub mod idempotency;
 pub mod index;
