@@ -21,6 +21,7 @@ pub use self::sled::{
 };
 
 use crate::domain::access::WriteContext;
+use crate::domain::catalog::CatalogKind;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::CourseRegistration;
 use crate::domain::search::SearchCriteria;
@@ -35,6 +36,14 @@ use std::pin::Pin;
 /// trait cannot be called through `dyn` yet, and the crate takes no `async-trait` for this.
 pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// A page of catalog records of one kind, kind-neutral (`Engine::list_catalog_of_kind`).
+#[derive(Debug)]
+pub struct KindPage {
+    pub items: Vec<StoredRecord>,
+    /// The page token of the next page, if there is one.
+    pub next: Option<String>,
+}
+
 /// What the API asks of a storage engine: the records, tenants and keys, the outbox and the
 /// stored Idempotency-Key responses. Every cross-record rule is a pure function in
 /// `domain::rules`; an engine gathers the facts inside its transaction and calls it.
@@ -44,10 +53,10 @@ pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>
 /// `reads_may_wait`). Writes return an `EngineFuture` that resolves once durable.
 ///
 /// First cut (issue 16): implemented by the sled `Store` by delegating to its methods, and
-/// callers still hold `Store`. Not here yet, because today they are generic or go through the
-/// sled write pipeline (`Store::submit` of an `Intent`): catalog records by `CatalogKind`,
-/// registration and order writes, batches and imports. They join the trait, and callers move
-/// to `dyn Engine`, when the second engine lands.
+/// callers still hold `Store`. Not here yet, because today they go through the sled write
+/// pipeline (`Store::submit` of an `Intent`, generic and so not object-safe): catalog and
+/// registration writes, orders, batches and imports. They join the trait, and callers move to
+/// `dyn Engine`, when the second engine lands.
 pub trait Engine: Send + Sync {
     /// Whether a read started now may wait behind a write (sled: its transaction lock).
     fn reads_may_wait(&self) -> bool;
@@ -91,6 +100,22 @@ pub trait Engine: Send + Sync {
         tenant: &TenantId,
         offering: &RecordId,
     ) -> Result<u64, StoreError>;
+
+    /// One catalog record of `kind`, or `None`, as the kind-neutral `StoredRecord`.
+    fn catalog_record_of_kind(
+        &self,
+        tenant: &TenantId,
+        kind: CatalogKind,
+        id: &RecordId,
+    ) -> Result<Option<StoredRecord>, StoreError>;
+    /// A page of the tenant's records of `kind` in id order, after the id `after`.
+    fn list_catalog_of_kind(
+        &self,
+        tenant: &TenantId,
+        kind: CatalogKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KindPage, StoreError>;
 
     /// One tenant, served from memory.
     fn tenant(&self, id: &TenantId) -> Option<Tenant>;
