@@ -1,11 +1,12 @@
 //! registrar: a self-hosted, multi-tenant service for course registrations.
 //!
 //! Layers, top to bottom: `http` (actix routes, the access gate, error mapping) → `workflows`
-//! (read–decide–write operations) → `domain` (typed records and their rules; no HTTP, no sled)
-//! and `store` (sled trees, key layout, codec, the atomic write path; no HTTP).
+//! (read–decide–write operations) → `domain` (typed records and their rules; no HTTP, no storage)
+//! and `store` (the engine seam; the one engine today owns its key layout, codec and atomic
+//! write path under `store/sled/`; no HTTP).
 
 /// mimalloc for every binary that links the crate (the server, the CLI, the tests and the
-/// benches alike, so the benches measure what runs): sled copies a node on every insert and
+/// benches alike, so the benches measure what runs): the storage engine copies a node on every insert and
 /// allocates per operation, and with the system allocator malloc/free were ~30 % of the write
 /// path's samples. Measured: an import's writer thread used 33–36 % less CPU (docs/PERFORMANCE.md).
 #[global_allocator]

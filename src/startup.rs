@@ -105,7 +105,7 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> Result<Application, StartupError> {
         // TLS first: a bad certificate stops the start before the data dir is touched.
         let tls = crate::tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
-        // The binary has set the umask (`main`), so what sled creates later is owner-only;
+        // The binary has set the umask (`main`), so what the engine creates later is owner-only;
         // the dir itself is made (or tightened to) owner-only here. See `store::files`.
         crate::store::files::private_data_dir(&args.data_dir).map_err(|source| {
             StartupError::DataDir {
@@ -113,7 +113,7 @@ impl Application {
                 source,
             }
         })?;
-        // Names the file when sled's own would fail without saying which (e.g. a dir at `db`).
+        // Names the file when the engine's own would fail without saying which (e.g. a dir at `db`).
         crate::store::files::has_database(&args.data_dir).map_err(StartupError::Unreadable)?;
         let mut opened = Store::open(&args.data_dir, args.durability()).map_err(|e| match e {
             // That message names the dir already, and the cause is not the dir itself.

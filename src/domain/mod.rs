@@ -1,4 +1,4 @@
-//! Typed records, their values and the rules that hold for them. No HTTP, no sled.
+//! Typed records, their values and the rules that hold for them. No HTTP, no storage engine.
 
 pub mod access;
 pub mod batch;

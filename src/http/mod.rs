@@ -1,4 +1,4 @@
-//! actix-web: routes, extractors, the access gates and error mapping. No sled here.
+//! actix-web: routes, extractors, the access gates and error mapping. No storage engine here.
 
 pub mod access;
 pub mod admin;

@@ -1,6 +1,6 @@
 //! Mail: minijinja templates rendered with JSON data, and delivery through an SMTP relay.
 //! The outbox (delivery without a relay) lives in the store; this layer knows neither HTTP
-//! nor sled.
+//! nor the storage engine.
 //!
 //! Templates come from API clients. `render` bounds instructions, output, time and what each
 //! filter may be asked to do (see `sandbox`), but minijinja offers no way to bound the memory

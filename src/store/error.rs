@@ -27,30 +27,18 @@ pub enum StoreError {
     /// A value larger than a stored value may be (it could not be read back).
     #[error("the value is {bytes} bytes; at most {limit} can be stored")]
     TooLarge { bytes: usize, limit: usize },
-    /// Another process holds the data directory (sled's exclusive file lock).
+    /// Another process holds the data directory (the engine's exclusive file lock).
     #[error("the data directory {0} is in use by another process (a running registrar?): stop it first, or use the running server's admin endpoints")]
     Locked(String),
     /// Bytes that do not decode: a corrupt database or a format this build cannot read.
     #[error("corrupt data: {0}")]
     Corrupt(String),
-    /// sled failed (I/O, or an internal error); the message is for the log.
+    /// The engine failed (I/O, or an internal error); the message is for the log.
     #[error("storage failure: {0}")]
     Storage(String),
     /// The write pipeline has shut down.
     #[error("the store is closed")]
     Closed,
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::Storage(e.to_string())
-    }
-}
-
-impl From<crate::store::keys::MalformedKey> for StoreError {
-    fn from(e: crate::store::keys::MalformedKey) -> Self {
-        StoreError::Corrupt(e.to_string())
-    }
 }
 
 impl From<RuleViolation> for StoreError {

@@ -1,256 +1,181 @@
-//! sled: which trees exist, how keys and values are laid out, and the atomic write path.
+//! The storage seam: what the rest of the crate may ask of a storage engine, and the layers
+//! every engine shares. The one engine today is sled, under `sled/`; nothing outside that
+//! directory names it. The key layout, codec, write pipeline and trees are described in
+//! `sled/mod.rs`.
 //!
-//! Trees (key → value; every value starts with a format byte):
-//! * `registrations`: (tenant, id) → registration
-//! * `catalog`: (tenant, kind, id) → contact, course, offering, process, order or template
-//! * `registration_slots`: (tenant, offering, student) → the student's live registration
-//! * `outbox`: (tenant, message id) → mail kept instead of sent
-//! * `idempotency`: (tenant, Idempotency-Key) → the first response to that key
-//! * `idempotency_expiry`: (tenant, stored-at seconds, Idempotency-Key) → nothing: the
-//!   stored responses in time order, for the sweeper (`retention`)
-//! * one tree per lookup index (`index::REGISTRATION_INDEXES`): (tenant, values…, id) → status
-//! * `counters`: (tenant, name…) → u64 (number sequences, registration count, active seats
-//!   per offering, reference counts per catalog record)
-//! * `tenants`: (tenant) → tenant; `api_keys`: (key id) → key;
-//!   `api_keys_by_tenant`: (tenant, key id) → ()
-//! * `meta`: (name) → value (page-token secret, operator key hash)
-//!
-//! Everything but the records, tenants, keys, outbox and stored responses is derived from
-//! them; `check` recomputes it and can rebuild it.
+//! Here, engine-neutral: `StoreError` (`error`), page tokens (`page`), and the engine traits
+//! (`Engine`, `Maintenance`).
 
-pub mod batch;
-pub mod catalog;
-pub mod check;
-pub mod codec;
-pub mod directory;
 pub mod error;
-pub mod files;
-pub mod idempotency;
-pub mod index;
-pub mod keys;
-pub mod orders;
-pub mod outbox;
 pub mod page;
-pub mod pipeline;
-pub mod registrations;
-pub mod retention;
-pub mod search;
-pub mod stats;
-pub mod transfer;
-pub mod tx;
-pub mod usage;
+pub mod sled;
 
 pub use error::StoreError;
-pub use pipeline::Durability;
 
-use directory::Directory;
-use page::PageTokens;
-use pipeline::{Intent, Pipeline};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
-use tx::TreeId;
+// The sled modules keep their old paths (`crate::store::keys`, …) for the callers that name
+// them today; each moves behind the engine traits as its callers do.
+pub use self::sled::{
+    batch, catalog, check, codec, directory, files, idempotency, index, keys, orders, outbox,
+    pipeline, registrations, retention, search, stats, transfer, tx, usage, Durability, Store,
+    BACKGROUND_FLUSH_MS,
+};
 
-/// Bytes of sled's page cache (it counts on-disk bytes; real memory use is higher).
-const CACHE_CAPACITY: u64 = 512 * 1024 * 1024;
-/// sled's background flush period: the most a `relaxed` write can lose on a crash.
-pub const BACKGROUND_FLUSH_MS: u64 = 500;
+use crate::domain::access::WriteContext;
+use crate::domain::catalog::CatalogKind;
+use crate::domain::ids::{RecordId, TenantId};
+use crate::domain::registration::CourseRegistration;
+use crate::domain::search::SearchCriteria;
+use crate::domain::tenant::{ApiKey, NewKey, NewTenant, Tenant};
+use crate::domain::time::Timestamp;
+use crate::domain::transfer::{RecordKind, StoredRecord};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 
-/// The open database and its write path.
-pub struct Store {
-    // Declared first so it is dropped first: its threads finish every queued write before the
-    // trees and the database close.
-    pipeline: Pipeline,
-    db: sled::Db,
-    registrations: sled::Tree,
-    catalog: sled::Tree,
-    outbox: sled::Tree,
-    idempotency: sled::Tree,
-    idempotency_expiry: sled::Tree,
-    indexes: Vec<sled::Tree>,
-    counters: sled::Tree,
-    meta: sled::Tree,
-    tokens: PageTokens,
-    directory: RwLock<Directory>,
-    stats: Arc<stats::WriteStats>,
-    dir: PathBuf,
-    retention: retention::Retention,
+/// A write's outcome, boxed so the traits stay object-safe (`dyn Engine`): an `async fn` in a
+/// trait cannot be called through `dyn` yet, and the crate takes no `async-trait` for this.
+pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A page of catalog records of one kind, kind-neutral (`Engine::list_catalog_of_kind`).
+#[derive(Debug)]
+pub struct KindPage {
+    pub items: Vec<StoredRecord>,
+    /// The page token of the next page, if there is one.
+    pub next: Option<String>,
 }
 
-impl Store {
-    /// Opens (or creates) the database in `dir`.
-    pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        let db = open_db(dir)?;
-        let trees = open_trees(&db)?;
-        let tree = |id: TreeId| trees[id.position()].clone();
-        let indexes: Vec<sled::Tree> = (0..index::REGISTRATION_INDEXES.len())
-            .map(|n| tree(TreeId::Index(n)))
-            .collect();
-        let meta = db.open_tree("meta")?;
-        let backfilled = index::backfill(&db, &meta, &tree(TreeId::Registrations), &indexes)?;
-        if backfilled > 0 {
-            log::info!("filled {backfilled} entries of indexes new in this build from the records");
-        }
-        if let Some(tenants) = usage::backfill(&db, &meta, &trees)?.filter(|n| *n > 0) {
-            log::info!("counted the stored bytes of {tenants} tenants from their records");
-        }
-        let filled = retention::backfill_expiry(&db, &meta, &trees)?;
-        if filled > 0 {
-            log::info!("listed {filled} stored Idempotency-Key responses for expiry");
-        }
-        let secret = load_or_create_secret(&db, &meta)?;
-        let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
+/// What the API asks of a storage engine: the records, tenants and keys, the outbox and the
+/// stored Idempotency-Key responses. Every cross-record rule is a pure function in
+/// `domain::rules`; an engine gathers the facts inside its transaction and calls it.
+///
+/// Reads are plain calls that may block: the caller decides where they run (workflows put
+/// them on the blocking pool, or on the async worker when the engine says reads cannot wait,
+/// `reads_may_wait`). Writes return an `EngineFuture` that resolves once durable.
+///
+/// First cut (issue 16): implemented by the sled `Store` by delegating to its methods, and
+/// callers still hold `Store`. Not here yet, because today they go through the sled write
+/// pipeline (`Store::submit` of an `Intent`, generic and so not object-safe): catalog and
+/// registration writes, orders, batches and imports. They join the trait, and callers move to
+/// `dyn Engine`, when the second engine lands.
+pub trait Engine: Send + Sync {
+    /// Whether a read started now may wait behind a write (sled: its transaction lock).
+    fn reads_may_wait(&self) -> bool;
 
-        let stats = Arc::new(stats::WriteStats::default());
-        let (registrations, catalog, outbox, idempotency, counters) = (
-            tree(TreeId::Registrations),
-            tree(TreeId::Catalog),
-            tree(TreeId::Outbox),
-            tree(TreeId::Idempotency),
-            tree(TreeId::Counters),
-        );
-        let idempotency_expiry = tree(TreeId::IdempotencyExpiry);
-        let pipeline = Pipeline::start(
-            db.clone(),
-            trees,
-            durability,
-            &dir.join("db"),
-            stats.clone(),
-        )
-        .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
-        Ok(Store {
-            pipeline,
-            registrations,
-            catalog,
-            outbox,
-            idempotency,
-            idempotency_expiry,
-            counters,
-            indexes,
-            meta,
-            db,
-            tokens: PageTokens::new(secret),
-            directory: RwLock::new(directory),
-            stats,
-            dir: dir.to_owned(),
-            retention: retention::Retention::default(),
-        })
-    }
-
-    /// Runs `intent` on the write path and waits for it to be durable (per the durability mode).
-    pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
-        self.pipeline.submit(intent).await
-    }
-
-    /// Queues `intent` from a plain (not async) thread; the outcome is collected later.
-    pub fn enqueue_blocking<I: Intent>(
+    /// One registration, or `None`.
+    fn registration(
         &self,
-        intent: I,
-    ) -> Result<pipeline::Queued<I::Output>, StoreError> {
-        self.pipeline.enqueue_blocking(intent)
-    }
+        tenant: &TenantId,
+        id: &RecordId,
+    ) -> Result<Option<CourseRegistration>, StoreError>;
+    /// A page of the tenant's registrations in id order, after the id `after`.
+    fn list_registrations(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<registrations::Page, StoreError>;
+    /// A page of registrations whose `def` fields equal `values`.
+    fn lookup_registrations(
+        &self,
+        tenant: &TenantId,
+        def: &index::IndexDef,
+        values: &[&str],
+        active_only: bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<registrations::Page, StoreError>;
+    /// A page of registrations matching `criteria`.
+    fn search_registrations(
+        &self,
+        tenant: &TenantId,
+        criteria: &SearchCriteria,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<search::SearchPage, StoreError>;
+    /// How many registrations the tenant holds.
+    fn registration_count(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+    /// Active registrations on one offering (its taken seats).
+    fn active_registrations(
+        &self,
+        tenant: &TenantId,
+        offering: &RecordId,
+    ) -> Result<u64, StoreError>;
 
-    /// The directory the database lives in.
-    pub fn data_dir(&self) -> &Path {
-        &self.dir
-    }
+    /// One catalog record of `kind`, or `None`, as the kind-neutral `StoredRecord`.
+    fn catalog_record_of_kind(
+        &self,
+        tenant: &TenantId,
+        kind: CatalogKind,
+        id: &RecordId,
+    ) -> Result<Option<StoredRecord>, StoreError>;
+    /// A page of the tenant's records of `kind` in id order, after the id `after`.
+    fn list_catalog_of_kind(
+        &self,
+        tenant: &TenantId,
+        kind: CatalogKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KindPage, StoreError>;
 
-    /// What the write path measured so far.
-    /// Whether a read started now may wait behind a write transaction (sled's transaction
-    /// lock, research §1.4). A read that cannot wait may run on an async worker; one that may
-    /// belongs on the blocking pool. Racy by nature: a transaction can start right after this
-    /// answered `false`, and the read then waits for that one transaction.
-    fn reads_may_wait(&self) -> bool {
-        self.write_stats().committing.load(Ordering::SeqCst)
-    }
+    /// One tenant, served from memory.
+    fn tenant(&self, id: &TenantId) -> Option<Tenant>;
+    /// Every tenant.
+    fn tenants(&self) -> Vec<Tenant>;
+    /// The tenant's API keys in id order.
+    fn keys_of(&self, tenant: &TenantId) -> Vec<ApiKey>;
+    fn create_tenant<'a>(
+        &'a self,
+        new: NewTenant,
+        ctx: &'a WriteContext,
+    ) -> EngineFuture<'a, Tenant>;
+    fn patch_tenant<'a>(
+        &'a self,
+        id: &'a TenantId,
+        body: serde_json::Value,
+    ) -> EngineFuture<'a, Tenant>;
+    /// A new key and its secret (shown once).
+    fn create_key<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        new: NewKey,
+    ) -> EngineFuture<'a, (ApiKey, String)>;
+    fn revoke_key<'a>(&'a self, tenant: &'a TenantId, key_id: &'a str) -> EngineFuture<'a, ()>;
 
-    /// Runs a read of a few keys right here when it cannot wait behind a write transaction
-    /// ([`Store::reads_may_wait`]), else hands it back for the caller to run where waiting
-    /// costs nothing (the blocking pool). Which reads may wait is the engine's business, so
-    /// the choice lives here and callers only say what to do with a read handed back.
-    pub fn read_inline_or_return<T, F>(&self, read: F) -> Result<T, F>
-    where
-        F: FnOnce(&Store) -> T,
-    {
-        if self.reads_may_wait() {
-            Err(read)
-        } else {
-            Ok(read(self))
-        }
-    }
+    /// A page of the mail kept instead of sent.
+    fn outbox_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<outbox::OutboxPage, StoreError>;
+    /// The first response to an Idempotency-Key, if stored.
+    fn stored_response(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<idempotency::StoredResponse>, StoreError>;
 
-    pub fn write_stats(&self) -> &stats::WriteStats {
-        &self.stats
-    }
+    /// Every record of one kind, streamed (export).
+    fn export_records(
+        &self,
+        tenant: &TenantId,
+        kind: RecordKind,
+    ) -> Box<dyn Iterator<Item = Result<StoredRecord, StoreError>> + Send + 'static>;
+}
 
+/// What the operator asks of a storage engine: check (and repair) what is derived, back up,
+/// expire, measure.
+pub trait Maintenance: Send + Sync {
+    /// Recomputes what is derived from the records and, with `repair`, rebuilds it.
+    fn check(&self, scope: check::Scope, repair: bool) -> EngineFuture<'_, check::CheckReport>;
+    /// A consistent copy of the database in `to`.
+    fn backup<'a>(&'a self, to: &'a Path) -> EngineFuture<'a, transfer::BackupReport>;
+    /// Drops stored responses older than the retention allows.
+    fn sweep(&self, now: Timestamp) -> Result<retention::Swept, StoreError>;
     /// Bytes the database takes on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
-    }
-
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// What the write path measured so far (for /metrics).
+    fn write_stats(&self) -> &stats::WriteStats;
     /// Makes everything written so far durable.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
-    }
-
-    fn counter(&self, key: &keys::Key) -> Result<u64, StoreError> {
-        match self.counters.get(key)? {
-            None => Ok(0),
-            Some(bytes) => {
-                let array: [u8; 8] = bytes
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
-                Ok(u64::from_be_bytes(array))
-            }
-        }
-    }
-}
-
-/// How every opener (the server, `registrar check`) configures sled.
-fn config(dir: &Path) -> sled::Config {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(CACHE_CAPACITY)
-        .flush_every_ms(Some(BACKGROUND_FLUSH_MS))
-}
-
-/// Opens sled in `dir`, telling a directory another process holds apart from other failures.
-fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
-    // sled would create the dir with the umask's mode; an earlier build's dir is tightened.
-    files::private_data_dir(dir)
-        .map_err(|e| StoreError::Storage(format!("cannot make {} private: {e}", dir.display())))?;
-    config(dir).open().map_err(|e| match e {
-        // sled locks the directory exclusively: another process has it open.
-        // sled wraps the lock failure in an `Other` error that only its text identifies.
-        sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock
-                || io.to_string().contains("could not acquire lock") =>
-        {
-            StoreError::Locked(dir.display().to_string())
-        }
-        other => other.into(),
-    })
-}
-
-/// Opens every tree a transaction may span, at its `TreeId::position`.
-fn open_trees(db: &sled::Db) -> Result<Vec<sled::Tree>, StoreError> {
-    Ok(TreeId::all()
-        .map(|id| db.open_tree(id.name()))
-        .collect::<Result<_, _>>()?)
-}
-
-fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], StoreError> {
-    let key = keys::meta("page_token_secret");
-    if let Some(existing) = meta.get(&key)? {
-        return existing
-            .as_ref()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("page token secret is not 32 bytes".into()));
-    }
-    let secret = directory::random_bytes::<32>()?;
-    meta.insert(key.as_bytes(), &secret[..])?;
-    db.flush()?;
-    Ok(secret)
+    fn flush(&self) -> Result<(), StoreError>;
 }

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 
-/// Runs a blocking store read on the blocking pool, never on an async worker: a sled read can
+/// Runs a blocking store read on the blocking pool, never on an async worker: a store read can
 /// wait behind the transaction lock or a disk read. Within a tenant's request it first waits
 /// for one of the tenant's places on the pool ([`fair`]), so one tenant's many reads cannot
 /// crowd out another tenant's few.
@@ -40,7 +40,7 @@ where
 
 /// Runs a store read of a few keys (one record by id) right here on the async worker when no
 /// write transaction is running, else on the blocking pool as [`blocking`] does. The hop to
-/// the pool and back was ~6 % of the samples under GET-by-id load; a point read from sled's
+/// the pool and back was ~6 % of the samples under GET-by-id load; a point read from the engine's
 /// cache takes microseconds, as long as it does not wait behind the transaction lock. A
 /// transaction that starts between the check and the read makes this read wait for it, once:
 /// a commit of one batch, not a queue of them.

@@ -30,8 +30,8 @@ pub const CHUNK_ROWS: usize = 1000;
 /// parsing and committing overlap without queueing the whole file.
 const CHUNKS_IN_FLIGHT: usize = 2;
 /// Most rows an all-or-nothing import takes. It is one transaction, held in memory whole until
-/// it commits: measured ~37 KB of memory a 2 KB registration row, most of it inside sled's
-/// commit (10,000 rows: +370 MB; 100,000 rows: 5.3 GB).
+/// it commits: measured ~37 KB of memory a 2 KB registration row, most of it inside the
+/// engine's commit (10,000 rows: +370 MB; 100,000 rows: 5.3 GB).
 pub const MAX_ALL_OR_NOTHING_ROWS: usize = 10_000;
 
 /// The file formats.

@@ -107,7 +107,7 @@ mod tests {
     }
 
     fn full_fixture() -> serde_json::Map<String, Value> {
-        let text = include_str!("../../tests/fixtures/full_registration.json");
+        let text = include_str!("../../../tests/fixtures/full_registration.json");
         serde_json::from_str(text).unwrap()
     }
 
