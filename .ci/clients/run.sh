@@ -16,7 +16,7 @@ PYTHON_GENERATOR='openapi-python-client==0.29.1'
 source ".ci/serve.sh"
 serve_registrar "$BIN" "${REGISTRAR_CLIENTS_PORT:-18767}" clients
 
-# The tools, while the server starts.
+# The tools.
 for tools in lint ts; do
     mkdir -p "$WORK/$tools"
     cp ".ci/clients/$tools/package.json" ".ci/clients/$tools/package-lock.json" "$WORK/$tools/"
@@ -27,14 +27,8 @@ LINT="$WORK/lint/node_modules/.bin"
 TS="$WORK/ts/node_modules/.bin"
 
 python3 - "$BASE" "$WORK/openapi.json" <<'PY'
-import sys, time, urllib.request
+import sys, urllib.request
 base, out = sys.argv[1], sys.argv[2]
-for _ in range(300):
-    try:
-        urllib.request.urlopen(base + "/healthz", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.1)
 with urllib.request.urlopen(base + "/openapi.json", timeout=10) as answer, open(out, "wb") as f:
     f.write(answer.read())
 PY

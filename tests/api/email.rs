@@ -6,18 +6,6 @@ use crate::smtp::SmtpSink;
 use serde_json::json;
 use std::time::Duration;
 
-async fn registration_id(app: &TestApp, t: &Tenant) -> String {
-    let w = app.world(t, &["s1"], &[("o1", "c1")]).await;
-    app.create(t, &w.body("s1", "c1", "o1")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn preview_path(t: &Tenant) -> String {
-    format!("{}/previewEmail", registrations(t))
-}
-
 #[tokio::test]
 async fn without_a_relay_mail_goes_to_the_outbox_newest_first() {
     let app = spawn_app().await;

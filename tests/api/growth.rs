@@ -6,24 +6,8 @@
 use crate::helpers::*;
 use registrar::store::keys;
 use registrar::store::usage::STORED_BYTES;
-use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-async fn post_with_key(
-    app: &TestApp,
-    path: &str,
-    key: &str,
-    idempotency_key: &str,
-    body: &Value,
-) -> Response {
-    app.send(
-        app.request(Method::POST, path, Some(key))
-            .header("Idempotency-Key", idempotency_key)
-            .json(body),
-    )
-    .await
-}
 
 /// The operator's check of one tenant.
 async fn check(app: &TestApp, tenant: &str, repair: bool) -> Value {

@@ -362,3 +362,33 @@ pub fn open_sled_after_stop(db_dir: &std::path::Path) -> sled::Db {
     }
     panic!("the database stayed unopenable for 5 s after the app stopped: {last:?}");
 }
+
+/// A registration (student s1 on offering o1 of course c1, made with it): what previewEmail
+/// renders in the email and template tests.
+pub async fn registration_id(app: &TestApp, t: &Tenant) -> String {
+    let w = app.world(t, &["s1"], &[("o1", "c1")]).await;
+    app.create(t, &w.body("s1", "c1", "o1")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn preview_path(t: &Tenant) -> String {
+    format!("{}/previewEmail", registrations(t))
+}
+
+/// A POST with an `Idempotency-Key`.
+pub async fn post_with_key(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    idempotency_key: &str,
+    body: &Value,
+) -> Response {
+    app.send(
+        app.request(Method::POST, path, Some(key))
+            .header("Idempotency-Key", idempotency_key)
+            .json(body),
+    )
+    .await
+}

@@ -3,22 +3,7 @@
 use crate::helpers::*;
 use futures_util::future::join_all;
 use reqwest::Method;
-use serde_json::{json, Value};
-
-async fn post_with_key(
-    app: &TestApp,
-    path: &str,
-    key: &str,
-    idempotency_key: &str,
-    body: &Value,
-) -> Response {
-    app.send(
-        app.request(Method::POST, path, Some(key))
-            .header("Idempotency-Key", idempotency_key)
-            .json(body),
-    )
-    .await
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn a_retry_replays_the_first_response_and_a_changed_request_is_refused() {

@@ -7,18 +7,6 @@ use registrar::mail::{EmailTemplate, RenderFailure, RenderPool};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-fn preview_path(t: &Tenant) -> String {
-    format!("{}/previewEmail", registrations(t))
-}
-
-async fn registration_id(app: &TestApp, t: &Tenant) -> String {
-    let w = app.world(t, &["s1"], &[("o1", "c1")]).await;
-    app.create(t, &w.body("s1", "c1", "o1")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 fn with_text(id: &str, text: &str) -> Value {
     json!({
         "registration_id": id,
