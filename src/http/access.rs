@@ -13,6 +13,7 @@
 //! extractor that finds nothing (a route mounted some other way) runs the same check itself:
 //! there is no path on which a handler gets a caller nobody checked.
 
+use super::request::decode_path_segment;
 use crate::domain::access::{Principal, Role};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::Tenant;
@@ -322,16 +323,49 @@ fn presented_key(req: &HttpRequest) -> Option<&str> {
     (!key.is_empty()).then_some(key)
 }
 
-/// The tenant the matched route names in `{tenantId}`. actix's router leaves `%`, `/` and `+`
-/// encoded in a path parameter; the rest of the decoding happens here, once.
-pub fn route_tenant(req: &HttpRequest) -> Result<TenantId, ApiError> {
-    parse_tenant(req.match_info().get(TENANT_PARAMETER).unwrap_or_default())
+/// Where a route's `{tenantId}` stands among its path's segments, found once when the route
+/// is mounted (`mount::Endpoint`) and kept as the resource's app data, so that the gate reads
+/// the tenant from the raw path without matching the route again.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantSegment(usize);
+
+impl TenantSegment {
+    /// The index of `{tenantId}` in `template`'s segments, if it names one.
+    pub fn of_template(template: &str) -> Option<TenantSegment> {
+        let parameter = format!("{{{TENANT_PARAMETER}}}");
+        template
+            .trim_start_matches('/')
+            .split('/')
+            .position(|segment| segment == parameter)
+            .map(TenantSegment)
+    }
 }
 
-fn parse_tenant(matched: &str) -> Result<TenantId, ApiError> {
-    let decoded = percent_encoding::percent_decode_str(matched)
-        .decode_utf8()
-        .map_err(|_| ApiError::new(ErrorCode::InvalidPath, "the tenant id is not valid UTF-8"))?;
+/// The tenant the matched route names in `{tenantId}`, decoded exactly once from the raw
+/// path (`request::decode_path_segment`, as the lookups' values are): actix's router has
+/// decoded its copy only in part, and decoding that again would read `%%341` as `A`. The
+/// route matched these very segments (actix never decodes a `/`), so the index holds.
+pub fn route_tenant(req: &HttpRequest) -> Result<TenantId, ApiError> {
+    let raw = req
+        .app_data::<TenantSegment>()
+        .and_then(|at| {
+            req.uri()
+                .path()
+                .trim_start_matches('/')
+                .split('/')
+                .nth(at.0)
+        })
+        .ok_or_else(|| {
+            // Only a route mounted some other way than `mount::Endpoint` lacks it.
+            log::error!("a tenant route without its TenantSegment: {}", req.path());
+            ApiError::internal()
+        })?;
+    parse_tenant(raw)
+}
+
+fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
+    let decoded = decode_path_segment(raw)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("the tenant id {e}")))?;
     TenantId::parse(&decoded)
         .map_err(|e| ApiError::new(ErrorCode::InvalidPath, format!("tenant id {e}")))
 }
@@ -447,5 +481,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_tenant_is_read_from_its_raw_segment_and_decoded_only_once() {
+        // actix's own copy of `%%341` is `%41`; decoding that again would give `A`.
+        assert_eq!(
+            parse_tenant("%%341").unwrap_err().code,
+            ErrorCode::InvalidPath
+        );
+        let at = |template: &str| TenantSegment::of_template(template).map(|s| s.0);
+        assert_eq!(at("/courseRegistrations/{tenantId}/{id}"), Some(1));
+        assert_eq!(at("/admin/tenants/{tenantId}/keys"), Some(2));
+        assert_eq!(at("/admin/tenants"), None);
     }
 }

@@ -125,8 +125,12 @@ impl Endpoint {
 
 impl HttpServiceFactory for Endpoint {
     fn register(self, config: &mut AppService) {
+        let tenant_segment = access::TenantSegment::of_template(&self.path);
         let mut resource =
             web::resource(self.path).default_service(web::to(error::method_not_allowed));
+        if let Some(segment) = tenant_segment {
+            resource = resource.app_data(segment);
+        }
         for (_, route) in self.routes {
             resource = resource.route(route);
         }

@@ -172,3 +172,52 @@ impl actix_web::FromRequest for GeneratePath {
         }))
     }
 }
+
+/// Percent-decodes one raw path segment exactly once (RFC 3986, section 2.1): `%XX` is the
+/// byte `XX`, every other character is itself (a `+` is a plus; only form bodies and query
+/// strings use it for a space). A `%` not followed by two hex digits, or decoded bytes that
+/// are not UTF-8, are refused rather than guessed at.
+pub fn decode_path_segment(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err("has a % that is not followed by two hex digits (write a % as %25)".into());
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| "is not valid UTF-8 once percent-decoded".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_path_segment;
+
+    #[test]
+    fn a_path_segment_is_percent_decoded_exactly_once() {
+        for (raw, decoded) in [
+            ("plain", "plain"),
+            ("a%2Fb", "a/b"),
+            ("a%2fb", "a/b"),
+            ("p%2Bx", "p+x"),
+            ("p+x", "p+x"),
+            ("pct%25x", "pct%x"),
+            ("pct%2541", "pct%41"),
+            ("a%20b", "a b"),
+            ("q%3Fx", "q?x"),
+            ("%C3%A9", "é"),
+            ("%E6%97%A5%E6%9C%AC", "日本"),
+            ("%F0%9F%8E%93", "🎓"),
+            ("", ""),
+        ] {
+            assert_eq!(decode_path_segment(raw).as_deref(), Ok(decoded), "{raw}");
+        }
+        for raw in ["%", "a%2", "%zz", "%%41", "%FF%FE", "%C3"] {
+            assert!(decode_path_segment(raw).is_err(), "{raw}");
+        }
+    }
+}
