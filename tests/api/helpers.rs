@@ -36,23 +36,20 @@ pub async fn spawn_with(data_dir: TempDir, adjust: impl FnOnce(&mut ServeArgs)) 
     // The app runs inside this test binary: templates render in the real one.
     args.render_worker = Some(env!("CARGO_BIN_EXE_registrar").into());
     adjust(&mut args);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            match Application::build(&args).await {
-                Ok(app) => {
-                    ready_tx.send(Ok((app.address(), app.handle()))).unwrap();
-                    app.run_until_stopped().await.expect("server ran");
-                }
-                Err(e) => ready_tx.send(Err(e.to_string())).unwrap(),
+    // sled 0.34 releases its directory lock once its flusher thread has shut down, a moment
+    // after the `Db` is dropped: a test that stopped an app (or opened the database itself)
+    // and starts another on the same dir retries while the dir reads as locked.
+    let mut attempts = 0;
+    let (address, handle, thread) = loop {
+        match start(args.clone()).await {
+            Ok(started) => break started,
+            Err((true, _)) if attempts < 250 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
-        })
-    });
-    let (address, handle) =
-        tokio::task::spawn_blocking(move || ready_rx.recv().expect("app thread"))
-            .await
-            .unwrap()
-            .expect("app starts");
+            Err((_, message)) => panic!("app starts: {message}"),
+        }
+    };
     TestApp {
         address: format!("http://{address}"),
         // The server closes a connection idle for 5 s (actix's keep-alive); a pooled one
@@ -64,6 +61,43 @@ pub async fn spawn_with(data_dir: TempDir, adjust: impl FnOnce(&mut ServeArgs)) 
         data_dir,
         handle,
         thread: Some(thread),
+    }
+}
+
+type Started = (
+    std::net::SocketAddr,
+    actix_web::dev::ServerHandle,
+    std::thread::JoinHandle<()>,
+);
+
+/// Starts the app on its own thread; on failure, whether the data dir was locked and why.
+async fn start(args: ServeArgs) -> Result<Started, (bool, String)> {
+    use registrar::startup::StartupError;
+    use registrar::store::StoreError;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            match Application::build(&args).await {
+                Ok(app) => {
+                    ready_tx.send(Ok((app.address(), app.handle()))).unwrap();
+                    app.run_until_stopped().await.expect("server ran");
+                }
+                Err(e) => {
+                    let locked = matches!(e, StartupError::Store(StoreError::Locked(_)));
+                    ready_tx.send(Err((locked, e.to_string()))).unwrap()
+                }
+            }
+        })
+    });
+    let ready = tokio::task::spawn_blocking(move || ready_rx.recv().expect("app thread"))
+        .await
+        .unwrap();
+    match ready {
+        Ok((address, handle)) => Ok((address, handle, thread)),
+        Err(refused) => {
+            thread.join().expect("app thread ends");
+            Err(refused)
+        }
     }
 }
 
