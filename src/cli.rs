@@ -6,13 +6,12 @@ use crate::domain::access::{Principal, WriteContext};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{Limits, NewTenant};
 use crate::error::ApiError;
-use crate::store::{Durability, Store, StoreError};
+use crate::store::{Db, Durability, EngineChoice, StoreError};
 use crate::workflows::transfer::{self, Format, ImportOptions, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Exit code of an import that refused rows (it ran; see the report).
 pub const EXIT_ROWS_REFUSED: u8 = 2;
@@ -44,7 +43,7 @@ fn format_of(arg: FormatArg) -> Format {
 
 /// Opens the data dir (making a new database only when `create`), or says which endpoint a
 /// running server offers instead.
-fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> {
+fn open(dir: &Path, create: bool, hint: String) -> Result<Db, CliError> {
     // "Cannot read" (permissions, a file where the dir should be) is not "no database".
     let exists = crate::store::files::has_database(dir).map_err(CliError::Message)?
         || dir.join("conf").exists();
@@ -54,8 +53,13 @@ fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> 
             dir.display()
         )));
     }
-    match Store::open(dir, Durability::Sync) {
-        Ok(store) => Ok(Arc::new(store)),
+    let engine = EngineChoice::Embedded {
+        dir: dir.to_owned(),
+        durability: Durability::Sync,
+        retention: Default::default(),
+    };
+    match crate::store::open(&engine) {
+        Ok(store) => Ok(store),
         Err(StoreError::Locked(dir)) => Err(CliError::Locked { dir, hint }),
         Err(e) => Err(CliError::Message(format!(
             "cannot open the database in {}: {e}",

@@ -11,7 +11,7 @@ use std::time::Duration;
 #[command(
     name = "registrar",
     version,
-    about = "Course registrations on sled: a self-hosted, multi-tenant REST service"
+    about = "Course registrations: a self-hosted, multi-tenant REST service"
 )]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -140,9 +140,9 @@ pub struct BackupArgs {
 pub enum DurabilityArg {
     /// Answer a write only after a flush covers it.
     Sync,
-    /// Answer after commit; sled flushes every 500 ms.
+    /// Answer after commit; the engine flushes every 500 ms.
     Relaxed,
-    /// Like sync, and fsync sled's log after each flush: survives power loss too.
+    /// Like sync, and fsync the engine's log after each flush: survives power loss too.
     Strict,
 }
 

@@ -3,6 +3,7 @@
 
 use crate::config::ServeArgs;
 use crate::domain::access::{Actor, Principal, Role, WriteContext};
+use crate::domain::catalog::CatalogFields;
 use crate::domain::email::check_address;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{ApiKey, NewTenant};
@@ -11,10 +12,9 @@ use crate::domain::transfer::RecordKind;
 use crate::error::ApiError;
 use crate::http;
 use crate::mail::{RenderPool, SmtpRelay};
-use crate::store::catalog::CatalogHooks;
 use crate::store::directory::{hash_secret, random_secret};
 use crate::store::retention::Sweeper;
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Db, EngineChoice, StoreError};
 use crate::workflows;
 use crate::workflows::email::Mailer;
 use actix_web::dev::{Server, ServerHandle};
@@ -91,7 +91,7 @@ pub struct DemoLoaded {
 
 pub struct Application {
     server: Server,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     /// Deletes expired responses and old outbox messages; stopped before the store closes.
     sweeper: Sweeper,
     address: SocketAddr,
@@ -115,7 +115,12 @@ impl Application {
         })?;
         // Names the file when the engine's own would fail without saying which (e.g. a dir at `db`).
         crate::store::files::has_database(&args.data_dir).map_err(StartupError::Unreadable)?;
-        let mut opened = Store::open(&args.data_dir, args.durability()).map_err(|e| match e {
+        let engine = EngineChoice::Embedded {
+            dir: args.data_dir.clone(),
+            durability: args.durability(),
+            retention: args.retention(),
+        };
+        let opened = crate::store::open(&engine).map_err(|e| match e {
             // That message names the dir already, and the cause is not the dir itself.
             locked @ StoreError::Locked(_) => StartupError::Store(locked),
             source => StartupError::OpenStore {
@@ -123,10 +128,9 @@ impl Application {
                 source,
             },
         })?;
-        opened.set_retention(args.retention());
-        let store = web::Data::new(opened);
+        let store: web::Data<dyn Database> = web::Data::from(opened);
         let sweeper = Sweeper::start(store.clone().into_inner()).map_err(StartupError::Sweeper)?;
-        let operator_key = settle_operator_key(&store, args)?;
+        let operator_key = settle_operator_key(&**store, args)?;
         let demo = if args.demo && store.tenants().is_empty() {
             Some(load_demo(&store.clone().into_inner(), &args.demo_dir).await?)
         } else {
@@ -216,35 +220,27 @@ impl Application {
         let served = self.server.await;
         // The sweeper holds the store too: stop it (after the sweep under way) first.
         drop(self.sweeper);
-        let mut store = self.store.into_inner();
+        let store = self.store.into_inner();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-        loop {
-            match std::sync::Arc::try_unwrap(store) {
-                Ok(last) => {
-                    if let Err(e) = last.flush() {
-                        log::error!("final flush failed: {e}");
-                    }
-                    drop(last);
-                    break;
-                }
-                Err(shared) if std::time::Instant::now() < deadline => {
-                    store = shared;
-                    actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Err(shared) => {
-                    log::warn!("the store is still in use at shutdown; flushing without closing");
-                    if let Err(e) = shared.flush() {
-                        log::error!("final flush failed: {e}");
-                    }
-                    break;
-                }
-            }
+        // Workers drop their handles as they finish; the last one closes the engine.
+        while std::sync::Arc::strong_count(&store) > 1 && std::time::Instant::now() < deadline {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        if std::sync::Arc::strong_count(&store) > 1 {
+            log::warn!("the store is still in use at shutdown; flushing without closing");
+        }
+        if let Err(e) = store.flush() {
+            log::error!("final flush failed: {e}");
+        }
+        drop(store);
         served
     }
 }
 
-fn settle_operator_key(store: &Store, args: &ServeArgs) -> Result<OperatorKey, StartupError> {
+fn settle_operator_key(
+    store: &dyn Database,
+    args: &ServeArgs,
+) -> Result<OperatorKey, StartupError> {
     if let Some(key) = &args.operator_key {
         // `rk_` keys are looked up as tenant keys, so an operator key like that could never
         // authenticate.
@@ -296,7 +292,7 @@ struct DemoKey {
     key: String,
 }
 
-async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoaded, StartupError> {
+async fn load_demo(store: &Db, dir: &Path) -> Result<DemoLoaded, StartupError> {
     let fail = |message: String| StartupError::Demo {
         path: dir.to_path_buf(),
         message,
@@ -366,8 +362,8 @@ async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoad
 
 /// Creates the demo records of one kind (`catalog[kind]`, an object of name → body) and
 /// remembers each one's id under its name.
-async fn load_demo_kind<F: CatalogHooks>(
-    store: &std::sync::Arc<Store>,
+async fn load_demo_kind<F: CatalogFields>(
+    store: &Db,
     tenant: &TenantId,
     catalog: &Value,
     names: &mut HashMap<String, String>,

@@ -3,7 +3,7 @@
 //! database's size on disk.
 
 use crate::store::stats::Histogram;
-use crate::store::Store;
+use crate::store::Database;
 use crate::workflows::service;
 use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpResponse};
@@ -50,7 +50,7 @@ fn escape(label: &str) -> String {
 }
 
 pub async fn render(
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     metrics: web::Data<RequestMetrics>,
 ) -> Result<HttpResponse, crate::error::ApiError> {
     let mut out = String::new();

@@ -19,7 +19,7 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 async fn metrics(
     _: Operator,
-    store: web::Data<crate::store::Store>,
+    store: web::Data<dyn crate::store::Database>,
     metrics: web::Data<super::metrics::RequestMetrics>,
 ) -> Result<HttpResponse, ApiError> {
     super::metrics::render(store, metrics).await

@@ -16,6 +16,7 @@ use crate::domain::catalog::{
 };
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::rules::{self, RuleViolation, Target};
+pub use crate::store::records::CatalogPage;
 use std::collections::HashMap;
 
 /// Loads a catalog record of kind `F` inside a transaction.
@@ -273,13 +274,6 @@ impl<F: CatalogHooks> Intent for DeleteCatalog<F> {
         tx.remove(TreeId::Catalog, key.into_bytes());
         Ok(())
     }
-}
-
-/// One page of catalog records.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogPage<F> {
-    pub items: Vec<CatalogRecord<F>>,
-    pub next: Option<String>,
 }
 
 impl Store {

@@ -86,8 +86,8 @@ mod tests {
     use crate::domain::tenant::{ApiKey, Limits, Tenant};
     use crate::domain::time::Timestamp;
     use crate::domain::values::{FieldValue, SecurityContext};
-    use crate::store::idempotency::StoredResponse;
-    use crate::store::outbox::OutboxMessage;
+    use crate::store::sled::idempotency::StoredResponse;
+    use crate::store::sled::outbox::OutboxMessage;
     use proptest::prelude::*;
     use serde_json::{json, Value};
 

@@ -163,3 +163,18 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
     }
 }
+
+/// Checks that `to` can receive a backup: it does not exist, or is an empty directory.
+pub fn check_backup_target(to: &Path) -> Result<(), String> {
+    match std::fs::read_dir(to) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot read {}: {e}", to.display())),
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(format!(
+                "{} is not empty: a backup goes into a new or empty directory",
+                to.display()
+            )),
+        },
+    }
+}

@@ -34,7 +34,6 @@ pub mod pipeline;
 pub mod registrations;
 pub mod retention;
 pub mod search;
-pub mod stats;
 pub mod transfer;
 pub mod tx;
 pub mod usage;
@@ -43,7 +42,7 @@ pub use super::error::StoreError;
 
 // The engine-neutral layers above sled, named here so the sled modules reach them as
 // `super::error` and `super::page`, as they did before the move.
-use super::{error, page};
+use super::{error, page, stats};
 
 impl From<::sled::Error> for StoreError {
     fn from(e: ::sled::Error) -> Self {
@@ -57,13 +56,14 @@ impl From<keys::MalformedKey> for StoreError {
     }
 }
 pub use pipeline::Durability;
+pub use retention::Retention;
 
 use super::page::PageTokens;
-use directory::Directory;
+use crate::store::directory::KeyCache;
 use pipeline::{Intent, Pipeline};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use tx::TreeId;
 
 /// Bytes of sled's page cache (it counts on-disk bytes; real memory use is higher).
@@ -86,7 +86,7 @@ pub struct Store {
     counters: sled::Tree,
     meta: sled::Tree,
     tokens: PageTokens,
-    directory: RwLock<Directory>,
+    directory: KeyCache,
     stats: Arc<stats::WriteStats>,
     dir: PathBuf,
     retention: retention::Retention,
@@ -114,7 +114,7 @@ impl Store {
             log::info!("listed {filled} stored Idempotency-Key responses for expiry");
         }
         let secret = load_or_create_secret(&db, &meta)?;
-        let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
+        let directory = directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
 
         let stats = Arc::new(stats::WriteStats::default());
         let (registrations, catalog, outbox, idempotency, counters) = (
@@ -145,7 +145,7 @@ impl Store {
             meta,
             db,
             tokens: PageTokens::new(secret),
-            directory: RwLock::new(directory),
+            directory: KeyCache::new(directory),
             stats,
             dir: dir.to_owned(),
             retention: retention::Retention::default(),
@@ -170,7 +170,6 @@ impl Store {
         &self.dir
     }
 
-    /// What the write path measured so far.
     /// Whether a read started now may wait behind a write transaction (sled's transaction
     /// lock, research §1.4). A read that cannot wait may run on an async worker; one that may
     /// belongs on the blocking pool. Racy by nature: a transaction can start right after this
@@ -179,21 +178,7 @@ impl Store {
         self.write_stats().committing.load(Ordering::SeqCst)
     }
 
-    /// Runs a read of a few keys right here when it cannot wait behind a write transaction
-    /// ([`Store::reads_may_wait`]), else hands it back for the caller to run where waiting
-    /// costs nothing (the blocking pool). Which reads may wait is the engine's business, so
-    /// the choice lives here and callers only say what to do with a read handed back.
-    pub fn read_inline_or_return<T, F>(&self, read: F) -> Result<T, F>
-    where
-        F: FnOnce(&Store) -> T,
-    {
-        if self.reads_may_wait() {
-            Err(read)
-        } else {
-            Ok(read(self))
-        }
-    }
-
+    /// What the write path measured so far.
     pub fn write_stats(&self) -> &stats::WriteStats {
         &self.stats
     }
@@ -264,7 +249,7 @@ fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], S
             .try_into()
             .map_err(|_| StoreError::Corrupt("page token secret is not 32 bytes".into()));
     }
-    let secret = directory::random_bytes::<32>()?;
+    let secret = crate::store::directory::random_bytes::<32>()?;
     meta.insert(key.as_bytes(), &secret[..])?;
     db.flush()?;
     Ok(secret)

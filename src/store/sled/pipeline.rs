@@ -43,28 +43,7 @@ pub trait Intent: Send + 'static {
     }
 }
 
-/// When a write is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// After a flush that started after the commit has returned.
-    Sync,
-    /// After the commit; sled's background flush (every 500 ms) makes it durable later.
-    Relaxed,
-    /// As `Sync`, then an fsync of sled's log file. sled's flush ends with `sync_file_range`,
-    /// which survives a process kill but not a power cut (the drive's cache, the file size);
-    /// the fsync closes that gap (docs/DURABILITY.md).
-    Strict,
-}
-
-impl Durability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::Sync => "sync",
-            Durability::Relaxed => "relaxed",
-            Durability::Strict => "strict",
-        }
-    }
-}
+pub use crate::store::{Durability, Queued};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -231,7 +210,7 @@ impl Pipeline {
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
         let (work, answer) = Self::job(intent);
         sender.blocking_send(work).map_err(|_| StoreError::Closed)?;
-        Ok(Queued(answer))
+        Ok(Queued::new(answer))
     }
 
     fn job<I: Intent>(intent: I) -> (Work, oneshot::Receiver<Result<I::Output, StoreError>>) {
@@ -260,16 +239,6 @@ impl Pipeline {
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
-    }
-}
-
-/// An intent on its way through the writer, queued by [`Pipeline::enqueue_blocking`].
-pub struct Queued<T>(oneshot::Receiver<Result<T, StoreError>>);
-
-impl<T> Queued<T> {
-    /// Waits (blocking the thread) for the outcome.
-    pub fn wait(self) -> Result<T, StoreError> {
-        self.0.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -392,7 +361,7 @@ fn finish_all(batch: Batch, fault: Option<&StoreError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tx::TreeId;
+    use crate::store::sled::tx::TreeId;
 
     struct Put(&'static [u8]);
 

@@ -4,6 +4,7 @@
 use super::catalog;
 use super::codec;
 use super::error::StoreError;
+use super::index::EntryKey;
 use super::index::{entry_status, entry_value, EntryValue, IndexDef, REGISTRATION_INDEXES};
 use super::keys::{self, Key};
 use super::page::PageScope;
@@ -18,6 +19,8 @@ use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
 use crate::domain::rules::{self, Usage};
 use crate::domain::tenant::Tenant;
+pub use crate::store::records::RegistrationPage as Page;
+pub use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration};
 
 /// Counter names under (tenant, name) in `counters`.
 pub const NUMBER_SEQUENCE: &str = "registration_number";
@@ -27,13 +30,6 @@ pub const REGISTRATION_COUNT: &str = "registration_count";
 /// `includeActiveOnly` may return fewer items than `limit` and a `LastEvaluatedKey` when it
 /// stops here, as DynamoDB does.
 pub const MAX_EXAMINED_PER_PAGE: usize = 10_000;
-
-/// One page of registrations; `next` is the token for the following page, if there is one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub items: Vec<CourseRegistration>,
-    pub next: Option<String>,
-}
 
 pub(super) fn load(
     tx: &Tx<'_>,
@@ -392,15 +388,6 @@ pub(super) fn follow_order(
     Ok(())
 }
 
-/// Stores a new registration (or, as a dry run, evaluates every rule and stores nothing).
-pub struct CreateRegistration {
-    pub tenant: TenantId,
-    pub id: RecordId,
-    pub fields: RegistrationFields,
-    pub ctx: WriteContext,
-    pub dry_run: bool,
-}
-
 impl Intent for CreateRegistration {
     type Output = CourseRegistration;
 
@@ -415,15 +402,6 @@ impl Intent for CreateRegistration {
         }
         Ok(record)
     }
-}
-
-/// Gives a registration new client fields, provided it is still at `base_version`.
-pub struct ReviseRegistration {
-    pub tenant: TenantId,
-    pub id: RecordId,
-    pub base_version: u64,
-    pub fields: RegistrationFields,
-    pub ctx: WriteContext,
 }
 
 impl Intent for ReviseRegistration {
@@ -447,13 +425,6 @@ impl Intent for ReviseRegistration {
             }
         }
     }
-}
-
-/// Deletes a registration without a live order, provided it is still at `base_version`.
-pub struct DeleteRegistration {
-    pub tenant: TenantId,
-    pub id: RecordId,
-    pub base_version: u64,
 }
 
 impl Intent for DeleteRegistration {

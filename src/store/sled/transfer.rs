@@ -17,28 +17,9 @@ use crate::domain::registration::{CourseRegistration, RegistrationFields};
 use crate::domain::transfer::{
     BulkLoad, Draft, ImportRow, KeptSys, RecordDraft, RecordKind, RowOrigin, StoredRecord,
 };
+pub use crate::store::records::BackupReport;
+pub use crate::store::write::{ImportOutcome, ImportRows};
 use std::path::Path;
-
-/// Rows of one import, written in one transaction. Each row stands or falls on its own, or,
-/// with `all_or_nothing`, all fall when one does.
-pub struct ImportRows {
-    pub tenant: TenantId,
-    pub rows: Vec<ImportRow>,
-    pub load: BulkLoad,
-    pub ctx: WriteContext,
-    pub all_or_nothing: bool,
-    /// Rows of this import were refused before they reached the store (they did not parse):
-    /// with `all_or_nothing`, check these rows, report, and write nothing.
-    pub refused_earlier: bool,
-}
-
-/// What became of the rows of one [`ImportRows`].
-#[derive(Debug)]
-pub struct ImportOutcome {
-    pub imported: usize,
-    /// (row number, why), in row order.
-    pub refused: Vec<(u64, StoreError)>,
-}
 
 impl Intent for ImportRows {
     type Output = ImportOutcome;
@@ -156,13 +137,6 @@ fn import_catalog<F: CatalogHooks>(
     F::after_import(tx, tenant, &record)
 }
 
-/// What a backup copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupReport {
-    pub trees: usize,
-    pub entries: u64,
-}
-
 /// Entries copied per `apply_batch` into the new database.
 const BACKUP_BATCH: usize = 1000;
 
@@ -198,21 +172,6 @@ pub fn copy_database(db: &sled::Db, to: &Path) -> Result<BackupReport, StoreErro
         trees: names.len(),
         entries,
     })
-}
-
-/// Checks that `to` can receive a backup: it does not exist, or is an empty directory.
-pub fn check_backup_target(to: &Path) -> Result<(), String> {
-    match std::fs::read_dir(to) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot read {}: {e}", to.display())),
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(_) => Err(format!(
-                "{} is not empty: a backup goes into a new or empty directory",
-                to.display()
-            )),
-        },
-    }
 }
 
 fn decode_catalog<F: crate::domain::catalog::CatalogFields>(

@@ -23,13 +23,12 @@
 //! A check reads the trees one after another: sled has no snapshot across trees. Online it
 //! runs on the writer thread (`Pipeline::exclusive`), so no write is half-way through.
 
-mod report;
 mod tenant;
 #[cfg(test)]
 mod tests;
 
-pub use report::{
-    Change, ChangeAction, CheckReport, Observed, Problem, ProblemKind, RepairOutcome,
+pub use crate::store::check::{
+    Change, ChangeAction, CheckReport, Observed, Problem, ProblemKind, RepairOutcome, Scope,
 };
 
 use super::codec;
@@ -39,19 +38,11 @@ use super::tx::TreeId;
 use super::Store;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{ApiKey, Tenant};
-use report::hex;
+use crate::store::check::hex;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{IVec, Transactional, Tree};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-
-/// Which tenants a check covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// Every tenant, and data under tenant ids that have no tenant record.
-    Every,
-    One(TenantId),
-}
 
 impl Store {
     /// Checks the derived data of `scope` against the records and, with `repair`, rewrites

@@ -7,11 +7,12 @@ use crate::domain::catalog::{CatalogRecord, ContactFields, CourseFields, CourseO
 use crate::domain::ids::RecordId;
 use crate::domain::registration::RegistrationInput;
 use crate::domain::tenant::{Limits, NewTenant};
-use crate::store::catalog::CreateCatalog;
-use crate::store::index::REGISTRATION_INDEXES;
-use crate::store::orders::{GenerateOrder, OrderFor};
-use crate::store::registrations::CreateRegistration;
-use crate::store::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
+use crate::store::sled::catalog::CreateCatalog;
+use crate::store::sled::index::EntryKey;
+use crate::store::sled::index::REGISTRATION_INDEXES;
+use crate::store::sled::orders::{GenerateOrder, OrderFor};
+use crate::store::sled::registrations::CreateRegistration;
+use crate::store::sled::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
 use crate::store::Durability;
 use serde_json::{json, Value};
 
@@ -29,7 +30,7 @@ struct Fixture {
     registrations: Vec<String>,
 }
 
-async fn catalog<F: crate::store::catalog::CatalogHooks>(
+async fn catalog<F: crate::store::sled::catalog::CatalogHooks>(
     store: &Store,
     tenant: &TenantId,
     body: Value,
@@ -155,8 +156,8 @@ fn kinds(problems: &[Problem]) -> Vec<(ProblemKind, Option<&str>)> {
     kinds
 }
 
-fn index(lookup: &str) -> (usize, &'static crate::store::index::IndexDef) {
-    crate::store::index::IndexDef::by_lookup(lookup).unwrap()
+fn index(lookup: &str) -> (usize, &'static crate::store::sled::index::IndexDef) {
+    crate::store::sled::index::IndexDef::by_lookup(lookup).unwrap()
 }
 
 #[tokio::test]
@@ -213,7 +214,10 @@ async fn corrupted_entries_and_counters_are_named_by_record_and_rebuilt_by_repai
         "01GHOST",
     );
     f.store.indexes[course]
-        .insert(ghost, crate::store::index::entry_value(&record).as_bytes())
+        .insert(
+            ghost,
+            crate::store::sled::index::entry_value(&record).as_bytes(),
+        )
         .unwrap();
     let seats = keys::active_count(t, &f.offering);
     f.store
@@ -514,11 +518,11 @@ async fn the_course_status_index_is_checked_and_repaired_like_the_others() {
 async fn a_database_from_before_an_index_gets_its_entries_when_opened() {
     let f = fixture().await;
     let (position, def) = index("courseStatus");
-    assert!(crate::store::index::BACKFILLED_INDEXES.contains(&def.tree));
+    assert!(crate::store::sled::index::BACKFILLED_INDEXES.contains(&def.tree));
     // What a data directory of an earlier build looks like: the tree empty (or absent) and
     // no marker that it was filled.
     f.store.indexes[position].clear().unwrap();
-    let marker = crate::store::index::built_marker(def.tree);
+    let marker = crate::store::sled::index::built_marker(def.tree);
     assert!(f.store.meta.remove(marker.as_bytes()).unwrap().is_some());
     assert!(!f.store.check(Scope::Every, false).await.unwrap().clean);
     let Fixture {
@@ -542,7 +546,7 @@ async fn an_undecodable_record_does_not_keep_an_old_database_from_opening() {
     let f = fixture().await;
     let (position, def) = index("courseStatus");
     f.store.indexes[position].clear().unwrap();
-    let marker = crate::store::index::built_marker(def.tree);
+    let marker = crate::store::sled::index::built_marker(def.tree);
     f.store.meta.remove(marker.as_bytes()).unwrap();
     let key = keys::registration("acme", &f.registrations[0]);
     let rotten = rotten(&f.store.registrations.get(&key).unwrap().unwrap());
@@ -567,7 +571,7 @@ async fn an_undecodable_record_does_not_keep_an_old_database_from_opening() {
 
 #[tokio::test]
 async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
-    use crate::store::index::{entry_value, entry_value_v1};
+    use crate::store::sled::index::{entry_value, entry_value_v1};
     let f = fixture().await;
     revise(
         &f,
@@ -640,10 +644,12 @@ async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
 // ---- what the server keeps (issue 13) -------------------------------------------------------
 
 use crate::domain::time::Timestamp;
-use crate::store::idempotency::{KeepResponse, StoredResponse};
-use crate::store::outbox::{KeepInOutbox, OutboxMessage};
+use crate::store::records::OutboxMessage;
 use crate::store::retention::Retention;
-use crate::store::usage::STORED_BYTES;
+use crate::store::sled::idempotency::{KeepResponse, StoredResponse};
+use crate::store::sled::usage::STORED_BYTES;
+use crate::store::write::KeepInOutbox;
+use crate::store::Engine;
 
 fn stored_bytes(store: &Store, tenant: &str) -> u64 {
     store.counter(&keys::counter(tenant, STORED_BYTES)).unwrap()
@@ -691,7 +697,7 @@ fn message(subject: &str) -> OutboxMessage {
 }
 
 /// Runs a sweep as the sweeper thread does: off the async runtime (it waits for the writer).
-fn sweep(store: &Store, now: Timestamp) -> crate::store::retention::Swept {
+fn sweep(store: &Store, now: Timestamp) -> crate::store::records::Swept {
     std::thread::scope(|scope| scope.spawn(|| store.sweep(now)).join().unwrap()).unwrap()
 }
 
@@ -710,12 +716,11 @@ async fn every_write_moves_the_stored_bytes_with_it_and_check_agrees() {
         .await
         .unwrap();
     f.store
-        .submit(KeepInOutbox {
+        .keep_in_outbox(KeepInOutbox {
             tenant: f.tenant.clone(),
             message: message("m1"),
             max_bytes: 10_000,
             max_messages: u64::MAX,
-            evictable: Vec::new(),
         })
         .await
         .unwrap();
@@ -819,14 +824,13 @@ async fn the_sweeper_deletes_expired_responses_and_outbox_messages_past_retentio
     for n in 1..=5 {
         let subject = format!("m{n}");
         f.store
-            .submit(KeepInOutbox {
+            .keep_in_outbox(KeepInOutbox {
                 tenant: f.tenant.clone(),
                 message: message(&subject),
                 max_bytes: 10_000,
                 // As if the cap had been raised since (or a race left it over): the sweeper
                 // trims what writes left over the cap.
                 max_messages: u64::MAX,
-                evictable: Vec::new(),
             })
             .await
             .unwrap();
@@ -855,7 +859,10 @@ async fn the_sweeper_deletes_expired_responses_and_outbox_messages_past_retentio
         .map(|m| m.subject)
         .collect();
     assert_eq!(kept, ["m5", "m4", "m3"], "the oldest are dropped first");
-    let messages = keys::counter(f.tenant.as_str(), crate::store::usage::OUTBOX_MESSAGES);
+    let messages = keys::counter(
+        f.tenant.as_str(),
+        crate::store::sled::usage::OUTBOX_MESSAGES,
+    );
     assert_eq!(f.store.counter(&messages).unwrap(), 3);
     let report = f.store.check(Scope::Every, false).await.unwrap();
     assert!(report.clean, "{:?}", report.problems);
@@ -885,12 +892,11 @@ async fn a_message_over_the_outbox_cap_is_refused() {
     big.text = Some("x".repeat(2000));
     let refused = f
         .store
-        .submit(KeepInOutbox {
+        .keep_in_outbox(KeepInOutbox {
             tenant: f.tenant.clone(),
             message: big,
             max_bytes: 1000,
             max_messages: u64::MAX,
-            evictable: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -944,14 +950,12 @@ async fn an_older_database_gets_its_byte_counts_and_expiry_entries_when_opened()
 async fn a_message_past_the_outbox_cap_drops_the_oldest_in_its_own_write() {
     let f = fixture().await;
     for n in 1..=4 {
-        let evictable = f.store.oldest_in_outbox(&f.tenant, 2).unwrap();
         f.store
-            .submit(KeepInOutbox {
+            .keep_in_outbox(KeepInOutbox {
                 tenant: f.tenant.clone(),
                 message: message(&format!("m{n}")),
                 max_bytes: 10_000,
                 max_messages: 2,
-                evictable,
             })
             .await
             .unwrap();
