@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check indexes and counters against the records, offline (stop the server first; a
     /// running server answers POST /admin/check). Exit status: 0 clean (or all repaired),
     /// 1 problems remain, 2 the check could not run.
@@ -234,6 +234,16 @@ pub struct ServeArgs {
         default_value_t = DEFAULT_BLOCKING_PER_TENANT
     )]
     pub blocking_per_tenant: usize,
+    /// Most requests the server holds at once over all tenants; past it, tenants at or
+    /// above an equal share are answered 503 `overloaded` with `Retry-After`. 0 = no cap.
+    #[arg(long, env = "REGISTRAR_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Seconds a request may wait in a queue in front of the storage engine (the writer's
+    /// queue, the read pool) before it is shed with 503 `overloaded`; a shed write is never
+    /// applied.
+    #[arg(long, env = "REGISTRAR_REQUEST_DEADLINE", default_value_t = DEFAULT_REQUEST_DEADLINE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_deadline: u64,
 }
 
 /// `--body-timeout`: a 1 MiB body at 35 KB/s still arrives; a trickle does not hold a
@@ -248,6 +258,11 @@ pub const DEFAULT_MAX_IN_FLIGHT_PER_TENANT: usize = 64;
 /// while another tenant is present, and leave that tenant's read a third of the CPU at worst;
 /// a tenant alone is not held to it (docs/SECURITY.md, "Issue 13").
 pub const DEFAULT_BLOCKING_PER_TENANT: usize = 2;
+/// `--max-in-flight`: requests the server holds at once over all tenants. Each holds at most
+/// its body (1 MiB) and a place in a queue, so this bounds what load can make the server hold.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// `--request-deadline`: seconds a request waits in any one queue in front of the engine.
+pub const DEFAULT_REQUEST_DEADLINE_SECS: u64 = 10;
 
 impl ServeArgs {
     /// What the server keeps and for how long.
@@ -298,6 +313,8 @@ impl ServeArgs {
             body_timeout: DEFAULT_BODY_TIMEOUT_SECS,
             max_in_flight_per_tenant: DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
             blocking_per_tenant: DEFAULT_BLOCKING_PER_TENANT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            request_deadline: DEFAULT_REQUEST_DEADLINE_SECS,
         }
     }
 }

@@ -81,6 +81,9 @@ error_codes! {
     /// The tenant already has as many requests in progress as the server admits per tenant
     /// (`--max-in-flight-per-tenant`); `Retry-After` says when to try again.
     TooManyInFlight = "too_many_in_flight",
+    /// The server has more work than it can serve in time: the request was shed before it
+    /// was carried out (nothing of it is applied); `Retry-After` says when to try again.
+    Overloaded = "overloaded",
     /// The request body did not arrive in full within the server's body deadline
     /// (`--body-timeout`); the connection is closed.
     RequestTimeout = "request_timeout",

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     // server (the tests) keeps its own.
     registrar::store::files::restrict_new_files();
     let code = match cli.command {
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         None => serve(cli.serve),
         Some(Command::Check(args)) => registrar::check::run(&args),
         Some(Command::Export(args)) => cli::finish(cli::export(&args)),

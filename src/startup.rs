@@ -158,11 +158,17 @@ impl Application {
                 RENDER_WORKERS,
             )),
         });
-        let admission = web::Data::new(http::admission::Admission::new(
-            args.max_in_flight_per_tenant,
-            std::time::Duration::from_secs(args.body_timeout),
-            args.blocking_per_tenant,
-        ));
+        let admission = web::Data::new(
+            http::admission::Admission::new(
+                args.max_in_flight_per_tenant,
+                std::time::Duration::from_secs(args.body_timeout),
+                args.blocking_per_tenant,
+            )
+            .with_overload(
+                args.max_in_flight,
+                std::time::Duration::from_secs(args.request_deadline),
+            ),
+        );
         let in_flight = web::Data::new(http::idempotency::InFlight::default());
         let request_metrics = web::Data::new(http::metrics::RequestMetrics::default());
         let app_store = store.clone();

@@ -10,6 +10,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+/// What a shed request is told to wait: the queues drain in well under a second once the
+/// burst passes, and a whole second keeps retrying clients from adding to it.
+const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
+
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
@@ -40,7 +44,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         RateLimited | TenantLimit | TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Unavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         MailDeliveryFailed => StatusCode::BAD_GATEWAY,
     }
 }
@@ -109,6 +113,15 @@ impl From<StoreError> for ApiError {
                 ErrorCode::RecordTooLarge,
                 format!("the record would take {bytes} bytes; a record holds at most {limit}"),
             ),
+            StoreError::Overloaded => {
+                let mut error = ApiError::new(
+                    ErrorCode::Overloaded,
+                    "the server has more requests than it can serve in time; this one was not \
+                     carried out, retry later",
+                );
+                error.retry_after = Some(OVERLOADED_RETRY_AFTER_SECS);
+                error
+            }
             StoreError::Closed => {
                 ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
             }

@@ -105,6 +105,12 @@ pub async fn render(
         "registrar_write_intents_total {}",
         stats.intents.load(Ordering::Relaxed)
     );
+    out.push_str("# HELP registrar_writes_shed_total Writes answered 503 overloaded unapplied: their request's deadline passed while they were queued.\n# TYPE registrar_writes_shed_total counter\n");
+    let _ = writeln!(
+        out,
+        "registrar_writes_shed_total {}",
+        stats.shed.load(Ordering::Relaxed)
+    );
     let size = service::size_on_disk(&store).await?;
     out.push_str("# HELP registrar_db_size_bytes Bytes the database takes on disk.\n# TYPE registrar_db_size_bytes gauge\n");
     let _ = writeln!(out, "registrar_db_size_bytes {size}");

@@ -39,6 +39,10 @@ pub enum StoreError {
     /// The write pipeline has shut down.
     #[error("the store is closed")]
     Closed,
+    /// The request waited for the engine past its deadline (or found the engine's queue
+    /// full) and was shed; a shed write is not applied.
+    #[error("the server is overloaded; the request was not carried out")]
+    Overloaded,
 }
 
 impl From<RuleViolation> for StoreError {

@@ -9,6 +9,7 @@
 //! its own; the embedded one, the default, is declared below.
 
 pub mod check;
+pub mod deadline;
 pub mod directory;
 pub mod error;
 pub mod index;

@@ -27,7 +27,14 @@ where
     F: FnOnce(&dyn Database) -> Result<T, StoreError> + Send + 'static,
 {
     let store = Db::clone(store);
-    let _place = fair::place().await;
+    // The wait for a place is the queue in front of the pool: bounded by the request's
+    // deadline, past which the read is shed (503 `overloaded`) rather than queued on.
+    let _place = match crate::store::deadline::from_now() {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), fair::place())
+            .await
+            .map_err(|_| ApiError::from(StoreError::Overloaded))?,
+        None => fair::place().await,
+    };
     match tokio::task::spawn_blocking(move || read(&*store)).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(join) => {

@@ -49,6 +49,9 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 struct Job<I: Intent> {
     intent: I,
+    /// When the caller stops waiting (`store::deadline`): a job still queued then is shed,
+    /// answered `Overloaded` and never applied.
+    deadline: Option<Instant>,
     outcome: RefCell<Option<Result<I::Output, StoreError>>>,
     reply: Reply<I::Output>,
 }
@@ -59,6 +62,8 @@ trait PendingJob: Send {
     fn needs_flush(&self) -> bool;
     /// Answers the caller: with the outcome, or with `fault` when the batch failed as a whole.
     fn finish(self: Box<Self>, fault: Option<&StoreError>);
+    /// Whether its caller's deadline has passed by `now`.
+    fn expired(&self, now: Instant) -> bool;
 }
 
 impl<I: Intent> PendingJob for Job<I> {
@@ -91,6 +96,10 @@ impl<I: Intent> PendingJob for Job<I> {
         };
         // The caller may have gone away (client disconnected); the write stands regardless.
         let _ = self.reply.send(result);
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
     }
 }
 
@@ -198,8 +207,20 @@ impl Pipeline {
     /// Queues `intent` and waits until it is committed (and, in sync mode, flushed).
     pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
-        let (work, answer) = Self::job(intent);
-        sender.send(work).await.map_err(|_| StoreError::Closed)?;
+        let deadline = crate::store::deadline::from_now();
+        let (work, answer) = Self::job(intent, deadline);
+        // A request never waits for room: a full queue means the writer is far behind, and
+        // the request is shed at once (outside a request, e.g. the sweeper, it waits).
+        match sender.try_send(work) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) if deadline.is_some() => {
+                return Err(StoreError::Overloaded)
+            }
+            Err(mpsc::error::TrySendError::Full(work)) => {
+                sender.send(work).await.map_err(|_| StoreError::Closed)?
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+        }
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -208,15 +229,20 @@ impl Pipeline {
     /// intent while the writer commits this one.
     pub fn enqueue_blocking<I: Intent>(&self, intent: I) -> Result<Queued<I::Output>, StoreError> {
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
-        let (work, answer) = Self::job(intent);
+        // Imports are bulk work: they wait for room (back-pressure), with no deadline.
+        let (work, answer) = Self::job(intent, None);
         sender.blocking_send(work).map_err(|_| StoreError::Closed)?;
         Ok(Queued::new(answer))
     }
 
-    fn job<I: Intent>(intent: I) -> (Work, oneshot::Receiver<Result<I::Output, StoreError>>) {
+    fn job<I: Intent>(
+        intent: I,
+        deadline: Option<Instant>,
+    ) -> (Work, oneshot::Receiver<Result<I::Output, StoreError>>) {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             intent,
+            deadline,
             outcome: RefCell::new(None),
             reply,
         };
@@ -284,6 +310,19 @@ fn writer_loop(
                 }
                 Err(_) => break,
             }
+        }
+        // Jobs whose callers gave up waiting are answered, not applied: their requests were
+        // told 503 `overloaded` (or are about to be), so applying them now would write what a
+        // client was told did not happen.
+        let now = Instant::now();
+        let (shed, live): (Batch, Batch) = batch.into_iter().partition(|job| job.expired(now));
+        if !shed.is_empty() {
+            stats.shed.fetch_add(shed.len() as u64, Ordering::Relaxed);
+            finish_all(shed, Some(&StoreError::Overloaded));
+        }
+        let batch = live;
+        if batch.is_empty() {
+            continue;
         }
         let started = Instant::now();
         stats.committing.store(true, Ordering::SeqCst);
@@ -405,5 +444,51 @@ mod tests {
         let failed: Result<(), StoreError> = pipeline.exclusive(|_, _| panic!("boom")).await;
         assert!(failed.is_err());
         pipeline.submit(Put(b"still writing")).await.unwrap();
+    }
+
+    /// A write still queued when its request's deadline passes is answered `Overloaded` and
+    /// never applied; one without a deadline (outside a request) is applied however long it
+    /// waited.
+    #[tokio::test]
+    async fn a_write_queued_past_its_deadline_is_shed_unapplied() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let trees: Vec<Tree> = TreeId::all()
+            .map(|id| db.open_tree(id.name()).unwrap())
+            .collect();
+        let registrations = trees[TreeId::Registrations.position()].clone();
+        let stats = Arc::new(WriteStats::default());
+        let pipeline = Pipeline::start(
+            db,
+            trees,
+            Durability::Relaxed,
+            std::path::Path::new("unused in relaxed mode"),
+            stats.clone(),
+        )
+        .unwrap();
+        // Exclusive work holds the writer while the write's deadline passes behind it.
+        let (held, shed) = tokio::join!(
+            pipeline.exclusive(|_, _| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                Ok(())
+            }),
+            crate::store::deadline::within(
+                std::time::Duration::from_millis(5),
+                pipeline.submit(Put(b"late")),
+            ),
+        );
+        held.unwrap();
+        assert!(matches!(shed, Err(StoreError::Overloaded)), "{shed:?}");
+        assert!(!registrations.contains_key(b"late").unwrap());
+        assert_eq!(stats.shed.load(Ordering::Relaxed), 1);
+        let (held, applied) = tokio::join!(
+            pipeline.exclusive(|_, _| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                Ok(())
+            }),
+            pipeline.submit(Put(b"patient")),
+        );
+        held.unwrap();
+        applied.unwrap();
+        assert!(registrations.contains_key(b"patient").unwrap());
     }
 }
