@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod page;
+pub mod postgres;
 pub mod sled;
 
 pub use error::StoreError;

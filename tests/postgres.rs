@@ -1,0 +1,486 @@
+//! The PostgreSQL engine's foundation against a real server (tests/support/postgres.rs):
+//! the embedded migrations and their lock, the `migrate` command, how a database that is
+//! down is reported, and what the schema's constraints refuse.
+
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use registrar::store::postgres::{self as pg, PoolOptions};
+use registrar::store::StoreError;
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+
+/// Bounds every call that must fail fast: a hang fails the test instead of stalling it.
+const NO_HANG: Duration = Duration::from_secs(60);
+
+async fn fresh_database() -> String {
+    postgres::shared().create_database().await
+}
+
+async fn migrated_pool() -> pg::Pool {
+    let pool = pg::connect(&fresh_database().await, 4).expect("pool");
+    pg::migrate(&pool).await.expect("migrate");
+    pool
+}
+
+async fn history_rows(pool: &pg::Pool) -> Vec<(i32, String)> {
+    let client = pool.get().await.expect("connection");
+    client
+        .query(
+            &format!(
+                "SELECT version, name FROM {} ORDER BY version",
+                pg::SCHEMA_HISTORY_TABLE
+            ),
+            &[],
+        )
+        .await
+        .expect("read the schema history")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_build_the_schema_in_an_empty_database() {
+    let pool = pg::connect(&fresh_database().await, 4).expect("pool");
+    let report = pg::migrate(&pool).await.expect("migrate");
+    assert_eq!(report.applied, vec![(1, "schema".to_owned())]);
+    assert_eq!(report.version, pg::latest_version());
+    assert_eq!(history_rows(&pool).await, vec![(1, "schema".to_owned())]);
+
+    let client = pool.get().await.expect("connection");
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("list tables")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for table in [
+        "api_keys",
+        "contacts",
+        "course_offerings",
+        "courses",
+        "email_templates",
+        "idempotency_responses",
+        "orders",
+        "outbox",
+        "registration_processes",
+        "registrations",
+        "settings",
+        "tenant_counters",
+        "tenants",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} missing from {tables:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn migrating_a_current_database_applies_nothing() {
+    let pool = migrated_pool().await;
+    let again = pg::migrate(&pool).await.expect("migrate again");
+    assert!(again.applied.is_empty(), "{again:?}");
+    assert_eq!(again.version, pg::latest_version());
+    assert_eq!(history_rows(&pool).await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_migrate_commands_apply_the_migrations_once_and_all_succeed() {
+    let url = fresh_database().await;
+    let children: Vec<_> = (0..3)
+        .map(|n| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_registrar"));
+            command.arg("migrate");
+            // One finds the URL in the environment, as a deployment would set it.
+            if n == 0 {
+                command.env("REGISTRAR_DATABASE_URL", &url);
+            } else {
+                command.args(["--database-url", &url]);
+            }
+            command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start registrar migrate")
+        })
+        .collect();
+    let mut applied = 0;
+    for child in children {
+        let out = child.wait_with_output().expect("registrar migrate");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "migrate failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("schema version 1 "), "{stdout}");
+        if stdout.contains("applied: V1__schema") {
+            applied += 1;
+        } else {
+            assert!(stdout.contains("applied: none"), "{stdout}");
+        }
+    }
+    assert_eq!(applied, 1, "exactly one process applies the migration");
+    let pool = pg::connect(&url, 2).expect("pool");
+    assert_eq!(history_rows(&pool).await, vec![(1, "schema".to_owned())]);
+}
+
+#[tokio::test]
+async fn concurrent_migrations_in_one_process_take_turns_on_the_lock() {
+    let url = fresh_database().await;
+    let pools: Vec<pg::Pool> = (0..4)
+        .map(|_| pg::connect(&url, 2).expect("pool"))
+        .collect();
+    let reports = futures_util::future::join_all(pools.iter().map(pg::migrate)).await;
+    let applied: usize = reports
+        .into_iter()
+        .map(|report| report.expect("every migrate succeeds").applied.len())
+        .sum();
+    assert_eq!(applied, 1);
+}
+
+/// A port on which nothing listens.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unavailable_at_once() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/registrar", closed_port());
+    let pool = pg::connect(&url, 2).expect("a pool opens no connection yet");
+    let outcome = tokio::time::timeout(NO_HANG, pg::ping(&pool))
+        .await
+        .expect("the error comes back, not a hang");
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    let outcome = tokio::time::timeout(NO_HANG, pg::migrate(&pool))
+        .await
+        .expect("the error comes back, not a hang");
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable(_))),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_stays_silent_is_unavailable_after_the_create_timeout() {
+    // Accepts TCP connections and never says a word, like a hung server or a black hole
+    // behind a proxy: tokio-postgres's connect timeout covers only the socket.
+    let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/registrar");
+    let mut options = PoolOptions::with_pool_size(2);
+    options.create_timeout = Duration::from_secs(1);
+    let pool = pg::connect_with(&url, &options).expect("pool");
+    let outcome = tokio::time::timeout(NO_HANG, pg::ping(&pool))
+        .await
+        .expect("the error comes back, not a hang");
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn a_stopped_server_is_unavailable_and_the_pool_recovers_when_it_is_back() {
+    let mut cluster = postgres::Cluster::start(postgres::Options::default());
+    let url = cluster.create_database().await;
+    let pool = pg::connect(&url, 2).expect("pool");
+    pg::migrate(&pool).await.expect("migrate");
+    pg::ping(&pool).await.expect("up");
+
+    cluster.stop();
+    for _ in 0..2 {
+        // The first call may hold a pooled connection whose socket just broke; the second
+        // opens a new one and is refused. Both are the database's unavailability.
+        let outcome = tokio::time::timeout(NO_HANG, pg::ping(&pool))
+            .await
+            .expect("the error comes back, not a hang");
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+    }
+
+    cluster.restart();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if pg::ping(&pool).await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "the same pool serves again once the server is back"
+    );
+    assert!(pg::migrate(&pool)
+        .await
+        .expect("migrate")
+        .applied
+        .is_empty());
+}
+
+#[test]
+fn the_migrate_command_reports_a_database_that_is_down() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/registrar", closed_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["migrate", "--database-url", &url])
+        .output()
+        .expect("run registrar migrate");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot migrate the database: the database is unavailable"),
+        "{stderr}"
+    );
+}
+
+// ---- what the schema refuses ------------------------------------------------------------------
+
+const AT: &str = "2026-01-02T03:04:05.123456789Z";
+
+/// A tenant with a contact `s1`, a course `c1` and an offering `o1` of it with `capacity`.
+async fn seeded(client: &tokio_postgres::Client, capacity: Option<i64>) {
+    let sys = "$2, 'k', $2, 'k', '{}'::jsonb, '{}'::jsonb";
+    client
+        .execute(
+            "INSERT INTO tenants (id, created_at) VALUES ($1, $2)",
+            &[&"t1", &AT],
+        )
+        .await
+        .expect("tenant");
+    client
+        .execute(
+            "INSERT INTO tenant_counters (tenant_id) VALUES ($1)",
+            &[&"t1"],
+        )
+        .await
+        .expect("counters");
+    for table in ["contacts", "courses"] {
+        let id = if table == "contacts" { "s1" } else { "c1" };
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {table} (tenant_id, id, sys_version, sys_created_at, \
+                     sys_created_by_id, sys_last_modified_at, sys_last_modified_by_id, \
+                     sys_last_security_context, fields) VALUES ($1, $3, 1, {sys})"
+                ),
+                &[&"t1", &AT, &id],
+            )
+            .await
+            .expect("catalog record");
+    }
+    client
+        .execute(
+            &format!(
+                "INSERT INTO course_offerings (tenant_id, id, sys_version, sys_created_at, \
+                 sys_created_by_id, sys_last_modified_at, sys_last_modified_by_id, \
+                 sys_last_security_context, fields, course_id, capacity) \
+                 VALUES ($1, 'o1', 1, {sys}, 'c1', $3)"
+            ),
+            &[&"t1", &AT, &capacity],
+        )
+        .await
+        .expect("offering");
+}
+
+async fn insert_registration(
+    client: &tokio_postgres::Client,
+    id: &str,
+    student: &str,
+    status: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO registrations (tenant_id, id, sys_version, status, student_id, \
+             course_id, course_offering_id, name, sys_created_at, fields) \
+             VALUES ('t1', $1, 1, $2, $3, 'c1', 'o1', 'A Student', $4, '{}'::jsonb)",
+            &[&id, &status, &student, &AT],
+        )
+        .await
+}
+
+fn violated(result: Result<u64, tokio_postgres::Error>, state: &SqlState) -> String {
+    let error = result.expect_err("the schema refuses it");
+    let db = error.as_db_error().expect("a database error");
+    assert_eq!(db.code(), state, "{db:?}");
+    db.constraint().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn one_live_registration_per_student_and_offering() {
+    let pool = migrated_pool().await;
+    let client = pool.get().await.expect("connection");
+    seeded(&client, None).await;
+    insert_registration(&client, "r1", "s1", "registered")
+        .await
+        .expect("the first");
+    let constraint = violated(
+        insert_registration(&client, "r2", "s1", "draft").await,
+        &SqlState::UNIQUE_VIOLATION,
+    );
+    assert_eq!(constraint, "registrations_one_slot_per_student");
+    // A cancelled registration holds no slot: any number of them beside the live one.
+    insert_registration(&client, "r3", "s1", "cancelled")
+        .await
+        .expect("a cancelled one");
+    insert_registration(&client, "r4", "s1", "cancelled")
+        .await
+        .expect("another cancelled one");
+    // Cancelling the live one frees the slot.
+    client
+        .execute(
+            "UPDATE registrations SET status = 'cancelled' WHERE tenant_id = 't1' AND id = 'r1'",
+            &[],
+        )
+        .await
+        .expect("cancel");
+    insert_registration(&client, "r5", "s1", "registered")
+        .await
+        .expect("the slot is free again");
+}
+
+#[tokio::test]
+async fn foreign_keys_refuse_missing_references_and_deleting_what_is_referenced() {
+    let pool = migrated_pool().await;
+    let client = pool.get().await.expect("connection");
+    seeded(&client, None).await;
+    violated(
+        insert_registration(&client, "r1", "nobody", "registered").await,
+        &SqlState::FOREIGN_KEY_VIOLATION,
+    );
+    insert_registration(&client, "r1", "s1", "registered")
+        .await
+        .expect("with its references");
+    for (table, id) in [
+        ("contacts", "s1"),
+        ("course_offerings", "o1"),
+        ("courses", "c1"),
+    ] {
+        violated(
+            client
+                .execute(
+                    &format!("DELETE FROM {table} WHERE tenant_id = 't1' AND id = $1"),
+                    &[&id],
+                )
+                .await,
+            &SqlState::FOREIGN_KEY_VIOLATION,
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_offering_never_holds_more_active_seats_than_its_capacity() {
+    let pool = migrated_pool().await;
+    let client = pool.get().await.expect("connection");
+    seeded(&client, Some(2)).await;
+    let take_seat = "UPDATE course_offerings SET active_seats = active_seats + 1 \
+                     WHERE tenant_id = 't1' AND id = 'o1'";
+    client.execute(take_seat, &[]).await.expect("seat 1");
+    client.execute(take_seat, &[]).await.expect("seat 2");
+    violated(
+        client.execute(take_seat, &[]).await,
+        &SqlState::CHECK_VIOLATION,
+    );
+    // Nor can the capacity drop below the seats taken.
+    violated(
+        client
+            .execute(
+                "UPDATE course_offerings SET capacity = 1 WHERE tenant_id = 't1' AND id = 'o1'",
+                &[],
+            )
+            .await,
+        &SqlState::CHECK_VIOLATION,
+    );
+}
+
+#[tokio::test]
+async fn instants_are_stored_only_in_the_one_sortable_form() {
+    let pool = migrated_pool().await;
+    let client = pool.get().await.expect("connection");
+    for bad in [
+        "2026-01-02T03:04:05Z",
+        "2026-01-02T03:04:05.123Z",
+        "2026-01-02T03:04:05.123456789+01:00",
+    ] {
+        violated(
+            client
+                .execute(
+                    "INSERT INTO tenants (id, created_at) VALUES ('t1', $1)",
+                    &[&bad],
+                )
+                .await,
+            &SqlState::CHECK_VIOLATION,
+        );
+    }
+    client
+        .execute(
+            "INSERT INTO tenants (id, created_at) VALUES ('t1', $1)",
+            &[&AT],
+        )
+        .await
+        .expect("the fixed form");
+}
+
+#[tokio::test]
+async fn the_tenant_counter_row_hands_out_each_number_once_across_connections() {
+    let pool = migrated_pool().await;
+    {
+        let client = pool.get().await.expect("connection");
+        client
+            .execute(
+                "INSERT INTO tenants (id, created_at) VALUES ('t1', $1)",
+                &[&AT],
+            )
+            .await
+            .expect("tenant");
+        client
+            .execute("INSERT INTO tenant_counters (tenant_id) VALUES ('t1')", &[])
+            .await
+            .expect("counters");
+    }
+    // Eight connections, each taking numbers in transactions at READ COMMITTED: the row lock
+    // of the UPDATE makes them take turns, so no number is handed out twice.
+    let takers = (0..8).map(|_| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut client = pool.get().await.expect("connection");
+            let mut numbers = Vec::new();
+            for _ in 0..10 {
+                let tx = client.transaction().await.expect("begin");
+                let row = tx
+                    .query_one(
+                        "UPDATE tenant_counters SET registration_number = registration_number + 1 \
+                         WHERE tenant_id = 't1' RETURNING registration_number",
+                        &[],
+                    )
+                    .await
+                    .expect("take a number");
+                tx.commit().await.expect("commit");
+                numbers.push(row.get::<_, i64>(0));
+            }
+            numbers
+        })
+    });
+    let mut numbers: Vec<i64> = Vec::new();
+    for taker in futures_util::future::join_all(takers).await {
+        numbers.extend(taker.expect("taker"));
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=80).collect::<Vec<i64>>());
+}
