@@ -67,6 +67,7 @@ async fn migrations_build_the_schema_in_an_empty_database() {
         "contacts",
         "course_offerings",
         "courses",
+        "directory_version",
         "email_templates",
         "idempotency_responses",
         "orders",
@@ -483,4 +484,52 @@ async fn the_tenant_counter_row_hands_out_each_number_once_across_connections() 
     }
     numbers.sort();
     assert_eq!(numbers, (1..=80).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn an_idempotency_row_is_a_claim_or_a_whole_response() {
+    let pool = migrated_pool().await;
+    let client = pool.get().await.expect("connection");
+    client
+        .execute(
+            "INSERT INTO tenants (id, created_at) VALUES ('t1', $1)",
+            &[&AT],
+        )
+        .await
+        .expect("tenant");
+    let fingerprint = vec![7u8; 32];
+    let claim = "INSERT INTO idempotency_responses (tenant_id, key, fingerprint, stored_at) \
+                 VALUES ('t1', 'k1', $1, $2) ON CONFLICT DO NOTHING";
+    assert_eq!(
+        client
+            .execute(claim, &[&fingerprint, &AT])
+            .await
+            .expect("claim"),
+        1
+    );
+    // A second node's claim of the same key finds the first: nothing inserted.
+    assert_eq!(
+        client
+            .execute(claim, &[&fingerprint, &AT])
+            .await
+            .expect("claim"),
+        0
+    );
+    violated(
+        client
+            .execute(
+                "UPDATE idempotency_responses SET status = 201 WHERE key = 'k1'",
+                &[],
+            )
+            .await,
+        &SqlState::CHECK_VIOLATION,
+    );
+    client
+        .execute(
+            "UPDATE idempotency_responses SET status = 201, headers = '[]'::jsonb, \
+             body = $1 WHERE key = 'k1'",
+            &[&b"{}".to_vec()],
+        )
+        .await
+        .expect("the whole response");
 }

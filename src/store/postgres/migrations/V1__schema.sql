@@ -49,9 +49,19 @@ CREATE TABLE tenant_counters (
     outbox_messages     bigint NOT NULL DEFAULT 0 CHECK (outbox_messages >= 0)
 );
 
--- An API key: everything but the secret, of which only the SHA-256 is kept. A revoked key
--- keeps its row with `revoked_at` set, so that every node can ask "what was revoked since I
--- last looked" (the 1 s revocation bound) without any notification channel.
+-- The tenants and keys change rarely and every request reads them, so each node caches them.
+-- Every change of a tenant or a key (create, limits, revoke) adds one to this single row in
+-- its transaction; a node reads the row at least once a second and reloads its cache when the
+-- number moved. That is how a key revoked on one node is refused by all within 1 s, with no
+-- notification channel and no reliance on the nodes' clocks agreeing.
+CREATE TABLE directory_version (
+    id      integer PRIMARY KEY CHECK (id = 1),
+    version bigint NOT NULL CHECK (version >= 0)
+);
+INSERT INTO directory_version (id, version) VALUES (1, 0);
+
+-- An API key: everything but the secret, of which only the SHA-256 is kept. Revoking
+-- deletes the row (as on sled), and moves directory_version.
 CREATE TABLE api_keys (
     id          text COLLATE "C" PRIMARY KEY,
     tenant_id   text COLLATE "C" NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
@@ -59,12 +69,9 @@ CREATE TABLE api_keys (
     name        text,
     created_at  text COLLATE "C" NOT NULL
         CHECK (created_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z$'),
-    secret_hash bytea NOT NULL CHECK (octet_length(secret_hash) = 32),
-    revoked_at  text COLLATE "C"
-        CHECK (revoked_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z$')
+    secret_hash bytea NOT NULL CHECK (octet_length(secret_hash) = 32)
 );
 CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id, id);
-CREATE INDEX api_keys_by_revocation ON api_keys (revoked_at);
 
 -- ---- catalog records ------------------------------------------------------------------------
 -- One table per kind (domain::catalog::CatalogKind), all with the same base columns:
@@ -304,20 +311,27 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_unsent ON outbox (created_at) WHERE sent_at IS NULL;
 
--- The first response to each Idempotency-Key. The primary key makes the first writer win
--- across nodes (INSERT ... ON CONFLICT DO NOTHING, then read what is stored).
+-- The first response to each Idempotency-Key, and the claim of a request still running
+-- with it. The primary key makes one request win across nodes: it inserts the claim (status,
+-- headers and body NULL) with INSERT ... ON CONFLICT DO NOTHING, runs, and fills in the
+-- response; a request that finds a claim waits for it (or answers that the key is in use)
+-- and one that finds a response replays it. A claim older than the request timeout belongs
+-- to a node that died, and is taken over by a conditional UPDATE.
 CREATE TABLE idempotency_responses (
     tenant_id   text COLLATE "C" NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     key         text COLLATE "C" NOT NULL,
     -- SHA-256 of the method, path, query and body of the first request.
     fingerprint bytea NOT NULL CHECK (octet_length(fingerprint) = 32),
-    status      integer NOT NULL CHECK (status BETWEEN 100 AND 599),
+    status      integer CHECK (status BETWEEN 100 AND 599),
     -- [[name, value], ...]: the headers worth replaying.
-    headers     jsonb NOT NULL,
-    body        bytea NOT NULL,
+    headers     jsonb,
+    body        bytea,
+    -- When the claim was made, then when the response was stored.
     stored_at   text COLLATE "C" NOT NULL
         CHECK (stored_at ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z$'),
-    PRIMARY KEY (tenant_id, key)
+    PRIMARY KEY (tenant_id, key),
+    -- A claim has none of the response; a response has all of it.
+    CHECK ((status IS NULL) = (headers IS NULL) AND (status IS NULL) = (body IS NULL))
 );
 -- The sweeper deletes what is older than the TTL, oldest first.
 CREATE INDEX idempotency_responses_by_age ON idempotency_responses (stored_at);
