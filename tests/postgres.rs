@@ -5,7 +5,11 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use registrar::store::postgres::{self as pg, PoolOptions};
+use registrar::domain::access::Role;
+use registrar::domain::catalog::CatalogKind;
+use registrar::domain::enums::{OrderStatus, RegistrationStatus};
+use registrar::domain::time::Timestamp;
+use registrar::store::postgres::{self as pg, schema, PoolOptions};
 use registrar::store::StoreError;
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Command, Stdio};
@@ -82,6 +86,114 @@ async fn migrations_build_the_schema_in_an_empty_database() {
             tables.iter().any(|t| t == table),
             "{table} missing from {tables:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn every_earlier_schema_version_migrates_to_the_schema_an_empty_database_gets() {
+    let latest = pg::latest_version();
+    let from_empty = migrated_pool().await;
+    let expected = columns(&from_empty).await;
+    // Version 0: a database with the history table and nothing applied; each later one is a
+    // schema a node may meet when a newer build starts.
+    for earlier in 0..latest {
+        let pool = pg::connect(&fresh_database().await, 4).expect("pool");
+        let first = pg::migrate_to(&pool, Some(earlier)).await.expect("migrate");
+        assert_eq!(first.version, earlier);
+        let rest = pg::migrate(&pool).await.expect("migrate the rest");
+        assert_eq!(rest.version, latest);
+        assert_eq!(
+            rest.applied.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+            ((earlier + 1)..=latest).collect::<Vec<_>>()
+        );
+        assert_eq!(columns(&pool).await, expected, "from version {earlier}");
+    }
+}
+
+/// Every (table, column, type, nullable) of the public schema, in order.
+async fn columns(pool: &pg::Pool) -> Vec<(String, String, String, String)> {
+    let client = pool.get().await.expect("connection");
+    client
+        .query(
+            "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+             ORDER BY table_name, column_name",
+            &[],
+        )
+        .await
+        .expect("list columns")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_tables_and_columns_the_code_names_exist() {
+    let pool = migrated_pool().await;
+    let columns = columns(&pool).await;
+    let has =
+        |table: &str, column: &str| columns.iter().any(|(t, c, _, _)| t == table && c == column);
+    for column in schema::REGISTRATION_COLUMNS {
+        assert!(has("registrations", column), "registrations.{column}");
+    }
+    for kind in CatalogKind::ALL {
+        let table = schema::catalog_table(kind);
+        for column in ["tenant_id", "id", "sys_version", "fields"]
+            .iter()
+            .chain(schema::catalog_copies(kind))
+        {
+            assert!(has(table, column), "{table}.{column}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_checks_accept_every_value_of_the_domain_enums() {
+    let pool = migrated_pool().await;
+    let client = pool.get().await.expect("connection");
+    seeded(&client, None).await;
+    for (n, status) in RegistrationStatus::ALL.iter().enumerate() {
+        // A student per registration: a live one each would otherwise share a slot.
+        let student = format!("s{n}-student");
+        insert_contact(&client, &student).await;
+        insert_registration(&client, &format!("r{n}"), &student, status.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("status {status:?}: {e}"));
+    }
+    violated(
+        insert_registration(&client, "bad", "s1", "Draft").await,
+        &SqlState::CHECK_VIOLATION,
+    );
+    for (n, status) in OrderStatus::ALL.iter().enumerate() {
+        let id = format!("ord{n}");
+        client
+            .execute(
+                "INSERT INTO orders (tenant_id, id, sys_version, sys_created_at, \
+                 sys_created_by_id, sys_last_modified_at, sys_last_modified_by_id, \
+                 sys_last_security_context, fields, number, contact_id, status) \
+                 VALUES ('t1', $1, 1, $2, 'k', $2, 'k', '{}'::jsonb, '{}'::jsonb, $3, 's1', $4)",
+                &[&id, &at(), &(n as f64 + 1.0), &status.as_str()],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("order status {status:?}: {e}"));
+        client
+            .execute(
+                "UPDATE registrations SET order_id = $1, order_status = $2 \
+                 WHERE tenant_id = 't1' AND id = 'r0'",
+                &[&id, &status.as_str()],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("registration order status {status:?}: {e}"));
+    }
+    for (n, role) in [Role::Read, Role::Write, Role::Admin].iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO api_keys (id, tenant_id, role, created_at, secret_hash) \
+                 VALUES ($1, 't1', $2, $3, $4)",
+                &[&format!("key{n}"), &role.as_str(), &at(), &vec![0u8; 32]],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("role {role:?}: {e}"));
     }
 }
 
@@ -253,7 +365,23 @@ fn the_migrate_command_reports_a_database_that_is_down() {
 
 // ---- what the schema refuses ------------------------------------------------------------------
 
-const AT: &str = "2026-01-02T03:04:05.123456789Z";
+/// An instant as the engine writes it (`schema::instant_text`), which the CHECKs accept.
+fn at() -> String {
+    schema::instant_text(Timestamp::now()).expect("an instant of this century")
+}
+
+async fn insert_contact(client: &tokio_postgres::Client, id: &str) {
+    client
+        .execute(
+            "INSERT INTO contacts (tenant_id, id, sys_version, sys_created_at, \
+             sys_created_by_id, sys_last_modified_at, sys_last_modified_by_id, \
+             sys_last_security_context, fields) \
+             VALUES ('t1', $1, 1, $2, 'k', $2, 'k', '{}'::jsonb, '{}'::jsonb)",
+            &[&id, &at()],
+        )
+        .await
+        .expect("contact");
+}
 
 /// A tenant with a contact `s1`, a course `c1` and an offering `o1` of it with `capacity`.
 async fn seeded(client: &tokio_postgres::Client, capacity: Option<i64>) {
@@ -261,7 +389,7 @@ async fn seeded(client: &tokio_postgres::Client, capacity: Option<i64>) {
     client
         .execute(
             "INSERT INTO tenants (id, created_at) VALUES ($1, $2)",
-            &[&"t1", &AT],
+            &[&"t1", &at()],
         )
         .await
         .expect("tenant");
@@ -281,7 +409,7 @@ async fn seeded(client: &tokio_postgres::Client, capacity: Option<i64>) {
                      sys_created_by_id, sys_last_modified_at, sys_last_modified_by_id, \
                      sys_last_security_context, fields) VALUES ($1, $3, 1, {sys})"
                 ),
-                &[&"t1", &AT, &id],
+                &[&"t1", &at(), &id],
             )
             .await
             .expect("catalog record");
@@ -294,7 +422,7 @@ async fn seeded(client: &tokio_postgres::Client, capacity: Option<i64>) {
                  sys_last_security_context, fields, course_id, capacity) \
                  VALUES ($1, 'o1', 1, {sys}, 'c1', $3)"
             ),
-            &[&"t1", &AT, &capacity],
+            &[&"t1", &at(), &capacity],
         )
         .await
         .expect("offering");
@@ -311,7 +439,7 @@ async fn insert_registration(
             "INSERT INTO registrations (tenant_id, id, sys_version, status, student_id, \
              course_id, course_offering_id, name, sys_created_at, fields) \
              VALUES ('t1', $1, 1, $2, $3, 'c1', 'o1', 'A Student', $4, '{}'::jsonb)",
-            &[&id, &status, &student, &AT],
+            &[&id, &status, &student, &at()],
         )
         .await
 }
@@ -432,7 +560,7 @@ async fn instants_are_stored_only_in_the_one_sortable_form() {
     client
         .execute(
             "INSERT INTO tenants (id, created_at) VALUES ('t1', $1)",
-            &[&AT],
+            &[&at()],
         )
         .await
         .expect("the fixed form");
@@ -446,7 +574,7 @@ async fn the_tenant_counter_row_hands_out_each_number_once_across_connections() 
         client
             .execute(
                 "INSERT INTO tenants (id, created_at) VALUES ('t1', $1)",
-                &[&AT],
+                &[&at()],
             )
             .await
             .expect("tenant");
@@ -493,7 +621,7 @@ async fn an_idempotency_row_is_a_claim_or_a_whole_response() {
     client
         .execute(
             "INSERT INTO tenants (id, created_at) VALUES ('t1', $1)",
-            &[&AT],
+            &[&at()],
         )
         .await
         .expect("tenant");
@@ -502,7 +630,7 @@ async fn an_idempotency_row_is_a_claim_or_a_whole_response() {
                  VALUES ('t1', 'k1', $1, $2) ON CONFLICT DO NOTHING";
     assert_eq!(
         client
-            .execute(claim, &[&fingerprint, &AT])
+            .execute(claim, &[&fingerprint, &at()])
             .await
             .expect("claim"),
         1
@@ -510,7 +638,7 @@ async fn an_idempotency_row_is_a_claim_or_a_whole_response() {
     // A second node's claim of the same key finds the first: nothing inserted.
     assert_eq!(
         client
-            .execute(claim, &[&fingerprint, &AT])
+            .execute(claim, &[&fingerprint, &at()])
             .await
             .expect("claim"),
         0

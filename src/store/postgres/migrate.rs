@@ -58,6 +58,12 @@ pub fn latest_version() -> i32 {
 /// connections of `pool` for the duration and closes them after (they carry changed session
 /// settings), so the pool opens fresh ones.
 pub async fn migrate(pool: &Pool) -> Result<MigrationReport, StoreError> {
+    migrate_to(pool, None).await
+}
+
+/// [`migrate`], stopping after version `target` (`None`: the latest). For tests of the step
+/// from an earlier schema version to the latest.
+pub async fn migrate_to(pool: &Pool, target: Option<i32>) -> Result<MigrationReport, StoreError> {
     let mut lock_holder =
         deadpool_postgres::Object::take(pool.get().await.map_err(|e| from_pool(&e))?);
     create_lock_row(&lock_holder).await?;
@@ -83,7 +89,10 @@ pub async fn migrate(pool: &Pool) -> Result<MigrationReport, StoreError> {
         .await
         .map_err(|e| from_pg(&e))?;
     let client: &mut Client = &mut migrator;
-    let mut runner = embedded::migrations::runner();
+    let mut runner = embedded::migrations::runner().set_target(match target {
+        Some(version) => refinery::Target::Version(version),
+        None => refinery::Target::Latest,
+    });
     runner.set_migration_table_name(SCHEMA_HISTORY_TABLE);
     let report = runner.run_async(client).await.map_err(from_refinery)?;
     let version = runner

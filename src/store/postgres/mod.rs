@@ -1,7 +1,7 @@
 //! The PostgreSQL engine's foundation: the connection pool (`pool`), the embedded schema
-//! migrations applied under a lock (`migrate`), and how database errors become `StoreError`s
-//! (`errors`). The schema itself is `migrations/V*.sql`; docs/DESIGN.md ("PostgreSQL schema")
-//! explains it.
+//! migrations applied under a lock (`migrate`), how database errors become `StoreError`s
+//! (`errors`), and the schema's names as code uses them (`schema`). The schema itself is
+//! `migrations/V*.sql`; docs/DESIGN.md ("PostgreSQL schema") explains it.
 //!
 //! Everything here keeps to SQL that the PostgreSQL-compatible distributed databases
 //! (CockroachDB, YugabyteDB) also run: correctness never rests on advisory locks,
@@ -11,7 +11,8 @@
 pub mod errors;
 pub mod migrate;
 pub mod pool;
+pub mod schema;
 
 pub use errors::{from_pg, from_pool};
-pub use migrate::{latest_version, migrate, MigrationReport, SCHEMA_HISTORY_TABLE};
+pub use migrate::{latest_version, migrate, migrate_to, MigrationReport, SCHEMA_HISTORY_TABLE};
 pub use pool::{connect, connect_with, ping, Pool, PoolOptions};
