@@ -661,3 +661,22 @@ async fn an_idempotency_row_is_a_claim_or_a_whole_response() {
         .await
         .expect("the whole response");
 }
+
+#[tokio::test]
+async fn a_missing_database_or_role_is_unavailable_not_a_server_fault() {
+    let cluster = postgres::shared();
+    let port = cluster.port;
+    for url in [
+        cluster.url("no_such_database"),
+        format!("postgres://no_such_role@127.0.0.1:{port}/postgres"),
+    ] {
+        let pool = pg::connect(&url, 2).expect("pool");
+        let outcome = tokio::time::timeout(NO_HANG, pg::ping(&pool))
+            .await
+            .expect("the error comes back, not a hang");
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{url}: {outcome:?}"
+        );
+    }
+}

@@ -83,12 +83,15 @@ fn is_unavailable(code: &SqlState) -> bool {
 /// `is_closed` and the kind's fixed text, which is what `Display` writes first (see its
 /// `impl Display for Error`); an I/O error underneath is always the connection's.
 fn is_connection_failure(e: &tokio_postgres::Error) -> bool {
-    const CONNECTION_KINDS: [&str; 5] = [
+    // "authentication error": the server asked for a password the URL lacks, which is the
+    // client's side of the 28xxx codes above.
+    const CONNECTION_KINDS: [&str; 6] = [
         "error connecting to server",
         "timeout waiting for server",
         "error communicating with the server",
         "connection closed",
         "error performing TLS handshake",
+        "authentication error",
     ];
     if e.is_closed() {
         return true;
