@@ -680,3 +680,13 @@ async fn a_missing_database_or_role_is_unavailable_not_a_server_fault() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_pool_connects_over_the_unix_socket_too() {
+    let cluster = postgres::shared();
+    let url = cluster.create_database().await;
+    let database = url.rsplit('/').next().expect("a database name");
+    let pool = pg::connect(&cluster.socket_url(database), 2).expect("pool");
+    pg::migrate(&pool).await.expect("migrate over the socket");
+    pg::ping(&pool).await.expect("ping over the socket");
+}

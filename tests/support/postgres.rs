@@ -280,6 +280,15 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// The key=value connection string of `database` over the Unix socket.
+    pub fn socket_url(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user={SUPERUSER} dbname={database}",
+            self.socket_dir().display(),
+            self.port
+        )
+    }
+
     /// A new, empty database on this server; its URL.
     pub async fn create_database(&self) -> String {
         static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -112,8 +112,9 @@ pub async fn migrate_to(pool: &Pool, target: Option<i32>) -> Result<MigrationRep
 }
 
 /// Makes sure the lock table and its one row exist. Two nodes creating the table at the same
-/// moment can make one fail (PostgreSQL's catalog refuses the second, even with
-/// IF NOT EXISTS); it then finds the table there on the next attempt.
+/// moment can make one fail, even with IF NOT EXISTS: PostgreSQL's catalog refuses the second
+/// table, or its row type, with 23505, 42P07 or 42710. It then finds the table there on the
+/// next attempt.
 async fn create_lock_row(client: &Client) -> Result<(), StoreError> {
     let statements = format!(
         "CREATE TABLE IF NOT EXISTS {LOCK_TABLE} (id integer PRIMARY KEY CHECK (id = 1));
@@ -125,9 +126,13 @@ async fn create_lock_row(client: &Client) -> Result<(), StoreError> {
             Ok(()) => return Ok(()),
             Err(e)
                 if attempt < CREATE_ATTEMPTS
-                    && [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE]
-                        .iter()
-                        .any(|code| e.code() == Some(code)) =>
+                    && [
+                        SqlState::UNIQUE_VIOLATION,
+                        SqlState::DUPLICATE_TABLE,
+                        SqlState::DUPLICATE_OBJECT,
+                    ]
+                    .iter()
+                    .any(|code| e.code() == Some(code)) =>
             {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
