@@ -690,3 +690,104 @@ async fn the_pool_connects_over_the_unix_socket_too() {
     pg::migrate(&pool).await.expect("migrate over the socket");
     pg::ping(&pool).await.expect("ping over the socket");
 }
+
+/// Runs `attempts` concurrent transactions, each on its own connection, and returns what
+/// each answered.
+async fn race<F, Fut, T>(pool: &pg::Pool, attempts: usize, attempt: F) -> Vec<T>
+where
+    F: Fn(deadpool_postgres::Object, usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut connections = Vec::new();
+    for _ in 0..attempts {
+        connections.push(pool.get().await.expect("connection"));
+    }
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .enumerate()
+        .map(|(n, client)| tokio::spawn(attempt(client, n)))
+        .collect();
+    let mut answers = Vec::new();
+    for task in futures_util::future::join_all(tasks).await {
+        answers.push(task.expect("attempt"));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn concurrent_seat_takers_fill_an_offering_exactly_to_its_capacity() {
+    let pool = pg::connect(&fresh_database().await, 40).expect("pool");
+    pg::migrate(&pool).await.expect("migrate");
+    {
+        let client = pool.get().await.expect("connection");
+        seeded(&client, Some(10)).await;
+        for n in 0..40 {
+            insert_contact(&client, &format!("student{n}")).await;
+        }
+    }
+    // What the engine's create does at READ COMMITTED: take a seat with a conditional update
+    // (the offering's row lock makes the 40 take turns), then insert the registration, in one
+    // transaction.
+    let answers = race(&pool, 40, |mut client, n| async move {
+        let tx = client.transaction().await.expect("begin");
+        let seat = tx
+            .query_opt(
+                "UPDATE course_offerings SET active_seats = active_seats + 1 \
+                 WHERE tenant_id = 't1' AND id = 'o1' \
+                 AND (capacity IS NULL OR active_seats < capacity) RETURNING active_seats",
+                &[],
+            )
+            .await
+            .expect("take a seat");
+        if seat.is_none() {
+            return false; // offering_full
+        }
+        tx.execute(
+            "INSERT INTO registrations (tenant_id, id, sys_version, status, student_id, \
+             course_id, course_offering_id, name, fields) \
+             VALUES ('t1', $1, 1, 'registered', $2, 'c1', 'o1', 'A Student', '{}'::jsonb)",
+            &[&format!("r{n}"), &format!("student{n}")],
+        )
+        .await
+        .expect("insert");
+        tx.commit().await.expect("commit");
+        true
+    })
+    .await;
+    assert_eq!(answers.iter().filter(|took| **took).count(), 10);
+    let client = pool.get().await.expect("connection");
+    let row = client
+        .query_one(
+            "SELECT o.active_seats, (SELECT count(*) FROM registrations r \
+             WHERE r.tenant_id = 't1' AND r.course_offering_id = 'o1' AND r.status = 'registered') \
+             FROM course_offerings o WHERE o.tenant_id = 't1' AND o.id = 'o1'",
+            &[],
+        )
+        .await
+        .expect("recount");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (10, 10));
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_student_on_one_offering_leave_one() {
+    let pool = pg::connect(&fresh_database().await, 16).expect("pool");
+    pg::migrate(&pool).await.expect("migrate");
+    seeded(&pool.get().await.expect("connection"), None).await;
+    let answers = race(&pool, 16, |client, n| async move {
+        match insert_registration(&client, &format!("r{n}"), "s1", "draft").await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.code().cloned()),
+        }
+    })
+    .await;
+    assert_eq!(
+        answers.iter().filter(|a| a.is_ok()).count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(answers
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .all(|code| code.as_ref() == Some(&SqlState::UNIQUE_VIOLATION)));
+}
