@@ -106,3 +106,20 @@ pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
         .map_err(|e| from_pg(&e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_or_a_pool_too_small_for_migrate_is_refused_before_any_connection() {
+        let refused = |url: &str, size: usize| match connect(url, size) {
+            Err(StoreError::Storage(message)) => message,
+            other => panic!("{url} {size}: {other:?}"),
+        };
+        assert!(refused("postgres://u@h:notaport/db", 4).contains("URL is not valid"));
+        assert!(refused("postgres://u@h:5432/db", 1).contains("at least 2"));
+        // A good URL makes a pool without connecting: the first use reports a database down.
+        assert!(connect("postgres://u@127.0.0.1:1/db", 2).is_ok());
+    }
+}
