@@ -1,7 +1,8 @@
 //! The `export`, `import` and `backup` commands: they open the data dir themselves (a server
-//! must not be holding it), or, for `backup --server`, ask a running server to do it.
+//! must not be holding it), or, for `backup --server`, ask a running server to do it. And
+//! `migrate`, which brings a PostgreSQL database's schema up to this build's.
 
-use crate::config::{BackupArgs, ExportArgs, FormatArg, ImportArgs};
+use crate::config::{BackupArgs, ExportArgs, FormatArg, ImportArgs, MigrateArgs};
 use crate::domain::access::{Principal, WriteContext};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{Limits, NewTenant};
@@ -242,6 +243,32 @@ pub fn backup(args: &BackupArgs) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Applies the embedded migrations to the database at `--database-url` and prints the schema
+/// version, and what was applied. Safe while servers run and while another `migrate` does:
+/// the migration lock makes one of them apply and the others find the work done.
+pub fn migrate(args: &MigrateArgs) -> Result<(), CliError> {
+    use crate::store::postgres;
+    let fail = |e: StoreError| CliError::Message(format!("cannot migrate the database: {e}"));
+    let report = runtime()?.block_on(async {
+        // One connection holds the lock, one migrates.
+        let pool = postgres::connect(&args.database_url, 2)?;
+        postgres::migrate(&pool).await
+    });
+    let report = report.map_err(fail)?;
+    let applied = if report.applied.is_empty() {
+        "none, it was current".to_owned()
+    } else {
+        report
+            .applied
+            .iter()
+            .map(|(version, name)| format!("V{version}__{name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("schema version {} (applied: {applied})", report.version);
+    Ok(())
 }
 
 fn absolute(path: &Path) -> Result<std::path::PathBuf, CliError> {

@@ -39,6 +39,9 @@ pub enum Command {
     /// Copy the whole database, consistently, into a new directory (offline, or through a
     /// running server with --server).
     Backup(BackupArgs),
+    /// Apply the PostgreSQL schema migrations this build embeds, under the migration lock (so
+    /// several nodes may run it at once), and print the schema version.
+    Migrate(MigrateArgs),
     /// Internal: render email templates for a server, framed on stdin/stdout, under the
     /// render limits (see `mail::worker`). Started by `serve`, never by hand.
     #[command(name = "render-worker", hide = true)]
@@ -134,6 +137,14 @@ pub struct BackupArgs {
     /// self-signed one); unset = the usual public certificate authorities.
     #[arg(long, env = "REGISTRAR_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database: postgres://user:password@host:port/dbname (or the key=value
+    /// form). Hidden in help output, since it may hold a password.
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -103,6 +103,10 @@ error_codes! {
     Internal = "internal_error",
     /// The service is shutting down or its store is unavailable.
     Unavailable = "service_unavailable",
+    /// The database (PostgreSQL engine) cannot be reached; retry later.
+    DbUnavailable = "db_unavailable",
+    /// The database kept refusing the transaction because of concurrent ones; retry.
+    DbBusy = "db_busy",
 }
 
 pub use crate::domain::error::FieldError;

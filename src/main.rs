@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             Err(e) => cli::finish(Err(e)),
         },
         Some(Command::Backup(args)) => cli::finish(cli::backup(&args)),
+        Some(Command::Migrate(args)) => cli::finish(cli::migrate(&args)),
         // Served before logging started, above.
         Some(Command::RenderWorker) => ExitCode::SUCCESS,
     };

@@ -44,7 +44,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         RateLimited | TenantLimit | TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        Unavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        Unavailable | Overloaded | DbUnavailable | DbBusy => StatusCode::SERVICE_UNAVAILABLE,
         MailDeliveryFailed => StatusCode::BAD_GATEWAY,
     }
 }
@@ -125,6 +125,20 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => {
                 ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
             }
+            StoreError::Unavailable(why) => {
+                log::warn!("database unavailable: {why}");
+                ApiError::new(
+                    ErrorCode::DbUnavailable,
+                    "the database is unavailable; retry later",
+                )
+            }
+            StoreError::Busy(why) => {
+                log::warn!("database busy: {why}");
+                ApiError::new(
+                    ErrorCode::DbBusy,
+                    "the database is busy with concurrent writes; retry",
+                )
+            }
             fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
                 log::error!("store fault: {fault}");
                 ApiError::internal()
@@ -201,7 +215,11 @@ mod tests {
             let status = status_of(*code);
             let server_side = matches!(
                 code,
-                ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::MailDeliveryFailed
+                ErrorCode::Internal
+                    | ErrorCode::Unavailable
+                    | ErrorCode::DbUnavailable
+                    | ErrorCode::DbBusy
+                    | ErrorCode::MailDeliveryFailed
             );
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
         }

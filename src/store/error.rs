@@ -43,6 +43,16 @@ pub enum StoreError {
     /// full) and was shed; a shed write is not applied.
     #[error("the server is overloaded; the request was not carried out")]
     Overloaded,
+    /// The database cannot be reached (down, unreachable, refusing connections, or the
+    /// connection broke mid-request). Nothing was written, or the write's fate is unknown to
+    /// this node only because the answer was lost; the client may retry.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the transaction because of concurrent ones (a serialization
+    /// failure, a deadlock, a lock or statement timeout) more often than the engine retries.
+    /// Nothing was written; the client may retry.
+    #[error("the database is busy: {0}")]
+    Busy(String),
 }
 
 impl From<RuleViolation> for StoreError {

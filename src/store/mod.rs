@@ -20,6 +20,8 @@ pub mod stats;
 pub mod tuple;
 pub mod write;
 
+/// The PostgreSQL engine: several nodes on one database.
+pub mod postgres;
 /// The embedded engine (the default): one process, a data dir on local disk.
 pub mod sled;
 
