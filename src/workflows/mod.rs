@@ -16,6 +16,7 @@ pub mod transfer;
 
 use crate::error::ApiError;
 use crate::store::{Database, Db, StoreError};
+use futures_util::FutureExt;
 
 /// Runs a blocking store read on the blocking pool, never on an async worker: a store read can
 /// wait behind the transaction lock or a disk read. Within a tenant's request it first waits
@@ -28,12 +29,18 @@ where
 {
     let store = Db::clone(store);
     // The wait for a place is the queue in front of the pool: bounded by the request's
-    // deadline, past which the read is shed (503 `overloaded`) rather than queued on.
-    let _place = match crate::store::deadline::from_now() {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), fair::place())
-            .await
-            .map_err(|_| ApiError::from(StoreError::Overloaded))?,
-        None => fair::place().await,
+    // deadline, past which the read is shed (503 `overloaded`) rather than queued on. A place
+    // free now is taken without arming a timer (most reads, and the timer cost ~8 % of search
+    // throughput).
+    let mut wait = std::pin::pin!(fair::place());
+    let _place = match wait.as_mut().now_or_never() {
+        Some(place) => place,
+        None => match crate::store::deadline::from_now() {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), wait)
+                .await
+                .map_err(|_| ApiError::from(StoreError::Overloaded))?,
+            None => wait.await,
+        },
     };
     match tokio::task::spawn_blocking(move || read(&*store)).await {
         Ok(result) => result.map_err(ApiError::from),
