@@ -100,6 +100,9 @@ error_codes! {
     Internal = "internal_error",
     /// The service is shutting down or its store is unavailable.
     Unavailable = "service_unavailable",
+    /// The disk that holds the database is full: the write was not made (nothing of it is
+    /// stored). Reads still work; writes work again once space is freed, without a restart.
+    InsufficientStorage = "insufficient_storage",
 }
 
 pub use crate::domain::error::FieldError;

@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod domain;
 pub mod error;
 pub mod http;

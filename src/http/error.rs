@@ -41,6 +41,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         MailDeliveryFailed => StatusCode::BAD_GATEWAY,
     }
 }
@@ -112,7 +113,18 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => {
                 ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
             }
-            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
+            StoreError::StorageFull(why) => {
+                log::error!("write refused, the disk is full: {why}");
+                ApiError::new(
+                    ErrorCode::InsufficientStorage,
+                    "the server's disk is full: this request was not completed (never half of \
+                     it); reads work, and writes work again once the operator frees space",
+                )
+            }
+            fault @ (StoreError::NewerFormat { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Storage(_)
+            | StoreError::Locked(_)) => {
                 log::error!("store fault: {fault}");
                 ApiError::internal()
             }
@@ -188,7 +200,10 @@ mod tests {
             let status = status_of(*code);
             let server_side = matches!(
                 code,
-                ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::MailDeliveryFailed
+                ErrorCode::Internal
+                    | ErrorCode::Unavailable
+                    | ErrorCode::MailDeliveryFailed
+                    | ErrorCode::InsufficientStorage
             );
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
         }

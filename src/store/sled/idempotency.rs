@@ -64,7 +64,8 @@ impl Store {
         tenant: &TenantId,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError> {
-        self.idempotency
+        self.handles()?
+            .tree(TreeId::Idempotency)
             .get(keys::idempotency(tenant.as_str(), key))?
             .map(|bytes| codec::decode(&bytes))
             .transpose()
@@ -123,7 +124,8 @@ impl Store {
         let to = keys::idempotency_expiry_from(t, cutoff_seconds);
         let mut found = Vec::new();
         for entry in self
-            .idempotency_expiry
+            .handles()?
+            .tree(TreeId::IdempotencyExpiry)
             .range(from.as_bytes().to_vec()..to.as_bytes().to_vec())
             .keys()
             .take(limit)
