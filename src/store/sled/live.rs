@@ -183,19 +183,24 @@ impl Live {
     /// reserve, and reopens a poisoned database once there is room again. `drain` answers
     /// everything the flusher still holds, so that no handle is left outside `self`.
     pub fn admit_writes(&self, drain: &dyn Fn()) -> Result<(), StoreError> {
-        let mut poisoned = self.poisoned.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(state) = poisoned.as_mut() else {
-            drop(poisoned);
-            return self.below_reserve();
+        // The lock is not held across the drain: the flusher answers what it holds and notes
+        // its failures (`note`) meanwhile.
+        let refused = {
+            let mut poisoned = self.poisoned.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(state) = poisoned.as_mut() else {
+                drop(poisoned);
+                return self.below_reserve();
+            };
+            let refused = StoreError::StorageFull(state.reason.clone());
+            if state
+                .last_attempt
+                .is_some_and(|at| at.elapsed() < REOPEN_EVERY)
+            {
+                return Err(refused);
+            }
+            state.last_attempt = Some(Instant::now());
+            refused
         };
-        let refused = StoreError::StorageFull(state.reason.clone());
-        if state
-            .last_attempt
-            .is_some_and(|at| at.elapsed() < REOPEN_EVERY)
-        {
-            return Err(refused);
-        }
-        state.last_attempt = Some(Instant::now());
         let needed = self.reserve().max(REOPEN_MIN_FREE);
         match self.free_bytes() {
             Ok(free) if free >= needed => {}
@@ -209,7 +214,8 @@ impl Live {
                     self.dir.display(),
                     took.as_millis()
                 );
-                *poisoned = None;
+                // What the old database's last flushes noted meanwhile is about it, not this one.
+                *self.poisoned.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 Ok(())
             }
             Err(e) => {
