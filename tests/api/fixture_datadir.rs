@@ -345,3 +345,8 @@ async fn an_earlier_format_opens_checks_clean_and_serves(name: &str) {
 async fn a_data_dir_of_stored_format_2_opens_checks_clean_and_serves() {
     an_earlier_format_opens_checks_clean_and_serves("datadir_v2").await;
 }
+
+#[tokio::test]
+async fn a_data_dir_of_stored_format_1_opens_checks_clean_and_serves() {
+    an_earlier_format_opens_checks_clean_and_serves("datadir_v1").await;
+}
