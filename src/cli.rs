@@ -58,6 +58,7 @@ fn open(dir: &Path, create: bool, hint: String) -> Result<Db, CliError> {
         dir: dir.to_owned(),
         durability: Durability::Sync,
         retention: Default::default(),
+        space_reserve: 0,
     };
     match crate::store::open(&engine) {
         Ok(store) => Ok(store),

@@ -13,7 +13,7 @@ use std::time::Duration;
     version,
     about = "Course registrations: a self-hosted, multi-tenant REST service"
 )]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, after_help = SERVE_EXIT_STATUS)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -25,6 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default).
+    #[command(after_help = SERVE_EXIT_STATUS)]
     Serve(Box<ServeArgs>),
     /// Check indexes and counters against the records, offline (stop the server first; a
     /// running server answers POST /admin/check). Exit status: 0 clean (or all repaired),
@@ -47,6 +48,16 @@ pub enum Command {
     #[command(name = "render-worker", hide = true)]
     RenderWorker,
 }
+
+/// The exit statuses of `serve`, for `--help`; `datadir::Problem::exit_code` gives them and a
+/// unit test there keeps this text in step.
+pub const SERVE_EXIT_STATUS: &str = "Exit status of serve: 0 stopped cleanly; 1 any other \
+failure; 10 the data dir is a file, or under one (not a directory); 11 the data dir is on a \
+read-only file system; 12 wrong owner or mode (running as root on another user's data dir, or \
+a dir this user may not read and write); 13 a newer build wrote the data (newer stored \
+format); 14 the database is damaged or truncated (run `registrar check`, restore a backup); \
+15 another process has the data dir open; 16 no space left on the data dir's disk. \
+See docs/DURABILITY.md, \"Bad data dirs\".";
 
 /// Where every command finds the database unless told otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./data/db";
@@ -255,7 +266,17 @@ pub struct ServeArgs {
     #[arg(long, env = "REGISTRAR_REQUEST_DEADLINE", default_value_t = DEFAULT_REQUEST_DEADLINE_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_deadline: u64,
+    /// MiB kept free on the data dir's file system: below it, writes answer 507
+    /// `insufficient_storage` before anything is written, reads go on, and `/healthz` says
+    /// `degraded`; writes resume once space is freed. 0 = write until the disk is full
+    /// (docs/DURABILITY.md, "A full disk").
+    #[arg(long, env = "REGISTRAR_DISK_RESERVE_MB", default_value_t = DEFAULT_DISK_RESERVE_MB)]
+    pub disk_reserve_mb: u64,
 }
+
+/// `--disk-reserve-mb`: room for the embedded engine's snapshot at the next start, a few log segments and
+/// the largest transaction (an import's 1,000 rows), with a margin.
+pub const DEFAULT_DISK_RESERVE_MB: u64 = 32;
 
 /// `--body-timeout`: a 1 MiB body at 35 KB/s still arrives; a trickle does not hold a
 /// connection for longer.
@@ -289,6 +310,11 @@ impl ServeArgs {
             max_stored_response_bytes: self.max_stored_response_bytes,
             max_outbox_message_bytes: self.max_outbox_message_bytes,
         }
+    }
+
+    /// Bytes kept free on the data dir's file system (`--disk-reserve-mb`).
+    pub fn disk_reserve_bytes(&self) -> u64 {
+        self.disk_reserve_mb.saturating_mul(1024 * 1024)
     }
 
     pub fn durability(&self) -> Durability {
@@ -326,6 +352,7 @@ impl ServeArgs {
             blocking_per_tenant: DEFAULT_BLOCKING_PER_TENANT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             request_deadline: DEFAULT_REQUEST_DEADLINE_SECS,
+            disk_reserve_mb: DEFAULT_DISK_RESERVE_MB,
         }
     }
 }

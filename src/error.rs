@@ -107,6 +107,9 @@ error_codes! {
     DbUnavailable = "db_unavailable",
     /// The database kept refusing the transaction because of concurrent ones; retry.
     DbBusy = "db_busy",
+    /// The disk that holds the database is full: the write was not made (nothing of it is
+    /// stored). Reads still work; writes work again once space is freed, without a restart.
+    InsufficientStorage = "insufficient_storage",
 }
 
 pub use crate::domain::error::FieldError;

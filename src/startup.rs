@@ -34,6 +34,10 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The data dir cannot be served; the message names the problem and the fix, and the
+    /// problem has an exit code of its own (`datadir`).
+    #[error("{0}")]
+    BadDataDir(#[from] crate::store::datadir::BadDataDir),
     #[error("cannot use the data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -65,6 +69,17 @@ pub enum StartupError {
     Demo { path: PathBuf, message: String },
     #[error("cannot find this executable to start render workers (set --render-worker): {0}")]
     RenderWorker(std::io::Error),
+}
+
+impl StartupError {
+    /// The exit status of `registrar serve` that stopped with this error: a bad data dir's
+    /// own (docs/DURABILITY.md, "Bad data dirs"), else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::BadDataDir(bad) => bad.problem.exit_code(),
+            _ => 1,
+        }
+    }
 }
 
 /// Where the operator key came from, for the start-up banner.
@@ -105,12 +120,19 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> Result<Application, StartupError> {
         // TLS first: a bad certificate stops the start before the data dir is touched.
         let tls = crate::tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+        // A data dir that cannot be served is named with its problem and the fix, and exits
+        // with the problem's own code (`datadir`): a file where the dir should be, a
+        // read-only file system, another owner, a mode that keeps this user out.
+        crate::store::datadir::preflight(&args.data_dir)?;
         // The binary has set the umask (`main`), so what the engine creates later is owner-only;
         // the dir itself is made (or tightened to) owner-only here. See `store::files`.
         crate::store::files::private_data_dir(&args.data_dir).map_err(|source| {
-            StartupError::DataDir {
-                path: args.data_dir.clone(),
-                source,
+            match crate::store::datadir::from_io(&args.data_dir, &source) {
+                Some(bad) => StartupError::BadDataDir(bad),
+                None => StartupError::DataDir {
+                    path: args.data_dir.clone(),
+                    source,
+                },
             }
         })?;
         // Names the file when the engine's own would fail without saying which (e.g. a dir at `db`).
@@ -119,14 +141,17 @@ impl Application {
             dir: args.data_dir.clone(),
             durability: args.durability(),
             retention: args.retention(),
+            space_reserve: args.disk_reserve_bytes(),
         };
-        let opened = crate::store::open(&engine).map_err(|e| match e {
-            // That message names the dir already, and the cause is not the dir itself.
-            locked @ StoreError::Locked(_) => StartupError::Store(locked),
-            source => StartupError::OpenStore {
+        let opened = crate::store::open(&engine).map_err(|e| {
+            // A newer build's data, damaged files, another process, a full disk.
+            if let Some(bad) = crate::store::datadir::from_store(&args.data_dir, &e) {
+                return StartupError::BadDataDir(bad);
+            }
+            StartupError::OpenStore {
                 path: args.data_dir.clone(),
-                source,
-            },
+                source: e,
+            }
         })?;
         let store: web::Data<dyn Database> = web::Data::from(opened);
         let sweeper = Sweeper::start(store.clone().into_inner()).map_err(StartupError::Sweeper)?;

@@ -32,6 +32,7 @@ fn engines() -> Vec<Served> {
         dir: dir.path().join("db"),
         durability: Durability::Sync,
         retention: Default::default(),
+        space_reserve: 0,
     })
     .expect("the embedded engine opens");
     vec![Served {

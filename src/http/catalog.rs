@@ -257,6 +257,7 @@ mod tests {
             dir: dir.path().to_owned(),
             durability: Durability::Relaxed,
             retention: Default::default(),
+            space_reserve: 0,
         })
         .unwrap();
         let tenant = TenantId::parse("kinds").unwrap();

@@ -45,6 +45,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable | Overloaded | DbUnavailable | DbBusy => StatusCode::SERVICE_UNAVAILABLE,
+        InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         MailDeliveryFailed => StatusCode::BAD_GATEWAY,
     }
 }
@@ -139,7 +140,18 @@ impl From<StoreError> for ApiError {
                     "the database is busy with concurrent writes; retry",
                 )
             }
-            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
+            StoreError::StorageFull(why) => {
+                log::error!("write refused, the disk is full: {why}");
+                ApiError::new(
+                    ErrorCode::InsufficientStorage,
+                    "the server's disk is full: this request was not completed (never half of \
+                     it); reads work, and writes work again once the operator frees space",
+                )
+            }
+            fault @ (StoreError::NewerFormat { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Storage(_)
+            | StoreError::Locked(_)) => {
                 log::error!("store fault: {fault}");
                 ApiError::internal()
             }
@@ -217,9 +229,11 @@ mod tests {
                 code,
                 ErrorCode::Internal
                     | ErrorCode::Unavailable
+                    | ErrorCode::Overloaded
                     | ErrorCode::DbUnavailable
                     | ErrorCode::DbBusy
                     | ErrorCode::MailDeliveryFailed
+                    | ErrorCode::InsufficientStorage
             );
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
         }

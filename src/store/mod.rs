@@ -28,7 +28,7 @@ pub mod sled;
 // What the server and the commands do with the embedded engine's data dir itself (its mode,
 // whether it holds a database, a backup's target) and its offline check.
 pub use self::sled::check::{check_offline, OfflineError};
-pub use self::sled::files;
+pub use self::sled::{datadir, files};
 
 pub use error::StoreError;
 
@@ -241,6 +241,9 @@ pub trait Maintenance: Send + Sync {
     fn flush(&self) -> Result<(), StoreError>;
     /// The directory the database lives in, for an engine that keeps one.
     fn data_dir(&self) -> Option<&Path>;
+    /// Why writes fail now, if they do (a full disk, a database out of reach): `/healthz`
+    /// reports the server degraded with it. Cheap: it runs on every health check.
+    fn write_fault(&self) -> Option<String>;
 }
 
 /// An engine with its maintenance: what the server holds.
@@ -258,6 +261,9 @@ pub enum EngineChoice {
         dir: std::path::PathBuf,
         durability: Durability,
         retention: Retention,
+        /// Bytes kept free on the data dir's file system: below it, writes are refused
+        /// (`StoreError::StorageFull`) before anything is written.
+        space_reserve: u64,
     },
 }
 
@@ -268,9 +274,11 @@ pub fn open(choice: &EngineChoice) -> Result<Db, StoreError> {
             dir,
             durability,
             retention,
+            space_reserve,
         } => {
             let mut store = self::sled::Store::open(dir, *durability)?;
             store.set_retention(*retention);
+            store.set_space_reserve(*space_reserve);
             Ok(Arc::new(store))
         }
     }

@@ -138,6 +138,7 @@ mod tests {
             dir: dir.path().to_owned(),
             durability: Durability::Relaxed,
             retention: Default::default(),
+            space_reserve: 0,
         })
         .unwrap();
         let on = |store: &Db| {

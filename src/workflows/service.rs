@@ -10,6 +10,11 @@ pub fn write_stats(store: &Db) -> &WriteStats {
     store.write_stats()
 }
 
+/// Why writes fail now (the disk is full), if they do: a `statvfs`, cheap enough to run here.
+pub fn write_fault(store: &Db) -> Option<String> {
+    store.write_fault()
+}
+
 /// Bytes the database takes on disk; asking may touch the disk, so it runs on the pool.
 pub async fn size_on_disk(store: &Db) -> Result<u64, ApiError> {
     blocking(store, |s| s.size_on_disk()).await

@@ -282,7 +282,8 @@ impl Store {
         tenant: &TenantId,
         id: &RecordId,
     ) -> Result<Option<CatalogRecord<F>>, StoreError> {
-        self.catalog
+        self.handles()?
+            .tree(TreeId::Catalog)
             .get(keys::catalog(tenant.as_str(), F::KIND.tag(), id.as_str()))?
             .map(|bytes| codec::decode(&bytes))
             .transpose()
@@ -300,7 +301,7 @@ impl Store {
         let prefix: Key = keys::catalog_of(t, F::KIND.tag());
         let start = self.start_key(&scope, &prefix, after)?;
         let mut items: Vec<CatalogRecord<F>> = Vec::new();
-        for entry in self.catalog.range(start..) {
+        for entry in self.handles()?.tree(TreeId::Catalog).range(start..) {
             let (key, value) = entry?;
             if !key.starts_with(prefix.as_bytes()) {
                 break;

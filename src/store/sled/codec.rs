@@ -60,6 +60,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
         return Err(StoreError::Corrupt("empty value".into()));
     };
     let Some(layout) = layout_of(format) else {
+        if format > FORMAT_CURRENT {
+            return Err(StoreError::NewerFormat {
+                found: format,
+                newest: FORMAT_CURRENT,
+            });
+        }
         return Err(StoreError::Corrupt(format!(
             "unknown value format {format}; written by a newer build?"
         )));

@@ -160,9 +160,11 @@ impl Store {
     pub fn set_operator_key(&self, key: &str, persist: bool) -> Result<(), StoreError> {
         let hash = hash_secret(key);
         if persist {
-            self.meta
+            let handles = self.handles()?;
+            handles
+                .meta
                 .insert(keys::meta(OPERATOR_HASH).as_bytes(), &hash[..])?;
-            self.db.flush()?;
+            handles.db.flush()?;
         }
         self.directory.write().set_operator_hash(hash);
         Ok(())

@@ -269,6 +269,9 @@ impl Maintenance for Store {
     fn data_dir(&self) -> Option<&Path> {
         Some(Store::data_dir(self))
     }
+    fn write_fault(&self) -> Option<String> {
+        Store::write_fault(self)
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,8 @@ impl Store {
         tenant: &TenantId,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError> {
-        self.idempotency
+        self.handles()?
+            .tree(TreeId::Idempotency)
             .get(keys::idempotency(tenant.as_str(), key))?
             .map(|bytes| codec::decode(&bytes))
             .transpose()
@@ -98,7 +99,8 @@ impl Store {
         let to = keys::idempotency_expiry_from(t, cutoff_seconds);
         let mut found = Vec::new();
         for entry in self
-            .idempotency_expiry
+            .handles()?
+            .tree(TreeId::IdempotencyExpiry)
             .range(from.as_bytes().to_vec()..to.as_bytes().to_vec())
             .keys()
             .take(limit)

@@ -22,12 +22,14 @@ pub mod batch;
 pub mod catalog;
 pub mod check;
 pub mod codec;
+pub mod datadir;
 pub mod directory;
 mod engine;
 pub mod files;
 pub mod idempotency;
 pub mod index;
 pub mod keys;
+pub mod live;
 pub mod orders;
 pub mod outbox;
 pub mod pipeline;
@@ -46,7 +48,15 @@ use super::{error, page, stats};
 
 impl From<::sled::Error> for StoreError {
     fn from(e: ::sled::Error) -> Self {
-        StoreError::Storage(e.to_string())
+        match e {
+            ::sled::Error::Io(io) if live::is_storage_full(&io) => {
+                StoreError::StorageFull(io.to_string())
+            }
+            ::sled::Error::Corruption { .. } => {
+                StoreError::Corrupt(format!("the database files are damaged (sled: {e})"))
+            }
+            other => StoreError::Storage(other.to_string()),
+        }
     }
 }
 
@@ -76,15 +86,9 @@ pub struct Store {
     // Declared first so it is dropped first: its threads finish every queued write before the
     // trees and the database close.
     pipeline: Pipeline,
-    db: sled::Db,
-    registrations: sled::Tree,
-    catalog: sled::Tree,
-    outbox: sled::Tree,
-    idempotency: sled::Tree,
-    idempotency_expiry: sled::Tree,
-    indexes: Vec<sled::Tree>,
-    counters: sled::Tree,
-    meta: sled::Tree,
+    /// The sled database and its trees; replaced as a whole if it must be reopened after the
+    /// disk was full (`live`).
+    live: Arc<live::Live>,
     tokens: PageTokens,
     directory: KeyCache,
     stats: Arc<stats::WriteStats>,
@@ -95,61 +99,74 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        let db = open_db(dir)?;
-        let trees = open_trees(&db)?;
+        let recorded = recorded_format(dir)?;
+        let handles = live::Handles::open(dir)?;
+        let (db, trees, meta) = (&handles.db, &handles.trees, &handles.meta);
+        if recorded.is_some() {
+            expect_contents(meta)?;
+        }
         let tree = |id: TreeId| trees[id.position()].clone();
         let indexes: Vec<sled::Tree> = (0..index::REGISTRATION_INDEXES.len())
             .map(|n| tree(TreeId::Index(n)))
             .collect();
-        let meta = db.open_tree("meta")?;
-        let backfilled = index::backfill(&db, &meta, &tree(TreeId::Registrations), &indexes)?;
+        let backfilled = index::backfill(db, meta, &tree(TreeId::Registrations), &indexes)?;
         if backfilled > 0 {
             log::info!("filled {backfilled} entries of indexes new in this build from the records");
         }
-        if let Some(tenants) = usage::backfill(&db, &meta, &trees)?.filter(|n| *n > 0) {
+        if let Some(tenants) = usage::backfill(db, meta, trees)?.filter(|n| *n > 0) {
             log::info!("counted the stored bytes of {tenants} tenants from their records");
         }
-        let filled = retention::backfill_expiry(&db, &meta, &trees)?;
+        let filled = retention::backfill_expiry(db, meta, trees)?;
         if filled > 0 {
             log::info!("listed {filled} stored Idempotency-Key responses for expiry");
         }
-        let secret = load_or_create_secret(&db, &meta)?;
-        let directory = directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
+        stored_format(meta, true)?;
+        let secret = load_or_create_secret(db, meta)?;
+        let directory = directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), meta)?;
+        drop(indexes);
+        if recorded != Some(codec::FORMAT_CURRENT) {
+            files::write_format_file(dir, codec::FORMAT_CURRENT).map_err(|e| {
+                let message = format!(
+                    "cannot write {}: {e}",
+                    dir.join(files::FORMAT_FILE).display()
+                );
+                if live::is_storage_full(&e) {
+                    StoreError::StorageFull(message)
+                } else {
+                    StoreError::Storage(message)
+                }
+            })?;
+        }
 
         let stats = Arc::new(stats::WriteStats::default());
-        let (registrations, catalog, outbox, idempotency, counters) = (
-            tree(TreeId::Registrations),
-            tree(TreeId::Catalog),
-            tree(TreeId::Outbox),
-            tree(TreeId::Idempotency),
-            tree(TreeId::Counters),
-        );
-        let idempotency_expiry = tree(TreeId::IdempotencyExpiry);
-        let pipeline = Pipeline::start(
-            db.clone(),
-            trees,
-            durability,
-            &dir.join("db"),
-            stats.clone(),
-        )
-        .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
+        let live = Arc::new(live::Live::new(dir, handles));
+        let pipeline = Pipeline::start(live.clone(), durability, &dir.join("db"), stats.clone())
+            .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
         Ok(Store {
             pipeline,
-            registrations,
-            catalog,
-            outbox,
-            idempotency,
-            idempotency_expiry,
-            counters,
-            indexes,
-            meta,
-            db,
+            live,
             tokens: PageTokens::new(secret),
             directory: KeyCache::new(directory),
             stats,
             dir: dir.to_owned(),
             retention: retention::Retention::default(),
         })
+    }
+
+    /// The open database's handles, for one read: see `live::Live::handles`.
+    pub(crate) fn handles(&self) -> Result<Arc<live::Handles>, StoreError> {
+        self.live.handles()
+    }
+
+    /// Writes are refused while fewer than `bytes` are free on the data dir's file system
+    /// (0: only when the disk is really full). See `live`.
+    pub fn set_space_reserve(&self, bytes: u64) {
+        self.live.set_reserve(bytes);
+    }
+
+    /// Why writes fail now, if they do (the disk is full): for `/healthz`.
+    pub fn write_fault(&self) -> Option<String> {
+        self.live.write_fault()
     }
 
     /// Runs `intent` on the write path and waits for it to be durable (per the durability mode).
@@ -185,17 +202,21 @@ impl Store {
 
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.handles()?.db.size_on_disk()?)
     }
 
     /// Makes everything written so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        let flushed = self.handles()?.db.flush().map_err(StoreError::from);
+        if let Err(e) = &flushed {
+            self.live.note(e);
+        }
+        flushed?;
         Ok(())
     }
 
     fn counter(&self, key: &keys::Key) -> Result<u64, StoreError> {
-        match self.counters.get(key)? {
+        match self.handles()?.tree(TreeId::Counters).get(key)? {
             None => Ok(0),
             Some(bytes) => {
                 let array: [u8; 8] = bytes
@@ -204,6 +225,42 @@ impl Store {
                     .map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
                 Ok(u64::from_be_bytes(array))
             }
+        }
+    }
+}
+
+/// The handles as the store's fields were before `live`, for unit tests that reach into
+/// the trees (to damage them on purpose).
+#[cfg(test)]
+pub(crate) struct RawTrees {
+    pub db: sled::Db,
+    pub registrations: sled::Tree,
+    pub catalog: sled::Tree,
+    pub outbox: sled::Tree,
+    pub idempotency: sled::Tree,
+    pub idempotency_expiry: sled::Tree,
+    pub indexes: Vec<sled::Tree>,
+    pub counters: sled::Tree,
+    pub meta: sled::Tree,
+}
+
+#[cfg(test)]
+impl Store {
+    pub(crate) fn raw(&self) -> RawTrees {
+        let handles = self.handles().expect("the database is open");
+        let tree = |id: TreeId| handles.tree(id).clone();
+        RawTrees {
+            db: handles.db.clone(),
+            registrations: tree(TreeId::Registrations),
+            catalog: tree(TreeId::Catalog),
+            outbox: tree(TreeId::Outbox),
+            idempotency: tree(TreeId::Idempotency),
+            idempotency_expiry: tree(TreeId::IdempotencyExpiry),
+            indexes: (0..index::REGISTRATION_INDEXES.len())
+                .map(|n| tree(TreeId::Index(n)))
+                .collect(),
+            counters: tree(TreeId::Counters),
+            meta: handles.meta.clone(),
         }
     }
 }
@@ -221,7 +278,37 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     // sled would create the dir with the umask's mode; an earlier build's dir is tightened.
     files::private_data_dir(dir)
         .map_err(|e| StoreError::Storage(format!("cannot make {} private: {e}", dir.display())))?;
-    config(dir).open().map_err(|e| match e {
+    // A snapshot an earlier open left unfinished would fail this one (`files`).
+    let cleaned = files::remove_unfinished_snapshots_if_unused(dir);
+    match cleaned {
+        Ok(true) => {}
+        Ok(false) => return Err(StoreError::Locked(dir.display().to_string())),
+        Err(e) => {
+            return Err(StoreError::Storage(format!(
+                "cannot remove an unfinished snapshot in {}: {e}",
+                dir.display()
+            )))
+        }
+    }
+    config(dir).open().map_err(|e| {
+        let error = open_error(dir, e);
+        // This open may have started a snapshot it could not finish (a full disk): remove it,
+        // or the next open would fail on it.
+        if !matches!(error, StoreError::Locked(_)) {
+            if let Err(e) = files::remove_unfinished_snapshots_if_unused(dir) {
+                log::warn!(
+                    "cannot remove an unfinished snapshot in {}: {e}",
+                    dir.display()
+                );
+            }
+        }
+        error
+    })
+}
+
+/// What a failed open of sled in `dir` means.
+fn open_error(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
         // sled locks the directory exclusively: another process has it open.
         // sled wraps the lock failure in an `Other` error that only its text identifies.
         sled::Error::Io(io)
@@ -231,7 +318,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             StoreError::Locked(dir.display().to_string())
         }
         other => other.into(),
-    })
+    }
 }
 
 /// Opens every tree a transaction may span, at its `TreeId::position`.
@@ -239,6 +326,71 @@ fn open_trees(db: &sled::Db) -> Result<Vec<sled::Tree>, StoreError> {
     Ok(TreeId::all()
         .map(|id| db.open_tree(id.name()))
         .collect::<Result<_, _>>()?)
+}
+
+/// The stored format the data dir's format file records (`files::FORMAT_FILE`), refused when
+/// it is newer than this build's: checked before sled opens (and so writes to) the dir.
+pub(crate) fn recorded_format(dir: &Path) -> Result<Option<u8>, StoreError> {
+    let recorded = files::read_format_file(dir).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    match recorded {
+        Some(found) if found > codec::FORMAT_CURRENT => Err(StoreError::NewerFormat {
+            found,
+            newest: codec::FORMAT_CURRENT,
+        }),
+        other => Ok(other),
+    }
+}
+
+/// Refuses a database that sled opened but that holds nothing, in a data dir sled had used
+/// before: its log file was truncated (or replaced by an empty one). sled reads a log cut
+/// short as a crash's torn tail and opens what is left, here nothing, and the server would
+/// have served an empty database and then written over what a backup could still give back.
+/// Every database this server opened holds its page-token secret from its first start on;
+/// called only where the format file says registrar has set this database up before.
+pub(crate) fn expect_contents(meta: &sled::Tree) -> Result<(), StoreError> {
+    if meta.get(keys::meta("page_token_secret"))?.is_none() {
+        return Err(StoreError::Corrupt(
+            "sled's log file `db` holds none of the data this database was opened with \
+             before (its page-token secret is missing): it was truncated or replaced"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The meta key under which a database records the newest stored format (`codec`) any build
+/// wrote into it. Before issue 18 only each value said its format, and a newer build's data
+/// dir showed up as undecodable values; with the record an older build refuses the whole dir
+/// at start-up and names both formats.
+const STORED_FORMAT: &str = "stored_format";
+
+/// Refuses a database a newer build has written (`NewerFormat`), and, when `record`, notes
+/// that this build's format may be written from now on (the server and the commands that
+/// write; an offline check only reads).
+pub(crate) fn stored_format(meta: &sled::Tree, record: bool) -> Result<(), StoreError> {
+    let key = keys::meta(STORED_FORMAT);
+    let found = match meta.get(&key)? {
+        None => None,
+        Some(bytes) => match bytes.as_ref() {
+            [format] => Some(*format),
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "the stored format marker is not one byte".into(),
+                ))
+            }
+        },
+    };
+    if let Some(found) = found.filter(|found| *found > codec::FORMAT_CURRENT) {
+        return Err(StoreError::NewerFormat {
+            found,
+            newest: codec::FORMAT_CURRENT,
+        });
+    }
+    if record && found != Some(codec::FORMAT_CURRENT) {
+        meta.insert(key.as_bytes(), &[codec::FORMAT_CURRENT][..])?;
+        meta.flush()?;
+    }
+    Ok(())
 }
 
 fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], StoreError> {

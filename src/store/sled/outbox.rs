@@ -69,7 +69,8 @@ impl Store {
         }
         let wanted = usize::try_from(count - max_messages + 1 + SPARE).unwrap_or(usize::MAX);
         let prefix = keys::outbox_of(t);
-        self.outbox
+        self.handles()?
+            .tree(TreeId::Outbox)
             .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
             .keys()
             .take(wanted)
@@ -98,7 +99,12 @@ impl Store {
             }
         };
         let mut items: Vec<OutboxMessage> = Vec::new();
-        for entry in self.outbox.range(prefix.as_bytes().to_vec()..end).rev() {
+        let handles = self.handles()?;
+        for entry in handles
+            .tree(TreeId::Outbox)
+            .range(prefix.as_bytes().to_vec()..end)
+            .rev()
+        {
             let (_, value) = entry?;
             if items.len() == limit {
                 let next = items

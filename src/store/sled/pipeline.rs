@@ -11,6 +11,7 @@
 //! no snapshot across trees, and this is the one place where no write is half-way through.
 
 use super::error::StoreError;
+use super::live::Live;
 use super::stats::WriteStats;
 use super::tx::{Tx, TxError};
 use sled::transaction::{TransactionError, TransactionalTree, UnabortableTransactionError};
@@ -105,6 +106,15 @@ impl<I: Intent> PendingJob for Job<I> {
 
 type Batch = Vec<Box<dyn PendingJob>>;
 
+/// What the writer hands the flusher.
+enum ToFlusher {
+    /// A committed batch, with the database it was committed to.
+    Batch(sled::Db, Batch),
+    /// Answer once every batch sent before is answered: the flusher then holds no handle of
+    /// the database (before a reopen, `live`).
+    Drain(std_mpsc::Sender<()>),
+}
+
 /// Work that runs alone on the writer thread, between two batches, outside any transaction.
 trait ExclusiveJob: Send {
     /// `settle` makes whatever the work wrote durable, as the strictest mode would.
@@ -114,6 +124,8 @@ trait ExclusiveJob: Send {
         trees: &[Tree],
         settle: &dyn Fn() -> Result<(), StoreError>,
     );
+    /// Answers without running: there is no database to run on.
+    fn refuse(self: Box<Self>, error: StoreError);
 }
 
 struct Alone<T, F> {
@@ -143,6 +155,10 @@ where
             .and_then(|output| settle().map(|()| output));
         let _ = reply.send(outcome);
     }
+
+    fn refuse(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
 }
 
 /// What the writer's queue holds.
@@ -162,8 +178,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// `log` is sled's log file, which `Strict` fsyncs after each flush.
     pub fn start(
-        db: sled::Db,
-        trees: Vec<Tree>,
+        live: Arc<Live>,
         durability: Durability,
         log: &std::path::Path,
         stats: Arc<WriteStats>,
@@ -175,16 +190,18 @@ impl Pipeline {
             _ => None,
         };
         let writer_log = log.as_ref().map(std::fs::File::try_clone).transpose()?;
-        let writer_db = db.clone();
         let flush_queue = match durability {
             Durability::Relaxed => None,
             Durability::Sync | Durability::Strict => {
-                let (flush_sender, flush_receiver) = std_mpsc::channel::<Batch>();
+                let (flush_sender, flush_receiver) = std_mpsc::channel::<ToFlusher>();
                 let flush_stats = stats.clone();
+                let flush_live = live.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name("registrar-flusher".into())
-                        .spawn(move || flusher_loop(db, log, flush_receiver, &flush_stats))?,
+                        .spawn(move || {
+                            flusher_loop(&flush_live, log, flush_receiver, &flush_stats)
+                        })?,
                 );
                 Some(flush_sender)
             }
@@ -193,10 +210,7 @@ impl Pipeline {
             0,
             std::thread::Builder::new()
                 .name("registrar-writer".into())
-                .spawn(move || {
-                    let settle = || make_durable(&writer_db, writer_log.as_ref());
-                    writer_loop(&writer_db, trees, receiver, flush_queue, &settle, &stats)
-                })?,
+                .spawn(move || writer_loop(&live, writer_log, receiver, flush_queue, &stats))?,
         );
         Ok(Pipeline {
             sender: Some(sender),
@@ -278,23 +292,49 @@ impl Drop for Pipeline {
 }
 
 fn writer_loop(
-    db: &sled::Db,
-    trees: Vec<Tree>,
+    live: &Live,
+    log: Option<std::fs::File>,
     mut queue: mpsc::Receiver<Work>,
-    flush_queue: Option<std_mpsc::Sender<Batch>>,
-    settle: &dyn Fn() -> Result<(), StoreError>,
+    flush_queue: Option<std_mpsc::Sender<ToFlusher>>,
     stats: &WriteStats,
 ) {
+    // Before a reopen: wait until the flusher has answered every batch it was given.
+    let drain = || {
+        if let Some(flusher) = &flush_queue {
+            let (done, drained) = std_mpsc::channel();
+            if flusher.send(ToFlusher::Drain(done)).is_ok() {
+                let _ = drained.recv();
+            }
+        }
+    };
     // Exclusive work taken off the queue while a batch was being gathered: it runs right
     // after that batch commits.
     let mut next: Option<Work> = None;
     while let Some(first) = next.take().or_else(|| queue.blocking_recv()) {
         let first = match first {
             Work::Exclusive(job) => {
+                // Not refused below the reserve: a check or a backup elsewhere writes nothing
+                // here, and a repair that finds no room fails like any write. But a poisoned
+                // database is reopened first if it can be.
+                let _ = live.admit_writes(&drain);
+                let handles = match live.handles() {
+                    Ok(handles) => handles,
+                    Err(e) => {
+                        job.refuse(e);
+                        continue;
+                    }
+                };
+                let settle = || {
+                    let settled = make_durable(&handles.db, log.as_ref());
+                    if let Err(e) = &settled {
+                        live.note(e);
+                    }
+                    settled
+                };
                 // Exclusive work may take sled's transaction lock too (a backup's
                 // `apply_batch` into the copy: the lock is process-wide).
                 stats.committing.store(true, Ordering::SeqCst);
-                job.run(db, &trees, settle);
+                job.run(&handles.db, &handles.trees, &settle);
                 stats.committing.store(false, Ordering::SeqCst);
                 continue;
             }
@@ -315,19 +355,27 @@ fn writer_loop(
         // told 503 `overloaded` (or are about to be), so applying them now would write what a
         // client was told did not happen.
         let now = Instant::now();
-        let (shed, live): (Batch, Batch) = batch.into_iter().partition(|job| job.expired(now));
+        let (shed, kept): (Batch, Batch) = batch.into_iter().partition(|job| job.expired(now));
         if !shed.is_empty() {
             stats.shed.fetch_add(shed.len() as u64, Ordering::Relaxed);
             finish_all(shed, Some(&StoreError::Overloaded));
         }
-        let batch = live;
+        let batch = kept;
         if batch.is_empty() {
             continue;
         }
+        // A full disk refuses the batch before any of it is written (`live`).
+        let handles = match live.admit_writes(&drain).and_then(|()| live.handles()) {
+            Ok(handles) => handles,
+            Err(e) => {
+                finish_all(batch, Some(&e));
+                continue;
+            }
+        };
         let started = Instant::now();
         stats.committing.store(true, Ordering::SeqCst);
         let committed: Result<(), TransactionError<Infallible>> =
-            trees.as_slice().transaction(|view| {
+            handles.trees.as_slice().transaction(|view| {
                 for job in &batch {
                     job.run(view)?;
                 }
@@ -344,15 +392,19 @@ fn writer_loop(
                 .filter(|_| batch.iter().any(|job| job.needs_flush()))
             {
                 Some(flusher) => {
-                    if let Err(unsent) = flusher.send(batch) {
-                        finish_all(unsent.0, Some(&StoreError::Closed));
+                    if let Err(unsent) = flusher.send(ToFlusher::Batch(handles.db.clone(), batch)) {
+                        if let ToFlusher::Batch(_, batch) = unsent.0 {
+                            finish_all(batch, Some(&StoreError::Closed));
+                        }
                     }
                 }
                 None => finish_all(batch, None),
             },
             Err(TransactionError::Storage(e)) => {
                 log::error!("write transaction failed: {e}");
-                finish_all(batch, Some(&StoreError::from(e)));
+                let error = StoreError::from(e);
+                live.note(&error);
+                finish_all(batch, Some(&error));
             }
             Err(TransactionError::Abort(never)) => match never {},
         }
@@ -360,21 +412,41 @@ fn writer_loop(
 }
 
 fn flusher_loop(
-    db: sled::Db,
+    live: &Live,
     log: Option<std::fs::File>,
-    queue: std_mpsc::Receiver<Batch>,
+    queue: std_mpsc::Receiver<ToFlusher>,
     stats: &WriteStats,
 ) {
     while let Ok(first) = queue.recv() {
-        let mut batches = vec![first];
-        batches.extend(queue.try_iter());
-        // One flush covers the whole Db, so it covers every batch taken above.
-        let started = Instant::now();
-        let flushed = make_durable(&db, log.as_ref());
-        stats.flush.observe(started.elapsed());
-        let fault = flushed.err().inspect(|e| log::error!("flush failed: {e}"));
-        for batch in batches {
-            finish_all(batch, fault.as_ref());
+        let mut db = None;
+        let mut batches = Vec::new();
+        let mut drained = Vec::new();
+        for message in std::iter::once(first).chain(queue.try_iter()) {
+            match message {
+                ToFlusher::Batch(of, batch) => {
+                    db.get_or_insert(of);
+                    batches.push(batch);
+                }
+                ToFlusher::Drain(done) => drained.push(done),
+            }
+        }
+        if let Some(db) = db {
+            // One flush covers the whole Db, so it covers every batch taken above (the writer
+            // drains this thread before it reopens the Db, so they share one).
+            let started = Instant::now();
+            let flushed = make_durable(&db, log.as_ref());
+            stats.flush.observe(started.elapsed());
+            drop(db);
+            let fault = flushed.err().inspect(|e| {
+                log::error!("flush failed: {e}");
+                live.note(e);
+            });
+            for batch in batches {
+                finish_all(batch, fault.as_ref());
+            }
+        }
+        for done in drained {
+            let _ = done.send(());
         }
     }
 }
@@ -385,8 +457,13 @@ fn make_durable(db: &sled::Db, log: Option<&std::fs::File>) -> Result<(), StoreE
     db.flush()?;
     if let Some(file) = log {
         // fdatasync: the data and the size needed to read it back, to the device.
-        file.sync_data()
-            .map_err(|e| StoreError::Storage(format!("fsync of the log failed: {e}")))?;
+        file.sync_data().map_err(|e| {
+            if super::live::is_storage_full(&e) {
+                StoreError::StorageFull(format!("fsync of the log failed: {e}"))
+            } else {
+                StoreError::Storage(format!("fsync of the log failed: {e}"))
+            }
+        })?;
     }
     Ok(())
 }
@@ -418,9 +495,13 @@ mod tests {
         let trees: Vec<Tree> = TreeId::all()
             .map(|id| db.open_tree(id.name()).unwrap())
             .collect();
+        let meta = db.open_tree("meta").unwrap();
+        let live = Live::new(
+            &std::env::temp_dir(),
+            super::super::live::Handles { db, trees, meta },
+        );
         let pipeline = Pipeline::start(
-            db,
-            trees,
+            Arc::new(live),
             Durability::Relaxed,
             std::path::Path::new("unused in relaxed mode"),
             Arc::new(WriteStats::default()),
@@ -456,10 +537,14 @@ mod tests {
             .map(|id| db.open_tree(id.name()).unwrap())
             .collect();
         let registrations = trees[TreeId::Registrations.position()].clone();
+        let meta = db.open_tree("meta").unwrap();
+        let live = Live::new(
+            &std::env::temp_dir(),
+            super::super::live::Handles { db, trees, meta },
+        );
         let stats = Arc::new(WriteStats::default());
         let pipeline = Pipeline::start(
-            db,
-            trees,
+            Arc::new(live),
             Durability::Relaxed,
             std::path::Path::new("unused in relaxed mode"),
             stats.clone(),

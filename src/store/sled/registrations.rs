@@ -453,7 +453,8 @@ impl Store {
         tenant: &TenantId,
         id: &RecordId,
     ) -> Result<Option<CourseRegistration>, StoreError> {
-        self.registrations
+        self.handles()?
+            .tree(TreeId::Registrations)
             .get(keys::registration(tenant.as_str(), id.as_str()))?
             .map(|bytes| codec::decode(&bytes))
             .transpose()
@@ -485,7 +486,7 @@ impl Store {
         let prefix = keys::registrations_of(t);
         let start = self.start_key(&scope, &prefix, after)?;
         let mut items = Vec::new();
-        for entry in self.registrations.range(start..) {
+        for entry in self.handles()?.tree(TreeId::Registrations).range(start..) {
             let (key, value) = entry?;
             if !key.starts_with(prefix.as_bytes()) {
                 return Ok(Page { items, next: None });
@@ -521,7 +522,9 @@ impl Store {
         let start = self.start_key(&scope, &prefix, after)?;
         let mut items: Vec<CourseRegistration> = Vec::new();
         let mut last_examined: Option<String> = None;
-        for (examined, entry) in self.indexes[position].range(start..).enumerate() {
+        let handles = self.handles()?;
+        let registrations = handles.tree(TreeId::Registrations);
+        for (examined, entry) in handles.index_tree(position).range(start..).enumerate() {
             let (key, value) = entry?;
             if !key.starts_with(prefix.as_bytes()) {
                 return Ok(Page { items, next: None });
@@ -535,7 +538,7 @@ impl Store {
             if wanted {
                 // The entry and the record are written in one transaction, but this read is not
                 // a snapshot: a record deleted since the entry was read is simply skipped.
-                if let Some(bytes) = self.registrations.get(keys::registration(t, &id))? {
+                if let Some(bytes) = registrations.get(keys::registration(t, &id))? {
                     items.push(codec::decode(&bytes)?);
                 }
             }

@@ -74,7 +74,8 @@ impl Store {
         let prefix = keys::outbox_of(t);
         let mut ids = Vec::new();
         for entry in self
-            .outbox
+            .handles()?
+            .tree(super::tx::TreeId::Outbox)
             .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
         {
             let (key, value) = entry?;

@@ -8,7 +8,7 @@ use super::error::StoreError;
 use super::keys;
 use super::pipeline::Intent;
 use super::registrations;
-use super::tx::{Tx, TxError};
+use super::tx::{TreeId, Tx, TxError};
 use super::Store;
 use crate::domain::access::WriteContext;
 use crate::domain::catalog::CatalogRecord;
@@ -189,26 +189,40 @@ impl Store {
         kind: RecordKind,
     ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + Send + 'static {
         let t = tenant.as_str();
-        let (scan, kind) = match kind {
-            RecordKind::Registration => (
-                self.registrations.scan_prefix(keys::registrations_of(t)),
-                None,
-            ),
-            RecordKind::Catalog(kind) => (
-                self.catalog.scan_prefix(keys::catalog_of(t, kind.tag())),
-                Some(kind),
-            ),
+        // The handles go with the scan: a reopen of the database (`live`) waits for it. Without
+        // a database (a reopen that failed) the export is that one error.
+        let (scan, unavailable) = match self.handles() {
+            Ok(handles) => {
+                let scan = match kind {
+                    RecordKind::Registration => handles
+                        .tree(TreeId::Registrations)
+                        .scan_prefix(keys::registrations_of(t)),
+                    RecordKind::Catalog(kind) => handles
+                        .tree(TreeId::Catalog)
+                        .scan_prefix(keys::catalog_of(t, kind.tag())),
+                };
+                (Some((handles, scan)), None)
+            }
+            Err(e) => (None, Some(e)),
         };
-        scan.map(move |entry| {
-            let (_, bytes) = entry?;
-            Ok(match kind {
-                None => StoredRecord::Registration(Box::new(codec::decode(&bytes)?)),
-                Some(kind) => crate::with_catalog_fields!(
-                    kind,
-                    F => StoredRecord::catalog(&decode_catalog::<F>(&bytes)?)
-                ),
+        let catalog_kind = match kind {
+            RecordKind::Registration => None,
+            RecordKind::Catalog(kind) => Some(kind),
+        };
+        let records = scan.into_iter().flat_map(move |(handles, scan)| {
+            scan.map(move |entry| {
+                let _held = &handles;
+                let (_, bytes) = entry?;
+                Ok(match catalog_kind {
+                    None => StoredRecord::Registration(Box::new(codec::decode(&bytes)?)),
+                    Some(kind) => crate::with_catalog_fields!(
+                        kind,
+                        F => StoredRecord::catalog(&decode_catalog::<F>(&bytes)?)
+                    ),
+                })
             })
-        })
+        });
+        unavailable.map(Err).into_iter().chain(records)
     }
 
     /// Copies the whole database into `to` (new or empty) while the server keeps serving:

@@ -80,6 +80,7 @@ pub fn check_offline(dir: &Path, scope: &Scope, repair: bool) -> Result<CheckRep
     if !super::files::has_database(dir).map_err(OfflineError::Unreadable)? {
         return Err(OfflineError::NoDatabase(dir.to_path_buf()));
     }
+    let used_before = super::recorded_format(dir)?.is_some();
     let db = super::open_db(dir).map_err(|e| match e {
         StoreError::Locked(_) => OfflineError::InUse(dir.to_path_buf()),
         other => OfflineError::Unreadable(format!(
@@ -87,6 +88,11 @@ pub fn check_offline(dir: &Path, scope: &Scope, repair: bool) -> Result<CheckRep
             dir.display()
         )),
     })?;
+    let meta = db.open_tree("meta").map_err(StoreError::from)?;
+    if used_before {
+        super::expect_contents(&meta)?;
+    }
+    super::stored_format(&meta, false)?;
     let trees = super::open_trees(&db)?;
     let report = run(&trees, scope, repair)?;
     db.flush().map_err(StoreError::from)?;
