@@ -11,12 +11,15 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "support/server_process.rs"]
+mod server_process;
+use server_process::ServerProcess;
 
 const OPERATOR: &str = "op_crash-test-operator-key";
 const TENANT: &str = "crash";
@@ -38,58 +41,7 @@ impl Rng {
     }
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(data: &Path) -> Server {
-        Server::start_with(data, &[]).await
-    }
-
-    async fn start_with(data: &Path, extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data)
-            .args(extra)
-            .env("REGISTRAR_OPERATOR_KEY", OPERATOR)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("registrar starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "the server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Server { child, base }
-    }
-
-    /// SIGKILL: no shutdown hook runs, no buffer is flushed.
-    fn kill(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("reaped");
-    }
-}
+type Server = ServerProcess;
 
 /// What the test knows of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -593,7 +545,7 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
     eprintln!("crash test: {cycles} cycles, REGISTRAR_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let (_dir, db) = data_dir();
-    let server = Server::start_with(&db, server_args).await;
+    let server = Server::start(&db, OPERATOR, server_args);
     let (key, course, offering) = setup(&server).await;
     let mut writers: Vec<Writer> = (0..WRITERS)
         .map(|i| Writer {
@@ -615,7 +567,7 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
     for cycle in 0..cycles {
         let running = match server.take() {
             Some(s) => s,
-            None => Server::start_with(&db, server_args).await,
+            None => Server::start(&db, OPERATOR, server_args),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = writers
@@ -636,7 +588,7 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
         // slot and counter must agree with the records sled recovered.
         let problems = offline_check(&db);
         tally.checked_clean += usize::from(problems == 0);
-        let restarted = Server::start_with(&db, server_args).await;
+        let restarted = Server::start(&db, OPERATOR, server_args);
         verify(&restarted, &key, &mut writers, &mut tally).await;
         writes_acked = writers.iter().map(|w| w.acked).sum::<usize>();
         eprintln!(
@@ -677,7 +629,7 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_drains_requests_and_closes_cleanly() {
     let (_dir, db) = data_dir();
-    let server = Server::start(&db).await;
+    let server = Server::start(&db, OPERATOR, &[]);
     let (key, course, offering) = setup(&server).await;
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..WRITERS)
@@ -698,13 +650,13 @@ async fn sigterm_drains_requests_and_closes_cleanly() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let pid = server.child.id().to_string();
+    let pid = server.pid().to_string();
     let signalled = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill runs");
     assert!(signalled.success());
-    let mut child = server.child;
+    let mut child = server.into_child();
     let exit = tokio::task::spawn_blocking(move || child.wait().expect("reaped"))
         .await
         .unwrap();
@@ -720,7 +672,7 @@ async fn sigterm_drains_requests_and_closes_cleanly() {
     let acked: usize = writers.iter().map(|w| w.acked).sum();
     assert!(acked > 0);
     assert_eq!(offline_check(&db), 0, "the drained data dir checks clean");
-    let restarted = Server::start(&db).await;
+    let restarted = Server::start(&db, OPERATOR, &[]);
     let mut tally = Tally::default();
     verify(&restarted, &key, &mut writers, &mut tally).await;
     restarted.kill();

@@ -9,10 +9,12 @@ use futures_util::future::join_all;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "support/server_process.rs"]
+mod server_process;
+use server_process::ServerProcess;
 
 const OPERATOR: &str = "op_overload_test_key";
 /// Connections of the flooding tenant: four times the server's cap on requests in flight.
@@ -23,69 +25,34 @@ const MAX_IN_FLIGHT: usize = 64;
 /// requests held. Measured peak: 112 MiB.
 const RSS_BOUND_BYTES: u64 = 256 * 1024 * 1024;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    async fn start(data: &std::path::Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_registrar"))
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data)
-            .args(["--max-in-flight", &MAX_IN_FLIGHT.to_string()])
-            .args(["--request-deadline", "1"])
+/// The server under test, with the overload settings.
+fn start(data: &std::path::Path) -> ServerProcess {
+    ServerProcess::start(
+        data,
+        OPERATOR,
+        &[
+            "--max-in-flight",
+            &MAX_IN_FLIGHT.to_string(),
+            "--request-deadline",
+            "1",
             // The per-tenant cap would answer the flood 429 first; this test is about the
             // server-wide one.
-            .args(["--max-in-flight-per-tenant", "0"])
-            .env("REGISTRAR_OPERATOR_KEY", OPERATOR)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("registrar starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "the server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Server { child, base }
-    }
+            "--max-in-flight-per-tenant",
+            "0",
+        ],
+    )
+}
 
-    fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the server's /proc status");
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in kB");
-        kib * 1024
-    }
+/// Resident memory of the process `pid`, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's /proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
 }
 
 struct Keys {
@@ -187,7 +154,7 @@ async fn an_overloaded_server_sheds_with_503_keeps_its_memory_bounded_and_serves
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("db")).await;
+    let server = start(&dir.path().join("db"));
     let client = Client::builder()
         .pool_max_idle_per_host(FLOOD * 2)
         .timeout(Duration::from_secs(30))
@@ -271,12 +238,12 @@ async fn an_overloaded_server_sheds_with_503_keeps_its_memory_bounded_and_serves
 
     let mut peak_rss = 0;
     while Instant::now() < until {
-        peak_rss = peak_rss.max(server.rss_bytes());
+        peak_rss = peak_rss.max(rss_bytes(server.pid()));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     join_all(flooders).await;
     let (victim_outcomes, victim_created) = victim_task.await.unwrap();
-    peak_rss = peak_rss.max(server.rss_bytes());
+    peak_rss = peak_rss.max(rss_bytes(server.pid()));
     let flood_outcomes = flood_outcomes.lock().unwrap().clone();
     println!("flood outcomes: {flood_outcomes:?}");
     println!("victim outcomes: {victim_outcomes:?}");

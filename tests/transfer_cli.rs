@@ -1,10 +1,13 @@
 //! `registrar export`, `import` and `backup` as a user runs them: the built binary on a data
 //! dir, offline, and against a running server that holds the data dir.
 
+#[path = "support/server_process.rs"]
+mod server_process;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
+use server_process::ServerProcess;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const OPERATOR_KEY: &str = "op_cli-test-operator-key";
 
@@ -202,44 +205,8 @@ fn offline_import_export_backup_and_a_csv_with_bad_rows() {
 }
 
 /// A server on the data dir; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_registrar"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ])
-        .env("REGISTRAR_OPERATOR_KEY", OPERATOR_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
-    let base = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
-    // Keep reading so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+fn serve(data_dir: &Path) -> ServerProcess {
+    ServerProcess::start(data_dir, OPERATOR_KEY, &[])
 }
 
 #[test]
