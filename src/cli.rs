@@ -54,12 +54,7 @@ fn open(dir: &Path, create: bool, hint: String) -> Result<Db, CliError> {
             dir.display()
         )));
     }
-    let engine = EngineChoice::Embedded {
-        dir: dir.to_owned(),
-        durability: Durability::Sync,
-        retention: Default::default(),
-        space_reserve: 0,
-    };
+    let engine = EngineChoice::embedded(dir.to_owned(), Durability::Sync);
     match crate::store::open(&engine) {
         Ok(store) => Ok(store),
         Err(StoreError::Locked(dir)) => Err(CliError::Locked { dir, hint }),

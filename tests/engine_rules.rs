@@ -9,7 +9,7 @@ use registrar::domain::catalog::{
     CatalogFields, CatalogInput, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
 };
 use registrar::domain::ids::{RecordId, TenantId};
-use registrar::domain::registration::RegistrationInput;
+use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::rules::RuleViolation;
 use registrar::domain::tenant::{Limits, NewTenant};
 use registrar::store::check::Scope;
@@ -28,12 +28,10 @@ struct Served {
 /// Every engine the rules must hold on, each fresh and empty.
 fn engines() -> Vec<Served> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let embedded = registrar::store::open(&EngineChoice::Embedded {
-        dir: dir.path().join("db"),
-        durability: Durability::Sync,
-        retention: Default::default(),
-        space_reserve: 0,
-    })
+    let embedded = registrar::store::open(&EngineChoice::embedded(
+        dir.path().join("db"),
+        Durability::Sync,
+    ))
     .expect("the embedded engine opens");
     vec![Served {
         name: "embedded",
@@ -80,6 +78,40 @@ fn registration(tenant: &TenantId, body: Value) -> CreateRegistration {
     }
 }
 
+/// A registration of `student` on `offering` that holds a seat.
+fn seat(
+    tenant: &TenantId,
+    student: &RecordId,
+    course: &RecordId,
+    offering: &RecordId,
+) -> CreateRegistration {
+    registration(
+        tenant,
+        json!({
+            "student_id": student.as_str(),
+            "course_id": course.as_str(),
+            "course_offering_id": offering.as_str(),
+            "status": "registered",
+        }),
+    )
+}
+
+/// Runs `writes` concurrently, each on a task of its own; their outcomes in order.
+async fn create_at_once(
+    db: &Db,
+    writes: Vec<CreateRegistration>,
+) -> Vec<Result<CourseRegistration, StoreError>> {
+    let tasks = writes.into_iter().map(|write| {
+        let db = db.clone();
+        tokio::spawn(async move { db.create_registration(write).await })
+    });
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("task"))
+        .collect()
+}
+
 /// A course and an offering of it with `capacity` seats.
 async fn offering(db: &Db, tenant: &TenantId, capacity: u64) -> (RecordId, RecordId) {
     let course = create::<CourseFields>(db, tenant, json!({"name": "Maths"})).await;
@@ -124,24 +156,11 @@ async fn thirty_two_concurrent_creates_fill_ten_seats_exactly() {
         for n in 0..32 {
             students.push(student(db, &t, n).await);
         }
-        let creates = students.iter().map(|s| {
-            let write = registration(
-                &t,
-                json!({
-                    "student_id": s.as_str(),
-                    "course_id": course.as_str(),
-                    "course_offering_id": offering.as_str(),
-                    "status": "registered",
-                }),
-            );
-            let db = db.clone();
-            tokio::spawn(async move { db.create_registration(write).await })
-        });
-        let outcomes: Vec<_> = join_all(creates)
-            .await
-            .into_iter()
-            .map(|joined| joined.expect("task"))
+        let writes = students
+            .iter()
+            .map(|s| seat(&t, s, &course, &offering))
             .collect();
+        let outcomes = create_at_once(db, writes).await;
         let created = outcomes.iter().filter(|o| o.is_ok()).count();
         let full = outcomes
             .iter()
@@ -161,24 +180,10 @@ async fn two_creates_for_one_student_on_one_offering_give_one_registration() {
         let (course, offering) = offering(db, &t, 100).await;
         let student = student(db, &t, 0).await;
         for round in 0..8 {
-            let creates = (0..2).map(|_| {
-                let write = registration(
-                    &t,
-                    json!({
-                        "student_id": student.as_str(),
-                        "course_id": course.as_str(),
-                        "course_offering_id": offering.as_str(),
-                        "status": "registered",
-                    }),
-                );
-                let db = db.clone();
-                tokio::spawn(async move { db.create_registration(write).await })
-            });
-            let outcomes: Vec<_> = join_all(creates)
-                .await
-                .into_iter()
-                .map(|joined| joined.expect("task"))
+            let writes = (0..2)
+                .map(|_| seat(&t, &student, &course, &offering))
                 .collect();
+            let outcomes = create_at_once(db, writes).await;
             let created: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
             // The first round takes the slot; every later one finds it held.
             let expected = usize::from(round == 0);

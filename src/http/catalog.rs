@@ -253,12 +253,10 @@ mod tests {
     #[tokio::test]
     async fn a_record_of_every_kind_is_checked_and_exports_as_a_row_that_imports() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&EngineChoice::Embedded {
-            dir: dir.path().to_owned(),
-            durability: Durability::Relaxed,
-            retention: Default::default(),
-            space_reserve: 0,
-        })
+        let store = crate::store::open(&EngineChoice::embedded(
+            dir.path().to_owned(),
+            Durability::Relaxed,
+        ))
         .unwrap();
         let tenant = TenantId::parse("kinds").unwrap();
         let new_tenant = NewTenant {

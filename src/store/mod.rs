@@ -267,6 +267,19 @@ pub enum EngineChoice {
     },
 }
 
+impl EngineChoice {
+    /// The embedded engine in `dir` with the default retention and no disk reserve: the
+    /// commands' and the tests' choice.
+    pub fn embedded(dir: impl Into<std::path::PathBuf>, durability: Durability) -> Self {
+        EngineChoice::Embedded {
+            dir: dir.into(),
+            durability,
+            retention: Retention::default(),
+            space_reserve: 0,
+        }
+    }
+}
+
 /// Opens the engine `choice` names.
 pub fn open(choice: &EngineChoice) -> Result<Db, StoreError> {
     match choice {

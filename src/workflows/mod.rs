@@ -134,12 +134,10 @@ mod tests {
     #[tokio::test]
     async fn a_point_read_runs_inline_only_while_no_write_transaction_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::open(&EngineChoice::Embedded {
-            dir: dir.path().to_owned(),
-            durability: Durability::Relaxed,
-            retention: Default::default(),
-            space_reserve: 0,
-        })
+        let store = crate::store::open(&EngineChoice::embedded(
+            dir.path().to_owned(),
+            Durability::Relaxed,
+        ))
         .unwrap();
         let on = |store: &Db| {
             let here = std::thread::current().id();
