@@ -236,7 +236,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     // sled would create the dir with the umask's mode; an earlier build's dir is tightened.
     files::private_data_dir(dir)
         .map_err(|e| StoreError::Storage(format!("cannot make {} private: {e}", dir.display())))?;
-    config(dir).open().map_err(|e| match e {
+    let db = config(dir).open().map_err(|e| match e {
         // sled locks the directory exclusively: another process has it open.
         // sled wraps the lock failure in an `Other` error that only its text identifies.
         sled::Error::Io(io)
@@ -246,7 +246,31 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             StoreError::Locked(dir.display().to_string())
         }
         other => other.into(),
-    })
+    })?;
+    // sled never fsyncs a directory: not the names of `db`, `conf` and `blobs` it creates, nor
+    // the snapshot it renames into place while opening. Until a directory is fsync'd, a power
+    // cut may take its new names with it (the log's bytes are fsync'd, its name is not), and
+    // sled would start an empty database. Once per open, before anything is answered; the
+    // names leading to `dir` were made durable when it was created (`private_data_dir`).
+    sync_engine_files(dir)
+        .map_err(|e| StoreError::Storage(format!("cannot sync {}: {e}", dir.display())))?;
+    Ok(db)
+}
+
+/// fsyncs what sled keeps in `dir` (`db`, `conf`, the snapshot, `blobs/`), then `dir` itself.
+/// Other files there (`operator.key`) are the server's own and made durable when written.
+fn sync_engine_files(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == "blobs" && entry.file_type()?.is_dir() {
+            files::sync_tree(&entry.path())?;
+        } else if name == "db" || name == "conf" || name.starts_with("snap.") {
+            files::sync_path(&entry.path())?;
+        }
+    }
+    files::sync_path(dir)
 }
 
 /// Opens every tree a transaction may span, at its `TreeId::position`.
