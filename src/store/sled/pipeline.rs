@@ -16,10 +16,12 @@ use super::tx::{Tx, TxError};
 use sled::transaction::{TransactionError, TransactionalTree, UnabortableTransactionError};
 use sled::{Transactional, Tree};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::ffi::OsString;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -182,11 +184,14 @@ impl Pipeline {
     ) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Work>(QUEUE_DEPTH);
         let mut threads = Vec::new();
-        let log = match durability {
-            Durability::Strict => Some(std::fs::File::open(log)?),
-            _ => None,
-        };
-        let writer_log = log.as_ref().map(std::fs::File::try_clone).transpose()?;
+        let settle = Arc::new(Settle {
+            log: match durability {
+                Durability::Strict => Some(std::fs::File::open(log)?),
+                _ => None,
+            },
+            blobs: BlobFiles::beside(log),
+        });
+        let writer_settle = settle.clone();
         let writer_db = db.clone();
         let flush_queue = match durability {
             Durability::Relaxed => None,
@@ -196,7 +201,7 @@ impl Pipeline {
                 threads.push(
                     std::thread::Builder::new()
                         .name("registrar-flusher".into())
-                        .spawn(move || flusher_loop(db, log, flush_receiver, &flush_stats))?,
+                        .spawn(move || flusher_loop(db, &settle, flush_receiver, &flush_stats))?,
                 );
                 Some(flush_sender)
             }
@@ -206,7 +211,7 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("registrar-writer".into())
                 .spawn(move || {
-                    let settle = || make_durable(&writer_db, writer_log.as_ref());
+                    let settle = || make_durable(&writer_db, &writer_settle);
                     writer_loop(&writer_db, trees, receiver, flush_queue, &settle, &stats)
                 })?,
         );
@@ -353,7 +358,7 @@ fn writer_loop(
 
 fn flusher_loop(
     db: sled::Db,
-    log: Option<std::fs::File>,
+    settle: &Settle,
     queue: std_mpsc::Receiver<Batch>,
     stats: &WriteStats,
 ) {
@@ -362,7 +367,7 @@ fn flusher_loop(
         batches.extend(queue.try_iter());
         // One flush covers the whole Db, so it covers every batch taken above.
         let started = Instant::now();
-        let flushed = make_durable(&db, log.as_ref());
+        let flushed = make_durable(&db, settle);
         stats.flush.observe(started.elapsed());
         let fault = flushed.err().inspect(|e| log::error!("flush failed: {e}"));
         for batch in batches {
@@ -371,16 +376,89 @@ fn flusher_loop(
     }
 }
 
-/// Flushes sled and, given its log file (strict mode), fdatasyncs it: sled's own flush ends
-/// with `sync_file_range`, which does not reach the device on power loss.
-fn make_durable(db: &sled::Db, log: Option<&std::fs::File>) -> Result<(), StoreError> {
+/// What a flush must make durable besides what sled's own flush does.
+struct Settle {
+    /// sled's log file, fdatasync'd after each flush in strict mode: sled's flush ends with
+    /// `sync_file_range`, which does not reach the device on power loss.
+    log: Option<std::fs::File>,
+    blobs: BlobFiles,
+}
+
+/// Flushes sled, fsyncs the blob files it wrote since the last time, then (strict mode)
+/// fdatasyncs its log. Blobs first: the log points to them, so it must not be durable
+/// without them.
+fn make_durable(db: &sled::Db, settle: &Settle) -> Result<(), StoreError> {
     db.flush()?;
-    if let Some(file) = log {
+    settle
+        .blobs
+        .sync_new()
+        .map_err(|e| StoreError::Storage(format!("fsync of sled's blob files failed: {e}")))?;
+    if let Some(file) = &settle.log {
         // fdatasync: the data and the size needed to read it back, to the device.
         file.sync_data()
             .map_err(|e| StoreError::Storage(format!("fsync of the log failed: {e}")))?;
     }
     Ok(())
+}
+
+/// sled writes a page larger than a quarter of its segment (128 KiB: a large record, or a
+/// leaf of many mid-sized ones) to a file of its own under `blobs/`, and its log points to
+/// that file. sled fsyncs neither the file nor the dir; its background thread does fsync the
+/// log. After a power cut the log then points to a blob that is empty or gone, and sled
+/// panics while opening the database (tests/power_cut.rs found it). So every flush fsyncs
+/// the blob files that appeared or grew since the last one, and the dir when one appeared.
+struct BlobFiles {
+    dir: std::path::PathBuf,
+    /// Each blob file's length when it was last fsync'd.
+    synced: Mutex<HashMap<OsString, u64>>,
+}
+
+impl BlobFiles {
+    /// The blob dir of the database whose log is `log`.
+    fn beside(log: &std::path::Path) -> BlobFiles {
+        let dir = log
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("blobs");
+        BlobFiles {
+            dir,
+            synced: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sync_new(&self) -> std::io::Result<()> {
+        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = match std::fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        };
+        let mut present = HashMap::with_capacity(synced.len());
+        let mut named = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let path = entry.path();
+            // A blob sled removed meanwhile is one it no longer needs.
+            let len = match std::fs::metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other?.len(),
+            };
+            // A blob still being written is fsync'd again once it has grown.
+            if synced.get(&name) != Some(&len) {
+                named |= !synced.contains_key(&name);
+                match std::fs::File::open(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    other => other?.sync_all()?,
+                }
+            }
+            present.insert(name, len);
+        }
+        if named {
+            super::files::sync_path(&self.dir)?;
+        }
+        *synced = present;
+        Ok(())
+    }
 }
 
 fn finish_all(batch: Batch, fault: Option<&StoreError>) {
