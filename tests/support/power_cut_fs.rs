@@ -731,6 +731,31 @@ impl Filesystem for PowerCutFs {
         reply.ok();
     }
 
+    fn link(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        newparent: u64,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let attr = with_state!(self, reply, |state| {
+            newname.to_str().ok_or(libc::EINVAL)?;
+            if matches!(state.inode(ino)?.body, Body::Dir { .. }) {
+                return Err(libc::EPERM);
+            }
+            if state.entries(newparent)?.contains_key(newname) {
+                return Err(libc::EEXIST);
+            }
+            // A second name for the same inode: durable with its directory's next fsync.
+            state
+                .entries_mut(newparent)?
+                .insert(newname.to_owned(), ino);
+            state.attr(ino)
+        });
+        reply.entry(&TTL, &attr, 0);
+    }
+
     fn open(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
         with_state!(self, reply, |state| state.inode(ino).map(|_| ()));
         reply.opened(0, 0);

@@ -236,6 +236,12 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     // sled would create the dir with the umask's mode; an earlier build's dir is tightened.
     files::private_data_dir(dir)
         .map_err(|e| StoreError::Storage(format!("cannot make {} private: {e}", dir.display())))?;
+    pipeline::restore_blob_links(dir).map_err(|e| {
+        StoreError::Storage(format!(
+            "cannot restore sled's blob files in {}: {e}",
+            dir.display()
+        ))
+    })?;
     let db = config(dir).open().map_err(|e| match e {
         // sled locks the directory exclusively: another process has it open.
         // sled wraps the lock failure in an `Other` error that only its text identifies.
@@ -253,6 +259,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     // sled would start an empty database. Once per open, before anything is answered; the
     // names leading to `dir` were made durable when it was created (`private_data_dir`).
     sync_engine_files(dir)
+        .and_then(|()| pipeline::forget_blob_links(dir))
         .map_err(|e| StoreError::Storage(format!("cannot sync {}: {e}", dir.display())))?;
     Ok(db)
 }

@@ -189,7 +189,7 @@ impl Pipeline {
                 Durability::Strict => Some(std::fs::File::open(log)?),
                 _ => None,
             },
-            blobs: BlobFiles::beside(log),
+            blobs: BlobFiles::beside(log)?,
         });
         let writer_settle = settle.clone();
         let writer_db = db.clone();
@@ -211,8 +211,14 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("registrar-writer".into())
                 .spawn(move || {
-                    let settle = || make_durable(&writer_db, &writer_settle);
-                    writer_loop(&writer_db, trees, receiver, flush_queue, &settle, &stats)
+                    writer_loop(
+                        &writer_db,
+                        trees,
+                        receiver,
+                        flush_queue,
+                        &writer_settle,
+                        &stats,
+                    )
                 })?,
         );
         Ok(Pipeline {
@@ -292,9 +298,10 @@ fn writer_loop(
     trees: Vec<Tree>,
     mut queue: mpsc::Receiver<Work>,
     flush_queue: Option<std_mpsc::Sender<Batch>>,
-    settle: &dyn Fn() -> Result<(), StoreError>,
+    durable: &Settle,
     stats: &WriteStats,
 ) {
+    let settle = || make_durable(db, durable);
     // Exclusive work taken off the queue while a batch was being gathered: it runs right
     // after that batch commits.
     let mut next: Option<Work> = None;
@@ -304,7 +311,7 @@ fn writer_loop(
                 // Exclusive work may take sled's transaction lock too (a backup's
                 // `apply_batch` into the copy: the lock is process-wide).
                 stats.committing.store(true, Ordering::SeqCst);
-                job.run(db, &trees, settle);
+                job.run(db, &trees, &settle);
                 stats.committing.store(false, Ordering::SeqCst);
                 continue;
             }
@@ -331,6 +338,16 @@ fn writer_loop(
                 Ok(())
             });
         stats.committing.store(false, Ordering::SeqCst);
+        // Right away, not only at the flush: sled's own background thread may fsync the log
+        // that points to a new blob at any moment (BlobFiles).
+        let committed = committed.and_then(|()| {
+            durable.blobs.secure_new().map_err(|e| {
+                TransactionError::Storage(sled::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("fsync of sled's blob files failed: {e}"),
+                )))
+            })
+        });
         stats.commit.observe(started.elapsed());
         stats
             .intents
@@ -384,81 +401,189 @@ struct Settle {
     blobs: BlobFiles,
 }
 
-/// Flushes sled, fsyncs the blob files it wrote since the last time, then (strict mode)
-/// fdatasyncs its log. Blobs first: the log points to them, so it must not be durable
+/// Flushes sled, makes the blob files it wrote since the last time durable, then (strict
+/// mode) fdatasyncs its log. Blobs first: the log points to them, so it must not be durable
 /// without them.
 fn make_durable(db: &sled::Db, settle: &Settle) -> Result<(), StoreError> {
     db.flush()?;
-    settle
-        .blobs
-        .sync_new()
-        .map_err(|e| StoreError::Storage(format!("fsync of sled's blob files failed: {e}")))?;
+    let blob_failure =
+        |e: std::io::Error| StoreError::Storage(format!("fsync of sled's blob files failed: {e}"));
+    settle.blobs.secure_new().map_err(blob_failure)?;
+    let log_synced = Instant::now();
     if let Some(file) = &settle.log {
         // fdatasync: the data and the size needed to read it back, to the device.
         file.sync_data()
             .map_err(|e| StoreError::Storage(format!("fsync of the log failed: {e}")))?;
     }
-    Ok(())
+    // Without the fdatasync, sled's own thread fsyncs the log every 500 ms (after up to
+    // 250 ms of segment cleaning): a removal seen 2 s ago is covered by one of those.
+    let covered = match settle.log {
+        Some(_) => log_synced,
+        None => log_synced
+            .checked_sub(std::time::Duration::from_secs(2))
+            .unwrap_or(log_synced),
+    };
+    settle.blobs.release_removed(covered).map_err(blob_failure)
 }
 
 /// sled writes a page larger than a quarter of its segment (128 KiB: a large record, or a
-/// leaf of many mid-sized ones) to a file of its own under `blobs/`, and its log points to
-/// that file. sled fsyncs neither the file nor the dir; its background thread does fsync the
-/// log. After a power cut the log then points to a blob that is empty or gone, and sled
-/// panics while opening the database (tests/power_cut.rs found it). So every flush fsyncs
-/// the blob files that appeared or grew since the last one, and the dir when one appeared.
+/// leaf of 16 records of 8 KiB) to a file of its own under `blobs/`, and its log points to
+/// that file. sled fsyncs neither the file nor the dir, and it removes the blob a page
+/// replaced once its flush returns, which (`sync_file_range`) is before the log that replaced
+/// it is durable. The power-cut test found both: after a cut the log pointed to a blob that
+/// was gone, and sled panicked while opening the database.
+///
+/// fsyncing `blobs/` would make sled's early removals durable along with the new names. So
+/// each new blob gets a second name in `blob-links/` instead: its bytes and that name are
+/// fsync'd before the log can be (after each commit, and at each flush before the log's
+/// fdatasync), and a blob sled removed stays reachable there until the log that replaced it
+/// is durable. Opening the database first links back into `blobs/` every blob sled may still
+/// need ([`restore_blob_links`]). sled's own thread can still fsync the log between the
+/// moment it writes a blob and the end of that commit, a window of a fraction of a
+/// millisecond this cannot close.
 struct BlobFiles {
     dir: std::path::PathBuf,
-    /// Each blob file's length when it was last fsync'd.
-    synced: Mutex<HashMap<OsString, u64>>,
+    links: std::path::PathBuf,
+    state: Mutex<BlobState>,
 }
 
+#[derive(Default)]
+struct BlobState {
+    /// Each linked blob and its length when it was last fsync'd.
+    linked: HashMap<OsString, u64>,
+    /// Linked blobs sled has removed from `blobs/`, and when that was first seen.
+    removed: HashMap<OsString, Instant>,
+}
+
+/// The dir holding the second names of sled's blob files.
+pub(super) const BLOB_LINKS: &str = "blob-links";
+
 impl BlobFiles {
-    /// The blob dir of the database whose log is `log`.
-    fn beside(log: &std::path::Path) -> BlobFiles {
-        let dir = log
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join("blobs");
-        BlobFiles {
-            dir,
-            synced: Mutex::new(HashMap::new()),
+    /// The blob dirs of the database whose log is `log`; makes `blob-links/` the first time.
+    fn beside(log: &std::path::Path) -> std::io::Result<BlobFiles> {
+        let data = log.parent().unwrap_or(std::path::Path::new("."));
+        let links = data.join(BLOB_LINKS);
+        if std::fs::symlink_metadata(&links).is_err() {
+            std::fs::create_dir(&links)?;
+            super::files::sync_path(data)?;
         }
+        Ok(BlobFiles {
+            dir: data.join("blobs"),
+            links,
+            state: Mutex::new(BlobState::default()),
+        })
     }
 
-    fn sync_new(&self) -> std::io::Result<()> {
-        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+    /// fsyncs every blob file that appeared or grew since the last call and gives each new
+    /// one its durable second name. Makes no removal durable.
+    fn secure_new(&self) -> std::io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let entries = match std::fs::read_dir(&self.dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             other => other?,
         };
-        let mut present = HashMap::with_capacity(synced.len());
-        let mut named = false;
+        let mut present = std::collections::HashSet::new();
+        let mut linked_any = false;
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
             let path = entry.path();
-            // A blob sled removed meanwhile is one it no longer needs.
+            // A blob sled removed meanwhile is seen as removed below.
             let len = match std::fs::metadata(&path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 other => other?.len(),
             };
+            present.insert(name.clone());
             // A blob still being written is fsync'd again once it has grown.
-            if synced.get(&name) != Some(&len) {
-                named |= !synced.contains_key(&name);
-                match std::fs::File::open(&path) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    other => other?.sync_all()?,
-                }
+            if state.linked.get(&name) == Some(&len) {
+                continue;
             }
-            present.insert(name, len);
+            match std::fs::File::open(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other?.sync_all()?,
+            }
+            if !state.linked.contains_key(&name) {
+                match std::fs::hard_link(&path, self.links.join(&name)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    other => other?,
+                }
+                linked_any = true;
+            }
+            state.linked.insert(name, len);
         }
-        if named {
-            super::files::sync_path(&self.dir)?;
+        if linked_any {
+            super::files::sync_path(&self.links)?;
         }
-        *synced = present;
+        let now = Instant::now();
+        let BlobState { linked, removed } = &mut *state;
+        for name in linked.keys().filter(|name| !present.contains(*name)) {
+            removed.entry(name.clone()).or_insert(now);
+        }
         Ok(())
     }
+
+    /// Drops the second names of blobs sled removed before `covered`, a moment by which the
+    /// log that replaced them was durable.
+    fn release_removed(&self, covered: Instant) -> std::io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let released: Vec<OsString> = state
+            .removed
+            .iter()
+            .filter(|(_, seen)| **seen < covered)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in released {
+            match std::fs::remove_file(self.links.join(&name)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+            state.removed.remove(&name);
+            state.linked.remove(&name);
+        }
+        Ok(())
+    }
+}
+
+/// Before sled opens `data`: links back into `blobs/` every blob that a power cut left only
+/// in `blob-links/` (see [`BlobFiles`]). A blob brought back that the log no longer names
+/// stays as an unused file.
+pub(super) fn restore_blob_links(data: &std::path::Path) -> std::io::Result<()> {
+    let links = data.join(BLOB_LINKS);
+    let blobs = data.join("blobs");
+    let entries = match std::fs::read_dir(&links) {
+        // A database this build has not written to yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    for entry in entries {
+        let entry = entry?;
+        let target = blobs.join(entry.file_name());
+        if std::fs::symlink_metadata(&target).is_err() {
+            std::fs::create_dir_all(&blobs)?;
+            std::fs::hard_link(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Once sled has opened `data` and its log and `blobs/` are durable: the second names are
+/// not needed any more.
+pub(super) fn forget_blob_links(data: &std::path::Path) -> std::io::Result<()> {
+    let links = data.join(BLOB_LINKS);
+    let entries = match std::fs::read_dir(&links) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    let mut any = false;
+    for entry in entries {
+        std::fs::remove_file(entry?.path())?;
+        any = true;
+    }
+    if any {
+        super::files::sync_path(&links)?;
+    }
+    Ok(())
 }
 
 fn finish_all(batch: Batch, fault: Option<&StoreError>) {
