@@ -11,10 +11,11 @@
 //!   nothing durable: on FUSE `sync_file_range` never reaches the file system at all, which is
 //!   what it amounts to on a real disk (it neither flushes the drive's cache nor writes the
 //!   metadata needed to find the data). A truncation is durable with the next fsync too.
-//! - **Directory entries.** Creating, renaming or unlinking a name changes the directory the
-//!   mount shows, but it becomes durable only when that directory is fsync'd. fsync of a file
-//!   does not make its own name durable (fsync(2): "an explicit fsync() on a file descriptor
-//!   for the directory is also needed"). A rename between two directories needs both.
+//! - **Directory entries.** Creating, linking, renaming or unlinking a name changes the
+//!   directory the mount shows, but it becomes durable only when that directory is fsync'd.
+//!   fsync of a file does not make its own name durable (fsync(2): "an explicit fsync() on
+//!   a file descriptor for the directory is also needed"). A rename between two directories
+//!   needs both.
 //!   A file whose name is durable but whose data was never fsync'd comes back empty (ext4's
 //!   well-known zero-length file after a crash); a file fsync'd under a name that never became
 //!   durable is lost with its data.

@@ -341,12 +341,24 @@ fn writer_loop(
         // Right away, not only at the flush: sled's own background thread may fsync the log
         // that points to a new blob at any moment (BlobFiles).
         let committed = committed.and_then(|()| {
-            durable.blobs.secure_new().map_err(|e| {
-                TransactionError::Storage(sled::Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("fsync of sled's blob files failed: {e}"),
-                )))
-            })
+            // With no flusher (relaxed), this is where removed blobs are let go, once sled's
+            // own fsync has covered them (as in `make_durable` for sync mode).
+            let released = match flush_queue {
+                Some(_) => Ok(()),
+                None => {
+                    let now = Instant::now();
+                    let covered = now.checked_sub(SLED_FSYNC_COVERS).unwrap_or(now);
+                    durable.blobs.release_removed(covered)
+                }
+            };
+            released
+                .and_then(|()| durable.blobs.secure_new())
+                .map_err(|e| {
+                    TransactionError::Storage(sled::Error::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("fsync of sled's blob files failed: {e}"),
+                    )))
+                })
         });
         stats.commit.observe(started.elapsed());
         stats
@@ -415,12 +427,10 @@ fn make_durable(db: &sled::Db, settle: &Settle) -> Result<(), StoreError> {
         file.sync_data()
             .map_err(|e| StoreError::Storage(format!("fsync of the log failed: {e}")))?;
     }
-    // Without the fdatasync, sled's own thread fsyncs the log every 500 ms (after up to
-    // 250 ms of segment cleaning): a removal seen 2 s ago is covered by one of those.
     let covered = match settle.log {
         Some(_) => log_synced,
         None => log_synced
-            .checked_sub(std::time::Duration::from_secs(2))
+            .checked_sub(SLED_FSYNC_COVERS)
             .unwrap_or(log_synced),
     };
     settle.blobs.release_removed(covered).map_err(blob_failure)
@@ -455,13 +465,20 @@ struct BlobState {
     removed: HashMap<OsString, Instant>,
 }
 
+/// Without strict's fdatasync, sled's own thread fsyncs the log every 500 ms, after up to
+/// 250 ms of segment cleaning: a blob removal seen this long ago is covered by one of those.
+const SLED_FSYNC_COVERS: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The dir holding the second names of sled's blob files.
 pub(super) const BLOB_LINKS: &str = "blob-links";
 
 impl BlobFiles {
     /// The blob dirs of the database whose log is `log`; makes `blob-links/` the first time.
     fn beside(log: &std::path::Path) -> std::io::Result<BlobFiles> {
-        let data = log.parent().unwrap_or(std::path::Path::new("."));
+        let data = match log.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => std::path::Path::new("."),
+        };
         let links = data.join(BLOB_LINKS);
         if std::fs::symlink_metadata(&links).is_err() {
             std::fs::create_dir(&links)?;
@@ -609,6 +626,7 @@ mod tests {
 
     #[tokio::test]
     async fn exclusive_work_sees_every_write_queued_before_it_and_none_queued_after() {
+        let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let trees: Vec<Tree> = TreeId::all()
             .map(|id| db.open_tree(id.name()).unwrap())
@@ -617,7 +635,8 @@ mod tests {
             db,
             trees,
             Durability::Relaxed,
-            std::path::Path::new("unused in relaxed mode"),
+            // The log is not opened in relaxed mode; the blob dirs are looked for beside it.
+            &dir.path().join("db"),
             Arc::new(WriteStats::default()),
         )
         .unwrap();
