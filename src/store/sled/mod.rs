@@ -259,7 +259,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     // sled would start an empty database. Once per open, before anything is answered; the
     // names leading to `dir` were made durable when it was created (`private_data_dir`).
     sync_engine_files(dir)
-        .and_then(|()| pipeline::forget_blob_links(dir))
+        .and_then(|()| pipeline::link_all_blobs(dir))
         .map_err(|e| StoreError::Storage(format!("cannot sync {}: {e}", dir.display())))?;
     Ok(db)
 }

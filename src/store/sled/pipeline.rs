@@ -447,8 +447,10 @@ fn make_durable(db: &sled::Db, settle: &Settle) -> Result<(), StoreError> {
 /// each new blob gets a second name in `blob-links/` instead: its bytes and that name are
 /// fsync'd before the log can be (after each commit, and at each flush before the log's
 /// fdatasync), and a blob sled removed stays reachable there until the log that replaced it
-/// is durable. Opening the database first links back into `blobs/` every blob sled may still
-/// need ([`restore_blob_links`]). sled's own thread can still fsync the log between the
+/// is durable (a second name also shields a blob from a file system that commits sled's
+/// removal on its own, as ext4's journal does every few seconds). Opening the database first
+/// links back into `blobs/` every blob sled may still need ([`restore_blob_links`]), then
+/// links every blob there is ([`link_all_blobs`]). sled's own thread can still fsync the log between the
 /// moment it writes a blob and the end of that commit, a window of a fraction of a
 /// millisecond this cannot close.
 struct BlobFiles {
@@ -461,8 +463,13 @@ struct BlobFiles {
 struct BlobState {
     /// Each linked blob and its length when it was last fsync'd.
     linked: HashMap<OsString, u64>,
+    /// Blobs linked or grown at the last look: looked at once more, in case sled was still
+    /// writing them. The others are not even stat'ed again (there may be thousands).
+    fresh: std::collections::HashSet<OsString>,
     /// Linked blobs sled has removed from `blobs/`, and when that was first seen.
     removed: HashMap<OsString, Instant>,
+    /// The file system refused a hard link: fall back to fsyncing `blobs/` itself.
+    no_links: bool,
 }
 
 /// Without strict's fdatasync, sled's own thread fsyncs the log every 500 ms, after up to
@@ -484,10 +491,18 @@ impl BlobFiles {
             std::fs::create_dir(&links)?;
             super::files::sync_path(data)?;
         }
+        // Opening the database linked and fsync'd every blob there was ([`link_all_blobs`]).
+        let mut state = BlobState::default();
+        for entry in std::fs::read_dir(&links)? {
+            let entry = entry?;
+            state
+                .linked
+                .insert(entry.file_name(), entry.metadata()?.len());
+        }
         Ok(BlobFiles {
             dir: data.join("blobs"),
             links,
-            state: Mutex::new(BlobState::default()),
+            state: Mutex::new(state),
         })
     }
 
@@ -500,18 +515,22 @@ impl BlobFiles {
             other => other?,
         };
         let mut present = std::collections::HashSet::new();
+        let mut fresh = std::collections::HashSet::new();
         let mut linked_any = false;
+        let mut named_any = false;
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
+            present.insert(name.clone());
+            if state.linked.contains_key(&name) && !state.fresh.contains(&name) {
+                continue;
+            }
             let path = entry.path();
-            // A blob sled removed meanwhile is seen as removed below.
+            // A blob sled removed meanwhile is seen as removed at the next look.
             let len = match std::fs::metadata(&path) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 other => other?.len(),
             };
-            present.insert(name.clone());
-            // A blob still being written is fsync'd again once it has grown.
             if state.linked.get(&name) == Some(&len) {
                 continue;
             }
@@ -520,20 +539,37 @@ impl BlobFiles {
                 other => other?.sync_all()?,
             }
             if !state.linked.contains_key(&name) {
-                match std::fs::hard_link(&path, self.links.join(&name)) {
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    other => other?,
+                named_any = true;
+                if !state.no_links {
+                    match std::fs::hard_link(&path, self.links.join(&name)) {
+                        Ok(()) => linked_any = true,
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => {
+                            log::warn!(
+                                "cannot hard-link sled's blob files ({e}): fsyncing {} instead, \
+                                 which may make sled's early removals durable",
+                                self.dir.display()
+                            );
+                            state.no_links = true;
+                        }
+                    }
                 }
-                linked_any = true;
             }
-            state.linked.insert(name, len);
+            state.linked.insert(name.clone(), len);
+            fresh.insert(name);
         }
         if linked_any {
             super::files::sync_path(&self.links)?;
         }
+        if named_any && state.no_links {
+            super::files::sync_path(&self.dir)?;
+        }
         let now = Instant::now();
-        let BlobState { linked, removed } = &mut *state;
+        state.fresh = fresh;
+        let BlobState {
+            linked, removed, ..
+        } = &mut *state;
         for name in linked.keys().filter(|name| !present.contains(*name)) {
             removed.entry(name.clone()).or_insert(now);
         }
@@ -584,20 +620,44 @@ pub(super) fn restore_blob_links(data: &std::path::Path) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Once sled has opened `data` and its log and `blobs/` are durable: the second names are
-/// not needed any more.
-pub(super) fn forget_blob_links(data: &std::path::Path) -> std::io::Result<()> {
+/// Once sled has opened `data` and its log and `blobs/` are durable: gives every blob a
+/// second name and drops the second names of blobs that are gone, so that `blob-links/` holds
+/// exactly `blobs/` when the write path starts. Where the file system has no hard links the
+/// write path falls back to fsyncing `blobs/`.
+pub(super) fn link_all_blobs(data: &std::path::Path) -> std::io::Result<()> {
     let links = data.join(BLOB_LINKS);
-    let entries = match std::fs::read_dir(&links) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        other => other?,
-    };
-    let mut any = false;
-    for entry in entries {
-        std::fs::remove_file(entry?.path())?;
-        any = true;
+    let blobs = data.join("blobs");
+    if std::fs::symlink_metadata(&links).is_err() {
+        std::fs::create_dir(&links)?;
+        super::files::sync_path(data)?;
     }
-    if any {
+    let mut changed = false;
+    let mut present = std::collections::HashSet::new();
+    if let Ok(entries) = std::fs::read_dir(&blobs) {
+        for entry in entries {
+            let entry = entry?;
+            present.insert(entry.file_name());
+            let link = links.join(entry.file_name());
+            if std::fs::symlink_metadata(&link).is_err() {
+                match std::fs::hard_link(entry.path(), &link) {
+                    Ok(()) => changed = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        log::warn!("cannot hard-link sled's blob files: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    for entry in std::fs::read_dir(&links)? {
+        let entry = entry?;
+        if !present.contains(&entry.file_name()) {
+            std::fs::remove_file(entry.path())?;
+            changed = true;
+        }
+    }
+    if changed {
         super::files::sync_path(&links)?;
     }
     Ok(())
