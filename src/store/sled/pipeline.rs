@@ -609,6 +609,17 @@ pub(super) fn restore_blob_links(data: &std::path::Path) -> std::io::Result<()> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         other => other?,
     };
+    // sled locks its log while a process has the database open (flock, as here). A second
+    // open (a check while a server runs) is refused by sled a moment later; it must not
+    // bring back blobs the running one has removed.
+    let log = match std::fs::File::open(data.join("db")) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    #[cfg(unix)]
+    if rustix::fs::flock(&log, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(());
+    }
     for entry in entries {
         let entry = entry?;
         let target = blobs.join(entry.file_name());
@@ -617,6 +628,8 @@ pub(super) fn restore_blob_links(data: &std::path::Path) -> std::io::Result<()> 
             std::fs::hard_link(entry.path(), &target)?;
         }
     }
+    // Closing `log` lets go of the lock for sled to take.
+    drop(log);
     Ok(())
 }
 
