@@ -51,7 +51,13 @@ struct Server {
 impl Server {
     /// Starts `registrar serve` on loopback; its log goes to `log`. Err: it exited, with what
     /// it logged.
-    async fn start(data: &Path, durability: &str, log: &Path) -> Result<Server, String> {
+    /// `operator`: the operator key to give it (None: it uses or writes `operator.key`).
+    async fn start(
+        data: &Path,
+        durability: &str,
+        log: &Path,
+        operator: Option<&str>,
+    ) -> Result<Server, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -62,16 +68,19 @@ impl Server {
             .append(true)
             .open(log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_registrar"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_registrar"));
+        command
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .args(["--durability", durability, "--data-dir"])
             .arg(data)
-            .env("REGISTRAR_OPERATOR_KEY", OPERATOR)
+            .env_remove("REGISTRAR_OPERATOR_KEY")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("registrar starts");
+            .stderr(log_file);
+        if let Some(key) = operator {
+            command.env("REGISTRAR_OPERATOR_KEY", key);
+        }
+        let mut child = command.spawn().expect("registrar starts");
         let base = format!("http://127.0.0.1:{port}");
         let client = Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -506,7 +515,7 @@ async fn power_cuts(durability: &str, cycles: usize) -> Outcome {
         } else {
             Vec::new()
         };
-        let server = match Server::start(&data, durability, &log).await {
+        let server = match Server::start(&data, durability, &log, Some(OPERATOR)).await {
             Ok(server) => server,
             Err(failure) => {
                 let at = boot
@@ -671,6 +680,45 @@ async fn measure_loss_through_power_cuts() {
         "registrar check found problems after a power cut: {}",
         tally.check_problems.join("\n")
     );
+}
+
+/// A server started without an operator key writes one to `operator.key`: a power cut right
+/// after it answers must not keep the key's hash and lose the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_operator_key_survives_a_power_cut() {
+    let work = tempfile::tempdir().unwrap();
+    let backing = work.path().join("disk");
+    let mountpoint = work.path().join("mnt");
+    std::fs::create_dir(&mountpoint).unwrap();
+    let data = mountpoint.join("db");
+    let log = work.path().join("server.log");
+    let start = || async {
+        Server::start(&data, "strict", &log, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mount = PowerCut::mount(&backing, &mountpoint);
+    let server = start().await;
+    mount.cut();
+    server.kill();
+    mount.unmount();
+    let mount = PowerCut::mount(&backing, &mountpoint);
+    let key =
+        std::fs::read_to_string(data.join("operator.key")).expect("operator.key survives the cut");
+    let server = start().await;
+    let answer = Client::new()
+        .get(format!("{}/admin/tenants", server.base))
+        .header("Authorization", format!("Bearer {}", key.trim()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::OK,
+        "the surviving key is the stored one"
+    );
+    server.kill();
+    mount.unmount();
 }
 
 /// The file system itself: after a cut, what was fsync'd is there and nothing else is. Each

@@ -218,7 +218,8 @@ impl Store {
         if persist {
             self.meta
                 .insert(keys::meta(OPERATOR_HASH).as_bytes(), &hash[..])?;
-            self.db.flush()?;
+            // Durable through a power cut, as the file holding the key is.
+            self.flush()?;
         }
         self.directory_mut().operator_hash = Some(hash);
         Ok(())

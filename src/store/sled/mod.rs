@@ -113,7 +113,7 @@ impl Store {
         if filled > 0 {
             log::info!("listed {filled} stored Idempotency-Key responses for expiry");
         }
-        let secret = load_or_create_secret(&db, &meta)?;
+        let secret = load_or_create_secret(&db, &meta, dir)?;
         let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
 
         let stats = Arc::new(stats::WriteStats::default());
@@ -203,10 +203,10 @@ impl Store {
         Ok(self.db.size_on_disk()?)
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable, through a power cut too (an fdatasync of
+    /// sled's log in every mode): what calls this answers or stops right after.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.pipeline.make_durable(&self.db)
     }
 
     fn counter(&self, key: &keys::Key) -> Result<u64, StoreError> {
@@ -287,7 +287,11 @@ fn open_trees(db: &sled::Db) -> Result<Vec<sled::Tree>, StoreError> {
         .collect::<Result<_, _>>()?)
 }
 
-fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], StoreError> {
+fn load_or_create_secret(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    dir: &Path,
+) -> Result<[u8; 32], StoreError> {
     let key = keys::meta("page_token_secret");
     if let Some(existing) = meta.get(&key)? {
         return existing
@@ -297,6 +301,9 @@ fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], S
     }
     let secret = directory::random_bytes::<32>()?;
     meta.insert(key.as_bytes(), &secret[..])?;
+    // Durable through a power cut: page tokens handed out with it must keep working.
     db.flush()?;
+    files::sync_path(&dir.join("db"))
+        .map_err(|e| StoreError::Storage(format!("cannot sync sled's log: {e}")))?;
     Ok(secret)
 }

@@ -171,6 +171,9 @@ enum Work {
 pub struct Pipeline {
     sender: Option<mpsc::Sender<Work>>,
     threads: Vec<JoinHandle<()>>,
+    /// sled's log, opened again by [`Pipeline::make_durable`], and its blob files.
+    log: std::path::PathBuf,
+    settle: Arc<Settle>,
 }
 
 impl Pipeline {
@@ -192,6 +195,7 @@ impl Pipeline {
             blobs: BlobFiles::beside(log)?,
         });
         let writer_settle = settle.clone();
+        let outside_settle = settle.clone();
         let writer_db = db.clone();
         let flush_queue = match durability {
             Durability::Relaxed => None,
@@ -224,7 +228,21 @@ impl Pipeline {
         Ok(Pipeline {
             sender: Some(sender),
             threads,
+            log: log.to_owned(),
+            settle: outside_settle,
         })
+    }
+
+    /// Makes everything committed so far durable through a power cut, whatever the mode:
+    /// sled's flush, its new blob files, then an fdatasync of its log. For writes answered
+    /// without the pipeline's flush (an import, the operator key) and for shutdown.
+    pub fn make_durable(&self, db: &sled::Db) -> Result<(), StoreError> {
+        let log = match &self.settle.log {
+            Some(log) => log.try_clone(),
+            None => std::fs::File::open(&self.log),
+        }
+        .map_err(|e| StoreError::Storage(format!("cannot open sled's log: {e}")))?;
+        make_durable(db, Some(&log), &self.settle.blobs)
     }
 
     /// Queues `intent` and waits until it is committed (and, in sync mode, flushed).
@@ -301,7 +319,7 @@ fn writer_loop(
     durable: &Settle,
     stats: &WriteStats,
 ) {
-    let settle = || make_durable(db, durable);
+    let settle = || make_durable(db, durable.log.as_ref(), &durable.blobs);
     // Exclusive work taken off the queue while a batch was being gathered: it runs right
     // after that batch commits.
     let mut next: Option<Work> = None;
@@ -396,7 +414,7 @@ fn flusher_loop(
         batches.extend(queue.try_iter());
         // One flush covers the whole Db, so it covers every batch taken above.
         let started = Instant::now();
-        let flushed = make_durable(&db, settle);
+        let flushed = make_durable(&db, settle.log.as_ref(), &settle.blobs);
         stats.flush.observe(started.elapsed());
         let fault = flushed.err().inspect(|e| log::error!("flush failed: {e}"));
         for batch in batches {
@@ -416,24 +434,28 @@ struct Settle {
 /// Flushes sled, makes the blob files it wrote since the last time durable, then (strict
 /// mode) fdatasyncs its log. Blobs first: the log points to them, so it must not be durable
 /// without them.
-fn make_durable(db: &sled::Db, settle: &Settle) -> Result<(), StoreError> {
+fn make_durable(
+    db: &sled::Db,
+    log: Option<&std::fs::File>,
+    blobs: &BlobFiles,
+) -> Result<(), StoreError> {
     db.flush()?;
     let blob_failure =
         |e: std::io::Error| StoreError::Storage(format!("fsync of sled's blob files failed: {e}"));
-    settle.blobs.secure_new().map_err(blob_failure)?;
+    blobs.secure_new().map_err(blob_failure)?;
     let log_synced = Instant::now();
-    if let Some(file) = &settle.log {
+    if let Some(file) = log {
         // fdatasync: the data and the size needed to read it back, to the device.
         file.sync_data()
             .map_err(|e| StoreError::Storage(format!("fsync of the log failed: {e}")))?;
     }
-    let covered = match settle.log {
+    let covered = match log {
         Some(_) => log_synced,
         None => log_synced
             .checked_sub(SLED_FSYNC_COVERS)
             .unwrap_or(log_synced),
     };
-    settle.blobs.release_removed(covered).map_err(blob_failure)
+    blobs.release_removed(covered).map_err(blob_failure)
 }
 
 /// sled writes a page larger than a quarter of its segment (128 KiB: a large record, or a
