@@ -17,9 +17,10 @@ use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::record::project;
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::search::SearchCriteria;
-use registrar::store::index::REGISTRATION_INDEXES;
-use registrar::store::registrations::CreateRegistration;
-use registrar::store::{codec, keys, Durability, Store};
+use registrar::store::sled::index::REGISTRATION_INDEXES;
+use registrar::store::sled::registrations::CreateRegistration;
+use registrar::store::sled::{codec, keys, Store};
+use registrar::store::Durability;
 use registrar::workflows::batch;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -321,7 +322,7 @@ fn store_paths(c: &mut Criterion) {
                 .map(|id| json!({"op": "patch", "id": id, "patch": [{"op": "add", "path": "/job_title", "value": format!("round {round}")}]}))
                 .collect();
             let body = json!({"operations": operations});
-            let report = rt.block_on(batch::run(&t.store, &t.id, &body, &ctx())).unwrap();
+            let report = rt.block_on(batch::run(&(t.store.clone() as registrar::store::Db), &t.id, &body, &ctx())).unwrap();
             assert!(report.results.iter().all(|r| r.result.is_ok()));
         })
     });
@@ -395,7 +396,7 @@ fn batch_cpu(c: &mut Criterion) {
                 .map(|id| json!({"op": "patch", "id": id, "patch": [{"op": "replace", "path": "/job_title", "value": format!("b{round}")}]}))
                 .collect();
             let body = json!({"operations": operations});
-            let report = rt.block_on(batch::run(&store, &tenant, &body, &ctx())).unwrap();
+            let report = rt.block_on(batch::run(&(store.clone() as registrar::store::Db), &tenant, &body, &ctx())).unwrap();
             assert!(report.results.iter().all(|r| r.result.is_ok()));
         })
     });

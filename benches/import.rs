@@ -11,7 +11,8 @@ use common::ctx;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use registrar::domain::ids::TenantId;
 use registrar::domain::tenant::{Limits, NewTenant};
-use registrar::store::{Durability, Store};
+use registrar::store::sled::Store;
+use registrar::store::Durability;
 use registrar::workflows::transfer::{import, Format, ImportOptions};
 use serde_json::json;
 use sled::Transactional;
@@ -118,7 +119,7 @@ fn bench_import(c: &mut Criterion) {
         .unwrap_or(20_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::Sync).unwrap());
+    let store: registrar::store::Db = Arc::new(Store::open(dir.path(), Durability::Sync).unwrap());
     let catalog = catalog(rows.div_ceil(CONTACTS));
     let file = registrations(rows);
     eprintln!(
@@ -229,7 +230,7 @@ const REGISTRATION_TREES: &[&str] = &["registrations", "registration_slots", "co
 /// so how far any change above sled could move the import.
 fn sled_floor(data: &std::path::Path, tenant: &str, rows: usize, writer_cpu: f64) {
     let source = sled::Config::new().path(data).open().unwrap();
-    let prefix = registrar::store::keys::tenant_prefix(tenant);
+    let prefix = registrar::store::sled::keys::tenant_prefix(tenant);
     let names: Vec<Vec<u8>> = source
         .tree_names()
         .into_iter()

@@ -13,8 +13,9 @@ use registrar::domain::catalog::{ContactFields, CourseFields, CourseOfferingFiel
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::registration::RegistrationInput;
 use registrar::domain::search::SearchCriteria;
-use registrar::store::registrations::CreateRegistration;
-use registrar::store::{Durability, Store};
+use registrar::store::sled::registrations::CreateRegistration;
+use registrar::store::sled::Store;
+use registrar::store::Durability;
 use registrar::workflows::batch;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -191,7 +192,7 @@ fn benches(c: &mut Criterion) {
                         .map(|id| json!({"op": "patch", "id": id, "patch": [{"op": "add", "path": "/job_title", "value": format!("round {round}")}]}))
                         .collect();
                     let body = json!({"operations": operations, "atomic": atomic});
-                    let report = rt.block_on(batch::run(&store, &tenant, &body, &ctx())).unwrap();
+                    let report = rt.block_on(batch::run(&(store.clone() as registrar::store::Db), &tenant, &body, &ctx())).unwrap();
                     assert!(report.results.iter().all(|r| r.result.is_ok()));
                 })
             });

@@ -2,8 +2,9 @@
 //! person (or as JSON), and an exit status a script can act on.
 
 use crate::config::CheckArgs;
-use crate::store::check::{check_offline, CheckReport, Observed, OfflineError, Problem, Scope};
+use crate::store::check::{CheckReport, Observed, Problem, Scope};
 use crate::store::StoreError;
+use crate::store::{check_offline, OfflineError};
 use std::process::ExitCode;
 
 /// Nothing is left to fix.

@@ -1,18 +1,18 @@
 //! The `export`, `import` and `backup` commands: they open the data dir themselves (a server
-//! must not be holding it), or, for `backup --server`, ask a running server to do it.
+//! must not be holding it), or, for `backup --server`, ask a running server to do it. And
+//! `migrate`, which brings a PostgreSQL database's schema up to this build's.
 
-use crate::config::{BackupArgs, ExportArgs, FormatArg, ImportArgs};
+use crate::config::{BackupArgs, ExportArgs, FormatArg, ImportArgs, MigrateArgs};
 use crate::domain::access::{Principal, WriteContext};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{Limits, NewTenant};
 use crate::error::ApiError;
-use crate::store::{Durability, Store, StoreError};
+use crate::store::{Db, Durability, EngineChoice, StoreError};
 use crate::workflows::transfer::{self, Format, ImportOptions, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Exit code of an import that refused rows (it ran; see the report).
 pub const EXIT_ROWS_REFUSED: u8 = 2;
@@ -44,7 +44,7 @@ fn format_of(arg: FormatArg) -> Format {
 
 /// Opens the data dir (making a new database only when `create`), or says which endpoint a
 /// running server offers instead.
-fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> {
+fn open(dir: &Path, create: bool, hint: String) -> Result<Db, CliError> {
     // "Cannot read" (permissions, a file where the dir should be) is not "no database".
     let exists = crate::store::files::has_database(dir).map_err(CliError::Message)?
         || dir.join("conf").exists();
@@ -54,8 +54,14 @@ fn open(dir: &Path, create: bool, hint: String) -> Result<Arc<Store>, CliError> 
             dir.display()
         )));
     }
-    match Store::open(dir, Durability::Sync) {
-        Ok(store) => Ok(Arc::new(store)),
+    let engine = EngineChoice::Embedded {
+        dir: dir.to_owned(),
+        durability: Durability::Sync,
+        retention: Default::default(),
+        space_reserve: 0,
+    };
+    match crate::store::open(&engine) {
+        Ok(store) => Ok(store),
         Err(StoreError::Locked(dir)) => Err(CliError::Locked { dir, hint }),
         Err(e) => Err(CliError::Message(format!(
             "cannot open the database in {}: {e}",
@@ -238,6 +244,32 @@ pub fn backup(args: &BackupArgs) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Applies the embedded migrations to the database at `--database-url` and prints the schema
+/// version, and what was applied. Safe while servers run and while another `migrate` does:
+/// the migration lock makes one of them apply and the others find the work done.
+pub fn migrate(args: &MigrateArgs) -> Result<(), CliError> {
+    use crate::store::postgres;
+    let fail = |e: StoreError| CliError::Message(format!("cannot migrate the database: {e}"));
+    let report = runtime()?.block_on(async {
+        // One connection holds the lock, one migrates.
+        let pool = postgres::connect(&args.database_url, 2)?;
+        postgres::migrate(&pool).await
+    });
+    let report = report.map_err(fail)?;
+    let applied = if report.applied.is_empty() {
+        "none, it was current".to_owned()
+    } else {
+        report
+            .applied
+            .iter()
+            .map(|(version, name)| format!("V{version}__{name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("schema version {} (applied: {applied})", report.version);
+    Ok(())
 }
 
 fn absolute(path: &Path) -> Result<std::path::PathBuf, CliError> {

@@ -11,9 +11,9 @@ use std::time::Duration;
 #[command(
     name = "registrar",
     version,
-    about = "Course registrations on sled: a self-hosted, multi-tenant REST service"
+    about = "Course registrations: a self-hosted, multi-tenant REST service"
 )]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, after_help = SERVE_EXIT_STATUS)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -25,7 +25,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default).
-    Serve(ServeArgs),
+    #[command(after_help = SERVE_EXIT_STATUS)]
+    Serve(Box<ServeArgs>),
     /// Check indexes and counters against the records, offline (stop the server first; a
     /// running server answers POST /admin/check). Exit status: 0 clean (or all repaired),
     /// 1 problems remain, 2 the check could not run.
@@ -39,11 +40,24 @@ pub enum Command {
     /// Copy the whole database, consistently, into a new directory (offline, or through a
     /// running server with --server).
     Backup(BackupArgs),
+    /// Apply the PostgreSQL schema migrations this build embeds, under the migration lock (so
+    /// several nodes may run it at once), and print the schema version.
+    Migrate(MigrateArgs),
     /// Internal: render email templates for a server, framed on stdin/stdout, under the
     /// render limits (see `mail::worker`). Started by `serve`, never by hand.
     #[command(name = "render-worker", hide = true)]
     RenderWorker,
 }
+
+/// The exit statuses of `serve`, for `--help`; `datadir::Problem::exit_code` gives them and a
+/// unit test there keeps this text in step.
+pub const SERVE_EXIT_STATUS: &str = "Exit status of serve: 0 stopped cleanly; 1 any other \
+failure; 10 the data dir is a file, or under one (not a directory); 11 the data dir is on a \
+read-only file system; 12 wrong owner or mode (running as root on another user's data dir, or \
+a dir this user may not read and write); 13 a newer build wrote the data (newer stored \
+format); 14 the database is damaged or truncated (run `registrar check`, restore a backup); \
+15 another process has the data dir open; 16 no space left on the data dir's disk. \
+See docs/DURABILITY.md, \"Bad data dirs\".";
 
 /// Where every command finds the database unless told otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./data/db";
@@ -136,13 +150,21 @@ pub struct BackupArgs {
     pub ca_cert: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database: postgres://user:password@host:port/dbname (or the key=value
+    /// form). Hidden in help output, since it may hold a password.
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DurabilityArg {
     /// Answer a write only after a flush covers it.
     Sync,
-    /// Answer after commit; sled flushes every 500 ms.
+    /// Answer after commit; the engine flushes every 500 ms.
     Relaxed,
-    /// Like sync, and fsync sled's log after each flush: survives power loss too.
+    /// Like sync, and fsync the engine's log after each flush: survives power loss too.
     Strict,
 }
 
@@ -234,7 +256,27 @@ pub struct ServeArgs {
         default_value_t = DEFAULT_BLOCKING_PER_TENANT
     )]
     pub blocking_per_tenant: usize,
+    /// Most requests the server holds at once over all tenants; past it, tenants at or
+    /// above an equal share are answered 503 `overloaded` with `Retry-After`. 0 = no cap.
+    #[arg(long, env = "REGISTRAR_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Seconds a request may wait in a queue in front of the storage engine (the writer's
+    /// queue, the read pool) before it is shed with 503 `overloaded`; a shed write is never
+    /// applied.
+    #[arg(long, env = "REGISTRAR_REQUEST_DEADLINE", default_value_t = DEFAULT_REQUEST_DEADLINE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_deadline: u64,
+    /// MiB kept free on the data dir's file system: below it, writes answer 507
+    /// `insufficient_storage` before anything is written, reads go on, and `/healthz` says
+    /// `degraded`; writes resume once space is freed. 0 = write until the disk is full
+    /// (docs/DURABILITY.md, "A full disk").
+    #[arg(long, env = "REGISTRAR_DISK_RESERVE_MB", default_value_t = DEFAULT_DISK_RESERVE_MB)]
+    pub disk_reserve_mb: u64,
 }
+
+/// `--disk-reserve-mb`: room for the embedded engine's snapshot at the next start, a few log segments and
+/// the largest transaction (an import's 1,000 rows), with a margin.
+pub const DEFAULT_DISK_RESERVE_MB: u64 = 32;
 
 /// `--body-timeout`: a 1 MiB body at 35 KB/s still arrives; a trickle does not hold a
 /// connection for longer.
@@ -248,6 +290,11 @@ pub const DEFAULT_MAX_IN_FLIGHT_PER_TENANT: usize = 64;
 /// while another tenant is present, and leave that tenant's read a third of the CPU at worst;
 /// a tenant alone is not held to it (docs/SECURITY.md, "Issue 13").
 pub const DEFAULT_BLOCKING_PER_TENANT: usize = 2;
+/// `--max-in-flight`: requests the server holds at once over all tenants. Each holds at most
+/// its body (1 MiB) and a place in a queue, so this bounds what load can make the server hold.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// `--request-deadline`: seconds a request waits in any one queue in front of the engine.
+pub const DEFAULT_REQUEST_DEADLINE_SECS: u64 = 10;
 
 impl ServeArgs {
     /// What the server keeps and for how long.
@@ -263,6 +310,11 @@ impl ServeArgs {
             max_stored_response_bytes: self.max_stored_response_bytes,
             max_outbox_message_bytes: self.max_outbox_message_bytes,
         }
+    }
+
+    /// Bytes kept free on the data dir's file system (`--disk-reserve-mb`).
+    pub fn disk_reserve_bytes(&self) -> u64 {
+        self.disk_reserve_mb.saturating_mul(1024 * 1024)
     }
 
     pub fn durability(&self) -> Durability {
@@ -298,6 +350,9 @@ impl ServeArgs {
             body_timeout: DEFAULT_BODY_TIMEOUT_SECS,
             max_in_flight_per_tenant: DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
             blocking_per_tenant: DEFAULT_BLOCKING_PER_TENANT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            request_deadline: DEFAULT_REQUEST_DEADLINE_SECS,
+            disk_reserve_mb: DEFAULT_DISK_RESERVE_MB,
         }
     }
 }

@@ -81,6 +81,9 @@ error_codes! {
     /// The tenant already has as many requests in progress as the server admits per tenant
     /// (`--max-in-flight-per-tenant`); `Retry-After` says when to try again.
     TooManyInFlight = "too_many_in_flight",
+    /// The server has more work than it can serve in time: the request was shed before it
+    /// was carried out (nothing of it is applied); `Retry-After` says when to try again.
+    Overloaded = "overloaded",
     /// The request body did not arrive in full within the server's body deadline
     /// (`--body-timeout`); the connection is closed.
     RequestTimeout = "request_timeout",
@@ -100,6 +103,13 @@ error_codes! {
     Internal = "internal_error",
     /// The service is shutting down or its store is unavailable.
     Unavailable = "service_unavailable",
+    /// The database (PostgreSQL engine) cannot be reached; retry later.
+    DbUnavailable = "db_unavailable",
+    /// The database kept refusing the transaction because of concurrent ones; retry.
+    DbBusy = "db_busy",
+    /// The disk that holds the database is full: the write was not made (nothing of it is
+    /// stored). Reads still work; writes work again once space is freed, without a restart.
+    InsufficientStorage = "insufficient_storage",
 }
 
 pub use crate::domain::error::FieldError;

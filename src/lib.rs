@@ -3,7 +3,7 @@
 //! Layers, top to bottom: `http` (actix routes, the access gate, error mapping) → `workflows`
 //! (read–decide–write operations) → `domain` (typed records and their rules; no HTTP, no storage)
 //! and `store` (the engine seam; the one engine today owns its key layout, codec and atomic
-//! write path under `store/sled/`; no HTTP).
+//! write path in its own folder; no HTTP).
 
 /// mimalloc for every binary that links the crate (the server, the CLI, the tests and the
 /// benches alike, so the benches measure what runs): the storage engine copies a node on every insert and

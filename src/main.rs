@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     // server (the tests) keeps its own.
     registrar::store::files::restrict_new_files();
     let code = match cli.command {
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         None => serve(cli.serve),
         Some(Command::Check(args)) => registrar::check::run(&args),
         Some(Command::Export(args)) => cli::finish(cli::export(&args)),
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             Err(e) => cli::finish(Err(e)),
         },
         Some(Command::Backup(args)) => cli::finish(cli::backup(&args)),
+        Some(Command::Migrate(args)) => cli::finish(cli::migrate(&args)),
         // Served before logging started, above.
         Some(Command::RenderWorker) => ExitCode::SUCCESS,
     };
@@ -44,7 +45,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("registrar: {e}");
-                ExitCode::FAILURE
+                ExitCode::from(e.exit_code())
             }
         }
     })

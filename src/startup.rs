@@ -3,6 +3,7 @@
 
 use crate::config::ServeArgs;
 use crate::domain::access::{Actor, Principal, Role, WriteContext};
+use crate::domain::catalog::CatalogFields;
 use crate::domain::email::check_address;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{ApiKey, NewTenant};
@@ -11,10 +12,9 @@ use crate::domain::transfer::RecordKind;
 use crate::error::ApiError;
 use crate::http;
 use crate::mail::{RenderPool, SmtpRelay};
-use crate::store::catalog::CatalogHooks;
 use crate::store::directory::{hash_secret, random_secret};
 use crate::store::retention::Sweeper;
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Db, EngineChoice, StoreError};
 use crate::workflows;
 use crate::workflows::email::Mailer;
 use actix_web::dev::{Server, ServerHandle};
@@ -34,6 +34,10 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The data dir cannot be served; the message names the problem and the fix, and the
+    /// problem has an exit code of its own (`datadir`).
+    #[error("{0}")]
+    BadDataDir(#[from] crate::store::datadir::BadDataDir),
     #[error("cannot use the data dir {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -67,6 +71,17 @@ pub enum StartupError {
     RenderWorker(std::io::Error),
 }
 
+impl StartupError {
+    /// The exit status of `registrar serve` that stopped with this error: a bad data dir's
+    /// own (docs/DURABILITY.md, "Bad data dirs"), else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::BadDataDir(bad) => bad.problem.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
 /// Where the operator key came from, for the start-up banner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OperatorKey {
@@ -91,7 +106,7 @@ pub struct DemoLoaded {
 
 pub struct Application {
     server: Server,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     /// Deletes expired responses and old outbox messages; stopped before the store closes.
     sweeper: Sweeper,
     address: SocketAddr,
@@ -105,28 +120,42 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> Result<Application, StartupError> {
         // TLS first: a bad certificate stops the start before the data dir is touched.
         let tls = crate::tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+        // A data dir that cannot be served is named with its problem and the fix, and exits
+        // with the problem's own code (`datadir`): a file where the dir should be, a
+        // read-only file system, another owner, a mode that keeps this user out.
+        crate::store::datadir::preflight(&args.data_dir)?;
         // The binary has set the umask (`main`), so what the engine creates later is owner-only;
         // the dir itself is made (or tightened to) owner-only here. See `store::files`.
         crate::store::files::private_data_dir(&args.data_dir).map_err(|source| {
-            StartupError::DataDir {
-                path: args.data_dir.clone(),
-                source,
+            match crate::store::datadir::from_io(&args.data_dir, &source) {
+                Some(bad) => StartupError::BadDataDir(bad),
+                None => StartupError::DataDir {
+                    path: args.data_dir.clone(),
+                    source,
+                },
             }
         })?;
         // Names the file when the engine's own would fail without saying which (e.g. a dir at `db`).
         crate::store::files::has_database(&args.data_dir).map_err(StartupError::Unreadable)?;
-        let mut opened = Store::open(&args.data_dir, args.durability()).map_err(|e| match e {
-            // That message names the dir already, and the cause is not the dir itself.
-            locked @ StoreError::Locked(_) => StartupError::Store(locked),
-            source => StartupError::OpenStore {
+        let engine = EngineChoice::Embedded {
+            dir: args.data_dir.clone(),
+            durability: args.durability(),
+            retention: args.retention(),
+            space_reserve: args.disk_reserve_bytes(),
+        };
+        let opened = crate::store::open(&engine).map_err(|e| {
+            // A newer build's data, damaged files, another process, a full disk.
+            if let Some(bad) = crate::store::datadir::from_store(&args.data_dir, &e) {
+                return StartupError::BadDataDir(bad);
+            }
+            StartupError::OpenStore {
                 path: args.data_dir.clone(),
-                source,
-            },
+                source: e,
+            }
         })?;
-        opened.set_retention(args.retention());
-        let store = web::Data::new(opened);
+        let store: web::Data<dyn Database> = web::Data::from(opened);
         let sweeper = Sweeper::start(store.clone().into_inner()).map_err(StartupError::Sweeper)?;
-        let operator_key = settle_operator_key(&store, args)?;
+        let operator_key = settle_operator_key(&**store, args)?;
         let demo = if args.demo && store.tenants().is_empty() {
             Some(load_demo(&store.clone().into_inner(), &args.demo_dir).await?)
         } else {
@@ -154,11 +183,17 @@ impl Application {
                 RENDER_WORKERS,
             )),
         });
-        let admission = web::Data::new(http::admission::Admission::new(
-            args.max_in_flight_per_tenant,
-            std::time::Duration::from_secs(args.body_timeout),
-            args.blocking_per_tenant,
-        ));
+        let admission = web::Data::new(
+            http::admission::Admission::new(
+                args.max_in_flight_per_tenant,
+                std::time::Duration::from_secs(args.body_timeout),
+                args.blocking_per_tenant,
+            )
+            .with_overload(
+                args.max_in_flight,
+                std::time::Duration::from_secs(args.request_deadline),
+            ),
+        );
         let in_flight = web::Data::new(http::idempotency::InFlight::default());
         let request_metrics = web::Data::new(http::metrics::RequestMetrics::default());
         let app_store = store.clone();
@@ -216,35 +251,27 @@ impl Application {
         let served = self.server.await;
         // The sweeper holds the store too: stop it (after the sweep under way) first.
         drop(self.sweeper);
-        let mut store = self.store.into_inner();
+        let store = self.store.into_inner();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-        loop {
-            match std::sync::Arc::try_unwrap(store) {
-                Ok(last) => {
-                    if let Err(e) = last.flush() {
-                        log::error!("final flush failed: {e}");
-                    }
-                    drop(last);
-                    break;
-                }
-                Err(shared) if std::time::Instant::now() < deadline => {
-                    store = shared;
-                    actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Err(shared) => {
-                    log::warn!("the store is still in use at shutdown; flushing without closing");
-                    if let Err(e) = shared.flush() {
-                        log::error!("final flush failed: {e}");
-                    }
-                    break;
-                }
-            }
+        // Workers drop their handles as they finish; the last one closes the engine.
+        while std::sync::Arc::strong_count(&store) > 1 && std::time::Instant::now() < deadline {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        if std::sync::Arc::strong_count(&store) > 1 {
+            log::warn!("the store is still in use at shutdown; flushing without closing");
+        }
+        if let Err(e) = store.flush() {
+            log::error!("final flush failed: {e}");
+        }
+        drop(store);
         served
     }
 }
 
-fn settle_operator_key(store: &Store, args: &ServeArgs) -> Result<OperatorKey, StartupError> {
+fn settle_operator_key(
+    store: &dyn Database,
+    args: &ServeArgs,
+) -> Result<OperatorKey, StartupError> {
     if let Some(key) = &args.operator_key {
         // `rk_` keys are looked up as tenant keys, so an operator key like that could never
         // authenticate.
@@ -300,7 +327,7 @@ struct DemoKey {
     key: String,
 }
 
-async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoaded, StartupError> {
+async fn load_demo(store: &Db, dir: &Path) -> Result<DemoLoaded, StartupError> {
     let fail = |message: String| StartupError::Demo {
         path: dir.to_path_buf(),
         message,
@@ -370,8 +397,8 @@ async fn load_demo(store: &std::sync::Arc<Store>, dir: &Path) -> Result<DemoLoad
 
 /// Creates the demo records of one kind (`catalog[kind]`, an object of name → body) and
 /// remembers each one's id under its name.
-async fn load_demo_kind<F: CatalogHooks>(
-    store: &std::sync::Arc<Store>,
+async fn load_demo_kind<F: CatalogFields>(
+    store: &Db,
     tenant: &TenantId,
     catalog: &Value,
     names: &mut HashMap<String, String>,

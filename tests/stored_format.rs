@@ -14,7 +14,7 @@ use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::tenant::{ApiKey, Limits, Tenant};
 use registrar::domain::time::Timestamp;
-use registrar::store::codec;
+use registrar::store::sled::codec;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 

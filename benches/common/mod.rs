@@ -8,8 +8,9 @@ use registrar::domain::access::{Actor, Role, WriteContext};
 use registrar::domain::catalog::{CatalogInput, CatalogRecord};
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::tenant::{Limits, NewTenant};
-use registrar::store::catalog::{CatalogHooks, CreateCatalog};
-use registrar::store::{Durability, Store};
+use registrar::store::sled::catalog::{CatalogHooks, CreateCatalog};
+use registrar::store::sled::Store;
+use registrar::store::Durability;
 use serde_json::Value;
 use std::sync::Arc;
 

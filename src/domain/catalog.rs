@@ -195,7 +195,7 @@ impl Reference {
 
 /// What each catalog kind defines on top of the shared record shape.
 pub trait CatalogFields:
-    Fields + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
+    Fields + AnyKind + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
 {
     const KIND: CatalogKind;
     /// The fields `complete` insists on, for the API description.
@@ -287,6 +287,104 @@ impl SysFields {
         );
     }
 }
+
+/// A catalog record of any kind, typed: how records of every kind cross the engine seam
+/// (`store::Engine`), which cannot be generic over the kind and stay object-safe. Code on one
+/// kind converts with [`CatalogFields::into_any`] and [`CatalogFields::from_any`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyCatalogRecord {
+    Contact(CatalogRecord<ContactFields>),
+    Course(CatalogRecord<CourseFields>),
+    CourseOffering(CatalogRecord<CourseOfferingFields>),
+    RegistrationProcess(CatalogRecord<RegistrationProcessFields>),
+    EmailTemplate(CatalogRecord<EmailTemplateFields>),
+    Order(CatalogRecord<OrderFields>),
+}
+
+/// Evaluates `$body` with `$r` bound to the typed record inside an [`AnyCatalogRecord`] and
+/// `$F` naming its fields struct: code generic over `F: CatalogFields` (or a trait extending
+/// it) runs on a record of any kind.
+#[macro_export]
+macro_rules! with_any_catalog_record {
+    ($any:expr, $F:ident, $r:ident => $body:expr) => {
+        match $any {
+            $crate::domain::catalog::AnyCatalogRecord::Contact($r) => {
+                type $F = $crate::domain::catalog::ContactFields;
+                $body
+            }
+            $crate::domain::catalog::AnyCatalogRecord::Course($r) => {
+                type $F = $crate::domain::catalog::CourseFields;
+                $body
+            }
+            $crate::domain::catalog::AnyCatalogRecord::CourseOffering($r) => {
+                type $F = $crate::domain::catalog::CourseOfferingFields;
+                $body
+            }
+            $crate::domain::catalog::AnyCatalogRecord::RegistrationProcess($r) => {
+                type $F = $crate::domain::catalog::RegistrationProcessFields;
+                $body
+            }
+            $crate::domain::catalog::AnyCatalogRecord::EmailTemplate($r) => {
+                type $F = $crate::domain::catalog::EmailTemplateFields;
+                $body
+            }
+            $crate::domain::catalog::AnyCatalogRecord::Order($r) => {
+                type $F = $crate::domain::catalog::OrderFields;
+                $body
+            }
+        }
+    };
+}
+
+impl AnyCatalogRecord {
+    pub fn kind(&self) -> CatalogKind {
+        crate::with_any_catalog_record!(self, F, _r => F::KIND)
+    }
+
+    pub fn id(&self) -> &RecordId {
+        crate::with_any_catalog_record!(self, F, r => { let _: &CatalogRecord<F> = r; &r.id })
+    }
+
+    pub fn version(&self) -> u64 {
+        crate::with_any_catalog_record!(self, F, r => { let _: &CatalogRecord<F> = r; r.version() })
+    }
+
+    /// The record as the API shows it.
+    pub fn to_json(&self) -> Map<String, Value> {
+        crate::with_any_catalog_record!(self, F, r => { let _: &CatalogRecord<F> = r; r.to_json() })
+    }
+}
+
+/// Ties each fields struct to its arm of [`AnyCatalogRecord`].
+macro_rules! any_kind_arm {
+    ($F:ty, $arm:ident) => {
+        impl AnyKind for $F {
+            fn into_any(record: CatalogRecord<Self>) -> AnyCatalogRecord {
+                AnyCatalogRecord::$arm(record)
+            }
+            fn from_any(any: AnyCatalogRecord) -> Option<CatalogRecord<Self>> {
+                match any {
+                    AnyCatalogRecord::$arm(record) => Some(record),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+/// A fields struct's arm of [`AnyCatalogRecord`]; every [`CatalogFields`] has one.
+pub trait AnyKind: Sized {
+    fn into_any(record: CatalogRecord<Self>) -> AnyCatalogRecord;
+    /// The typed record, if `any` is of this kind.
+    fn from_any(any: AnyCatalogRecord) -> Option<CatalogRecord<Self>>;
+}
+
+any_kind_arm!(ContactFields, Contact);
+any_kind_arm!(CourseFields, Course);
+any_kind_arm!(CourseOfferingFields, CourseOffering);
+any_kind_arm!(RegistrationProcessFields, RegistrationProcess);
+any_kind_arm!(EmailTemplateFields, EmailTemplate);
+any_kind_arm!(OrderFields, Order);
 
 /// A stored catalog record of kind `F`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use crate::domain::access::{Principal, Role};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::Tenant;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::Store;
+use crate::store::{Database, Db};
 use crate::workflows::admin;
 use actix_web::body::BoxBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -297,13 +297,13 @@ fn admit_tenant_traffic(
     super::admission::admit(req, tenant, &record.limits)
 }
 
-fn store(req: &HttpRequest) -> Result<&Store, ApiError> {
-    req.app_data::<web::Data<Store>>()
-        .map(|data| data.get_ref())
+fn store(req: &HttpRequest) -> Result<&Db, ApiError> {
+    req.app_data::<web::Data<dyn Database>>()
+        .map(|data| &**data)
         .ok_or_else(ApiError::internal)
 }
 
-fn authenticate(store: &Store, req: &HttpRequest) -> Result<Principal, ApiError> {
+fn authenticate(store: &Db, req: &HttpRequest) -> Result<Principal, ApiError> {
     presented_key(req)
         .and_then(|key| admin::authenticate(store, key))
         .ok_or_else(|| {

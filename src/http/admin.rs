@@ -9,7 +9,7 @@ use super::mount::Endpoint;
 use super::query::{NoQuery, Query};
 use super::request::write_context;
 use crate::error::ApiError;
-use crate::store::Store;
+use crate::store::Database;
 use crate::workflows::admin;
 use crate::workflows::check::{self, CheckRequest};
 use actix_web::http::StatusCode;
@@ -36,7 +36,7 @@ async fn create_tenant(
     operator: Operator,
     _: Query<NoQuery>,
     req: HttpRequest,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let ctx = write_context(&req, operator.principal());
@@ -47,7 +47,7 @@ async fn create_tenant(
 async fn list_tenants(
     _: Operator,
     _: Query<NoQuery>,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
 ) -> Result<HttpResponse, ApiError> {
     let tenants: Vec<Value> = admin::list_tenants(&store)
         .iter()
@@ -59,7 +59,7 @@ async fn list_tenants(
 async fn get_tenant(
     caller: TenantCaller<Admin>,
     _: Query<NoQuery>,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = admin::tenant(&store, caller.tenant())?;
     Ok(HttpResponse::Ok().json(tenant.to_json()))
@@ -69,7 +69,7 @@ async fn patch_tenant(
     _: Operator,
     _: Query<NoQuery>,
     req: HttpRequest,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = route_tenant(&req)?;
@@ -80,7 +80,7 @@ async fn patch_tenant(
 async fn create_key(
     caller: TenantCaller<Admin>,
     _: Query<NoQuery>,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let (key, secret) = admin::create_key(&store, caller.tenant(), &body.0).await?;
@@ -93,7 +93,7 @@ async fn create_key(
 async fn list_keys(
     caller: TenantCaller<Admin>,
     _: Query<NoQuery>,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
 ) -> Result<HttpResponse, ApiError> {
     let keys: Vec<Value> = admin::list_keys(&store, caller.tenant())
         .iter()
@@ -113,7 +113,7 @@ async fn revoke_key(
     caller: TenantCaller<Admin>,
     _: Query<NoQuery>,
     path: web::Path<KeyPath>,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
 ) -> Result<HttpResponse, ApiError> {
     let key_id = path.into_inner().key_id;
     admin::revoke_key(&store, caller.tenant(), &key_id).await?;
@@ -123,7 +123,7 @@ async fn revoke_key(
 async fn check_consistency(
     _: Operator,
     _: Query<NoQuery>,
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     body: OptionalJsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let request = CheckRequest::parse(body.0.as_ref())?;

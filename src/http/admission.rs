@@ -8,17 +8,25 @@
 //! writer's queue or on the blocking pool, and other tenants' requests queue behind at most
 //! that many (docs/SECURITY.md, "Issue 13").
 //!
+//! Over all tenants, `--max-in-flight` bounds the requests the server holds, and so what they
+//! hold (bodies, queued writes and reads): past it the server sheds load with 503
+//! `overloaded`, and sheds the tenants with the most in flight first, so that a tenant with a
+//! few requests is still served while another floods. Each admitted request then waits for the
+//! engine at most `--request-deadline` per queue (`store::deadline`).
+//!
 //! The access gate calls [`admit`] once per request; the place it takes is held in the
 //! request's extensions, so it is given back when the request is dropped, whichever way it
 //! ends (answered, refused by a later layer, or the client gone).
 
 use super::rate::RateLimiter;
 use crate::config::{
-    DEFAULT_BLOCKING_PER_TENANT, DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
+    DEFAULT_BLOCKING_PER_TENANT, DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_IN_FLIGHT_PER_TENANT, DEFAULT_REQUEST_DEADLINE_SECS,
 };
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::Limits;
 use crate::error::{ApiError, ErrorCode};
+use crate::store::StoreError;
 use crate::workflows::fair::{self, BlockingShares, Share};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -32,13 +40,23 @@ use std::time::Duration;
 /// milliseconds, and a whole second keeps a retrying client from spinning.
 const IN_FLIGHT_RETRY_AFTER_SECS: u64 = 1;
 
+/// Requests in flight: per tenant, and over all of them.
+#[derive(Default)]
+struct InFlight {
+    per_tenant: HashMap<TenantId, usize>,
+    total: usize,
+}
+
 /// The server's admission settings and state, shared by every worker.
 pub struct Admission {
     rate: RateLimiter,
-    in_flight: Arc<Mutex<HashMap<TenantId, usize>>>,
+    in_flight: Arc<Mutex<InFlight>>,
     /// `None`: no cap.
     max_in_flight: Option<usize>,
+    /// Over all tenants; `None`: no cap.
+    max_in_flight_total: Option<usize>,
     body_deadline: Duration,
+    request_deadline: Duration,
     blocking: Arc<BlockingShares>,
 }
 
@@ -49,24 +67,29 @@ impl Default for Admission {
             Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
             DEFAULT_BLOCKING_PER_TENANT,
         )
+        .with_overload(
+            DEFAULT_MAX_IN_FLIGHT,
+            Duration::from_secs(DEFAULT_REQUEST_DEADLINE_SECS),
+        )
     }
 }
 
 /// One request's place among its tenant's requests in flight; given back on drop.
 pub struct InFlightGuard {
-    counts: Arc<Mutex<HashMap<TenantId, usize>>>,
+    counts: Arc<Mutex<InFlight>>,
     tenant: TenantId,
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.tenant) {
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(count) = counts.per_tenant.get_mut(&self.tenant) {
             *count = count.saturating_sub(1);
             // An idle tenant keeps no entry, so the map is as large as the set of tenants
             // with work in progress.
             if *count == 0 {
-                counts.remove(&self.tenant);
+                counts.per_tenant.remove(&self.tenant);
             }
         }
     }
@@ -79,9 +102,24 @@ impl Admission {
             rate: RateLimiter::default(),
             in_flight: Arc::default(),
             max_in_flight: (max_in_flight > 0).then_some(max_in_flight),
+            max_in_flight_total: None,
             body_deadline,
+            request_deadline: Duration::from_secs(DEFAULT_REQUEST_DEADLINE_SECS),
             blocking: Arc::new(BlockingShares::new(blocking_per_tenant)),
         }
+    }
+
+    /// Sets the server-wide cap on requests in flight (0 = no cap) and how long a request
+    /// may wait for the engine in each queue.
+    pub fn with_overload(mut self, max_in_flight_total: usize, request_deadline: Duration) -> Self {
+        self.max_in_flight_total = (max_in_flight_total > 0).then_some(max_in_flight_total);
+        self.request_deadline = request_deadline;
+        self
+    }
+
+    /// How long a request may wait for the engine in each queue.
+    pub fn request_deadline(&self) -> Duration {
+        self.request_deadline
     }
 
     /// How long a request body may take to arrive in full.
@@ -94,7 +132,21 @@ impl Admission {
     pub fn admit(&self, tenant: &TenantId, limits: &Limits) -> Result<InFlightGuard, ApiError> {
         self.rate.admit(tenant, limits.requests_per_second)?;
         let mut counts = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(tenant.clone()).or_insert(0);
+        let InFlight { per_tenant, total } = &mut *counts;
+        let tenants_in_flight = per_tenant.len();
+        let count = per_tenant.entry(tenant.clone()).or_insert(0);
+        // At the server's cap, a tenant at or above an equal share of it is shed; one below
+        // its share is still admitted (the total overshoots by at most one request per
+        // tenant), so a flood from one tenant never sheds another's few requests.
+        if let Some(cap) = self.max_in_flight_total.filter(|cap| *total >= *cap) {
+            let share = (cap / tenants_in_flight.max(1)).max(1);
+            if *count >= share {
+                if *count == 0 {
+                    per_tenant.remove(tenant);
+                }
+                return Err(ApiError::from(StoreError::Overloaded));
+            }
+        }
         if let Some(cap) = self.max_in_flight.filter(|cap| *count >= *cap) {
             let mut error = ApiError::new(
                 ErrorCode::TooManyInFlight,
@@ -107,6 +159,7 @@ impl Admission {
             return Err(error);
         }
         *count += 1;
+        *total += 1;
         Ok(InFlightGuard {
             counts: Arc::clone(&self.in_flight),
             tenant: tenant.clone(),
@@ -116,7 +169,7 @@ impl Admission {
     /// Requests of `tenant` in progress now.
     pub fn in_flight(&self, tenant: &TenantId) -> usize {
         let counts = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        counts.get(tenant).copied().unwrap_or(0)
+        counts.per_tenant.get(tenant).copied().unwrap_or(0)
     }
 }
 
@@ -140,11 +193,14 @@ pub async fn share(
         .extensions()
         .get::<InFlightGuard>()
         .map(|place| place.tenant.clone());
-    let shares = req
+    let admission = req
         .app_data::<web::Data<Admission>>()
-        .map(|admission| Arc::clone(&admission.blocking));
-    match tenant.zip(shares) {
-        Some((tenant, shares)) => fair::with_share(Share { shares, tenant }, next.call(req)).await,
+        .map(|admission| (Arc::clone(&admission.blocking), admission.request_deadline));
+    match tenant.zip(admission) {
+        Some((tenant, (shares, deadline))) => {
+            let work = fair::with_share(Share { shares, tenant }, next.call(req));
+            crate::store::deadline::within(deadline, work).await
+        }
         None => next.call(req).await,
     }
 }
@@ -190,7 +246,33 @@ mod tests {
             .collect();
         assert_eq!(admission.in_flight(&a), 1000);
         drop(places);
-        assert!(admission.in_flight.lock().unwrap().is_empty());
+        let counts = admission.in_flight.lock().unwrap();
+        assert!(counts.per_tenant.is_empty() && counts.total == 0);
+    }
+
+    #[test]
+    fn at_the_server_cap_the_heaviest_tenant_is_shed_and_a_light_one_admitted() {
+        let admission =
+            Admission::new(0, Duration::from_secs(1), 0).with_overload(4, Duration::from_secs(1));
+        let (heavy, light) = (tenant("heavy"), tenant("light"));
+        let limits = Limits::default();
+        let held: Vec<_> = (0..4)
+            .map(|_| admission.admit(&heavy, &limits).unwrap())
+            .collect();
+        let shed = admission.admit(&heavy, &limits).err().unwrap();
+        assert_eq!(shed.code, ErrorCode::Overloaded);
+        assert_eq!(shed.retry_after, Some(1));
+        // Below its share of the cap: admitted though the server is at it.
+        let light_place = admission.admit(&light, &limits).unwrap();
+        // Two tenants now: each one's share is 2, and each is at or above it.
+        assert_eq!(
+            admission.admit(&heavy, &limits).err().unwrap().code,
+            ErrorCode::Overloaded
+        );
+        drop(held);
+        drop(light_place);
+        let counts = admission.in_flight.lock().unwrap();
+        assert!(counts.per_tenant.is_empty() && counts.total == 0);
     }
 
     #[test]

@@ -7,11 +7,11 @@ use super::body::JsonBody;
 use super::mount::Endpoint;
 use super::query::{ListQuery, NoQuery, Query, RecordQuery};
 use super::request::{etag, if_match, page_headers, store_of, write_context, IdPath};
+use crate::domain::catalog::CatalogFields;
 use crate::domain::catalog::{CatalogKind, CatalogRecord};
 use crate::domain::patch::parse_patch;
 use crate::domain::record::project;
 use crate::error::ApiError;
-use crate::store::catalog::CatalogHooks;
 use crate::workflows::catalog as flow;
 use crate::workflows::registrations::Change;
 use actix_web::{HttpRequest, HttpResponse};
@@ -25,7 +25,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         .collect()
 }
 
-fn endpoints_of<F: CatalogHooks>() -> [Endpoint; 2] {
+fn endpoints_of<F: CatalogFields>() -> [Endpoint; 2] {
     let base = format!("/{}/{{tenantId}}", F::KIND.resource());
     let mut collection = Endpoint::new(base.clone()).get(list::<F>);
     let mut item = Endpoint::new(format!("{base}/{{id}}"))
@@ -39,7 +39,7 @@ fn endpoints_of<F: CatalogHooks>() -> [Endpoint; 2] {
     [collection, item]
 }
 
-fn render<F: CatalogHooks>(record: &CatalogRecord<F>, fields: Option<&[String]>) -> Value {
+fn render<F: CatalogFields>(record: &CatalogRecord<F>, fields: Option<&[String]>) -> Value {
     let json = record.to_json();
     Value::Object(match fields {
         Some(fields) => project(json, fields),
@@ -47,7 +47,7 @@ fn render<F: CatalogHooks>(record: &CatalogRecord<F>, fields: Option<&[String]>)
     })
 }
 
-pub(super) fn record_response<F: CatalogHooks>(
+pub(super) fn record_response<F: CatalogFields>(
     record: &CatalogRecord<F>,
     fields: Option<&[String]>,
 ) -> HttpResponse {
@@ -56,7 +56,7 @@ pub(super) fn record_response<F: CatalogHooks>(
         .json(render(record, fields))
 }
 
-async fn create<F: CatalogHooks>(
+async fn create<F: CatalogFields>(
     caller: TenantCaller<Write>,
     _: Query<NoQuery>,
     req: HttpRequest,
@@ -72,7 +72,7 @@ async fn create<F: CatalogHooks>(
     Ok(record_response(&record, None))
 }
 
-async fn list<F: CatalogHooks>(
+async fn list<F: CatalogFields>(
     caller: TenantCaller<Read>,
     query: Query<ListQuery>,
     req: HttpRequest,
@@ -91,7 +91,7 @@ async fn list<F: CatalogHooks>(
     Ok(response.json(items))
 }
 
-async fn get_one<F: CatalogHooks>(
+async fn get_one<F: CatalogFields>(
     caller: TenantCaller<Read>,
     query: Query<RecordQuery>,
     IdPath(id): IdPath,
@@ -103,7 +103,7 @@ async fn get_one<F: CatalogHooks>(
     Ok(record_response(&record, fields.as_deref()))
 }
 
-async fn replace<F: CatalogHooks>(
+async fn replace<F: CatalogFields>(
     caller: TenantCaller<Write>,
     _: Query<NoQuery>,
     IdPath(id): IdPath,
@@ -122,7 +122,7 @@ async fn replace<F: CatalogHooks>(
     Ok(record_response(&record, None))
 }
 
-async fn patch<F: CatalogHooks>(
+async fn patch<F: CatalogFields>(
     caller: TenantCaller<Write>,
     _: Query<NoQuery>,
     IdPath(id): IdPath,
@@ -142,7 +142,7 @@ async fn patch<F: CatalogHooks>(
     Ok(record_response(&record, None))
 }
 
-async fn delete<F: CatalogHooks>(
+async fn delete<F: CatalogFields>(
     caller: TenantCaller<Write>,
     _: Query<NoQuery>,
     IdPath(id): IdPath,
@@ -164,13 +164,14 @@ async fn delete<F: CatalogHooks>(
 #[cfg(test)]
 mod tests {
     use crate::domain::access::{Principal, WriteContext};
+    use crate::domain::catalog::CatalogFields;
     use crate::domain::catalog::{CatalogInput, CatalogKind, CatalogRecord};
     use crate::domain::ids::{RecordId, TenantId};
     use crate::domain::tenant::{Limits, NewTenant};
     use crate::domain::transfer::{parse_line, parse_row, RecordKind};
-    use crate::store::catalog::{CatalogHooks, CreateCatalog};
     use crate::store::check::Scope;
-    use crate::store::{Durability, Store};
+    use crate::store::write::CreateCatalog;
+    use crate::store::{Db, Durability, EngineChoice};
     use serde_json::{json, Value};
 
     #[test]
@@ -235,14 +236,14 @@ mod tests {
         WriteContext::new(Principal::Operator.actor())
     }
 
-    async fn create<F: CatalogHooks>(store: &Store, tenant: &TenantId, body: Value) -> String {
+    async fn create<F: CatalogFields>(store: &Db, tenant: &TenantId, body: Value) -> String {
         let fields = CatalogInput::<F>::parse(&body).unwrap().fields;
         let record = CatalogRecord::create(RecordId::generate(), fields, &ctx()).unwrap();
         let id = record.id.to_string();
         store
-            .submit(CreateCatalog {
+            .create_catalog(CreateCatalog {
                 tenant: tenant.clone(),
-                record,
+                record: F::into_any(record),
             })
             .await
             .unwrap();
@@ -252,7 +253,13 @@ mod tests {
     #[tokio::test]
     async fn a_record_of_every_kind_is_checked_and_exports_as_a_row_that_imports() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Durability::Relaxed).unwrap();
+        let store = crate::store::open(&EngineChoice::Embedded {
+            dir: dir.path().to_owned(),
+            durability: Durability::Relaxed,
+            retention: Default::default(),
+            space_reserve: 0,
+        })
+        .unwrap();
         let tenant = TenantId::parse("kinds").unwrap();
         let new_tenant = NewTenant {
             id: tenant.clone(),

@@ -10,6 +10,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+/// What a shed request is told to wait: the queues drain in well under a second once the
+/// burst passes, and a whole second keeps retrying clients from adding to it.
+const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
+
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
@@ -40,7 +44,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         RateLimited | TenantLimit | TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Unavailable | Overloaded | DbUnavailable | DbBusy => StatusCode::SERVICE_UNAVAILABLE,
+        InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         MailDeliveryFailed => StatusCode::BAD_GATEWAY,
     }
 }
@@ -109,10 +114,44 @@ impl From<StoreError> for ApiError {
                 ErrorCode::RecordTooLarge,
                 format!("the record would take {bytes} bytes; a record holds at most {limit}"),
             ),
+            StoreError::Overloaded => {
+                let mut error = ApiError::new(
+                    ErrorCode::Overloaded,
+                    "the server has more requests than it can serve in time; this one was not \
+                     carried out, retry later",
+                );
+                error.retry_after = Some(OVERLOADED_RETRY_AFTER_SECS);
+                error
+            }
             StoreError::Closed => {
                 ApiError::new(ErrorCode::Unavailable, "the service is shutting down")
             }
-            fault @ (StoreError::Corrupt(_) | StoreError::Storage(_) | StoreError::Locked(_)) => {
+            StoreError::Unavailable(why) => {
+                log::warn!("database unavailable: {why}");
+                ApiError::new(
+                    ErrorCode::DbUnavailable,
+                    "the database is unavailable; retry later",
+                )
+            }
+            StoreError::Busy(why) => {
+                log::warn!("database busy: {why}");
+                ApiError::new(
+                    ErrorCode::DbBusy,
+                    "the database is busy with concurrent writes; retry",
+                )
+            }
+            StoreError::StorageFull(why) => {
+                log::error!("write refused, the disk is full: {why}");
+                ApiError::new(
+                    ErrorCode::InsufficientStorage,
+                    "the server's disk is full: this request was not completed (never half of \
+                     it); reads work, and writes work again once the operator frees space",
+                )
+            }
+            fault @ (StoreError::NewerFormat { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Storage(_)
+            | StoreError::Locked(_)) => {
                 log::error!("store fault: {fault}");
                 ApiError::internal()
             }
@@ -188,7 +227,13 @@ mod tests {
             let status = status_of(*code);
             let server_side = matches!(
                 code,
-                ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::MailDeliveryFailed
+                ErrorCode::Internal
+                    | ErrorCode::Unavailable
+                    | ErrorCode::Overloaded
+                    | ErrorCode::DbUnavailable
+                    | ErrorCode::DbBusy
+                    | ErrorCode::MailDeliveryFailed
+                    | ErrorCode::InsufficientStorage
             );
             assert_eq!(status.is_server_error(), server_side, "{code:?}");
         }

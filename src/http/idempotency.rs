@@ -13,8 +13,8 @@ use crate::domain::access::Role;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::idempotency::StoredResponse;
-use crate::store::Store;
+use crate::store::records::StoredResponse;
+use crate::store::Database;
 use crate::workflows::idempotency as flow;
 use actix_web::body::{to_bytes, BoxBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -131,7 +131,7 @@ pub async fn guard<A: Access>(
     req.set_payload(body.into());
 
     let (Some(store), Some(in_flight)) = (
-        req.app_data::<web::Data<Store>>()
+        req.app_data::<web::Data<dyn Database>>()
             .map(|s| s.clone().into_inner()),
         req.app_data::<web::Data<InFlight>>()
             .map(|f| f.clone().into_inner()),

@@ -3,7 +3,7 @@
 //! database's size on disk.
 
 use crate::store::stats::Histogram;
-use crate::store::Store;
+use crate::store::Database;
 use crate::workflows::service;
 use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpResponse};
@@ -50,7 +50,7 @@ fn escape(label: &str) -> String {
 }
 
 pub async fn render(
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     metrics: web::Data<RequestMetrics>,
 ) -> Result<HttpResponse, crate::error::ApiError> {
     let mut out = String::new();
@@ -104,6 +104,12 @@ pub async fn render(
         out,
         "registrar_write_intents_total {}",
         stats.intents.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP registrar_writes_shed_total Writes answered 503 overloaded unapplied: their request's deadline passed while they were queued.\n# TYPE registrar_writes_shed_total counter\n");
+    let _ = writeln!(
+        out,
+        "registrar_writes_shed_total {}",
+        stats.shed.load(Ordering::Relaxed)
     );
     let size = service::size_on_disk(&store).await?;
     out.push_str("# HELP registrar_db_size_bytes Bytes the database takes on disk.\n# TYPE registrar_db_size_bytes gauge\n");

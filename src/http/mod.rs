@@ -19,7 +19,7 @@ pub mod request_id;
 pub mod service;
 pub mod transfer;
 
-use crate::store::Store;
+use crate::store::Database;
 use crate::workflows::email::Mailer;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -60,7 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The whole application, as tests and the server build it.
 pub fn app(
-    store: web::Data<Store>,
+    store: web::Data<dyn Database>,
     mailer: web::Data<Mailer>,
     admission: web::Data<admission::Admission>,
     in_flight: web::Data<idempotency::InFlight>,

@@ -770,7 +770,7 @@ fn admin_operations() -> Vec<Operation> {
 fn service_operations() -> Vec<Operation> {
     vec![
         Operation::new("get", "/healthz", "healthz")
-            .summary("Ready: the database is open")
+            .summary("Ready: the database is open; `degraded` with the reason while writes fail (a full disk) and reads still work")
             .tag(SERVICE_TAG)
             .public()
             .ok(
@@ -779,7 +779,10 @@ fn service_operations() -> Vec<Operation> {
                 json!({
                     "type": "object",
                     "required": ["status"],
-                    "properties": {"status": {"const": "ok"}},
+                    "properties": {
+                        "status": {"enum": ["ok", "degraded"]},
+                        "reason": {"type": "string", "description": "why writes fail (only with `degraded`)"},
+                    },
                 }),
             ),
         Operation::new("get", "/metrics", "metrics")

@@ -6,14 +6,13 @@ use super::request_id::RequestId;
 use crate::domain::access::{Principal, WriteContext};
 use crate::domain::ids::RecordId;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::Store;
+use crate::store::{Database, Db};
 use crate::workflows::registrations::Precondition;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest};
-use std::sync::Arc;
 
-pub fn store_of(req: &HttpRequest) -> Result<Arc<Store>, ApiError> {
-    req.app_data::<web::Data<Store>>()
+pub fn store_of(req: &HttpRequest) -> Result<Db, ApiError> {
+    req.app_data::<web::Data<dyn Database>>()
         .map(|data| data.clone().into_inner())
         .ok_or_else(ApiError::internal)
 }

@@ -19,7 +19,7 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 async fn metrics(
     _: Operator,
-    store: web::Data<crate::store::Store>,
+    store: web::Data<dyn crate::store::Database>,
     metrics: web::Data<super::metrics::RequestMetrics>,
 ) -> Result<HttpResponse, ApiError> {
     super::metrics::render(store, metrics).await
@@ -39,6 +39,11 @@ async fn outbox(
 }
 
 /// Ready: the server only binds once the database is open, so answering is the proof.
-async fn healthz(_: Public) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// `degraded` (still 200: reads are served, and restarting would not free the disk) while
+/// writes fail for lack of space, with the reason.
+async fn healthz(_: Public, store: web::Data<dyn crate::store::Database>) -> HttpResponse {
+    match crate::workflows::service::write_fault(&store) {
+        None => HttpResponse::Ok().json(json!({"status": "ok"})),
+        Some(reason) => HttpResponse::Ok().json(json!({"status": "degraded", "reason": reason})),
+    }
 }

@@ -1,65 +1,75 @@
-//! The storage seam: what the rest of the crate may ask of a storage engine, and the layers
-//! every engine shares. The one engine today is sled, under `sled/`; nothing outside that
-//! directory names it. The key layout, codec, write pipeline and trees are described in
-//! `sled/mod.rs`.
+//! The storage seam: what the rest of the crate may ask of a storage engine (`Engine`,
+//! `Maintenance`), and the layers every engine shares. Above this module nothing knows which
+//! engine serves: callers hold a [`Db`], and [`open`] is the one place an engine is chosen.
 //!
-//! Here, engine-neutral: `StoreError` (`error`), page tokens (`page`), and the engine traits
-//! (`Engine`, `Maintenance`).
+//! Engine-neutral, here: `StoreError` (`error`), page tokens (`page`), the key cache
+//! (`directory`), the lookup index table (`index`), the writes as data (`write`), what engines
+//! answer with (`records`), the check's report (`check`), retention and its sweeper
+//! (`retention`) and the write path's measurements (`stats`). Each engine lives in a folder of
+//! its own; the embedded one, the default, is declared below.
 
+pub mod check;
+pub mod deadline;
+pub mod directory;
 pub mod error;
+pub mod index;
 pub mod page;
+pub mod records;
+pub mod retention;
+pub mod stats;
+pub mod tuple;
+pub mod write;
+
+/// The PostgreSQL engine: several nodes on one database.
+pub mod postgres;
+/// The embedded engine (the default): one process, a data dir on local disk.
 pub mod sled;
+
+// What the server and the commands do with the embedded engine's data dir itself (its mode,
+// whether it holds a database, a backup's target) and its offline check.
+pub use self::sled::check::{check_offline, OfflineError};
+pub use self::sled::{datadir, files};
 
 pub use error::StoreError;
 
-// The sled modules keep their old paths (`crate::store::keys`, …) for the callers that name
-// them today; each moves behind the engine traits as its callers do.
-pub use self::sled::{
-    batch, catalog, check, codec, directory, files, idempotency, index, keys, orders, outbox,
-    pipeline, registrations, retention, search, stats, transfer, tx, usage, Durability, Store,
-    BACKGROUND_FLUSH_MS,
-};
-
-use crate::domain::access::WriteContext;
-use crate::domain::catalog::CatalogKind;
+use crate::domain::access::{Principal, WriteContext};
+use crate::domain::catalog::{AnyCatalogRecord, CatalogKind, CatalogRecord, OrderFields};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::CourseRegistration;
 use crate::domain::search::SearchCriteria;
 use crate::domain::tenant::{ApiKey, NewKey, NewTenant, Tenant};
 use crate::domain::time::Timestamp;
 use crate::domain::transfer::{RecordKind, StoredRecord};
+use index::IndexDef;
+use records::{AnyCatalogPage, BackupReport, OutboxPage, RegistrationPage, StoredResponse, Swept};
+use retention::Retention;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::oneshot;
 
 /// A write's outcome, boxed so the traits stay object-safe (`dyn Engine`): an `async fn` in a
 /// trait cannot be called through `dyn` yet, and the crate takes no `async-trait` for this.
 pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A page of catalog records of one kind, kind-neutral (`Engine::list_catalog_of_kind`).
-#[derive(Debug)]
-pub struct KindPage {
-    pub items: Vec<StoredRecord>,
-    /// The page token of the next page, if there is one.
-    pub next: Option<String>,
-}
-
 /// What the API asks of a storage engine: the records, tenants and keys, the outbox and the
 /// stored Idempotency-Key responses. Every cross-record rule is a pure function in
-/// `domain::rules`; an engine gathers the facts inside its transaction and calls it.
+/// `domain::rules`; an engine gathers the facts inside its transaction and calls it, so every
+/// engine enforces the same rules.
 ///
 /// Reads are plain calls that may block: the caller decides where they run (workflows put
 /// them on the blocking pool, or on the async worker when the engine says reads cannot wait,
-/// `reads_may_wait`). Writes return an `EngineFuture` that resolves once durable.
-///
-/// First cut (issue 16): implemented by the sled `Store` by delegating to its methods, and
-/// callers still hold `Store`. Not here yet, because today they go through the sled write
-/// pipeline (`Store::submit` of an `Intent`, generic and so not object-safe): catalog and
-/// registration writes, orders, batches and imports. They join the trait, and callers move to
-/// `dyn Engine`, when the second engine lands.
+/// [`Engine::reads_may_wait`]). Writes return an [`EngineFuture`] that resolves once the
+/// write is durable (per the engine's durability setting). A write that lost a race with
+/// another writer answers `StoreError::VersionChanged`, and the workflow reads and decides
+/// again.
 pub trait Engine: Send + Sync {
-    /// Whether a read started now may wait behind a write (sled: its transaction lock).
+    /// Whether a read started now may wait behind a write (sled: its transaction lock). A
+    /// read that cannot wait may run on an async worker.
     fn reads_may_wait(&self) -> bool;
+
+    // Registrations.
 
     /// One registration, or `None`.
     fn registration(
@@ -67,23 +77,23 @@ pub trait Engine: Send + Sync {
         tenant: &TenantId,
         id: &RecordId,
     ) -> Result<Option<CourseRegistration>, StoreError>;
-    /// A page of the tenant's registrations in id order, after the id `after`.
+    /// A page of the tenant's registrations in id order, from after the page token `after`.
     fn list_registrations(
         &self,
         tenant: &TenantId,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<registrations::Page, StoreError>;
+    ) -> Result<RegistrationPage, StoreError>;
     /// A page of registrations whose `def` fields equal `values`.
     fn lookup_registrations(
         &self,
         tenant: &TenantId,
-        def: &index::IndexDef,
+        def: &IndexDef,
         values: &[&str],
         active_only: bool,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<registrations::Page, StoreError>;
+    ) -> Result<RegistrationPage, StoreError>;
     /// A page of registrations matching `criteria`.
     fn search_registrations(
         &self,
@@ -91,7 +101,7 @@ pub trait Engine: Send + Sync {
         criteria: &SearchCriteria,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<search::SearchPage, StoreError>;
+    ) -> Result<RegistrationPage, StoreError>;
     /// How many registrations the tenant holds.
     fn registration_count(&self, tenant: &TenantId) -> Result<u64, StoreError>;
     /// Active registrations on one offering (its taken seats).
@@ -100,34 +110,68 @@ pub trait Engine: Send + Sync {
         tenant: &TenantId,
         offering: &RecordId,
     ) -> Result<u64, StoreError>;
+    /// Stores a new registration (a dry run checks every rule and stores nothing).
+    fn create_registration(
+        &self,
+        write: write::CreateRegistration,
+    ) -> EngineFuture<'_, CourseRegistration>;
+    /// Gives a stored registration new client fields.
+    fn revise_registration(
+        &self,
+        write: write::ReviseRegistration,
+    ) -> EngineFuture<'_, CourseRegistration>;
+    fn delete_registration(&self, write: write::DeleteRegistration) -> EngineFuture<'_, ()>;
+    /// Registration changes in one transaction.
+    fn apply_batch(&self, write: write::ApplyBatch) -> EngineFuture<'_, write::BatchOutcome>;
+    /// An order for a registration (a stored one or a new one), linked both ways.
+    fn generate_order(
+        &self,
+        write: write::GenerateOrder,
+    ) -> EngineFuture<'_, (CatalogRecord<OrderFields>, CourseRegistration)>;
 
-    /// One catalog record of `kind`, or `None`, as the kind-neutral `StoredRecord`.
-    fn catalog_record_of_kind(
+    // Catalog records, of any kind.
+
+    /// One catalog record of `kind`, or `None`.
+    fn catalog_record(
         &self,
         tenant: &TenantId,
         kind: CatalogKind,
         id: &RecordId,
-    ) -> Result<Option<StoredRecord>, StoreError>;
-    /// A page of the tenant's records of `kind` in id order, after the id `after`.
-    fn list_catalog_of_kind(
+    ) -> Result<Option<AnyCatalogRecord>, StoreError>;
+    /// A page of the tenant's records of `kind` in id order, from after the page token `after`.
+    fn list_catalog(
         &self,
         tenant: &TenantId,
         kind: CatalogKind,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<KindPage, StoreError>;
+    ) -> Result<AnyCatalogPage, StoreError>;
+    fn create_catalog(&self, write: write::CreateCatalog) -> EngineFuture<'_, AnyCatalogRecord>;
+    fn revise_catalog(&self, write: write::ReviseCatalog) -> EngineFuture<'_, AnyCatalogRecord>;
+    fn delete_catalog(&self, write: write::DeleteCatalog) -> EngineFuture<'_, ()>;
 
-    /// One tenant, served from memory.
+    // Tenants and keys, served from the key cache (`directory`).
+
+    /// Who presents `presented` as a key, if anyone.
+    fn authenticate(&self, presented: &str) -> Option<Principal>;
+    /// Whether an operator key is set.
+    fn has_operator_key(&self) -> bool;
+    /// Sets the operator key; `persist` keeps its hash in the database (a generated key), else
+    /// it is held in memory only (a key from the environment).
+    fn set_operator_key(&self, key: &str, persist: bool) -> Result<(), StoreError>;
+    /// One tenant.
     fn tenant(&self, id: &TenantId) -> Option<Tenant>;
     /// Every tenant.
     fn tenants(&self) -> Vec<Tenant>;
     /// The tenant's API keys in id order.
     fn keys_of(&self, tenant: &TenantId) -> Vec<ApiKey>;
+    /// A new tenant, with its default template.
     fn create_tenant<'a>(
         &'a self,
         new: NewTenant,
         ctx: &'a WriteContext,
     ) -> EngineFuture<'a, Tenant>;
+    /// Applies a tenant PATCH body inside the write transaction.
     fn patch_tenant<'a>(
         &'a self,
         id: &'a TenantId,
@@ -139,21 +183,32 @@ pub trait Engine: Send + Sync {
         tenant: &'a TenantId,
         new: NewKey,
     ) -> EngineFuture<'a, (ApiKey, String)>;
+    /// Stores a key whose secret is known already (the demo data's key).
+    fn import_key(&self, key: ApiKey) -> EngineFuture<'_, ()>;
     fn revoke_key<'a>(&'a self, tenant: &'a TenantId, key_id: &'a str) -> EngineFuture<'a, ()>;
 
-    /// A page of the mail kept instead of sent.
+    // Outbox and stored responses.
+
+    /// A page of the mail kept instead of sent, newest first.
     fn outbox_page(
         &self,
         tenant: &TenantId,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<outbox::OutboxPage, StoreError>;
+    ) -> Result<OutboxPage, StoreError>;
+    /// Keeps a message in the outbox, dropping the oldest past the cap.
+    fn keep_in_outbox(&self, write: write::KeepInOutbox) -> EngineFuture<'_, ()>;
     /// The first response to an Idempotency-Key, if stored.
     fn stored_response(
         &self,
         tenant: &TenantId,
         key: &str,
-    ) -> Result<Option<idempotency::StoredResponse>, StoreError>;
+    ) -> Result<Option<StoredResponse>, StoreError>;
+    fn keep_response(&self, write: write::KeepResponse) -> EngineFuture<'_, ()>;
+    /// What is kept, for how long, and how large it may be.
+    fn retention(&self) -> Retention;
+
+    // Export and import.
 
     /// Every record of one kind, streamed (export).
     fn export_records(
@@ -161,6 +216,12 @@ pub trait Engine: Send + Sync {
         tenant: &TenantId,
         kind: RecordKind,
     ) -> Box<dyn Iterator<Item = Result<StoredRecord, StoreError>> + Send + 'static>;
+    /// Queues rows of an import from a thread that may block; the outcome is collected later,
+    /// so the next rows are parsed while these are written.
+    fn import_rows(
+        &self,
+        write: write::ImportRows,
+    ) -> Result<Queued<write::ImportOutcome>, StoreError>;
 }
 
 /// What the operator asks of a storage engine: check (and repair) what is derived, back up,
@@ -169,13 +230,94 @@ pub trait Maintenance: Send + Sync {
     /// Recomputes what is derived from the records and, with `repair`, rebuilds it.
     fn check(&self, scope: check::Scope, repair: bool) -> EngineFuture<'_, check::CheckReport>;
     /// A consistent copy of the database in `to`.
-    fn backup<'a>(&'a self, to: &'a Path) -> EngineFuture<'a, transfer::BackupReport>;
-    /// Drops stored responses older than the retention allows.
-    fn sweep(&self, now: Timestamp) -> Result<retention::Swept, StoreError>;
+    fn backup<'a>(&'a self, to: &'a Path) -> EngineFuture<'a, BackupReport>;
+    /// Drops stored responses and outbox messages past retention.
+    fn sweep(&self, now: Timestamp) -> Result<Swept, StoreError>;
     /// Bytes the database takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
     /// What the write path measured so far (for /metrics).
     fn write_stats(&self) -> &stats::WriteStats;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// The directory the database lives in, for an engine that keeps one.
+    fn data_dir(&self) -> Option<&Path>;
+    /// Why writes fail now, if they do (a full disk, a database out of reach): `/healthz`
+    /// reports the server degraded with it. Cheap: it runs on every health check.
+    fn write_fault(&self) -> Option<String>;
+}
+
+/// An engine with its maintenance: what the server holds.
+pub trait Database: Engine + Maintenance {}
+impl<T: Engine + Maintenance> Database for T {}
+
+/// The database the server and the commands share.
+pub type Db = Arc<dyn Database>;
+
+/// Which engine serves, and where its data is.
+#[derive(Debug, Clone)]
+pub enum EngineChoice {
+    /// The embedded engine in a data dir.
+    Embedded {
+        dir: std::path::PathBuf,
+        durability: Durability,
+        retention: Retention,
+        /// Bytes kept free on the data dir's file system: below it, writes are refused
+        /// (`StoreError::StorageFull`) before anything is written.
+        space_reserve: u64,
+    },
+}
+
+/// Opens the engine `choice` names.
+pub fn open(choice: &EngineChoice) -> Result<Db, StoreError> {
+    match choice {
+        EngineChoice::Embedded {
+            dir,
+            durability,
+            retention,
+            space_reserve,
+        } => {
+            let mut store = self::sled::Store::open(dir, *durability)?;
+            store.set_retention(*retention);
+            store.set_space_reserve(*space_reserve);
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// When a write is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After a flush of the engine's log that started after the commit.
+    Sync,
+    /// After the commit; the embedded engine's background flush (every 500 ms) makes it
+    /// durable later.
+    Relaxed,
+    /// As `Sync`, then an fsync of the log file, which a power cut cannot undo
+    /// (docs/DURABILITY.md).
+    Strict,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Relaxed => "relaxed",
+            Durability::Strict => "strict",
+        }
+    }
+}
+
+/// A write queued from a thread that may block ([`Engine::import_rows`]); its outcome is
+/// collected with [`Queued::wait`].
+pub struct Queued<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Queued<T> {
+    pub fn new(answer: oneshot::Receiver<Result<T, StoreError>>) -> Queued<T> {
+        Queued(answer)
+    }
+
+    /// Waits (blocking the thread) for the outcome.
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.0.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
 }

@@ -4,7 +4,7 @@
 //! refused before any key is read.
 
 use super::error::StoreError;
-use super::keys::Key;
+use super::tuple::Key;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};

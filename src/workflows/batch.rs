@@ -10,11 +10,9 @@ use crate::domain::batch::{BatchRequest, OpKind};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::CourseRegistration;
 use crate::error::{ApiError, ErrorCode};
-use crate::store::batch::{ApplyBatch, BatchStep};
-use crate::store::registrations::{DeleteRegistration, ReviseRegistration};
-use crate::store::{Store, StoreError};
+use crate::store::write::{ApplyBatch, BatchStep, DeleteRegistration, ReviseRegistration};
+use crate::store::{Db, StoreError};
 use serde_json::Value;
-use std::sync::Arc;
 
 /// Rounds before an operation that keeps losing races gives up.
 const MAX_ROUNDS: usize = 100;
@@ -34,7 +32,7 @@ pub struct BatchReport {
 /// Reads the stored records of `ids` in one trip to the blocking pool (not one each): each
 /// with its own outcome, as separate reads would give.
 async fn fetch_all(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     ids: Vec<RecordId>,
 ) -> Result<Vec<Result<Option<CourseRegistration>, StoreError>>, ApiError> {
@@ -78,7 +76,7 @@ fn rolled_back(failed: usize) -> ApiError {
 }
 
 pub async fn run(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     body: &Value,
     ctx: &WriteContext,
@@ -124,7 +122,7 @@ pub async fn run(
             break;
         }
         let outcome = store
-            .submit(ApplyBatch {
+            .apply_batch(ApplyBatch {
                 steps,
                 atomic: request.atomic,
             })

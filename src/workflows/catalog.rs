@@ -3,22 +3,32 @@
 use super::registrations::{changed_body, check_preconditions, Change, Precondition};
 use super::{blocking, optimistic, settle, Attempt};
 use crate::domain::access::WriteContext;
-use crate::domain::catalog::{CatalogInput, CatalogRecord};
+use crate::domain::catalog::{AnyCatalogRecord, CatalogFields, CatalogInput, CatalogRecord};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::catalog::{
-    CatalogHooks, CatalogPage, CreateCatalog, DeleteCatalog, ReviseCatalog,
-};
-use crate::store::{Store, StoreError};
+use crate::store::records::CatalogPage;
+use crate::store::write::{CreateCatalog, DeleteCatalog, ReviseCatalog};
+use crate::store::{Db, StoreError};
 use serde_json::Value;
-use std::sync::Arc;
 
-fn not_found<F: CatalogHooks>() -> ApiError {
+/// The typed record of an engine's answer; another kind than asked for is the engine's fault.
+fn of_kind<F: CatalogFields>(any: AnyCatalogRecord) -> Result<CatalogRecord<F>, ApiError> {
+    let kind = any.kind();
+    F::from_any(any).ok_or_else(|| {
+        ApiError::from(StoreError::Corrupt(format!(
+            "the engine answered a {} for a {}",
+            kind.noun(),
+            F::KIND.noun()
+        )))
+    })
+}
+
+fn not_found<F: CatalogFields>() -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("{} not found", F::KIND.noun()))
 }
 
-pub async fn create<F: CatalogHooks>(
-    store: &Arc<Store>,
+pub async fn create<F: CatalogFields>(
+    store: &Db,
     tenant: &TenantId,
     body: &Value,
     ctx: &WriteContext,
@@ -31,41 +41,52 @@ pub async fn create<F: CatalogHooks>(
         ));
     }
     let record = CatalogRecord::create(RecordId::generate(), input.fields, ctx)?;
-    Ok(store
-        .submit(CreateCatalog {
+    let created = store
+        .create_catalog(CreateCatalog {
             tenant: tenant.clone(),
-            record,
+            record: F::into_any(record),
         })
-        .await?)
+        .await?;
+    of_kind::<F>(created)
 }
 
-pub async fn fetch<F: CatalogHooks>(
-    store: &Arc<Store>,
+pub async fn fetch<F: CatalogFields>(
+    store: &Db,
     tenant: &TenantId,
     id: &RecordId,
 ) -> Result<CatalogRecord<F>, ApiError> {
     let (tenant, id) = (tenant.clone(), id.clone());
-    blocking(store, move |s| s.catalog_record::<F>(&tenant, &id))
+    blocking(store, move |s| s.catalog_record(&tenant, F::KIND, &id))
         .await?
+        .map(of_kind::<F>)
+        .transpose()?
         .ok_or_else(not_found::<F>)
 }
 
 /// A page of the tenant's records of kind `F` in id order, from after `start` (a page token).
-pub async fn list<F: CatalogHooks>(
-    store: &Arc<Store>,
+pub async fn list<F: CatalogFields>(
+    store: &Db,
     tenant: &TenantId,
     start: Option<String>,
     limit: usize,
 ) -> Result<CatalogPage<F>, ApiError> {
     let tenant = tenant.clone();
-    blocking(store, move |s| {
-        s.list_catalog::<F>(&tenant, start.as_deref(), limit)
+    let page = blocking(store, move |s| {
+        s.list_catalog(&tenant, F::KIND, start.as_deref(), limit)
     })
-    .await
+    .await?;
+    Ok(CatalogPage {
+        items: page
+            .items
+            .into_iter()
+            .map(of_kind::<F>)
+            .collect::<Result<_, _>>()?,
+        next: page.next,
+    })
 }
 
-pub async fn update<F: CatalogHooks>(
-    store: &Arc<Store>,
+pub async fn update<F: CatalogFields>(
+    store: &Db,
     tenant: &TenantId,
     id: &RecordId,
     change: Change,
@@ -89,16 +110,19 @@ pub async fn update<F: CatalogHooks>(
         let intent = ReviseCatalog {
             tenant: tenant.clone(),
             base_version: stored.version(),
-            record: revised,
+            record: F::into_any(revised),
             ctx: ctx.clone(),
         };
-        settle(store.submit(intent).await)
+        match settle(store.revise_catalog(intent).await)? {
+            Attempt::Done(record) => Ok(Attempt::Done(of_kind::<F>(record)?)),
+            Attempt::Raced => Ok(Attempt::Raced),
+        }
     })
     .await
 }
 
-pub async fn delete<F: CatalogHooks>(
-    store: &Arc<Store>,
+pub async fn delete<F: CatalogFields>(
+    store: &Db,
     tenant: &TenantId,
     id: &RecordId,
     if_match: Precondition,
@@ -107,13 +131,13 @@ pub async fn delete<F: CatalogHooks>(
     optimistic(async || {
         let stored = fetch::<F>(store, tenant, id).await?;
         check_preconditions(stored.fields.is_locked(), stored.version(), &if_match, ctx)?;
-        let intent = DeleteCatalog::<F> {
+        let intent = DeleteCatalog {
             tenant: tenant.clone(),
+            kind: F::KIND,
             id: id.clone(),
             base_version: stored.version(),
-            kind: std::marker::PhantomData,
         };
-        match store.submit(intent).await {
+        match store.delete_catalog(intent).await {
             Err(StoreError::NotFound) => Err(not_found::<F>()),
             other => settle(other),
         }

@@ -4,9 +4,8 @@ use crate::domain::ids::TenantId;
 use crate::domain::values::kind_of;
 use crate::error::{ApiError, FieldError};
 use crate::store::check::{CheckReport, Scope};
-use crate::store::Store;
+use crate::store::Db;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// What an operator asks a check for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +78,7 @@ impl CheckRequest {
 }
 
 /// Runs the check on the writer thread: writes wait until it is done.
-pub async fn run(store: &Arc<Store>, request: CheckRequest) -> Result<CheckReport, ApiError> {
+pub async fn run(store: &Db, request: CheckRequest) -> Result<CheckReport, ApiError> {
     let started = std::time::Instant::now();
     let report = store.check(request.scope, request.repair).await?;
     let changed = report.repair.as_ref().map_or(0, |r| r.changes.len());

@@ -4,17 +4,17 @@
 use super::blocking;
 use super::catalog::fetch;
 use crate::domain::catalog::{
-    CatalogRecord, ContactFields, CourseFields, CourseOfferingFields, EmailTemplateFields,
-    DEFAULT_TEMPLATE_ID,
+    CatalogFields, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
+    EmailTemplateFields, DEFAULT_TEMPLATE_ID,
 };
 use crate::domain::email::PreviewEmail;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
 use crate::mail::{self, EmailTemplate, RenderFailure, RenderPool, RenderedEmail, SmtpRelay};
-use crate::store::catalog::CatalogHooks;
-use crate::store::outbox::{KeepInOutbox, OutboxMessage};
-use crate::store::Store;
+use crate::store::records::OutboxMessage;
+use crate::store::write::KeepInOutbox;
+use crate::store::Db;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -37,8 +37,8 @@ impl Mailer {
 }
 
 /// The JSON a template sees for a catalog record, or null when it is gone.
-async fn scope_of<F: CatalogHooks>(
-    store: &Arc<Store>,
+async fn scope_of<F: CatalogFields>(
+    store: &Db,
     tenant: &TenantId,
     id: Option<&RecordId>,
 ) -> Result<Value, ApiError> {
@@ -46,8 +46,7 @@ async fn scope_of<F: CatalogHooks>(
         return Ok(Value::Null);
     };
     let tenant = tenant.clone();
-    let record: Option<CatalogRecord<F>> =
-        blocking(store, move |s| s.catalog_record::<F>(&tenant, &id)).await?;
+    let record = blocking(store, move |s| s.catalog_record(&tenant, F::KIND, &id)).await?;
     Ok(record.map_or(Value::Null, |r| Value::Object(r.to_json())))
 }
 
@@ -64,7 +63,7 @@ fn template_from(fields: &EmailTemplateFields) -> EmailTemplate {
 }
 
 pub async fn preview(
-    store: &Arc<Store>,
+    store: &Db,
     mailer: &Mailer,
     tenant: &TenantId,
     body: &Value,
@@ -158,7 +157,7 @@ fn api_error_of(failure: RenderFailure) -> ApiError {
 }
 
 async fn keep(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     request: &PreviewEmail,
     registration: &RecordId,
@@ -176,15 +175,12 @@ async fn keep(
     };
     let message_id = message.message_id.clone();
     let retention = store.retention();
-    let (t, max) = (tenant.clone(), retention.outbox_max_messages);
-    let evictable = blocking(store, move |s| s.oldest_in_outbox(&t, max)).await?;
     store
-        .submit(KeepInOutbox {
+        .keep_in_outbox(KeepInOutbox {
             tenant: tenant.clone(),
             message,
             max_bytes: retention.max_outbox_message_bytes,
             max_messages: retention.outbox_max_messages,
-            evictable,
         })
         .await?;
     Ok(message_id)

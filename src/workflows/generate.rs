@@ -9,15 +9,14 @@ use crate::domain::catalog::{
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, RegistrationInput};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::orders::{GenerateOrder, OrderFor};
-use crate::store::{Store, StoreError};
+use crate::store::write::{GenerateOrder, OrderFor};
+use crate::store::{Db, StoreError};
 use serde_json::Value;
-use std::sync::Arc;
 
 /// A registration of `contact` through `process`: its course and offering, its default status
 /// and exams. A dry run evaluates every rule and stores nothing.
 pub async fn registration(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     process_id: &RecordId,
     contact_id: &RecordId,
@@ -43,7 +42,7 @@ pub async fn registration(
 /// An order for the registration in `body`: a stored one when the body has an `id`, otherwise
 /// a new one saved together with its order.
 pub async fn order(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     body: &Value,
     ctx: &WriteContext,
@@ -67,7 +66,7 @@ pub async fn order(
         registration: target,
         ctx: ctx.clone(),
     };
-    match store.submit(intent).await {
+    match store.generate_order(intent).await {
         Ok((order, _)) => Ok(order),
         Err(StoreError::NotFound) => Err(ApiError::new(
             ErrorCode::NotFound,

@@ -5,14 +5,14 @@ use super::blocking;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
 use crate::error::ApiError;
-use crate::store::idempotency::{KeepResponse, StoredResponse};
-use crate::store::{Store, StoreError};
-use std::sync::Arc;
+use crate::store::records::StoredResponse;
+use crate::store::write::KeepResponse;
+use crate::store::{Db, StoreError};
 
 /// The response stored for (tenant, key), if one is stored and younger than the retention's
 /// idempotency TTL at `now`: an expired one is as good as none, even before it is deleted.
 pub async fn live_response(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     key: &str,
     now: Timestamp,
@@ -28,7 +28,7 @@ pub async fn live_response(
 /// nor is one the store failed to write: the request itself succeeded, so its answer goes
 /// out either way, and a retry runs again.
 pub async fn keep_response(
-    store: &Store,
+    store: &Db,
     tenant: &TenantId,
     key: &str,
     response: StoredResponse,
@@ -41,7 +41,7 @@ pub async fn keep_response(
         key: key.to_owned(),
         response,
     };
-    match store.submit(keep).await {
+    match store.keep_response(keep).await {
         Ok(()) => true,
         // The tenant's storage quota has no room for it: that is the tenant's business, not
         // a fault.

@@ -3,13 +3,12 @@
 use super::blocking;
 use crate::domain::ids::TenantId;
 use crate::error::ApiError;
-use crate::store::outbox::OutboxPage;
-use crate::store::Store;
-use std::sync::Arc;
+use crate::store::records::OutboxPage;
+use crate::store::Db;
 
 /// A page of the tenant's outbox, newest first, from after `start` (a page token).
 pub async fn page(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     start: Option<String>,
     limit: usize,

@@ -12,14 +12,12 @@ use crate::domain::rules::{self, Locked};
 use crate::domain::search::SearchCriteria;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::index::IndexDef;
-use crate::store::registrations::{
-    CreateRegistration, DeleteRegistration, Page, ReviseRegistration,
-};
-use crate::store::search::SearchPage;
-use crate::store::{Store, StoreError};
+use crate::store::records::RegistrationPage as Page;
+use crate::store::records::RegistrationPage as SearchPage;
+use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration};
+use crate::store::{Db, StoreError};
 use json_patch::Patch;
 use serde_json::Value;
-use std::sync::Arc;
 
 /// What a PUT or PATCH asks for.
 pub enum Change {
@@ -33,7 +31,7 @@ pub enum Change {
 pub type Precondition = Option<Vec<u64>>;
 
 pub async fn create(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     body: &Value,
     ctx: &WriteContext,
@@ -50,7 +48,7 @@ pub async fn create(
 
 /// Creates a registration from parsed fields; a dry run checks every rule and stores nothing.
 pub async fn create_from_fields(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     fields: RegistrationFields,
     ctx: &WriteContext,
@@ -63,11 +61,11 @@ pub async fn create_from_fields(
         ctx: ctx.clone(),
         dry_run,
     };
-    Ok(store.submit(intent).await?)
+    Ok(store.create_registration(intent).await?)
 }
 
 pub async fn fetch(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     id: &RecordId,
 ) -> Result<CourseRegistration, ApiError> {
@@ -170,7 +168,7 @@ fn changed_fields(
 }
 
 pub async fn update(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     id: &RecordId,
     change: Change,
@@ -187,13 +185,13 @@ pub async fn update(
             fields: changed_fields(&stored, &change)?,
             ctx: ctx.clone(),
         };
-        settle(store.submit(intent).await)
+        settle(store.revise_registration(intent).await)
     })
     .await
 }
 
 pub async fn delete(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     id: &RecordId,
     if_match: Precondition,
@@ -207,7 +205,7 @@ pub async fn delete(
             id: id.clone(),
             base_version: stored.version(),
         };
-        match store.submit(intent).await {
+        match store.delete_registration(intent).await {
             Err(StoreError::NotFound) => Err(not_found()),
             other => settle(other),
         }
@@ -218,7 +216,7 @@ pub async fn delete(
 /// A page of the tenant's registrations in id order, from after `start` (a page token).
 /// Short pages are read inline when the store allows ([`page_read`]).
 pub async fn list(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     start: Option<String>,
     limit: usize,
@@ -232,7 +230,7 @@ pub async fn list(
 
 /// A page of the registrations whose `def` fields hold `values`, from after `start`.
 pub async fn lookup(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     def: &'static IndexDef,
     values: Vec<String>,
@@ -251,7 +249,7 @@ pub async fn lookup(
 /// A page of the registrations matching `criteria`, from after `start`. A search may scan
 /// many records, so it always runs on the blocking pool.
 pub async fn search(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     criteria: SearchCriteria,
     start: Option<String>,

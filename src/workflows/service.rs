@@ -3,15 +3,19 @@
 use super::blocking;
 use crate::error::ApiError;
 use crate::store::stats::WriteStats;
-use crate::store::Store;
-use std::sync::Arc;
+use crate::store::Db;
 
 /// What the write path measured so far: commit and flush latency, intents processed.
-pub fn write_stats(store: &Store) -> &WriteStats {
+pub fn write_stats(store: &Db) -> &WriteStats {
     store.write_stats()
 }
 
+/// Why writes fail now (the disk is full), if they do: a `statvfs`, cheap enough to run here.
+pub fn write_fault(store: &Db) -> Option<String> {
+    store.write_fault()
+}
+
 /// Bytes the database takes on disk; asking may touch the disk, so it runs on the pool.
-pub async fn size_on_disk(store: &Arc<Store>) -> Result<u64, ApiError> {
+pub async fn size_on_disk(store: &Db) -> Result<u64, ApiError> {
     blocking(store, |s| s.size_on_disk()).await
 }

@@ -14,14 +14,13 @@ use crate::domain::transfer::{
     RecordKind, StoredRecord,
 };
 use crate::error::{ApiError, ErrorCode};
-use crate::store::pipeline::Queued;
-use crate::store::transfer::{BackupReport, ImportOutcome, ImportRows};
-use crate::store::{Store, StoreError};
+use crate::store::records::BackupReport;
+use crate::store::write::{ImportOutcome, ImportRows};
+use crate::store::{Db, Queued, StoreError};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 /// Rows per transaction: large enough that a commit's fixed cost is spread thin, small enough
 /// that a chunk's buffered writes stay a few megabytes and other writers wait little.
@@ -274,7 +273,7 @@ impl Tally {
 }
 
 /// Refuses an import into a tenant that does not exist, before any of the body is read.
-pub fn import_target_exists(store: &Store, tenant: &TenantId) -> Result<(), ApiError> {
+pub fn import_target_exists(store: &Db, tenant: &TenantId) -> Result<(), ApiError> {
     match store.tenant(tenant) {
         Some(_) => Ok(()),
         None => Err(ApiError::new(
@@ -289,7 +288,7 @@ pub fn import_target_exists(store: &Store, tenant: &TenantId) -> Result<(), ApiE
 /// stream, a bad CSV header, too many rows for one transaction); rows imported before
 /// such an error stay, and the message says so. Runs on a thread that may block.
 pub fn import(
-    store: &Arc<Store>,
+    store: &Db,
     tenant: &TenantId,
     format: Format,
     input: impl Read,
@@ -315,7 +314,7 @@ pub fn import(
     let mut chunk: Vec<ImportRow> = Vec::with_capacity(CHUNK_ROWS);
     let mut in_flight: VecDeque<Queued<ImportOutcome>> = VecDeque::new();
     let submit = |rows: Vec<ImportRow>, refused_earlier: bool| {
-        store.enqueue_blocking(ImportRows {
+        store.import_rows(ImportRows {
             tenant: tenant.clone(),
             rows,
             load: load.clone(),
@@ -418,7 +417,7 @@ impl From<csv::Error> for ExportError {
 /// Writes the tenant's records to `out`: as NDJSON every kind, catalog first (in the order an
 /// import needs), registrations last; as CSV the registrations. Returns how many.
 pub fn export(
-    store: &Store,
+    store: &Db,
     tenant: &TenantId,
     format: Format,
     out: &mut dyn Write,
@@ -477,8 +476,8 @@ const OPERATOR_KEY_FILE: &str = "operator.key";
 /// (`.<name>.partial-<ulid>`), synced to disk, and only then renamed to `to`: a backup that
 /// fails or is killed midway never leaves a complete-looking `to`, at most a dir whose name
 /// says it is partial (a failure removes it).
-pub async fn backup(store: &Store, to: &Path) -> Result<BackupReport, ApiError> {
-    crate::store::transfer::check_backup_target(to).map_err(|e| ApiError::field("to", e))?;
+pub async fn backup(store: &Db, to: &Path) -> Result<BackupReport, ApiError> {
+    crate::store::files::check_backup_target(to).map_err(|e| ApiError::field("to", e))?;
     let (parent, name) = match (to.parent(), to.file_name()) {
         (Some(parent), Some(name)) => (parent, name),
         _ => {
@@ -508,7 +507,7 @@ pub async fn backup(store: &Store, to: &Path) -> Result<BackupReport, ApiError> 
 
 /// Fills `partial`, makes it durable, and renames it to `to`.
 async fn write_backup(
-    store: &Store,
+    store: &Db,
     partial: &Path,
     to: &Path,
     parent: &Path,
@@ -517,8 +516,8 @@ async fn write_backup(
         log::error!("backup into {} failed: {e}", partial.display());
         ApiError::from(e)
     })?;
-    let key_file = store.data_dir().join(OPERATOR_KEY_FILE);
-    if key_file.exists() {
+    let key_file = store.data_dir().map(|dir| dir.join(OPERATOR_KEY_FILE));
+    if let Some(key_file) = key_file.filter(|file| file.exists()) {
         copy_private(&key_file, &partial.join(OPERATOR_KEY_FILE)).map_err(|e| {
             log::error!("backup: cannot copy {}: {e}", key_file.display());
             ApiError::internal()

@@ -2,8 +2,8 @@
 //! `POST /admin/check` on a running server.
 
 use crate::helpers::*;
-use registrar::store::index::{entry_value_of, IndexDef};
-use registrar::store::keys;
+use registrar::store::sled::index::{entry_value_of, IndexDef};
+use registrar::store::sled::keys;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::Path;

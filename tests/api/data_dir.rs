@@ -177,11 +177,12 @@ fn a_data_dir_that_cannot_be_read_is_named_with_its_cause_not_called_missing() {
     let under_file = file.join("db");
     let path = under_file.to_str().unwrap();
 
+    // serve: exit 10, "not a directory" (docs/DURABILITY.md, "Bad data dirs").
     let (code, stderr) = registrar(
         &["serve", "--bind", "127.0.0.1:0", "--operator-key", "op_x"],
         &under_file,
     );
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(10), "{stderr}");
     assert!(
         stderr.contains(path) && stderr.contains("Not a directory"),
         "{stderr}"
@@ -217,7 +218,7 @@ fn a_data_dir_that_cannot_be_read_is_named_with_its_cause_not_called_missing() {
         &["serve", "--bind", "127.0.0.1:0", "--operator-key", "op_x"],
         &odd,
     );
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(10), "{stderr}");
     assert!(
         stderr.contains(odd.join("db").to_str().unwrap()),
         "{stderr}"
@@ -277,7 +278,8 @@ async fn a_data_dir_the_user_may_not_read_is_a_permission_error_naming_the_path(
     }
     let output = command.output().expect("it ran as nobody just before");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // Exit 12: wrong owner or mode (docs/DURABILITY.md, "Bad data dirs").
+    assert_eq!(output.status.code(), Some(12), "{stderr}");
     assert!(stderr.contains(db.to_str().unwrap()), "{stderr}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
 }

@@ -4,8 +4,8 @@
 //! growth with 429 `tenant_limit`.
 
 use crate::helpers::*;
-use registrar::store::keys;
-use registrar::store::usage::STORED_BYTES;
+use registrar::store::sled::keys;
+use registrar::store::sled::usage::STORED_BYTES;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -127,8 +127,9 @@ impl TestApp {
     /// Stops the app and opens its store in this process. sled 0.34 releases its directory
     /// lock once its own flusher thread has shut down, a moment after the `Db` is dropped, so
     /// the open is retried while the directory reads as locked.
-    pub async fn stop_and_open_store(self) -> (TempDir, registrar::store::Store) {
-        use registrar::store::{Durability, Store, StoreError};
+    pub async fn stop_and_open_store(self) -> (TempDir, registrar::store::sled::Store) {
+        use registrar::store::sled::Store;
+        use registrar::store::{Durability, StoreError};
         let dir = self.stop().await;
         for _ in 0..250 {
             match Store::open(&dir.path().join("db"), Durability::Sync) {

@@ -7,6 +7,7 @@ mod smtp;
 
 mod access;
 mod admin;
+mod bad_data_dir;
 mod batch;
 mod capacity;
 mod catalog;
@@ -17,6 +18,7 @@ mod email;
 mod errors;
 mod fairness;
 mod fixture_datadir;
+mod full_disk;
 mod generate;
 mod growth;
 mod hostile;

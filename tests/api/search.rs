@@ -612,7 +612,9 @@ async fn a_course_status_and_date_search_pages_through_exactly_its_matches_as_da
 
 #[tokio::test]
 async fn entries_an_earlier_build_wrote_are_found_and_filtered_and_ruled_out_ones_are_not_read() {
-    use registrar::store::index::{entry_status, entry_value_v1, IndexDef, REGISTRATION_INDEXES};
+    use registrar::store::sled::index::{
+        entry_status, entry_value_v1, IndexDef, REGISTRATION_INDEXES,
+    };
     let app = spawn_app().await;
     let t = app.tenant().await;
     let (w, records) = dated_registrations(&app, &t, 80).await;
@@ -645,7 +647,8 @@ async fn entries_an_earlier_build_wrote_are_found_and_filtered_and_ruled_out_one
             let tree = db.open_tree(def.tree).unwrap();
             for (n, entry) in tree.iter().enumerate() {
                 let (key, value) = entry.unwrap();
-                let id = registrar::store::keys::index_entry_id(&key, def.fields.len()).unwrap();
+                let id =
+                    registrar::store::sled::keys::index_entry_id(&key, def.fields.len()).unwrap();
                 if n % 2 == 0 && !(def == course_status && id == unreadable) {
                     let status = entry_status(&value).unwrap();
                     tree.insert(key, &entry_value_v1(status)[..]).unwrap();
@@ -655,7 +658,7 @@ async fn entries_an_earlier_build_wrote_are_found_and_filtered_and_ruled_out_one
         }
         assert!(older > 100);
         let registrations = db.open_tree("registrations").unwrap();
-        let key = registrar::store::keys::registration(&t.id, &unreadable);
+        let key = registrar::store::sled::keys::registration(&t.id, &unreadable);
         registrations
             .insert(key, &[2u8, 0xFF, 0xFF][..])
             .unwrap()

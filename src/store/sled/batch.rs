@@ -1,34 +1,9 @@
 //! A batch of registration changes committed in one transaction (and so one flush): each step
 //! stands or falls on its own, or — atomic — all fall together.
 
-use super::error::StoreError;
 use super::pipeline::Intent;
-use super::registrations::{DeleteRegistration, ReviseRegistration};
 use super::tx::{Tx, TxError};
-use crate::domain::registration::CourseRegistration;
-
-pub enum BatchStep {
-    Revise(Box<ReviseRegistration>),
-    Delete(DeleteRegistration),
-}
-
-#[derive(Debug)]
-pub enum StepOutcome {
-    Revised(Box<CourseRegistration>),
-    Deleted,
-}
-
-/// The steps, each tagged with its position in the request.
-pub struct ApplyBatch {
-    pub steps: Vec<(usize, BatchStep)>,
-    pub atomic: bool,
-}
-
-pub struct BatchOutcome {
-    pub results: Vec<(usize, Result<StepOutcome, StoreError>)>,
-    /// Atomic and a step failed: nothing was written.
-    pub rolled_back: bool,
-}
+pub use crate::store::write::{ApplyBatch, BatchOutcome, BatchStep, StepOutcome};
 
 impl Intent for ApplyBatch {
     type Output = BatchOutcome;

@@ -16,6 +16,7 @@ use crate::domain::catalog::{
 };
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::rules::{self, RuleViolation, Target};
+pub use crate::store::records::CatalogPage;
 use std::collections::HashMap;
 
 /// Loads a catalog record of kind `F` inside a transaction.
@@ -275,20 +276,14 @@ impl<F: CatalogHooks> Intent for DeleteCatalog<F> {
     }
 }
 
-/// One page of catalog records.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogPage<F> {
-    pub items: Vec<CatalogRecord<F>>,
-    pub next: Option<String>,
-}
-
 impl Store {
     pub fn catalog_record<F: CatalogFields>(
         &self,
         tenant: &TenantId,
         id: &RecordId,
     ) -> Result<Option<CatalogRecord<F>>, StoreError> {
-        self.catalog
+        self.handles()?
+            .tree(TreeId::Catalog)
             .get(keys::catalog(tenant.as_str(), F::KIND.tag(), id.as_str()))?
             .map(|bytes| codec::decode(&bytes))
             .transpose()
@@ -306,7 +301,7 @@ impl Store {
         let prefix: Key = keys::catalog_of(t, F::KIND.tag());
         let start = self.start_key(&scope, &prefix, after)?;
         let mut items: Vec<CatalogRecord<F>> = Vec::new();
-        for entry in self.catalog.range(start..) {
+        for entry in self.handles()?.tree(TreeId::Catalog).range(start..) {
             let (key, value) = entry?;
             if !key.starts_with(prefix.as_bytes()) {
                 break;

@@ -60,6 +60,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
         return Err(StoreError::Corrupt("empty value".into()));
     };
     let Some(layout) = layout_of(format) else {
+        if format > FORMAT_CURRENT {
+            return Err(StoreError::NewerFormat {
+                found: format,
+                newest: FORMAT_CURRENT,
+            });
+        }
         return Err(StoreError::Corrupt(format!(
             "unknown value format {format}; written by a newer build?"
         )));
@@ -86,8 +92,8 @@ mod tests {
     use crate::domain::tenant::{ApiKey, Limits, Tenant};
     use crate::domain::time::Timestamp;
     use crate::domain::values::{FieldValue, SecurityContext};
-    use crate::store::idempotency::StoredResponse;
-    use crate::store::outbox::OutboxMessage;
+    use crate::store::sled::idempotency::StoredResponse;
+    use crate::store::sled::outbox::OutboxMessage;
     use proptest::prelude::*;
     use serde_json::{json, Value};
 

@@ -1,8 +1,7 @@
-//! Tenants and API keys: stored in sled, served from memory.
-//!
-//! Every request authenticates, so the directory is loaded once at open and kept in memory;
-//! admin writes go through the write path first and update the copy only after they are
-//! durable, so a revoked key stops working the moment its DELETE is answered.
+//! Tenants and API keys as sled stores them. They are served from the engine-neutral key
+//! cache (`store::directory`), loaded once at open; admin writes go through the write path
+//! first and update the cache only after they are durable, so a revoked key stops working the
+//! moment its DELETE is answered.
 
 use super::codec;
 use super::error::StoreError;
@@ -10,73 +9,37 @@ use super::keys;
 use super::pipeline::Intent;
 use super::tx::{TreeId, Tx, TxError};
 use super::Store;
-use crate::domain::access::{Principal, WriteContext};
+use crate::domain::access::WriteContext;
 use crate::domain::catalog::{default_confirmation_template, CatalogRecord, DEFAULT_TEMPLATE_ID};
 use crate::domain::ids::RecordId;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{parse_tenant_patch, ApiKey, NewKey, NewTenant, Tenant};
-use crate::domain::time::Timestamp;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use crate::store::directory::{hash_secret, new_key, Directory};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
-use subtle::ConstantTimeEq;
 
-/// Tenant keys look like `rk_<key id>_<secret>`; the id finds the record, the hash checks it.
-const TENANT_KEY_PREFIX: &str = "rk_";
-
-pub fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| StoreError::Storage(format!("no randomness available: {e}")))?;
-    Ok(bytes)
-}
-
-/// A new secret: 256 random bits, base64url.
-pub fn random_secret() -> Result<String, StoreError> {
-    Ok(URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
-}
-
-pub fn hash_secret(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-fn hashes_match(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.ct_eq(b).into()
-}
-
-/// The in-memory copy of the tenants and keys trees.
-#[derive(Debug, Default)]
-pub struct Directory {
-    tenants: BTreeMap<TenantId, Tenant>,
-    keys: HashMap<String, ApiKey>,
-    operator_hash: Option<[u8; 32]>,
-}
-
-impl Directory {
-    pub(super) fn load(
-        tenants: &sled::Tree,
-        api_keys: &sled::Tree,
-        meta: &sled::Tree,
-    ) -> Result<Self, StoreError> {
-        let mut directory = Directory::default();
-        for entry in tenants.iter() {
-            let tenant: Tenant = codec::decode(&entry?.1)?;
-            directory.tenants.insert(tenant.id.clone(), tenant);
-        }
-        for entry in api_keys.iter() {
-            let key: ApiKey = codec::decode(&entry?.1)?;
-            directory.keys.insert(key.id.clone(), key);
-        }
-        if let Some(hash) = meta.get(keys::meta(OPERATOR_HASH))? {
-            directory.operator_hash =
-                Some(hash.as_ref().try_into().map_err(|_| {
-                    StoreError::Corrupt("operator key hash is not 32 bytes".into())
-                })?);
-        }
-        Ok(directory)
+/// The key cache as the tenants, api_keys and meta trees hold it.
+pub(super) fn load(
+    tenants: &sled::Tree,
+    api_keys: &sled::Tree,
+    meta: &sled::Tree,
+) -> Result<Directory, StoreError> {
+    let mut directory = Directory::default();
+    for entry in tenants.iter() {
+        let tenant: Tenant = codec::decode(&entry?.1)?;
+        directory.put_tenant(tenant);
     }
+    for entry in api_keys.iter() {
+        let key: ApiKey = codec::decode(&entry?.1)?;
+        directory.put_key(key);
+    }
+    if let Some(hash) = meta.get(keys::meta(OPERATOR_HASH))? {
+        directory.set_operator_hash(
+            hash.as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("operator key hash is not 32 bytes".into()))?,
+        );
+    }
+    Ok(directory)
 }
 
 const OPERATOR_HASH: &str = "operator_key_hash";
@@ -179,36 +142,17 @@ impl Intent for RevokeKey {
 }
 
 impl Store {
-    fn directory(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
-        // A poisoned lock only means a panic elsewhere mid-update of a plain map; the map
-        // itself is still whole, so keep serving.
-        self.directory.read().unwrap_or_else(|e| e.into_inner())
+    /// The key cache, for reads.
+    pub fn directory(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
+        self.directory.read()
     }
 
-    fn directory_mut(&self) -> std::sync::RwLockWriteGuard<'_, Directory> {
-        self.directory.write().unwrap_or_else(|e| e.into_inner())
+    pub fn tenant(&self, id: &TenantId) -> Option<Tenant> {
+        self.directory().tenant(id)
     }
 
-    /// Who presents `presented` as a key, if anyone.
-    pub fn authenticate(&self, presented: &str) -> Option<Principal> {
-        let presented_hash = hash_secret(presented);
-        let directory = self.directory();
-        if let Some(rest) = presented.strip_prefix(TENANT_KEY_PREFIX) {
-            let (key_id, _) = rest.split_once('_')?;
-            let key = directory.keys.get(key_id)?;
-            return hashes_match(&key.secret_hash, &presented_hash).then(|| Principal::TenantKey {
-                key_id: key.id.clone(),
-                tenant: key.tenant.clone(),
-                role: key.role,
-            });
-        }
-        let operator = directory.operator_hash?;
-        hashes_match(&operator, &presented_hash).then_some(Principal::Operator)
-    }
-
-    /// Whether an operator key hash is stored.
-    pub fn has_operator_key(&self) -> bool {
-        self.directory().operator_hash.is_some()
+    pub fn tenants(&self) -> Vec<Tenant> {
+        self.directory().tenants()
     }
 
     /// Sets the operator key. `persist` keeps its hash in the database (a generated key);
@@ -216,34 +160,15 @@ impl Store {
     pub fn set_operator_key(&self, key: &str, persist: bool) -> Result<(), StoreError> {
         let hash = hash_secret(key);
         if persist {
-            self.meta
+            let handles = self.handles()?;
+            handles
+                .meta
                 .insert(keys::meta(OPERATOR_HASH).as_bytes(), &hash[..])?;
             // Durable through a power cut, as the file holding the key is.
             self.flush()?;
         }
-        self.directory_mut().operator_hash = Some(hash);
+        self.directory.write().set_operator_hash(hash);
         Ok(())
-    }
-
-    pub fn tenant(&self, id: &TenantId) -> Option<Tenant> {
-        self.directory().tenants.get(id).cloned()
-    }
-
-    pub fn tenants(&self) -> Vec<Tenant> {
-        self.directory().tenants.values().cloned().collect()
-    }
-
-    /// A tenant's keys, oldest first (key ids are ULIDs).
-    pub fn keys_of(&self, tenant: &TenantId) -> Vec<ApiKey> {
-        let mut keys: Vec<ApiKey> = self
-            .directory()
-            .keys
-            .values()
-            .filter(|k| &k.tenant == tenant)
-            .cloned()
-            .collect();
-        keys.sort_by(|a, b| a.id.cmp(&b.id));
-        keys
     }
 
     /// Creates a tenant, and its default template, under `ctx` (the operator's, when it
@@ -263,9 +188,7 @@ impl Store {
             ctx: ctx.clone(),
         })
         .await?;
-        self.directory_mut()
-            .tenants
-            .insert(tenant.id.clone(), tenant.clone());
+        self.directory.write().put_tenant(tenant.clone());
         Ok(tenant)
     }
 
@@ -278,9 +201,7 @@ impl Store {
                 body,
             })
             .await?;
-        self.directory_mut()
-            .tenants
-            .insert(tenant.id.clone(), tenant.clone());
+        self.directory.write().put_tenant(tenant.clone());
         Ok(tenant)
     }
 
@@ -290,27 +211,16 @@ impl Store {
         tenant: &TenantId,
         new: NewKey,
     ) -> Result<(ApiKey, String), StoreError> {
-        let id = ulid::Ulid::new().to_string();
-        let secret = format!("{TENANT_KEY_PREFIX}{id}_{}", random_secret()?);
-        let key = ApiKey {
-            id,
-            tenant: tenant.clone(),
-            role: new.role,
-            name: new.name,
-            created_at: Timestamp::now(),
-            secret_hash: hash_secret(&secret),
-        };
+        let (key, secret) = new_key(tenant, new)?;
         self.submit(CreateKey(key.clone())).await?;
-        self.directory_mut()
-            .keys
-            .insert(key.id.clone(), key.clone());
+        self.directory.write().put_key(key.clone());
         Ok((key, secret))
     }
 
     /// Stores a key whose secret is given (the demo key from `data/demo/`).
     pub async fn import_key(&self, key: ApiKey) -> Result<(), StoreError> {
         self.submit(CreateKey(key.clone())).await?;
-        self.directory_mut().keys.insert(key.id.clone(), key);
+        self.directory.write().put_key(key);
         Ok(())
     }
 
@@ -320,22 +230,7 @@ impl Store {
             key_id: key_id.to_owned(),
         })
         .await?;
-        self.directory_mut().keys.remove(key_id);
+        self.directory.write().remove_key(key_id);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_long_and_distinct() {
-        let a = random_secret().unwrap();
-        let b = random_secret().unwrap();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 43); // 256 bits in base64url
-        assert!(hashes_match(&hash_secret(&a), &hash_secret(&a)));
-        assert!(!hashes_match(&hash_secret(&a), &hash_secret(&b)));
     }
 }

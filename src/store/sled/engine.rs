@@ -1,23 +1,32 @@
 //! The sled `Store` as an `Engine` and `Maintenance`: each method delegates to the inherent
-//! one of the same name, so behaviour is exactly what callers of `Store` get today.
+//! one of the same name, or submits the write to the write pipeline as an `Intent`, so
+//! behaviour is exactly what the sled store gave before the seam.
 
-use super::{check, idempotency, index, outbox, registrations, retention, search, stats};
-use super::{transfer, Store, StoreError};
-use crate::domain::access::WriteContext;
-use crate::domain::catalog::CatalogKind;
+use super::catalog::{CreateCatalog, DeleteCatalog, ReviseCatalog};
+use super::outbox::KeepEvicting;
+use super::{check, pipeline::Queued, Store, StoreError};
+use crate::domain::access::{Principal, WriteContext};
+use crate::domain::catalog::OrderFields;
+use crate::domain::catalog::{AnyCatalogRecord, AnyKind, CatalogKind, CatalogRecord};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::CourseRegistration;
 use crate::domain::search::SearchCriteria;
 use crate::domain::tenant::{ApiKey, NewKey, NewTenant, Tenant};
 use crate::domain::time::Timestamp;
 use crate::domain::transfer::{RecordKind, StoredRecord};
-use crate::store::{Engine, EngineFuture, KindPage, Maintenance};
+use crate::store::index::IndexDef;
+use crate::store::records::{
+    AnyCatalogPage, BackupReport, OutboxPage, RegistrationPage, StoredResponse, Swept,
+};
+use crate::store::retention::Retention;
+use crate::store::{stats, write, Engine, EngineFuture, Maintenance};
 use std::path::Path;
 
 impl Engine for Store {
     fn reads_may_wait(&self) -> bool {
         Store::reads_may_wait(self)
     }
+
     fn registration(
         &self,
         tenant: &TenantId,
@@ -30,18 +39,18 @@ impl Engine for Store {
         tenant: &TenantId,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<registrations::Page, StoreError> {
+    ) -> Result<RegistrationPage, StoreError> {
         Store::list_registrations(self, tenant, after, limit)
     }
     fn lookup_registrations(
         &self,
         tenant: &TenantId,
-        def: &index::IndexDef,
+        def: &IndexDef,
         values: &[&str],
         active_only: bool,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<registrations::Page, StoreError> {
+    ) -> Result<RegistrationPage, StoreError> {
         Store::lookup_registrations(self, tenant, def, values, active_only, after, limit)
     }
     fn search_registrations(
@@ -50,8 +59,12 @@ impl Engine for Store {
         criteria: &SearchCriteria,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<search::SearchPage, StoreError> {
-        Store::search_registrations(self, tenant, criteria, after, limit)
+    ) -> Result<RegistrationPage, StoreError> {
+        let page = Store::search_registrations(self, tenant, criteria, after, limit)?;
+        Ok(RegistrationPage {
+            items: page.items,
+            next: page.next,
+        })
     }
     fn registration_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         Store::registration_count(self, tenant)
@@ -63,30 +76,94 @@ impl Engine for Store {
     ) -> Result<u64, StoreError> {
         Store::active_registrations(self, tenant, offering)
     }
-    fn catalog_record_of_kind(
+    fn create_registration(
+        &self,
+        write: write::CreateRegistration,
+    ) -> EngineFuture<'_, CourseRegistration> {
+        Box::pin(self.submit(write))
+    }
+    fn revise_registration(
+        &self,
+        write: write::ReviseRegistration,
+    ) -> EngineFuture<'_, CourseRegistration> {
+        Box::pin(self.submit(write))
+    }
+    fn delete_registration(&self, write: write::DeleteRegistration) -> EngineFuture<'_, ()> {
+        Box::pin(self.submit(write))
+    }
+    fn apply_batch(&self, write: write::ApplyBatch) -> EngineFuture<'_, write::BatchOutcome> {
+        Box::pin(self.submit(write))
+    }
+    fn generate_order(
+        &self,
+        write: write::GenerateOrder,
+    ) -> EngineFuture<'_, (CatalogRecord<OrderFields>, CourseRegistration)> {
+        Box::pin(self.submit(write))
+    }
+
+    fn catalog_record(
         &self,
         tenant: &TenantId,
         kind: CatalogKind,
         id: &RecordId,
-    ) -> Result<Option<StoredRecord>, StoreError> {
+    ) -> Result<Option<AnyCatalogRecord>, StoreError> {
         crate::with_catalog_fields!(kind, F => Ok(Store::catalog_record::<F>(self, tenant, id)?
-            .as_ref()
-            .map(StoredRecord::catalog)))
+            .map(F::into_any)))
     }
-    fn list_catalog_of_kind(
+    fn list_catalog(
         &self,
         tenant: &TenantId,
         kind: CatalogKind,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<KindPage, StoreError> {
+    ) -> Result<AnyCatalogPage, StoreError> {
         crate::with_catalog_fields!(kind, F => {
             let page = Store::list_catalog::<F>(self, tenant, after, limit)?;
-            Ok(KindPage {
-                items: page.items.iter().map(StoredRecord::catalog).collect(),
+            Ok(AnyCatalogPage {
+                items: page.items.into_iter().map(F::into_any).collect(),
                 next: page.next,
             })
         })
+    }
+    fn create_catalog(&self, write: write::CreateCatalog) -> EngineFuture<'_, AnyCatalogRecord> {
+        let tenant = write.tenant;
+        crate::with_any_catalog_record!(write.record, F, record => {
+            let intent = CreateCatalog::<F> { tenant, record };
+            Box::pin(async move { Ok(F::into_any(self.submit(intent).await?)) })
+        })
+    }
+    fn revise_catalog(&self, write: write::ReviseCatalog) -> EngineFuture<'_, AnyCatalogRecord> {
+        let write::ReviseCatalog {
+            tenant,
+            base_version,
+            ctx,
+            ..
+        } = write;
+        crate::with_any_catalog_record!(write.record, F, record => {
+            let intent = ReviseCatalog::<F> { tenant, base_version, record, ctx };
+            Box::pin(async move { Ok(F::into_any(self.submit(intent).await?)) })
+        })
+    }
+    fn delete_catalog(&self, write: write::DeleteCatalog) -> EngineFuture<'_, ()> {
+        crate::with_catalog_fields!(write.kind, F => {
+            let intent = DeleteCatalog::<F> {
+                tenant: write.tenant,
+                id: write.id,
+                base_version: write.base_version,
+                kind: std::marker::PhantomData,
+            };
+            Box::pin(self.submit(intent))
+        })
+    }
+
+    fn authenticate(&self, presented: &str) -> Option<Principal> {
+        self.directory().authenticate(presented)
+    }
+    fn has_operator_key(&self) -> bool {
+        self.directory().has_operator_key()
+    }
+    fn set_operator_key(&self, key: &str, persist: bool) -> Result<(), StoreError> {
+        Store::set_operator_key(self, key, persist)
     }
     fn tenant(&self, id: &TenantId) -> Option<Tenant> {
         Store::tenant(self, id)
@@ -95,7 +172,7 @@ impl Engine for Store {
         Store::tenants(self)
     }
     fn keys_of(&self, tenant: &TenantId) -> Vec<ApiKey> {
-        Store::keys_of(self, tenant)
+        self.directory().keys_of(tenant)
     }
     fn create_tenant<'a>(
         &'a self,
@@ -118,24 +195,43 @@ impl Engine for Store {
     ) -> EngineFuture<'a, (ApiKey, String)> {
         Box::pin(Store::create_key(self, tenant, new))
     }
+    fn import_key(&self, key: ApiKey) -> EngineFuture<'_, ()> {
+        Box::pin(Store::import_key(self, key))
+    }
     fn revoke_key<'a>(&'a self, tenant: &'a TenantId, key_id: &'a str) -> EngineFuture<'a, ()> {
         Box::pin(Store::revoke_key(self, tenant, key_id))
     }
+
     fn outbox_page(
         &self,
         tenant: &TenantId,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<outbox::OutboxPage, StoreError> {
+    ) -> Result<OutboxPage, StoreError> {
         Store::outbox_page(self, tenant, after, limit)
+    }
+    fn keep_in_outbox(&self, keep: write::KeepInOutbox) -> EngineFuture<'_, ()> {
+        Box::pin(async move {
+            // A few keys of the outbox's oldest end, read only once the outbox is full: a
+            // point read, fine on the async worker.
+            let evictable = self.oldest_in_outbox(&keep.tenant, keep.max_messages)?;
+            self.submit(KeepEvicting { keep, evictable }).await
+        })
     }
     fn stored_response(
         &self,
         tenant: &TenantId,
         key: &str,
-    ) -> Result<Option<idempotency::StoredResponse>, StoreError> {
+    ) -> Result<Option<StoredResponse>, StoreError> {
         Store::stored_response(self, tenant, key)
     }
+    fn keep_response(&self, write: write::KeepResponse) -> EngineFuture<'_, ()> {
+        Box::pin(self.submit(write))
+    }
+    fn retention(&self) -> Retention {
+        Store::retention(self)
+    }
+
     fn export_records(
         &self,
         tenant: &TenantId,
@@ -143,16 +239,22 @@ impl Engine for Store {
     ) -> Box<dyn Iterator<Item = Result<StoredRecord, StoreError>> + Send + 'static> {
         Box::new(Store::export_records(self, tenant, kind))
     }
+    fn import_rows(
+        &self,
+        write: write::ImportRows,
+    ) -> Result<Queued<write::ImportOutcome>, StoreError> {
+        self.enqueue_blocking(write)
+    }
 }
 
 impl Maintenance for Store {
     fn check(&self, scope: check::Scope, repair: bool) -> EngineFuture<'_, check::CheckReport> {
         Box::pin(Store::check(self, scope, repair))
     }
-    fn backup<'a>(&'a self, to: &'a Path) -> EngineFuture<'a, transfer::BackupReport> {
+    fn backup<'a>(&'a self, to: &'a Path) -> EngineFuture<'a, BackupReport> {
         Box::pin(Store::backup(self, to))
     }
-    fn sweep(&self, now: Timestamp) -> Result<retention::Swept, StoreError> {
+    fn sweep(&self, now: Timestamp) -> Result<Swept, StoreError> {
         Store::sweep(self, now)
     }
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -164,6 +266,12 @@ impl Maintenance for Store {
     fn flush(&self) -> Result<(), StoreError> {
         Store::flush(self)
     }
+    fn data_dir(&self) -> Option<&Path> {
+        Some(Store::data_dir(self))
+    }
+    fn write_fault(&self) -> Option<String> {
+        Store::write_fault(self)
+    }
 }
 
 #[cfg(test)]
@@ -173,12 +281,9 @@ mod tests {
     /// The traits stay object-safe: a second engine is chosen at run time behind `dyn`.
     #[test]
     fn the_sled_store_serves_behind_dyn_engine() {
-        fn takes(_: Option<&dyn Engine>, _: Option<&dyn Maintenance>) {}
+        fn takes(_: Option<&dyn crate::store::Database>) {}
         let none: Option<&Store> = None;
-        takes(
-            none.map(|s| s as &dyn Engine),
-            none.map(|s| s as &dyn Maintenance),
-        );
+        takes(none.map(|s| s as &dyn crate::store::Database));
     }
 
     /// Every catalog kind is reachable by value through the trait (an empty store: none).
@@ -190,13 +295,8 @@ mod tests {
         let tenant = TenantId::parse("acme").unwrap();
         let id = RecordId::parse("r1").unwrap();
         for kind in CatalogKind::ALL {
-            assert!(engine
-                .catalog_record_of_kind(&tenant, kind, &id)
-                .unwrap()
-                .is_none());
-            let page = engine
-                .list_catalog_of_kind(&tenant, kind, None, 10)
-                .unwrap();
+            assert!(engine.catalog_record(&tenant, kind, &id).unwrap().is_none());
+            let page = engine.list_catalog(&tenant, kind, None, 10).unwrap();
             assert!(page.items.is_empty() && page.next.is_none());
         }
     }

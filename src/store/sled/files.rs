@@ -109,6 +109,103 @@ pub fn has_database(dir: &Path) -> Result<bool, String> {
     }
 }
 
+/// Removes the snapshot files sled left unfinished in `dir` (`snap.<lsn>.generating`) and
+/// says how many there were. Call it only while no process has the database open
+/// ([`remove_unfinished_snapshots_if_unused`]).
+///
+/// sled 0.34 writes a snapshot of its page table each time it opens a database (and only
+/// then): to `snap.<lsn>.generating`, fsynced, then renamed to `snap.<lsn>`, and only after the
+/// rename are older snapshots removed. An open that fails midway (a full disk, a kill) leaves
+/// the `.generating` file, and sled's next open reads it as the newest snapshot, because it
+/// takes every file whose name starts with `snap.`: an empty or partial one fails that open
+/// with "Read corrupted data" (issue 18), though nothing is lost. Removing it is safe: the
+/// older snapshot it was to replace is still there (or there was none, and sled replays the
+/// log from its start), and nothing was written to the log after the snapshot was started.
+pub fn remove_unfinished_snapshots(dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+            log::warn!(
+                "removed {}, a snapshot an earlier open of the database left unfinished",
+                entry.path().display()
+            );
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_path(dir)?;
+    }
+    Ok(removed)
+}
+
+/// [`remove_unfinished_snapshots`] under the lock sled takes on `<dir>/db` (an exclusive
+/// `flock`): when another process has the database open, nothing is touched and this answers
+/// `Ok(false)`. Without a database file there is nothing to clean.
+pub fn remove_unfinished_snapshots_if_unused(dir: &Path) -> std::io::Result<bool> {
+    let file = match std::fs::OpenOptions::new().read(true).open(dir.join("db")) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    #[cfg(unix)]
+    {
+        use rustix::fs::{flock, FlockOperation};
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok(false);
+        }
+    }
+    remove_unfinished_snapshots(dir)?;
+    // Closing the file releases the lock.
+    drop(file);
+    Ok(true)
+}
+
+/// The file in the data dir, beside sled's, that says which stored format this build wrote
+/// (one line, the format number). Written once a database has been opened and set up, so it
+/// also says "registrar has used this database": sled reads a log file cut to nothing as a
+/// new, empty database, and without this file that could not be told apart from a new data
+/// dir (`Store::open`). Being outside sled's files, it is read before sled is opened: an
+/// older build refuses a newer build's dir without touching it.
+pub const FORMAT_FILE: &str = "registrar-format";
+
+/// The stored format the data dir's [`FORMAT_FILE`] records; `None` without one.
+pub fn read_format_file(dir: &Path) -> std::io::Result<Option<u8>> {
+    match std::fs::read_to_string(dir.join(FORMAT_FILE)) {
+        Ok(text) => text.trim().parse::<u8>().map(Some).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} does not hold a format number",
+                    dir.join(FORMAT_FILE).display()
+                ),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records `format` in the data dir's [`FORMAT_FILE`], durably: a temp file, fsync, rename,
+/// fsync of the dir.
+pub fn write_format_file(dir: &Path, format: u8) -> std::io::Result<()> {
+    use std::io::Write;
+    let temp = dir.join(format!(".{FORMAT_FILE}.tmp"));
+    let mut file = std::fs::File::create(&temp)?;
+    writeln!(file, "{format}")?;
+    file.sync_all()?;
+    std::fs::rename(&temp, dir.join(FORMAT_FILE))?;
+    sync_path(dir)
+}
+
 /// Makes what was written to `path` (a file, or a dir's entries) durable.
 pub fn sync_path(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
@@ -182,5 +279,20 @@ mod tests {
         let dir = root.path().join("a/b");
         private_data_dir(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
+    }
+}
+
+/// Checks that `to` can receive a backup: it does not exist, or is an empty directory.
+pub fn check_backup_target(to: &Path) -> Result<(), String> {
+    match std::fs::read_dir(to) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot read {}: {e}", to.display())),
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(format!(
+                "{} is not empty: a backup goes into a new or empty directory",
+                to.display()
+            )),
+        },
     }
 }

@@ -7,33 +7,8 @@ use super::pipeline::Intent;
 use super::tx::{TreeId, Tx, TxError};
 use super::Store;
 use crate::domain::ids::TenantId;
-use crate::domain::time::Timestamp;
-use serde::{Deserialize, Serialize};
-
-/// A response as first sent, with what identifies the request it answered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredResponse {
-    /// SHA-256 of the method, path, query and body of the first request.
-    pub fingerprint: [u8; 32],
-    pub status: u16,
-    /// The headers worth replaying (content type, ETag, paging headers).
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub at: Timestamp,
-}
-
-impl StoredResponse {
-    /// When it was stored, in whole seconds since the epoch: its `idempotency_expiry` key.
-    pub fn stored_at_seconds(&self) -> u64 {
-        u64::try_from(self.at.to_parts().0).unwrap_or(0)
-    }
-}
-
-pub struct KeepResponse {
-    pub tenant: TenantId,
-    pub key: String,
-    pub response: StoredResponse,
-}
+pub use crate::store::records::StoredResponse;
+pub use crate::store::write::KeepResponse;
 
 impl Intent for KeepResponse {
     type Output = ();
@@ -64,7 +39,8 @@ impl Store {
         tenant: &TenantId,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError> {
-        self.idempotency
+        self.handles()?
+            .tree(TreeId::Idempotency)
             .get(keys::idempotency(tenant.as_str(), key))?
             .map(|bytes| codec::decode(&bytes))
             .transpose()
@@ -123,7 +99,8 @@ impl Store {
         let to = keys::idempotency_expiry_from(t, cutoff_seconds);
         let mut found = Vec::new();
         for entry in self
-            .idempotency_expiry
+            .handles()?
+            .tree(TreeId::IdempotencyExpiry)
             .range(from.as_bytes().to_vec()..to.as_bytes().to_vec())
             .keys()
             .take(limit)

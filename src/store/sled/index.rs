@@ -8,99 +8,21 @@ use crate::domain::record::Fields;
 use crate::domain::registration::CourseRegistration;
 use crate::domain::search::EntryFacts;
 use crate::domain::time::Timestamp;
-
-/// One secondary index over registrations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexDef {
-    /// The lookup's name in the URL: `/courseRegistrations/{t}/{lookup}/...`.
-    pub lookup: &'static str,
-    /// The sled tree that holds its entries: (tenant, field values…, id) → status and date
-    /// ([`entry_value`]).
-    pub tree: &'static str,
-    /// The fields whose values form the entry key, in order. A record with any of them
-    /// absent has no entry.
-    pub fields: &'static [&'static str],
-    /// Whether the lookup has its own endpoint; the others serve search only.
-    pub exposed: bool,
-}
-
-pub const REGISTRATION_INDEXES: &[IndexDef] = &[
-    IndexDef {
-        lookup: "student",
-        tree: "idx_student",
-        fields: &["student_id"],
-        exposed: true,
-    },
-    IndexDef {
-        lookup: "course",
-        tree: "idx_course",
-        fields: &["course_id"],
-        exposed: true,
-    },
-    IndexDef {
-        lookup: "courseOffering",
-        tree: "idx_course_offering",
-        fields: &["course_offering_id"],
-        exposed: true,
-    },
-    IndexDef {
-        lookup: "studentCourse",
-        tree: "idx_student_course",
-        fields: &["student_id", "course_id"],
-        exposed: true,
-    },
-    IndexDef {
-        lookup: "application",
-        tree: "idx_application",
-        fields: &["application_id"],
-        exposed: true,
-    },
-    IndexDef {
-        lookup: "eventRegistration",
-        tree: "idx_event_registration",
-        fields: &["event_registration_id"],
-        exposed: true,
-    },
-    IndexDef {
-        lookup: "order",
-        tree: "idx_order",
-        fields: &["order_id"],
-        exposed: true,
-    },
-    // For search only: a status is the one criterion that often comes alone.
-    IndexDef {
-        lookup: "status",
-        tree: "idx_status",
-        fields: &["status"],
-        exposed: false,
-    },
-    // For search only: a course's registrations in one state (a course + status + dates
-    // report). Walking the course index read ~4× the records such a page returns. The date
-    // is not in the key: search walks ids in ascending order (its page token is an id), and a
-    // date component would order the entries by date; the date is checked on the record.
-    IndexDef {
-        lookup: "courseStatus",
-        tree: "idx_course_status",
-        fields: &["course_id", "status"],
-        exposed: false,
-    },
-];
+pub use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
 
 /// Indexes added after data directories already existed. `Store::open` fills each from the
 /// records once (see [`backfill`]): until then an old directory has none of
 /// their entries, and a search planned on one would miss records.
 pub const BACKFILLED_INDEXES: &[&str] = &["idx_course_status"];
 
-impl IndexDef {
-    pub fn by_lookup(lookup: &str) -> Option<(usize, &'static IndexDef)> {
-        REGISTRATION_INDEXES
-            .iter()
-            .enumerate()
-            .find(|(_, def)| def.lookup == lookup)
-    }
-
+/// The sled key of an index's entries.
+pub trait EntryKey {
     /// The entry `record` has in this index, if it has one.
-    pub fn entry_key(&self, tenant: &str, record: &CourseRegistration) -> Option<Key> {
+    fn entry_key(&self, tenant: &str, record: &CourseRegistration) -> Option<Key>;
+}
+
+impl EntryKey for IndexDef {
+    fn entry_key(&self, tenant: &str, record: &CourseRegistration) -> Option<Key> {
         let values: Option<Vec<&str>> = self
             .fields
             .iter()
@@ -334,7 +256,7 @@ mod tests {
         for s in RegistrationStatus::ALL {
             for date in dates {
                 let value = entry_value_of(*s, date);
-                assert_eq!(value.as_bytes()[0], crate::store::codec::FORMAT_V2);
+                assert_eq!(value.as_bytes()[0], crate::store::sled::codec::FORMAT_V2);
                 let facts = entry_facts(value.as_bytes()).unwrap();
                 assert_eq!(
                     facts,
@@ -385,7 +307,7 @@ mod tests {
 
     #[test]
     fn bytes_no_build_wrote_read_as_nothing_known() {
-        let v2 = crate::store::codec::FORMAT_V2;
+        let v2 = crate::store::sled::codec::FORMAT_V2;
         for bytes in [
             &[][..],
             &[1],

@@ -22,19 +22,20 @@ pub mod batch;
 pub mod catalog;
 pub mod check;
 pub mod codec;
+pub mod datadir;
 pub mod directory;
 mod engine;
 pub mod files;
 pub mod idempotency;
 pub mod index;
 pub mod keys;
+pub mod live;
 pub mod orders;
 pub mod outbox;
 pub mod pipeline;
 pub mod registrations;
 pub mod retention;
 pub mod search;
-pub mod stats;
 pub mod transfer;
 pub mod tx;
 pub mod usage;
@@ -43,11 +44,19 @@ pub use super::error::StoreError;
 
 // The engine-neutral layers above sled, named here so the sled modules reach them as
 // `super::error` and `super::page`, as they did before the move.
-use super::{error, page};
+use super::{error, page, stats};
 
 impl From<::sled::Error> for StoreError {
     fn from(e: ::sled::Error) -> Self {
-        StoreError::Storage(e.to_string())
+        match e {
+            ::sled::Error::Io(io) if live::is_storage_full(&io) => {
+                StoreError::StorageFull(io.to_string())
+            }
+            ::sled::Error::Corruption { .. } => {
+                StoreError::Corrupt(format!("the database files are damaged (sled: {e})"))
+            }
+            other => StoreError::Storage(other.to_string()),
+        }
     }
 }
 
@@ -57,13 +66,14 @@ impl From<keys::MalformedKey> for StoreError {
     }
 }
 pub use pipeline::Durability;
+pub use retention::Retention;
 
 use super::page::PageTokens;
-use directory::Directory;
+use crate::store::directory::KeyCache;
 use pipeline::{Intent, Pipeline};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use tx::TreeId;
 
 /// Bytes of sled's page cache (it counts on-disk bytes; real memory use is higher).
@@ -76,17 +86,11 @@ pub struct Store {
     // Declared first so it is dropped first: its threads finish every queued write before the
     // trees and the database close.
     pipeline: Pipeline,
-    db: sled::Db,
-    registrations: sled::Tree,
-    catalog: sled::Tree,
-    outbox: sled::Tree,
-    idempotency: sled::Tree,
-    idempotency_expiry: sled::Tree,
-    indexes: Vec<sled::Tree>,
-    counters: sled::Tree,
-    meta: sled::Tree,
+    /// The sled database and its trees; replaced as a whole if it must be reopened after the
+    /// disk was full (`live`).
+    live: Arc<live::Live>,
     tokens: PageTokens,
-    directory: RwLock<Directory>,
+    directory: KeyCache,
     stats: Arc<stats::WriteStats>,
     dir: PathBuf,
     retention: retention::Retention,
@@ -95,61 +99,74 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        let db = open_db(dir)?;
-        let trees = open_trees(&db)?;
+        let recorded = recorded_format(dir)?;
+        let handles = live::Handles::open(dir)?;
+        let (db, trees, meta) = (&handles.db, &handles.trees, &handles.meta);
+        if recorded.is_some() {
+            expect_contents(meta)?;
+        }
         let tree = |id: TreeId| trees[id.position()].clone();
         let indexes: Vec<sled::Tree> = (0..index::REGISTRATION_INDEXES.len())
             .map(|n| tree(TreeId::Index(n)))
             .collect();
-        let meta = db.open_tree("meta")?;
-        let backfilled = index::backfill(&db, &meta, &tree(TreeId::Registrations), &indexes)?;
+        let backfilled = index::backfill(db, meta, &tree(TreeId::Registrations), &indexes)?;
         if backfilled > 0 {
             log::info!("filled {backfilled} entries of indexes new in this build from the records");
         }
-        if let Some(tenants) = usage::backfill(&db, &meta, &trees)?.filter(|n| *n > 0) {
+        if let Some(tenants) = usage::backfill(db, meta, trees)?.filter(|n| *n > 0) {
             log::info!("counted the stored bytes of {tenants} tenants from their records");
         }
-        let filled = retention::backfill_expiry(&db, &meta, &trees)?;
+        let filled = retention::backfill_expiry(db, meta, trees)?;
         if filled > 0 {
             log::info!("listed {filled} stored Idempotency-Key responses for expiry");
         }
-        let secret = load_or_create_secret(&db, &meta, dir)?;
-        let directory = Directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), &meta)?;
+        stored_format(meta, true)?;
+        let secret = load_or_create_secret(db, meta, dir)?;
+        let directory = directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), meta)?;
+        drop(indexes);
+        if recorded != Some(codec::FORMAT_CURRENT) {
+            files::write_format_file(dir, codec::FORMAT_CURRENT).map_err(|e| {
+                let message = format!(
+                    "cannot write {}: {e}",
+                    dir.join(files::FORMAT_FILE).display()
+                );
+                if live::is_storage_full(&e) {
+                    StoreError::StorageFull(message)
+                } else {
+                    StoreError::Storage(message)
+                }
+            })?;
+        }
 
         let stats = Arc::new(stats::WriteStats::default());
-        let (registrations, catalog, outbox, idempotency, counters) = (
-            tree(TreeId::Registrations),
-            tree(TreeId::Catalog),
-            tree(TreeId::Outbox),
-            tree(TreeId::Idempotency),
-            tree(TreeId::Counters),
-        );
-        let idempotency_expiry = tree(TreeId::IdempotencyExpiry);
-        let pipeline = Pipeline::start(
-            db.clone(),
-            trees,
-            durability,
-            &dir.join("db"),
-            stats.clone(),
-        )
-        .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
+        let live = Arc::new(live::Live::new(dir, handles));
+        let pipeline = Pipeline::start(live.clone(), durability, stats.clone())
+            .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
         Ok(Store {
             pipeline,
-            registrations,
-            catalog,
-            outbox,
-            idempotency,
-            idempotency_expiry,
-            counters,
-            indexes,
-            meta,
-            db,
+            live,
             tokens: PageTokens::new(secret),
-            directory: RwLock::new(directory),
+            directory: KeyCache::new(directory),
             stats,
             dir: dir.to_owned(),
             retention: retention::Retention::default(),
         })
+    }
+
+    /// The open database's handles, for one read: see `live::Live::handles`.
+    pub(crate) fn handles(&self) -> Result<Arc<live::Handles>, StoreError> {
+        self.live.handles()
+    }
+
+    /// Writes are refused while fewer than `bytes` are free on the data dir's file system
+    /// (0: only when the disk is really full). See `live`.
+    pub fn set_space_reserve(&self, bytes: u64) {
+        self.live.set_reserve(bytes);
+    }
+
+    /// Why writes fail now, if they do (the disk is full): for `/healthz`.
+    pub fn write_fault(&self) -> Option<String> {
+        self.live.write_fault()
     }
 
     /// Runs `intent` on the write path and waits for it to be durable (per the durability mode).
@@ -170,7 +187,6 @@ impl Store {
         &self.dir
     }
 
-    /// What the write path measured so far.
     /// Whether a read started now may wait behind a write transaction (sled's transaction
     /// lock, research §1.4). A read that cannot wait may run on an async worker; one that may
     /// belongs on the blocking pool. Racy by nature: a transaction can start right after this
@@ -179,38 +195,29 @@ impl Store {
         self.write_stats().committing.load(Ordering::SeqCst)
     }
 
-    /// Runs a read of a few keys right here when it cannot wait behind a write transaction
-    /// ([`Store::reads_may_wait`]), else hands it back for the caller to run where waiting
-    /// costs nothing (the blocking pool). Which reads may wait is the engine's business, so
-    /// the choice lives here and callers only say what to do with a read handed back.
-    pub fn read_inline_or_return<T, F>(&self, read: F) -> Result<T, F>
-    where
-        F: FnOnce(&Store) -> T,
-    {
-        if self.reads_may_wait() {
-            Err(read)
-        } else {
-            Ok(read(self))
-        }
-    }
-
+    /// What the write path measured so far.
     pub fn write_stats(&self) -> &stats::WriteStats {
         &self.stats
     }
 
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.handles()?.db.size_on_disk()?)
     }
 
     /// Makes everything written so far durable, through a power cut too (an fdatasync of
     /// sled's log in every mode): what calls this answers or stops right after.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.pipeline.make_durable(&self.db)
+        let handles = self.handles()?;
+        let flushed = pipeline::make_durable(&handles.db, &handles.settle, true);
+        if let Err(e) = &flushed {
+            self.live.note(e);
+        }
+        flushed
     }
 
     fn counter(&self, key: &keys::Key) -> Result<u64, StoreError> {
-        match self.counters.get(key)? {
+        match self.handles()?.tree(TreeId::Counters).get(key)? {
             None => Ok(0),
             Some(bytes) => {
                 let array: [u8; 8] = bytes
@@ -219,6 +226,42 @@ impl Store {
                     .map_err(|_| StoreError::Corrupt("counter is not 8 bytes".into()))?;
                 Ok(u64::from_be_bytes(array))
             }
+        }
+    }
+}
+
+/// The handles as the store's fields were before `live`, for unit tests that reach into
+/// the trees (to damage them on purpose).
+#[cfg(test)]
+pub(crate) struct RawTrees {
+    pub db: sled::Db,
+    pub registrations: sled::Tree,
+    pub catalog: sled::Tree,
+    pub outbox: sled::Tree,
+    pub idempotency: sled::Tree,
+    pub idempotency_expiry: sled::Tree,
+    pub indexes: Vec<sled::Tree>,
+    pub counters: sled::Tree,
+    pub meta: sled::Tree,
+}
+
+#[cfg(test)]
+impl Store {
+    pub(crate) fn raw(&self) -> RawTrees {
+        let handles = self.handles().expect("the database is open");
+        let tree = |id: TreeId| handles.tree(id).clone();
+        RawTrees {
+            db: handles.db.clone(),
+            registrations: tree(TreeId::Registrations),
+            catalog: tree(TreeId::Catalog),
+            outbox: tree(TreeId::Outbox),
+            idempotency: tree(TreeId::Idempotency),
+            idempotency_expiry: tree(TreeId::IdempotencyExpiry),
+            indexes: (0..index::REGISTRATION_INDEXES.len())
+                .map(|n| tree(TreeId::Index(n)))
+                .collect(),
+            counters: tree(TreeId::Counters),
+            meta: handles.meta.clone(),
         }
     }
 }
@@ -236,36 +279,53 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     // sled would create the dir with the umask's mode; an earlier build's dir is tightened.
     files::private_data_dir(dir)
         .map_err(|e| StoreError::Storage(format!("cannot make {} private: {e}", dir.display())))?;
-    pipeline::restore_blob_links(dir).map_err(|e| {
-        StoreError::Storage(format!(
-            "cannot restore sled's blob files in {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let db = config(dir).open().map_err(|e| match e {
-        // sled locks the directory exclusively: another process has it open.
-        // sled wraps the lock failure in an `Other` error that only its text identifies.
-        sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock
-                || io.to_string().contains("could not acquire lock") =>
-        {
-            StoreError::Locked(dir.display().to_string())
+    // A snapshot an earlier open left unfinished would fail this one (`files`).
+    let cleaned = files::remove_unfinished_snapshots_if_unused(dir);
+    match cleaned {
+        Ok(true) => {}
+        Ok(false) => return Err(StoreError::Locked(dir.display().to_string())),
+        Err(e) => {
+            return Err(StoreError::Storage(format!(
+                "cannot remove an unfinished snapshot in {}: {e}",
+                dir.display()
+            )))
         }
-        other => other.into(),
+    }
+    pipeline::restore_blob_links(dir).map_err(|e| {
+        io_failure(
+            format!("cannot restore sled's blob files in {}", dir.display()),
+            &e,
+        )
+    })?;
+    let db = config(dir).open().map_err(|e| {
+        let error = open_error(dir, e);
+        // This open may have started a snapshot it could not finish (a full disk): remove it,
+        // or the next open would fail on it.
+        if !matches!(error, StoreError::Locked(_)) {
+            if let Err(e) = files::remove_unfinished_snapshots_if_unused(dir) {
+                log::warn!(
+                    "cannot remove an unfinished snapshot in {}: {e}",
+                    dir.display()
+                );
+            }
+        }
+        error
     })?;
     // sled never fsyncs a directory: not the names of `db`, `conf` and `blobs` it creates, nor
     // the snapshot it renames into place while opening. Until a directory is fsync'd, a power
     // cut may take its new names with it (the log's bytes are fsync'd, its name is not), and
-    // sled would start an empty database. Once per open, before anything is answered; the
-    // names leading to `dir` were made durable when it was created (`private_data_dir`).
+    // sled would start an empty database. Once per open (a reopen after a full disk too),
+    // before anything is answered; the names leading to `dir` were made durable when it was
+    // created (`private_data_dir`).
     sync_engine_files(dir)
         .and_then(|()| pipeline::link_all_blobs(dir))
-        .map_err(|e| StoreError::Storage(format!("cannot sync {}: {e}", dir.display())))?;
+        .map_err(|e| io_failure(format!("cannot sync {}", dir.display()), &e))?;
     Ok(db)
 }
 
 /// fsyncs what sled keeps in `dir` (`db`, `conf`, the snapshot, `blobs/`), then `dir` itself.
-/// Other files there (`operator.key`) are the server's own and made durable when written.
+/// Other files there (`operator.key`, the format file) are the server's own and made durable
+/// when written.
 fn sync_engine_files(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -280,11 +340,102 @@ fn sync_engine_files(dir: &Path) -> std::io::Result<()> {
     files::sync_path(dir)
 }
 
+/// A failed file operation on sled's files: `StorageFull` when the disk is (so that a full
+/// disk is told apart, `live`), `Storage` otherwise.
+pub(crate) fn io_failure(what: String, e: &std::io::Error) -> StoreError {
+    let message = format!("{what}: {e}");
+    if live::is_storage_full(e) {
+        StoreError::StorageFull(message)
+    } else {
+        StoreError::Storage(message)
+    }
+}
+
+/// What a failed open of sled in `dir` means.
+fn open_error(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        // sled locks the directory exclusively: another process has it open.
+        // sled wraps the lock failure in an `Other` error that only its text identifies.
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock") =>
+        {
+            StoreError::Locked(dir.display().to_string())
+        }
+        other => other.into(),
+    }
+}
+
 /// Opens every tree a transaction may span, at its `TreeId::position`.
 fn open_trees(db: &sled::Db) -> Result<Vec<sled::Tree>, StoreError> {
     Ok(TreeId::all()
         .map(|id| db.open_tree(id.name()))
         .collect::<Result<_, _>>()?)
+}
+
+/// The stored format the data dir's format file records (`files::FORMAT_FILE`), refused when
+/// it is newer than this build's: checked before sled opens (and so writes to) the dir.
+pub(crate) fn recorded_format(dir: &Path) -> Result<Option<u8>, StoreError> {
+    let recorded = files::read_format_file(dir).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    match recorded {
+        Some(found) if found > codec::FORMAT_CURRENT => Err(StoreError::NewerFormat {
+            found,
+            newest: codec::FORMAT_CURRENT,
+        }),
+        other => Ok(other),
+    }
+}
+
+/// Refuses a database that sled opened but that holds nothing, in a data dir sled had used
+/// before: its log file was truncated (or replaced by an empty one). sled reads a log cut
+/// short as a crash's torn tail and opens what is left, here nothing, and the server would
+/// have served an empty database and then written over what a backup could still give back.
+/// Every database this server opened holds its page-token secret from its first start on;
+/// called only where the format file says registrar has set this database up before.
+pub(crate) fn expect_contents(meta: &sled::Tree) -> Result<(), StoreError> {
+    if meta.get(keys::meta("page_token_secret"))?.is_none() {
+        return Err(StoreError::Corrupt(
+            "sled's log file `db` holds none of the data this database was opened with \
+             before (its page-token secret is missing): it was truncated or replaced"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The meta key under which a database records the newest stored format (`codec`) any build
+/// wrote into it. Before issue 18 only each value said its format, and a newer build's data
+/// dir showed up as undecodable values; with the record an older build refuses the whole dir
+/// at start-up and names both formats.
+const STORED_FORMAT: &str = "stored_format";
+
+/// Refuses a database a newer build has written (`NewerFormat`), and, when `record`, notes
+/// that this build's format may be written from now on (the server and the commands that
+/// write; an offline check only reads).
+pub(crate) fn stored_format(meta: &sled::Tree, record: bool) -> Result<(), StoreError> {
+    let key = keys::meta(STORED_FORMAT);
+    let found = match meta.get(&key)? {
+        None => None,
+        Some(bytes) => match bytes.as_ref() {
+            [format] => Some(*format),
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "the stored format marker is not one byte".into(),
+                ))
+            }
+        },
+    };
+    if let Some(found) = found.filter(|found| *found > codec::FORMAT_CURRENT) {
+        return Err(StoreError::NewerFormat {
+            found,
+            newest: codec::FORMAT_CURRENT,
+        });
+    }
+    if record && found != Some(codec::FORMAT_CURRENT) {
+        meta.insert(key.as_bytes(), &[codec::FORMAT_CURRENT][..])?;
+        meta.flush()?;
+    }
+    Ok(())
 }
 
 fn load_or_create_secret(
@@ -299,11 +450,11 @@ fn load_or_create_secret(
             .try_into()
             .map_err(|_| StoreError::Corrupt("page token secret is not 32 bytes".into()));
     }
-    let secret = directory::random_bytes::<32>()?;
+    let secret = crate::store::directory::random_bytes::<32>()?;
     meta.insert(key.as_bytes(), &secret[..])?;
     // Durable through a power cut: page tokens handed out with it must keep working.
     db.flush()?;
     files::sync_path(&dir.join("db"))
-        .map_err(|e| StoreError::Storage(format!("cannot sync sled's log: {e}")))?;
+        .map_err(|e| io_failure("cannot sync sled's log".into(), &e))?;
     Ok(secret)
 }

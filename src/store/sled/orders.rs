@@ -6,37 +6,17 @@ use super::keys;
 use super::pipeline::Intent;
 use super::registrations;
 use super::tx::{Tx, TxError};
-use crate::domain::access::WriteContext;
 use crate::domain::catalog::{
     CatalogFields, CatalogRecord, CourseFields, CourseOfferingFields, LineItem, LineItems,
     NonNegative, OrderFields,
 };
 use crate::domain::enums::OrderStatus;
-use crate::domain::ids::{RecordId, TenantId};
-use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
+use crate::domain::registration::{CourseRegistration, Revision};
 use crate::domain::rules::{self, Locked};
+pub use crate::store::write::{GenerateOrder, OrderFor};
 
 /// Counter name of the per-tenant order number sequence.
 pub const ORDER_NUMBER_SEQUENCE: &str = "order_number";
-
-/// The registration an order is made for.
-pub enum OrderFor {
-    /// A stored registration.
-    Stored(RecordId),
-    /// A new registration, saved together with its order.
-    New {
-        id: RecordId,
-        fields: Box<RegistrationFields>,
-    },
-}
-
-/// Makes an order with one line at the offering's price and links the registration to it.
-pub struct GenerateOrder {
-    pub tenant: TenantId,
-    pub order_id: RecordId,
-    pub registration: OrderFor,
-    pub ctx: WriteContext,
-}
 
 impl Intent for GenerateOrder {
     type Output = (CatalogRecord<OrderFields>, CourseRegistration);

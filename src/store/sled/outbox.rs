@@ -9,80 +9,30 @@ use super::pipeline::Intent;
 use super::tx::{TreeId, Tx, TxError};
 use super::usage::OUTBOX_MESSAGES;
 use super::Store;
-use crate::domain::ids::{RecordId, TenantId};
+use crate::domain::ids::TenantId;
 use crate::domain::rules;
-use crate::domain::time::Timestamp;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+pub use crate::store::records::{OutboxMessage, OutboxPage};
+use crate::store::write::KeepInOutbox;
 
-/// A message as it would have been sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxMessage {
-    pub id: RecordId,
-    pub message_id: String,
-    pub to: String,
-    pub subject: String,
-    pub html: Option<String>,
-    pub text: Option<String>,
-    pub registration_id: Option<RecordId>,
-    pub created_at: Timestamp,
-}
-
-impl OutboxMessage {
-    pub fn to_json(&self) -> Value {
-        let mut out = json!({
-            "id": self.id.as_str(),
-            "message_id": self.message_id,
-            "to": self.to,
-            "subject": self.subject,
-            "created_at": self.created_at.to_rfc3339(),
-        });
-        if let Some(html) = &self.html {
-            out["html"] = json!(html);
-        }
-        if let Some(text) = &self.text {
-            out["text"] = json!(text);
-        }
-        if let Some(registration) = &self.registration_id {
-            out["registration_id"] = json!(registration.as_str());
-        }
-        out
-    }
-}
-
-impl OutboxMessage {
-    /// What the message holds, in bytes: the address, subject and both parts.
-    pub fn content_bytes(&self) -> usize {
-        self.to.len()
-            + self.subject.len()
-            + self.html.as_ref().map_or(0, String::len)
-            + self.text.as_ref().map_or(0, String::len)
-    }
-}
-
-/// Keeps a message in the tenant's outbox; a message larger than `max_bytes` is refused with
-/// 413 `record_too_large` (the outbox keeps what a reader can page through, not any size).
-/// When the outbox holds `max_messages` already, the oldest go to make room: `evictable` are
-/// the oldest ids as read before the transaction ([`Store::oldest_in_outbox`]; a transaction
-/// cannot scan), and those still there are dropped. Should a concurrent write have dropped
-/// them first, the outbox is over its cap until the sweeper's next pass.
-pub struct KeepInOutbox {
-    pub tenant: TenantId,
-    pub message: OutboxMessage,
-    pub max_bytes: usize,
-    pub max_messages: u64,
+/// A [`KeepInOutbox`] with the ids it may evict: the oldest, as read before the transaction
+/// ([`Store::oldest_in_outbox`]; a sled transaction cannot scan). Those still there are
+/// dropped; should a concurrent write have dropped them first, the outbox is over its cap
+/// until the sweeper's next pass.
+pub struct KeepEvicting {
+    pub keep: KeepInOutbox,
     pub evictable: Vec<String>,
 }
 
-impl Intent for KeepInOutbox {
+impl Intent for KeepEvicting {
     type Output = ();
     fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
-        let size = self.message.content_bytes();
-        rules::outbox_message_fits(size, self.max_bytes)?;
-        let t = self.tenant.as_str();
+        let (keep, evictable) = (&self.keep, &self.evictable);
+        let size = keep.message.content_bytes();
+        rules::outbox_message_fits(size, keep.max_bytes)?;
+        let t = keep.tenant.as_str();
         let count = tx.counter(keys::counter(t, OUTBOX_MESSAGES).as_bytes())?;
-        let mut excess = (count + 1).saturating_sub(self.max_messages);
-        for id in &self.evictable {
+        let mut excess = (count + 1).saturating_sub(keep.max_messages);
+        for id in evictable {
             if excess == 0 {
                 break;
             }
@@ -92,20 +42,14 @@ impl Intent for KeepInOutbox {
                 excess -= 1;
             }
         }
-        let key = keys::outbox(t, self.message.id.as_str());
+        let key = keys::outbox(t, keep.message.id.as_str());
         tx.insert(
             TreeId::Outbox,
             key.into_bytes(),
-            codec::encode(&self.message)?,
+            codec::encode(&keep.message)?,
         );
         Ok(())
     }
-}
-
-/// One page of the outbox, newest first.
-pub struct OutboxPage {
-    pub items: Vec<OutboxMessage>,
-    pub next: Option<String>,
 }
 
 impl Store {
@@ -125,7 +69,8 @@ impl Store {
         }
         let wanted = usize::try_from(count - max_messages + 1 + SPARE).unwrap_or(usize::MAX);
         let prefix = keys::outbox_of(t);
-        self.outbox
+        self.handles()?
+            .tree(TreeId::Outbox)
             .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
             .keys()
             .take(wanted)
@@ -154,7 +99,12 @@ impl Store {
             }
         };
         let mut items: Vec<OutboxMessage> = Vec::new();
-        for entry in self.outbox.range(prefix.as_bytes().to_vec()..end).rev() {
+        let handles = self.handles()?;
+        for entry in handles
+            .tree(TreeId::Outbox)
+            .range(prefix.as_bytes().to_vec()..end)
+            .rev()
+        {
             let (_, value) = entry?;
             if items.len() == limit {
                 let next = items

@@ -11,6 +11,7 @@
 //! no snapshot across trees, and this is the one place where no write is half-way through.
 
 use super::error::StoreError;
+use super::live::{Handles, Live};
 use super::stats::WriteStats;
 use super::tx::{Tx, TxError};
 use sled::transaction::{TransactionError, TransactionalTree, UnabortableTransactionError};
@@ -45,33 +46,15 @@ pub trait Intent: Send + 'static {
     }
 }
 
-/// When a write is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// After a flush that started after the commit has returned.
-    Sync,
-    /// After the commit; sled's background flush (every 500 ms) makes it durable later.
-    Relaxed,
-    /// As `Sync`, then an fsync of sled's log file. sled's flush ends with `sync_file_range`,
-    /// which survives a process kill but not a power cut (the drive's cache, the file size);
-    /// the fsync closes that gap (docs/DURABILITY.md).
-    Strict,
-}
-
-impl Durability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::Sync => "sync",
-            Durability::Relaxed => "relaxed",
-            Durability::Strict => "strict",
-        }
-    }
-}
+pub use crate::store::{Durability, Queued};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 struct Job<I: Intent> {
     intent: I,
+    /// When the caller stops waiting (`store::deadline`): a job still queued then is shed,
+    /// answered `Overloaded` and never applied.
+    deadline: Option<Instant>,
     outcome: RefCell<Option<Result<I::Output, StoreError>>>,
     reply: Reply<I::Output>,
 }
@@ -82,6 +65,8 @@ trait PendingJob: Send {
     fn needs_flush(&self) -> bool;
     /// Answers the caller: with the outcome, or with `fault` when the batch failed as a whole.
     fn finish(self: Box<Self>, fault: Option<&StoreError>);
+    /// Whether its caller's deadline has passed by `now`.
+    fn expired(&self, now: Instant) -> bool;
 }
 
 impl<I: Intent> PendingJob for Job<I> {
@@ -115,9 +100,23 @@ impl<I: Intent> PendingJob for Job<I> {
         // The caller may have gone away (client disconnected); the write stands regardless.
         let _ = self.reply.send(result);
     }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
+    }
 }
 
 type Batch = Vec<Box<dyn PendingJob>>;
+
+/// What the writer hands the flusher.
+enum ToFlusher {
+    /// A committed batch, with the handles of the database it was committed to (and their
+    /// `Settle`: the blob files and the log of that database).
+    Batch(Arc<Handles>, Batch),
+    /// Answer once every batch sent before is answered: the flusher then holds no handle of
+    /// the database (before a reopen, `live`).
+    Drain(std_mpsc::Sender<()>),
+}
 
 /// Work that runs alone on the writer thread, between two batches, outside any transaction.
 trait ExclusiveJob: Send {
@@ -128,6 +127,8 @@ trait ExclusiveJob: Send {
         trees: &[Tree],
         settle: &dyn Fn() -> Result<(), StoreError>,
     );
+    /// Answers without running: there is no database to run on.
+    fn refuse(self: Box<Self>, error: StoreError);
 }
 
 struct Alone<T, F> {
@@ -157,6 +158,10 @@ where
             .and_then(|output| settle().map(|()| output));
         let _ = reply.send(outcome);
     }
+
+    fn refuse(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
 }
 
 /// What the writer's queue holds.
@@ -171,41 +176,31 @@ enum Work {
 pub struct Pipeline {
     sender: Option<mpsc::Sender<Work>>,
     threads: Vec<JoinHandle<()>>,
-    /// sled's log, opened again by [`Pipeline::make_durable`], and its blob files.
-    log: std::path::PathBuf,
-    settle: Arc<Settle>,
 }
 
 impl Pipeline {
-    /// `log` is sled's log file, which `Strict` fsyncs after each flush.
+    /// In `Strict` mode each flush ends with an fdatasync of sled's log (the handles'
+    /// [`Settle`]).
     pub fn start(
-        db: sled::Db,
-        trees: Vec<Tree>,
+        live: Arc<Live>,
         durability: Durability,
-        log: &std::path::Path,
         stats: Arc<WriteStats>,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Work>(QUEUE_DEPTH);
         let mut threads = Vec::new();
-        let settle = Arc::new(Settle {
-            log: match durability {
-                Durability::Strict => Some(std::fs::File::open(log)?),
-                _ => None,
-            },
-            blobs: BlobFiles::beside(log)?,
-        });
-        let writer_settle = settle.clone();
-        let outside_settle = settle.clone();
-        let writer_db = db.clone();
+        let strict = durability == Durability::Strict;
         let flush_queue = match durability {
             Durability::Relaxed => None,
             Durability::Sync | Durability::Strict => {
-                let (flush_sender, flush_receiver) = std_mpsc::channel::<Batch>();
+                let (flush_sender, flush_receiver) = std_mpsc::channel::<ToFlusher>();
                 let flush_stats = stats.clone();
+                let flush_live = live.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name("registrar-flusher".into())
-                        .spawn(move || flusher_loop(db, &settle, flush_receiver, &flush_stats))?,
+                        .spawn(move || {
+                            flusher_loop(&flush_live, strict, flush_receiver, &flush_stats)
+                        })?,
                 );
                 Some(flush_sender)
             }
@@ -214,42 +209,31 @@ impl Pipeline {
             0,
             std::thread::Builder::new()
                 .name("registrar-writer".into())
-                .spawn(move || {
-                    writer_loop(
-                        &writer_db,
-                        trees,
-                        receiver,
-                        flush_queue,
-                        &writer_settle,
-                        &stats,
-                    )
-                })?,
+                .spawn(move || writer_loop(&live, receiver, flush_queue, &stats))?,
         );
         Ok(Pipeline {
             sender: Some(sender),
             threads,
-            log: log.to_owned(),
-            settle: outside_settle,
         })
-    }
-
-    /// Makes everything committed so far durable through a power cut, whatever the mode:
-    /// sled's flush, its new blob files, then an fdatasync of its log. For writes answered
-    /// without the pipeline's flush (an import, the operator key) and for shutdown.
-    pub fn make_durable(&self, db: &sled::Db) -> Result<(), StoreError> {
-        let log = match &self.settle.log {
-            Some(log) => log.try_clone(),
-            None => std::fs::File::open(&self.log),
-        }
-        .map_err(|e| StoreError::Storage(format!("cannot open sled's log: {e}")))?;
-        make_durable(db, Some(&log), &self.settle.blobs)
     }
 
     /// Queues `intent` and waits until it is committed (and, in sync mode, flushed).
     pub async fn submit<I: Intent>(&self, intent: I) -> Result<I::Output, StoreError> {
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
-        let (work, answer) = Self::job(intent);
-        sender.send(work).await.map_err(|_| StoreError::Closed)?;
+        let deadline = crate::store::deadline::from_now();
+        let (work, answer) = Self::job(intent, deadline);
+        // A request never waits for room: a full queue means the writer is far behind, and
+        // the request is shed at once (outside a request, e.g. the sweeper, it waits).
+        match sender.try_send(work) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) if deadline.is_some() => {
+                return Err(StoreError::Overloaded)
+            }
+            Err(mpsc::error::TrySendError::Full(work)) => {
+                sender.send(work).await.map_err(|_| StoreError::Closed)?
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+        }
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -258,15 +242,20 @@ impl Pipeline {
     /// intent while the writer commits this one.
     pub fn enqueue_blocking<I: Intent>(&self, intent: I) -> Result<Queued<I::Output>, StoreError> {
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
-        let (work, answer) = Self::job(intent);
+        // Imports are bulk work: they wait for room (back-pressure), with no deadline.
+        let (work, answer) = Self::job(intent, None);
         sender.blocking_send(work).map_err(|_| StoreError::Closed)?;
-        Ok(Queued(answer))
+        Ok(Queued::new(answer))
     }
 
-    fn job<I: Intent>(intent: I) -> (Work, oneshot::Receiver<Result<I::Output, StoreError>>) {
+    fn job<I: Intent>(
+        intent: I,
+        deadline: Option<Instant>,
+    ) -> (Work, oneshot::Receiver<Result<I::Output, StoreError>>) {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             intent,
+            deadline,
             outcome: RefCell::new(None),
             reply,
         };
@@ -292,16 +281,6 @@ impl Pipeline {
     }
 }
 
-/// An intent on its way through the writer, queued by [`Pipeline::enqueue_blocking`].
-pub struct Queued<T>(oneshot::Receiver<Result<T, StoreError>>);
-
-impl<T> Queued<T> {
-    /// Waits (blocking the thread) for the outcome.
-    pub fn wait(self) -> Result<T, StoreError> {
-        self.0.blocking_recv().map_err(|_| StoreError::Closed)?
-    }
-}
-
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.sender.take();
@@ -312,24 +291,49 @@ impl Drop for Pipeline {
 }
 
 fn writer_loop(
-    db: &sled::Db,
-    trees: Vec<Tree>,
+    live: &Live,
     mut queue: mpsc::Receiver<Work>,
-    flush_queue: Option<std_mpsc::Sender<Batch>>,
-    durable: &Settle,
+    flush_queue: Option<std_mpsc::Sender<ToFlusher>>,
     stats: &WriteStats,
 ) {
-    let settle = || make_durable(db, durable.log.as_ref(), &durable.blobs);
+    // Before a reopen: wait until the flusher has answered every batch it was given.
+    let drain = || {
+        if let Some(flusher) = &flush_queue {
+            let (done, drained) = std_mpsc::channel();
+            if flusher.send(ToFlusher::Drain(done)).is_ok() {
+                let _ = drained.recv();
+            }
+        }
+    };
     // Exclusive work taken off the queue while a batch was being gathered: it runs right
     // after that batch commits.
     let mut next: Option<Work> = None;
     while let Some(first) = next.take().or_else(|| queue.blocking_recv()) {
         let first = match first {
             Work::Exclusive(job) => {
+                // Not refused below the reserve: a check or a backup elsewhere writes nothing
+                // here, and a repair that finds no room fails like any write. But a poisoned
+                // database is reopened first if it can be.
+                let _ = live.admit_writes(&drain);
+                let handles = match live.handles() {
+                    Ok(handles) => handles,
+                    Err(e) => {
+                        job.refuse(e);
+                        continue;
+                    }
+                };
+                // Such work is rare (a repair): its writes get the log's fdatasync in every mode.
+                let settle = || {
+                    let settled = make_durable(&handles.db, &handles.settle, true);
+                    if let Err(e) = &settled {
+                        live.note(e);
+                    }
+                    settled
+                };
                 // Exclusive work may take sled's transaction lock too (a backup's
                 // `apply_batch` into the copy: the lock is process-wide).
                 stats.committing.store(true, Ordering::SeqCst);
-                job.run(db, &trees, &settle);
+                job.run(&handles.db, &handles.trees, &settle);
                 stats.committing.store(false, Ordering::SeqCst);
                 continue;
             }
@@ -346,10 +350,31 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        // Jobs whose callers gave up waiting are answered, not applied: their requests were
+        // told 503 `overloaded` (or are about to be), so applying them now would write what a
+        // client was told did not happen.
+        let now = Instant::now();
+        let (shed, kept): (Batch, Batch) = batch.into_iter().partition(|job| job.expired(now));
+        if !shed.is_empty() {
+            stats.shed.fetch_add(shed.len() as u64, Ordering::Relaxed);
+            finish_all(shed, Some(&StoreError::Overloaded));
+        }
+        let batch = kept;
+        if batch.is_empty() {
+            continue;
+        }
+        // A full disk refuses the batch before any of it is written (`live`).
+        let handles = match live.admit_writes(&drain).and_then(|()| live.handles()) {
+            Ok(handles) => handles,
+            Err(e) => {
+                finish_all(batch, Some(&e));
+                continue;
+            }
+        };
         let started = Instant::now();
         stats.committing.store(true, Ordering::SeqCst);
         let committed: Result<(), TransactionError<Infallible>> =
-            trees.as_slice().transaction(|view| {
+            handles.trees.as_slice().transaction(|view| {
                 for job in &batch {
                     job.run(view)?;
                 }
@@ -359,6 +384,7 @@ fn writer_loop(
         // Right away, not only at the flush: sled's own background thread may fsync the log
         // that points to a new blob at any moment (BlobFiles).
         let committed = committed.and_then(|()| {
+            let blobs = &handles.settle.blobs;
             // With no flusher (relaxed), this is where removed blobs are let go, once sled's
             // own fsync has covered them (as in `make_durable` for sync mode).
             let released = match flush_queue {
@@ -366,17 +392,15 @@ fn writer_loop(
                 None => {
                     let now = Instant::now();
                     let covered = now.checked_sub(SLED_FSYNC_COVERS).unwrap_or(now);
-                    durable.blobs.release_removed(covered)
+                    blobs.release_removed(covered)
                 }
             };
-            released
-                .and_then(|()| durable.blobs.secure_new())
-                .map_err(|e| {
-                    TransactionError::Storage(sled::Error::Io(std::io::Error::new(
-                        e.kind(),
-                        format!("fsync of sled's blob files failed: {e}"),
-                    )))
-                })
+            released.and_then(|()| blobs.secure_new()).map_err(|e| {
+                TransactionError::Storage(sled::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("fsync of sled's blob files failed: {e}"),
+                )))
+            })
         });
         stats.commit.observe(started.elapsed());
         stats
@@ -388,15 +412,19 @@ fn writer_loop(
                 .filter(|_| batch.iter().any(|job| job.needs_flush()))
             {
                 Some(flusher) => {
-                    if let Err(unsent) = flusher.send(batch) {
-                        finish_all(unsent.0, Some(&StoreError::Closed));
+                    if let Err(unsent) = flusher.send(ToFlusher::Batch(handles.clone(), batch)) {
+                        if let ToFlusher::Batch(_, batch) = unsent.0 {
+                            finish_all(batch, Some(&StoreError::Closed));
+                        }
                     }
                 }
                 None => finish_all(batch, None),
             },
             Err(TransactionError::Storage(e)) => {
                 log::error!("write transaction failed: {e}");
-                finish_all(batch, Some(&StoreError::from(e)));
+                let error = StoreError::from(e);
+                live.note(&error);
+                finish_all(batch, Some(&error));
             }
             Err(TransactionError::Abort(never)) => match never {},
         }
@@ -404,50 +432,95 @@ fn writer_loop(
 }
 
 fn flusher_loop(
-    db: sled::Db,
-    settle: &Settle,
-    queue: std_mpsc::Receiver<Batch>,
+    live: &Live,
+    strict: bool,
+    queue: std_mpsc::Receiver<ToFlusher>,
     stats: &WriteStats,
 ) {
     while let Ok(first) = queue.recv() {
-        let mut batches = vec![first];
-        batches.extend(queue.try_iter());
-        // One flush covers the whole Db, so it covers every batch taken above.
-        let started = Instant::now();
-        let flushed = make_durable(&db, settle.log.as_ref(), &settle.blobs);
-        stats.flush.observe(started.elapsed());
-        let fault = flushed.err().inspect(|e| log::error!("flush failed: {e}"));
-        for batch in batches {
-            finish_all(batch, fault.as_ref());
+        let mut handles: Option<Arc<Handles>> = None;
+        let mut batches = Vec::new();
+        let mut drained = Vec::new();
+        for message in std::iter::once(first).chain(queue.try_iter()) {
+            match message {
+                ToFlusher::Batch(of, batch) => {
+                    handles.get_or_insert(of);
+                    batches.push(batch);
+                }
+                ToFlusher::Drain(done) => drained.push(done),
+            }
+        }
+        if let Some(handles) = handles {
+            // One flush covers the whole Db, so it covers every batch taken above (the writer
+            // drains this thread before it reopens the Db, so they share one).
+            let started = Instant::now();
+            let flushed = make_durable(&handles.db, &handles.settle, strict);
+            stats.flush.observe(started.elapsed());
+            drop(handles);
+            let fault = flushed.err().inspect(|e| {
+                log::error!("flush failed: {e}");
+                live.note(e);
+            });
+            for batch in batches {
+                finish_all(batch, fault.as_ref());
+            }
+        }
+        for done in drained {
+            let _ = done.send(());
         }
     }
 }
 
-/// What a flush must make durable besides what sled's own flush does.
-struct Settle {
-    /// sled's log file, fdatasync'd after each flush in strict mode: sled's flush ends with
-    /// `sync_file_range`, which does not reach the device on power loss.
+/// What a flush must make durable besides what sled's own flush does, for one open database:
+/// it belongs to its [`Handles`], so a database reopened after a full disk (`live`) gets its
+/// own, built from the blob files as that open left them.
+pub struct Settle {
+    /// sled's log file, fdatasync'd after each flush in strict mode (and by `Store::flush`
+    /// and exclusive work in every mode): sled's flush ends with `sync_file_range`, which
+    /// does not reach the device on power loss. `None` only for a temporary database (tests).
     log: Option<std::fs::File>,
     blobs: BlobFiles,
 }
 
-/// Flushes sled, makes the blob files it wrote since the last time durable, then (strict
-/// mode) fdatasyncs its log. Blobs first: the log points to them, so it must not be durable
-/// without them.
-fn make_durable(
+impl Settle {
+    /// For the database sled has just opened in `dir`, once its blob files are linked
+    /// ([`link_all_blobs`]).
+    pub(super) fn open(dir: &std::path::Path) -> std::io::Result<Settle> {
+        Ok(Settle {
+            log: Some(std::fs::File::open(dir.join("db"))?),
+            blobs: BlobFiles::in_dir(dir)?,
+        })
+    }
+
+    /// For a temporary database with no log file: only its blob dirs, in `dir`.
+    #[cfg(test)]
+    pub(super) fn without_log(dir: &std::path::Path) -> std::io::Result<Settle> {
+        Ok(Settle {
+            log: None,
+            blobs: BlobFiles::in_dir(dir)?,
+        })
+    }
+}
+
+/// Flushes sled, makes the blob files it wrote since the last time durable, then, when
+/// `sync_log` (strict mode, and whatever must be durable before it answers), fdatasyncs its
+/// log. Blobs first: the log points to them, so it must not be durable without them.
+pub(super) fn make_durable(
     db: &sled::Db,
-    log: Option<&std::fs::File>,
-    blobs: &BlobFiles,
+    settle: &Settle,
+    sync_log: bool,
 ) -> Result<(), StoreError> {
     db.flush()?;
+    let blobs = &settle.blobs;
     let blob_failure =
-        |e: std::io::Error| StoreError::Storage(format!("fsync of sled's blob files failed: {e}"));
+        |e: std::io::Error| super::io_failure("fsync of sled's blob files failed".into(), &e);
     blobs.secure_new().map_err(blob_failure)?;
     let log_synced = Instant::now();
+    let log = settle.log.as_ref().filter(|_| sync_log);
     if let Some(file) = log {
         // fdatasync: the data and the size needed to read it back, to the device.
         file.sync_data()
-            .map_err(|e| StoreError::Storage(format!("fsync of the log failed: {e}")))?;
+            .map_err(|e| super::io_failure("fsync of the log failed".into(), &e))?;
     }
     let covered = match log {
         Some(_) => log_synced,
@@ -472,7 +545,8 @@ fn make_durable(
 /// is durable (a second name also shields a blob from a file system that commits sled's
 /// removal on its own, as ext4's journal does every few seconds). Opening the database first
 /// links back into `blobs/` every blob sled may still need ([`restore_blob_links`]), then
-/// links every blob there is ([`link_all_blobs`]). sled's own thread can still fsync the log between the
+/// links every blob there is ([`link_all_blobs`]); each open (a reopen after a full disk too)
+/// starts a new `BlobFiles` from there. sled's own thread can still fsync the log between the
 /// moment it writes a blob and the end of that commit, a window of a fraction of a
 /// millisecond this cannot close.
 struct BlobFiles {
@@ -502,12 +576,8 @@ const SLED_FSYNC_COVERS: std::time::Duration = std::time::Duration::from_secs(2)
 pub(super) const BLOB_LINKS: &str = "blob-links";
 
 impl BlobFiles {
-    /// The blob dirs of the database whose log is `log`; makes `blob-links/` the first time.
-    fn beside(log: &std::path::Path) -> std::io::Result<BlobFiles> {
-        let data = match log.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => std::path::Path::new("."),
-        };
+    /// The blob dirs of the database in `data`; makes `blob-links/` the first time.
+    fn in_dir(data: &std::path::Path) -> std::io::Result<BlobFiles> {
         let links = data.join(BLOB_LINKS);
         if std::fs::symlink_metadata(&links).is_err() {
             std::fs::create_dir(&links)?;
@@ -707,7 +777,7 @@ fn finish_all(batch: Batch, fault: Option<&StoreError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tx::TreeId;
+    use crate::store::sled::tx::TreeId;
 
     struct Put(&'static [u8]);
 
@@ -721,17 +791,26 @@ mod tests {
 
     #[tokio::test]
     async fn exclusive_work_sees_every_write_queued_before_it_and_none_queued_after() {
+        // The blob dirs (blob-links/) of the temporary database are made here.
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let trees: Vec<Tree> = TreeId::all()
             .map(|id| db.open_tree(id.name()).unwrap())
             .collect();
+        let meta = db.open_tree("meta").unwrap();
+        let settle = Settle::without_log(dir.path()).unwrap();
+        let live = Live::new(
+            dir.path(),
+            super::super::live::Handles {
+                db,
+                trees,
+                meta,
+                settle,
+            },
+        );
         let pipeline = Pipeline::start(
-            db,
-            trees,
+            Arc::new(live),
             Durability::Relaxed,
-            // The log is not opened in relaxed mode; the blob dirs are looked for beside it.
-            &dir.path().join("db"),
             Arc::new(WriteStats::default()),
         )
         .unwrap();
@@ -753,5 +832,57 @@ mod tests {
         let failed: Result<(), StoreError> = pipeline.exclusive(|_, _| panic!("boom")).await;
         assert!(failed.is_err());
         pipeline.submit(Put(b"still writing")).await.unwrap();
+    }
+
+    /// A write still queued when its request's deadline passes is answered `Overloaded` and
+    /// never applied; one without a deadline (outside a request) is applied however long it
+    /// waited.
+    #[tokio::test]
+    async fn a_write_queued_past_its_deadline_is_shed_unapplied() {
+        // The blob dirs (blob-links/) of the temporary database are made here.
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let trees: Vec<Tree> = TreeId::all()
+            .map(|id| db.open_tree(id.name()).unwrap())
+            .collect();
+        let registrations = trees[TreeId::Registrations.position()].clone();
+        let meta = db.open_tree("meta").unwrap();
+        let settle = Settle::without_log(dir.path()).unwrap();
+        let live = Live::new(
+            dir.path(),
+            super::super::live::Handles {
+                db,
+                trees,
+                meta,
+                settle,
+            },
+        );
+        let stats = Arc::new(WriteStats::default());
+        let pipeline = Pipeline::start(Arc::new(live), Durability::Relaxed, stats.clone()).unwrap();
+        // Exclusive work holds the writer while the write's deadline passes behind it.
+        let (held, shed) = tokio::join!(
+            pipeline.exclusive(|_, _| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                Ok(())
+            }),
+            crate::store::deadline::within(
+                std::time::Duration::from_millis(5),
+                pipeline.submit(Put(b"late")),
+            ),
+        );
+        held.unwrap();
+        assert!(matches!(shed, Err(StoreError::Overloaded)), "{shed:?}");
+        assert!(!registrations.contains_key(b"late").unwrap());
+        assert_eq!(stats.shed.load(Ordering::Relaxed), 1);
+        let (held, applied) = tokio::join!(
+            pipeline.exclusive(|_, _| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                Ok(())
+            }),
+            pipeline.submit(Put(b"patient")),
+        );
+        held.unwrap();
+        applied.unwrap();
+        assert!(registrations.contains_key(b"patient").unwrap());
     }
 }

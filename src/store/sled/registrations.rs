@@ -4,6 +4,7 @@
 use super::catalog;
 use super::codec;
 use super::error::StoreError;
+use super::index::EntryKey;
 use super::index::{entry_status, entry_value, EntryValue, IndexDef, REGISTRATION_INDEXES};
 use super::keys::{self, Key};
 use super::page::PageScope;
@@ -18,6 +19,8 @@ use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
 use crate::domain::rules::{self, Usage};
 use crate::domain::tenant::Tenant;
+pub use crate::store::records::RegistrationPage as Page;
+pub use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration};
 
 /// Counter names under (tenant, name) in `counters`.
 pub const NUMBER_SEQUENCE: &str = "registration_number";
@@ -27,13 +30,6 @@ pub const REGISTRATION_COUNT: &str = "registration_count";
 /// `includeActiveOnly` may return fewer items than `limit` and a `LastEvaluatedKey` when it
 /// stops here, as DynamoDB does.
 pub const MAX_EXAMINED_PER_PAGE: usize = 10_000;
-
-/// One page of registrations; `next` is the token for the following page, if there is one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub items: Vec<CourseRegistration>,
-    pub next: Option<String>,
-}
 
 pub(super) fn load(
     tx: &Tx<'_>,
@@ -392,15 +388,6 @@ pub(super) fn follow_order(
     Ok(())
 }
 
-/// Stores a new registration (or, as a dry run, evaluates every rule and stores nothing).
-pub struct CreateRegistration {
-    pub tenant: TenantId,
-    pub id: RecordId,
-    pub fields: RegistrationFields,
-    pub ctx: WriteContext,
-    pub dry_run: bool,
-}
-
 impl Intent for CreateRegistration {
     type Output = CourseRegistration;
 
@@ -415,15 +402,6 @@ impl Intent for CreateRegistration {
         }
         Ok(record)
     }
-}
-
-/// Gives a registration new client fields, provided it is still at `base_version`.
-pub struct ReviseRegistration {
-    pub tenant: TenantId,
-    pub id: RecordId,
-    pub base_version: u64,
-    pub fields: RegistrationFields,
-    pub ctx: WriteContext,
 }
 
 impl Intent for ReviseRegistration {
@@ -447,13 +425,6 @@ impl Intent for ReviseRegistration {
             }
         }
     }
-}
-
-/// Deletes a registration without a live order, provided it is still at `base_version`.
-pub struct DeleteRegistration {
-    pub tenant: TenantId,
-    pub id: RecordId,
-    pub base_version: u64,
 }
 
 impl Intent for DeleteRegistration {
@@ -482,7 +453,8 @@ impl Store {
         tenant: &TenantId,
         id: &RecordId,
     ) -> Result<Option<CourseRegistration>, StoreError> {
-        self.registrations
+        self.handles()?
+            .tree(TreeId::Registrations)
             .get(keys::registration(tenant.as_str(), id.as_str()))?
             .map(|bytes| codec::decode(&bytes))
             .transpose()
@@ -514,7 +486,7 @@ impl Store {
         let prefix = keys::registrations_of(t);
         let start = self.start_key(&scope, &prefix, after)?;
         let mut items = Vec::new();
-        for entry in self.registrations.range(start..) {
+        for entry in self.handles()?.tree(TreeId::Registrations).range(start..) {
             let (key, value) = entry?;
             if !key.starts_with(prefix.as_bytes()) {
                 return Ok(Page { items, next: None });
@@ -550,7 +522,9 @@ impl Store {
         let start = self.start_key(&scope, &prefix, after)?;
         let mut items: Vec<CourseRegistration> = Vec::new();
         let mut last_examined: Option<String> = None;
-        for (examined, entry) in self.indexes[position].range(start..).enumerate() {
+        let handles = self.handles()?;
+        let registrations = handles.tree(TreeId::Registrations);
+        for (examined, entry) in handles.index_tree(position).range(start..).enumerate() {
             let (key, value) = entry?;
             if !key.starts_with(prefix.as_bytes()) {
                 return Ok(Page { items, next: None });
@@ -564,7 +538,7 @@ impl Store {
             if wanted {
                 // The entry and the record are written in one transaction, but this read is not
                 // a snapshot: a record deleted since the entry was read is simply skipped.
-                if let Some(bytes) = self.registrations.get(keys::registration(t, &id))? {
+                if let Some(bytes) = registrations.get(keys::registration(t, &id))? {
                     items.push(codec::decode(&bytes)?);
                 }
             }

@@ -15,45 +15,12 @@ use super::usage::OUTBOX_MESSAGES;
 use super::Store;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::thread::JoinHandle;
+pub use crate::store::records::Swept;
+pub use crate::store::retention::{Retention, Sweeper, MAX_STORED_BYTES_DEFAULT};
 use std::time::Duration;
 
-/// How long and how much the server keeps, and the size caps of what it keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// How long a stored `Idempotency-Key` response is replayed; then it is deleted.
-    pub idempotency_ttl: Duration,
-    /// How long an outbox message is kept.
-    pub outbox_max_age: Duration,
-    /// The most outbox messages a tenant keeps; the oldest beyond it are dropped.
-    pub outbox_max_messages: u64,
-    /// How often the sweeper runs.
-    pub sweep_every: Duration,
-    /// A response body larger than this is answered but not stored for replay.
-    pub max_stored_response_bytes: usize,
-    /// An outbox message (address, subject, html and text parts) larger than this is refused.
-    pub max_outbox_message_bytes: usize,
-}
-
-/// The default of both size caps: 1 MiB, as a request body.
-pub const MAX_STORED_BYTES_DEFAULT: usize = 1024 * 1024;
 /// Deletions per transaction.
 const SWEEP_BATCH: usize = 256;
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
-            outbox_max_age: Duration::from_secs(30 * 24 * 60 * 60),
-            outbox_max_messages: 10_000,
-            sweep_every: Duration::from_secs(60),
-            max_stored_response_bytes: MAX_STORED_BYTES_DEFAULT,
-            max_outbox_message_bytes: MAX_STORED_BYTES_DEFAULT,
-        }
-    }
-}
 
 /// Whole seconds since the epoch `age` before `now` (0 before the epoch).
 fn seconds_before(now: Timestamp, age: Duration) -> u64 {
@@ -82,13 +49,6 @@ impl Intent for DropFromOutbox {
     }
 }
 
-/// What one sweep deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Swept {
-    pub responses: usize,
-    pub messages: usize,
-}
-
 impl Store {
     pub fn retention(&self) -> Retention {
         self.retention
@@ -114,7 +74,8 @@ impl Store {
         let prefix = keys::outbox_of(t);
         let mut ids = Vec::new();
         for entry in self
-            .outbox
+            .handles()?
+            .tree(super::tx::TreeId::Outbox)
             .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
         {
             let (key, value) = entry?;
@@ -174,53 +135,6 @@ impl Store {
             }
         }
         Ok(swept)
-    }
-}
-
-/// The sweeper thread: runs [`Store::sweep`] every `sweep_every` until stopped. Dropping it
-/// stops it and waits for the sweep under way, so the store can close after it.
-pub struct Sweeper {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sweeper {
-    pub fn start(store: Arc<Store>) -> std::io::Result<Sweeper> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let every = store.retention().sweep_every;
-        let thread = std::thread::Builder::new()
-            .name("registrar-sweeper".into())
-            .spawn(move || {
-                // A message or a closed channel both mean stop.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    match store.sweep(Timestamp::now()) {
-                        Ok(swept) if swept != Swept::default() => log::info!(
-                            "sweeper deleted {} expired Idempotency-Key responses and {} outbox \
-                             messages past retention",
-                            swept.responses,
-                            swept.messages
-                        ),
-                        Ok(_) => {}
-                        Err(StoreError::Closed) => break,
-                        Err(e) => log::error!("sweeper: {e}"),
-                    }
-                }
-            })?;
-        Ok(Sweeper {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

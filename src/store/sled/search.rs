@@ -138,7 +138,8 @@ impl Store {
         }
         let mut best: Option<(usize, &'static str, Vec<Vec<String>>)> = None;
         for (lookup, values) in candidates {
-            let tree = &self.indexes[Self::index_position(lookup)?];
+            let handles = self.handles()?;
+            let tree = handles.index_tree(Self::index_position(lookup)?);
             // Counting stops where this index could no longer win: a search by course and
             // status once counted 2,000 status entries to learn that 25 pairs were fewer.
             let probe = best
@@ -199,7 +200,8 @@ impl Store {
                 // The entry and the record are not read as one snapshot: a record deleted
                 // meanwhile is skipped.
                 None => self
-                    .registrations
+                    .handles()?
+                    .tree(super::tx::TreeId::Registrations)
                     .get(keys::registration(t, &id))?
                     .map(|b| codec::decode(&b))
                     .transpose()?,
@@ -248,7 +250,8 @@ impl Store {
                 };
                 let prefix_bytes = prefix.into_bytes();
                 Box::new(
-                    self.registrations
+                    self.handles()?
+                        .tree(super::tx::TreeId::Registrations)
                         .range(start..)
                         .take_while(move |e| {
                             e.as_ref()
@@ -265,7 +268,8 @@ impl Store {
                 )
             }
             Plan::Index { lookup, values } => {
-                let tree = &self.indexes[Self::index_position(lookup)?];
+                let handles = self.handles()?;
+                let tree = handles.index_tree(Self::index_position(lookup)?);
                 let streams: Vec<IndexStream> = values
                     .iter()
                     .map(|value| {

@@ -8,7 +8,7 @@ use super::error::StoreError;
 use super::keys;
 use super::pipeline::Intent;
 use super::registrations;
-use super::tx::{Tx, TxError};
+use super::tx::{TreeId, Tx, TxError};
 use super::Store;
 use crate::domain::access::WriteContext;
 use crate::domain::catalog::CatalogRecord;
@@ -17,28 +17,9 @@ use crate::domain::registration::{CourseRegistration, RegistrationFields};
 use crate::domain::transfer::{
     BulkLoad, Draft, ImportRow, KeptSys, RecordDraft, RecordKind, RowOrigin, StoredRecord,
 };
+pub use crate::store::records::BackupReport;
+pub use crate::store::write::{ImportOutcome, ImportRows};
 use std::path::Path;
-
-/// Rows of one import, written in one transaction. Each row stands or falls on its own, or,
-/// with `all_or_nothing`, all fall when one does.
-pub struct ImportRows {
-    pub tenant: TenantId,
-    pub rows: Vec<ImportRow>,
-    pub load: BulkLoad,
-    pub ctx: WriteContext,
-    pub all_or_nothing: bool,
-    /// Rows of this import were refused before they reached the store (they did not parse):
-    /// with `all_or_nothing`, check these rows, report, and write nothing.
-    pub refused_earlier: bool,
-}
-
-/// What became of the rows of one [`ImportRows`].
-#[derive(Debug)]
-pub struct ImportOutcome {
-    pub imported: usize,
-    /// (row number, why), in row order.
-    pub refused: Vec<(u64, StoreError)>,
-}
 
 impl Intent for ImportRows {
     type Output = ImportOutcome;
@@ -156,13 +137,6 @@ fn import_catalog<F: CatalogHooks>(
     F::after_import(tx, tenant, &record)
 }
 
-/// What a backup copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupReport {
-    pub trees: usize,
-    pub entries: u64,
-}
-
 /// Entries copied per `apply_batch` into the new database.
 const BACKUP_BATCH: usize = 1000;
 
@@ -200,21 +174,6 @@ pub fn copy_database(db: &sled::Db, to: &Path) -> Result<BackupReport, StoreErro
     })
 }
 
-/// Checks that `to` can receive a backup: it does not exist, or is an empty directory.
-pub fn check_backup_target(to: &Path) -> Result<(), String> {
-    match std::fs::read_dir(to) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot read {}: {e}", to.display())),
-        Ok(mut entries) => match entries.next() {
-            None => Ok(()),
-            Some(_) => Err(format!(
-                "{} is not empty: a backup goes into a new or empty directory",
-                to.display()
-            )),
-        },
-    }
-}
-
 fn decode_catalog<F: crate::domain::catalog::CatalogFields>(
     bytes: &[u8],
 ) -> Result<CatalogRecord<F>, StoreError> {
@@ -230,26 +189,40 @@ impl Store {
         kind: RecordKind,
     ) -> impl Iterator<Item = Result<StoredRecord, StoreError>> + Send + 'static {
         let t = tenant.as_str();
-        let (scan, kind) = match kind {
-            RecordKind::Registration => (
-                self.registrations.scan_prefix(keys::registrations_of(t)),
-                None,
-            ),
-            RecordKind::Catalog(kind) => (
-                self.catalog.scan_prefix(keys::catalog_of(t, kind.tag())),
-                Some(kind),
-            ),
+        // The handles go with the scan: a reopen of the database (`live`) waits for it. Without
+        // a database (a reopen that failed) the export is that one error.
+        let (scan, unavailable) = match self.handles() {
+            Ok(handles) => {
+                let scan = match kind {
+                    RecordKind::Registration => handles
+                        .tree(TreeId::Registrations)
+                        .scan_prefix(keys::registrations_of(t)),
+                    RecordKind::Catalog(kind) => handles
+                        .tree(TreeId::Catalog)
+                        .scan_prefix(keys::catalog_of(t, kind.tag())),
+                };
+                (Some((handles, scan)), None)
+            }
+            Err(e) => (None, Some(e)),
         };
-        scan.map(move |entry| {
-            let (_, bytes) = entry?;
-            Ok(match kind {
-                None => StoredRecord::Registration(Box::new(codec::decode(&bytes)?)),
-                Some(kind) => crate::with_catalog_fields!(
-                    kind,
-                    F => StoredRecord::catalog(&decode_catalog::<F>(&bytes)?)
-                ),
+        let catalog_kind = match kind {
+            RecordKind::Registration => None,
+            RecordKind::Catalog(kind) => Some(kind),
+        };
+        let records = scan.into_iter().flat_map(move |(handles, scan)| {
+            scan.map(move |entry| {
+                let _held = &handles;
+                let (_, bytes) = entry?;
+                Ok(match catalog_kind {
+                    None => StoredRecord::Registration(Box::new(codec::decode(&bytes)?)),
+                    Some(kind) => crate::with_catalog_fields!(
+                        kind,
+                        F => StoredRecord::catalog(&decode_catalog::<F>(&bytes)?)
+                    ),
+                })
             })
-        })
+        });
+        unavailable.map(Err).into_iter().chain(records)
     }
 
     /// Copies the whole database into `to` (new or empty) while the server keeps serving:

@@ -23,13 +23,12 @@
 //! A check reads the trees one after another: sled has no snapshot across trees. Online it
 //! runs on the writer thread (`Pipeline::exclusive`), so no write is half-way through.
 
-mod report;
 mod tenant;
 #[cfg(test)]
 mod tests;
 
-pub use report::{
-    Change, ChangeAction, CheckReport, Observed, Problem, ProblemKind, RepairOutcome,
+pub use crate::store::check::{
+    Change, ChangeAction, CheckReport, Observed, Problem, ProblemKind, RepairOutcome, Scope,
 };
 
 use super::codec;
@@ -39,19 +38,11 @@ use super::tx::TreeId;
 use super::Store;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{ApiKey, Tenant};
-use report::hex;
+use crate::store::check::hex;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{IVec, Transactional, Tree};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-
-/// Which tenants a check covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// Every tenant, and data under tenant ids that have no tenant record.
-    Every,
-    One(TenantId),
-}
 
 impl Store {
     /// Checks the derived data of `scope` against the records and, with `repair`, rewrites
@@ -89,6 +80,7 @@ pub fn check_offline(dir: &Path, scope: &Scope, repair: bool) -> Result<CheckRep
     if !super::files::has_database(dir).map_err(OfflineError::Unreadable)? {
         return Err(OfflineError::NoDatabase(dir.to_path_buf()));
     }
+    let used_before = super::recorded_format(dir)?.is_some();
     let db = super::open_db(dir).map_err(|e| match e {
         StoreError::Locked(_) => OfflineError::InUse(dir.to_path_buf()),
         other => OfflineError::Unreadable(format!(
@@ -96,6 +88,11 @@ pub fn check_offline(dir: &Path, scope: &Scope, repair: bool) -> Result<CheckRep
             dir.display()
         )),
     })?;
+    let meta = db.open_tree("meta").map_err(StoreError::from)?;
+    if used_before {
+        super::expect_contents(&meta)?;
+    }
+    super::stored_format(&meta, false)?;
     let trees = super::open_trees(&db)?;
     let report = run(&trees, scope, repair)?;
     db.flush().map_err(StoreError::from)?;

@@ -1,21 +1,21 @@
 //! One tenant's check: read its records, recompute what they imply, compare it with what the
 //! derived trees hold.
 
-use super::report::{hex, Observed, Problem, ProblemKind};
 use super::{ApiKeys, Finding, Fix, Pass, Trees};
 use crate::domain::catalog::{CatalogFields, CatalogKind, CatalogRecord, Reference};
 use crate::domain::ids::TenantId;
 use crate::domain::registration::CourseRegistration;
-use crate::store::codec;
+use crate::store::check::{hex, Observed, Problem, ProblemKind};
 use crate::store::error::StoreError;
-use crate::store::idempotency::StoredResponse;
-use crate::store::index::{describe_entry, is_older_layout_of, REGISTRATION_INDEXES};
-use crate::store::keys::{self, CounterKey, Key};
-use crate::store::orders::ORDER_NUMBER_SEQUENCE;
-use crate::store::outbox::OutboxMessage;
-use crate::store::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
-use crate::store::tx::TreeId;
-use crate::store::usage::{entry_bytes, OUTBOX_MESSAGES, STORED_BYTES};
+use crate::store::sled::codec;
+use crate::store::sled::idempotency::StoredResponse;
+use crate::store::sled::index::{describe_entry, is_older_layout_of, REGISTRATION_INDEXES};
+use crate::store::sled::keys::{self, CounterKey, Key};
+use crate::store::sled::orders::ORDER_NUMBER_SEQUENCE;
+use crate::store::sled::outbox::OutboxMessage;
+use crate::store::sled::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
+use crate::store::sled::tx::TreeId;
+use crate::store::sled::usage::{entry_bytes, OUTBOX_MESSAGES, STORED_BYTES};
 use sled::IVec;
 use std::collections::{BTreeMap, HashSet};
 

@@ -7,11 +7,12 @@ use crate::domain::catalog::{CatalogRecord, ContactFields, CourseFields, CourseO
 use crate::domain::ids::RecordId;
 use crate::domain::registration::RegistrationInput;
 use crate::domain::tenant::{Limits, NewTenant};
-use crate::store::catalog::CreateCatalog;
-use crate::store::index::REGISTRATION_INDEXES;
-use crate::store::orders::{GenerateOrder, OrderFor};
-use crate::store::registrations::CreateRegistration;
-use crate::store::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
+use crate::store::sled::catalog::CreateCatalog;
+use crate::store::sled::index::EntryKey;
+use crate::store::sled::index::REGISTRATION_INDEXES;
+use crate::store::sled::orders::{GenerateOrder, OrderFor};
+use crate::store::sled::registrations::CreateRegistration;
+use crate::store::sled::registrations::{self, NUMBER_SEQUENCE, REGISTRATION_COUNT};
 use crate::store::Durability;
 use serde_json::{json, Value};
 
@@ -29,7 +30,7 @@ struct Fixture {
     registrations: Vec<String>,
 }
 
-async fn catalog<F: crate::store::catalog::CatalogHooks>(
+async fn catalog<F: crate::store::sled::catalog::CatalogHooks>(
     store: &Store,
     tenant: &TenantId,
     body: Value,
@@ -155,8 +156,8 @@ fn kinds(problems: &[Problem]) -> Vec<(ProblemKind, Option<&str>)> {
     kinds
 }
 
-fn index(lookup: &str) -> (usize, &'static crate::store::index::IndexDef) {
-    crate::store::index::IndexDef::by_lookup(lookup).unwrap()
+fn index(lookup: &str) -> (usize, &'static crate::store::sled::index::IndexDef) {
+    crate::store::sled::index::IndexDef::by_lookup(lookup).unwrap()
 }
 
 #[tokio::test]
@@ -206,26 +207,34 @@ async fn corrupted_entries_and_counters_are_named_by_record_and_rebuilt_by_repai
     let (student, _) = index("student");
     let (course, course_def) = index("course");
     let student_entry = REGISTRATION_INDEXES[student].entry_key(t, &record).unwrap();
-    f.store.indexes[student].remove(student_entry).unwrap();
+    f.store.raw().indexes[student]
+        .remove(student_entry)
+        .unwrap();
     let ghost = keys::index_entry(
         t,
         [record.fields.course_id.as_ref().unwrap().as_str()],
         "01GHOST",
     );
-    f.store.indexes[course]
-        .insert(ghost, crate::store::index::entry_value(&record).as_bytes())
+    f.store.raw().indexes[course]
+        .insert(
+            ghost,
+            crate::store::sled::index::entry_value(&record).as_bytes(),
+        )
         .unwrap();
     let seats = keys::active_count(t, &f.offering);
     f.store
+        .raw()
         .counters
         .insert(&seats, &7u64.to_be_bytes())
         .unwrap();
     f.store
+        .raw()
         .counters
         .remove(keys::counter(t, NUMBER_SEQUENCE))
         .unwrap();
     let slots = f
         .store
+        .raw()
         .db
         .open_tree(TreeId::RegistrationSlots.name())
         .unwrap();
@@ -296,8 +305,12 @@ async fn an_undecodable_record_is_reported_and_kept_with_what_it_may_own() {
     let (t, first) = ("acme", f.registrations[0].as_str());
     let key = keys::registration(t, first);
     // Rot that keeps the value's size: the storage counter stays right.
-    let rotten = rotten(&f.store.registrations.get(&key).unwrap().unwrap());
-    f.store.registrations.insert(&key, rotten.clone()).unwrap();
+    let rotten = rotten(&f.store.raw().registrations.get(&key).unwrap().unwrap());
+    f.store
+        .raw()
+        .registrations
+        .insert(&key, rotten.clone())
+        .unwrap();
 
     let report = f.store.check(Scope::Every, true).await.unwrap();
     let remaining = &report.repair.as_ref().unwrap().remaining;
@@ -313,7 +326,13 @@ async fn an_undecodable_record_is_reported_and_kept_with_what_it_may_own() {
     assert!(report.repair.unwrap().changes.is_empty());
     assert!(!report.clean);
     assert_eq!(
-        f.store.registrations.get(&key).unwrap().unwrap().as_ref(),
+        f.store
+            .raw()
+            .registrations
+            .get(&key)
+            .unwrap()
+            .unwrap()
+            .as_ref(),
         rotten.as_slice()
     );
     assert_eq!(
@@ -334,6 +353,7 @@ async fn a_second_live_registration_in_one_slot_is_a_conflict_repair_cannot_mend
         .unwrap();
     copy.id = RecordId::parse("01COPY").unwrap();
     f.store
+        .raw()
         .registrations
         .insert(
             keys::registration(t, "01COPY"),
@@ -368,9 +388,15 @@ async fn a_second_live_registration_in_one_slot_is_a_conflict_repair_cannot_mend
 async fn data_of_a_tenant_that_does_not_exist_is_reported_and_derived_data_of_it_removed() {
     let f = fixture().await;
     let entry = keys::index_entry("ghost", ["s1"], "01GHOST");
-    f.store.indexes[0].insert(&entry, &[1u8, 0][..]).unwrap();
+    f.store.raw().indexes[0]
+        .insert(&entry, &[1u8, 0][..])
+        .unwrap();
     let record = keys::registration("ghost", "01GHOST");
-    f.store.registrations.insert(&record, &[2u8][..]).unwrap();
+    f.store
+        .raw()
+        .registrations
+        .insert(&record, &[2u8][..])
+        .unwrap();
 
     let report = f.store.check(Scope::Every, true).await.unwrap();
     let unknown: Vec<_> = report
@@ -396,8 +422,8 @@ async fn data_of_a_tenant_that_does_not_exist_is_reported_and_derived_data_of_it
         ]
     );
     assert_eq!(report.repair.unwrap().remaining.len(), 1);
-    assert!(f.store.indexes[0].get(&entry).unwrap().is_none());
-    assert!(f.store.registrations.get(&record).unwrap().is_some());
+    assert!(f.store.raw().indexes[0].get(&entry).unwrap().is_none());
+    assert!(f.store.raw().registrations.get(&record).unwrap().is_some());
     // A check of one tenant does not look at other tenants' ranges.
     assert!(
         f.store
@@ -500,7 +526,7 @@ async fn the_course_status_index_is_checked_and_repaired_like_the_others() {
     let record = f.store.registration(&f.tenant, &first).unwrap().unwrap();
     let (position, def) = index("courseStatus");
     let entry = def.entry_key("acme", &record).unwrap();
-    f.store.indexes[position].remove(entry).unwrap();
+    f.store.raw().indexes[position].remove(entry).unwrap();
     let report = f.store.check(Scope::Every, false).await.unwrap();
     assert_eq!(
         kinds(&report.problems),
@@ -514,12 +540,18 @@ async fn the_course_status_index_is_checked_and_repaired_like_the_others() {
 async fn a_database_from_before_an_index_gets_its_entries_when_opened() {
     let f = fixture().await;
     let (position, def) = index("courseStatus");
-    assert!(crate::store::index::BACKFILLED_INDEXES.contains(&def.tree));
+    assert!(crate::store::sled::index::BACKFILLED_INDEXES.contains(&def.tree));
     // What a data directory of an earlier build looks like: the tree empty (or absent) and
     // no marker that it was filled.
-    f.store.indexes[position].clear().unwrap();
-    let marker = crate::store::index::built_marker(def.tree);
-    assert!(f.store.meta.remove(marker.as_bytes()).unwrap().is_some());
+    f.store.raw().indexes[position].clear().unwrap();
+    let marker = crate::store::sled::index::built_marker(def.tree);
+    assert!(f
+        .store
+        .raw()
+        .meta
+        .remove(marker.as_bytes())
+        .unwrap()
+        .is_some());
     assert!(!f.store.check(Scope::Every, false).await.unwrap().clean);
     let Fixture {
         _dir: dir, store, ..
@@ -527,26 +559,26 @@ async fn a_database_from_before_an_index_gets_its_entries_when_opened() {
     drop(store);
 
     let store = reopen(dir.path());
-    assert_eq!(store.indexes[position].len(), 2);
+    assert_eq!(store.raw().indexes[position].len(), 2);
     let report = store.check(Scope::Every, false).await.unwrap();
     assert!(report.clean, "{:#?}", report.problems);
     // Filled once: a later open leaves the index alone.
-    store.indexes[position].clear().unwrap();
+    store.raw().indexes[position].clear().unwrap();
     drop(store);
     let store = reopen(dir.path());
-    assert_eq!(store.indexes[position].len(), 0);
+    assert_eq!(store.raw().indexes[position].len(), 0);
 }
 
 #[tokio::test]
 async fn an_undecodable_record_does_not_keep_an_old_database_from_opening() {
     let f = fixture().await;
     let (position, def) = index("courseStatus");
-    f.store.indexes[position].clear().unwrap();
-    let marker = crate::store::index::built_marker(def.tree);
-    f.store.meta.remove(marker.as_bytes()).unwrap();
+    f.store.raw().indexes[position].clear().unwrap();
+    let marker = crate::store::sled::index::built_marker(def.tree);
+    f.store.raw().meta.remove(marker.as_bytes()).unwrap();
     let key = keys::registration("acme", &f.registrations[0]);
-    let rotten = rotten(&f.store.registrations.get(&key).unwrap().unwrap());
-    f.store.registrations.insert(key, rotten).unwrap();
+    let rotten = rotten(&f.store.raw().registrations.get(&key).unwrap().unwrap());
+    f.store.raw().registrations.insert(key, rotten).unwrap();
     let Fixture {
         _dir: dir, store, ..
     } = f;
@@ -554,7 +586,7 @@ async fn an_undecodable_record_does_not_keep_an_old_database_from_opening() {
 
     let store = reopen(dir.path());
     // The other registration got its entry; the check names the one that does not read.
-    assert_eq!(store.indexes[position].len(), 1);
+    assert_eq!(store.raw().indexes[position].len(), 1);
     let report = store.check(Scope::Every, false).await.unwrap();
     assert_eq!(
         kinds(&report.problems)
@@ -567,7 +599,7 @@ async fn an_undecodable_record_does_not_keep_an_old_database_from_opening() {
 
 #[tokio::test]
 async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
-    use crate::store::index::{entry_value, entry_value_v1};
+    use crate::store::sled::index::{entry_value, entry_value_v1};
     let f = fixture().await;
     revise(
         &f,
@@ -586,7 +618,9 @@ async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
         for (position, def) in REGISTRATION_INDEXES.iter().enumerate() {
             if let Some(key) = def.entry_key("acme", &record) {
                 let old = entry_value_v1(record.status());
-                f.store.indexes[position].insert(key, &old[..]).unwrap();
+                f.store.raw().indexes[position]
+                    .insert(key, &old[..])
+                    .unwrap();
                 rewritten += 1;
             }
         }
@@ -601,7 +635,9 @@ async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
     let (student, def) = index("student");
     let key = def.entry_key("acme", &record).unwrap();
     let wrong = entry_value_v1(crate::domain::enums::RegistrationStatus::Cancelled);
-    f.store.indexes[student].insert(&key, &wrong[..]).unwrap();
+    f.store.raw().indexes[student]
+        .insert(&key, &wrong[..])
+        .unwrap();
     let report = f.store.check(Scope::Every, false).await.unwrap();
     assert_eq!(
         kinds(&report.problems),
@@ -628,7 +664,7 @@ async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
     assert!(after.clean);
     assert_eq!(after.older_layout, 0);
     assert_eq!(
-        f.store.indexes[student]
+        f.store.raw().indexes[student]
             .get(&key)
             .unwrap()
             .unwrap()
@@ -640,10 +676,12 @@ async fn entries_in_the_older_layout_are_right_and_a_repair_rewrites_them() {
 // ---- what the server keeps (issue 13) -------------------------------------------------------
 
 use crate::domain::time::Timestamp;
-use crate::store::idempotency::{KeepResponse, StoredResponse};
-use crate::store::outbox::{KeepInOutbox, OutboxMessage};
+use crate::store::records::OutboxMessage;
 use crate::store::retention::Retention;
-use crate::store::usage::STORED_BYTES;
+use crate::store::sled::idempotency::{KeepResponse, StoredResponse};
+use crate::store::sled::usage::STORED_BYTES;
+use crate::store::write::KeepInOutbox;
+use crate::store::Engine;
 
 fn stored_bytes(store: &Store, tenant: &str) -> u64 {
     store.counter(&keys::counter(tenant, STORED_BYTES)).unwrap()
@@ -653,10 +691,10 @@ fn stored_bytes(store: &Store, tenant: &str) -> u64 {
 fn recount(store: &Store, tenant: &str) -> u64 {
     let prefix = keys::tenant_prefix(tenant);
     [
-        &store.registrations,
-        &store.catalog,
-        &store.outbox,
-        &store.idempotency,
+        &store.raw().registrations,
+        &store.raw().catalog,
+        &store.raw().outbox,
+        &store.raw().idempotency,
     ]
     .iter()
     .flat_map(|tree| tree.scan_prefix(prefix.as_bytes()))
@@ -691,7 +729,7 @@ fn message(subject: &str) -> OutboxMessage {
 }
 
 /// Runs a sweep as the sweeper thread does: off the async runtime (it waits for the writer).
-fn sweep(store: &Store, now: Timestamp) -> crate::store::retention::Swept {
+fn sweep(store: &Store, now: Timestamp) -> crate::store::records::Swept {
     std::thread::scope(|scope| scope.spawn(|| store.sweep(now)).join().unwrap()).unwrap()
 }
 
@@ -710,12 +748,11 @@ async fn every_write_moves_the_stored_bytes_with_it_and_check_agrees() {
         .await
         .unwrap();
     f.store
-        .submit(KeepInOutbox {
+        .keep_in_outbox(KeepInOutbox {
             tenant: f.tenant.clone(),
             message: message("m1"),
             max_bytes: 10_000,
             max_messages: u64::MAX,
-            evictable: Vec::new(),
         })
         .await
         .unwrap();
@@ -727,7 +764,11 @@ async fn every_write_moves_the_stored_bytes_with_it_and_check_agrees() {
 
     // A wrong counter is named and rebuilt from the records.
     let key = keys::counter(t, STORED_BYTES);
-    f.store.counters.insert(&key, &7u64.to_be_bytes()).unwrap();
+    f.store
+        .raw()
+        .counters
+        .insert(&key, &7u64.to_be_bytes())
+        .unwrap();
     let report = f.store.check(Scope::Every, true).await.unwrap();
     let problem = &report.problems[0];
     assert_eq!(
@@ -819,14 +860,13 @@ async fn the_sweeper_deletes_expired_responses_and_outbox_messages_past_retentio
     for n in 1..=5 {
         let subject = format!("m{n}");
         f.store
-            .submit(KeepInOutbox {
+            .keep_in_outbox(KeepInOutbox {
                 tenant: f.tenant.clone(),
                 message: message(&subject),
                 max_bytes: 10_000,
                 // As if the cap had been raised since (or a race left it over): the sweeper
                 // trims what writes left over the cap.
                 max_messages: u64::MAX,
-                evictable: Vec::new(),
             })
             .await
             .unwrap();
@@ -855,7 +895,10 @@ async fn the_sweeper_deletes_expired_responses_and_outbox_messages_past_retentio
         .map(|m| m.subject)
         .collect();
     assert_eq!(kept, ["m5", "m4", "m3"], "the oldest are dropped first");
-    let messages = keys::counter(f.tenant.as_str(), crate::store::usage::OUTBOX_MESSAGES);
+    let messages = keys::counter(
+        f.tenant.as_str(),
+        crate::store::sled::usage::OUTBOX_MESSAGES,
+    );
     assert_eq!(f.store.counter(&messages).unwrap(), 3);
     let report = f.store.check(Scope::Every, false).await.unwrap();
     assert!(report.clean, "{:?}", report.problems);
@@ -885,12 +928,11 @@ async fn a_message_over_the_outbox_cap_is_refused() {
     big.text = Some("x".repeat(2000));
     let refused = f
         .store
-        .submit(KeepInOutbox {
+        .keep_in_outbox(KeepInOutbox {
             tenant: f.tenant.clone(),
             message: big,
             max_bytes: 1000,
             max_messages: u64::MAX,
-            evictable: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -917,15 +959,18 @@ async fn an_older_database_gets_its_byte_counts_and_expiry_entries_when_opened()
     let t = f.tenant.as_str().to_owned();
     // What an earlier build left: no counter, no expiry entries, no markers.
     f.store
+        .raw()
         .counters
         .remove(keys::counter(&t, STORED_BYTES))
         .unwrap();
-    f.store.idempotency_expiry.clear().unwrap();
+    f.store.raw().idempotency_expiry.clear().unwrap();
     f.store
+        .raw()
         .meta
         .remove(keys::meta("stored_bytes_counted"))
         .unwrap();
     f.store
+        .raw()
         .meta
         .remove(keys::meta("idempotency_expiry_filled"))
         .unwrap();
@@ -935,7 +980,7 @@ async fn an_older_database_gets_its_byte_counts_and_expiry_entries_when_opened()
     drop(store);
     let store = reopen(dir.path());
     assert_eq!(stored_bytes(&store, &t), recount(&store, &t));
-    assert_eq!(store.idempotency_expiry.len(), 1);
+    assert_eq!(store.raw().idempotency_expiry.len(), 1);
     let report = store.check(Scope::Every, false).await.unwrap();
     assert!(report.clean, "{:?}", report.problems);
 }
@@ -944,14 +989,12 @@ async fn an_older_database_gets_its_byte_counts_and_expiry_entries_when_opened()
 async fn a_message_past_the_outbox_cap_drops_the_oldest_in_its_own_write() {
     let f = fixture().await;
     for n in 1..=4 {
-        let evictable = f.store.oldest_in_outbox(&f.tenant, 2).unwrap();
         f.store
-            .submit(KeepInOutbox {
+            .keep_in_outbox(KeepInOutbox {
                 tenant: f.tenant.clone(),
                 message: message(&format!("m{n}")),
                 max_bytes: 10_000,
                 max_messages: 2,
-                evictable,
             })
             .await
             .unwrap();

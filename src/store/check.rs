@@ -1,9 +1,19 @@
 //! The check's report: what is wrong, where, and what a repair changed. Its JSON is what
-//! `POST /admin/check` answers and `registrar check --json` prints.
+//! `POST /admin/check` answers and `registrar check --json` prints. Engine-neutral: every
+//! engine's check fills the same report.
 
+use crate::domain::ids::TenantId;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+/// Which tenants a check covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every tenant, and data under tenant ids that have no tenant record.
+    Every,
+    One(TenantId),
+}
 
 macro_rules! problem_kinds {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal ),* $(,)?) => {
@@ -227,6 +237,6 @@ impl CheckReport {
 }
 
 /// Key bytes as the report shows them: exact, whatever they are.
-pub(super) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -63,7 +63,9 @@ pub struct WriteStats {
     pub commit: Histogram,
     /// Intents committed.
     pub intents: AtomicU64,
-    /// Whether the writer is inside a transaction now. sled's transactions hold a process-wide
-    /// lock that every read waits for (research §1.4), so a read started now may wait.
+    /// Writes shed unapplied because their requests' deadline passed while they were queued.
+    pub shed: AtomicU64,
+    /// Whether the writer is inside a transaction now. The embedded engine's transactions hold a
+    /// process-wide lock that every read waits for (research §1.4), so a read started now may wait.
     pub committing: AtomicBool,
 }

@@ -1,0 +1,116 @@
+//! What an engine answers with: pages of records, the outbox's messages, stored
+//! `Idempotency-Key` responses, and the reports of its chores. The same for every engine.
+
+use crate::domain::catalog::{AnyCatalogRecord, CatalogRecord};
+use crate::domain::ids::RecordId;
+use crate::domain::registration::CourseRegistration;
+use crate::domain::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// One page of registrations; `next` is the token for the following page, if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationPage {
+    pub items: Vec<CourseRegistration>,
+    pub next: Option<String>,
+}
+
+/// One page of catalog records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogPage<F> {
+    pub items: Vec<CatalogRecord<F>>,
+    pub next: Option<String>,
+}
+
+/// A message as it would have been sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub id: RecordId,
+    pub message_id: String,
+    pub to: String,
+    pub subject: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub registration_id: Option<RecordId>,
+    pub created_at: Timestamp,
+}
+
+impl OutboxMessage {
+    pub fn to_json(&self) -> Value {
+        let mut out = json!({
+            "id": self.id.as_str(),
+            "message_id": self.message_id,
+            "to": self.to,
+            "subject": self.subject,
+            "created_at": self.created_at.to_rfc3339(),
+        });
+        if let Some(html) = &self.html {
+            out["html"] = json!(html);
+        }
+        if let Some(text) = &self.text {
+            out["text"] = json!(text);
+        }
+        if let Some(registration) = &self.registration_id {
+            out["registration_id"] = json!(registration.as_str());
+        }
+        out
+    }
+}
+
+/// One page of the outbox, newest first.
+pub struct OutboxPage {
+    pub items: Vec<OutboxMessage>,
+    pub next: Option<String>,
+}
+
+/// A response as first sent, with what identifies the request it answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// SHA-256 of the method, path, query and body of the first request.
+    pub fingerprint: [u8; 32],
+    pub status: u16,
+    /// The headers worth replaying (content type, ETag, paging headers).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Timestamp,
+}
+
+impl StoredResponse {
+    /// When it was stored, in whole seconds since the epoch: its `idempotency_expiry` key.
+    pub fn stored_at_seconds(&self) -> u64 {
+        u64::try_from(self.at.to_parts().0).unwrap_or(0)
+    }
+}
+
+/// What a backup copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    pub trees: usize,
+    pub entries: u64,
+}
+
+/// What one sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub responses: usize,
+    pub messages: usize,
+}
+
+impl OutboxMessage {
+    /// What the message holds, in bytes: the address, subject and both parts.
+    pub fn content_bytes(&self) -> usize {
+        self.to.len()
+            + self.subject.len()
+            + self.html.as_ref().map_or(0, String::len)
+            + self.text.as_ref().map_or(0, String::len)
+    }
+}
+
+/// A page of catalog records of one kind, as the engine seam carries them
+/// (`Engine::list_catalog`).
+#[derive(Debug)]
+pub struct AnyCatalogPage {
+    pub items: Vec<AnyCatalogRecord>,
+    /// The page token of the next page, if there is one.
+    pub next: Option<String>,
+}

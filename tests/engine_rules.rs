@@ -1,0 +1,258 @@
+//! The rules between records under concurrency, written once against the engine traits
+//! (`registrar::store::Engine`) and run on every engine `engines()` lists: whatever engine
+//! serves, 32 concurrent creates on 10 seats fill exactly 10, one student gets one slot on an
+//! offering, and a record cannot be deleted while a registration on it is created.
+
+use futures_util::future::join_all;
+use registrar::domain::access::{Principal, WriteContext};
+use registrar::domain::catalog::{
+    CatalogFields, CatalogInput, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
+};
+use registrar::domain::ids::{RecordId, TenantId};
+use registrar::domain::registration::RegistrationInput;
+use registrar::domain::rules::RuleViolation;
+use registrar::domain::tenant::{Limits, NewTenant};
+use registrar::store::check::Scope;
+use registrar::store::write::{CreateCatalog, CreateRegistration, DeleteCatalog};
+use registrar::store::{Db, Durability, EngineChoice, StoreError};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// An engine under test, with what keeps its data alive.
+struct Served {
+    name: &'static str,
+    db: Db,
+    _dir: TempDir,
+}
+
+/// Every engine the rules must hold on, each fresh and empty.
+fn engines() -> Vec<Served> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded = registrar::store::open(&EngineChoice::Embedded {
+        dir: dir.path().join("db"),
+        durability: Durability::Sync,
+        retention: Default::default(),
+        space_reserve: 0,
+    })
+    .expect("the embedded engine opens");
+    vec![Served {
+        name: "embedded",
+        db: embedded,
+        _dir: dir,
+    }]
+}
+
+fn ctx() -> WriteContext {
+    WriteContext::new(Principal::Operator.actor())
+}
+
+async fn tenant(db: &Db) -> TenantId {
+    let id = TenantId::parse("rules").unwrap();
+    let new = NewTenant {
+        id: id.clone(),
+        limits: Limits::default(),
+    };
+    db.create_tenant(new, &ctx()).await.expect("tenant");
+    id
+}
+
+async fn create<F: CatalogFields>(db: &Db, tenant: &TenantId, body: Value) -> RecordId {
+    let fields = CatalogInput::<F>::parse(&body).expect("valid body").fields;
+    let record: CatalogRecord<F> =
+        CatalogRecord::create(RecordId::generate(), fields, &ctx()).expect("valid record");
+    let created = db
+        .create_catalog(CreateCatalog {
+            tenant: tenant.clone(),
+            record: F::into_any(record),
+        })
+        .await
+        .expect("catalog record stored");
+    created.id().clone()
+}
+
+fn registration(tenant: &TenantId, body: Value) -> CreateRegistration {
+    CreateRegistration {
+        tenant: tenant.clone(),
+        id: RecordId::generate(),
+        fields: RegistrationInput::parse(&body).expect("valid body").fields,
+        ctx: ctx(),
+        dry_run: false,
+    }
+}
+
+/// A course and an offering of it with `capacity` seats.
+async fn offering(db: &Db, tenant: &TenantId, capacity: u64) -> (RecordId, RecordId) {
+    let course = create::<CourseFields>(db, tenant, json!({"name": "Maths"})).await;
+    let offering = create::<CourseOfferingFields>(
+        db,
+        tenant,
+        json!({"course_id": course.as_str(), "capacity": capacity}),
+    )
+    .await;
+    (course, offering)
+}
+
+async fn student(db: &Db, tenant: &TenantId, n: usize) -> RecordId {
+    create::<ContactFields>(
+        db,
+        tenant,
+        json!({"first_name": "Student", "last_name": n.to_string()}),
+    )
+    .await
+}
+
+async fn check_is_clean(served: &Served) {
+    let report = served
+        .db
+        .check(Scope::Every, false)
+        .await
+        .expect("check runs");
+    assert!(
+        report.clean,
+        "{}: check after the race: {:?}",
+        served.name, report.problems
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_concurrent_creates_fill_ten_seats_exactly() {
+    for served in engines() {
+        let db = &served.db;
+        let t = tenant(db).await;
+        let (course, offering) = offering(db, &t, 10).await;
+        let mut students = Vec::new();
+        for n in 0..32 {
+            students.push(student(db, &t, n).await);
+        }
+        let creates = students.iter().map(|s| {
+            let write = registration(
+                &t,
+                json!({
+                    "student_id": s.as_str(),
+                    "course_id": course.as_str(),
+                    "course_offering_id": offering.as_str(),
+                    "status": "registered",
+                }),
+            );
+            let db = db.clone();
+            tokio::spawn(async move { db.create_registration(write).await })
+        });
+        let outcomes: Vec<_> = join_all(creates)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("task"))
+            .collect();
+        let created = outcomes.iter().filter(|o| o.is_ok()).count();
+        let full = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(StoreError::Rule(RuleViolation::OfferingFull { .. }))))
+            .count();
+        assert_eq!((created, full), (10, 22), "{}: {outcomes:?}", served.name);
+        assert_eq!(db.active_registrations(&t, &offering).unwrap(), 10);
+        check_is_clean(&served).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_creates_for_one_student_on_one_offering_give_one_registration() {
+    for served in engines() {
+        let db = &served.db;
+        let t = tenant(db).await;
+        let (course, offering) = offering(db, &t, 100).await;
+        let student = student(db, &t, 0).await;
+        for round in 0..8 {
+            let creates = (0..2).map(|_| {
+                let write = registration(
+                    &t,
+                    json!({
+                        "student_id": student.as_str(),
+                        "course_id": course.as_str(),
+                        "course_offering_id": offering.as_str(),
+                        "status": "registered",
+                    }),
+                );
+                let db = db.clone();
+                tokio::spawn(async move { db.create_registration(write).await })
+            });
+            let outcomes: Vec<_> = join_all(creates)
+                .await
+                .into_iter()
+                .map(|joined| joined.expect("task"))
+                .collect();
+            let created: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+            // The first round takes the slot; every later one finds it held.
+            let expected = usize::from(round == 0);
+            assert_eq!(created.len(), expected, "{}: {outcomes:?}", served.name);
+            assert!(
+                outcomes.iter().filter(|o| o.is_err()).all(|o| matches!(
+                    o,
+                    Err(StoreError::Rule(
+                        RuleViolation::DuplicateRegistration { .. }
+                    ))
+                )),
+                "{}: {outcomes:?}",
+                served.name
+            );
+        }
+        assert_eq!(db.active_registrations(&t, &offering).unwrap(), 1);
+        check_is_clean(&served).await;
+    }
+}
+
+/// A registration names a student, a course and an offering of that course, and an offering
+/// names its course: while an offering exists its course cannot go, so the records a create
+/// can race with are the offering and the student. Each round deletes one of them while a
+/// registration on it is created: one of the two wins, never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_deleted_while_a_registration_on_it_is_created_never_leaves_an_orphan() {
+    for served in engines() {
+        let db = &served.db;
+        let t = tenant(db).await;
+        for round in 0..16 {
+            let (course, offering) = offering(db, &t, 10).await;
+            let student = student(db, &t, round).await;
+            let (kind, target) = if round % 2 == 0 {
+                (CourseOfferingFields::KIND, offering.clone())
+            } else {
+                (ContactFields::KIND, student.clone())
+            };
+            let stored = db
+                .catalog_record(&t, kind, &target)
+                .unwrap()
+                .expect("the record is stored");
+            let write = registration(
+                &t,
+                json!({
+                    "student_id": student.as_str(),
+                    "course_id": course.as_str(),
+                    "course_offering_id": offering.as_str(),
+                }),
+            );
+            let delete = DeleteCatalog {
+                tenant: t.clone(),
+                kind,
+                id: target.clone(),
+                base_version: stored.version(),
+            };
+            let (created, deleted) = {
+                let (a, b) = (db.clone(), db.clone());
+                let create = tokio::spawn(async move { a.create_registration(write).await });
+                let delete = tokio::spawn(async move { b.delete_catalog(delete).await });
+                (create.await.expect("task"), delete.await.expect("task"))
+            };
+            let still_there = db.catalog_record(&t, kind, &target).unwrap().is_some();
+            match (&created, &deleted) {
+                // The registration came first: the record has a dependant and stays.
+                (Ok(_), Err(StoreError::Rule(RuleViolation::HasDependants(_)))) => {
+                    assert!(still_there)
+                }
+                // The delete came first: the registration names a record that is gone.
+                (Err(StoreError::Rule(RuleViolation::MissingReference { .. })), Ok(())) => {
+                    assert!(!still_there)
+                }
+                other => panic!("{}: {kind:?}: both or neither: {other:?}", served.name),
+            }
+        }
+        check_is_clean(&served).await;
+    }
+}
