@@ -286,10 +286,14 @@ fn settle_operator_key(
         return Ok(OperatorKey::Stored { file });
     }
     let key = format!("op_{}", random_secret()?);
-    write_secret_file(&file, &key).map_err(|source| StartupError::DataDir {
-        path: file.clone(),
-        source,
-    })?;
+    // The file's name is durable only with its dir: without that, a power cut could keep the
+    // key's hash (flushed below) and lose the only copy of the key.
+    write_secret_file(&file, &key)
+        .and_then(|()| crate::store::files::sync_path(&args.data_dir))
+        .map_err(|source| StartupError::DataDir {
+            path: file.clone(),
+            source,
+        })?;
     store.set_operator_key(&key, true)?;
     Ok(OperatorKey::Generated { key, file })
 }

@@ -164,7 +164,8 @@ impl Store {
             handles
                 .meta
                 .insert(keys::meta(OPERATOR_HASH).as_bytes(), &hash[..])?;
-            handles.db.flush()?;
+            // Durable through a power cut, as the file holding the key is.
+            self.flush()?;
         }
         self.directory.write().set_operator_hash(hash);
         Ok(())

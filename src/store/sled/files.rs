@@ -25,6 +25,8 @@ pub fn restrict_new_files() {
 
 /// Creates `dir` (and missing parents) as 0700, or, when it exists, makes it 0700 and every
 /// file under it 0600. Symbolic links are left alone: their targets are not the data dir's.
+/// The names it creates are made durable (their parents fsync'd): a power cut must not take
+/// away a data dir whose database has been written and answered from.
 pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -33,7 +35,9 @@ pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(PRIVATE_DIR);
     }
+    let parents = missing_ancestors(dir);
     builder.create(dir)?;
+    parents.iter().try_for_each(|parent| sync_path(parent))?;
     tighten(dir)
 }
 
@@ -205,6 +209,23 @@ pub fn write_format_file(dir: &Path, format: u8) -> std::io::Result<()> {
 /// Makes what was written to `path` (a file, or a dir's entries) durable.
 pub fn sync_path(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
+}
+
+/// The directories whose entries gain a name when `dir` is created with its missing parents:
+/// the parent of each missing one, nearest first. Empty when `dir` exists.
+fn missing_ancestors(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut parents = Vec::new();
+    let mut missing = dir;
+    while std::fs::symlink_metadata(missing).is_err() {
+        let parent = match missing.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+            Some(parent) => parent,
+            None => break,
+        };
+        parents.push(parent.to_owned());
+        missing = parent;
+    }
+    parents
 }
 
 /// `sync_path` on every file and dir under `dir`, and `dir` itself last.

@@ -121,7 +121,7 @@ impl Store {
             log::info!("listed {filled} stored Idempotency-Key responses for expiry");
         }
         stored_format(meta, true)?;
-        let secret = load_or_create_secret(db, meta)?;
+        let secret = load_or_create_secret(db, meta, dir)?;
         let directory = directory::load(&tree(TreeId::Tenants), &tree(TreeId::ApiKeys), meta)?;
         drop(indexes);
         if recorded != Some(codec::FORMAT_CURRENT) {
@@ -140,7 +140,7 @@ impl Store {
 
         let stats = Arc::new(stats::WriteStats::default());
         let live = Arc::new(live::Live::new(dir, handles));
-        let pipeline = Pipeline::start(live.clone(), durability, &dir.join("db"), stats.clone())
+        let pipeline = Pipeline::start(live.clone(), durability, stats.clone())
             .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
         Ok(Store {
             pipeline,
@@ -205,14 +205,15 @@ impl Store {
         Ok(self.handles()?.db.size_on_disk()?)
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable, through a power cut too (an fdatasync of
+    /// sled's log in every mode): what calls this answers or stops right after.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let flushed = self.handles()?.db.flush().map_err(StoreError::from);
+        let handles = self.handles()?;
+        let flushed = pipeline::make_durable(&handles.db, &handles.settle, true);
         if let Err(e) = &flushed {
             self.live.note(e);
         }
-        flushed?;
-        Ok(())
+        flushed
     }
 
     fn counter(&self, key: &keys::Key) -> Result<u64, StoreError> {
@@ -290,7 +291,13 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             )))
         }
     }
-    config(dir).open().map_err(|e| {
+    pipeline::restore_blob_links(dir).map_err(|e| {
+        io_failure(
+            format!("cannot restore sled's blob files in {}", dir.display()),
+            &e,
+        )
+    })?;
+    let db = config(dir).open().map_err(|e| {
         let error = open_error(dir, e);
         // This open may have started a snapshot it could not finish (a full disk): remove it,
         // or the next open would fail on it.
@@ -303,7 +310,45 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             }
         }
         error
-    })
+    })?;
+    // sled never fsyncs a directory: not the names of `db`, `conf` and `blobs` it creates, nor
+    // the snapshot it renames into place while opening. Until a directory is fsync'd, a power
+    // cut may take its new names with it (the log's bytes are fsync'd, its name is not), and
+    // sled would start an empty database. Once per open (a reopen after a full disk too),
+    // before anything is answered; the names leading to `dir` were made durable when it was
+    // created (`private_data_dir`).
+    sync_engine_files(dir)
+        .and_then(|()| pipeline::link_all_blobs(dir))
+        .map_err(|e| io_failure(format!("cannot sync {}", dir.display()), &e))?;
+    Ok(db)
+}
+
+/// fsyncs what sled keeps in `dir` (`db`, `conf`, the snapshot, `blobs/`), then `dir` itself.
+/// Other files there (`operator.key`, the format file) are the server's own and made durable
+/// when written.
+fn sync_engine_files(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == "blobs" && entry.file_type()?.is_dir() {
+            files::sync_tree(&entry.path())?;
+        } else if name == "db" || name == "conf" || name.starts_with("snap.") {
+            files::sync_path(&entry.path())?;
+        }
+    }
+    files::sync_path(dir)
+}
+
+/// A failed file operation on sled's files: `StorageFull` when the disk is (so that a full
+/// disk is told apart, `live`), `Storage` otherwise.
+pub(crate) fn io_failure(what: String, e: &std::io::Error) -> StoreError {
+    let message = format!("{what}: {e}");
+    if live::is_storage_full(e) {
+        StoreError::StorageFull(message)
+    } else {
+        StoreError::Storage(message)
+    }
 }
 
 /// What a failed open of sled in `dir` means.
@@ -393,7 +438,11 @@ pub(crate) fn stored_format(meta: &sled::Tree, record: bool) -> Result<(), Store
     Ok(())
 }
 
-fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], StoreError> {
+fn load_or_create_secret(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    dir: &Path,
+) -> Result<[u8; 32], StoreError> {
     let key = keys::meta("page_token_secret");
     if let Some(existing) = meta.get(&key)? {
         return existing
@@ -403,6 +452,9 @@ fn load_or_create_secret(db: &sled::Db, meta: &sled::Tree) -> Result<[u8; 32], S
     }
     let secret = crate::store::directory::random_bytes::<32>()?;
     meta.insert(key.as_bytes(), &secret[..])?;
+    // Durable through a power cut: page tokens handed out with it must keep working.
     db.flush()?;
+    files::sync_path(&dir.join("db"))
+        .map_err(|e| io_failure("cannot sync sled's log".into(), &e))?;
     Ok(secret)
 }

@@ -11,16 +11,18 @@
 //! no snapshot across trees, and this is the one place where no write is half-way through.
 
 use super::error::StoreError;
-use super::live::Live;
+use super::live::{Handles, Live};
 use super::stats::WriteStats;
 use super::tx::{Tx, TxError};
 use sled::transaction::{TransactionError, TransactionalTree, UnabortableTransactionError};
 use sled::{Transactional, Tree};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::ffi::OsString;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -108,8 +110,9 @@ type Batch = Vec<Box<dyn PendingJob>>;
 
 /// What the writer hands the flusher.
 enum ToFlusher {
-    /// A committed batch, with the database it was committed to.
-    Batch(sled::Db, Batch),
+    /// A committed batch, with the handles of the database it was committed to (and their
+    /// `Settle`: the blob files and the log of that database).
+    Batch(Arc<Handles>, Batch),
     /// Answer once every batch sent before is answered: the flusher then holds no handle of
     /// the database (before a reopen, `live`).
     Drain(std_mpsc::Sender<()>),
@@ -176,20 +179,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// `log` is sled's log file, which `Strict` fsyncs after each flush.
+    /// In `Strict` mode each flush ends with an fdatasync of sled's log (the handles'
+    /// [`Settle`]).
     pub fn start(
         live: Arc<Live>,
         durability: Durability,
-        log: &std::path::Path,
         stats: Arc<WriteStats>,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Work>(QUEUE_DEPTH);
         let mut threads = Vec::new();
-        let log = match durability {
-            Durability::Strict => Some(std::fs::File::open(log)?),
-            _ => None,
-        };
-        let writer_log = log.as_ref().map(std::fs::File::try_clone).transpose()?;
+        let strict = durability == Durability::Strict;
         let flush_queue = match durability {
             Durability::Relaxed => None,
             Durability::Sync | Durability::Strict => {
@@ -200,7 +199,7 @@ impl Pipeline {
                     std::thread::Builder::new()
                         .name("registrar-flusher".into())
                         .spawn(move || {
-                            flusher_loop(&flush_live, log, flush_receiver, &flush_stats)
+                            flusher_loop(&flush_live, strict, flush_receiver, &flush_stats)
                         })?,
                 );
                 Some(flush_sender)
@@ -210,7 +209,7 @@ impl Pipeline {
             0,
             std::thread::Builder::new()
                 .name("registrar-writer".into())
-                .spawn(move || writer_loop(&live, writer_log, receiver, flush_queue, &stats))?,
+                .spawn(move || writer_loop(&live, receiver, flush_queue, &stats))?,
         );
         Ok(Pipeline {
             sender: Some(sender),
@@ -293,7 +292,6 @@ impl Drop for Pipeline {
 
 fn writer_loop(
     live: &Live,
-    log: Option<std::fs::File>,
     mut queue: mpsc::Receiver<Work>,
     flush_queue: Option<std_mpsc::Sender<ToFlusher>>,
     stats: &WriteStats,
@@ -324,8 +322,9 @@ fn writer_loop(
                         continue;
                     }
                 };
+                // Such work is rare (a repair): its writes get the log's fdatasync in every mode.
                 let settle = || {
-                    let settled = make_durable(&handles.db, log.as_ref());
+                    let settled = make_durable(&handles.db, &handles.settle, true);
                     if let Err(e) = &settled {
                         live.note(e);
                     }
@@ -382,6 +381,27 @@ fn writer_loop(
                 Ok(())
             });
         stats.committing.store(false, Ordering::SeqCst);
+        // Right away, not only at the flush: sled's own background thread may fsync the log
+        // that points to a new blob at any moment (BlobFiles).
+        let committed = committed.and_then(|()| {
+            let blobs = &handles.settle.blobs;
+            // With no flusher (relaxed), this is where removed blobs are let go, once sled's
+            // own fsync has covered them (as in `make_durable` for sync mode).
+            let released = match flush_queue {
+                Some(_) => Ok(()),
+                None => {
+                    let now = Instant::now();
+                    let covered = now.checked_sub(SLED_FSYNC_COVERS).unwrap_or(now);
+                    blobs.release_removed(covered)
+                }
+            };
+            released.and_then(|()| blobs.secure_new()).map_err(|e| {
+                TransactionError::Storage(sled::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("fsync of sled's blob files failed: {e}"),
+                )))
+            })
+        });
         stats.commit.observe(started.elapsed());
         stats
             .intents
@@ -392,7 +412,7 @@ fn writer_loop(
                 .filter(|_| batch.iter().any(|job| job.needs_flush()))
             {
                 Some(flusher) => {
-                    if let Err(unsent) = flusher.send(ToFlusher::Batch(handles.db.clone(), batch)) {
+                    if let Err(unsent) = flusher.send(ToFlusher::Batch(handles.clone(), batch)) {
                         if let ToFlusher::Batch(_, batch) = unsent.0 {
                             finish_all(batch, Some(&StoreError::Closed));
                         }
@@ -413,30 +433,30 @@ fn writer_loop(
 
 fn flusher_loop(
     live: &Live,
-    log: Option<std::fs::File>,
+    strict: bool,
     queue: std_mpsc::Receiver<ToFlusher>,
     stats: &WriteStats,
 ) {
     while let Ok(first) = queue.recv() {
-        let mut db = None;
+        let mut handles: Option<Arc<Handles>> = None;
         let mut batches = Vec::new();
         let mut drained = Vec::new();
         for message in std::iter::once(first).chain(queue.try_iter()) {
             match message {
                 ToFlusher::Batch(of, batch) => {
-                    db.get_or_insert(of);
+                    handles.get_or_insert(of);
                     batches.push(batch);
                 }
                 ToFlusher::Drain(done) => drained.push(done),
             }
         }
-        if let Some(db) = db {
+        if let Some(handles) = handles {
             // One flush covers the whole Db, so it covers every batch taken above (the writer
             // drains this thread before it reopens the Db, so they share one).
             let started = Instant::now();
-            let flushed = make_durable(&db, log.as_ref());
+            let flushed = make_durable(&handles.db, &handles.settle, strict);
             stats.flush.observe(started.elapsed());
-            drop(db);
+            drop(handles);
             let fault = flushed.err().inspect(|e| {
                 log::error!("flush failed: {e}");
                 live.note(e);
@@ -451,19 +471,299 @@ fn flusher_loop(
     }
 }
 
-/// Flushes sled and, given its log file (strict mode), fdatasyncs it: sled's own flush ends
-/// with `sync_file_range`, which does not reach the device on power loss.
-fn make_durable(db: &sled::Db, log: Option<&std::fs::File>) -> Result<(), StoreError> {
+/// What a flush must make durable besides what sled's own flush does, for one open database:
+/// it belongs to its [`Handles`], so a database reopened after a full disk (`live`) gets its
+/// own, built from the blob files as that open left them.
+pub struct Settle {
+    /// sled's log file, fdatasync'd after each flush in strict mode (and by `Store::flush`
+    /// and exclusive work in every mode): sled's flush ends with `sync_file_range`, which
+    /// does not reach the device on power loss. `None` only for a temporary database (tests).
+    log: Option<std::fs::File>,
+    blobs: BlobFiles,
+}
+
+impl Settle {
+    /// For the database sled has just opened in `dir`, once its blob files are linked
+    /// ([`link_all_blobs`]).
+    pub(super) fn open(dir: &std::path::Path) -> std::io::Result<Settle> {
+        Ok(Settle {
+            log: Some(std::fs::File::open(dir.join("db"))?),
+            blobs: BlobFiles::in_dir(dir)?,
+        })
+    }
+
+    /// For a temporary database with no log file: only its blob dirs, in `dir`.
+    #[cfg(test)]
+    pub(super) fn without_log(dir: &std::path::Path) -> std::io::Result<Settle> {
+        Ok(Settle {
+            log: None,
+            blobs: BlobFiles::in_dir(dir)?,
+        })
+    }
+}
+
+/// Flushes sled, makes the blob files it wrote since the last time durable, then, when
+/// `sync_log` (strict mode, and whatever must be durable before it answers), fdatasyncs its
+/// log. Blobs first: the log points to them, so it must not be durable without them.
+pub(super) fn make_durable(
+    db: &sled::Db,
+    settle: &Settle,
+    sync_log: bool,
+) -> Result<(), StoreError> {
     db.flush()?;
+    let blobs = &settle.blobs;
+    let blob_failure =
+        |e: std::io::Error| super::io_failure("fsync of sled's blob files failed".into(), &e);
+    blobs.secure_new().map_err(blob_failure)?;
+    let log_synced = Instant::now();
+    let log = settle.log.as_ref().filter(|_| sync_log);
     if let Some(file) = log {
         // fdatasync: the data and the size needed to read it back, to the device.
-        file.sync_data().map_err(|e| {
-            if super::live::is_storage_full(&e) {
-                StoreError::StorageFull(format!("fsync of the log failed: {e}"))
-            } else {
-                StoreError::Storage(format!("fsync of the log failed: {e}"))
+        file.sync_data()
+            .map_err(|e| super::io_failure("fsync of the log failed".into(), &e))?;
+    }
+    let covered = match log {
+        Some(_) => log_synced,
+        None => log_synced
+            .checked_sub(SLED_FSYNC_COVERS)
+            .unwrap_or(log_synced),
+    };
+    blobs.release_removed(covered).map_err(blob_failure)
+}
+
+/// sled writes a page larger than a quarter of its segment (128 KiB: a large record, or a
+/// leaf of 16 records of 8 KiB) to a file of its own under `blobs/`, and its log points to
+/// that file. sled fsyncs neither the file nor the dir, and it removes the blob a page
+/// replaced once its flush returns, which (`sync_file_range`) is before the log that replaced
+/// it is durable. The power-cut test found both: after a cut the log pointed to a blob that
+/// was gone, and sled panicked while opening the database.
+///
+/// fsyncing `blobs/` would make sled's early removals durable along with the new names. So
+/// each new blob gets a second name in `blob-links/` instead: its bytes and that name are
+/// fsync'd before the log can be (after each commit, and at each flush before the log's
+/// fdatasync), and a blob sled removed stays reachable there until the log that replaced it
+/// is durable (a second name also shields a blob from a file system that commits sled's
+/// removal on its own, as ext4's journal does every few seconds). Opening the database first
+/// links back into `blobs/` every blob sled may still need ([`restore_blob_links`]), then
+/// links every blob there is ([`link_all_blobs`]); each open (a reopen after a full disk too)
+/// starts a new `BlobFiles` from there. sled's own thread can still fsync the log between the
+/// moment it writes a blob and the end of that commit, a window of a fraction of a
+/// millisecond this cannot close.
+struct BlobFiles {
+    dir: std::path::PathBuf,
+    links: std::path::PathBuf,
+    state: Mutex<BlobState>,
+}
+
+#[derive(Default)]
+struct BlobState {
+    /// Each linked blob and its length when it was last fsync'd.
+    linked: HashMap<OsString, u64>,
+    /// Blobs linked or grown at the last look: looked at once more, in case sled was still
+    /// writing them. The others are not even stat'ed again (there may be thousands).
+    fresh: std::collections::HashSet<OsString>,
+    /// Linked blobs sled has removed from `blobs/`, and when that was first seen.
+    removed: HashMap<OsString, Instant>,
+    /// The file system refused a hard link: fall back to fsyncing `blobs/` itself.
+    no_links: bool,
+}
+
+/// Without strict's fdatasync, sled's own thread fsyncs the log every 500 ms, after up to
+/// 250 ms of segment cleaning: a blob removal seen this long ago is covered by one of those.
+const SLED_FSYNC_COVERS: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The dir holding the second names of sled's blob files.
+pub(super) const BLOB_LINKS: &str = "blob-links";
+
+impl BlobFiles {
+    /// The blob dirs of the database in `data`; makes `blob-links/` the first time.
+    fn in_dir(data: &std::path::Path) -> std::io::Result<BlobFiles> {
+        let links = data.join(BLOB_LINKS);
+        if std::fs::symlink_metadata(&links).is_err() {
+            std::fs::create_dir(&links)?;
+            super::files::sync_path(data)?;
+        }
+        // Opening the database linked and fsync'd every blob there was ([`link_all_blobs`]).
+        let mut state = BlobState::default();
+        for entry in std::fs::read_dir(&links)? {
+            let entry = entry?;
+            state
+                .linked
+                .insert(entry.file_name(), entry.metadata()?.len());
+        }
+        Ok(BlobFiles {
+            dir: data.join("blobs"),
+            links,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// fsyncs every blob file that appeared or grew since the last call and gives each new
+    /// one its durable second name. Makes no removal durable.
+    fn secure_new(&self) -> std::io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = match std::fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        };
+        let mut present = std::collections::HashSet::new();
+        let mut fresh = std::collections::HashSet::new();
+        let mut linked_any = false;
+        let mut named_any = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            present.insert(name.clone());
+            if state.linked.contains_key(&name) && !state.fresh.contains(&name) {
+                continue;
             }
-        })?;
+            let path = entry.path();
+            // A blob sled removed meanwhile is seen as removed at the next look.
+            let len = match std::fs::metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other?.len(),
+            };
+            if state.linked.get(&name) == Some(&len) {
+                continue;
+            }
+            match std::fs::File::open(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                other => other?.sync_all()?,
+            }
+            if !state.linked.contains_key(&name) {
+                named_any = true;
+                if !state.no_links {
+                    match std::fs::hard_link(&path, self.links.join(&name)) {
+                        Ok(()) => linked_any = true,
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => {
+                            log::warn!(
+                                "cannot hard-link sled's blob files ({e}): fsyncing {} instead, \
+                                 which may make sled's early removals durable",
+                                self.dir.display()
+                            );
+                            state.no_links = true;
+                        }
+                    }
+                }
+            }
+            state.linked.insert(name.clone(), len);
+            fresh.insert(name);
+        }
+        if linked_any {
+            super::files::sync_path(&self.links)?;
+        }
+        if named_any && state.no_links {
+            super::files::sync_path(&self.dir)?;
+        }
+        let now = Instant::now();
+        state.fresh = fresh;
+        let BlobState {
+            linked, removed, ..
+        } = &mut *state;
+        for name in linked.keys().filter(|name| !present.contains(*name)) {
+            removed.entry(name.clone()).or_insert(now);
+        }
+        Ok(())
+    }
+
+    /// Drops the second names of blobs sled removed before `covered`, a moment by which the
+    /// log that replaced them was durable.
+    fn release_removed(&self, covered: Instant) -> std::io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let released: Vec<OsString> = state
+            .removed
+            .iter()
+            .filter(|(_, seen)| **seen < covered)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in released {
+            match std::fs::remove_file(self.links.join(&name)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+            state.removed.remove(&name);
+            state.linked.remove(&name);
+        }
+        Ok(())
+    }
+}
+
+/// Before sled opens `data`: links back into `blobs/` every blob that a power cut left only
+/// in `blob-links/` (see [`BlobFiles`]). A blob brought back that the log no longer names
+/// stays as an unused file.
+pub(super) fn restore_blob_links(data: &std::path::Path) -> std::io::Result<()> {
+    let links = data.join(BLOB_LINKS);
+    let blobs = data.join("blobs");
+    let entries = match std::fs::read_dir(&links) {
+        // A database this build has not written to yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    // sled locks its log while a process has the database open (flock, as here). A second
+    // open (a check while a server runs) is refused by sled a moment later; it must not
+    // bring back blobs the running one has removed.
+    let log = match std::fs::File::open(data.join("db")) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    #[cfg(unix)]
+    if rustix::fs::flock(&log, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(());
+    }
+    for entry in entries {
+        let entry = entry?;
+        let target = blobs.join(entry.file_name());
+        if std::fs::symlink_metadata(&target).is_err() {
+            std::fs::create_dir_all(&blobs)?;
+            std::fs::hard_link(entry.path(), &target)?;
+        }
+    }
+    // Closing `log` lets go of the lock for sled to take.
+    drop(log);
+    Ok(())
+}
+
+/// Once sled has opened `data` and its log and `blobs/` are durable: gives every blob a
+/// second name and drops the second names of blobs that are gone, so that `blob-links/` holds
+/// exactly `blobs/` when the write path starts. Where the file system has no hard links the
+/// write path falls back to fsyncing `blobs/`.
+pub(super) fn link_all_blobs(data: &std::path::Path) -> std::io::Result<()> {
+    let links = data.join(BLOB_LINKS);
+    let blobs = data.join("blobs");
+    if std::fs::symlink_metadata(&links).is_err() {
+        std::fs::create_dir(&links)?;
+        super::files::sync_path(data)?;
+    }
+    let mut changed = false;
+    let mut present = std::collections::HashSet::new();
+    if let Ok(entries) = std::fs::read_dir(&blobs) {
+        for entry in entries {
+            let entry = entry?;
+            present.insert(entry.file_name());
+            let link = links.join(entry.file_name());
+            if std::fs::symlink_metadata(&link).is_err() {
+                match std::fs::hard_link(entry.path(), &link) {
+                    Ok(()) => changed = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        log::warn!("cannot hard-link sled's blob files: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    for entry in std::fs::read_dir(&links)? {
+        let entry = entry?;
+        if !present.contains(&entry.file_name()) {
+            std::fs::remove_file(entry.path())?;
+            changed = true;
+        }
+    }
+    if changed {
+        super::files::sync_path(&links)?;
     }
     Ok(())
 }
@@ -491,19 +791,26 @@ mod tests {
 
     #[tokio::test]
     async fn exclusive_work_sees_every_write_queued_before_it_and_none_queued_after() {
+        // The blob dirs (blob-links/) of the temporary database are made here.
+        let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let trees: Vec<Tree> = TreeId::all()
             .map(|id| db.open_tree(id.name()).unwrap())
             .collect();
         let meta = db.open_tree("meta").unwrap();
+        let settle = Settle::without_log(dir.path()).unwrap();
         let live = Live::new(
-            &std::env::temp_dir(),
-            super::super::live::Handles { db, trees, meta },
+            dir.path(),
+            super::super::live::Handles {
+                db,
+                trees,
+                meta,
+                settle,
+            },
         );
         let pipeline = Pipeline::start(
             Arc::new(live),
             Durability::Relaxed,
-            std::path::Path::new("unused in relaxed mode"),
             Arc::new(WriteStats::default()),
         )
         .unwrap();
@@ -532,24 +839,26 @@ mod tests {
     /// waited.
     #[tokio::test]
     async fn a_write_queued_past_its_deadline_is_shed_unapplied() {
+        // The blob dirs (blob-links/) of the temporary database are made here.
+        let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let trees: Vec<Tree> = TreeId::all()
             .map(|id| db.open_tree(id.name()).unwrap())
             .collect();
         let registrations = trees[TreeId::Registrations.position()].clone();
         let meta = db.open_tree("meta").unwrap();
+        let settle = Settle::without_log(dir.path()).unwrap();
         let live = Live::new(
-            &std::env::temp_dir(),
-            super::super::live::Handles { db, trees, meta },
+            dir.path(),
+            super::super::live::Handles {
+                db,
+                trees,
+                meta,
+                settle,
+            },
         );
         let stats = Arc::new(WriteStats::default());
-        let pipeline = Pipeline::start(
-            Arc::new(live),
-            Durability::Relaxed,
-            std::path::Path::new("unused in relaxed mode"),
-            stats.clone(),
-        )
-        .unwrap();
+        let pipeline = Pipeline::start(Arc::new(live), Durability::Relaxed, stats.clone()).unwrap();
         // Exclusive work holds the writer while the write's deadline passes behind it.
         let (held, shed) = tokio::join!(
             pipeline.exclusive(|_, _| {
