@@ -2,7 +2,7 @@
 
 use crate::domain::ids::TenantId;
 use crate::store::retention::{Retention, MAX_STORED_BYTES_DEFAULT};
-use crate::store::Durability;
+use crate::store::{Durability, EngineChoice};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -255,7 +255,21 @@ pub struct ServeArgs {
     #[arg(long, env = "REGISTRAR_REQUEST_DEADLINE", default_value_t = DEFAULT_REQUEST_DEADLINE_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_deadline: u64,
+    /// Serve from this PostgreSQL database instead of the data dir: several nodes may share
+    /// it (docs/SCALING.md). Wins over `--data-dir`. Hidden in help output, since it may hold
+    /// a password. The operator key must then come from `--operator-key`.
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections this node keeps to the database at most (see docs/SCALING.md, "Pool
+    /// sizing").
+    #[arg(long, env = "REGISTRAR_DATABASE_POOL_SIZE", default_value_t = DEFAULT_DATABASE_POOL_SIZE,
+          value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub database_pool_size: u64,
 }
+
+/// `--database-pool-size`: enough for the blocking pool's readers and the writes of one node
+/// on 2 cores, well under PostgreSQL's default `max_connections` (100) for several nodes.
+pub const DEFAULT_DATABASE_POOL_SIZE: u64 = 16;
 
 /// `--body-timeout`: a 1 MiB body at 35 KB/s still arrives; a trickle does not hold a
 /// connection for longer.
@@ -288,6 +302,23 @@ impl ServeArgs {
             sweep_every: Duration::from_millis(self.sweep_interval_ms),
             max_stored_response_bytes: self.max_stored_response_bytes,
             max_outbox_message_bytes: self.max_outbox_message_bytes,
+        }
+    }
+
+    /// The engine these settings choose: PostgreSQL when a database URL is given, else the
+    /// embedded engine in the data dir.
+    pub fn engine(&self) -> EngineChoice {
+        match &self.database_url {
+            Some(url) => EngineChoice::Postgres {
+                url: url.clone(),
+                pool_size: usize::try_from(self.database_pool_size).unwrap_or(16),
+                retention: self.retention(),
+            },
+            None => EngineChoice::Embedded {
+                dir: self.data_dir.clone(),
+                durability: self.durability(),
+                retention: self.retention(),
+            },
         }
     }
 
@@ -326,6 +357,8 @@ impl ServeArgs {
             blocking_per_tenant: DEFAULT_BLOCKING_PER_TENANT,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             request_deadline: DEFAULT_REQUEST_DEADLINE_SECS,
+            database_url: None,
+            database_pool_size: DEFAULT_DATABASE_POOL_SIZE,
         }
     }
 }

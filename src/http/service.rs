@@ -38,7 +38,9 @@ async fn outbox(
     Ok(query_page(&req, &query, items, page.next))
 }
 
-/// Ready: the server only binds once the database is open, so answering is the proof.
-async fn healthz(_: Public) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// Ready: the database answers (the embedded one is open, or the server would not run; a
+/// database server that is down answers 503 `db_unavailable`).
+async fn healthz(_: Public, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    crate::workflows::service::health(&store_of(&req)?).await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ok"})))
 }

@@ -241,6 +241,11 @@ pub trait Maintenance: Send + Sync {
     fn flush(&self) -> Result<(), StoreError>;
     /// The directory the database lives in, for an engine that keeps one.
     fn data_dir(&self) -> Option<&Path>;
+    /// Whether the database answers now (`/healthz`). An embedded engine is open or the
+    /// server would not run; a database server may be down or unreachable.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// An engine with its maintenance: what the server holds.
@@ -259,6 +264,12 @@ pub enum EngineChoice {
         durability: Durability,
         retention: Retention,
     },
+    /// The PostgreSQL engine: a database several nodes may share.
+    Postgres {
+        url: String,
+        pool_size: usize,
+        retention: Retention,
+    },
 }
 
 /// Opens the engine `choice` names.
@@ -273,6 +284,13 @@ pub fn open(choice: &EngineChoice) -> Result<Db, StoreError> {
             store.set_retention(*retention);
             Ok(Arc::new(store))
         }
+        EngineChoice::Postgres {
+            url,
+            pool_size,
+            retention,
+        } => Ok(Arc::new(postgres::PgEngine::open(
+            url, *pool_size, *retention,
+        )?)),
     }
 }
 
