@@ -483,6 +483,19 @@ async fn a_backup_taken_while_writes_run_serves_a_consistent_copy() {
             &json!({"to": to.to_str().unwrap()}),
         )
         .await;
+    if crate::ON_POSTGRES {
+        // PostgreSQL is backed up with pg_dump: the endpoint says so, as a clear 400.
+        assert_eq!(backup.status, 400, "{}", backup.body);
+        assert!(
+            backup.body.to_string().contains("pg_dump"),
+            "{}",
+            backup.body
+        );
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        return;
+    }
     assert!(backup.assert_ok()["entries"].as_u64().unwrap() > 0);
     for writer in writers {
         writer.await.unwrap();

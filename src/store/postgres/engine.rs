@@ -124,9 +124,10 @@ macro_rules! transaction {
                     tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
                 }
                 Err(e) if retryable(&e) => {
+                    log::warn!("a transaction was refused {MAX_ATTEMPTS} times: {e}");
                     break Err(StoreError::Busy(format!(
                         "still refused after {MAX_ATTEMPTS} attempts: {e}"
-                    )))
+                    )));
                 }
                 other => break other,
             }
@@ -1261,6 +1262,12 @@ async fn import_rows_in(
     tx: &Transaction<'_>,
     w: &write::ImportRows,
 ) -> Result<(write::ImportOutcome, bool), StoreError> {
+    // An import's chunks are queued together and each takes the tenant's row for the
+    // seconds its rows take: the wait for the row, and a large chunk, may outlast the
+    // statement timeout that bounds a request's statements. An import is a bulk job.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .map_err(pg)?;
     lock_tenant(tx, &w.tenant).await?;
     let mut imported = 0;
     let mut refused = Vec::new();
