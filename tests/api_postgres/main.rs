@@ -23,22 +23,34 @@ mod batch;
 mod capacity;
 #[path = "../api/catalog.rs"]
 mod catalog;
+#[path = "../api/check.rs"]
+mod check;
 #[path = "../api/concurrency.rs"]
 mod concurrency;
 #[path = "../api/email.rs"]
 mod email;
 #[path = "../api/errors.rs"]
 mod errors;
+#[path = "../api/fairness.rs"]
+mod fairness;
 #[path = "../api/generate.rs"]
 mod generate;
+#[path = "../api/growth.rs"]
+mod growth;
+#[path = "../api/hostile.rs"]
+mod hostile;
 #[path = "../api/idempotency.rs"]
 mod idempotency;
 #[path = "../api/limits.rs"]
 mod limits;
+#[path = "../api/openapi.rs"]
+mod openapi;
 #[path = "../api/paging.rs"]
 mod paging;
 #[path = "../api/registrations.rs"]
 mod registrations;
+#[path = "../api/restart.rs"]
+mod restart;
 #[path = "../api/rules.rs"]
 mod rules;
 #[path = "../api/search.rs"]
@@ -49,7 +61,13 @@ mod seed_client;
 mod seed_samples;
 #[path = "../api/service.rs"]
 mod service;
+#[path = "../api/slow_clients.rs"]
+mod slow_clients;
+#[path = "../api/startup.rs"]
+mod startup;
 #[path = "../api/templates.rs"]
 mod templates;
+#[path = "../api/tls.rs"]
+mod tls;
 #[path = "../api/transfer.rs"]
 mod transfer;

@@ -122,6 +122,17 @@ async fn inspect(
         .map_err(pg)?
         .get(0);
     *records.entry("outbox".into()).or_default() += u64::try_from(messages).unwrap_or(0);
+    let responses: i64 = client
+        .query_one(
+            "SELECT count(*) FROM idempotency_responses WHERE tenant_id = $1",
+            &[&t],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    if responses > 0 {
+        *records.entry("idempotency".into()).or_default() += u64::try_from(responses).unwrap_or(0);
+    }
     if messages != outbox {
         found.push(Found {
             problem: counter_problem(

@@ -746,7 +746,7 @@ async fn write_registration(
         }
         (old, Some(new)) => {
             let (params, json) = registration_params(tenant, new)?;
-            new_bytes = record_bytes(new.id.as_str(), &json);
+            new_bytes = rows::fits(record_bytes(new.id.as_str(), &json))?;
             let updates: Vec<String> = REGISTRATION_INSERT_COLUMNS
                 .split(", ")
                 .skip(2)
@@ -2257,6 +2257,11 @@ impl Iterator for ExportScan {
 
 impl Maintenance for PgEngine {
     fn check(&self, scope: Scope, repair: bool) -> EngineFuture<'_, CheckReport> {
+        if let Scope::One(id) = &scope {
+            if self.tenant(id).is_none() {
+                return Box::pin(async { Err(StoreError::TenantNotFound) });
+            }
+        }
         let s = self.shared.clone();
         let tenants: Vec<TenantId> = match &scope {
             Scope::Every => self.tenants().into_iter().map(|t| t.id).collect(),

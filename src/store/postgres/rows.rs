@@ -23,8 +23,19 @@ use tokio_postgres::{GenericClient, Row};
 pub type Param = Box<dyn ToSql + Sync + Send>;
 
 pub fn pg(e: tokio_postgres::Error) -> StoreError {
+    if e.code().is_some_and(|c| c.code() == "54000") {
+        // A value too long for a B-tree index entry (about 2.7 kB, a page's third): a
+        // looked-up field such as `application_id` that long is refused as too large.
+        return StoreError::TooLarge {
+            bytes: MAX_INDEXED_BYTES + 1,
+            limit: MAX_INDEXED_BYTES,
+        };
+    }
     constraint_race(&e).unwrap_or_else(|| from_pg(&e))
 }
+
+/// What PostgreSQL's B-tree indexes take in one entry (with 8 kB pages).
+pub const MAX_INDEXED_BYTES: usize = 2704;
 
 /// A unique, foreign-key or check violation: the engine checks every rule first (under the
 /// tenant's counters row, which every write of the tenant takes), so one of these means a
@@ -86,6 +97,22 @@ fn text<T: AsText>(value: Option<&T>) -> Option<String> {
 /// What a record counts toward its tenant's stored bytes: its id and its stored JSON.
 pub fn record_bytes(id: &str, fields: &Value) -> i64 {
     (id.len() + fields.to_string().len()) as i64
+}
+
+/// The most a stored record may take, as on the embedded engine (its codec's limit): patch
+/// after patch could otherwise grow one record without bound.
+pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+
+/// Refuses a record larger than [`MAX_RECORD_BYTES`] (413 `record_too_large`).
+pub fn fits(bytes: i64) -> Result<i64, StoreError> {
+    let size = usize::try_from(bytes).unwrap_or(usize::MAX);
+    if size > MAX_RECORD_BYTES {
+        return Err(StoreError::TooLarge {
+            bytes: size,
+            limit: MAX_RECORD_BYTES,
+        });
+    }
+    Ok(bytes)
 }
 
 /// The registration columns written by [`registration_params`], in order.
@@ -213,7 +240,7 @@ pub async fn put_catalog<F: Copies, C: GenericClient + Sync>(
     let table = catalog_table(F::KIND);
     let copies = super::schema::catalog_copies(F::KIND);
     let fields = to_json(&record.fields)?;
-    let bytes = record_bytes(record.id.as_str(), &fields);
+    let bytes = fits(record_bytes(record.id.as_str(), &fields))?;
     let sys = &record.sys;
     let mut params: Vec<Param> = vec![
         Box::new(tenant.as_str().to_owned()),
