@@ -4,7 +4,6 @@
 use crate::helpers::*;
 use futures_util::future::join_all;
 use registrar::domain::ids::{RecordId, TenantId};
-use registrar::store::Engine;
 use serde_json::{json, Value};
 
 async fn contacts(app: &TestApp, t: &Tenant, n: usize) -> Vec<String> {
