@@ -90,6 +90,10 @@ pub struct ExportArgs {
     /// Where the database lives.
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Export from (or import into) this PostgreSQL database instead of the data dir (a
+    /// tenant moves between engines with an export from one and an import into the other).
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -110,6 +114,10 @@ pub struct ImportArgs {
     /// Where the database lives.
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Export from (or import into) this PostgreSQL database instead of the data dir (a
+    /// tenant moves between engines with an export from one and an import into the other).
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// The file to import; `-` = standard input.
     pub file: PathBuf,
 }
