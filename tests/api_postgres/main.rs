@@ -71,3 +71,5 @@ mod templates;
 mod tls;
 #[path = "../api/transfer.rs"]
 mod transfer;
+// Two nodes on one database: PostgreSQL only.
+mod nodes;
