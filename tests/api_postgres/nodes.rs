@@ -137,3 +137,67 @@ async fn a_key_revoked_through_one_node_is_refused_by_the_other_within_a_second(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_database_that_goes_away_answers_503_and_the_node_recovers_by_itself() {
+    use crate::postgres::{Cluster, Options};
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(Options::default()))
+        .await
+        .unwrap();
+    let url = cluster.create_database().await;
+    let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
+        args.database_url = Some(url);
+    })
+    .await;
+    let t = app.tenant().await;
+    let courses = format!("/courses/{}", t.id);
+    app.get("/healthz", OPERATOR_KEY).await.assert_ok();
+    app.post(&courses, &t.write, &json!({"name": "Before"}))
+        .await
+        .assert_ok();
+
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop();
+        cluster
+    })
+    .await
+    .unwrap();
+    app.get("/healthz", OPERATOR_KEY)
+        .await
+        .assert_error(503, "db_unavailable");
+    app.post(&courses, &t.write, &json!({"name": "While down"}))
+        .await
+        .assert_error(503, "db_unavailable");
+    app.get(&courses, &t.read)
+        .await
+        .assert_error(503, "db_unavailable");
+
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.restart();
+        cluster
+    })
+    .await
+    .unwrap();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if app.get("/healthz", OPERATOR_KEY).await.status == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "/healthz answers 200 again once the database is back"
+    );
+    app.post(&courses, &t.write, &json!({"name": "After"}))
+        .await
+        .assert_ok();
+    let listed = app.get(&courses, &t.read).await;
+    let listed = listed.assert_ok().to_string();
+    assert!(
+        listed.contains("Before") && listed.contains("After"),
+        "{listed}"
+    );
+    assert!(!listed.contains("While down"), "{listed}");
+}
