@@ -201,3 +201,24 @@ async fn a_database_that_goes_away_answers_503_and_the_node_recovers_by_itself()
     );
     assert!(!listed.contains("While down"), "{listed}");
 }
+
+#[tokio::test]
+async fn an_idempotency_key_used_on_one_node_replays_on_the_other() {
+    let a = spawn_app().await;
+    let b = second_node(&a).await;
+    let t = a.tenant().await;
+    known_on(&b, &t).await;
+    let courses = format!("/courses/{}", t.id);
+    let request = |node: &TestApp| {
+        node.request(reqwest::Method::POST, &courses, Some(&t.write))
+            .header("Idempotency-Key", "once")
+            .json(&json!({"name": "Maths"}))
+    };
+    let first = a.send(request(&a)).await;
+    let id = first.assert_ok()["id"].clone();
+    let again = b.send(request(&b)).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["id"], id);
+    let listed = b.get(&courses, &t.read).await;
+    assert_eq!(listed.assert_ok().to_string().matches("Maths").count(), 1);
+}
