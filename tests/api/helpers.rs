@@ -128,6 +128,18 @@ pub struct Tenant {
     pub admin: String,
 }
 
+/// An app a test did not stop is stopped when the test drops it: its engine closes, and
+/// with it (on PostgreSQL) its pool's connections, which the tests of one binary would
+/// otherwise pile up on the shared server past its `max_connections`.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            // The stop command is sent at once; nothing here waits for it.
+            drop(self.handle.stop(false));
+        }
+    }
+}
+
 impl TestApp {
     /// Stops the server gracefully and waits until the database is closed.
     pub async fn stop(mut self) -> TempDir {
@@ -137,7 +149,8 @@ impl TestApp {
                 .await
                 .unwrap();
         }
-        self.data_dir
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
     }
 
     /// Stops the app and opens its store in this process. sled 0.34 releases its directory
