@@ -222,3 +222,33 @@ async fn an_idempotency_key_used_on_one_node_replays_on_the_other() {
     let listed = b.get(&courses, &t.read).await;
     assert_eq!(listed.assert_ok().to_string().matches("Maths").count(), 1);
 }
+
+#[tokio::test]
+async fn serve_with_a_database_url_wins_over_the_data_dir_and_needs_the_operator_key() {
+    let url = crate::postgres::shared().create_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("unused");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &url])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env_remove("REGISTRAR_OPERATOR_KEY")
+            .output()
+            .expect("registrar runs")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("REGISTRAR_OPERATOR_KEY"), "{stderr}");
+    assert_eq!(
+        stderr.matches("serving from the database").count(),
+        1,
+        "the log says once that the URL wins: {stderr}"
+    );
+    assert!(
+        !dir.path().join("unused").exists(),
+        "the data dir is not touched"
+    );
+}
