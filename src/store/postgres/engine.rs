@@ -1363,8 +1363,10 @@ async fn registrations_where(
         params.push(after);
     }
     sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+    // Prepared once per connection (the pool keeps them): a page is one round trip.
+    let statement = client.prepare_cached(&sql).await.map_err(pg)?;
     client
-        .query(sql.as_str(), &params)
+        .query(&statement, &params)
         .await
         .map_err(pg)?
         .iter()
@@ -1415,11 +1417,15 @@ impl Engine for PgEngine {
         self.block(move |s| {
             Box::pin(async move {
                 let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
-                client
-                    .query_opt(
+                // The hottest read: prepared once per connection.
+                let statement = client
+                    .prepare_cached(
                         "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
-                        &[&tenant.as_str(), &id.as_str()],
                     )
+                    .await
+                    .map_err(pg)?;
+                client
+                    .query_opt(&statement, &[&tenant.as_str(), &id.as_str()])
                     .await
                     .map_err(pg)?
                     .map(|row| registration_from(&row))
