@@ -65,6 +65,19 @@ fn open(dir: &Path, create: bool, hint: String) -> Result<Db, CliError> {
     }
 }
 
+/// Opens the PostgreSQL database at `url` when one is given, else the data dir (as `open`).
+fn open_either(url: Option<&str>, dir: &Path, create: bool, hint: String) -> Result<Db, CliError> {
+    match url {
+        Some(url) => crate::store::open(&EngineChoice::Postgres {
+            url: url.to_owned(),
+            pool_size: 4,
+            retention: Default::default(),
+        })
+        .map_err(|e| CliError::Message(format!("cannot open the database: {e}"))),
+        None => open(dir, create, hint),
+    }
+}
+
 fn tenant_id(text: &str) -> Result<TenantId, CliError> {
     TenantId::parse(text).map_err(|e| CliError::Message(format!("--tenant {e}")))
 }
@@ -99,7 +112,8 @@ fn progress_bar(length: Option<u64>, template: &str) -> Option<ProgressBar> {
 pub fn export(args: &ExportArgs) -> Result<(), CliError> {
     let tenant = tenant_id(&args.tenant)?;
     let format = format_of(args.format);
-    let store = open(
+    let store = open_either(
+        args.database_url.as_deref(),
         &args.data_dir,
         false,
         format!(
@@ -153,7 +167,8 @@ pub fn import(args: &ImportArgs) -> Result<bool, CliError> {
             .map(|n| n.to_string_lossy().into_owned());
         (Box::new(file), length, name)
     };
-    let store = open(
+    let store = open_either(
+        args.database_url.as_deref(),
         &args.data_dir,
         args.create_tenant,
         format!(

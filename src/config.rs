@@ -2,7 +2,7 @@
 
 use crate::domain::ids::TenantId;
 use crate::store::retention::{Retention, MAX_STORED_BYTES_DEFAULT};
-use crate::store::Durability;
+use crate::store::{Durability, EngineChoice};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -101,6 +101,10 @@ pub struct ExportArgs {
     /// Where the database lives.
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Export from (or import into) this PostgreSQL database instead of the data dir (a
+    /// tenant moves between engines with an export from one and an import into the other).
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -121,6 +125,10 @@ pub struct ImportArgs {
     /// Where the database lives.
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Export from (or import into) this PostgreSQL database instead of the data dir (a
+    /// tenant moves between engines with an export from one and an import into the other).
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// The file to import; `-` = standard input.
     pub file: PathBuf,
 }
@@ -272,11 +280,25 @@ pub struct ServeArgs {
     /// (docs/DURABILITY.md, "A full disk").
     #[arg(long, env = "REGISTRAR_DISK_RESERVE_MB", default_value_t = DEFAULT_DISK_RESERVE_MB)]
     pub disk_reserve_mb: u64,
+    /// Serve from this PostgreSQL database instead of the data dir: several nodes may share
+    /// it (docs/SCALING.md). Wins over `--data-dir`. Hidden in help output, since it may hold
+    /// a password. The operator key must then come from `--operator-key`.
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections this node keeps to the database at most (see docs/SCALING.md, "Pool
+    /// sizing").
+    #[arg(long, env = "REGISTRAR_DATABASE_POOL_SIZE", default_value_t = DEFAULT_DATABASE_POOL_SIZE,
+          value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub database_pool_size: u64,
 }
 
 /// `--disk-reserve-mb`: room for the embedded engine's snapshot at the next start, a few log segments and
 /// the largest transaction (an import's 1,000 rows), with a margin.
 pub const DEFAULT_DISK_RESERVE_MB: u64 = 32;
+
+/// `--database-pool-size`: enough for the blocking pool's readers and the writes of one node
+/// on 2 cores, well under PostgreSQL's default `max_connections` (100) for several nodes.
+pub const DEFAULT_DATABASE_POOL_SIZE: u64 = 16;
 
 /// `--body-timeout`: a 1 MiB body at 35 KB/s still arrives; a trickle does not hold a
 /// connection for longer.
@@ -317,6 +339,24 @@ impl ServeArgs {
         self.disk_reserve_mb.saturating_mul(1024 * 1024)
     }
 
+    /// The engine these settings choose: PostgreSQL when a database URL is given, else the
+    /// embedded engine in the data dir.
+    pub fn engine(&self) -> EngineChoice {
+        match &self.database_url {
+            Some(url) => EngineChoice::Postgres {
+                url: url.clone(),
+                pool_size: usize::try_from(self.database_pool_size).unwrap_or(16),
+                retention: self.retention(),
+            },
+            None => EngineChoice::Embedded {
+                dir: self.data_dir.clone(),
+                durability: self.durability(),
+                retention: self.retention(),
+                space_reserve: self.disk_reserve_bytes(),
+            },
+        }
+    }
+
     pub fn durability(&self) -> Durability {
         match self.durability {
             DurabilityArg::Sync => Durability::Sync,
@@ -353,6 +393,8 @@ impl ServeArgs {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             request_deadline: DEFAULT_REQUEST_DEADLINE_SECS,
             disk_reserve_mb: DEFAULT_DISK_RESERVE_MB,
+            database_url: None,
+            database_pool_size: DEFAULT_DATABASE_POOL_SIZE,
         }
     }
 }

@@ -65,6 +65,10 @@ pub enum StartupError {
     SmtpUrl(String),
     #[error("the operator key must not be empty or start with rk_ (the tenant key prefix)")]
     EmptyOperatorKey,
+    #[error("cannot open the database: {0}")]
+    Database(StoreError),
+    #[error("with --database-url, give the operator key in REGISTRAR_OPERATOR_KEY (or --operator-key), the same on every node: there is no data dir to keep a generated one in")]
+    OperatorKeyRequired,
     #[error("cannot load the demo from {path}: {message}")]
     Demo { path: PathBuf, message: String },
     #[error("cannot find this executable to start render workers (set --render-worker): {0}")]
@@ -95,6 +99,8 @@ pub enum OperatorKey {
     Stored {
         file: PathBuf,
     },
+    /// Its hash is in the PostgreSQL database (set by an earlier version of the deployment).
+    InDatabase,
 }
 
 /// What `--demo` loaded: a tenant and a key to try the API with.
@@ -120,39 +126,49 @@ impl Application {
     pub async fn build(args: &ServeArgs) -> Result<Application, StartupError> {
         // TLS first: a bad certificate stops the start before the data dir is touched.
         let tls = crate::tls::server_config(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
-        // A data dir that cannot be served is named with its problem and the fix, and exits
-        // with the problem's own code (`datadir`): a file where the dir should be, a
-        // read-only file system, another owner, a mode that keeps this user out.
-        crate::store::datadir::preflight(&args.data_dir)?;
-        // The binary has set the umask (`main`), so what the engine creates later is owner-only;
-        // the dir itself is made (or tightened to) owner-only here. See `store::files`.
-        crate::store::files::private_data_dir(&args.data_dir).map_err(|source| {
-            match crate::store::datadir::from_io(&args.data_dir, &source) {
-                Some(bad) => StartupError::BadDataDir(bad),
-                None => StartupError::DataDir {
-                    path: args.data_dir.clone(),
-                    source,
-                },
+        let engine = args.engine();
+        let opened = match &engine {
+            EngineChoice::Postgres { .. } => {
+                if args.data_dir != std::path::Path::new(crate::config::DEFAULT_DATA_DIR) {
+                    log::warn!(
+                        "both --database-url and --data-dir are given: serving from the \
+                         database; {} is not used",
+                        args.data_dir.display()
+                    );
+                }
+                crate::store::open(&engine).map_err(StartupError::Database)?
             }
-        })?;
-        // Names the file when the engine's own would fail without saying which (e.g. a dir at `db`).
-        crate::store::files::has_database(&args.data_dir).map_err(StartupError::Unreadable)?;
-        let engine = EngineChoice::Embedded {
-            dir: args.data_dir.clone(),
-            durability: args.durability(),
-            retention: args.retention(),
-            space_reserve: args.disk_reserve_bytes(),
+            EngineChoice::Embedded { .. } => {
+                // A data dir that cannot be served is named with its problem and the fix, and exits
+                // with the problem's own code (`datadir`): a file where the dir should be, a
+                // read-only file system, another owner, a mode that keeps this user out.
+                crate::store::datadir::preflight(&args.data_dir)?;
+                // The binary has set the umask (`main`), so what the engine creates later is owner-only;
+                // the dir itself is made (or tightened to) owner-only here. See `store::files`.
+                crate::store::files::private_data_dir(&args.data_dir).map_err(|source| {
+                    match crate::store::datadir::from_io(&args.data_dir, &source) {
+                        Some(bad) => StartupError::BadDataDir(bad),
+                        None => StartupError::DataDir {
+                            path: args.data_dir.clone(),
+                            source,
+                        },
+                    }
+                })?;
+                // Names the file when the engine's own would fail without saying which (e.g. a dir at `db`).
+                crate::store::files::has_database(&args.data_dir)
+                    .map_err(StartupError::Unreadable)?;
+                crate::store::open(&engine).map_err(|e| {
+                    // A newer build's data, damaged files, another process, a full disk.
+                    if let Some(bad) = crate::store::datadir::from_store(&args.data_dir, &e) {
+                        return StartupError::BadDataDir(bad);
+                    }
+                    StartupError::OpenStore {
+                        path: args.data_dir.clone(),
+                        source: e,
+                    }
+                })?
+            }
         };
-        let opened = crate::store::open(&engine).map_err(|e| {
-            // A newer build's data, damaged files, another process, a full disk.
-            if let Some(bad) = crate::store::datadir::from_store(&args.data_dir, &e) {
-                return StartupError::BadDataDir(bad);
-            }
-            StartupError::OpenStore {
-                path: args.data_dir.clone(),
-                source: e,
-            }
-        })?;
         let store: web::Data<dyn Database> = web::Data::from(opened);
         let sweeper = Sweeper::start(store.clone().into_inner()).map_err(StartupError::Sweeper)?;
         let operator_key = settle_operator_key(&**store, args)?;
@@ -280,6 +296,14 @@ fn settle_operator_key(
         }
         store.set_operator_key(key.trim(), false)?;
         return Ok(OperatorKey::FromEnvironment);
+    }
+    if args.database_url.is_some() {
+        // Several nodes start together: each generating a key would race for the one hash.
+        return if store.has_operator_key() {
+            Ok(OperatorKey::InDatabase)
+        } else {
+            Err(StartupError::OperatorKeyRequired)
+        };
     }
     let file = args.data_dir.join("operator.key");
     if store.has_operator_key() {
@@ -443,11 +467,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartupError> {
         "registrar {} listening on {base}",
         env!("CARGO_PKG_VERSION")
     );
-    println!(
-        "  data dir {} (durability: {})",
-        args.data_dir.display(),
-        args.durability().as_str()
-    );
+    if args.database_url.is_some() {
+        println!("  database: PostgreSQL (--database-url)");
+    } else {
+        println!(
+            "  data dir {} (durability: {})",
+            args.data_dir.display(),
+            args.durability().as_str()
+        );
+    }
     match &app.operator_key {
         OperatorKey::FromEnvironment => {
             println!("  operator key: the one in REGISTRAR_OPERATOR_KEY")
@@ -463,6 +491,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartupError> {
                 "  operator key: printed on first start and saved to {}",
                 file.display()
             );
+        }
+        OperatorKey::InDatabase => {
+            println!("  operator key: the one whose hash the database holds")
         }
     }
     if let OperatorKey::Generated { file, .. } | OperatorKey::Stored { file } = &app.operator_key {

@@ -1,7 +1,11 @@
 //! The rules between records under concurrency, written once against the engine traits
-//! (`registrar::store::Engine`) and run on every engine `engines()` lists: whatever engine
+//! (`registrar::store::Engine`) and run on every engine `engines()` lists (the embedded one, and
+//! PostgreSQL on a throwaway server from `support/postgres.rs`): whatever engine
 //! serves, 32 concurrent creates on 10 seats fill exactly 10, one student gets one slot on an
 //! offering, and a record cannot be deleted while a registration on it is created.
+
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use futures_util::future::join_all;
 use registrar::domain::access::{Principal, WriteContext};
@@ -26,18 +30,32 @@ struct Served {
 }
 
 /// Every engine the rules must hold on, each fresh and empty.
-fn engines() -> Vec<Served> {
+async fn engines() -> Vec<Served> {
     let dir = tempfile::tempdir().expect("temp dir");
     let embedded = registrar::store::open(&EngineChoice::embedded(
         dir.path().join("db"),
         Durability::Sync,
     ))
     .expect("the embedded engine opens");
-    vec![Served {
-        name: "embedded",
-        db: embedded,
-        _dir: dir,
-    }]
+    let url = postgres::shared().create_database().await;
+    let shared = registrar::store::open(&EngineChoice::Postgres {
+        url,
+        pool_size: 8,
+        retention: Default::default(),
+    })
+    .expect("the PostgreSQL engine opens");
+    vec![
+        Served {
+            name: "embedded",
+            db: embedded,
+            _dir: dir,
+        },
+        Served {
+            name: "postgres",
+            db: shared,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        },
+    ]
 }
 
 fn ctx() -> WriteContext {
@@ -148,7 +166,7 @@ async fn check_is_clean(served: &Served) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_concurrent_creates_fill_ten_seats_exactly() {
-    for served in engines() {
+    for served in engines().await {
         let db = &served.db;
         let t = tenant(db).await;
         let (course, offering) = offering(db, &t, 10).await;
@@ -174,7 +192,7 @@ async fn thirty_two_concurrent_creates_fill_ten_seats_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_creates_for_one_student_on_one_offering_give_one_registration() {
-    for served in engines() {
+    for served in engines().await {
         let db = &served.db;
         let t = tenant(db).await;
         let (course, offering) = offering(db, &t, 100).await;
@@ -210,7 +228,7 @@ async fn two_creates_for_one_student_on_one_offering_give_one_registration() {
 /// registration on it is created: one of the two wins, never both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_record_deleted_while_a_registration_on_it_is_created_never_leaves_an_orphan() {
-    for served in engines() {
+    for served in engines().await {
         let db = &served.db;
         let t = tenant(db).await;
         for round in 0..16 {

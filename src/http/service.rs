@@ -38,12 +38,15 @@ async fn outbox(
     Ok(query_page(&req, &query, items, page.next))
 }
 
-/// Ready: the server only binds once the database is open, so answering is the proof.
-/// `degraded` (still 200: reads are served, and restarting would not free the disk) while
-/// writes fail for lack of space, with the reason.
-async fn healthz(_: Public, store: web::Data<dyn crate::store::Database>) -> HttpResponse {
-    match crate::workflows::service::write_fault(&store) {
+/// Ready: the database answers (the embedded one is open, or the server would not run; a
+/// database server that is down answers 503 `db_unavailable`). `degraded` (still 200: reads
+/// are served, and restarting would not free the disk) while writes fail for lack of space,
+/// with the reason.
+async fn healthz(_: Public, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let store = store_of(&req)?;
+    crate::workflows::service::health(&store).await?;
+    Ok(match crate::workflows::service::write_fault(&store) {
         None => HttpResponse::Ok().json(json!({"status": "ok"})),
         Some(reason) => HttpResponse::Ok().json(json!({"status": "degraded", "reason": reason})),
-    }
+    })
 }

@@ -241,9 +241,16 @@ pub trait Maintenance: Send + Sync {
     fn flush(&self) -> Result<(), StoreError>;
     /// The directory the database lives in, for an engine that keeps one.
     fn data_dir(&self) -> Option<&Path>;
-    /// Why writes fail now, if they do (a full disk, a database out of reach): `/healthz`
+    /// Whether the database answers now (`/healthz`). An embedded engine is open or the
+    /// server would not run; a database server may be down or unreachable.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Why writes fail now, if they do (the embedded engine's disk is full): `/healthz`
     /// reports the server degraded with it. Cheap: it runs on every health check.
-    fn write_fault(&self) -> Option<String>;
+    fn write_fault(&self) -> Option<String> {
+        None
+    }
 }
 
 /// An engine with its maintenance: what the server holds.
@@ -264,6 +271,12 @@ pub enum EngineChoice {
         /// Bytes kept free on the data dir's file system: below it, writes are refused
         /// (`StoreError::StorageFull`) before anything is written.
         space_reserve: u64,
+    },
+    /// The PostgreSQL engine: a database several nodes may share.
+    Postgres {
+        url: String,
+        pool_size: usize,
+        retention: Retention,
     },
 }
 
@@ -294,6 +307,13 @@ pub fn open(choice: &EngineChoice) -> Result<Db, StoreError> {
             store.set_space_reserve(*space_reserve);
             Ok(Arc::new(store))
         }
+        EngineChoice::Postgres {
+            url,
+            pool_size,
+            retention,
+        } => Ok(Arc::new(postgres::PgEngine::open(
+            url, *pool_size, *retention,
+        )?)),
     }
 }
 

@@ -19,3 +19,9 @@ pub fn write_fault(store: &Db) -> Option<String> {
 pub async fn size_on_disk(store: &Db) -> Result<u64, ApiError> {
     blocking(store, |s| s.size_on_disk()).await
 }
+
+/// Whether the database answers now (a database server may be down); a round trip, so on
+/// the pool.
+pub async fn health(store: &Db) -> Result<(), ApiError> {
+    blocking(store, |s| s.health()).await
+}

@@ -255,6 +255,10 @@ async fn the_storage_quota_refuses_writes_past_it_and_deleting_frees_room() {
     // The counter is what the records take: check is clean, and repairs a wrong one.
     let report = check(&app, &t.id, false).await;
     assert_eq!(report["problem_count"], 0, "{report}");
+    if crate::ON_POSTGRES {
+        // What follows corrupts the embedded engine's counter in the data dir.
+        return;
+    }
     let dir = app.stop().await;
     {
         let db = open_sled_after_stop(&dir.path().join("db"));

@@ -30,11 +30,27 @@ pub async fn spawn_app_in(data_dir: TempDir) -> TestApp {
     spawn_with(data_dir, |_| {}).await
 }
 
+/// The PostgreSQL database of a test's data dir (the `api_postgres` binary): made on the
+/// shared throwaway server on first use, and its URL kept in the dir, so that an app
+/// restarted on the same dir finds the same data, as it would on sled.
+async fn database_for(dir: &std::path::Path) -> String {
+    let file = dir.join("database-url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return url;
+    }
+    let url = crate::postgres::shared().create_database().await;
+    std::fs::write(&file, &url).expect("keep the database URL in the test's dir");
+    url
+}
+
 /// Starts the app with adjusted settings.
 pub async fn spawn_with(data_dir: TempDir, adjust: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let mut args = ServeArgs::for_data_dir(data_dir.path().join("db"), OPERATOR_KEY);
     // The app runs inside this test binary: templates render in the real one.
     args.render_worker = Some(env!("CARGO_BIN_EXE_registrar").into());
+    if crate::ON_POSTGRES {
+        args.database_url = Some(database_for(data_dir.path()).await);
+    }
     adjust(&mut args);
     // sled 0.34 releases its directory lock once its flusher thread has shut down, a moment
     // after the `Db` is dropped: a test that stopped an app (or opened the database itself)
@@ -112,6 +128,18 @@ pub struct Tenant {
     pub admin: String,
 }
 
+/// An app a test did not stop is stopped when the test drops it: its engine closes, and
+/// with it (on PostgreSQL) its pool's connections, which the tests of one binary would
+/// otherwise pile up on the shared server past its `max_connections`.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            // The stop command is sent at once; nothing here waits for it.
+            drop(self.handle.stop(false));
+        }
+    }
+}
+
 impl TestApp {
     /// Stops the server gracefully and waits until the database is closed.
     pub async fn stop(mut self) -> TempDir {
@@ -121,18 +149,29 @@ impl TestApp {
                 .await
                 .unwrap();
         }
-        self.data_dir
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
     }
 
     /// Stops the app and opens its store in this process. sled 0.34 releases its directory
     /// lock once its own flusher thread has shut down, a moment after the `Db` is dropped, so
     /// the open is retried while the directory reads as locked.
-    pub async fn stop_and_open_store(self) -> (TempDir, registrar::store::sled::Store) {
-        use registrar::store::sled::Store;
-        use registrar::store::{Durability, StoreError};
+    pub async fn stop_and_open_store(self) -> (TempDir, registrar::store::Db) {
+        use registrar::store::{Durability, EngineChoice, StoreError};
         let dir = self.stop().await;
+        if crate::ON_POSTGRES {
+            let url = database_for(dir.path()).await;
+            let choice = EngineChoice::Postgres {
+                url,
+                pool_size: 2,
+                retention: Default::default(),
+            };
+            let store = registrar::store::open(&choice).expect("the database opens");
+            return (dir, store);
+        }
+        let choice = EngineChoice::embedded(dir.path().join("db"), Durability::Sync);
         for _ in 0..250 {
-            match Store::open(&dir.path().join("db"), Durability::Sync) {
+            match registrar::store::open(&choice) {
                 Err(StoreError::Locked(_)) => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await
                 }

@@ -1,6 +1,12 @@
 //! Black-box tests: each starts the real app on port 0 with a temp data dir and speaks HTTP.
 //! One tenant per test; one test binary so it links once.
 
+/// This binary serves every test from the embedded engine (`tests/api_postgres` serves the
+/// same tests from PostgreSQL).
+pub const ON_POSTGRES: bool = false;
+#[path = "../support/postgres.rs"]
+mod postgres;
+
 mod helpers;
 #[path = "../support/smtp.rs"]
 mod smtp;

@@ -569,6 +569,11 @@ async fn every_operation_answers_with_the_headers_it_documents() {
             if let Some((media, text)) = body {
                 request = request.header("Content-Type", media).body(text);
             }
+            if crate::ON_POSTGRES && id == "backup" {
+                // PostgreSQL is backed up with pg_dump: the endpoint answers 400 saying so
+                // (transfer::a_backup_taken_while_writes_run_serves_a_consistent_copy).
+                continue;
+            }
             let response = app.send(request).await;
             let (status, documented) = op["responses"]
                 .as_object()
@@ -628,7 +633,8 @@ async fn every_operation_answers_with_the_headers_it_documents() {
             checked += 1;
         }
     }
-    assert_eq!(checked, operations_in(&doc));
+    let skipped = usize::from(crate::ON_POSTGRES); // backup, above
+    assert_eq!(checked + skipped, operations_in(&doc));
     assert!(paged >= 10, "{paged} paged operations");
 
     // Error answers: a 401 carries what Error401 documents.

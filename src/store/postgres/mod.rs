@@ -8,11 +8,15 @@
 //! LISTEN/NOTIFY or triggers. Row locks, conditional updates, unique and foreign keys inside
 //! one transaction do the work.
 
+pub mod check;
+pub mod engine;
 pub mod errors;
 pub mod migrate;
 pub mod pool;
+pub mod rows;
 pub mod schema;
 
+pub use engine::PgEngine;
 pub use errors::{from_pg, from_pool};
 pub use migrate::{latest_version, migrate, migrate_to, MigrationReport, SCHEMA_HISTORY_TABLE};
 pub use pool::{connect, connect_with, ping, Pool, PoolOptions};

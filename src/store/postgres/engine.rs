@@ -1,0 +1,2394 @@
+//! The PostgreSQL engine: `Engine` and `Maintenance` over one database that several nodes
+//! share (docs/DESIGN.md, "The PostgreSQL engine (issue 17)").
+//!
+//! * **Its own runtime.** The engine owns a small multi-thread tokio runtime; the pool's
+//!   connections live on it. Reads are synchronous calls (`Engine` says so): they run the
+//!   query with `Handle::block_on` on the caller's thread, which the workflows keep on the
+//!   blocking pool ([`Engine::reads_may_wait`] is true). Writes are spawned onto the runtime
+//!   and awaited through their `JoinHandle`, so they work from actix's current-thread
+//!   workers.
+//! * **One order of locks.** Every write of a tenant's data first takes that tenant's
+//!   `tenant_counters` row `FOR UPDATE`. At READ COMMITTED each later statement sees what the
+//!   previous holder committed, so the facts a rule reads (slots, seats, references,
+//!   dependants, orders, counts, numbers) are current and stay so until commit, whichever
+//!   node wrote them. The unique, foreign-key and check constraints back this up: should a
+//!   write ever race past it, the violation is retried, and the retry answers the rule.
+//! * **Retries.** Serialization failures, deadlocks and those constraint races are retried
+//!   a bounded number of times, then answered `StoreError::Busy` (503 `db_busy`).
+
+use super::rows::{
+    self, catalog_from, pg, put_catalog, record_bytes, registration_from, registration_params,
+    retryable, to_json, Copies, CATALOG_SELECT, REGISTRATION_INSERT_COLUMNS,
+    REGISTRATION_INSERT_PLACEHOLDERS,
+};
+use super::schema::{catalog_table, instant_text, parse_instant};
+use super::{connect_with, from_pool, migrate, Pool, PoolOptions};
+use crate::domain::access::{Principal, Role, WriteContext};
+use crate::domain::catalog::{
+    default_confirmation_template, AnyCatalogRecord, AnyKind, CatalogFields, CatalogKind,
+    CatalogRecord, CourseFields, CourseOfferingFields, LineItem, LineItems, NonNegative,
+    OrderFields, Reference, DEFAULT_TEMPLATE_ID,
+};
+use crate::domain::enums::OrderStatus;
+use crate::domain::ids::{RecordId, TenantId};
+use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
+use crate::domain::rules::{self, Locked, RuleViolation, Target, Usage};
+use crate::domain::search::SearchCriteria;
+use crate::domain::tenant::{parse_tenant_patch, ApiKey, Limits, NewKey, NewTenant, Tenant};
+use crate::domain::time::Timestamp;
+use crate::domain::transfer::{Draft, ImportRow, RecordKind, StoredRecord};
+use crate::store::check::{CheckReport, Scope};
+use crate::store::directory::{hash_secret, new_key, random_bytes, Directory, KeyCache};
+use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
+use crate::store::page::{PageScope, PageTokens};
+use crate::store::records::{
+    AnyCatalogPage, BackupReport, OutboxMessage, OutboxPage, RegistrationPage, StoredResponse,
+    Swept,
+};
+use crate::store::retention::Retention;
+use crate::store::write::{self, BatchStep, OrderFor, StepOutcome};
+use crate::store::{stats, Engine, EngineFuture, Maintenance, Queued, StoreError};
+use serde_json::Value;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Transaction;
+
+/// How often a transaction is tried when the database refuses it for concurrent ones.
+const MAX_ATTEMPTS: u32 = 8;
+/// How often each node reads `directory_version` (a revoked key is refused within 1 s).
+const DIRECTORY_POLL: Duration = Duration::from_millis(250);
+/// Most rows one page request examines (as the sled engine's `MAX_EXAMINED_PER_PAGE`).
+const MAX_EXAMINED: usize = 10_000;
+/// Rows fetched per round trip while paging through candidates.
+const CHUNK: i64 = 500;
+
+const PAGE_SECRET: &str = "page_token_secret";
+const OPERATOR_HASH: &str = "operator_key_hash";
+
+/// What the engine's tasks share.
+struct Shared {
+    pool: Pool,
+    keys: KeyCache,
+    /// An operator key given in the environment: held in memory only, and kept across the
+    /// reloads of the key cache.
+    env_operator: Mutex<Option<[u8; 32]>>,
+    tokens: PageTokens,
+    retention: Retention,
+    stats: stats::WriteStats,
+    /// The `directory_version` the key cache was last loaded at.
+    directory_version: AtomicI64,
+}
+
+/// The PostgreSQL engine.
+pub struct PgEngine {
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PgEngine {
+    fn drop(&mut self) {
+        // May run on an async worker (the server's last handle): never block there.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs one transaction: `$body` (an expression using `$tx` that awaits to
+/// `Result<(value, commit), StoreError>`), retried on serialization failures, deadlocks and
+/// constraint races.
+macro_rules! transaction {
+    ($shared:expr, |$tx:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result: Result<_, StoreError> = async {
+                let mut client = $shared.pool.get().await.map_err(|e| from_pool(&e))?;
+                let transaction = client.transaction().await.map_err(pg)?;
+                let $tx: &Transaction<'_> = &transaction;
+                let (value, commit) = $body?;
+                if commit {
+                    transaction.commit().await.map_err(pg)?;
+                } else {
+                    transaction.rollback().await.map_err(pg)?;
+                }
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if retryable(&e) && attempt < MAX_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
+                }
+                Err(e) if retryable(&e) => {
+                    log::warn!("a transaction was refused {MAX_ATTEMPTS} times: {e}");
+                    break Err(StoreError::Busy(format!(
+                        "still refused after {MAX_ATTEMPTS} attempts: {e}"
+                    )));
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+impl PgEngine {
+    /// Connects, applies the migrations (under their lock), and loads the page-token secret
+    /// and the key cache. Safe to call from inside another runtime.
+    pub fn open(url: &str, pool_size: usize, retention: Retention) -> Result<PgEngine, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("registrar-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Storage(format!("cannot start the engine's runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let url = url.to_owned();
+        let opened = run_on(&handle, async move {
+            let options = PoolOptions::with_pool_size(pool_size.max(2));
+            let pool = connect_with(&url, &options)?;
+            migrate(&pool).await?;
+            let secret = setting_or_insert(&pool, PAGE_SECRET, &random_bytes::<32>()?).await?;
+            let secret: [u8; 32] = secret
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("the page-token secret is not 32 bytes".into()))?;
+            let (version, directory) = load_directory(&pool).await?;
+            Ok::<_, StoreError>((pool, secret, version, directory))
+        })?;
+        let (pool, secret, version, directory) = opened;
+        let shared = Arc::new(Shared {
+            pool,
+            keys: KeyCache::new(directory),
+            env_operator: Mutex::new(None),
+            tokens: PageTokens::new(secret),
+            retention,
+            stats: stats::WriteStats::default(),
+            directory_version: AtomicI64::new(version),
+        });
+        runtime.spawn(refresh_directory(Arc::downgrade(&shared)));
+        Ok(PgEngine {
+            shared,
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.runtime {
+            Some(runtime) => runtime.handle().clone(),
+            None => unreachable!("the runtime is only taken on drop"),
+        }
+    }
+
+    /// Runs a read to its end on the engine's runtime, blocking this thread.
+    fn block<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(
+            Arc<Shared>,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>,
+    ) -> Result<T, StoreError> {
+        run_on(&self.handle(), read(self.shared.clone()))
+    }
+
+    /// Spawns a write onto the engine's runtime and awaits it from any executor.
+    fn spawn<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> EngineFuture<'_, T> {
+        let task = self.handle().spawn(work);
+        Box::pin(async move {
+            task.await
+                .map_err(|e| StoreError::Storage(format!("a database task failed: {e}")))?
+        })
+    }
+}
+
+/// Runs `work` on the runtime of `handle` and waits for it. From a thread inside a runtime
+/// (where blocking on another would panic) it waits on a helper thread instead.
+fn run_on<T: Send>(
+    handle: &tokio::runtime::Handle,
+    work: impl Future<Output = Result<T, StoreError>> + Send,
+) -> Result<T, StoreError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| handle.block_on(work))
+                .join()
+                .map_err(|_| StoreError::Storage("a database read panicked".into()))?
+        })
+    } else {
+        handle.block_on(work)
+    }
+}
+
+async fn setting_or_insert(pool: &Pool, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let client = pool.get().await.map_err(|e| from_pool(&e))?;
+    client
+        .execute(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &value],
+        )
+        .await
+        .map_err(pg)?;
+    let row = client
+        .query_one("SELECT value FROM settings WHERE name = $1", &[&name])
+        .await
+        .map_err(pg)?;
+    row.try_get(0).map_err(pg)
+}
+
+fn limit_u64(value: Option<i64>) -> Option<u64> {
+    value.map(|v| u64::try_from(v).unwrap_or(0))
+}
+
+fn limit_i64(value: Option<u64>) -> Option<i64> {
+    value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn tenant_from(row: &tokio_postgres::Row) -> Result<Tenant, StoreError> {
+    let id: String = row.try_get("id").map_err(pg)?;
+    let created: String = row.try_get("created_at").map_err(pg)?;
+    Ok(Tenant {
+        id: TenantId::parse(&id).map_err(StoreError::Corrupt)?,
+        created_at: parse_instant(&created)?,
+        limits: Limits {
+            requests_per_second: row.try_get("requests_per_second").map_err(pg)?,
+            max_registrations: limit_u64(row.try_get("max_registrations").map_err(pg)?),
+            max_storage_bytes: limit_u64(row.try_get("max_storage_bytes").map_err(pg)?),
+        },
+    })
+}
+
+const TENANT_SELECT: &str =
+    "SELECT id, created_at, requests_per_second, max_registrations, max_storage_bytes FROM tenants";
+
+/// The tenants, keys and operator key hash, and the `directory_version` they are at (read
+/// first: a change that lands between the two reads is loaded again on the next poll).
+async fn load_directory(pool: &Pool) -> Result<(i64, Directory), StoreError> {
+    let client = pool.get().await.map_err(|e| from_pool(&e))?;
+    let version: i64 = client
+        .query_one("SELECT version FROM directory_version WHERE id = 1", &[])
+        .await
+        .map_err(pg)?
+        .try_get(0)
+        .map_err(pg)?;
+    let mut directory = Directory::default();
+    for row in client.query(TENANT_SELECT, &[]).await.map_err(pg)? {
+        directory.put_tenant(tenant_from(&row)?);
+    }
+    let keys = client
+        .query(
+            "SELECT id, tenant_id, role, name, created_at, secret_hash FROM api_keys",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    for row in keys {
+        let tenant: String = row.try_get("tenant_id").map_err(pg)?;
+        let role: String = row.try_get("role").map_err(pg)?;
+        let created: String = row.try_get("created_at").map_err(pg)?;
+        let hash: Vec<u8> = row.try_get("secret_hash").map_err(pg)?;
+        directory.put_key(ApiKey {
+            id: row.try_get("id").map_err(pg)?,
+            tenant: TenantId::parse(&tenant).map_err(StoreError::Corrupt)?,
+            role: Role::parse(&role).map_err(StoreError::Corrupt)?,
+            name: row.try_get("name").map_err(pg)?,
+            created_at: parse_instant(&created)?,
+            secret_hash: hash
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("a key hash is not 32 bytes".into()))?,
+        });
+    }
+    if let Some(row) = client
+        .query_opt(
+            "SELECT value FROM settings WHERE name = $1",
+            &[&OPERATOR_HASH],
+        )
+        .await
+        .map_err(pg)?
+    {
+        let hash: Vec<u8> = row.try_get(0).map_err(pg)?;
+        if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+            directory.set_operator_hash(hash);
+        }
+    }
+    Ok((version, directory))
+}
+
+/// Reloads the key cache whenever `directory_version` moved (another node changed a tenant
+/// or a key). Ends when the engine is dropped.
+async fn refresh_directory(shared: std::sync::Weak<Shared>) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(DIRECTORY_POLL).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let outcome = async {
+            let client = shared.pool.get().await.map_err(|e| from_pool(&e))?;
+            let version: i64 = client
+                .query_one("SELECT version FROM directory_version WHERE id = 1", &[])
+                .await
+                .map_err(pg)?
+                .try_get(0)
+                .map_err(pg)?;
+            drop(client);
+            if version != shared.directory_version.load(Ordering::Acquire) {
+                let (version, directory) = load_directory(&shared.pool).await?;
+                install_directory(&shared, version, directory);
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        match outcome {
+            Ok(()) if failing => {
+                log::info!("the key cache is refreshed from the database again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                log::warn!("cannot refresh the key cache from the database (retrying): {e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn install_directory(shared: &Shared, version: i64, mut directory: Directory) {
+    let env = *shared
+        .env_operator
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(hash) = env {
+        directory.set_operator_hash(hash);
+    }
+    shared.keys.replace(directory);
+    shared.directory_version.store(version, Ordering::Release);
+}
+
+async fn bump_directory(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE directory_version SET version = version + 1 WHERE id = 1",
+        &[],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+// ---- the tenant's counters row: the first lock of every write ---------------------------
+
+/// Takes the tenant's counters row; every later statement of the transaction sees what the
+/// tenant's previous writes committed.
+async fn lock_tenant(tx: &Transaction<'_>, tenant: &TenantId) -> Result<(), StoreError> {
+    tx.query_opt(
+        "SELECT tenant_id FROM tenant_counters WHERE tenant_id = $1 FOR UPDATE",
+        &[&tenant.as_str()],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+async fn counter(tx: &Transaction<'_>, tenant: &TenantId, name: &str) -> Result<u64, StoreError> {
+    let sql = format!("SELECT {name} FROM tenant_counters WHERE tenant_id = $1");
+    let row = tx
+        .query_opt(sql.as_str(), &[&tenant.as_str()])
+        .await
+        .map_err(pg)?;
+    Ok(match row {
+        Some(row) => u64::try_from(row.try_get::<_, i64>(0).map_err(pg)?).unwrap_or(0),
+        None => 0,
+    })
+}
+
+async fn add_to_counter(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    name: &str,
+    delta: i64,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "UPDATE tenant_counters SET {name} = GREATEST({name} + $2, 0) WHERE tenant_id = $1 \
+         RETURNING {name}"
+    );
+    let row = tx
+        .query_opt(sql.as_str(), &[&tenant.as_str(), &delta])
+        .await
+        .map_err(pg)?;
+    Ok(match row {
+        Some(row) => u64::try_from(row.try_get::<_, i64>(0).map_err(pg)?).unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// The next number of a sequence (`registration_number`, `order_number`).
+async fn next_number(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<u64, StoreError> {
+    add_to_counter(tx, tenant, name, 1).await
+}
+
+/// Moves a sequence past a number a client or an import gave (as sled's `raise_sequence`).
+async fn raise_sequence(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    name: &str,
+    number: f64,
+) -> Result<(), StoreError> {
+    const MAX_SEQUENCE_NUMBER: f64 = 9_007_199_254_740_992.0;
+    if number.fract() == 0.0 && (1.0..=MAX_SEQUENCE_NUMBER).contains(&number) {
+        let sql = format!(
+            "UPDATE tenant_counters SET {name} = GREATEST({name}, $2) WHERE tenant_id = $1"
+        );
+        tx.execute(sql.as_str(), &[&tenant.as_str(), &(number as i64)])
+            .await
+            .map_err(pg)?;
+    }
+    Ok(())
+}
+
+/// Moves the tenant's stored bytes by `delta`; growth past `max_storage_bytes` is refused.
+async fn settle_bytes(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    delta: i64,
+) -> Result<(), StoreError> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let total = add_to_counter(tx, tenant, "stored_bytes", delta).await?;
+    if delta > 0 {
+        let row = tx
+            .query_opt(
+                "SELECT max_storage_bytes FROM tenants WHERE id = $1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(pg)?;
+        if let Some(max) = row.and_then(|r| limit_u64(r.get::<_, Option<i64>>(0))) {
+            rules::tenant_limit(
+                tenant,
+                Usage::StoredBytes {
+                    max,
+                    after_write: total,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+// ---- loads ---------------------------------------------------------------------------------
+
+async fn load_registration(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    id: &RecordId,
+) -> Result<Option<CourseRegistration>, StoreError> {
+    tx.query_opt(
+        "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
+        &[&tenant.as_str(), &id.as_str()],
+    )
+    .await
+    .map_err(pg)?
+    .map(|row| registration_from(&row))
+    .transpose()
+}
+
+async fn load_catalog<F: Copies>(
+    client: &impl tokio_postgres::GenericClient,
+    tenant: &TenantId,
+    id: &RecordId,
+) -> Result<Option<CatalogRecord<F>>, StoreError> {
+    let sql = format!(
+        "SELECT {CATALOG_SELECT} FROM {} WHERE tenant_id = $1 AND id = $2",
+        catalog_table(F::KIND)
+    );
+    client
+        .query_opt(sql.as_str(), &[&tenant.as_str(), &id.as_str()])
+        .await
+        .map_err(pg)?
+        .map(|row| catalog_from::<F>(&row))
+        .transpose()
+}
+
+async fn catalog_exists(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    kind: CatalogKind,
+    id: &RecordId,
+) -> Result<bool, StoreError> {
+    let sql = format!(
+        "SELECT 1 FROM {} WHERE tenant_id = $1 AND id = $2",
+        catalog_table(kind)
+    );
+    Ok(tx
+        .query_opt(sql.as_str(), &[&tenant.as_str(), &id.as_str()])
+        .await
+        .map_err(pg)?
+        .is_some())
+}
+
+// ---- rules between records -------------------------------------------------------------------
+
+/// Every reference exists (and an offering belongs to its course); answers the offering it
+/// read for that, if any.
+async fn check_references(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    refs: &[Reference],
+) -> Result<Option<CatalogRecord<CourseOfferingFields>>, StoreError> {
+    let mut checked = None;
+    for reference in refs {
+        if reference.of_course.is_some() {
+            checked = Some(check_offering_course(tx, tenant, reference).await?);
+        } else if !catalog_exists(tx, tenant, reference.kind, &reference.id).await? {
+            return Err(RuleViolation::missing(reference).into());
+        }
+    }
+    Ok(checked)
+}
+
+async fn check_offering_course(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    reference: &Reference,
+) -> Result<CatalogRecord<CourseOfferingFields>, StoreError> {
+    let offering = load_catalog::<CourseOfferingFields>(tx, tenant, &reference.id)
+        .await?
+        .ok_or_else(|| RuleViolation::missing(reference))?;
+    let course = offering.fields.course_id.as_ref();
+    rules::missing_reference(reference, Target::Present { course })?;
+    Ok(offering)
+}
+
+/// How many records point at a catalog record (what its foreign keys would refuse).
+async fn dependants(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    kind: CatalogKind,
+    id: &RecordId,
+) -> Result<u64, StoreError> {
+    let users: &[(&str, &str)] = match kind {
+        CatalogKind::Contact => &[("registrations", "student_id"), ("orders", "contact_id")],
+        CatalogKind::Course => &[
+            ("registrations", "course_id"),
+            ("course_offerings", "course_id"),
+            ("registration_processes", "course_id"),
+        ],
+        CatalogKind::CourseOffering => &[
+            ("registrations", "course_offering_id"),
+            ("registration_processes", "course_offering_id"),
+        ],
+        CatalogKind::RegistrationProcess => &[("registrations", "process_id")],
+        CatalogKind::EmailTemplate => &[("registration_processes", "email_template_id")],
+        CatalogKind::Order => &[("registrations", "order_id")],
+    };
+    let mut total = 0;
+    for (table, column) in users {
+        let sql = format!("SELECT count(*) FROM {table} WHERE tenant_id = $1 AND {column} = $2");
+        let count: i64 = tx
+            .query_one(sql.as_str(), &[&tenant.as_str(), &id.as_str()])
+            .await
+            .map_err(pg)?
+            .try_get(0)
+            .map_err(pg)?;
+        total += u64::try_from(count).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+async fn check_quota(tx: &Transaction<'_>, tenant: &TenantId) -> Result<(), StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT max_registrations FROM tenants WHERE id = $1",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(pg)?;
+    if let Some(max) = row.and_then(|r| limit_u64(r.get::<_, Option<i64>>(0))) {
+        let stored = counter(tx, tenant, "registration_count").await?;
+        rules::tenant_limit(tenant, Usage::Registrations { max, stored })?;
+    }
+    Ok(())
+}
+
+async fn check_slot(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    new: &CourseRegistration,
+) -> Result<(), StoreError> {
+    if !new.holds_slot() {
+        return Ok(());
+    }
+    let (Some(offering), Some(student)) = (
+        new.fields.course_offering_id.as_ref(),
+        new.fields.student_id.as_ref(),
+    ) else {
+        return Ok(());
+    };
+    let holder = tx
+        .query_opt(
+            "SELECT id FROM registrations WHERE tenant_id = $1 AND course_offering_id = $2 \
+             AND student_id = $3 AND status <> 'cancelled' AND id <> $4 LIMIT 1",
+            &[
+                &tenant.as_str(),
+                &offering.as_str(),
+                &student.as_str(),
+                &new.id.as_str(),
+            ],
+        )
+        .await
+        .map_err(pg)?
+        .map(|row| row.get::<_, String>(0));
+    Ok(rules::duplicate_registration(
+        &new.id,
+        new.fields.student_id.as_ref(),
+        holder.as_deref(),
+    )?)
+}
+
+async fn check_capacity(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    old: Option<&CourseRegistration>,
+    new: &CourseRegistration,
+) -> Result<(), StoreError> {
+    let Some(offering_id) = new
+        .fields
+        .course_offering_id
+        .as_ref()
+        .filter(|_| new.status().is_active())
+    else {
+        return Ok(());
+    };
+    let had_seat = old.is_some_and(|o| {
+        o.status().is_active() && o.fields.course_offering_id.as_ref() == Some(offering_id)
+    });
+    if had_seat {
+        return Ok(());
+    }
+    let row = tx
+        .query_opt(
+            "SELECT capacity, active_seats FROM course_offerings WHERE tenant_id = $1 AND id = $2 \
+             FOR UPDATE",
+            &[&tenant.as_str(), &offering_id.as_str()],
+        )
+        .await
+        .map_err(pg)?;
+    if let Some(row) = row {
+        let capacity = limit_u64(row.try_get(0).map_err(pg)?);
+        let active = u64::try_from(row.try_get::<_, i64>(1).map_err(pg)?).unwrap_or(0);
+        if capacity.is_some() {
+            rules::offering_full(offering_id, capacity, active)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `old` by `new` (either may be absent): the rules, the row, the offering's seats,
+/// the sequence, the tenant's counts. As the sled engine's `registrations::write`.
+async fn write_registration(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    old: Option<&CourseRegistration>,
+    new: Option<&CourseRegistration>,
+) -> Result<(), StoreError> {
+    if let Some(new) = new {
+        check_slot(tx, tenant, new).await?;
+        check_capacity(tx, tenant, old, new).await?;
+        let old_number = old.and_then(|r| r.fields.number);
+        if let Some(number) = new.fields.number.filter(|n| old_number != Some(*n)) {
+            raise_sequence(tx, tenant, "registration_number", number).await?;
+        }
+    }
+    let seat = |r: &CourseRegistration| {
+        r.fields
+            .course_offering_id
+            .clone()
+            .filter(|_| r.status().is_active())
+    };
+    let (old_seat, new_seat) = (old.and_then(seat), new.and_then(seat));
+    if old_seat != new_seat {
+        for (offering, delta) in [(old_seat, -1i64), (new_seat, 1)] {
+            if let Some(offering) = offering {
+                tx.execute(
+                    "UPDATE course_offerings SET active_seats = GREATEST(active_seats + $3, 0) \
+                     WHERE tenant_id = $1 AND id = $2",
+                    &[&tenant.as_str(), &offering.as_str(), &delta],
+                )
+                .await
+                .map_err(pg)?;
+            }
+        }
+    }
+    let old_bytes = match old {
+        Some(old) => record_bytes(old.id.as_str(), &to_json(&old.fields)?),
+        None => 0,
+    };
+    let mut new_bytes = 0;
+    match (old, new) {
+        (Some(old), None) => {
+            tx.execute(
+                "DELETE FROM registrations WHERE tenant_id = $1 AND id = $2",
+                &[&tenant.as_str(), &old.id.as_str()],
+            )
+            .await
+            .map_err(pg)?;
+            add_to_counter(tx, tenant, "registration_count", -1).await?;
+        }
+        (old, Some(new)) => {
+            let (params, json) = registration_params(tenant, new)?;
+            new_bytes = rows::fits(record_bytes(new.id.as_str(), &json))?;
+            let updates: Vec<String> = REGISTRATION_INSERT_COLUMNS
+                .split(", ")
+                .skip(2)
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            let sql = format!(
+                "INSERT INTO registrations ({REGISTRATION_INSERT_COLUMNS}) VALUES \
+                 ({REGISTRATION_INSERT_PLACEHOLDERS}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+                updates.join(", ")
+            );
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
+            tx.execute(sql.as_str(), &refs).await.map_err(pg)?;
+            if old.is_none() {
+                add_to_counter(tx, tenant, "registration_count", 1).await?;
+            }
+        }
+        (None, None) => {}
+    }
+    settle_bytes(tx, tenant, new_bytes - old_bytes).await
+}
+
+async fn denormalise(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    fields: &mut RegistrationFields,
+    offering: Option<CatalogRecord<CourseOfferingFields>>,
+) -> Result<(), StoreError> {
+    if let Some(student) = fields.student_id.clone() {
+        if !fields.has_every_contact_field() {
+            if let Some(contact) =
+                load_catalog::<crate::domain::catalog::ContactFields>(tx, tenant, &student).await?
+            {
+                fields.fill_from_contact(&contact.fields);
+            }
+        }
+    }
+    if let Some(offering_id) = fields.course_offering_id.clone() {
+        if !fields.has_every_offering_field() {
+            let offering = match offering.filter(|o| o.id == offering_id) {
+                Some(offering) => Some(offering),
+                None => load_catalog::<CourseOfferingFields>(tx, tenant, &offering_id).await?,
+            };
+            if let Some(offering) = offering {
+                fields.fill_from_offering(&offering.fields);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn resolve(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    stored: Option<&RegistrationFields>,
+    fields: &mut RegistrationFields,
+) -> Result<(), StoreError> {
+    let refs = fields.references();
+    let offering = if stored.is_some_and(|s| s.references() == refs) {
+        let mut offering = None;
+        for reference in refs.iter().filter(|r| r.of_course.is_some()) {
+            offering = Some(check_offering_course(tx, tenant, reference).await?);
+        }
+        offering
+    } else {
+        check_references(tx, tenant, &refs).await?
+    };
+    denormalise(tx, tenant, fields, offering).await
+}
+
+async fn number_if_unnumbered(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    record: &mut CourseRegistration,
+) -> Result<(), StoreError> {
+    if record.fields.number.is_none() {
+        let next = next_number(tx, tenant, "registration_number").await?;
+        record.fields.number = Some(next as f64);
+    }
+    Ok(())
+}
+
+async fn create_in(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    id: &RecordId,
+    fields: &RegistrationFields,
+    ctx: &WriteContext,
+) -> Result<CourseRegistration, StoreError> {
+    if load_registration(tx, tenant, id).await?.is_some() {
+        return Err(StoreError::Corrupt(format!("id {id} is taken")));
+    }
+    check_quota(tx, tenant).await?;
+    let mut fields = fields.clone();
+    resolve(tx, tenant, None, &mut fields).await?;
+    let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;
+    number_if_unnumbered(tx, tenant, &mut record).await?;
+    write_registration(tx, tenant, None, Some(&record)).await?;
+    Ok(record)
+}
+
+async fn revise_in(
+    tx: &Transaction<'_>,
+    w: &write::ReviseRegistration,
+) -> Result<CourseRegistration, StoreError> {
+    let stored = load_registration(tx, &w.tenant, &w.id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    if stored.version() != w.base_version {
+        return Err(StoreError::VersionChanged {
+            stored: stored.version(),
+        });
+    }
+    let mut fields = w.fields.clone();
+    resolve(tx, &w.tenant, Some(&stored.fields), &mut fields).await?;
+    match stored.revise(fields, &w.ctx)? {
+        Revision::Unchanged => Ok(stored),
+        Revision::Changed(revised) => {
+            write_registration(tx, &w.tenant, Some(&stored), Some(&revised)).await?;
+            Ok(*revised)
+        }
+    }
+}
+
+async fn delete_in(tx: &Transaction<'_>, w: &write::DeleteRegistration) -> Result<(), StoreError> {
+    let stored = load_registration(tx, &w.tenant, &w.id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    if stored.version() != w.base_version {
+        return Err(StoreError::VersionChanged {
+            stored: stored.version(),
+        });
+    }
+    if let Some(order_id) = &stored.fields.order_id {
+        let order = load_catalog::<OrderFields>(tx, &w.tenant, order_id).await?;
+        let live = order.is_some_and(|o| o.fields.is_live());
+        rules::live_order_blocks_delete(&w.id, Some(order_id), live)?;
+    }
+    write_registration(tx, &w.tenant, Some(&stored), None).await
+}
+
+/// Copies an order's state onto one of its registrations (if it still points at the order).
+async fn follow_order(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    registration: &RecordId,
+    order: &CatalogRecord<OrderFields>,
+    ctx: &WriteContext,
+) -> Result<(), StoreError> {
+    let Some(stored) = load_registration(tx, tenant, registration).await? else {
+        return Ok(());
+    };
+    if stored.fields.order_id.as_ref() != Some(&order.id) {
+        return Ok(());
+    }
+    if let Revision::Changed(updated) = stored.with_order(order, None, ctx)? {
+        write_registration(tx, tenant, Some(&stored), Some(&updated)).await?;
+    }
+    Ok(())
+}
+
+async fn generate_order_in(
+    tx: &Transaction<'_>,
+    w: &write::GenerateOrder,
+) -> Result<(CatalogRecord<OrderFields>, CourseRegistration), StoreError> {
+    let tenant = &w.tenant;
+    let registration = match &w.registration {
+        OrderFor::Stored(id) => {
+            let stored = load_registration(tx, tenant, id)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            rules::record_locked(stored.is_locked(), w.ctx.is_admin(), Locked::Order)?;
+            stored
+        }
+        OrderFor::New { id, fields } => create_in(tx, tenant, id, fields, &w.ctx).await?,
+    };
+    if let Some(existing) = &registration.fields.order_id {
+        let live = load_catalog::<OrderFields>(tx, tenant, existing)
+            .await?
+            .is_some_and(|o| o.fields.is_live());
+        rules::order_exists(&registration.id, Some(existing), live)?;
+    }
+    let (Some(offering_id), Some(student_id)) = (
+        registration.fields.course_offering_id.clone(),
+        registration.fields.student_id.clone(),
+    ) else {
+        return Err(StoreError::Corrupt(
+            "a stored registration lacks its offering or student".into(),
+        ));
+    };
+    let offering = load_catalog::<CourseOfferingFields>(tx, tenant, &offering_id)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("offering {offering_id} is referenced but missing"))
+        })?;
+    let course_name = match &offering.fields.course_id {
+        Some(course) => load_catalog::<CourseFields>(tx, tenant, course)
+            .await?
+            .and_then(|c| c.fields.name.map(|n| n.as_str().to_owned())),
+        None => None,
+    };
+    let price = offering.fields.price.map_or(0.0, |p| p.0);
+    let number = next_number(tx, tenant, "order_number").await?;
+    let line_id = format!("{}-1", w.order_id);
+    let description = format!(
+        "{} for {}",
+        course_name.unwrap_or_else(|| format!("Course offering {offering_id}")),
+        registration
+            .fields
+            .name
+            .as_ref()
+            .map(|n| n.as_str())
+            .unwrap_or(registration.id.as_str()),
+    );
+    let fields = OrderFields {
+        number: Some(number as f64),
+        contact_id: Some(student_id),
+        line_items: Some(LineItems(vec![LineItem {
+            id: line_id.clone(),
+            registration_id: registration.id.clone(),
+            course_offering_id: offering_id,
+            description,
+            amount: price,
+        }])),
+        currency_code: offering.fields.currency_code.clone(),
+        currency_symbol: offering.fields.currency_symbol.clone(),
+        total: Some(NonNegative(price)),
+        amount_paid: Some(NonNegative(0.0)),
+        balance_due: None,
+        status: Some(if price == 0.0 {
+            OrderStatus::Completed
+        } else {
+            OrderStatus::AwaitingPayment
+        }),
+        notes: None,
+        sys_external_id: None,
+        sys_locked: None,
+    };
+    let order = CatalogRecord::create(w.order_id.clone(), fields, &w.ctx)?;
+    check_references(tx, tenant, &order.fields.references()).await?;
+    let bytes = put_catalog(tx, tenant, &order).await?;
+    settle_bytes(tx, tenant, bytes).await?;
+    let linked = match registration.with_order(&order, Some(&line_id), &w.ctx)? {
+        Revision::Changed(linked) => *linked,
+        Revision::Unchanged => registration.clone(),
+    };
+    write_registration(tx, tenant, Some(&registration), Some(&linked)).await?;
+    Ok((order, linked))
+}
+
+// ---- catalog writes ------------------------------------------------------------------------
+
+/// What a kind does beyond the shared rules when one of its records changes (as the sled
+/// engine's `CatalogHooks`).
+async fn after_revise(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    new: &AnyCatalogRecord,
+    ctx: &WriteContext,
+) -> Result<(), StoreError> {
+    match new {
+        AnyCatalogRecord::CourseOffering(offering) => {
+            if let Some(capacity) = offering.fields.capacity {
+                let row = tx
+                    .query_opt(
+                        "SELECT active_seats FROM course_offerings WHERE tenant_id = $1 AND id = $2",
+                        &[&tenant.as_str(), &offering.id.as_str()],
+                    )
+                    .await
+                    .map_err(pg)?;
+                let taken = row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0));
+                rules::capacity_below_seats(&offering.id, Some(capacity), taken)?;
+            }
+            Ok(())
+        }
+        AnyCatalogRecord::Order(order) => {
+            let items = order
+                .fields
+                .line_items
+                .as_ref()
+                .map(|l| l.0.as_slice())
+                .unwrap_or_default();
+            for item in items {
+                follow_order(tx, tenant, &item.registration_id, order, ctx).await?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn create_catalog_in<F: Copies>(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    record: &CatalogRecord<F>,
+) -> Result<(), StoreError> {
+    if catalog_exists(tx, tenant, F::KIND, &record.id).await? {
+        return Err(StoreError::Corrupt(format!("id {} is taken", record.id)));
+    }
+    check_references(tx, tenant, &record.fields.references()).await?;
+    let bytes = put_catalog(tx, tenant, record).await?;
+    settle_bytes(tx, tenant, bytes).await
+}
+
+async fn revise_catalog_in<F: Copies + AnyKind>(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    base_version: u64,
+    record: &CatalogRecord<F>,
+    ctx: &WriteContext,
+) -> Result<(), StoreError> {
+    let stored = load_catalog::<F>(tx, tenant, &record.id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    if stored.version() != base_version {
+        return Err(StoreError::VersionChanged {
+            stored: stored.version(),
+        });
+    }
+    check_references(tx, tenant, &record.fields.references()).await?;
+    // A lowered capacity is checked before the row is written: the seats CHECK would refuse
+    // it as a constraint violation, without the rule's message.
+    let any = F::into_any(record.clone());
+    if matches!(any, AnyCatalogRecord::CourseOffering(_)) {
+        after_revise(tx, tenant, &any, ctx).await?;
+    }
+    let old_bytes = record_bytes(stored.id.as_str(), &to_json(&stored.fields)?);
+    let bytes = put_catalog(tx, tenant, record).await?;
+    settle_bytes(tx, tenant, bytes - old_bytes).await?;
+    if !matches!(any, AnyCatalogRecord::CourseOffering(_)) {
+        after_revise(tx, tenant, &any, ctx).await?;
+    }
+    Ok(())
+}
+
+async fn delete_catalog_in<F: Copies>(
+    tx: &Transaction<'_>,
+    w: &write::DeleteCatalog,
+) -> Result<(), StoreError> {
+    let stored = load_catalog::<F>(tx, &w.tenant, &w.id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    if stored.version() != w.base_version {
+        return Err(StoreError::VersionChanged {
+            stored: stored.version(),
+        });
+    }
+    let is_default_template =
+        F::KIND == CatalogKind::EmailTemplate && w.id.as_str() == DEFAULT_TEMPLATE_ID;
+    let users = if is_default_template {
+        0
+    } else {
+        dependants(tx, &w.tenant, F::KIND, &w.id).await?
+    };
+    rules::has_dependants(F::KIND, &w.id, is_default_template, users)?;
+    let sql = format!(
+        "DELETE FROM {} WHERE tenant_id = $1 AND id = $2",
+        catalog_table(F::KIND)
+    );
+    tx.execute(sql.as_str(), &[&w.tenant.as_str(), &w.id.as_str()])
+        .await
+        .map_err(pg)?;
+    let bytes = record_bytes(stored.id.as_str(), &to_json(&stored.fields)?);
+    settle_bytes(tx, &w.tenant, -bytes).await
+}
+
+// ---- batch and import: steps under savepoints -----------------------------------------------
+
+async fn savepoint(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.batch_execute("SAVEPOINT step").await.map_err(pg)
+}
+
+async fn settle_step(tx: &Transaction<'_>, ok: bool) -> Result<(), StoreError> {
+    let sql = if ok {
+        "RELEASE SAVEPOINT step"
+    } else {
+        "ROLLBACK TO SAVEPOINT step"
+    };
+    tx.batch_execute(sql).await.map_err(pg)
+}
+
+/// Whether a step's error is its own (refused: the step falls alone) or the transaction's
+/// (the database failed: the whole write fails and may be retried).
+fn is_refusal(e: &StoreError) -> bool {
+    !matches!(
+        e,
+        StoreError::Busy(_)
+            | StoreError::Unavailable(_)
+            | StoreError::Storage(_)
+            | StoreError::Closed
+            | StoreError::Corrupt(_)
+    )
+}
+
+async fn apply_batch_in(
+    tx: &Transaction<'_>,
+    w: &write::ApplyBatch,
+) -> Result<(write::BatchOutcome, bool), StoreError> {
+    let mut locked = Vec::new();
+    let mut results = Vec::with_capacity(w.steps.len());
+    let mut failed = false;
+    for (position, step) in &w.steps {
+        let tenant = match step {
+            BatchStep::Revise(r) => &r.tenant,
+            BatchStep::Delete(d) => &d.tenant,
+        };
+        if !locked.contains(tenant) {
+            lock_tenant(tx, tenant).await?;
+            locked.push(tenant.clone());
+        }
+        savepoint(tx).await?;
+        let result = match step {
+            BatchStep::Revise(revise) => revise_in(tx, revise)
+                .await
+                .map(|r| StepOutcome::Revised(Box::new(r))),
+            BatchStep::Delete(delete) => delete_in(tx, delete).await.map(|()| StepOutcome::Deleted),
+        };
+        match result {
+            Ok(outcome) => {
+                settle_step(tx, true).await?;
+                results.push((*position, Ok(outcome)));
+            }
+            Err(e) if is_refusal(&e) => {
+                settle_step(tx, false).await?;
+                failed = true;
+                results.push((*position, Err(e)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let rolled_back = w.atomic && failed;
+    Ok((
+        write::BatchOutcome {
+            results,
+            rolled_back,
+        },
+        !rolled_back,
+    ))
+}
+
+async fn import_row(
+    tx: &Transaction<'_>,
+    w: &write::ImportRows,
+    row: &ImportRow,
+) -> Result<(), StoreError> {
+    let tenant = &w.tenant;
+    let id = &row.id;
+    match &row.draft {
+        Draft::Registration(draft) => {
+            let stored = load_registration(tx, tenant, id).await?;
+            let mut fields = draft.fields.clone();
+            check_references(tx, tenant, &fields.references()).await?;
+            if stored.is_none() {
+                check_quota(tx, tenant).await?;
+            }
+            let mut record = match &draft.kept {
+                None => {
+                    if stored.is_some() {
+                        return Err(id_taken(id));
+                    }
+                    denormalise(tx, tenant, &mut fields, None).await?;
+                    CourseRegistration::create(id.clone(), fields, &w.ctx)?
+                }
+                Some(kept) => {
+                    CourseRegistration::restore(id.clone(), fields, kept, stored.as_ref(), &w.ctx)?
+                }
+            };
+            number_if_unnumbered(tx, tenant, &mut record).await?;
+            record.stamp_bulk_load(&w.load, &row.origin);
+            write_registration(tx, tenant, stored.as_ref(), Some(&record)).await
+        }
+        Draft::Contact(d) => import_catalog(tx, tenant, id, d, &w.ctx).await,
+        Draft::Course(d) => import_catalog(tx, tenant, id, d, &w.ctx).await,
+        Draft::CourseOffering(d) => import_catalog(tx, tenant, id, d, &w.ctx).await,
+        Draft::RegistrationProcess(d) => import_catalog(tx, tenant, id, d, &w.ctx).await,
+        Draft::Order(d) => import_catalog(tx, tenant, id, d, &w.ctx).await,
+        Draft::EmailTemplate(d) => import_catalog(tx, tenant, id, d, &w.ctx).await,
+    }
+}
+
+fn id_taken(id: &RecordId) -> StoreError {
+    StoreError::Corrupt(format!("the new id {id} is taken"))
+}
+
+async fn import_catalog<F: Copies>(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    id: &RecordId,
+    draft: &crate::domain::transfer::RecordDraft<F, crate::domain::transfer::KeptSys>,
+    ctx: &WriteContext,
+) -> Result<(), StoreError> {
+    let stored = load_catalog::<F>(tx, tenant, id).await?;
+    let record = match &draft.kept {
+        None if stored.is_some() => return Err(id_taken(id)),
+        None => CatalogRecord::create(id.clone(), draft.fields.clone(), ctx)?,
+        Some(kept) => {
+            CatalogRecord::restore(id.clone(), draft.fields.clone(), kept, stored.as_ref(), ctx)?
+        }
+    };
+    check_references(tx, tenant, &record.fields.references()).await?;
+    let old_bytes = match &stored {
+        Some(s) => record_bytes(s.id.as_str(), &to_json(&s.fields)?),
+        None => 0,
+    };
+    let bytes = put_catalog(tx, tenant, &record).await?;
+    settle_bytes(tx, tenant, bytes - old_bytes).await?;
+    if let Some(number) = record.fields.order_number() {
+        raise_sequence(tx, tenant, "order_number", number).await?;
+    }
+    Ok(())
+}
+
+async fn import_rows_in(
+    tx: &Transaction<'_>,
+    w: &write::ImportRows,
+) -> Result<(write::ImportOutcome, bool), StoreError> {
+    // An import's chunks are queued together and each takes the tenant's row for the
+    // seconds its rows take: the wait for the row, and a large chunk, may outlast the
+    // statement timeout that bounds a request's statements. An import is a bulk job.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .map_err(pg)?;
+    lock_tenant(tx, &w.tenant).await?;
+    let mut imported = 0;
+    let mut refused = Vec::new();
+    for row in &w.rows {
+        savepoint(tx).await?;
+        match import_row(tx, w, row).await {
+            Ok(()) => {
+                settle_step(tx, true).await?;
+                imported += 1;
+            }
+            Err(e) if is_refusal(&e) => {
+                settle_step(tx, false).await?;
+                refused.push((row.origin.row, e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let discard = w.all_or_nothing && (w.refused_earlier || !refused.is_empty());
+    if discard {
+        imported = 0;
+    }
+    Ok((write::ImportOutcome { imported, refused }, !discard))
+}
+
+// ---- reads ---------------------------------------------------------------------------------
+
+/// Pages through candidates in id order: `fetch(after, n)` answers the next rows, `keep`
+/// says which are returned. As the sled engine pages: a token follows only when another row
+/// exists, and a page stops after `MAX_EXAMINED` rows examined.
+async fn page_through<T, Fetch, Fut>(
+    tokens: &PageTokens,
+    scope: &PageScope,
+    after: Option<&str>,
+    limit: usize,
+    mut fetch: Fetch,
+    keep: impl Fn(&T) -> bool,
+    id_of: impl Fn(&T) -> String,
+) -> Result<(Vec<T>, Option<String>), StoreError>
+where
+    Fetch: FnMut(Option<String>, i64) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, StoreError>>,
+{
+    let mut position = after.map(|token| tokens.open(scope, token)).transpose()?;
+    let mut items = Vec::new();
+    let mut last_examined: Option<String> = None;
+    let mut examined = 0usize;
+    loop {
+        let want = if limit == 0 {
+            1
+        } else {
+            CHUNK.min((limit + 1) as i64).max(2)
+        };
+        let rows = fetch(position.clone(), want).await?;
+        let exhausted = (rows.len() as i64) < want;
+        for row in rows {
+            if items.len() == limit || examined == MAX_EXAMINED {
+                let next = last_examined.map(|id| tokens.seal(scope, &id));
+                return Ok((items, next));
+            }
+            examined += 1;
+            let id = id_of(&row);
+            if keep(&row) {
+                items.push(row);
+            }
+            last_examined = Some(id.clone());
+            position = Some(id);
+        }
+        if exhausted {
+            return Ok((items, None));
+        }
+    }
+}
+
+async fn registrations_where(
+    shared: &Shared,
+    tenant: &TenantId,
+    columns: &[&str],
+    values: &[String],
+    after: Option<String>,
+    limit: i64,
+) -> Result<Vec<CourseRegistration>, StoreError> {
+    let client = shared.pool.get().await.map_err(|e| from_pool(&e))?;
+    let mut sql = "SELECT id, fields FROM registrations WHERE tenant_id = $1".to_owned();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![];
+    let t = tenant.as_str().to_owned();
+    params.push(&t);
+    for (i, column) in columns.iter().enumerate() {
+        sql.push_str(&format!(" AND {column} = ${}", i + 2));
+        params.push(&values[i]);
+    }
+    if let Some(after) = &after {
+        sql.push_str(&format!(" AND id > ${}", params.len() + 1));
+        params.push(after);
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+    // Prepared once per connection (the pool keeps them): a page is one round trip.
+    let statement = client.prepare_cached(&sql).await.map_err(pg)?;
+    client
+        .query(&statement, &params)
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(registration_from)
+        .collect()
+}
+
+async fn outbox_message(row: &tokio_postgres::Row) -> Result<OutboxMessage, StoreError> {
+    let id: String = row.try_get("id").map_err(pg)?;
+    let registration: Option<String> = row.try_get("registration_id").map_err(pg)?;
+    let created: String = row.try_get("created_at").map_err(pg)?;
+    Ok(OutboxMessage {
+        id: RecordId::parse(&id).map_err(StoreError::Corrupt)?,
+        message_id: row.try_get("message_id").map_err(pg)?,
+        to: row.try_get("to_address").map_err(pg)?,
+        subject: row.try_get("subject").map_err(pg)?,
+        html: row.try_get("html").map_err(pg)?,
+        text: row.try_get("body_text").map_err(pg)?,
+        registration_id: registration
+            .map(|r| RecordId::parse(&r).map_err(StoreError::Corrupt))
+            .transpose()?,
+        created_at: parse_instant(&created)?,
+    })
+}
+
+fn outbox_bytes(message: &OutboxMessage) -> i64 {
+    (message.id.as_str().len() + message.message_id.len() + message.content_bytes()) as i64
+}
+
+fn response_bytes(key: &str, response: &StoredResponse) -> i64 {
+    (key.len() + response.body.len() + 64) as i64
+}
+
+// ---- the traits ----------------------------------------------------------------------------
+
+impl Engine for PgEngine {
+    fn reads_may_wait(&self) -> bool {
+        // Every read is a round trip to the database: never on an async worker.
+        true
+    }
+
+    fn registration(
+        &self,
+        tenant: &TenantId,
+        id: &RecordId,
+    ) -> Result<Option<CourseRegistration>, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                // The hottest read: prepared once per connection.
+                let statement = client
+                    .prepare_cached(
+                        "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .await
+                    .map_err(pg)?;
+                client
+                    .query_opt(&statement, &[&tenant.as_str(), &id.as_str()])
+                    .await
+                    .map_err(pg)?
+                    .map(|row| registration_from(&row))
+                    .transpose()
+            })
+        })
+    }
+
+    fn list_registrations(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RegistrationPage, StoreError> {
+        let (tenant, after) = (tenant.clone(), after.map(str::to_owned));
+        self.block(move |s| {
+            Box::pin(async move {
+                let scope = PageScope::list(tenant.as_str());
+                let (items, next) = page_through(
+                    &s.tokens,
+                    &scope,
+                    after.as_deref(),
+                    limit,
+                    |position, n| registrations_where(&s, &tenant, &[], &[], position, n),
+                    |_| true,
+                    |r: &CourseRegistration| r.id.as_str().to_owned(),
+                )
+                .await?;
+                Ok(RegistrationPage { items, next })
+            })
+        })
+    }
+
+    fn lookup_registrations(
+        &self,
+        tenant: &TenantId,
+        def: &IndexDef,
+        values: &[&str],
+        active_only: bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RegistrationPage, StoreError> {
+        if !REGISTRATION_INDEXES.contains(def) {
+            return Err(StoreError::Corrupt(format!("unknown index {}", def.lookup)));
+        }
+        let (tenant, after) = (tenant.clone(), after.map(str::to_owned));
+        let def = *def;
+        let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        self.block(move |s| {
+            Box::pin(async move {
+                let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                let scope = PageScope::lookup(tenant.as_str(), def.lookup, &refs, active_only);
+                let (items, next) = page_through(
+                    &s.tokens,
+                    &scope,
+                    after.as_deref(),
+                    limit,
+                    |position, n| {
+                        registrations_where(&s, &tenant, def.fields, &values, position, n)
+                    },
+                    |r: &CourseRegistration| !active_only || r.status().is_active(),
+                    |r: &CourseRegistration| r.id.as_str().to_owned(),
+                )
+                .await?;
+                Ok(RegistrationPage { items, next })
+            })
+        })
+    }
+
+    fn search_registrations(
+        &self,
+        tenant: &TenantId,
+        criteria: &SearchCriteria,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RegistrationPage, StoreError> {
+        let (tenant, after) = (tenant.clone(), after.map(str::to_owned));
+        let criteria = criteria.clone();
+        self.block(move |s| {
+            Box::pin(async move {
+                let scope =
+                    PageScope::query(tenant.as_str(), "search", criteria.canonical().as_bytes());
+                let (items, next) = page_through(
+                    &s.tokens,
+                    &scope,
+                    after.as_deref(),
+                    limit,
+                    |position, n| registrations_where(&s, &tenant, &[], &[], position, n),
+                    |r: &CourseRegistration| criteria.matches(r),
+                    |r: &CourseRegistration| r.id.as_str().to_owned(),
+                )
+                .await?;
+                Ok(RegistrationPage { items, next })
+            })
+        })
+    }
+
+    fn registration_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let tenant = tenant.clone();
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                let row = client
+                    .query_opt(
+                        "SELECT registration_count FROM tenant_counters WHERE tenant_id = $1",
+                        &[&tenant.as_str()],
+                    )
+                    .await
+                    .map_err(pg)?;
+                Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+            })
+        })
+    }
+
+    fn active_registrations(
+        &self,
+        tenant: &TenantId,
+        offering: &RecordId,
+    ) -> Result<u64, StoreError> {
+        let (tenant, offering) = (tenant.clone(), offering.clone());
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                let row = client
+                    .query_opt(
+                        "SELECT active_seats FROM course_offerings WHERE tenant_id = $1 AND id = $2",
+                        &[&tenant.as_str(), &offering.as_str()],
+                    )
+                    .await
+                    .map_err(pg)?;
+                Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+            })
+        })
+    }
+
+    fn create_registration(
+        &self,
+        w: write::CreateRegistration,
+    ) -> EngineFuture<'_, CourseRegistration> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                lock_tenant(tx, &w.tenant).await?;
+                let mut record = create_in(tx, &w.tenant, &w.id, &w.fields, &w.ctx).await?;
+                if w.dry_run && w.fields.number.is_none() {
+                    // A dry run takes no number from the sequence.
+                    record.fields.number = None;
+                }
+                Ok::<_, StoreError>((record, !w.dry_run))
+            }
+            .await)
+        })
+    }
+
+    fn revise_registration(
+        &self,
+        w: write::ReviseRegistration,
+    ) -> EngineFuture<'_, CourseRegistration> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                lock_tenant(tx, &w.tenant).await?;
+                Ok::<_, StoreError>((revise_in(tx, &w).await?, true))
+            }
+            .await)
+        })
+    }
+
+    fn delete_registration(&self, w: write::DeleteRegistration) -> EngineFuture<'_, ()> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                lock_tenant(tx, &w.tenant).await?;
+                delete_in(tx, &w).await?;
+                Ok::<_, StoreError>(((), true))
+            }
+            .await)
+        })
+    }
+
+    fn apply_batch(&self, w: write::ApplyBatch) -> EngineFuture<'_, write::BatchOutcome> {
+        let s = self.shared.clone();
+        self.spawn(async move { transaction!(s, |tx| apply_batch_in(tx, &w).await) })
+    }
+
+    fn generate_order(
+        &self,
+        w: write::GenerateOrder,
+    ) -> EngineFuture<'_, (CatalogRecord<OrderFields>, CourseRegistration)> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                lock_tenant(tx, &w.tenant).await?;
+                Ok::<_, StoreError>((generate_order_in(tx, &w).await?, true))
+            }
+            .await)
+        })
+    }
+
+    fn catalog_record(
+        &self,
+        tenant: &TenantId,
+        kind: CatalogKind,
+        id: &RecordId,
+    ) -> Result<Option<AnyCatalogRecord>, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                crate::with_catalog_fields!(kind, F => Ok(
+                    load_catalog::<F>(&**client, &tenant, &id).await?.map(F::into_any)
+                ))
+            })
+        })
+    }
+
+    fn list_catalog(
+        &self,
+        tenant: &TenantId,
+        kind: CatalogKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<AnyCatalogPage, StoreError> {
+        let (tenant, after) = (tenant.clone(), after.map(str::to_owned));
+        self.block(move |s| {
+            Box::pin(async move {
+                let scope = PageScope::query(tenant.as_str(), kind.resource(), b"list");
+                let table = catalog_table(kind);
+                let (items, next) = page_through(
+                    &s.tokens,
+                    &scope,
+                    after.as_deref(),
+                    limit,
+                    |position: Option<String>, n| {
+                        let s = &s;
+                        let tenant = &tenant;
+                        async move {
+                            let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                            let sql = format!(
+                                "SELECT {CATALOG_SELECT} FROM {table} WHERE tenant_id = $1 \
+                                 AND id > $2 ORDER BY id LIMIT {n}"
+                            );
+                            let rows = client
+                                .query(
+                                    sql.as_str(),
+                                    &[&tenant.as_str(), &position.unwrap_or_default()],
+                                )
+                                .await
+                                .map_err(pg)?;
+                            rows.iter()
+                                .map(|row| {
+                                    crate::with_catalog_fields!(kind, F => Ok(
+                                        F::into_any(catalog_from::<F>(row)?)
+                                    ))
+                                })
+                                .collect::<Result<Vec<AnyCatalogRecord>, StoreError>>()
+                        }
+                    },
+                    |_| true,
+                    |r: &AnyCatalogRecord| r.id().as_str().to_owned(),
+                )
+                .await?;
+                Ok(AnyCatalogPage { items, next })
+            })
+        })
+    }
+
+    fn create_catalog(&self, w: write::CreateCatalog) -> EngineFuture<'_, AnyCatalogRecord> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                lock_tenant(tx, &w.tenant).await?;
+                crate::with_any_catalog_record!(&w.record, F, record => {
+                    create_catalog_in::<F>(tx, &w.tenant, record).await?
+                });
+                Ok::<_, StoreError>((w.record.clone(), true))
+            }
+            .await)
+        })
+    }
+
+    fn revise_catalog(&self, w: write::ReviseCatalog) -> EngineFuture<'_, AnyCatalogRecord> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                lock_tenant(tx, &w.tenant).await?;
+                crate::with_any_catalog_record!(&w.record, F, record => {
+                    revise_catalog_in::<F>(tx, &w.tenant, w.base_version, record, &w.ctx).await?
+                });
+                Ok::<_, StoreError>((w.record.clone(), true))
+            }
+            .await)
+        })
+    }
+
+    fn delete_catalog(&self, w: write::DeleteCatalog) -> EngineFuture<'_, ()> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                lock_tenant(tx, &w.tenant).await?;
+                crate::with_catalog_fields!(w.kind, F => delete_catalog_in::<F>(tx, &w).await?);
+                Ok::<_, StoreError>(((), true))
+            }
+            .await)
+        })
+    }
+
+    fn authenticate(&self, presented: &str) -> Option<Principal> {
+        self.shared.keys.read().authenticate(presented)
+    }
+    fn has_operator_key(&self) -> bool {
+        self.shared.keys.read().has_operator_key()
+    }
+    fn set_operator_key(&self, key: &str, persist: bool) -> Result<(), StoreError> {
+        let hash = hash_secret(key);
+        if persist {
+            self.block(move |s| {
+                Box::pin(async move {
+                    let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                    client
+                        .execute(
+                            "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                            &[&OPERATOR_HASH, &&hash[..]],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    Ok(())
+                })
+            })?;
+        } else {
+            *self
+                .shared
+                .env_operator
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(hash);
+        }
+        self.shared.keys.write().set_operator_hash(hash);
+        Ok(())
+    }
+    fn tenant(&self, id: &TenantId) -> Option<Tenant> {
+        self.shared.keys.read().tenant(id)
+    }
+    fn tenants(&self) -> Vec<Tenant> {
+        self.shared.keys.read().tenants()
+    }
+    fn keys_of(&self, tenant: &TenantId) -> Vec<ApiKey> {
+        self.shared.keys.read().keys_of(tenant)
+    }
+
+    fn create_tenant<'a>(
+        &'a self,
+        new: NewTenant,
+        ctx: &'a WriteContext,
+    ) -> EngineFuture<'a, Tenant> {
+        let s = self.shared.clone();
+        let ctx = ctx.clone();
+        let tenant = Tenant {
+            id: new.id,
+            created_at: ctx.at,
+            limits: new.limits,
+        };
+        let work = {
+            let tenant = tenant.clone();
+            async move {
+                transaction!(s, |tx| async {
+                    let inserted = tx
+                        .execute(
+                            "INSERT INTO tenants (id, created_at, requests_per_second, \
+                             max_registrations, max_storage_bytes) VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (id) DO NOTHING",
+                            &[
+                                &tenant.id.as_str(),
+                                &instant_text(tenant.created_at)?,
+                                &tenant.limits.requests_per_second,
+                                &limit_i64(tenant.limits.max_registrations),
+                                &limit_i64(tenant.limits.max_storage_bytes),
+                            ],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    if inserted == 0 {
+                        return Err(StoreError::TenantExists);
+                    }
+                    tx.execute(
+                        "INSERT INTO tenant_counters (tenant_id) VALUES ($1)",
+                        &[&tenant.id.as_str()],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    let id = RecordId::parse(DEFAULT_TEMPLATE_ID).map_err(StoreError::Corrupt)?;
+                    let template =
+                        CatalogRecord::create(id, default_confirmation_template(), &ctx)?;
+                    put_catalog(tx, &tenant.id, &template).await?;
+                    bump_directory(tx).await?;
+                    Ok::<_, StoreError>(((), true))
+                }
+                .await)
+            }
+        };
+        let task = self.spawn(work);
+        Box::pin(async move {
+            task.await?;
+            self.shared.keys.write().put_tenant(tenant.clone());
+            Ok(tenant)
+        })
+    }
+
+    fn patch_tenant<'a>(&'a self, id: &'a TenantId, body: Value) -> EngineFuture<'a, Tenant> {
+        let s = self.shared.clone();
+        let id = id.clone();
+        let task = self.spawn(async move {
+            transaction!(s, |tx| async {
+                let row = tx
+                    .query_opt(
+                        &format!("{TENANT_SELECT} WHERE id = $1 FOR UPDATE"),
+                        &[&id.as_str()],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .ok_or(StoreError::TenantNotFound)?;
+                let mut tenant = tenant_from(&row)?;
+                tenant.limits = parse_tenant_patch(&body, tenant.limits)?;
+                tx.execute(
+                    "UPDATE tenants SET requests_per_second = $2, max_registrations = $3, \
+                     max_storage_bytes = $4 WHERE id = $1",
+                    &[
+                        &id.as_str(),
+                        &tenant.limits.requests_per_second,
+                        &limit_i64(tenant.limits.max_registrations),
+                        &limit_i64(tenant.limits.max_storage_bytes),
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+                bump_directory(tx).await?;
+                Ok::<_, StoreError>((tenant, true))
+            }
+            .await)
+        });
+        Box::pin(async move {
+            let tenant = task.await?;
+            self.shared.keys.write().put_tenant(tenant.clone());
+            Ok(tenant)
+        })
+    }
+
+    fn create_key<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        new: NewKey,
+    ) -> EngineFuture<'a, (ApiKey, String)> {
+        Box::pin(async move {
+            let (key, secret) = new_key(tenant, new)?;
+            self.import_key(key.clone()).await?;
+            Ok((key, secret))
+        })
+    }
+
+    fn import_key(&self, key: ApiKey) -> EngineFuture<'_, ()> {
+        let s = self.shared.clone();
+        let stored = key.clone();
+        let task = self.spawn(async move {
+            transaction!(s, |tx| async {
+                let exists = tx
+                    .query_opt(
+                        "SELECT 1 FROM tenants WHERE id = $1",
+                        &[&stored.tenant.as_str()],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if exists.is_none() {
+                    return Err(StoreError::TenantNotFound);
+                }
+                tx.execute(
+                    "INSERT INTO api_keys (id, tenant_id, role, name, created_at, secret_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+                     tenant_id = EXCLUDED.tenant_id, role = EXCLUDED.role, name = EXCLUDED.name, \
+                     created_at = EXCLUDED.created_at, secret_hash = EXCLUDED.secret_hash",
+                    &[
+                        &stored.id,
+                        &stored.tenant.as_str(),
+                        &stored.role.as_str(),
+                        &stored.name,
+                        &instant_text(stored.created_at)?,
+                        &&stored.secret_hash[..],
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+                bump_directory(tx).await?;
+                Ok::<_, StoreError>(((), true))
+            }
+            .await)
+        });
+        Box::pin(async move {
+            task.await?;
+            self.shared.keys.write().put_key(key);
+            Ok(())
+        })
+    }
+
+    fn revoke_key<'a>(&'a self, tenant: &'a TenantId, key_id: &'a str) -> EngineFuture<'a, ()> {
+        let s = self.shared.clone();
+        let (t, k) = (tenant.clone(), key_id.to_owned());
+        let task = self.spawn(async move {
+            transaction!(s, |tx| async {
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM api_keys WHERE id = $1 AND tenant_id = $2",
+                        &[&k, &t.as_str()],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if deleted == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                bump_directory(tx).await?;
+                Ok::<_, StoreError>(((), true))
+            }
+            .await)
+        });
+        Box::pin(async move {
+            task.await?;
+            self.shared.keys.write().remove_key(key_id);
+            Ok(())
+        })
+    }
+
+    fn outbox_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OutboxPage, StoreError> {
+        let (tenant, after) = (tenant.clone(), after.map(str::to_owned));
+        self.block(move |s| {
+            Box::pin(async move {
+                let scope = PageScope::query(tenant.as_str(), "emails", b"newest-first");
+                let before = after
+                    .as_deref()
+                    .map(|token| s.tokens.open(&scope, token))
+                    .transpose()?;
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                let take = limit as i64 + 1;
+                let rows = match &before {
+                    Some(before) => {
+                        client
+                            .query(
+                                "SELECT * FROM outbox WHERE tenant_id = $1 AND id < $2 \
+                             ORDER BY id DESC LIMIT $3",
+                                &[&tenant.as_str(), before, &take],
+                            )
+                            .await
+                    }
+                    None => client
+                        .query(
+                            "SELECT * FROM outbox WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+                            &[&tenant.as_str(), &take],
+                        )
+                        .await,
+                }
+                .map_err(pg)?;
+                let mut items = Vec::new();
+                for row in rows.iter().take(limit) {
+                    items.push(outbox_message(row).await?);
+                }
+                let next = (rows.len() > limit)
+                    .then(|| {
+                        items
+                            .last()
+                            .map(|m: &OutboxMessage| s.tokens.seal(&scope, m.id.as_str()))
+                    })
+                    .flatten();
+                Ok(OutboxPage { items, next })
+            })
+        })
+    }
+
+    fn keep_in_outbox(&self, keep: write::KeepInOutbox) -> EngineFuture<'_, ()> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                let size = keep.message.content_bytes();
+                rules::outbox_message_fits(size, keep.max_bytes)?;
+                lock_tenant(tx, &keep.tenant).await?;
+                let t = keep.tenant.as_str();
+                let count = counter(tx, &keep.tenant, "outbox_messages").await?;
+                let excess = (count + 1).saturating_sub(keep.max_messages);
+                if excess > 0 {
+                    let evicted = tx
+                        .query(
+                            "DELETE FROM outbox WHERE tenant_id = $1 AND id IN (SELECT id FROM \
+                             outbox WHERE tenant_id = $1 ORDER BY id LIMIT $2) \
+                             RETURNING id, message_id, to_address, subject, html, body_text",
+                            &[&t, &(excess as i64)],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    let mut freed = 0;
+                    for row in &evicted {
+                        let bytes = row.get::<_, String>("id").len()
+                            + row.get::<_, String>("message_id").len()
+                            + row.get::<_, String>("to_address").len()
+                            + row.get::<_, String>("subject").len()
+                            + row.get::<_, Option<String>>("html").map_or(0, |h| h.len())
+                            + row
+                                .get::<_, Option<String>>("body_text")
+                                .map_or(0, |h| h.len());
+                        freed += bytes as i64;
+                    }
+                    add_to_counter(tx, &keep.tenant, "outbox_messages", -(evicted.len() as i64))
+                        .await?;
+                    settle_bytes(tx, &keep.tenant, -freed).await?;
+                }
+                let m = &keep.message;
+                tx.execute(
+                    "INSERT INTO outbox (tenant_id, id, message_id, to_address, subject, html, \
+                     body_text, registration_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                     $8, $9)",
+                    &[
+                        &t,
+                        &m.id.as_str(),
+                        &m.message_id,
+                        &m.to,
+                        &m.subject,
+                        &m.html,
+                        &m.text,
+                        &m.registration_id.as_ref().map(|r| r.as_str()),
+                        &instant_text(m.created_at)?,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+                add_to_counter(tx, &keep.tenant, "outbox_messages", 1).await?;
+                settle_bytes(tx, &keep.tenant, outbox_bytes(m)).await?;
+                Ok::<_, StoreError>(((), true))
+            }
+            .await)
+        })
+    }
+
+    fn stored_response(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        let (tenant, key) = (tenant.clone(), key.to_owned());
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                let row = client
+                    .query_opt(
+                        "SELECT fingerprint, status, headers, body, stored_at FROM \
+                         idempotency_responses WHERE tenant_id = $1 AND key = $2 \
+                         AND status IS NOT NULL",
+                        &[&tenant.as_str(), &key],
+                    )
+                    .await
+                    .map_err(pg)?;
+                let Some(row) = row else { return Ok(None) };
+                let fingerprint: Vec<u8> = row.try_get(0).map_err(pg)?;
+                let status: i32 = row.try_get(1).map_err(pg)?;
+                let headers: Value = row.try_get(2).map_err(pg)?;
+                let stored_at: String = row.try_get(4).map_err(pg)?;
+                Ok(Some(StoredResponse {
+                    fingerprint: fingerprint
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("a fingerprint is not 32 bytes".into()))?,
+                    status: u16::try_from(status)
+                        .map_err(|_| StoreError::Corrupt("a stored status".into()))?,
+                    headers: rows::from_json(headers)?,
+                    body: row.try_get(3).map_err(pg)?,
+                    at: parse_instant(&stored_at)?,
+                }))
+            })
+        })
+    }
+
+    fn keep_response(&self, w: write::KeepResponse) -> EngineFuture<'_, ()> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            transaction!(s, |tx| async {
+                lock_tenant(tx, &w.tenant).await?;
+                let old = tx
+                    .query_opt(
+                        "SELECT key, body FROM idempotency_responses WHERE tenant_id = $1 AND key = $2",
+                        &[&w.tenant.as_str(), &w.key],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .map_or(0, |row| {
+                        (w.key.len() + row.get::<_, Option<Vec<u8>>>(1).map_or(0, |b| b.len()) + 64)
+                            as i64
+                    });
+                let r = &w.response;
+                tx.execute(
+                    "INSERT INTO idempotency_responses (tenant_id, key, fingerprint, status, \
+                     headers, body, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (tenant_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, \
+                     status = EXCLUDED.status, headers = EXCLUDED.headers, body = EXCLUDED.body, \
+                     stored_at = EXCLUDED.stored_at",
+                    &[
+                        &w.tenant.as_str(),
+                        &w.key,
+                        &&r.fingerprint[..],
+                        &i32::from(r.status),
+                        &to_json(&r.headers)?,
+                        &r.body,
+                        &instant_text(r.at)?,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+                settle_bytes(tx, &w.tenant, response_bytes(&w.key, r) - old).await?;
+                Ok::<_, StoreError>(((), true))
+            }
+            .await)
+        })
+    }
+
+    fn retention(&self) -> Retention {
+        self.shared.retention
+    }
+
+    fn export_records(
+        &self,
+        tenant: &TenantId,
+        kind: RecordKind,
+    ) -> Box<dyn Iterator<Item = Result<StoredRecord, StoreError>> + Send + 'static> {
+        // Read in pages of ids, so a large tenant is never held in memory whole.
+        Box::new(ExportScan {
+            handle: self.handle(),
+            shared: self.shared.clone(),
+            tenant: tenant.clone(),
+            kind,
+            after: String::new(),
+            buffer: std::collections::VecDeque::new(),
+            done: false,
+        })
+    }
+
+    fn import_rows(
+        &self,
+        w: write::ImportRows,
+    ) -> Result<Queued<write::ImportOutcome>, StoreError> {
+        let s = self.shared.clone();
+        let (answer, receive) = tokio::sync::oneshot::channel();
+        self.handle().spawn(async move {
+            let outcome = transaction!(s, |tx| import_rows_in(tx, &w).await);
+            let _ = answer.send(outcome);
+        });
+        Ok(Queued::new(receive))
+    }
+}
+
+/// An export's scan: pages of `CHUNK` records in id order, each read when the previous one
+/// is used up. Not a snapshot, as on sled: each page is what is committed when it is read.
+struct ExportScan {
+    handle: tokio::runtime::Handle,
+    shared: Arc<Shared>,
+    tenant: TenantId,
+    kind: RecordKind,
+    after: String,
+    buffer: std::collections::VecDeque<(String, StoredRecord)>,
+    done: bool,
+}
+
+impl ExportScan {
+    fn fill(&mut self) -> Result<(), StoreError> {
+        let (s, tenant, kind, after) = (
+            self.shared.clone(),
+            self.tenant.clone(),
+            self.kind,
+            self.after.clone(),
+        );
+        let page = run_on(&self.handle, async move {
+            let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+            let table = match kind {
+                RecordKind::Registration => "registrations",
+                RecordKind::Catalog(kind) => catalog_table(kind),
+            };
+            let columns = match kind {
+                RecordKind::Registration => "id, fields",
+                RecordKind::Catalog(_) => CATALOG_SELECT,
+            };
+            let sql = format!(
+                "SELECT {columns} FROM {table} WHERE tenant_id = $1 AND id > $2 ORDER BY id \
+                 LIMIT {CHUNK}"
+            );
+            let rows = client
+                .query(sql.as_str(), &[&tenant.as_str(), &after])
+                .await
+                .map_err(pg)?;
+            rows.iter()
+                .map(|row| {
+                    let id: String = row.get("id");
+                    let record = match kind {
+                        RecordKind::Registration => {
+                            StoredRecord::Registration(Box::new(registration_from(row)?))
+                        }
+                        RecordKind::Catalog(kind) => crate::with_catalog_fields!(
+                            kind,
+                            F => StoredRecord::catalog(&catalog_from::<F>(row)?)
+                        ),
+                    };
+                    Ok((id, record))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })?;
+        if (page.len() as i64) < CHUNK {
+            self.done = true;
+        }
+        if let Some((last, _)) = page.last() {
+            self.after = last.clone();
+        }
+        self.buffer.extend(page);
+        Ok(())
+    }
+}
+
+impl Iterator for ExportScan {
+    type Item = Result<StoredRecord, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            if let Err(e) = self.fill() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        self.buffer.pop_front().map(|(_, record)| Ok(record))
+    }
+}
+
+impl Maintenance for PgEngine {
+    fn check(&self, scope: Scope, repair: bool) -> EngineFuture<'_, CheckReport> {
+        if let Scope::One(id) = &scope {
+            if self.tenant(id).is_none() {
+                return Box::pin(async { Err(StoreError::TenantNotFound) });
+            }
+        }
+        let s = self.shared.clone();
+        let tenants: Vec<TenantId> = match &scope {
+            Scope::Every => self.tenants().into_iter().map(|t| t.id).collect(),
+            Scope::One(id) => vec![id.clone()],
+        };
+        self.spawn(async move { super::check::run(&s.pool, &tenants, repair).await })
+    }
+
+    fn backup<'a>(&'a self, _to: &'a Path) -> EngineFuture<'a, BackupReport> {
+        Box::pin(async {
+            Err(StoreError::Invalid(
+                crate::domain::error::DomainError::field(
+                    "to",
+                    "the PostgreSQL engine makes no backup itself: back the database up with \
+                 pg_dump (or your database's own backups); see docs/SCALING.md",
+                ),
+            ))
+        })
+    }
+
+    fn sweep(&self, now: Timestamp) -> Result<Swept, StoreError> {
+        let retention = self.shared.retention;
+        let tenants: Vec<TenantId> = self.tenants().into_iter().map(|t| t.id).collect();
+        self.block(move |s| {
+            Box::pin(async move {
+                let mut swept = Swept::default();
+                let ttl = Timestamp::from_parts(
+                    now.to_parts().0 - retention.idempotency_ttl.as_secs() as i64,
+                    now.to_parts().1,
+                )
+                .unwrap_or(now);
+                let age = Timestamp::from_parts(
+                    now.to_parts().0 - retention.outbox_max_age.as_secs() as i64,
+                    now.to_parts().1,
+                )
+                .unwrap_or(now);
+                let (ttl, age) = (instant_text(ttl)?, instant_text(age)?);
+                for tenant in &tenants {
+                    let (responses, messages) = transaction!(s, |tx| async {
+                        lock_tenant(tx, tenant).await?;
+                        let t = tenant.as_str();
+                        let gone = tx
+                            .query(
+                                "DELETE FROM idempotency_responses WHERE tenant_id = $1 AND \
+                                 stored_at < $2 RETURNING key, body",
+                                &[&t, &ttl],
+                            )
+                            .await
+                            .map_err(pg)?;
+                        let mut freed: i64 = gone
+                            .iter()
+                            .map(|r| {
+                                (r.get::<_, String>(0).len()
+                                    + r.get::<_, Option<Vec<u8>>>(1).map_or(0, |b| b.len())
+                                    + 64) as i64
+                            })
+                            .sum();
+                        let count = counter(tx, tenant, "outbox_messages").await?;
+                        let over = count.saturating_sub(retention.outbox_max_messages) as i64;
+                        let dropped = tx
+                            .query(
+                                "DELETE FROM outbox WHERE tenant_id = $1 AND (created_at < $2 \
+                                 OR id IN (SELECT id FROM outbox WHERE tenant_id = $1 ORDER BY id \
+                                 LIMIT $3)) RETURNING id, message_id, to_address, subject, html, \
+                                 body_text",
+                                &[&t, &age, &over],
+                            )
+                            .await
+                            .map_err(pg)?;
+                        for row in &dropped {
+                            freed += (row.get::<_, String>(0).len()
+                                + row.get::<_, String>(1).len()
+                                + row.get::<_, String>(2).len()
+                                + row.get::<_, String>(3).len()
+                                + row.get::<_, Option<String>>(4).map_or(0, |h| h.len())
+                                + row.get::<_, Option<String>>(5).map_or(0, |h| h.len()))
+                                as i64;
+                        }
+                        add_to_counter(tx, tenant, "outbox_messages", -(dropped.len() as i64))
+                            .await?;
+                        settle_bytes(tx, tenant, -freed).await?;
+                        Ok::<_, StoreError>(((gone.len(), dropped.len()), true))
+                    }
+                    .await)?;
+                    swept.responses += responses;
+                    swept.messages += messages;
+                }
+                Ok(swept)
+            })
+        })
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.block(|s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                let size: i64 = client
+                    .query_one("SELECT pg_database_size(current_database())", &[])
+                    .await
+                    .map_err(pg)?
+                    .try_get(0)
+                    .map_err(pg)?;
+                Ok(u64::try_from(size).unwrap_or(0))
+            })
+        })
+    }
+
+    fn write_stats(&self) -> &stats::WriteStats {
+        &self.shared.stats
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every acknowledged write was committed, and PostgreSQL's commit is durable.
+        Ok(())
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        None
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        self.block(|s| Box::pin(async move { super::ping(&s.pool).await }))
+    }
+}

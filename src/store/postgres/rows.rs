@@ -1,0 +1,321 @@
+//! Records as rows, and rows as records. A registration's or catalog record's whole fields
+//! struct is kept in `fields` (its serde JSON, read back by serde: one decode, exact), and the
+//! fields a lookup, a search, a rule or a constraint reads are written to their columns in
+//! the same statement (`schema::REGISTRATION_COLUMNS`, `schema::catalog_copies`). The columns
+//! are what SQL compares and indexes; the record is read from `fields` alone, so a column can
+//! never make a record read back differently from how it was written.
+
+use super::errors::from_pg;
+use super::schema::{catalog_table, instant_text, parse_instant};
+use crate::domain::catalog::{
+    CatalogFields, CatalogKind, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
+    EmailTemplateFields, OrderFields, RegistrationProcessFields, SysFields,
+};
+use crate::domain::ids::{RecordId, TenantId};
+use crate::domain::registration::CourseRegistration;
+use crate::domain::time::Timestamp;
+use crate::store::StoreError;
+use serde_json::Value;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+
+/// A parameter of a statement, owned (the rows are built before the statement runs).
+pub type Param = Box<dyn ToSql + Sync + Send>;
+
+pub fn pg(e: tokio_postgres::Error) -> StoreError {
+    if e.code().is_some_and(|c| c.code() == "54000") {
+        // A value too long for a B-tree index entry (about 2.7 kB, a page's third): a
+        // looked-up field such as `application_id` that long is refused as too large.
+        return StoreError::TooLarge {
+            bytes: MAX_INDEXED_BYTES + 1,
+            limit: MAX_INDEXED_BYTES,
+        };
+    }
+    constraint_race(&e).unwrap_or_else(|| from_pg(&e))
+}
+
+/// What PostgreSQL's B-tree indexes take in one entry (with 8 kB pages).
+pub const MAX_INDEXED_BYTES: usize = 2704;
+
+/// A unique, foreign-key or check violation: the engine checks every rule first (under the
+/// tenant's counters row, which every write of the tenant takes), so one of these means a
+/// write that raced it outside that order. Retried as `Busy`: the retry reads the winner and
+/// answers the rule's own error.
+fn constraint_race(e: &tokio_postgres::Error) -> Option<StoreError> {
+    let db = e.as_db_error()?;
+    let code = db.code().code();
+    matches!(code, "23505" | "23503" | "23514").then(|| {
+        StoreError::Busy(format!(
+            "{} ({code}, constraint {})",
+            db.message(),
+            db.constraint().unwrap_or("?")
+        ))
+    })
+}
+
+/// Whether a failed transaction may succeed when run again.
+pub fn retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Busy(message) => ["(40001", "(40P01", "(23505", "(23503", "(23514"]
+            .iter()
+            .any(|code| message.contains(code)),
+        _ => false,
+    }
+}
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
+}
+
+pub fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("cannot decode: {e}")))
+}
+
+fn opt_instant(at: Option<Timestamp>) -> Result<Option<String>, StoreError> {
+    at.map(instant_text).transpose()
+}
+
+/// A text-like domain value (ids, `Text`) as a column's text.
+trait AsText {
+    fn text(&self) -> &str;
+}
+impl AsText for crate::domain::values::Text {
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+}
+impl AsText for RecordId {
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+fn text<T: AsText>(value: Option<&T>) -> Option<String> {
+    value.map(|v| v.text().to_owned())
+}
+
+/// What a record counts toward its tenant's stored bytes: its id and its stored JSON.
+pub fn record_bytes(id: &str, fields: &Value) -> i64 {
+    (id.len() + fields.to_string().len()) as i64
+}
+
+/// The most a stored record may take, as on the embedded engine (its codec's limit): patch
+/// after patch could otherwise grow one record without bound.
+pub const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+
+/// Refuses a record larger than [`MAX_RECORD_BYTES`] (413 `record_too_large`).
+pub fn fits(bytes: i64) -> Result<i64, StoreError> {
+    let size = usize::try_from(bytes).unwrap_or(usize::MAX);
+    if size > MAX_RECORD_BYTES {
+        return Err(StoreError::TooLarge {
+            bytes: size,
+            limit: MAX_RECORD_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+/// The registration columns written by [`registration_params`], in order.
+pub const REGISTRATION_INSERT_COLUMNS: &str = "tenant_id, id, sys_version, number, status, \
+    student_id, course_id, course_offering_id, process_id, order_id, application_id, \
+    event_registration_id, order_number, order_status, order_balance_due, order_amount_paid, \
+    order_total, training_provider_id, training_location_id, arrival_date, departure_date, \
+    date, sys_created_at, name, email_address, job_title, city, state, sys_locked, fields";
+pub const REGISTRATION_INSERT_PLACEHOLDERS: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+    $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
+    $29, $30";
+
+/// The row of a registration, and the JSON stored in `fields`.
+pub fn registration_params(
+    tenant: &TenantId,
+    record: &CourseRegistration,
+) -> Result<(Vec<Param>, Value), StoreError> {
+    let f = &record.fields;
+    let json = to_json(f)?;
+    let missing =
+        |what: &str| StoreError::Corrupt(format!("registration {} has no {what}", record.id));
+    let params: Vec<Param> = vec![
+        Box::new(tenant.as_str().to_owned()),
+        Box::new(record.id.as_str().to_owned()),
+        Box::new(record.version() as i64),
+        Box::new(f.number),
+        Box::new(record.status().as_str()),
+        Box::new(text(f.student_id.as_ref()).ok_or_else(|| missing("student_id"))?),
+        Box::new(text(f.course_id.as_ref()).ok_or_else(|| missing("course_id"))?),
+        Box::new(text(f.course_offering_id.as_ref()).ok_or_else(|| missing("course_offering_id"))?),
+        Box::new(text(f.process_id.as_ref())),
+        Box::new(text(f.order_id.as_ref())),
+        Box::new(text(f.application_id.as_ref())),
+        Box::new(text(f.event_registration_id.as_ref())),
+        Box::new(f.order_number),
+        Box::new(f.order_status.map(|s| s.as_str())),
+        Box::new(f.order_balance_due),
+        Box::new(f.order_amount_paid),
+        Box::new(f.order_total),
+        Box::new(text(f.training_provider_id.as_ref())),
+        Box::new(text(f.training_location_id.as_ref())),
+        Box::new(opt_instant(f.arrival_date)?),
+        Box::new(opt_instant(f.departure_date)?),
+        Box::new(opt_instant(f.date)?),
+        Box::new(opt_instant(f.sys_created_at)?),
+        Box::new(text(f.name.as_ref()).ok_or_else(|| missing("name"))?),
+        Box::new(text(f.email_address.as_ref())),
+        Box::new(text(f.job_title.as_ref())),
+        Box::new(text(f.city.as_ref())),
+        Box::new(text(f.state.as_ref())),
+        Box::new(f.sys_locked),
+        Box::new(json.clone()),
+    ];
+    Ok((params, json))
+}
+
+pub fn registration_from(row: &Row) -> Result<CourseRegistration, StoreError> {
+    let id: String = row.try_get("id").map_err(pg)?;
+    let fields: Value = row.try_get("fields").map_err(pg)?;
+    Ok(CourseRegistration {
+        id: RecordId::parse(&id).map_err(StoreError::Corrupt)?,
+        fields: from_json(fields)?,
+    })
+}
+
+/// What a kind copies from its fields into columns of its table (`schema::catalog_copies`).
+pub trait Copies: CatalogFields + Clone + serde::Serialize + serde::de::DeserializeOwned {
+    /// The values of `schema::catalog_copies(Self::KIND)`, in that order.
+    fn copies(&self) -> Vec<Param>;
+}
+
+impl Copies for ContactFields {
+    fn copies(&self) -> Vec<Param> {
+        Vec::new()
+    }
+}
+impl Copies for CourseFields {
+    fn copies(&self) -> Vec<Param> {
+        Vec::new()
+    }
+}
+impl Copies for EmailTemplateFields {
+    fn copies(&self) -> Vec<Param> {
+        Vec::new()
+    }
+}
+impl Copies for CourseOfferingFields {
+    fn copies(&self) -> Vec<Param> {
+        vec![
+            Box::new(text(self.course_id.as_ref())),
+            Box::new(self.capacity.map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
+        ]
+    }
+}
+impl Copies for RegistrationProcessFields {
+    fn copies(&self) -> Vec<Param> {
+        vec![
+            Box::new(text(self.course_id.as_ref())),
+            Box::new(text(self.course_offering_id.as_ref())),
+            Box::new(text(self.email_template_id.as_ref())),
+        ]
+    }
+}
+impl Copies for OrderFields {
+    fn copies(&self) -> Vec<Param> {
+        vec![
+            Box::new(self.number),
+            Box::new(text(self.contact_id.as_ref())),
+            // complete() sets a status; the column's CHECK wants one.
+            Box::new(self.status.map_or("awaiting payment", |s| s.as_str())),
+        ]
+    }
+}
+
+const CATALOG_BASE: &str = "tenant_id, id, sys_version, sys_created_at, sys_created_by_id, \
+    sys_last_modified_at, sys_last_modified_by_id, sys_last_security_context, fields";
+
+/// Inserts or replaces a catalog record (its base columns and its kind's copies). Returns
+/// the bytes it counts for and, when it replaced one, those of the row it replaced.
+pub async fn put_catalog<F: Copies, C: GenericClient + Sync>(
+    client: &C,
+    tenant: &TenantId,
+    record: &CatalogRecord<F>,
+) -> Result<i64, StoreError> {
+    let table = catalog_table(F::KIND);
+    let copies = super::schema::catalog_copies(F::KIND);
+    let fields = to_json(&record.fields)?;
+    let bytes = fits(record_bytes(record.id.as_str(), &fields))?;
+    let sys = &record.sys;
+    let mut params: Vec<Param> = vec![
+        Box::new(tenant.as_str().to_owned()),
+        Box::new(record.id.as_str().to_owned()),
+        Box::new(sys.sys_version as i64),
+        Box::new(instant_text(sys.sys_created_at)?),
+        Box::new(sys.sys_created_by_id.clone()),
+        Box::new(instant_text(sys.sys_last_modified_at)?),
+        Box::new(sys.sys_last_modified_by_id.clone()),
+        Box::new(to_json(&sys.sys_last_security_context)?),
+        Box::new(fields),
+    ];
+    params.extend(record.fields.copies());
+    let mut columns = CATALOG_BASE.to_owned();
+    for copy in copies {
+        columns.push_str(", ");
+        columns.push_str(copy);
+    }
+    let placeholders: Vec<String> = (1..=params.len()).map(|i| format!("${i}")).collect();
+    let updates: Vec<String> = columns
+        .split(", ")
+        .skip(2)
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) VALUES ({}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+        placeholders.join(", "),
+        updates.join(", ")
+    );
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
+    client.execute(sql.as_str(), &refs).await.map_err(pg)?;
+    Ok(bytes)
+}
+
+pub const CATALOG_SELECT: &str = "id, sys_version, sys_created_at, sys_created_by_id, \
+    sys_last_modified_at, sys_last_modified_by_id, sys_last_security_context, fields";
+
+pub fn catalog_from<F: Copies>(row: &Row) -> Result<CatalogRecord<F>, StoreError> {
+    let id: String = row.try_get("id").map_err(pg)?;
+    let version: i64 = row.try_get("sys_version").map_err(pg)?;
+    let created: String = row.try_get("sys_created_at").map_err(pg)?;
+    let modified: String = row.try_get("sys_last_modified_at").map_err(pg)?;
+    let context: Value = row.try_get("sys_last_security_context").map_err(pg)?;
+    let fields: Value = row.try_get("fields").map_err(pg)?;
+    Ok(CatalogRecord {
+        id: RecordId::parse(&id).map_err(StoreError::Corrupt)?,
+        fields: from_json(fields)?,
+        sys: SysFields {
+            sys_version: u64::try_from(version).unwrap_or(1),
+            sys_created_at: parse_instant(&created)?,
+            sys_created_by_id: row.try_get("sys_created_by_id").map_err(pg)?,
+            sys_last_modified_at: parse_instant(&modified)?,
+            sys_last_modified_by_id: row.try_get("sys_last_modified_by_id").map_err(pg)?,
+            sys_last_security_context: from_json(context)?,
+        },
+    })
+}
+
+/// The bytes a stored catalog row counts for (0 when absent).
+pub async fn catalog_bytes<C: GenericClient + Sync>(
+    client: &C,
+    tenant: &TenantId,
+    kind: CatalogKind,
+    id: &RecordId,
+) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT fields FROM {} WHERE tenant_id = $1 AND id = $2",
+        catalog_table(kind)
+    );
+    let row = client
+        .query_opt(sql.as_str(), &[&tenant.as_str(), &id.as_str()])
+        .await
+        .map_err(pg)?;
+    Ok(match row {
+        Some(row) => record_bytes(id.as_str(), &row.try_get::<_, Value>(0).map_err(pg)?),
+        None => 0,
+    })
+}
