@@ -25,21 +25,9 @@ const OPERATOR: &str = "op_crash-test-operator-key";
 const TENANT: &str = "crash";
 const WRITERS: usize = 8;
 
-/// A small deterministic generator (xorshift64*), so a failing seed can be replayed.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 type Server = ServerProcess;
 
