@@ -869,7 +869,65 @@ record_fields! {
     }
 }
 
+/// What generateOrder needs to know of the registration it orders for.
+pub struct OrderedRegistration<'a> {
+    pub registration: &'a super::registration::CourseRegistration,
+    pub student_id: RecordId,
+    pub offering_id: RecordId,
+    pub offering: &'a CourseOfferingFields,
+    /// The name of the offering's course, when it has one.
+    pub course_name: Option<String>,
+}
+
 impl OrderFields {
+    /// The order generateOrder makes, numbered `number`: one line (id `<order id>-1`, also
+    /// returned) at the offering's price, for the registration's student; nothing to pay
+    /// for a free offering, so such an order is complete at once. Every engine builds it here.
+    pub fn for_registration(
+        order_id: &RecordId,
+        number: u64,
+        of: OrderedRegistration<'_>,
+    ) -> (OrderFields, String) {
+        let price = of.offering.price.map_or(0.0, |p| p.0);
+        let line_id = format!("{order_id}-1");
+        let description = format!(
+            "{} for {}",
+            of.course_name
+                .unwrap_or_else(|| format!("Course offering {}", of.offering_id)),
+            of.registration
+                .fields
+                .name
+                .as_ref()
+                .map(|n| n.as_str())
+                .unwrap_or(of.registration.id.as_str()),
+        );
+        let fields = OrderFields {
+            number: Some(number as f64),
+            contact_id: Some(of.student_id),
+            line_items: Some(LineItems(vec![LineItem {
+                id: line_id.clone(),
+                registration_id: of.registration.id.clone(),
+                course_offering_id: of.offering_id,
+                description,
+                amount: price,
+            }])),
+            currency_code: of.offering.currency_code.clone(),
+            currency_symbol: of.offering.currency_symbol.clone(),
+            total: Some(NonNegative(price)),
+            amount_paid: Some(NonNegative(0.0)),
+            balance_due: None,
+            status: Some(if price == 0.0 {
+                OrderStatus::Completed
+            } else {
+                OrderStatus::AwaitingPayment
+            }),
+            notes: None,
+            sys_external_id: None,
+            sys_locked: None,
+        };
+        (fields, line_id)
+    }
+
     /// Whether the order still binds its registrations (not cancelled or void).
     pub fn is_live(&self) -> bool {
         !matches!(

@@ -26,10 +26,8 @@ use super::{connect_with, from_pool, migrate, Pool, PoolOptions};
 use crate::domain::access::{Principal, Role, WriteContext};
 use crate::domain::catalog::{
     default_confirmation_template, AnyCatalogRecord, AnyKind, CatalogFields, CatalogKind,
-    CatalogRecord, CourseFields, CourseOfferingFields, LineItem, LineItems, NonNegative,
-    OrderFields, Reference, DEFAULT_TEMPLATE_ID,
+    CatalogRecord, CourseFields, CourseOfferingFields, OrderFields, Reference, DEFAULT_TEMPLATE_ID,
 };
-use crate::domain::enums::OrderStatus;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
 use crate::domain::rules::{self, Locked, RuleViolation, Target, Usage};
@@ -947,43 +945,18 @@ async fn generate_order_in(
             .and_then(|c| c.fields.name.map(|n| n.as_str().to_owned())),
         None => None,
     };
-    let price = offering.fields.price.map_or(0.0, |p| p.0);
     let number = next_number(tx, tenant, "order_number").await?;
-    let line_id = format!("{}-1", w.order_id);
-    let description = format!(
-        "{} for {}",
-        course_name.unwrap_or_else(|| format!("Course offering {offering_id}")),
-        registration
-            .fields
-            .name
-            .as_ref()
-            .map(|n| n.as_str())
-            .unwrap_or(registration.id.as_str()),
+    let (fields, line_id) = OrderFields::for_registration(
+        &w.order_id,
+        number,
+        crate::domain::catalog::OrderedRegistration {
+            registration: &registration,
+            student_id,
+            offering_id,
+            offering: &offering.fields,
+            course_name,
+        },
     );
-    let fields = OrderFields {
-        number: Some(number as f64),
-        contact_id: Some(student_id),
-        line_items: Some(LineItems(vec![LineItem {
-            id: line_id.clone(),
-            registration_id: registration.id.clone(),
-            course_offering_id: offering_id,
-            description,
-            amount: price,
-        }])),
-        currency_code: offering.fields.currency_code.clone(),
-        currency_symbol: offering.fields.currency_symbol.clone(),
-        total: Some(NonNegative(price)),
-        amount_paid: Some(NonNegative(0.0)),
-        balance_due: None,
-        status: Some(if price == 0.0 {
-            OrderStatus::Completed
-        } else {
-            OrderStatus::AwaitingPayment
-        }),
-        notes: None,
-        sys_external_id: None,
-        sys_locked: None,
-    };
     let order = CatalogRecord::create(w.order_id.clone(), fields, &w.ctx)?;
     check_references(tx, tenant, &order.fields.references()).await?;
     let bytes = put_catalog(tx, tenant, &order).await?;

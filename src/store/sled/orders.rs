@@ -7,10 +7,8 @@ use super::pipeline::Intent;
 use super::registrations;
 use super::tx::{Tx, TxError};
 use crate::domain::catalog::{
-    CatalogFields, CatalogRecord, CourseFields, CourseOfferingFields, LineItem, LineItems,
-    NonNegative, OrderFields,
+    CatalogFields, CatalogRecord, CourseFields, CourseOfferingFields, OrderFields,
 };
-use crate::domain::enums::OrderStatus;
 use crate::domain::registration::{CourseRegistration, Revision};
 use crate::domain::rules::{self, Locked};
 pub use crate::store::write::{GenerateOrder, OrderFor};
@@ -56,46 +54,20 @@ impl Intent for GenerateOrder {
                 .and_then(|c| c.fields.name.map(|n| n.as_str().to_owned())),
             None => None,
         };
-        let price = offering.fields.price.map_or(0.0, |p| p.0);
         let sequence = keys::counter(tenant.as_str(), ORDER_NUMBER_SEQUENCE);
         let number = tx.counter(sequence.as_bytes())? + 1;
         tx.set_counter(sequence.as_bytes(), number);
-        let line_id = format!("{}-1", self.order_id);
-        let description = format!(
-            "{} for {}",
-            course_name.unwrap_or_else(|| format!("Course offering {offering_id}")),
-            registration
-                .fields
-                .name
-                .as_ref()
-                .map(|n| n.as_str())
-                .unwrap_or(registration.id.as_str()),
+        let (fields, line_id) = OrderFields::for_registration(
+            &self.order_id,
+            number,
+            crate::domain::catalog::OrderedRegistration {
+                registration: &registration,
+                student_id,
+                offering_id,
+                offering: &offering.fields,
+                course_name,
+            },
         );
-        let fields = OrderFields {
-            number: Some(number as f64),
-            contact_id: Some(student_id),
-            line_items: Some(LineItems(vec![LineItem {
-                id: line_id.clone(),
-                registration_id: registration.id.clone(),
-                course_offering_id: offering_id,
-                description,
-                amount: price,
-            }])),
-            currency_code: offering.fields.currency_code.clone(),
-            currency_symbol: offering.fields.currency_symbol.clone(),
-            total: Some(NonNegative(price)),
-            amount_paid: Some(NonNegative(0.0)),
-            balance_due: None,
-            // Nothing to pay for a free offering: the order is complete at once.
-            status: Some(if price == 0.0 {
-                OrderStatus::Completed
-            } else {
-                OrderStatus::AwaitingPayment
-            }),
-            notes: None,
-            sys_external_id: None,
-            sys_locked: None,
-        };
         let order = CatalogRecord::create(self.order_id.clone(), fields, &self.ctx)?;
         let refs = order.fields.references();
         catalog::check_references(tx, tenant, &refs)?;
