@@ -659,20 +659,9 @@ async fn check_capacity(
     old: Option<&CourseRegistration>,
     new: &CourseRegistration,
 ) -> Result<(), StoreError> {
-    let Some(offering_id) = new
-        .fields
-        .course_offering_id
-        .as_ref()
-        .filter(|_| new.status().is_active())
-    else {
+    let Some(offering_id) = rules::seat_to_take(old, new) else {
         return Ok(());
     };
-    let had_seat = old.is_some_and(|o| {
-        o.status().is_active() && o.fields.course_offering_id.as_ref() == Some(offering_id)
-    });
-    if had_seat {
-        return Ok(());
-    }
     let row = tx
         .query_opt(
             "SELECT capacity, active_seats FROM course_offerings WHERE tenant_id = $1 AND id = $2 \
@@ -707,13 +696,10 @@ async fn write_registration(
             raise_sequence(tx, tenant, "registration_number", number).await?;
         }
     }
-    let seat = |r: &CourseRegistration| {
-        r.fields
-            .course_offering_id
-            .clone()
-            .filter(|_| r.status().is_active())
-    };
-    let (old_seat, new_seat) = (old.and_then(seat), new.and_then(seat));
+    let (old_seat, new_seat) = (
+        old.and_then(CourseRegistration::seat),
+        new.and_then(CourseRegistration::seat),
+    );
     if old_seat != new_seat {
         for (offering, delta) in [(old_seat, -1i64), (new_seat, 1)] {
             if let Some(offering) = offering {
