@@ -398,6 +398,11 @@ async fn counter(tx: &Transaction<'_>, tenant: &TenantId, name: &str) -> Result<
         .query_opt(sql.as_str(), &[&tenant.as_str()])
         .await
         .map_err(pg)?;
+    counter_value(row)
+}
+
+/// A counter read back (0 for a tenant without a counters row, and for a negative value).
+fn counter_value(row: Option<tokio_postgres::Row>) -> Result<u64, StoreError> {
     Ok(match row {
         Some(row) => u64::try_from(row.try_get::<_, i64>(0).map_err(pg)?).unwrap_or(0),
         None => 0,
@@ -418,10 +423,7 @@ async fn add_to_counter(
         .query_opt(sql.as_str(), &[&tenant.as_str(), &delta])
         .await
         .map_err(pg)?;
-    Ok(match row {
-        Some(row) => u64::try_from(row.try_get::<_, i64>(0).map_err(pg)?).unwrap_or(0),
-        None => 0,
-    })
+    counter_value(row)
 }
 
 /// The next number of a sequence (`registration_number`, `order_number`).
