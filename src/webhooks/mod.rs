@@ -4,9 +4,11 @@
 //! retries.
 
 mod retry;
+mod sender;
 mod signature;
 mod target;
 
 pub use retry::{random_unit, RetryPolicy};
+pub use sender::{Attempt, Delivery, WebhookSender, ATTEMPT_TIMEOUT};
 pub use signature::{BadSecret, WebhookSecret, SECRET_PREFIX};
 pub use target::{is_private, BadUrl, WebhookUrl, MAX_URL_LEN};
