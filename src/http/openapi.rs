@@ -785,6 +785,23 @@ fn service_operations() -> Vec<Operation> {
                     },
                 }),
             ),
+        Operation::new("get", "/whoami", "whoami")
+            .summary("Who the presented key is: the operator, or a tenant's key with its tenant, id and role (any valid key)")
+            .tag(SERVICE_TAG)
+            .ok(
+                200,
+                "The key's principal",
+                json!({
+                    "type": "object",
+                    "required": ["principal", "role"],
+                    "properties": {
+                        "principal": {"enum": ["operator", "tenant_key"]},
+                        "role": {"enum": ["read", "write", "admin"]},
+                        "tenant_id": {"type": "string", "description": "the key's tenant (tenant keys only)"},
+                        "key_id": {"type": "string", "description": "the key's id (tenant keys only)"},
+                    },
+                }),
+            ),
         Operation::new("get", "/metrics", "metrics")
             .summary("Prometheus metrics: requests by route and status, latencies, store size, flushes (operator key)")
             .tag(SERVICE_TAG)
@@ -799,6 +816,13 @@ fn service_operations() -> Vec<Operation> {
             .summary("This document, rendered (no external assets)")
             .tag(SERVICE_TAG)
             .public()
+            .media("text/html")
+            .ok(200, "An HTML page", json!({"type": "string"})),
+        Operation::new("get", "/console", "console")
+            .summary("The console: a browser UI over this API, signed in with an API key (no external assets)")
+            .tag(SERVICE_TAG)
+            .public()
+            .etag()
             .media("text/html")
             .ok(200, "An HTML page", json!({"type": "string"})),
         Operation::new("get", "/emails/{tenantId}", "listOutbox")
