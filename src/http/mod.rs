@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod catalog;
+pub mod console;
 pub mod error;
 pub mod frame;
 pub mod idempotency;
@@ -32,6 +33,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     [
         service::endpoints(),
         openapi::endpoints(),
+        console::endpoints(),
         admin::endpoints(),
         transfer::endpoints(),
         registrations::endpoints(),
