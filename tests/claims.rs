@@ -575,3 +575,82 @@ async fn on_sled_mail_left_pending_by_a_sigkill_is_sent_after_the_restart() {
     assert_eq!(sink.messages().len(), 1);
     drop(black_hole);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_relay_keeps_refusing_stays_pending_then_fails_after_five_claims() {
+    // A relay nobody listens on: every send is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = format!("smtp://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let url = postgres::shared().create_database().await;
+    let node = pg_node(&url, Some(&relay));
+    let client = Client::new();
+    let (key, registration) = setup(&client, node.base()).await;
+    let database = db(&url).await;
+    let now = instant_text(Timestamp::now()).unwrap();
+    let expired = instant_text(Timestamp::now().minus(Duration::from_secs(60))).unwrap();
+    for (id, attempts) in [
+        ("01RETRIED00000000000000000", 0),
+        ("01LASTTRY00000000000000000", 4),
+    ] {
+        database
+            .execute(
+                "INSERT INTO outbox (tenant_id, id, message_id, to_address, subject, body_text, \
+                 registration_id, created_at, state, claimed_until, attempts) \
+                 VALUES ($1, $2, $3, 'ada@example.org', 'Refused', 'x', $4, $5, 'pending', $6, $7)",
+                &[
+                    &TENANT,
+                    &id,
+                    &format!("<{id}@claims.test>"),
+                    &registration,
+                    &now,
+                    &expired,
+                    &attempts,
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    let emails = format!("/emails/{TENANT}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed = get(&client, node.base(), &emails, &key).await;
+        let states: Vec<&str> = listed["Items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["state"].as_str().unwrap())
+            .collect();
+        if states.contains(&"failed") {
+            break listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fifth claim gives up: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for item in listed["Items"].as_array().unwrap() {
+        if item["id"] == "01LASTTRY00000000000000000" {
+            assert_eq!(item["state"], "failed", "{item}");
+            assert!(
+                item["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{item}"
+            );
+        } else {
+            assert_eq!(
+                item["state"], "pending",
+                "retried after its new claim: {item}"
+            );
+        }
+    }
+    let attempts: i32 = database
+        .query_one(
+            "SELECT attempts FROM outbox WHERE id = '01RETRIED00000000000000000'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 1, "claimed once: its claim has not run out again");
+}
