@@ -41,6 +41,7 @@ async fn without_a_relay_mail_goes_to_the_outbox_newest_first() {
     let page = outbox.assert_ok();
     assert_eq!(page["Count"], 1);
     assert_eq!(page["Items"][0]["to"], "b@example.org", "newest first");
+    assert_eq!(page["Items"][0]["state"], "kept");
     assert_eq!(page["Items"][0]["message_id"], second.body["message_id"]);
     let token = page["LastEvaluatedKey"].as_str().unwrap();
     let rest = app
@@ -161,13 +162,17 @@ async fn with_a_relay_mail_is_sent_over_smtp() {
         data.contains("text/html") && data.contains("text/plain"),
         "both parts"
     );
-    assert_eq!(
-        app.get(&format!("/emails/{}", t.id), &t.read).await.body["Count"],
-        0,
-        "not kept in the outbox"
-    );
+    // Journaled in the outbox before it was sent, and marked sent.
+    let outbox = app.get(&format!("/emails/{}", t.id), &t.read).await;
+    let outbox = outbox.assert_ok();
+    assert_eq!(outbox["Count"], 1);
+    let item = &outbox["Items"][0];
+    assert_eq!(item["message_id"], sent["message_id"]);
+    assert_eq!(item["state"], "sent", "{item}");
+    assert!(item["sent_at"].is_string(), "{item}");
 
-    // A relay that refuses or is gone is a 502, and nothing is claimed as sent.
+    // A relay that refuses or is gone is a 502, and nothing is claimed as sent: the message
+    // is listed as failed, with the relay's error, and not retried.
     drop(sink);
     let failed = app
         .post(
@@ -177,4 +182,12 @@ async fn with_a_relay_mail_is_sent_over_smtp() {
         )
         .await;
     failed.assert_error(502, "mail_delivery_failed");
+    let outbox = app.get(&format!("/emails/{}", t.id), &t.read).await;
+    let newest = &outbox.assert_ok()["Items"][0];
+    assert_eq!(newest["state"], "failed", "{newest}");
+    assert!(
+        newest["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{newest}"
+    );
+    assert!(newest.get("sent_at").is_none(), "{newest}");
 }

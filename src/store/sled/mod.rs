@@ -94,6 +94,8 @@ pub struct Store {
     stats: Arc<stats::WriteStats>,
     dir: PathBuf,
     retention: retention::Retention,
+    /// When the outbox may hold pending mail, so the deliverer scans it only then.
+    pending: outbox::PendingHint,
 }
 
 impl Store {
@@ -150,6 +152,7 @@ impl Store {
             stats,
             dir: dir.to_owned(),
             retention: retention::Retention::default(),
+            pending: outbox::PendingHint::default(),
         })
     }
 
