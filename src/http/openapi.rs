@@ -494,6 +494,10 @@ fn registration_operations() -> Vec<Operation> {
         Operation::new("post", format!("{base}/previewEmail"), "previewEmail")
             .summary("Render an email template for a registration and send it")
             .param(tenant_param())
+            .param(flag_param(
+                "dryRun",
+                "Render only: nothing is sent or kept (a template editor's preview).",
+            ))
             .param(idempotency_param())
             .body(PreviewEmail::schema())
             .ok(200, "The message as sent", schema_ref("SentEmail"))
@@ -829,7 +833,7 @@ fn service_operations() -> Vec<Operation> {
             .summary("The outbox: messages kept when no SMTP relay is set, newest first")
             .tag(SERVICE_TAG)
             .param(tenant_param())
-            .ok(200, "A page of messages", page_schema("SentEmail")),
+            .ok(200, "A page of messages", page_schema("OutboxMessage")),
     ]
     .into_iter()
     .map(|op| {
@@ -978,17 +982,45 @@ fn component_schemas() -> Map<String, Value> {
         "SentEmail".into(),
         json!({
             "type": "object",
-            "required": ["to", "subject", "message_id"],
+            "required": ["to", "subject", "transport"],
             "properties": {
-                "id": {"type": "string"},
                 "to": {"type": "string"},
                 "subject": {"type": "string"},
                 "html": {"type": "string"},
                 "text": {"type": "string"},
-                "transport": {"type": "string", "enum": ["smtp", "outbox"]},
+                "transport": {
+                    "type": "string",
+                    "enum": ["smtp", "outbox", "none"],
+                    "description": "`smtp`: sent through the relay; `outbox`: kept in the outbox; `none`: a dry run, rendered only."
+                },
+                "message_id": {"type": "string", "description": "absent on a dry run"},
+            },
+            "additionalProperties": false,
+        }),
+    );
+    let timestamp = json!({"type": "string", "format": "date-time"});
+    schemas.insert(
+        "OutboxMessage".into(),
+        json!({
+            "type": "object",
+            "required": ["id", "message_id", "to", "subject", "created_at", "state"],
+            "properties": {
+                "id": {"type": "string"},
                 "message_id": {"type": "string"},
+                "to": {"type": "string"},
+                "subject": {"type": "string"},
+                "html": {"type": "string"},
+                "text": {"type": "string"},
                 "registration_id": RecordId::schema(),
-                "created_at": {"type": "string", "format": "date-time"},
+                "created_at": timestamp,
+                "state": {
+                    "type": "string",
+                    "enum": ["kept", "pending", "sent", "failed"],
+                    "description": "`kept`: no relay; `pending`: claimed by a node or waiting for one to send it; `sent`; `failed`, with `error`."
+                },
+                "sent_at": timestamp,
+                "failed_at": timestamp,
+                "error": {"type": "string"},
             },
             "additionalProperties": false,
         }),

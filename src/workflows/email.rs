@@ -96,6 +96,7 @@ pub async fn preview(
     mailer: &Mailer,
     tenant: &TenantId,
     body: &Value,
+    dry_run: bool,
 ) -> Result<Value, ApiError> {
     let request = PreviewEmail::parse(body)?;
     let registration = super::registrations::fetch(store, tenant, &request.registration_id).await?;
@@ -131,6 +132,10 @@ pub async fn preview(
         .render(template, scope)
         .await
         .map_err(api_error_of)?;
+    if dry_run {
+        // Rendered only: nothing is sent or kept (a template editor's live preview).
+        return Ok(sent_email(&request, rendered, "none", None));
+    }
     let message_id = match &mailer.relay {
         Some(relay) => {
             let claimed_until = Timestamp::now().plus(mailer.claim);
@@ -187,19 +192,37 @@ pub async fn preview(
             .message_id
         }
     };
+    Ok(sent_email(
+        &request,
+        rendered,
+        mailer.transport(),
+        Some(message_id),
+    ))
+}
+
+/// previewEmail's answer: the message as rendered, how it went (`smtp`, `outbox`, or `none`
+/// for a dry run) and its Message-ID (none on a dry run).
+fn sent_email(
+    request: &PreviewEmail,
+    rendered: RenderedEmail,
+    transport: &str,
+    message_id: Option<String>,
+) -> Value {
     let mut response = json!({
         "to": request.destination,
         "subject": rendered.subject,
-        "transport": mailer.transport(),
-        "message_id": message_id,
+        "transport": transport,
     });
+    if let Some(id) = message_id {
+        response["message_id"] = json!(id);
+    }
     if let Some(html) = rendered.html {
         response["html"] = json!(html);
     }
     if let Some(text) = rendered.text {
         response["text"] = json!(text);
     }
-    Ok(response)
+    response
 }
 
 /// A render that gave no email, as the client sees it.

@@ -55,6 +55,35 @@ async fn without_a_relay_mail_goes_to_the_outbox_newest_first() {
 }
 
 #[tokio::test]
+async fn a_dry_run_renders_without_sending_or_keeping() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let id = registration_id(&app, &t).await;
+    let body = json!({
+        "registration_id": id, "destination_email_address": "ada@example.org",
+        "email_template": {"subject": "Hi {{ contact.first_name }}", "html": "<p>{{ course.name }}</p>"}
+    });
+    let path = format!("{}?dryRun=true", preview_path(&t));
+    let dry = app.post(&path, &t.write, &body).await;
+    let dry = dry.assert_ok();
+    assert_eq!(dry["transport"], "none");
+    assert_eq!(dry["subject"], "Hi Ada");
+    assert_eq!(dry["html"], "<p>Course c1</p>");
+    assert!(dry.get("message_id").is_none(), "nothing was sent: {dry}");
+    let outbox = app.get(&format!("/emails/{}", t.id), &t.read).await;
+    assert_eq!(outbox.assert_ok()["Count"], 0, "nothing was kept");
+    // A dry run still needs a write key and a valid template.
+    assert_eq!(app.post(&path, &t.read, &body).await.status, 403);
+    let broken = json!({
+        "registration_id": id, "destination_email_address": "ada@example.org",
+        "email_template": {"subject": "{{ oops", "text": "x"}
+    });
+    let refused = app.post(&path, &t.write, &broken).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["error"]["code"], "template_error");
+}
+
+#[tokio::test]
 async fn template_errors_and_bad_requests_are_400s_naming_the_problem() {
     let app = spawn_app().await;
     let t = app.tenant().await;
