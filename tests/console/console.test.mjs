@@ -30,9 +30,9 @@ async function tab(width = 1280) {
   const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
-    // The browser logs every 4xx fetch; the one this test provokes (the edit conflict's 409)
-    // is not a problem. A CSP violation or script error is.
-    if (m.type() === 'error' && !/Failed to load resource: .* status of 409/.test(m.text())) {
+    // The browser logs every 4xx fetch; those this test provokes (the edit conflict's 409, the
+    // broken template's 400) are not problems. A CSP violation or script error is.
+    if (m.type() === 'error' && !/Failed to load resource: .* status of (409|400)/.test(m.text())) {
       problems.push(`console error: ${m.text()}`);
     }
   });
@@ -197,6 +197,20 @@ try {
     await page.getByText('Subject: Welcome, Ada').waitFor();
     await page.getByText('See you on December group.').waitFor();
     await audit(page, 'email preview');
+  });
+
+  await step('a template is edited with a live preview', async () => {
+    await visit(page, '#/catalog/emailTemplates', 'Email templates', 'templates');
+    await page.getByRole('table').getByRole('link').first().click();
+    await page.getByRole('button', { name: 'Edit' }).click();
+    await page.getByRole('heading', { level: 2, name: 'Live preview' }).waitFor();
+    await page.getByLabel('Registration in scope').fill(registration);
+    await page.getByLabel('subject', { exact: true }).fill('Hello {{ contact.first_name }}, see you at {{ offering.name }}');
+    await page.getByText('Subject: Hello Ada, see you at December group').waitFor();
+    await page.getByLabel('subject', { exact: true }).fill('Broken {{ oops');
+    await page.getByRole('alert').filter({ hasText: 'subject' }).waitFor();
+    await audit(page, 'template editor');
+    await shoot(page, 'template');
   });
 
   await step('an edit that races a second tab shows the conflict and offers a reload', async () => {

@@ -1,7 +1,7 @@
 // The catalog: one page per kind (list, create, view, edit, delete), with what each kind
 // needs besides: an offering's fill bar, an order's payments.
 
-import { h, show, alertBox, notify, confirmDialog, labelled, formatValue } from './dom.js';
+import { h, show, alertBox, notify, confirmDialog, labelled, formatValue, htmlPreview } from './dom.js';
 import { api, session, can, describe, enc, ApiError } from './api.js';
 import { schema, groupedView, editForm, patchFrom, readForm, label } from './fields.js';
 
@@ -169,5 +169,48 @@ export async function catalogEdit(resource, id) {
           failInto(messages)(error);
         }
       }
-    } }, grid, h('div', { class: 'actions' }, h('button', { type: 'submit' }, id ? 'Save' : 'Create'))));
+    } }, grid, h('div', { class: 'actions' }, h('button', { type: 'submit' }, id ? 'Save' : 'Create'))),
+    resource === 'emailTemplates' ? await livePreview(controls) : null);
+}
+
+/// A template's preview, rendered by the server (previewEmail with dryRun: the same renderer,
+/// sandbox and limits as real mail; nothing is sent) as the template is typed, with one of
+/// the tenant's registrations in scope.
+async function livePreview(controls) {
+  const field = (name) => controls.find((c) => c.name === name);
+  const registration = h('input', { type: 'text', autocomplete: 'off' });
+  try {
+    const first = await api('GET', `/courseRegistrations/${enc(session.tenant)}`, { query: { limit: 1, fields: 'id' } });
+    if (first.data[0]) registration.value = first.data[0].id;
+  } catch { /* the user can type one */ }
+  const output = h('div', { 'aria-live': 'polite' });
+  let timer = null;
+  let generation = 0;
+  const render = async () => {
+    const mine = ++generation;
+    const template = { subject: field('subject').read() ?? '', html: field('html').read(), text: field('text').read() };
+    if (!registration.value) {
+      output.replaceChildren(h('p', { class: 'muted' }, 'Give a registration id to preview with.'));
+      return;
+    }
+    try {
+      const r = await api('POST', `/courseRegistrations/${enc(session.tenant)}/previewEmail`, {
+        query: { dryRun: 'true' },
+        body: { registration_id: registration.value.trim(), destination_email_address: 'preview@example.org', email_template: template } });
+      if (mine !== generation) return;
+      output.replaceChildren(h('h3', null, `Subject: ${r.data.subject}`),
+        r.data.html ? htmlPreview(r.data.html, 'The template\'s html part, rendered') : null,
+        r.data.text ? h('pre', { class: 'preview' }, r.data.text) : null);
+    } catch (error) {
+      if (mine !== generation) return;
+      const { title, lines } = describe(error);
+      output.replaceChildren(alertBox(title, lines));
+    }
+  };
+  const soon = () => { clearTimeout(timer); timer = setTimeout(render, 400); };
+  for (const name of ['subject', 'html', 'text']) field(name)?.el.addEventListener('input', soon);
+  registration.addEventListener('input', soon);
+  render();
+  return h('section', { class: 'panel', 'aria-label': 'Live preview' }, h('h2', null, 'Live preview'),
+    labelled('Registration in scope', registration), output);
 }
