@@ -129,25 +129,28 @@ export function control(name, prop, value) {
   return { el, read, name };
 }
 
-/// A form of every writable property of `inputSchema`, filled from `record`.
+/// A form of every writable property of `inputSchema`, filled from `record`: one fieldset per
+/// group (the rest under "Other"), or one grid when no groups are given.
 export function editForm(inputSchema, record, groups = []) {
   const controls = [];
-  const order = groups.flatMap(([, names]) => names);
-  const props = properties(inputSchema).filter(([n]) => n !== 'id' && !n.startsWith('sys_') || n === 'sys_locked' || n === 'sys_external_id');
-  props.sort(([a], [b]) => rank(order, a) - rank(order, b));
-  const grid = h('div', { class: 'grid' });
-  for (const [name, prop] of props) {
-    const c = control(name, prop, record?.[name]);
-    controls.push(c);
-    grid.append(labelled(label(name), c.el));
-  }
-  return { grid, controls };
+  const writable = properties(inputSchema)
+    .filter(([n]) => (n !== 'id' && !n.startsWith('sys_')) || n === 'sys_locked' || n === 'sys_external_id');
+  const byName = new Map(writable);
+  const sets = groups.map(([title, names]) => [title, names.filter((n) => byName.has(n))]);
+  const grouped = new Set(sets.flatMap(([, names]) => names));
+  const rest = writable.map(([n]) => n).filter((n) => !grouped.has(n));
+  if (rest.length) sets.push([groups.length ? 'Other' : null, rest]);
+  const parts = sets.filter(([, names]) => names.length).map(([title, names]) => {
+    const grid = h('div', { class: 'grid' });
+    for (const name of names) {
+      const c = control(name, byName.get(name), record?.[name]);
+      controls.push(c);
+      grid.append(labelled(label(name), c.el));
+    }
+    return title ? h('fieldset', null, h('legend', null, title), grid) : grid;
+  });
+  return { grid: h('div', null, parts), controls };
 }
-
-const rank = (order, name) => {
-  const i = order.indexOf(name);
-  return i < 0 ? order.length : i;
-};
 
 /// The fields the form holds: only those with a value.
 export function readForm(controls) {
