@@ -17,3 +17,4 @@ pub mod tenant;
 pub mod time;
 pub mod transfer;
 pub mod values;
+pub mod webhook;

@@ -213,7 +213,7 @@ pub struct NewTenant {
     pub limits: Limits,
 }
 
-fn object_with<'v>(
+pub(crate) fn object_with<'v>(
     body: &'v Value,
     allowed: &[&str],
 ) -> Result<&'v Map<String, Value>, DomainError> {

@@ -5,6 +5,7 @@
 //! do not all come back at the same instant. A delivery first tried more than `give_up_after`
 //! ago is not retried again: its endpoint is disabled, with the reason shown.
 
+use crate::domain::time::Timestamp;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,6 +54,22 @@ impl RetryPolicy {
     pub fn gives_up(&self, since_first: Duration) -> bool {
         since_first >= self.give_up_after
     }
+
+    /// After the failed attempt number `attempts` (1-based) of a delivery first tried at
+    /// `first`: when to try again, or `None` when its time is up (the endpoint is then
+    /// disabled). `unit` is the jitter's draw, in [0, 1).
+    pub fn next_attempt(
+        &self,
+        first: Timestamp,
+        attempts: u32,
+        now: Timestamp,
+        unit: f64,
+    ) -> Option<Timestamp> {
+        let since_first = Duration::from_secs(u64::try_from(now.seconds_since(first)).unwrap_or(0));
+        let at = now.plus(self.delay(attempts, unit));
+        let deadline = first.plus(self.give_up_after);
+        (!self.gives_up(since_first) && at.seconds_since(deadline) <= 0).then_some(at)
+    }
 }
 
 /// A number in [0, 1) from the operating system's random source (0.5 if it fails: no jitter
@@ -96,6 +113,24 @@ mod tests {
         assert_eq!(p.delay(2, 0.5), Duration::from_millis(100));
         assert_eq!(p.longest, Duration::from_secs(36));
         assert_eq!(p.give_up_after, Duration::from_secs(864));
+    }
+
+    #[test]
+    fn retries_stop_at_the_give_up_time() {
+        let p = RetryPolicy::DEFAULT;
+        let first = Timestamp::now();
+        let next = p.next_attempt(first, 1, first, 0.5).expect("a retry");
+        assert_eq!(next.seconds_since(first), 5);
+        let late = first.plus(Duration::from_secs(24 * 3600 - 60));
+        assert!(
+            p.next_attempt(first, 30, late, 0.5).is_none(),
+            "an hour's wait would pass the day"
+        );
+        assert!(p
+            .next_attempt(first, 30, first.plus(Duration::from_secs(24 * 3600)), 0.0)
+            .is_none());
+        let early = first.plus(Duration::from_secs(3600));
+        assert!(p.next_attempt(first, 10, early, 0.5).is_some());
     }
 
     proptest! {
