@@ -1,7 +1,7 @@
 // The catalog: one page per kind (list, create, view, edit, delete), with what each kind
 // needs besides: an offering's fill bar, an order's payments.
 
-import { h, show, alertBox, notify, confirmDialog, labelled, formatValue, htmlPreview } from './dom.js';
+import { h, show, alertBox, notify, confirmDialog, labelled, formatValue, htmlPreview, tableBox } from './dom.js';
 import { api, session, can, describe, enc, ApiError } from './api.js';
 import { schema, groupedView, editForm, patchFrom, readForm, label } from './fields.js';
 
@@ -65,7 +65,7 @@ export async function catalogList(resource) {
       const fills = resource === 'courseOfferings'
         ? await Promise.all(r.data.map((o) => seatsTaken(o.id).then((n) => fillBar(n, o.capacity, o.name)).catch(() => '—')))
         : [];
-      results.replaceChildren(h('div', { class: 'table-wrap' }, h('table', null,
+      results.replaceChildren(tableBox(title, h('table', null,
         h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'id'), columns.map((c) => h('th', { scope: 'col' }, label(c))),
           resource === 'courseOfferings' ? h('th', { scope: 'col' }, 'seats') : null)),
         h('tbody', null, r.data.map((rec, i) => h('tr', null,

@@ -107,3 +107,9 @@ export function formatValue(value) {
 export function rerender() {
   window.dispatchEvent(new HashChangeEvent('hashchange'));
 }
+
+/// A table in a scrolling box that keyboard users can reach (a box that scrolls must take focus
+/// for its content to be scrollable without a mouse), named for screen readers.
+export function tableBox(name, ...content) {
+  return h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': name }, ...content);
+}

@@ -2,7 +2,7 @@
 // revocation; check, backup, export and import with progress; the metrics at a glance.
 // A tenant admin key sees the keys and the export of its own tenant.
 
-import { h, show, alertBox, notify, confirmDialog, labelled, formatValue, rerender } from './dom.js';
+import { h, show, alertBox, notify, confirmDialog, labelled, formatValue, rerender, tableBox } from './dom.js';
 import { api, session, isOperator, describe, enc, setTenant, ApiError } from './api.js';
 
 const failInto = (box) => (error) => {
@@ -32,7 +32,7 @@ export async function tenantsPage() {
   const id = h('input', { type: 'text', required: true, autocomplete: 'off' });
   const limits = limitInputs();
   show(h('h1', null, 'Tenants'), messages,
-    h('div', { class: 'table-wrap' }, h('table', null,
+    tableBox('Tenants', h('table', null,
       h('thead', null, h('tr', null, ['tenant', 'created', ...LIMITS.map(([, t]) => t), ''].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, items.map((t) => tenantRow(t, fail))))),
     h('form', { class: 'panel', 'aria-label': 'New tenant', onsubmit: async (e) => {
@@ -78,7 +78,7 @@ export async function keysPage() {
   const role = h('select', null, ['read', 'write', 'admin'].map((r) => h('option', { value: r }, r)));
   const name = h('input', { type: 'text', autocomplete: 'off' });
   show(h('h1', null, `Keys of ${tenant}`), messages, secret,
-    h('div', { class: 'table-wrap' }, h('table', null,
+    tableBox('Keys', h('table', null,
       h('thead', null, h('tr', null, ['key id', 'name', 'role', 'created', ''].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, keys.map((k) => h('tr', null,
         h('td', null, k.id), h('td', null, formatValue(k.name)), h('td', null, k.role), h('td', null, formatValue(k.created_at)),

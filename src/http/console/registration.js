@@ -1,7 +1,7 @@
 // One registration: every field, grouped; edit with If-Match (a conflict shows the other
 // version and offers a reload); cancel; delete; generateOrder; previewEmail; history.
 
-import { h, show, alertBox, notify, confirmDialog, labelled, htmlPreview, formatValue } from './dom.js';
+import { h, show, alertBox, notify, confirmDialog, labelled, htmlPreview, formatValue, tableBox } from './dom.js';
 import { api, session, can, describe, enc, ApiError, openapi } from './api.js';
 import { schema, groupedView, editForm, patchFrom, readForm, REGISTRATION_GROUPS, label } from './fields.js';
 
@@ -71,7 +71,7 @@ async function historySection(id) {
     const r = await api('GET', `${base()}/${enc(id)}/history`, { query: { limit: 20 } });
     const items = r.data.Items ?? [];
     return h('section', { class: 'panel' }, h('h2', null, 'History'),
-      h('div', { class: 'table-wrap' }, h('table', null,
+      tableBox('History', h('table', null,
         h('thead', null, h('tr', null, ['version', 'change', 'when', 'key', 'patch'].map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', null, items.map((e) => h('tr', null,
           h('td', null, formatValue(e.sys_version)), h('td', null, formatValue(e.op)), h('td', null, formatValue(e.at)),
@@ -147,7 +147,7 @@ function conflictBox(mine, theirs, ops, reload) {
   const wanted = new Map(ops.map((o) => [o.path.slice(1), o.op === 'remove' ? undefined : o.value]));
   return h('div', { class: 'alert', role: 'alert' },
     h('strong', null, `Someone else changed this registration (now version ${theirs.sys_version}). Nothing was saved.`),
-    h('div', { class: 'table-wrap' }, h('table', null,
+    tableBox('The two versions', h('table', null,
       h('thead', null, h('tr', null, ['field', 'when you opened it', 'the other version', 'your change'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, [...new Set([...changed, ...wanted.keys()])].map((k) => h('tr', null,
         h('th', { scope: 'row' }, label(k)), h('td', null, formatValue(mine[k])), h('td', null, formatValue(theirs[k])),

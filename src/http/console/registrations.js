@@ -1,7 +1,7 @@
 // The registrations table: search on every criterion, lookups by student, course and
 // offering, paging on the API's own LastEvaluatedKey, and a column chooser (`fields`).
 
-import { h, labelled, show, alertBox, formatValue, nextId } from './dom.js';
+import { h, labelled, show, alertBox, formatValue, nextId, tableBox } from './dom.js';
 import { api, session, can, describe, enc } from './api.js';
 import { schema, properties, enumOf, label, DEFAULT_COLUMNS } from './fields.js';
 
@@ -165,7 +165,7 @@ export async function registrationsPage() {
       columns.map((c) => h('td', null, formatValue(r[c])))));
     const caption = { list: 'All registrations', search: 'Search results', lookup: 'Lookup results' }[state.mode];
     results.replaceChildren(
-      h('div', { class: 'table-wrap' }, h('table', null, h('caption', { class: 'muted' }, `${caption}: ${items.length} on this page`),
+      tableBox(caption, h('table', null, h('caption', { class: 'muted' }, `${caption}: ${items.length} on this page`),
         h('thead', null, head), h('tbody', null, rows))),
       h('div', { class: 'actions' },
         h('button', { type: 'button', class: 'secondary', disabled: state.pages.length === 0,
