@@ -11,6 +11,7 @@
 pub mod check;
 pub mod engine;
 pub mod errors;
+pub mod events;
 pub mod migrate;
 pub mod pool;
 pub mod rows;

@@ -19,6 +19,7 @@ use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
 use crate::domain::rules::{self, Usage};
 use crate::domain::tenant::Tenant;
+use crate::domain::transfer::RecordKind;
 pub use crate::store::records::RegistrationPage as Page;
 pub use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration};
 
@@ -94,6 +95,7 @@ pub(super) fn write(
     tenant: &TenantId,
     old: Option<&CourseRegistration>,
     new: Option<&CourseRegistration>,
+    ctx: &WriteContext,
 ) -> Result<(), TxError> {
     let t = tenant.as_str();
     if let Some(new) = new {
@@ -179,7 +181,20 @@ pub(super) fn write(
         }
         (None, None) => {}
     }
-    Ok(())
+    let (old_view, new_view) = (old.map(|r| r.to_json()), new.map(|r| r.to_json()));
+    let id = match (old, new) {
+        (_, Some(r)) | (Some(r), None) => &r.id,
+        (None, None) => return Ok(()),
+    };
+    super::events::record(
+        tx,
+        tenant,
+        RecordKind::Registration,
+        id,
+        old_view.as_ref().zip(old.map(|r| r.version())),
+        new_view.as_ref().zip(new.map(|r| r.version())),
+        ctx,
+    )
 }
 
 fn slot_key(tenant: &TenantId, record: &CourseRegistration) -> Option<Key> {
@@ -338,7 +353,7 @@ pub(super) fn create_in(
     resolve(tx, tenant, None, &mut fields)?;
     let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;
     number_if_unnumbered(tx, tenant, &mut record)?;
-    write(tx, tenant, None, Some(&record))?;
+    write(tx, tenant, None, Some(&record), ctx)?;
     Ok(record)
 }
 
@@ -364,8 +379,9 @@ pub(super) fn replace_in(
     tenant: &TenantId,
     stored: &CourseRegistration,
     new: &CourseRegistration,
+    ctx: &WriteContext,
 ) -> Result<(), TxError> {
-    write(tx, tenant, Some(stored), Some(new))
+    write(tx, tenant, Some(stored), Some(new), ctx)
 }
 
 /// Copies an order's state onto one of its registrations (if it still points at the order).
@@ -383,7 +399,7 @@ pub(super) fn follow_order(
         return Ok(());
     }
     if let Revision::Changed(updated) = stored.with_order(order, None, ctx)? {
-        write(tx, tenant, Some(&stored), Some(&updated))?;
+        write(tx, tenant, Some(&stored), Some(&updated), ctx)?;
     }
     Ok(())
 }
@@ -420,7 +436,7 @@ impl Intent for ReviseRegistration {
         match stored.revise(fields, &self.ctx)? {
             Revision::Unchanged => Ok(stored),
             Revision::Changed(revised) => {
-                write(tx, &self.tenant, Some(&stored), Some(&revised))?;
+                write(tx, &self.tenant, Some(&stored), Some(&revised), &self.ctx)?;
                 Ok(*revised)
             }
         }
@@ -443,7 +459,7 @@ impl Intent for DeleteRegistration {
             let live = order.is_some_and(|o| o.fields.is_live());
             rules::live_order_blocks_delete(&self.id, Some(order_id), live)?;
         }
-        write(tx, &self.tenant, Some(&stored), None)
+        write(tx, &self.tenant, Some(&stored), None, &self.ctx)
     }
 }
 
