@@ -19,5 +19,7 @@ pub mod schema;
 
 pub use engine::PgEngine;
 pub use errors::{from_pg, from_pool};
-pub use migrate::{latest_version, migrate, migrate_to, MigrationReport, SCHEMA_HISTORY_TABLE};
+pub use migrate::{
+    embedded_migrations, latest_version, migrate, migrate_to, MigrationReport, SCHEMA_HISTORY_TABLE,
+};
 pub use pool::{connect, connect_with, ping, Pool, PoolOptions};
