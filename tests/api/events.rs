@@ -731,3 +731,53 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
     assert!(freed, "a closed stream gives its place back");
     drop(open);
 }
+
+#[tokio::test]
+async fn events_past_the_history_retention_are_compacted_and_the_sequence_goes_on() {
+    let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
+        // Long enough for the setup below to finish before anything is compacted.
+        args.history_max_age_seconds = Some(3);
+        args.sweep_interval_ms = 100;
+    })
+    .await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s1", "s2"], &[("o1", "c1")]).await;
+    let kept = app.create(&t, &w.body("s1", "c1", "o1")).await;
+    let gone = app.create(&t, &w.body("s2", "c1", "o1")).await;
+    let gone_path = registration(&t, gone["id"].as_str().unwrap());
+    app.delete(&gone_path, &t.write).await.assert_ok();
+    let last = last_seq(&app, &t).await;
+    assert!(last >= 8);
+
+    let mut compacted = false;
+    for _ in 0..200 {
+        if last_seq(&app, &t).await == 0 {
+            compacted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(compacted, "the sweeper compacts events past --history-days");
+    // A record outlives its history; a deleted one's history is gone for admins too.
+    let kept_path = registration(&t, kept["id"].as_str().unwrap());
+    let page = app.get(&format!("{kept_path}/history"), &t.read).await;
+    assert_eq!(page.assert_ok()["Count"], 0);
+    app.get(&format!("{gone_path}/history"), &t.admin)
+        .await
+        .assert_error(404, "not_found");
+    // Numbers are never reused: the next event follows the last one compacted.
+    app.patch(
+        &kept_path,
+        &t.write,
+        &json!([{"op": "add", "path": "/city", "value": "Lyon"}]),
+    )
+    .await
+    .assert_ok();
+    let after = feed(&app, &t, 0, 100, "").await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["seq"], last + 1);
+    let report = app
+        .post("/admin/check", OPERATOR_KEY, &json!({"tenant": t.id}))
+        .await;
+    assert_eq!(report.assert_ok()["problem_count"], 0, "{}", report.body);
+}

@@ -288,3 +288,83 @@ impl Store {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::access::Principal;
+    use crate::domain::catalog::{CatalogInput, CatalogRecord, ContactFields};
+    use crate::domain::tenant::{Limits, NewTenant};
+    use crate::store::events::EventHold;
+    use crate::store::{Durability, Engine, Maintenance};
+    use std::sync::Arc;
+
+    struct KeepFrom(u64);
+    impl EventHold for KeepFrom {
+        fn keep_from(&self, _: &TenantId) -> Option<u64> {
+            Some(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn compaction_removes_events_past_retention_up_to_a_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), Durability::Relaxed).unwrap();
+        store.set_retention(crate::store::retention::Retention {
+            history_max_age: std::time::Duration::ZERO,
+            ..Default::default()
+        });
+        let ctx = WriteContext::new(Principal::Operator.actor());
+        let tenant = TenantId::parse("acme").unwrap();
+        let new = NewTenant {
+            id: tenant.clone(),
+            limits: Limits::default(),
+        };
+        Engine::create_tenant(&store, new, &ctx).await.unwrap();
+        for name in ["a", "b", "c"] {
+            let fields = CatalogInput::<ContactFields>::parse(&serde_json::json!({"name": name}))
+                .unwrap()
+                .fields;
+            let record = CatalogRecord::create(RecordId::generate(), fields, &ctx).unwrap();
+            store
+                .submit(super::super::catalog::CreateCatalog {
+                    tenant: tenant.clone(),
+                    record,
+                    ctx: ctx.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        // The default template and three contacts: 1..=4.
+        let all = store.changes(&tenant, 0, &[], 100).unwrap();
+        assert_eq!(
+            all.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        let store = Arc::new(store);
+        store.hold_events(Arc::new(KeepFrom(3)));
+        let later = Timestamp::from_parts(Timestamp::now().to_parts().0 + 10, 0).unwrap();
+        let sweeper = store.clone();
+        let swept = tokio::task::spawn_blocking(move || sweeper.sweep(later))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(swept.events, 2);
+        let left = store.changes(&tenant, 0, &[], 100).unwrap();
+        assert_eq!(left.items.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+        // The history index went with them, and the check agrees.
+        let first = &all.items[0].change;
+        let page = store
+            .history(&tenant, first.kind, &first.record_id, None, 10)
+            .unwrap();
+        assert!(page.items.is_empty());
+        let prefix = history_prefix("acme", first.kind, first.record_id.as_str());
+        let handles = store.handles().unwrap();
+        assert_eq!(handles.tree(TreeId::History).scan_prefix(prefix).count(), 0);
+        let report = store
+            .check(crate::store::check::Scope::Every, false)
+            .await
+            .unwrap();
+        assert!(report.clean, "{:?}", report.problems);
+    }
+}
