@@ -5,9 +5,10 @@
 use super::access::{Read, TenantCaller};
 use super::mount::Endpoint;
 use super::query::{PageQuery, Query, QueryParams};
-use super::request::{query_page, store_of, IdPath};
+use super::request::{json_body, query_page_json, store_of, IdPath};
 use crate::domain::access::{Principal, Role, OPERATOR_KEY_ID};
 use crate::domain::catalog::{CatalogFields, CatalogKind};
+use crate::domain::events::ChangeEvent;
 use crate::domain::ids::TenantId;
 use crate::domain::transfer::RecordKind;
 use crate::error::{ApiError, ErrorCode};
@@ -17,7 +18,6 @@ use crate::workflows::events as flow;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -94,8 +94,32 @@ async fn history(
         admin,
     )
     .await?;
-    let items: Vec<Value> = page.items.iter().map(|e| e.to_json()).collect();
-    Ok(query_page(&req, &query, items, page.next))
+    let capacity = page.items.iter().map(event_capacity).sum();
+    Ok(query_page_json(
+        &req,
+        &query,
+        page.items.len(),
+        capacity,
+        |out| write_events(out, &page.items),
+        page.next,
+    ))
+}
+
+/// Room for one event's JSON.
+fn event_capacity(event: &ChangeEvent) -> usize {
+    event.change.patch.len() + 512
+}
+
+/// Appends a JSON array of events.
+fn write_events(out: &mut Vec<u8>, events: &[ChangeEvent]) {
+    out.push(b'[');
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        event.write_json(out);
+    }
+    out.push(b']');
 }
 
 /// The query of `GET /changes/{tenantId}`.
@@ -154,12 +178,15 @@ async fn changes(
     }
     let limit = query.limit()?;
     let page = flow::changes(&store, caller.tenant(), after, kinds, limit).await?;
-    let items: Vec<Value> = page.items.iter().map(|e| e.to_json()).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "Count": items.len(),
-        "Items": items,
-        "cursor": page.last_examined.to_string(),
-    })))
+    let mut body = Vec::with_capacity(page.items.iter().map(event_capacity).sum::<usize>() + 64);
+    body.extend_from_slice(b"{\"Count\":");
+    body.extend_from_slice(page.items.len().to_string().as_bytes());
+    body.extend_from_slice(b",\"Items\":");
+    write_events(&mut body, &page.items);
+    body.extend_from_slice(b",\"cursor\":\"");
+    body.extend_from_slice(page.last_examined.to_string().as_bytes());
+    body.extend_from_slice(b"\"}");
+    Ok(json_body(&mut HttpResponse::Ok(), body))
 }
 
 fn key_of(principal: &Principal) -> String {
@@ -265,12 +292,12 @@ struct Feed {
 }
 
 /// One SSE event per change: `id:` is the cursor that resumes after it.
-fn sse_events(events: &[crate::domain::events::ChangeEvent]) -> Bytes {
-    let mut out = Vec::with_capacity(events.len() * 512);
+fn sse_events(events: &[ChangeEvent]) -> Bytes {
+    let mut out = Vec::with_capacity(events.iter().map(event_capacity).sum::<usize>() + 64);
     for event in events {
         out.extend_from_slice(format!("id: {}\nevent: change\ndata: ", event.seq).as_bytes());
-        // serde_json writes no newline inside a value: one `data:` line.
-        out.extend_from_slice(event.to_json().to_string().as_bytes());
+        // The event's JSON holds no raw newline (strings escape theirs): one `data:` line.
+        event.write_json(&mut out);
         out.extend_from_slice(b"\n\n");
     }
     Bytes::from(out)

@@ -769,21 +769,7 @@ async fn write_registration(
         (None, None) => {}
     }
     settle_bytes(tx, tenant, new_bytes - old_bytes).await?;
-    let (old_view, new_view) = (old.map(|r| r.to_json()), new.map(|r| r.to_json()));
-    let id = match (old, new) {
-        (_, Some(r)) | (Some(r), None) => &r.id,
-        (None, None) => return Ok(()),
-    };
-    super::events::record(
-        tx,
-        tenant,
-        RecordKind::Registration,
-        id,
-        old_view.as_ref().zip(old.map(|r| r.version())),
-        new_view.as_ref().zip(new.map(|r| r.version())),
-        ctx,
-    )
-    .await
+    super::events::record(tx, tenant, RecordKind::Registration, old, new, ctx).await
 }
 
 /// Appends the change event of a catalog record's write (`old` → `new`).
@@ -794,20 +780,7 @@ async fn catalog_event<F: CatalogFields>(
     new: Option<&CatalogRecord<F>>,
     ctx: &WriteContext,
 ) -> Result<(), StoreError> {
-    let (old_view, new_view) = (old.map(|r| r.to_json()), new.map(|r| r.to_json()));
-    let Some(id) = new.or(old).map(|r| &r.id) else {
-        return Ok(());
-    };
-    super::events::record(
-        tx,
-        tenant,
-        RecordKind::Catalog(F::KIND),
-        id,
-        old_view.as_ref().zip(old.map(|r| r.version())),
-        new_view.as_ref().zip(new.map(|r| r.version())),
-        ctx,
-    )
-    .await
+    super::events::record(tx, tenant, RecordKind::Catalog(F::KIND), old, new, ctx).await
 }
 
 async fn denormalise(

@@ -7,15 +7,14 @@
 use super::rows::pg;
 use super::schema::{instant_text, parse_instant};
 use crate::domain::access::{Role, WriteContext};
-use crate::domain::events::{Change, ChangeEvent, ChangeOp};
+use crate::domain::events::{Change, ChangeEvent, ChangeOp, Versioned};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::transfer::RecordKind;
-use crate::store::check::Problem;
+use crate::store::check::{Observed, Problem, ProblemKind};
 use crate::store::events::{event_problems, history_scope, LatestEvents, MAX_EXAMINED};
 use crate::store::page::PageTokens;
 use crate::store::records::{ChangesPage, HistoryPage};
 use crate::store::StoreError;
-use serde_json::{Map, Value};
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 const EVENT_COLUMNS: &str = "seq, kind, record_id, op, sys_version, at, key_id, role, \
@@ -23,16 +22,15 @@ const EVENT_COLUMNS: &str = "seq, kind, record_id, op, sys_version, at, key_id, 
 
 /// Appends the event of one record's write, in the write's transaction (which holds the
 /// tenant's counters row).
-pub(super) async fn record(
+pub(super) async fn record<R: Versioned + Sync>(
     tx: &Transaction<'_>,
     tenant: &TenantId,
     kind: RecordKind,
-    id: &RecordId,
-    old: Option<(&Map<String, Value>, u64)>,
-    new: Option<(&Map<String, Value>, u64)>,
+    old: Option<&R>,
+    new: Option<&R>,
     ctx: &WriteContext,
 ) -> Result<(), StoreError> {
-    let Some(change) = Change::between(kind, id, old, new, ctx) else {
+    let Some(change) = Change::between(kind, old, new, ctx) else {
         return Ok(());
     };
     let version = i64::try_from(change.version).unwrap_or(i64::MAX);
@@ -54,7 +52,7 @@ pub(super) async fn record(
                 &change.role.as_str(),
                 &change.request_id,
                 &change.bulk_operation,
-                &change.patch.to_string(),
+                &change.patch,
             ],
         )
         .await
@@ -76,7 +74,6 @@ fn event_from(row: &Row) -> Result<ChangeEvent, StoreError> {
     let version: i64 = row.try_get(4).map_err(pg)?;
     let at: String = row.try_get(5).map_err(pg)?;
     let role: String = row.try_get(7).map_err(pg)?;
-    let patch: String = row.try_get(10).map_err(pg)?;
     Ok(ChangeEvent {
         seq: u64::try_from(seq).map_err(|_| corrupt("negative sequence".into()))?,
         change: Change {
@@ -89,7 +86,7 @@ fn event_from(row: &Row) -> Result<ChangeEvent, StoreError> {
             role: Role::parse(&role).map_err(corrupt)?,
             request_id: row.try_get(8).map_err(pg)?,
             bulk_operation: row.try_get(9).map_err(pg)?,
-            patch: serde_json::from_str(&patch).map_err(|e| corrupt(e.to_string()))?,
+            patch: row.try_get(10).map_err(pg)?,
         },
     })
 }
@@ -210,9 +207,9 @@ pub(super) async fn compact(
     // Events are in commit order: stop at the first that is too new or held.
     let removed = tx
         .execute(
-            "DELETE FROM change_events WHERE tenant_id = $1 AND seq < COALESCE((SELECT \
-             MIN(seq) FROM change_events WHERE tenant_id = $1 AND (at >= $2 OR seq >= $3)), \
-             $3)",
+            "DELETE FROM change_events WHERE tenant_id = $1 AND seq < COALESCE((SELECT seq \
+             FROM change_events WHERE tenant_id = $1 AND (at >= $2 OR seq >= $3) \
+             ORDER BY seq LIMIT 1), $3)",
             &[&tenant.as_str(), &cutoff, &keep_from],
         )
         .await
@@ -270,5 +267,32 @@ pub(super) async fn check(
             records.push((kind, row.get(0), u64::try_from(version).unwrap_or(0)));
         }
     }
-    Ok(event_problems(t, "change_events", records, latest))
+    let mut problems = event_problems(t, "change_events", records, latest);
+    // The sequence must be at least the newest event's number, or it would hand it out again.
+    let row = client
+        .query_one(
+            "SELECT (SELECT event_seq FROM tenant_counters WHERE tenant_id = $1), \
+             (SELECT MAX(seq) FROM change_events WHERE tenant_id = $1)",
+            &[&t],
+        )
+        .await
+        .map_err(pg)?;
+    let (counter, newest): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+    if let (Some(counter), Some(newest)) = (counter, newest) {
+        if counter < newest {
+            problems.push(Problem {
+                kind: ProblemKind::SequenceBehind,
+                tenant: Some(t.to_owned()),
+                tree: "tenant_counters",
+                record_id: None,
+                counter: Some("event_seq".into()),
+                key: t.to_owned(),
+                expected: Some(Observed::Count(u64::try_from(newest).unwrap_or(0))),
+                found: Some(Observed::Count(u64::try_from(counter).unwrap_or(0))),
+                repairable: false,
+                detail: Some("the event sequence is behind the newest event".into()),
+            });
+        }
+    }
+    Ok(problems)
 }

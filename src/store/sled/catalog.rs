@@ -111,15 +111,12 @@ pub(super) fn put<F: CatalogFields>(
 ) -> Result<(), TxError> {
     let key = keys::catalog(tenant.as_str(), F::KIND.tag(), record.id.as_str());
     tx.insert(TreeId::Catalog, key.into_bytes(), codec::encode(record)?);
-    let old_view = old.map(|r| r.to_json());
-    let new_view = record.to_json();
     super::events::record(
         tx,
         tenant,
         RecordKind::Catalog(F::KIND),
-        &record.id,
-        old_view.as_ref().zip(old.map(|r| r.version())),
-        Some((&new_view, record.version())),
+        old,
+        Some(record),
         ctx,
     )
 }
@@ -133,13 +130,11 @@ fn remove<F: CatalogFields>(
 ) -> Result<(), TxError> {
     let key = keys::catalog(tenant.as_str(), F::KIND.tag(), stored.id.as_str());
     tx.remove(TreeId::Catalog, key.into_bytes());
-    let old_view = stored.to_json();
     super::events::record(
         tx,
         tenant,
         RecordKind::Catalog(F::KIND),
-        &stored.id,
-        Some((&old_view, stored.version())),
+        Some(stored),
         None,
         ctx,
     )

@@ -18,20 +18,19 @@ use super::keys::{self, Key, KeyReader};
 use super::tx::{TreeId, Tx, TxError};
 use super::Store;
 use crate::domain::access::{Role, WriteContext};
-use crate::domain::events::{Change, ChangeEvent, ChangeOp};
+use crate::domain::events::{Change, ChangeEvent, ChangeOp, Versioned};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::time::Timestamp;
 use crate::domain::transfer::RecordKind;
 use crate::store::events::{history_scope, MAX_EXAMINED};
 use crate::store::records::{ChangesPage, HistoryPage};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 /// The counter of the tenant's last event sequence number.
 pub const EVENT_SEQUENCE: &str = "event_seq";
 
-/// An event as sled keeps it (bincode cannot carry `serde_json::Value`: the patch is JSON
-/// text). The tenant and the sequence number are the key.
+/// An event as sled keeps it (the patch as JSON text). The tenant and the sequence number
+/// are the key.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct StoredEvent {
     pub kind: String,
@@ -79,18 +78,34 @@ pub fn history_parts(key: &[u8]) -> Result<(String, String, u64), StoreError> {
     Ok((kind, id, seq))
 }
 
+/// [`StoredEvent`] borrowed from a [`Change`], to encode it without copying the patch
+/// (serde writes `&str` as it writes `String`: the same bytes decode as `StoredEvent`).
+#[derive(Serialize)]
+struct StoredEventRef<'a> {
+    kind: &'a str,
+    id: &'a str,
+    op: &'a str,
+    version: u64,
+    at: Timestamp,
+    key_id: &'a str,
+    role: Role,
+    request_id: &'a Option<String>,
+    bulk_operation: &'a Option<String>,
+    patch: &'a str,
+}
+
 pub(super) fn encode(change: &Change) -> Result<Vec<u8>, StoreError> {
-    codec::encode(&StoredEvent {
-        kind: change.kind.tag().to_owned(),
-        id: change.record_id.as_str().to_owned(),
-        op: change.op.as_str().to_owned(),
+    codec::encode(&StoredEventRef {
+        kind: change.kind.tag(),
+        id: change.record_id.as_str(),
+        op: change.op.as_str(),
         version: change.version,
         at: change.at,
-        key_id: change.key_id.clone(),
+        key_id: &change.key_id,
         role: change.role,
-        request_id: change.request_id.clone(),
-        bulk_operation: change.bulk_operation.clone(),
-        patch: change.patch.to_string(),
+        request_id: &change.request_id,
+        bulk_operation: &change.bulk_operation,
+        patch: &change.patch,
     })
 }
 
@@ -109,25 +124,25 @@ pub(super) fn decode(seq: u64, bytes: &[u8]) -> Result<ChangeEvent, StoreError> 
             role: stored.role,
             request_id: stored.request_id,
             bulk_operation: stored.bulk_operation,
-            patch: serde_json::from_str(&stored.patch).map_err(|e| corrupt(&e.to_string()))?,
+            patch: stored.patch,
         },
     })
 }
 
 /// Appends the event of one record's write to the tenant's events, in the write's
 /// transaction: the record before and after (API views with their versions) and who wrote.
-pub(super) fn record(
+pub(super) fn record<R: Versioned>(
     tx: &mut Tx<'_>,
     tenant: &TenantId,
     kind: RecordKind,
-    id: &RecordId,
-    old: Option<(&Map<String, Value>, u64)>,
-    new: Option<(&Map<String, Value>, u64)>,
+    old: Option<&R>,
+    new: Option<&R>,
     ctx: &WriteContext,
 ) -> Result<(), TxError> {
-    let Some(change) = Change::between(kind, id, old, new, ctx) else {
+    let Some(change) = Change::between(kind, old, new, ctx) else {
         return Ok(());
     };
+    let id = &change.record_id;
     let t = tenant.as_str();
     let sequence = keys::counter(t, EVENT_SEQUENCE);
     let seq = tx.counter(sequence.as_bytes())? + 1;

@@ -181,20 +181,7 @@ pub(super) fn write(
         }
         (None, None) => {}
     }
-    let (old_view, new_view) = (old.map(|r| r.to_json()), new.map(|r| r.to_json()));
-    let id = match (old, new) {
-        (_, Some(r)) | (Some(r), None) => &r.id,
-        (None, None) => return Ok(()),
-    };
-    super::events::record(
-        tx,
-        tenant,
-        RecordKind::Registration,
-        id,
-        old_view.as_ref().zip(old.map(|r| r.version())),
-        new_view.as_ref().zip(new.map(|r| r.version())),
-        ctx,
-    )
+    super::events::record(tx, tenant, RecordKind::Registration, old, new, ctx)
 }
 
 fn slot_key(tenant: &TenantId, record: &CourseRegistration) -> Option<Key> {
