@@ -190,6 +190,13 @@ pub struct ServeArgs {
     /// SMTP relay for mail; unset = mail goes to the outbox.
     #[arg(long, env = "REGISTRAR_SMTP_URL")]
     pub smtp_url: Option<String>,
+    /// Seconds a node holds a message it journaled in the outbox and is sending through the
+    /// relay; past them, any node's deliverer sends a message still pending (its node died).
+    /// Each send may take at most half of it (and at most 30 s). Shorter claims resend
+    /// sooner after a crash; tests use a few seconds.
+    #[arg(long, env = "REGISTRAR_MAIL_CLAIM_SECS", default_value_t = DEFAULT_MAIL_CLAIM_SECS,
+          value_parser = clap::value_parser!(u64).range(2..=86_400))]
+    pub mail_claim_secs: u64,
     /// The sender address of mail.
     #[arg(
         long,
@@ -326,6 +333,8 @@ pub const DEFAULT_BLOCKING_PER_TENANT: usize = 2;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// `--request-deadline`: seconds a request waits in any one queue in front of the engine.
 pub const DEFAULT_REQUEST_DEADLINE_SECS: u64 = 10;
+/// `--mail-claim-secs`: the relay's 30 s send timeout, and as much again.
+pub const DEFAULT_MAIL_CLAIM_SECS: u64 = 60;
 
 impl ServeArgs {
     /// What the server keeps and for how long.
@@ -386,6 +395,7 @@ impl ServeArgs {
             data_dir: data_dir.into(),
             durability: DurabilityArg::Sync,
             smtp_url: None,
+            mail_claim_secs: DEFAULT_MAIL_CLAIM_SECS,
             mail_from: "registrar@localhost".into(),
             demo: false,
             demo_dir: PathBuf::from("./data/demo"),

@@ -97,6 +97,9 @@ error_codes! {
     InvalidIdempotencyKey = "invalid_idempotency_key",
     /// The `Idempotency-Key` was used before with a different request.
     IdempotencyMismatch = "idempotency_mismatch",
+    /// A request with this `Idempotency-Key` is still running (on this node or another), and
+    /// did not finish within the request deadline: retry later to get its answer.
+    IdempotencyInProgress = "idempotency_in_progress",
     /// A tenant with this id exists already.
     TenantExists = "tenant_exists",
     /// The body is larger than the limit.

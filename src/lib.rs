@@ -23,4 +23,5 @@ pub mod mail;
 pub mod startup;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 pub mod workflows;

@@ -16,7 +16,7 @@ use crate::store::directory::{hash_secret, random_secret};
 use crate::store::retention::Sweeper;
 use crate::store::{Database, Db, EngineChoice, StoreError};
 use crate::workflows;
-use crate::workflows::email::Mailer;
+use crate::workflows::email::{Deliverer, Mailer};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, HttpServer};
 use serde::Deserialize;
@@ -115,6 +115,8 @@ pub struct Application {
     store: web::Data<dyn Database>,
     /// Deletes expired responses and old outbox messages; stopped before the store closes.
     sweeper: Sweeper,
+    /// Sends the mail nodes left pending (with a relay); stopped before the store closes.
+    deliverer: Option<Deliverer>,
     address: SocketAddr,
     /// Whether the server speaks HTTPS (`--tls-cert`/`--tls-key`) rather than plain HTTP.
     https: bool,
@@ -185,11 +187,27 @@ impl Application {
         let address = listener.local_addr().map_err(bind_error)?;
         check_address(&args.mail_from)
             .map_err(|e| StartupError::MailFrom(format!("{}: {e}", args.mail_from)))?;
+        let claim = std::time::Duration::from_secs(args.mail_claim_secs);
+        let relay = match &args.smtp_url {
+            Some(url) => Some(std::sync::Arc::new(
+                SmtpRelay::from_url(url)
+                    .map_err(StartupError::SmtpUrl)?
+                    .with_send_timeout(crate::workflows::email::send_timeout_for(claim)),
+            )),
+            None => None,
+        };
+        // Every node sends what any node journaled and left pending (docs/SCALING.md, Mail).
+        let deliverer = relay.as_ref().map(|relay| {
+            Deliverer::start(
+                store.clone().into_inner(),
+                relay.clone(),
+                args.mail_from.clone(),
+                claim,
+            )
+        });
         let mailer = web::Data::new(Mailer {
-            relay: match &args.smtp_url {
-                Some(url) => Some(SmtpRelay::from_url(url).map_err(StartupError::SmtpUrl)?),
-                None => None,
-            },
+            claim,
+            relay,
             from: args.mail_from.clone(),
             renderer: std::sync::Arc::new(RenderPool::new(
                 match &args.render_worker {
@@ -244,6 +262,7 @@ impl Application {
             server,
             store,
             sweeper,
+            deliverer,
             address,
             https: args.tls_cert.is_some(),
             operator_key,
@@ -273,6 +292,7 @@ impl Application {
         let served = self.server.await;
         // The sweeper holds the store too: stop it (after the sweep under way) first.
         drop(self.sweeper);
+        drop(self.deliverer);
         let store = self.store.into_inner();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         // Workers drop their handles as they finish; the last one closes the engine.

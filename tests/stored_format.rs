@@ -14,6 +14,7 @@ use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::tenant::{ApiKey, Limits, Tenant};
 use registrar::domain::time::Timestamp;
+use registrar::store::records::{Delivery, OutboxMessage};
 use registrar::store::sled::codec;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -332,4 +333,45 @@ fn api_key_formats_1_and_2_decode() {
         );
     }
     only_the_format_byte_differs("api_key");
+}
+
+/// An outbox message journaled for the relay and not yet sent; its `delivery` is new in
+/// format 4 (a message of formats 1 to 3 reads as kept: `codec`'s unit tests, and the data
+/// dirs of `tests/api/fixture_datadir.rs`).
+fn sample_message() -> OutboxMessage {
+    OutboxMessage {
+        id: RecordId::parse("01JMESSAGE0000000000000000").unwrap(),
+        message_id: "<01JMESSAGE0000000000000000@registrar>".into(),
+        to: "ada@example.org".into(),
+        subject: "Your registration".into(),
+        html: Some("<p>Welcome, Ada</p>".into()),
+        text: Some("Welcome, Ada".into()),
+        registration_id: Some(RecordId::parse("01JFIXTURE00000000000000000").unwrap()),
+        created_at: at(),
+        delivery: Delivery::Pending {
+            claimed_until: Timestamp::parse_rfc3339("2026-11-28T12:01:00.123Z").unwrap(),
+            attempts: 1,
+        },
+    }
+}
+
+fn message_view(message: &OutboxMessage) -> Value {
+    json!({"view": message.to_json(), "delivery": serde_json::to_value(&message.delivery).unwrap()})
+}
+
+fn message_json(bytes: &[u8]) -> Value {
+    message_view(&codec::decode::<OutboxMessage>(bytes).unwrap())
+}
+
+#[test]
+fn outbox_message_format_4_round_trips_its_delivery() {
+    let message = sample_message();
+    assert_eq!(message.to_json()["state"], "pending");
+    check(
+        "outbox_message_v4",
+        4,
+        codec::encode(&message).unwrap(),
+        message_json,
+        message_view(&message),
+    );
 }

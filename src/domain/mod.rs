@@ -18,3 +18,4 @@ pub mod tenant;
 pub mod time;
 pub mod transfer;
 pub mod values;
+pub mod webhook;

@@ -417,6 +417,14 @@ impl CourseRegistration {
     }
 
     /// Whether the registration holds its student's one place in the offering.
+    /// The offering whose seat it holds: its offering, while it is active.
+    pub fn seat(&self) -> Option<&RecordId> {
+        self.fields
+            .course_offering_id
+            .as_ref()
+            .filter(|_| self.status().is_active())
+    }
+
     pub fn holds_slot(&self) -> bool {
         self.status() != RegistrationStatus::Cancelled
     }

@@ -8,6 +8,7 @@
 use super::catalog::{CatalogKind, Reference};
 use super::error::FieldError;
 use super::ids::{RecordId, TenantId};
+use super::registration::CourseRegistration;
 use std::fmt;
 
 /// A write refused by a rule between records.
@@ -183,6 +184,16 @@ impl fmt::Display for RuleViolation {
 }
 
 impl std::error::Error for RuleViolation {}
+
+/// The offering in which `new`, replacing `old`, takes a seat it did not hold: its offering
+/// when it is active, unless `old` already held a seat there. Only then is capacity checked.
+pub fn seat_to_take<'a>(
+    old: Option<&CourseRegistration>,
+    new: &'a CourseRegistration,
+) -> Option<&'a RecordId> {
+    let seat = new.seat()?;
+    (old.and_then(CourseRegistration::seat) != Some(seat)).then_some(seat)
+}
 
 /// A registration that takes a new seat in `offering` needs one free: fewer than `capacity`
 /// `active` ones. An offering without a capacity has room for any number.
@@ -377,6 +388,53 @@ mod tests {
                 .to_string(),
             "course offering o1 is full (2 of 2 seats taken)"
         );
+    }
+
+    #[test]
+    fn a_seat_is_taken_only_by_an_active_registration_new_to_its_offering() {
+        use crate::domain::enums::RegistrationStatus::{self, *};
+        use crate::domain::registration::{CourseRegistration, RegistrationFields};
+        let r = |offering: Option<&str>, status: RegistrationStatus| CourseRegistration {
+            id: id("r1"),
+            fields: RegistrationFields {
+                course_offering_id: offering.map(id),
+                status: Some(status),
+                ..Default::default()
+            },
+        };
+        for (old, new, taken) in [
+            (None, r(Some("o1"), Registered), Some("o1")),
+            (None, r(Some("o1"), Draft), None),
+            (None, r(None, Registered), None),
+            (
+                Some(r(Some("o1"), Draft)),
+                r(Some("o1"), Registered),
+                Some("o1"),
+            ),
+            (
+                Some(r(Some("o1"), Cancelled)),
+                r(Some("o1"), Completed),
+                Some("o1"),
+            ),
+            (
+                Some(r(Some("o1"), Registered)),
+                r(Some("o1"), Attended),
+                None,
+            ),
+            (
+                Some(r(Some("o1"), Registered)),
+                r(Some("o2"), Registered),
+                Some("o2"),
+            ),
+            (
+                Some(r(Some("o1"), Registered)),
+                r(Some("o1"), Cancelled),
+                None,
+            ),
+        ] {
+            let seat = seat_to_take(old.as_ref(), &new).map(RecordId::as_str);
+            assert_eq!(seat, taken, "{old:?} -> {new:?}");
+        }
     }
 
     #[test]

@@ -34,6 +34,34 @@ impl Timestamp {
         (nanos < 1_000_000_000).then_some(Timestamp { secs, nanos })
     }
 
+    /// This instant moved by `by` (forward), or back by `by` with [`Timestamp::minus`].
+    pub fn plus(self, by: std::time::Duration) -> Timestamp {
+        let nanos = u64::from(self.nanos) + u64::from(by.subsec_nanos());
+        Timestamp {
+            secs: self
+                .secs
+                .saturating_add(i64::try_from(by.as_secs()).unwrap_or(i64::MAX))
+                .saturating_add((nanos / 1_000_000_000) as i64),
+            nanos: (nanos % 1_000_000_000) as u32,
+        }
+    }
+
+    /// This instant moved back by `by`.
+    pub fn minus(self, by: std::time::Duration) -> Timestamp {
+        let mut secs = self
+            .secs
+            .saturating_sub(i64::try_from(by.as_secs()).unwrap_or(i64::MAX));
+        let mut nanos = i64::from(self.nanos) - i64::from(by.subsec_nanos());
+        if nanos < 0 {
+            nanos += 1_000_000_000;
+            secs = secs.saturating_sub(1);
+        }
+        Timestamp {
+            secs,
+            nanos: nanos as u32,
+        }
+    }
+
     /// Whole seconds from `earlier` to this instant (negative when `earlier` is later).
     pub fn seconds_since(self, earlier: Timestamp) -> i64 {
         self.secs - earlier.secs
@@ -61,6 +89,16 @@ impl Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moving_an_instant_carries_the_nanoseconds() {
+        let t = Timestamp::parse_rfc3339("2019-08-24T14:15:22.750Z").unwrap();
+        let later = t.plus(std::time::Duration::from_millis(500));
+        assert_eq!(later.to_rfc3339(), "2019-08-24T14:15:23.250Z");
+        assert_eq!(later.minus(std::time::Duration::from_millis(500)), t);
+        let earlier = t.minus(std::time::Duration::from_millis(900));
+        assert_eq!(earlier.to_rfc3339(), "2019-08-24T14:15:21.850Z");
+    }
 
     #[test]
     fn offsets_are_normalised_to_utc_z() {

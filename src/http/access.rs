@@ -35,6 +35,8 @@ pub const TENANT_PARAMETER: &str = "tenantId";
 pub enum Requirement {
     /// No key: health, the API description.
     Public,
+    /// Any valid key, of any tenant and role, or the operator key.
+    Key,
     /// The operator key.
     Operator,
     /// A key with at least `role` on the tenant of the route's `{tenantId}`.
@@ -119,6 +121,41 @@ impl FromRequest for Public {
 
     fn from_request(_: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(Public))
+    }
+}
+
+/// A request made with any valid key: it reads nothing but what the key itself may know.
+#[derive(Debug, Clone)]
+pub struct AnyKey {
+    principal: Principal,
+}
+
+impl AnyKey {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl Access for AnyKey {
+    const REQUIREMENT: Requirement = Requirement::Key;
+
+    fn admit(req: &HttpRequest) -> Result<Self, ApiError> {
+        Ok(AnyKey {
+            principal: authenticate(store(req)?, req)?,
+        })
+    }
+
+    fn tenant(&self) -> Option<&TenantId> {
+        None
+    }
+}
+
+impl FromRequest for AnyKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(admitted(req))
     }
 }
 
@@ -449,10 +486,18 @@ mod tests {
             let what = format!("{} {}", route.method, route.path);
             match route.requirement {
                 Requirement::Public => assert!(
-                    ["/healthz", "/openapi.json", "/docs", "/docs/docs.js"]
-                        .contains(&route.path.as_str()),
+                    [
+                        "/healthz",
+                        "/openapi.json",
+                        "/docs",
+                        "/docs/docs.js",
+                        "/console",
+                        "/console/{asset}"
+                    ]
+                    .contains(&route.path.as_str()),
                     "{what}"
                 ),
+                Requirement::Key => assert_eq!(route.path, "/whoami", "{what}"),
                 Requirement::Tenant {
                     rate_limited: true,
                     role,

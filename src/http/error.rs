@@ -38,7 +38,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | OfferingFull
         | HasDependants
         | OrderExists
-        | IdempotencyMismatch => StatusCode::CONFLICT,
+        | IdempotencyMismatch
+        | IdempotencyInProgress => StatusCode::CONFLICT,
         PayloadTooLarge | RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         BatchRolledBack => StatusCode::FAILED_DEPENDENCY,
         RequestTimeout => StatusCode::REQUEST_TIMEOUT,

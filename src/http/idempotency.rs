@@ -1,7 +1,10 @@
 //! `Idempotency-Key` on the POSTs that write (every POST on a tenant's resources but search): the
 //! first response for (tenant, key) is stored and replayed for 24 hours; the same key with
 //! another request is 409 `idempotency_mismatch`. A retry that races the first attempt waits
-//! for it (one async lock per key) and then gets its answer, so it never makes a second record.
+//! for it and then gets its answer, so it never makes a second record: on this node behind one
+//! async lock per key, across nodes behind the claim the engine holds for the key
+//! (`Engine::claim_response`; on sled the lock is the whole of it, one process). A wait is
+//! bounded by the request deadline; past it the answer is 409 `idempotency_in_progress`.
 //!
 //! Responses of 5xx and 429 are not stored: retrying those should run again. Nor is a response
 //! whose body is over 1 MiB (`Retention::max_stored_response_bytes`), or one the tenant's
@@ -25,6 +28,7 @@ use actix_web::{web, HttpMessage, HttpResponse};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const HEADER: &str = "idempotency-key";
 const MAX_KEY_LEN: usize = 255;
@@ -89,6 +93,47 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
         .map(BytesMut::freeze)
 }
 
+/// How old a claim must be before it is taken to belong to a request that can no longer be
+/// running (its node died): longer than any request runs. A request waits at most
+/// `--request-deadline` in each queue in front of the engine (a handful per request), and a
+/// previewEmail's render (3 s, after at most 10 s in line) and send (at most 30 s) add to it.
+fn stale_after(req: &actix_web::HttpRequest) -> Duration {
+    let deadline = req
+        .app_data::<web::Data<super::admission::Admission>>()
+        .map(|admission| admission.request_deadline())
+        .unwrap_or(Duration::from_secs(
+            crate::config::DEFAULT_REQUEST_DEADLINE_SECS,
+        ));
+    deadline * 4 + crate::mail::SEND_TIMEOUT + Duration::from_secs(30)
+}
+
+/// A claim on a key this request holds until its answer is stored; released when it is not
+/// (or when the request is dropped before that).
+struct Claim {
+    store: Arc<dyn Database>,
+    tenant: TenantId,
+    key: String,
+    /// `None` once stored or released.
+    token: Option<Timestamp>,
+}
+
+impl Claim {
+    async fn release(&mut self) {
+        if let Some(token) = self.token.take() {
+            flow::release(&self.store, &self.tenant, &self.key, token).await;
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            let (store, tenant, key) = (self.store.clone(), self.tenant.clone(), self.key.clone());
+            actix_web::rt::spawn(async move { flow::release(&store, &tenant, &key, token).await });
+        }
+    }
+}
+
 /// The middleware of a route [`applies_to`] names, inside its access gate: the gate has
 /// admitted the caller `A` and its tenant.
 pub async fn guard<A: Access>(
@@ -140,26 +185,34 @@ pub async fn guard<A: Access>(
     };
     let id = (tenant.clone(), key.clone());
     let lock = in_flight.lock_for(&id);
+    // The waits for the key (the lock here, another node's claim in the store) are bounded
+    // by the request deadline, as every wait in front of the engine is.
+    let deadline = crate::store::deadline::from_now().unwrap_or_else(|| {
+        Instant::now() + Duration::from_secs(crate::config::DEFAULT_REQUEST_DEADLINE_SECS)
+    });
+    let stale_after = stale_after(req.request());
     let outcome = async {
-        let _turn = lock.lock().await;
-        let now = Timestamp::now();
-        let stored = match flow::live_response(&store, &tenant, &key, now).await {
-            Ok(stored) => stored,
+        let Ok(_turn) = tokio::time::timeout_at(deadline.into(), lock.lock()).await else {
+            return Ok(req.error_response(flow::in_progress()));
+        };
+        let claimed = flow::claim(&store, &tenant, &key, fingerprint, stale_after, deadline).await;
+        let token = match claimed {
+            Ok(flow::Claimed::Won(token)) => token,
+            Ok(flow::Claimed::Stored(stored)) => return Ok(req.into_response(replay(&stored))),
             Err(error) => return Ok(req.error_response(error)),
         };
-        if let Some(stored) = stored {
-            if stored.fingerprint != fingerprint {
-                let error = ApiError::new(
-                    ErrorCode::IdempotencyMismatch,
-                    "this Idempotency-Key was used with a different request",
-                );
-                return Ok(req.error_response(error));
-            }
-            return Ok(req.into_response(replay(&stored)));
-        }
+        // Should this future be dropped before the answer is stored (the client went away),
+        // the claim is given up from there.
+        let mut claim = Claim {
+            store: store.clone(),
+            tenant: tenant.clone(),
+            key: key.clone(),
+            token: Some(token),
+        };
         let response = next.call(req).await?;
         let status = response.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            claim.release().await;
             let mut response = response.map_into_boxed_body();
             response.headers_mut().insert(
                 actix_web::http::header::HeaderName::from_static(NOT_STORED_HEADER),
@@ -186,14 +239,17 @@ pub async fn guard<A: Access>(
             status: status.as_u16(),
             headers,
             body: bytes.to_vec(),
-            at: now,
+            at: Timestamp::now(),
         };
         let mut rebuilt = HttpResponse::build(status);
         for (name, value) in &stored.headers {
             rebuilt.insert_header((name.as_str(), value.as_str()));
         }
         let kept = flow::keep_response(&store, &tenant, &key, stored).await;
-        if !kept {
+        if kept {
+            claim.token = None;
+        } else {
+            claim.release().await;
             rebuilt.insert_header((NOT_STORED_HEADER, "false"));
         }
         let rebuilt = rebuilt.body(bytes);

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod catalog;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod frame;
@@ -33,6 +34,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     [
         service::endpoints(),
         openapi::endpoints(),
+        console::endpoints(),
         admin::endpoints(),
         transfer::endpoints(),
         registrations::endpoints(),

@@ -502,6 +502,10 @@ fn registration_operations() -> Vec<Operation> {
         Operation::new("post", format!("{base}/previewEmail"), "previewEmail")
             .summary("Render an email template for a registration and send it")
             .param(tenant_param())
+            .param(flag_param(
+                "dryRun",
+                "Render only: nothing is sent or kept (a template editor's preview).",
+            ))
             .param(idempotency_param())
             .body(PreviewEmail::schema())
             .ok(200, "The message as sent", schema_ref("SentEmail"))
@@ -793,6 +797,23 @@ fn service_operations() -> Vec<Operation> {
                     },
                 }),
             ),
+        Operation::new("get", "/whoami", "whoami")
+            .summary("Who the presented key is: the operator, or a tenant's key with its tenant, id and role (any valid key)")
+            .tag(SERVICE_TAG)
+            .ok(
+                200,
+                "The key's principal",
+                json!({
+                    "type": "object",
+                    "required": ["principal", "role"],
+                    "properties": {
+                        "principal": {"enum": ["operator", "tenant_key"]},
+                        "role": {"enum": ["read", "write", "admin"]},
+                        "tenant_id": {"type": "string", "description": "the key's tenant (tenant keys only)"},
+                        "key_id": {"type": "string", "description": "the key's id (tenant keys only)"},
+                    },
+                }),
+            ),
         Operation::new("get", "/metrics", "metrics")
             .summary("Prometheus metrics: requests by route and status, latencies, store size, flushes (operator key)")
             .tag(SERVICE_TAG)
@@ -809,11 +830,18 @@ fn service_operations() -> Vec<Operation> {
             .public()
             .media("text/html")
             .ok(200, "An HTML page", json!({"type": "string"})),
+        Operation::new("get", "/console", "console")
+            .summary("The console: a browser UI over this API, signed in with an API key (no external assets)")
+            .tag(SERVICE_TAG)
+            .public()
+            .etag()
+            .media("text/html")
+            .ok(200, "An HTML page", json!({"type": "string"})),
         Operation::new("get", "/emails/{tenantId}", "listOutbox")
             .summary("The outbox: messages kept when no SMTP relay is set, newest first")
             .tag(SERVICE_TAG)
             .param(tenant_param())
-            .ok(200, "A page of messages", page_schema("SentEmail")),
+            .ok(200, "A page of messages", page_schema("OutboxMessage")),
     ]
     .into_iter()
     .map(|op| {
@@ -962,17 +990,45 @@ fn component_schemas() -> Map<String, Value> {
         "SentEmail".into(),
         json!({
             "type": "object",
-            "required": ["to", "subject", "message_id"],
+            "required": ["to", "subject", "transport"],
             "properties": {
-                "id": {"type": "string"},
                 "to": {"type": "string"},
                 "subject": {"type": "string"},
                 "html": {"type": "string"},
                 "text": {"type": "string"},
-                "transport": {"type": "string", "enum": ["smtp", "outbox"]},
+                "transport": {
+                    "type": "string",
+                    "enum": ["smtp", "outbox", "none"],
+                    "description": "`smtp`: sent through the relay; `outbox`: kept in the outbox; `none`: a dry run, rendered only."
+                },
+                "message_id": {"type": "string", "description": "absent on a dry run"},
+            },
+            "additionalProperties": false,
+        }),
+    );
+    let timestamp = json!({"type": "string", "format": "date-time"});
+    schemas.insert(
+        "OutboxMessage".into(),
+        json!({
+            "type": "object",
+            "required": ["id", "message_id", "to", "subject", "created_at", "state"],
+            "properties": {
+                "id": {"type": "string"},
                 "message_id": {"type": "string"},
+                "to": {"type": "string"},
+                "subject": {"type": "string"},
+                "html": {"type": "string"},
+                "text": {"type": "string"},
                 "registration_id": RecordId::schema(),
-                "created_at": {"type": "string", "format": "date-time"},
+                "created_at": timestamp,
+                "state": {
+                    "type": "string",
+                    "enum": ["kept", "pending", "sent", "failed"],
+                    "description": "`kept`: no relay; `pending`: claimed by a node or waiting for one to send it; `sent`; `failed`, with `error`."
+                },
+                "sent_at": timestamp,
+                "failed_at": timestamp,
+                "error": {"type": "string"},
             },
             "additionalProperties": false,
         }),

@@ -324,13 +324,14 @@ async fn generate_order(
 
 async fn preview_email(
     caller: TenantCaller<Write>,
-    _: Query<NoQuery>,
+    query: Query<DryRunQuery>,
     req: HttpRequest,
     mailer: web::Data<Mailer>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let store = store_of(&req)?;
-    let sent = email::preview(&store, &mailer, caller.tenant(), &body.0).await?;
+    let dry_run = query.flag("dryRun")?;
+    let sent = email::preview(&store, &mailer, caller.tenant(), &body.0, dry_run).await?;
     Ok(HttpResponse::Ok().json(sent))
 }
 

@@ -1,9 +1,10 @@
 //! Endpoints about the service itself, and the outbox.
 
-use super::access::{Operator, Public, Read, TenantCaller};
+use super::access::{AnyKey, Operator, Public, Read, TenantCaller};
 use super::mount::Endpoint;
 use super::query::{PageQuery, Query};
 use super::request::{query_page, store_of};
+use crate::domain::access::Principal;
 use crate::error::ApiError;
 use crate::workflows::outbox;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new("/healthz").get(healthz),
+        Endpoint::new("/whoami").get(whoami),
         Endpoint::new("/metrics").get(metrics),
         Endpoint::new("/emails/{tenantId}").get(outbox),
     ]
@@ -36,6 +38,25 @@ async fn outbox(
     let page = outbox::page(&store_of(&req)?, caller.tenant(), start, limit).await?;
     let items: Vec<Value> = page.items.iter().map(|m| m.to_json()).collect();
     Ok(query_page(&req, &query, items, page.next))
+}
+
+/// Who the presented key is: the operator, or a tenant's key with its id and role. What a
+/// client (the console) needs to offer only what the key may do; it says nothing the key's
+/// holder could not learn by trying.
+async fn whoami(caller: AnyKey) -> HttpResponse {
+    HttpResponse::Ok().json(match caller.principal() {
+        Principal::Operator => json!({"principal": "operator", "role": "admin"}),
+        Principal::TenantKey {
+            key_id,
+            tenant,
+            role,
+        } => json!({
+            "principal": "tenant_key",
+            "tenant_id": tenant.as_str(),
+            "key_id": key_id,
+            "role": role.as_str(),
+        }),
+    })
 }
 
 /// Ready: the database answers (the embedded one is open, or the server would not run; a

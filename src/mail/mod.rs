@@ -14,7 +14,7 @@ mod smtp;
 mod worker;
 
 pub use render::{render, EmailTemplate, RenderError, RenderedEmail, MAX_RENDER_TIME};
-pub use smtp::SmtpRelay;
+pub use smtp::{SmtpRelay, SEND_TIMEOUT};
 pub use worker::{run_worker, RenderFailure, RenderPool, MAX_RENDER_MEMORY, WORKER_COMMAND};
 
 /// A fresh Message-ID, `<ulid@registrar>`: made here rather than by lettre so that the

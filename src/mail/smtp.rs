@@ -8,14 +8,15 @@ use std::time::Duration;
 
 /// How long one network step (connect, one command) may take: lettre's own timeout.
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long one whole delivery may take, so a relay that trickles answers cannot hold a
-/// request open for a sum of step timeouts.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one whole delivery may take (unless [`SmtpRelay::with_send_timeout`] says less),
+/// so a relay that trickles answers cannot hold a request open for a sum of step timeouts.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An SMTP relay. Cheap to share: each `send` opens its own connection (no pool), which is
 /// plenty for preview mail and leaves no idle connection to go stale.
 pub struct SmtpRelay {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    send_timeout: Duration,
 }
 
 impl SmtpRelay {
@@ -38,7 +39,22 @@ impl SmtpRelay {
             .map_err(|e| format!("{shown}: {e}"))?
             .timeout(Some(STEP_TIMEOUT))
             .build();
-        Ok(SmtpRelay { transport })
+        Ok(SmtpRelay {
+            transport,
+            send_timeout: SEND_TIMEOUT,
+        })
+    }
+
+    /// The same relay with each delivery bounded by `limit` rather than [`SEND_TIMEOUT`]
+    /// (the outbox's claims must outlast a send: `workflows::email`).
+    pub fn with_send_timeout(mut self, limit: Duration) -> Self {
+        self.send_timeout = limit.min(SEND_TIMEOUT);
+        self
+    }
+
+    /// How long one delivery may take.
+    pub fn send_timeout(&self) -> Duration {
+        self.send_timeout
     }
 
     /// Sends one message and returns the Message-ID it carried. With both an html and a
@@ -51,13 +67,26 @@ impl SmtpRelay {
         email: &RenderedEmail,
     ) -> Result<String, String> {
         let message_id = super::message_id();
-        let message = build(from, to, email, &message_id)?;
-        match tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message)).await {
-            Ok(Ok(_)) => Ok(message_id),
+        self.send_as(from, to, email, &message_id).await?;
+        Ok(message_id)
+    }
+
+    /// Sends one message under the Message-ID `message_id` (one the outbox journaled: a
+    /// message sent again after a crash carries the same id, so receivers can tell).
+    pub async fn send_as(
+        &self,
+        from: &str,
+        to: &str,
+        email: &RenderedEmail,
+        message_id: &str,
+    ) -> Result<(), String> {
+        let message = build(from, to, email, message_id)?;
+        match tokio::time::timeout(self.send_timeout, self.transport.send(message)).await {
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
-                "the relay did not finish within {} s",
-                SEND_TIMEOUT.as_secs()
+                "the relay did not finish within {} ms",
+                self.send_timeout.as_millis()
             )),
         }
     }

@@ -43,8 +43,8 @@ use crate::domain::time::Timestamp;
 use crate::domain::transfer::{RecordKind, StoredRecord};
 use index::IndexDef;
 use records::{
-    AnyCatalogPage, BackupReport, ChangesPage, HistoryPage, OutboxPage, RegistrationPage,
-    StoredResponse, Swept,
+    AnyCatalogPage, BackupReport, ChangesPage, HistoryPage, OutboxMessage, OutboxPage,
+    RegistrationPage, ResponseClaim, StoredResponse, Swept,
 };
 use retention::Retention;
 use std::future::Future;
@@ -202,6 +202,25 @@ pub trait Engine: Send + Sync {
     ) -> Result<OutboxPage, StoreError>;
     /// Keeps a message in the outbox, dropping the oldest past the cap.
     fn keep_in_outbox(&self, write: write::KeepInOutbox) -> EngineFuture<'_, ()>;
+    /// Claims up to `limit` pending messages of any tenant whose claim ran out before `now`:
+    /// each is held until `until` and its `attempts` counts one more. A message is handed to
+    /// one claimer at a time, across every node on the database (PostgreSQL: `FOR UPDATE SKIP
+    /// LOCKED`; sled: one transaction in one process).
+    fn claim_outbox(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> EngineFuture<'_, Vec<(TenantId, OutboxMessage)>>;
+    /// Records how a pending message's delivery ended; `false` when it was no longer pending.
+    fn settle_outbox(&self, write: write::SettleOutbox) -> EngineFuture<'_, bool>;
+    /// Claims an Idempotency-Key for a request: a stored live response, a request with the key
+    /// still running, or the claim (inserted where the engine serves several nodes; on sled
+    /// the middleware's in-process lock makes the caller the only one, and nothing is
+    /// written). May block, as reads do.
+    fn claim_response(&self, claim: write::ClaimResponse) -> Result<ResponseClaim, StoreError>;
+    /// Gives up a claim that no response will fill. May block, as reads do.
+    fn release_response(&self, release: write::ReleaseResponse) -> Result<(), StoreError>;
     /// The first response to an Idempotency-Key, if stored.
     fn stored_response(
         &self,

@@ -22,8 +22,13 @@ pub struct CatalogPage<F> {
     pub next: Option<String>,
 }
 
-/// A message as it would have been sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A message in the outbox: kept instead of sent (no relay), or journaled before it is sent
+/// through the relay, with where its delivery stands.
+///
+/// Stored (sled) with all nine fields since format 4; formats 1 to 3 had no `delivery`, and
+/// such a message reads as [`Delivery::Kept`] (the hand-written `Deserialize` below reads the
+/// layout the codec announces, see `domain::layout`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxMessage {
     pub id: RecordId,
     pub message_id: String,
@@ -33,6 +38,101 @@ pub struct OutboxMessage {
     pub text: Option<String>,
     pub registration_id: Option<RecordId>,
     pub created_at: Timestamp,
+    pub delivery: Delivery,
+}
+
+/// Where a message's delivery stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// Kept in the outbox: no relay was configured when it was written.
+    Kept,
+    /// To be sent through the relay. The node that holds it may send it until
+    /// `claimed_until`; after that any node's deliverer may claim it. `attempts`: the
+    /// deliverers' claims so far (the request's own send is not counted).
+    Pending {
+        claimed_until: Timestamp,
+        attempts: u32,
+    },
+    /// The relay accepted it.
+    Sent { at: Timestamp },
+    /// The relay refused it (or could not be reached); not retried.
+    Failed { at: Timestamp, error: String },
+}
+
+impl Delivery {
+    /// The state's name in the API: `kept`, `pending`, `sent` or `failed`.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Delivery::Kept => "kept",
+            Delivery::Pending { .. } => "pending",
+            Delivery::Sent { .. } => "sent",
+            Delivery::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// `OutboxMessage` as formats 1 to 3 laid it out: without `delivery`.
+#[derive(Deserialize)]
+struct OutboxMessageV1 {
+    id: RecordId,
+    message_id: String,
+    to: String,
+    subject: String,
+    html: Option<String>,
+    text: Option<String>,
+    registration_id: Option<RecordId>,
+    created_at: Timestamp,
+}
+
+/// `OutboxMessage` as format 4 lays it out.
+#[derive(Deserialize)]
+struct OutboxMessageV4 {
+    id: RecordId,
+    message_id: String,
+    to: String,
+    subject: String,
+    html: Option<String>,
+    text: Option<String>,
+    registration_id: Option<RecordId>,
+    created_at: Timestamp,
+    delivery: Delivery,
+}
+
+impl<'de> Deserialize<'de> for OutboxMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use crate::domain::layout::{self, Layout};
+        // Derived structs: bincode reads each as a tuple of exactly its fields.
+        Ok(match layout::being_read() {
+            Layout::V1 | Layout::V2 | Layout::V3 => {
+                let m = OutboxMessageV1::deserialize(deserializer)?;
+                OutboxMessage {
+                    id: m.id,
+                    message_id: m.message_id,
+                    to: m.to,
+                    subject: m.subject,
+                    html: m.html,
+                    text: m.text,
+                    registration_id: m.registration_id,
+                    created_at: m.created_at,
+                    delivery: Delivery::Kept,
+                }
+            }
+            Layout::V4 => {
+                let m = OutboxMessageV4::deserialize(deserializer)?;
+                OutboxMessage {
+                    id: m.id,
+                    message_id: m.message_id,
+                    to: m.to,
+                    subject: m.subject,
+                    html: m.html,
+                    text: m.text,
+                    registration_id: m.registration_id,
+                    created_at: m.created_at,
+                    delivery: m.delivery,
+                }
+            }
+        })
+    }
 }
 
 impl OutboxMessage {
@@ -43,6 +143,7 @@ impl OutboxMessage {
             "to": self.to,
             "subject": self.subject,
             "created_at": self.created_at.to_rfc3339(),
+            "state": self.delivery.state(),
         });
         if let Some(html) = &self.html {
             out["html"] = json!(html);
@@ -52,6 +153,14 @@ impl OutboxMessage {
         }
         if let Some(registration) = &self.registration_id {
             out["registration_id"] = json!(registration.as_str());
+        }
+        match &self.delivery {
+            Delivery::Sent { at } => out["sent_at"] = json!(at.to_rfc3339()),
+            Delivery::Failed { at, error } => {
+                out["failed_at"] = json!(at.to_rfc3339());
+                out["error"] = json!(error);
+            }
+            Delivery::Kept | Delivery::Pending { .. } => {}
         }
         out
     }
@@ -132,4 +241,16 @@ pub struct AnyCatalogPage {
     pub items: Vec<AnyCatalogRecord>,
     /// The page token of the next page, if there is one.
     pub next: Option<String>,
+}
+
+/// What claiming an `Idempotency-Key` found (`Engine::claim_response`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseClaim {
+    /// The caller runs the request, then keeps its response or releases the claim; `token`
+    /// names this claim (when it was made).
+    Won { token: Timestamp },
+    /// A live response is stored: replay it (or refuse a different request).
+    Stored(StoredResponse),
+    /// Another request with the key is running (on this node or another).
+    Running { fingerprint: [u8; 32] },
 }

@@ -153,3 +153,34 @@ pub struct DeleteCatalog {
     /// Who deletes (recorded in the change event).
     pub ctx: WriteContext,
 }
+
+/// Records how the delivery of a pending outbox message ended: `delivery` is `Sent`,
+/// `Failed`, or `Pending` again (a later attempt, once its claim runs out). Applies only to a
+/// message still pending: one delivered meanwhile, or gone (evicted, swept), is left alone.
+pub struct SettleOutbox {
+    pub tenant: TenantId,
+    pub id: RecordId,
+    pub delivery: super::records::Delivery,
+}
+
+/// Claims (tenant, key) for a request with an `Idempotency-Key` (`Engine::claim_response`).
+pub struct ClaimResponse {
+    pub tenant: TenantId,
+    pub key: String,
+    /// SHA-256 of the method, path, query and body of the request.
+    pub fingerprint: [u8; 32],
+    pub now: crate::domain::time::Timestamp,
+    /// A response stored before this has expired: it is as good as none.
+    pub live_after: crate::domain::time::Timestamp,
+    /// A claim made before this belongs to a request that can no longer be running (its node
+    /// died): it is taken over.
+    pub stale_before: crate::domain::time::Timestamp,
+}
+
+/// Gives up the claim made at `token` on (tenant, key) without a response: the request's
+/// answer is not stored (5xx, 429, too large), so a retry runs again.
+pub struct ReleaseResponse {
+    pub tenant: TenantId,
+    pub key: String,
+    pub token: crate::domain::time::Timestamp,
+}

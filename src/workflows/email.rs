@@ -1,5 +1,16 @@
 //! previewEmail: render a template with a registration and what it points at, then send it
-//! through the SMTP relay or keep it in the outbox.
+//! through the SMTP relay or keep it in the outbox; and the deliverer, which sends what a
+//! node left pending.
+//!
+//! Mail through the relay is journaled before it is sent: the message is committed to the
+//! outbox as pending, claimed by this node for [`Mailer::claim`] (the relay's send timeout is
+//! at most half of it, so the send ends before the claim does), then sent, then marked sent
+//! (or failed, and the client is told 502). Should the node die between the commit and the
+//! mark, the message stays pending; once its claim runs out, a deliverer (every node runs one
+//! while a relay is configured: [`Deliverer`]) claims it and sends it. The engine hands each
+//! message to one claimer at a time, across nodes. A node that dies after the relay took the
+//! message but before marking it sent leaves it pending too, and it is sent again: delivery
+//! is at least once, and both sends carry the same Message-ID, so receivers can tell.
 
 use super::blocking;
 use super::catalog::fetch;
@@ -12,18 +23,36 @@ use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::time::Timestamp;
 use crate::error::{ApiError, ErrorCode};
 use crate::mail::{self, EmailTemplate, RenderFailure, RenderPool, RenderedEmail, SmtpRelay};
-use crate::store::records::OutboxMessage;
-use crate::store::write::KeepInOutbox;
+use crate::store::records::{Delivery, OutboxMessage};
+use crate::store::write::{KeepInOutbox, SettleOutbox};
 use crate::store::Db;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where mail goes: an SMTP relay when one is configured, otherwise the tenant's outbox; and
 /// the worker processes that render its templates.
 pub struct Mailer {
-    pub relay: Option<SmtpRelay>,
+    pub relay: Option<Arc<SmtpRelay>>,
     pub from: String,
     pub renderer: Arc<RenderPool>,
+    /// How long a node holds a pending message it is sending (`--mail-claim-secs`).
+    pub claim: Duration,
+}
+
+/// `--mail-claim-secs` unset: the relay's 30 s send timeout and as much again.
+pub const DEFAULT_CLAIM: Duration = Duration::from_secs(60);
+/// After this many deliverer attempts, a message the relay keeps refusing is marked failed.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Most messages one deliverer pass claims.
+const CLAIM_BATCH: usize = 16;
+/// A relay error is kept up to this many bytes.
+const MAX_ERROR_BYTES: usize = 1000;
+
+/// The send timeout a relay gets under claims of `claim`: half of it, so that a send started
+/// right after the commit ends long before the claim runs out, clocks a little apart.
+pub fn send_timeout_for(claim: Duration) -> Duration {
+    claim / 2
 }
 
 impl Mailer {
@@ -67,6 +96,7 @@ pub async fn preview(
     mailer: &Mailer,
     tenant: &TenantId,
     body: &Value,
+    dry_run: bool,
 ) -> Result<Value, ApiError> {
     let request = PreviewEmail::parse(body)?;
     let registration = super::registrations::fetch(store, tenant, &request.registration_id).await?;
@@ -102,32 +132,97 @@ pub async fn preview(
         .render(template, scope)
         .await
         .map_err(api_error_of)?;
+    if dry_run {
+        // Rendered only: nothing is sent or kept (a template editor's live preview).
+        return Ok(sent_email(&request, rendered, "none", None));
+    }
     let message_id = match &mailer.relay {
-        Some(relay) => relay
-            .send(&mailer.from, &request.destination, &rendered)
-            .await
-            .map_err(|e| {
+        Some(relay) => {
+            let claimed_until = Timestamp::now().plus(mailer.claim);
+            let pending = Delivery::Pending {
+                claimed_until,
+                attempts: 0,
+            };
+            let message = keep(
+                store,
+                tenant,
+                &request,
+                &registration.id,
+                &rendered,
+                pending,
+            )
+            .await?;
+            let sent = relay
+                .send_as(
+                    &mailer.from,
+                    &request.destination,
+                    &rendered,
+                    &message.message_id,
+                )
+                .await;
+            let settled = match &sent {
+                Ok(()) => Delivery::Sent {
+                    at: Timestamp::now(),
+                },
+                Err(e) => Delivery::Failed {
+                    at: Timestamp::now(),
+                    error: bounded(e),
+                },
+            };
+            settle(store, tenant, &message, settled).await;
+            if let Err(e) = sent {
                 log::warn!("SMTP delivery to {} failed: {e}", request.destination);
-                ApiError::new(
+                return Err(ApiError::new(
                     ErrorCode::MailDeliveryFailed,
                     format!("the SMTP relay did not accept the message: {e}"),
-                )
-            })?,
-        None => keep(store, tenant, &request, &registration.id, &rendered).await?,
+                ));
+            }
+            message.message_id
+        }
+        None => {
+            keep(
+                store,
+                tenant,
+                &request,
+                &registration.id,
+                &rendered,
+                Delivery::Kept,
+            )
+            .await?
+            .message_id
+        }
     };
+    Ok(sent_email(
+        &request,
+        rendered,
+        mailer.transport(),
+        Some(message_id),
+    ))
+}
+
+/// previewEmail's answer: the message as rendered, how it went (`smtp`, `outbox`, or `none`
+/// for a dry run) and its Message-ID (none on a dry run).
+fn sent_email(
+    request: &PreviewEmail,
+    rendered: RenderedEmail,
+    transport: &str,
+    message_id: Option<String>,
+) -> Value {
     let mut response = json!({
         "to": request.destination,
         "subject": rendered.subject,
-        "transport": mailer.transport(),
-        "message_id": message_id,
+        "transport": transport,
     });
+    if let Some(id) = message_id {
+        response["message_id"] = json!(id);
+    }
     if let Some(html) = rendered.html {
         response["html"] = json!(html);
     }
     if let Some(text) = rendered.text {
         response["text"] = json!(text);
     }
-    Ok(response)
+    response
 }
 
 /// A render that gave no email, as the client sees it.
@@ -156,13 +251,15 @@ fn api_error_of(failure: RenderFailure) -> ApiError {
     }
 }
 
+/// Keeps the message in the outbox (journals it, with a relay) and returns it.
 async fn keep(
     store: &Db,
     tenant: &TenantId,
     request: &PreviewEmail,
     registration: &RecordId,
     rendered: &RenderedEmail,
-) -> Result<String, ApiError> {
+    delivery: Delivery,
+) -> Result<OutboxMessage, ApiError> {
     let message = OutboxMessage {
         id: RecordId::generate(),
         message_id: mail::message_id(),
@@ -172,16 +269,140 @@ async fn keep(
         text: rendered.text.clone(),
         registration_id: Some(registration.clone()),
         created_at: Timestamp::now(),
+        delivery,
     };
-    let message_id = message.message_id.clone();
     let retention = store.retention();
     store
         .keep_in_outbox(KeepInOutbox {
             tenant: tenant.clone(),
-            message,
+            message: message.clone(),
             max_bytes: retention.max_outbox_message_bytes,
             max_messages: retention.outbox_max_messages,
         })
         .await?;
-    Ok(message_id)
+    Ok(message)
+}
+
+/// A relay's error, cut to [`MAX_ERROR_BYTES`] at a character boundary.
+fn bounded(error: &str) -> String {
+    let mut end = error.len().min(MAX_ERROR_BYTES);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    error[..end].to_owned()
+}
+
+/// Records how a pending message's delivery ended. A failure to record it is logged, not
+/// answered: the relay's verdict stands, and a message left pending is sent again by a
+/// deliverer once its claim runs out (at least once).
+async fn settle(store: &Db, tenant: &TenantId, message: &OutboxMessage, delivery: Delivery) {
+    let settle = SettleOutbox {
+        tenant: tenant.clone(),
+        id: message.id.clone(),
+        delivery,
+    };
+    match store.settle_outbox(settle).await {
+        Ok(true) => {}
+        // Evicted past the outbox's cap, swept, or settled by a deliverer that claimed it
+        // after its claim ran out.
+        Ok(false) => log::info!(
+            "outbox message {} was no longer pending when its delivery ended",
+            message.message_id
+        ),
+        Err(e) => log::error!(
+            "could not record the delivery of outbox message {}: {e}",
+            message.message_id
+        ),
+    }
+}
+
+/// Sends, from every node, what nodes left pending: a background task started with the
+/// server when a relay is configured, stopped (aborted) with it. Each pass claims the
+/// pending messages whose claim ran out (`Engine::claim_outbox`), sends each and marks it
+/// sent; a send the relay refuses leaves the message pending for a later pass, until
+/// [`MAX_ATTEMPTS`] claims, after which it is marked failed.
+pub struct Deliverer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Deliverer {
+    /// Starts the deliverer on the current runtime; it first runs at once (a node that
+    /// restarts sends what it left pending as soon as the claims run out).
+    pub fn start(store: Db, relay: Arc<SmtpRelay>, from: String, claim: Duration) -> Deliverer {
+        let every = (claim / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+        let task = tokio::spawn(async move {
+            loop {
+                deliver_due(&store, &relay, &from, claim).await;
+                tokio::time::sleep(every).await;
+            }
+        });
+        Deliverer { task }
+    }
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        // A send cut short leaves its message pending and claimed: it is sent again once the
+        // claim runs out, by this node after a restart or by another.
+        self.task.abort();
+    }
+}
+
+/// One deliverer pass: claims and sends batches until none is due.
+async fn deliver_due(store: &Db, relay: &SmtpRelay, from: &str, claim: Duration) {
+    loop {
+        let now = Timestamp::now();
+        let claimed = match store.claim_outbox(now, now.plus(claim), CLAIM_BATCH).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                log::warn!("the deliverer could not claim pending mail: {e}");
+                return;
+            }
+        };
+        if claimed.is_empty() {
+            return;
+        }
+        let full = claimed.len() == CLAIM_BATCH;
+        for (tenant, message) in claimed {
+            let attempts = match message.delivery {
+                Delivery::Pending { attempts, .. } => attempts,
+                _ => continue,
+            };
+            let email = RenderedEmail {
+                subject: message.subject.clone(),
+                html: message.html.clone(),
+                text: message.text.clone(),
+            };
+            let outcome = relay
+                .send_as(from, &message.to, &email, &message.message_id)
+                .await;
+            let delivery = match outcome {
+                Ok(()) => Delivery::Sent {
+                    at: Timestamp::now(),
+                },
+                Err(e) if attempts >= MAX_ATTEMPTS => {
+                    log::warn!(
+                        "giving up on outbox message {} after {attempts} attempts: {e}",
+                        message.message_id
+                    );
+                    Delivery::Failed {
+                        at: Timestamp::now(),
+                        error: bounded(&e),
+                    }
+                }
+                Err(e) => {
+                    // Left pending under this claim: the next pass after it runs out retries.
+                    log::warn!(
+                        "the relay refused outbox message {} (attempt {attempts}): {e}",
+                        message.message_id
+                    );
+                    continue;
+                }
+            };
+            settle(store, &tenant, &message, delivery).await;
+        }
+        if !full {
+            return;
+        }
+    }
 }

@@ -1,26 +1,104 @@
-//! The stored responses behind `Idempotency-Key`: read the live one, keep a new one. The
-//! middleware that answers with them is `http::idempotency`.
+//! The stored responses behind `Idempotency-Key`: claim the key, keep a new response or give
+//! the claim up. The middleware that answers with them is `http::idempotency`.
 
 use super::blocking;
 use crate::domain::ids::TenantId;
 use crate::domain::time::Timestamp;
-use crate::error::ApiError;
-use crate::store::records::StoredResponse;
-use crate::store::write::KeepResponse;
+use crate::error::{ApiError, ErrorCode};
+use crate::store::records::{ResponseClaim, StoredResponse};
+use crate::store::write::{ClaimResponse, KeepResponse, ReleaseResponse};
 use crate::store::{Db, StoreError};
+use std::time::{Duration, Instant};
 
-/// The response stored for (tenant, key), if one is stored and younger than the retention's
-/// idempotency TTL at `now`: an expired one is as good as none, even before it is deleted.
-pub async fn live_response(
+/// What claiming a key came to: run the request, or replay a stored answer.
+pub enum Claimed {
+    /// Run the request; the claim was made at the token.
+    Won(Timestamp),
+    /// The live answer to an earlier request with the same fingerprint.
+    Stored(StoredResponse),
+}
+
+/// How often a request waits between looks at a key another request holds.
+const POLL: Duration = Duration::from_millis(50);
+
+fn mismatch() -> ApiError {
+    ApiError::new(
+        ErrorCode::IdempotencyMismatch,
+        "this Idempotency-Key was used with a different request",
+    )
+}
+
+/// Claims (tenant, key) for a request with `fingerprint`: the stored answer when one is live,
+/// else the claim once no other request holds it. A request with the key running elsewhere
+/// (another node; on this node the caller's lock has waited already) is waited for, looking
+/// again every 50 ms until `deadline`, then answered 409 `idempotency_in_progress`. A claim
+/// older than `stale_after` belongs to a request that cannot still be running (its node died)
+/// and is taken over. The same key with another request is 409 `idempotency_mismatch`, at
+/// once, whether its first request finished or not.
+pub async fn claim(
     store: &Db,
     tenant: &TenantId,
     key: &str,
-    now: Timestamp,
-) -> Result<Option<StoredResponse>, ApiError> {
-    let (t, k) = (tenant.clone(), key.to_owned());
-    let stored = blocking(store, move |s| s.stored_response(&t, &k)).await?;
-    let ttl = i64::try_from(store.retention().idempotency_ttl.as_secs()).unwrap_or(i64::MAX);
-    Ok(stored.filter(|s| now.seconds_since(s.at) < ttl))
+    fingerprint: [u8; 32],
+    stale_after: Duration,
+    deadline: Instant,
+) -> Result<Claimed, ApiError> {
+    let ttl = store.retention().idempotency_ttl;
+    loop {
+        let now = Timestamp::now();
+        let claim = ClaimResponse {
+            tenant: tenant.clone(),
+            key: key.to_owned(),
+            fingerprint,
+            now,
+            live_after: now.minus(ttl),
+            stale_before: now.minus(stale_after),
+        };
+        match blocking(store, move |s| s.claim_response(claim)).await? {
+            ResponseClaim::Won { token } => return Ok(Claimed::Won(token)),
+            ResponseClaim::Stored(stored) if stored.fingerprint == fingerprint => {
+                return Ok(Claimed::Stored(stored))
+            }
+            ResponseClaim::Stored(_) => return Err(mismatch()),
+            ResponseClaim::Running { fingerprint: other } if other != fingerprint => {
+                return Err(mismatch())
+            }
+            ResponseClaim::Running { .. } => {
+                if Instant::now() + POLL >= deadline {
+                    return Err(in_progress());
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+/// 409 `idempotency_in_progress`.
+pub fn in_progress() -> ApiError {
+    let mut error = ApiError::new(
+        ErrorCode::IdempotencyInProgress,
+        "a request with this Idempotency-Key is still running; retry to get its answer",
+    );
+    error.retry_after = Some(1);
+    error
+}
+
+/// Gives up the claim made at `token` (the answer is not stored). A failure is logged: the
+/// claim then lapses once it is stale.
+pub async fn release(store: &Db, tenant: &TenantId, key: &str, token: Timestamp) {
+    let release = ReleaseResponse {
+        tenant: tenant.clone(),
+        key: key.to_owned(),
+        token,
+    };
+    let store = Db::clone(store);
+    let key = key.to_owned();
+    let released = tokio::task::spawn_blocking(move || store.release_response(release)).await;
+    match released {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::error!("could not release the claim on Idempotency-Key {key}: {e}"),
+        Err(e) => log::error!("releasing the claim on Idempotency-Key {key} failed: {e}"),
+    }
 }
 
 /// Keeps `response` for (tenant, key), and says whether it was kept. A response over the

@@ -148,6 +148,7 @@ fn expected(requirement: Requirement, who: As) -> Result<(), (u16, &'static str)
     match (requirement, who) {
         (Requirement::Public, _) => Ok(()),
         (_, As::Nobody) => Err((401, "unauthorized")),
+        (Requirement::Key, _) => Ok(()),
         (Requirement::Operator, _) | (Requirement::Tenant { .. }, As::OtherTenantAdmin) => {
             Err((403, "forbidden"))
         }
@@ -460,4 +461,30 @@ async fn the_operators_normal_requests_log_no_error() {
     );
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
     assert!(errors.is_empty(), "ERROR lines: {errors:#?}");
+}
+
+#[tokio::test]
+async fn whoami_names_the_key_and_nothing_more() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let operator = app.get("/whoami", OPERATOR_KEY).await;
+    assert_eq!(
+        operator.assert_ok(),
+        &serde_json::json!({"principal": "operator", "role": "admin"})
+    );
+    for (key, role) in [(&t.read, "read"), (&t.write, "write"), (&t.admin, "admin")] {
+        let r = app.get("/whoami", key).await;
+        let body = r.assert_ok();
+        assert_eq!(body["principal"], "tenant_key");
+        assert_eq!(body["tenant_id"], t.id.as_str());
+        assert_eq!(body["role"], role);
+        assert!(body["key_id"].as_str().is_some_and(|id| !id.is_empty()));
+        assert!(
+            !body.to_string().contains(key.as_str()),
+            "the secret is not echoed"
+        );
+    }
+    let refused = app.get("/whoami", "rk_not-a-key").await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.body["error"]["code"], "unauthorized");
 }

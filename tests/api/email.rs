@@ -41,6 +41,7 @@ async fn without_a_relay_mail_goes_to_the_outbox_newest_first() {
     let page = outbox.assert_ok();
     assert_eq!(page["Count"], 1);
     assert_eq!(page["Items"][0]["to"], "b@example.org", "newest first");
+    assert_eq!(page["Items"][0]["state"], "kept");
     assert_eq!(page["Items"][0]["message_id"], second.body["message_id"]);
     let token = page["LastEvaluatedKey"].as_str().unwrap();
     let rest = app
@@ -51,6 +52,35 @@ async fn without_a_relay_mail_goes_to_the_outbox_newest_first() {
         .await;
     assert_eq!(rest.body["Items"][0]["to"], "ada@example.org");
     assert!(rest.body.get("LastEvaluatedKey").is_none());
+}
+
+#[tokio::test]
+async fn a_dry_run_renders_without_sending_or_keeping() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let id = registration_id(&app, &t).await;
+    let body = json!({
+        "registration_id": id, "destination_email_address": "ada@example.org",
+        "email_template": {"subject": "Hi {{ contact.first_name }}", "html": "<p>{{ course.name }}</p>"}
+    });
+    let path = format!("{}?dryRun=true", preview_path(&t));
+    let dry = app.post(&path, &t.write, &body).await;
+    let dry = dry.assert_ok();
+    assert_eq!(dry["transport"], "none");
+    assert_eq!(dry["subject"], "Hi Ada");
+    assert_eq!(dry["html"], "<p>Course c1</p>");
+    assert!(dry.get("message_id").is_none(), "nothing was sent: {dry}");
+    let outbox = app.get(&format!("/emails/{}", t.id), &t.read).await;
+    assert_eq!(outbox.assert_ok()["Count"], 0, "nothing was kept");
+    // A dry run still needs a write key and a valid template.
+    assert_eq!(app.post(&path, &t.read, &body).await.status, 403);
+    let broken = json!({
+        "registration_id": id, "destination_email_address": "ada@example.org",
+        "email_template": {"subject": "{{ oops", "text": "x"}
+    });
+    let refused = app.post(&path, &t.write, &broken).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["error"]["code"], "template_error");
 }
 
 #[tokio::test]
@@ -161,13 +191,17 @@ async fn with_a_relay_mail_is_sent_over_smtp() {
         data.contains("text/html") && data.contains("text/plain"),
         "both parts"
     );
-    assert_eq!(
-        app.get(&format!("/emails/{}", t.id), &t.read).await.body["Count"],
-        0,
-        "not kept in the outbox"
-    );
+    // Journaled in the outbox before it was sent, and marked sent.
+    let outbox = app.get(&format!("/emails/{}", t.id), &t.read).await;
+    let outbox = outbox.assert_ok();
+    assert_eq!(outbox["Count"], 1);
+    let item = &outbox["Items"][0];
+    assert_eq!(item["message_id"], sent["message_id"]);
+    assert_eq!(item["state"], "sent", "{item}");
+    assert!(item["sent_at"].is_string(), "{item}");
 
-    // A relay that refuses or is gone is a 502, and nothing is claimed as sent.
+    // A relay that refuses or is gone is a 502, and nothing is claimed as sent: the message
+    // is listed as failed, with the relay's error, and not retried.
     drop(sink);
     let failed = app
         .post(
@@ -177,4 +211,12 @@ async fn with_a_relay_mail_is_sent_over_smtp() {
         )
         .await;
     failed.assert_error(502, "mail_delivery_failed");
+    let outbox = app.get(&format!("/emails/{}", t.id), &t.read).await;
+    let newest = &outbox.assert_ok()["Items"][0];
+    assert_eq!(newest["state"], "failed", "{newest}");
+    assert!(
+        newest["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{newest}"
+    );
+    assert!(newest.get("sent_at").is_none(), "{newest}");
 }

@@ -41,8 +41,8 @@ use crate::store::events::{ChangeSignal, EventHold, EventHolds, POLL_INTERVAL};
 use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
 use crate::store::page::{PageScope, PageTokens};
 use crate::store::records::{
-    AnyCatalogPage, BackupReport, ChangesPage, HistoryPage, OutboxMessage, OutboxPage,
-    RegistrationPage, StoredResponse, Swept,
+    AnyCatalogPage, BackupReport, ChangesPage, Delivery, HistoryPage, OutboxMessage, OutboxPage,
+    RegistrationPage, ResponseClaim, StoredResponse, Swept,
 };
 use crate::store::retention::Retention;
 use crate::store::write::{self, BatchStep, OrderFor, StepOutcome};
@@ -402,6 +402,11 @@ async fn counter(tx: &Transaction<'_>, tenant: &TenantId, name: &str) -> Result<
         .query_opt(sql.as_str(), &[&tenant.as_str()])
         .await
         .map_err(pg)?;
+    counter_value(row)
+}
+
+/// A counter read back (0 for a tenant without a counters row, and for a negative value).
+fn counter_value(row: Option<tokio_postgres::Row>) -> Result<u64, StoreError> {
     Ok(match row {
         Some(row) => u64::try_from(row.try_get::<_, i64>(0).map_err(pg)?).unwrap_or(0),
         None => 0,
@@ -422,10 +427,7 @@ async fn add_to_counter(
         .query_opt(sql.as_str(), &[&tenant.as_str(), &delta])
         .await
         .map_err(pg)?;
-    Ok(match row {
-        Some(row) => u64::try_from(row.try_get::<_, i64>(0).map_err(pg)?).unwrap_or(0),
-        None => 0,
-    })
+    counter_value(row)
 }
 
 /// The next number of a sequence (`registration_number`, `order_number`).
@@ -663,20 +665,9 @@ async fn check_capacity(
     old: Option<&CourseRegistration>,
     new: &CourseRegistration,
 ) -> Result<(), StoreError> {
-    let Some(offering_id) = new
-        .fields
-        .course_offering_id
-        .as_ref()
-        .filter(|_| new.status().is_active())
-    else {
+    let Some(offering_id) = rules::seat_to_take(old, new) else {
         return Ok(());
     };
-    let had_seat = old.is_some_and(|o| {
-        o.status().is_active() && o.fields.course_offering_id.as_ref() == Some(offering_id)
-    });
-    if had_seat {
-        return Ok(());
-    }
     let row = tx
         .query_opt(
             "SELECT capacity, active_seats FROM course_offerings WHERE tenant_id = $1 AND id = $2 \
@@ -712,13 +703,10 @@ async fn write_registration(
             raise_sequence(tx, tenant, "registration_number", number).await?;
         }
     }
-    let seat = |r: &CourseRegistration| {
-        r.fields
-            .course_offering_id
-            .clone()
-            .filter(|_| r.status().is_active())
-    };
-    let (old_seat, new_seat) = (old.and_then(seat), new.and_then(seat));
+    let (old_seat, new_seat) = (
+        old.and_then(CourseRegistration::seat),
+        new.and_then(CourseRegistration::seat),
+    );
     if old_seat != new_seat {
         for (offering, delta) in [(old_seat, -1i64), (new_seat, 1)] {
             if let Some(offering) = offering {
@@ -1374,6 +1362,7 @@ async fn outbox_message(row: &tokio_postgres::Row) -> Result<OutboxMessage, Stor
     let id: String = row.try_get("id").map_err(pg)?;
     let registration: Option<String> = row.try_get("registration_id").map_err(pg)?;
     let created: String = row.try_get("created_at").map_err(pg)?;
+    let delivery = delivery_from(row)?;
     Ok(OutboxMessage {
         id: RecordId::parse(&id).map_err(StoreError::Corrupt)?,
         message_id: row.try_get("message_id").map_err(pg)?,
@@ -1385,6 +1374,76 @@ async fn outbox_message(row: &tokio_postgres::Row) -> Result<OutboxMessage, Stor
             .map(|r| RecordId::parse(&r).map_err(StoreError::Corrupt))
             .transpose()?,
         created_at: parse_instant(&created)?,
+        delivery,
+    })
+}
+
+/// A message's delivery from its columns (V2 migration).
+fn delivery_from(row: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
+    let state: String = row.try_get("state").map_err(pg)?;
+    let instant = |column: &str| -> Result<Timestamp, StoreError> {
+        let text: Option<String> = row.try_get(column).map_err(pg)?;
+        parse_instant(&text.ok_or_else(|| {
+            StoreError::Corrupt(format!("a {state} outbox message without {column}"))
+        })?)
+    };
+    Ok(match state.as_str() {
+        "kept" => Delivery::Kept,
+        "pending" => Delivery::Pending {
+            claimed_until: instant("claimed_until")?,
+            attempts: u32::try_from(row.try_get::<_, i32>("attempts").map_err(pg)?).unwrap_or(0),
+        },
+        "sent" => Delivery::Sent {
+            at: instant("sent_at")?,
+        },
+        "failed" => Delivery::Failed {
+            at: instant("failed_at")?,
+            error: row
+                .try_get::<_, Option<String>>("error")
+                .map_err(pg)?
+                .unwrap_or_default(),
+        },
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "an outbox message in state {other:?}"
+            )))
+        }
+    })
+}
+
+/// A delivery as the columns (state, claimed_until, attempts, sent_at, failed_at, error).
+type DeliveryColumns = (
+    &'static str,
+    Option<String>,
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn delivery_columns(delivery: &Delivery) -> Result<DeliveryColumns, StoreError> {
+    Ok(match delivery {
+        Delivery::Kept => ("kept", None, 0, None, None, None),
+        Delivery::Pending {
+            claimed_until,
+            attempts,
+        } => (
+            "pending",
+            Some(instant_text(*claimed_until)?),
+            i32::try_from(*attempts).unwrap_or(i32::MAX),
+            None,
+            None,
+            None,
+        ),
+        Delivery::Sent { at } => ("sent", None, 0, Some(instant_text(*at)?), None, None),
+        Delivery::Failed { at, error } => (
+            "failed",
+            None,
+            0,
+            None,
+            Some(instant_text(*at)?),
+            Some(error.clone()),
+        ),
     })
 }
 
@@ -1394,6 +1453,108 @@ fn outbox_bytes(message: &OutboxMessage) -> i64 {
 
 fn response_bytes(key: &str, response: &StoredResponse) -> i64 {
     (key.len() + response.body.len() + 64) as i64
+}
+
+/// Claims (tenant, key) for one request (the schema's comment on `idempotency_responses`):
+/// the claim row is inserted with ON CONFLICT DO NOTHING, so of requests racing on any nodes
+/// one inserts it. A row found instead is a live response (replayed), an expired response or
+/// an abandoned claim (both taken over by an UPDATE conditional on the row being as read,
+/// which again only one request wins), or a running request's claim.
+async fn claim_response_in(
+    s: Arc<Shared>,
+    claim: write::ClaimResponse,
+) -> Result<ResponseClaim, StoreError> {
+    let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+    let (t, key) = (claim.tenant.as_str(), claim.key.as_str());
+    let now = instant_text(claim.now)?;
+    let fingerprint = &claim.fingerprint[..];
+    // A row deleted between the insert and the read (a released claim) makes another round;
+    // a few always settle it.
+    for _ in 0..8 {
+        let inserted = client
+            .execute(
+                "INSERT INTO idempotency_responses (tenant_id, key, fingerprint, stored_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, key) DO NOTHING",
+                &[&t, &key, &fingerprint, &now],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted == 1 {
+            return Ok(ResponseClaim::Won { token: claim.now });
+        }
+        let Some(row) = client
+            .query_opt(
+                "SELECT fingerprint, status, headers, body, stored_at FROM \
+                 idempotency_responses WHERE tenant_id = $1 AND key = $2",
+                &[&t, &key],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            continue;
+        };
+        let found: Vec<u8> = row.try_get(0).map_err(pg)?;
+        let found: [u8; 32] = found
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("a fingerprint is not 32 bytes".into()))?;
+        let status: Option<i32> = row.try_get(1).map_err(pg)?;
+        let stored_text: String = row.try_get(4).map_err(pg)?;
+        let stored_at = parse_instant(&stored_text)?;
+        let dead = match status {
+            Some(_) => stored_at < claim.live_after,
+            None => stored_at < claim.stale_before,
+        };
+        if dead {
+            // An expired response or an abandoned claim: take it over, if it is still as read.
+            let taken = client
+                .execute(
+                    "UPDATE idempotency_responses SET fingerprint = $3, status = NULL, \
+                     headers = NULL, body = NULL, stored_at = $4 WHERE tenant_id = $1 AND \
+                     key = $2 AND stored_at = $5 AND fingerprint = $6",
+                    &[&t, &key, &fingerprint, &now, &stored_text, &&found[..]],
+                )
+                .await
+                .map_err(pg)?;
+            if taken == 1 {
+                // Whatever the expired response counted toward the tenant's bytes is now
+                // free; `keep_response` counts the new one.
+                if status.is_some() {
+                    let body: Vec<u8> = row.try_get(3).map_err(pg)?;
+                    let freed = (key.len() + body.len() + 64) as i64;
+                    free_response_bytes(&s, &claim.tenant, freed).await?;
+                }
+                return Ok(ResponseClaim::Won { token: claim.now });
+            }
+            continue;
+        }
+        return Ok(match status {
+            Some(status) => {
+                let headers: Value = row.try_get(2).map_err(pg)?;
+                ResponseClaim::Stored(StoredResponse {
+                    fingerprint: found,
+                    status: u16::try_from(status)
+                        .map_err(|_| StoreError::Corrupt("a stored status".into()))?,
+                    headers: rows::from_json(headers)?,
+                    body: row.try_get(3).map_err(pg)?,
+                    at: stored_at,
+                })
+            }
+            None => ResponseClaim::Running { fingerprint: found },
+        });
+    }
+    Err(StoreError::Busy(
+        "the Idempotency-Key's row kept changing".into(),
+    ))
+}
+
+/// Takes `freed` bytes off the tenant's stored bytes, in a transaction of its own.
+async fn free_response_bytes(s: &Shared, tenant: &TenantId, freed: i64) -> Result<(), StoreError> {
+    transaction!(s, |tx| async {
+        lock_tenant(tx, tenant).await?;
+        settle_bytes(tx, tenant, -freed).await?;
+        Ok::<_, StoreError>(((), true))
+    }
+    .await)
 }
 
 // ---- the traits ----------------------------------------------------------------------------
@@ -2039,10 +2200,13 @@ impl Engine for PgEngine {
                     settle_bytes(tx, &keep.tenant, -freed).await?;
                 }
                 let m = &keep.message;
+                let (state, claimed_until, attempts, sent_at, failed_at, error) =
+                    delivery_columns(&m.delivery)?;
                 tx.execute(
                     "INSERT INTO outbox (tenant_id, id, message_id, to_address, subject, html, \
-                     body_text, registration_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                     $8, $9)",
+                     body_text, registration_id, created_at, state, claimed_until, attempts, \
+                     sent_at, failed_at, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                     $11, $12, $13, $14, $15)",
                     &[
                         &t,
                         &m.id.as_str(),
@@ -2053,6 +2217,12 @@ impl Engine for PgEngine {
                         &m.text,
                         &m.registration_id.as_ref().map(|r| r.as_str()),
                         &instant_text(m.created_at)?,
+                        &state,
+                        &claimed_until,
+                        &attempts,
+                        &sent_at,
+                        &failed_at,
+                        &error,
                     ],
                 )
                 .await
@@ -2062,6 +2232,112 @@ impl Engine for PgEngine {
                 Ok::<_, StoreError>(((), true))
             }
             .await)
+        })
+    }
+
+    fn claim_outbox(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> EngineFuture<'_, Vec<(TenantId, OutboxMessage)>> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            let (now, until) = (instant_text(now)?, instant_text(until)?);
+            let take = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = transaction!(s, |tx| async {
+                // Rows another node's claim holds locked are skipped, not waited for: each
+                // message goes to one claimer, and claimers never queue behind each other.
+                let due = tx
+                    .query(
+                        "SELECT tenant_id, id FROM outbox WHERE state = 'pending' AND \
+                         claimed_until < $1 ORDER BY claimed_until LIMIT $2 \
+                         FOR UPDATE SKIP LOCKED",
+                        &[&now, &take],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if due.is_empty() {
+                    return Ok::<_, StoreError>((Vec::new(), false));
+                }
+                let tenants: Vec<String> = due.iter().map(|r| r.get(0)).collect();
+                let ids: Vec<String> = due.iter().map(|r| r.get(1)).collect();
+                let claimed = tx
+                    .query(
+                        "UPDATE outbox o SET claimed_until = $1, attempts = o.attempts + 1 \
+                         FROM unnest($2::text[], $3::text[]) AS c (tenant_id, id) \
+                         WHERE o.tenant_id = c.tenant_id AND o.id = c.id \
+                         AND o.state = 'pending' RETURNING o.*",
+                        &[&until, &tenants, &ids],
+                    )
+                    .await
+                    .map_err(pg)?;
+                Ok((claimed, true))
+            }
+            .await)?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let tenant: String = row.try_get("tenant_id").map_err(pg)?;
+                let tenant = TenantId::parse(&tenant).map_err(StoreError::Corrupt)?;
+                claimed.push((tenant, outbox_message(row).await?));
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn settle_outbox(&self, w: write::SettleOutbox) -> EngineFuture<'_, bool> {
+        let s = self.shared.clone();
+        self.spawn(async move {
+            // The delivery columns do not count toward the tenant's stored bytes, so no
+            // counter moves and the tenant's row is not locked.
+            let (state, claimed_until, attempts, sent_at, failed_at, error) =
+                delivery_columns(&w.delivery)?;
+            let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+            let updated = client
+                .execute(
+                    "UPDATE outbox SET state = $3, claimed_until = $4, attempts = \
+                     GREATEST(attempts, $5), sent_at = $6, failed_at = $7, error = $8 \
+                     WHERE tenant_id = $1 AND id = $2 AND state = 'pending'",
+                    &[
+                        &w.tenant.as_str(),
+                        &w.id.as_str(),
+                        &state,
+                        &claimed_until,
+                        &attempts,
+                        &sent_at,
+                        &failed_at,
+                        &error,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(updated == 1)
+        })
+    }
+
+    fn claim_response(&self, claim: write::ClaimResponse) -> Result<ResponseClaim, StoreError> {
+        self.block(move |s| Box::pin(claim_response_in(s, claim)))
+    }
+
+    fn release_response(&self, release: write::ReleaseResponse) -> Result<(), StoreError> {
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                // Only this request's own claim: one taken over since is another request's.
+                client
+                    .execute(
+                        "DELETE FROM idempotency_responses WHERE tenant_id = $1 AND key = $2 \
+                         AND status IS NULL AND stored_at = $3",
+                        &[
+                            &release.tenant.as_str(),
+                            &release.key,
+                            &instant_text(release.token)?,
+                        ],
+                    )
+                    .await
+                    .map_err(pg)?;
+                Ok(())
+            })
         })
     }
 
@@ -2109,7 +2385,8 @@ impl Engine for PgEngine {
                 lock_tenant(tx, &w.tenant).await?;
                 let old = tx
                     .query_opt(
-                        "SELECT key, body FROM idempotency_responses WHERE tenant_id = $1 AND key = $2",
+                        "SELECT key, body FROM idempotency_responses WHERE tenant_id = $1 AND \
+                         key = $2 AND status IS NOT NULL",
                         &[&w.tenant.as_str(), &w.key],
                     )
                     .await
@@ -2380,13 +2657,15 @@ impl Maintenance for PgEngine {
                         let gone = tx
                             .query(
                                 "DELETE FROM idempotency_responses WHERE tenant_id = $1 AND \
-                                 stored_at < $2 RETURNING key, body",
+                                 stored_at < $2 RETURNING key, body, status",
                                 &[&t, &ttl],
                             )
                             .await
                             .map_err(pg)?;
+                        // A claim (no status) counted nothing.
                         let mut freed: i64 = gone
                             .iter()
+                            .filter(|r| r.get::<_, Option<i32>>(2).is_some())
                             .map(|r| {
                                 (r.get::<_, String>(0).len()
                                     + r.get::<_, Option<Vec<u8>>>(1).map_or(0, |b| b.len())

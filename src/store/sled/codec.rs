@@ -18,8 +18,11 @@ pub const FORMAT_V2: u8 = 2;
 /// Format 3: tenant `Limits` gained `max_storage_bytes`. Every other type reads the same as
 /// in format 2.
 pub const FORMAT_V3: u8 = 3;
+/// Format 4: an outbox message gained its `delivery` state (kept, pending, sent, failed).
+/// Every other type reads the same as in format 3.
+pub const FORMAT_V4: u8 = 4;
 /// The format every value is written in by this build.
-pub const FORMAT_CURRENT: u8 = FORMAT_V3;
+pub const FORMAT_CURRENT: u8 = FORMAT_V4;
 
 /// The layout a format byte stands for; `None` for bytes no build of ours wrote (yet).
 pub fn layout_of(format: u8) -> Option<Layout> {
@@ -27,6 +30,7 @@ pub fn layout_of(format: u8) -> Option<Layout> {
         FORMAT_V1 => Some(Layout::V1),
         FORMAT_V2 => Some(Layout::V2),
         FORMAT_V3 => Some(Layout::V3),
+        FORMAT_V4 => Some(Layout::V4),
         _ => None,
     }
 }
@@ -92,6 +96,7 @@ mod tests {
     use crate::domain::tenant::{ApiKey, Limits, Tenant};
     use crate::domain::time::Timestamp;
     use crate::domain::values::{FieldValue, SecurityContext};
+    use crate::store::records::Delivery;
     use crate::store::sled::idempotency::StoredResponse;
     use crate::store::sled::outbox::OutboxMessage;
     use proptest::prelude::*;
@@ -371,7 +376,7 @@ mod tests {
             ..expected
         };
         let bytes = encode(&current).unwrap();
-        assert_eq!(bytes[0], FORMAT_V3);
+        assert_eq!(bytes[0], FORMAT_CURRENT);
         assert_eq!(decode::<Tenant>(&bytes).unwrap(), current);
         // The same bytes read as format 2 are not a tenant: the layouts differ.
         assert!(decode::<Tenant>(&as_format(FORMAT_V2, bytes)).is_err());
@@ -388,7 +393,17 @@ mod tests {
             created_at: at(),
             secret_hash: [3; 32],
         });
-        reads_in_both_formats(OutboxMessage {
+        reads_in_both_formats(StoredResponse {
+            fingerprint: [9; 32],
+            status: 200,
+            headers: vec![("etag".into(), "\"1\"".into())],
+            body: br#"{"sys_last_security_context":{}}"#.to_vec(),
+            at: at(),
+        });
+    }
+
+    fn message(delivery: Delivery) -> OutboxMessage {
+        OutboxMessage {
             id: RecordId::parse("m1").unwrap(),
             message_id: "<m1@example.org>".into(),
             to: "ada@example.org".into(),
@@ -397,14 +412,63 @@ mod tests {
             text: Some("Hello".into()),
             registration_id: Some(RecordId::parse("r1").unwrap()),
             created_at: at(),
-        });
-        reads_in_both_formats(StoredResponse {
-            fingerprint: [9; 32],
-            status: 200,
-            headers: vec![("etag".into(), "\"1\"".into())],
-            body: br#"{"sys_last_security_context":{}}"#.to_vec(),
-            at: at(),
-        });
+            delivery,
+        }
+    }
+
+    /// `OutboxMessage` as formats 1 to 3 laid it out.
+    #[derive(serde::Serialize)]
+    struct MessageV1<'a> {
+        id: &'a RecordId,
+        message_id: &'a str,
+        to: &'a str,
+        subject: &'a str,
+        html: &'a Option<String>,
+        text: &'a Option<String>,
+        registration_id: &'a Option<RecordId>,
+        created_at: Timestamp,
+    }
+
+    #[test]
+    fn an_outbox_message_of_format_1_to_3_reads_as_kept() {
+        let kept = message(Delivery::Kept);
+        let v1 = MessageV1 {
+            id: &kept.id,
+            message_id: &kept.message_id,
+            to: &kept.to,
+            subject: &kept.subject,
+            html: &kept.html,
+            text: &kept.text,
+            registration_id: &kept.registration_id,
+            created_at: kept.created_at,
+        };
+        for format in [FORMAT_V1, FORMAT_V2, FORMAT_V3] {
+            let bytes = as_format(format, encode(&(&v1, 42u8)).unwrap());
+            let (read, after): (OutboxMessage, u8) = decode(&bytes).unwrap();
+            assert_eq!((read, after), (kept.clone(), 42));
+        }
+        for delivery in [
+            Delivery::Kept,
+            Delivery::Pending {
+                claimed_until: at(),
+                attempts: 2,
+            },
+            Delivery::Sent { at: at() },
+            Delivery::Failed {
+                at: at(),
+                error: "550 no such user".into(),
+            },
+        ] {
+            let current = message(delivery);
+            let bytes = encode(&current).unwrap();
+            assert_eq!(bytes[0], FORMAT_V4);
+            assert_eq!(decode::<OutboxMessage>(&bytes).unwrap(), current);
+            // The same bytes read as format 3 are not that message: the layouts differ.
+            assert_ne!(
+                decode::<OutboxMessage>(&as_format(FORMAT_V3, bytes)).ok(),
+                Some(current)
+            );
+        }
     }
 
     fn arbitrary_context() -> impl Strategy<Value = SecurityContext> {

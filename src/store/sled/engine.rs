@@ -3,7 +3,7 @@
 //! behaviour is exactly what the sled store gave before the seam.
 
 use super::catalog::{CreateCatalog, DeleteCatalog, ReviseCatalog};
-use super::outbox::KeepEvicting;
+use super::outbox::{ClaimDue, KeepEvicting};
 use super::{check, pipeline::Queued, Store, StoreError};
 use crate::domain::access::{Principal, WriteContext};
 use crate::domain::catalog::OrderFields;
@@ -16,9 +16,10 @@ use crate::domain::time::Timestamp;
 use crate::domain::transfer::{RecordKind, StoredRecord};
 use crate::store::events::{ChangeSignal, EventHold};
 use crate::store::index::IndexDef;
+use crate::store::records::Delivery;
 use crate::store::records::{
-    AnyCatalogPage, BackupReport, ChangesPage, HistoryPage, OutboxPage, RegistrationPage,
-    StoredResponse, Swept,
+    AnyCatalogPage, BackupReport, ChangesPage, HistoryPage, OutboxMessage, OutboxPage,
+    RegistrationPage, ResponseClaim, StoredResponse, Swept,
 };
 use crate::store::retention::Retention;
 use crate::store::{stats, write, Engine, EngineFuture, Maintenance};
@@ -218,8 +219,48 @@ impl Engine for Store {
             // A few keys of the outbox's oldest end, read only once the outbox is full: a
             // point read, fine on the async worker.
             let evictable = self.oldest_in_outbox(&keep.tenant, keep.max_messages)?;
-            self.submit(KeepEvicting { keep, evictable }).await
+            let pending = matches!(keep.message.delivery, Delivery::Pending { .. });
+            self.submit(KeepEvicting { keep, evictable }).await?;
+            if pending {
+                self.pending_written();
+            }
+            Ok(())
         })
+    }
+    fn claim_outbox(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> EngineFuture<'_, Vec<(TenantId, OutboxMessage)>> {
+        Box::pin(async move {
+            let candidates = self.due_in_outbox(now, limit)?;
+            if candidates.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.submit(ClaimDue {
+                candidates,
+                now,
+                until,
+            })
+            .await
+        })
+    }
+    fn settle_outbox(&self, write: write::SettleOutbox) -> EngineFuture<'_, bool> {
+        Box::pin(self.submit(write))
+    }
+    fn claim_response(&self, claim: write::ClaimResponse) -> Result<ResponseClaim, StoreError> {
+        // One process: the middleware's in-process lock (one per key) has made this request
+        // the only one with the key, so there is nothing to claim in the database.
+        Ok(
+            match Store::stored_response(self, &claim.tenant, &claim.key)? {
+                Some(stored) if stored.at >= claim.live_after => ResponseClaim::Stored(stored),
+                _ => ResponseClaim::Won { token: claim.now },
+            },
+        )
+    }
+    fn release_response(&self, _release: write::ReleaseResponse) -> Result<(), StoreError> {
+        Ok(())
     }
     fn stored_response(
         &self,

@@ -97,6 +97,8 @@ pub struct Store {
     stats: Arc<stats::WriteStats>,
     dir: PathBuf,
     retention: retention::Retention,
+    /// When the outbox may hold pending mail, so the deliverer scans it only then.
+    pending: outbox::PendingHint,
     /// Wakes change-feed streams after each durable batch.
     changes: crate::store::events::ChangeNotifier,
     /// What holds event compaction back.
@@ -158,6 +160,7 @@ impl Store {
             stats,
             dir: dir.to_owned(),
             retention: retention::Retention::default(),
+            pending: outbox::PendingHint::default(),
             changes,
             holds: Default::default(),
         })

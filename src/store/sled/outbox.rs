@@ -1,4 +1,5 @@
-//! The outbox: mail kept in the database instead of sent, when no SMTP relay is configured.
+//! The outbox: mail kept in the database instead of sent, when no SMTP relay is configured,
+//! and mail journaled before it is sent through the relay (pending until sent or failed).
 //! Listed newest first.
 
 use super::codec;
@@ -11,8 +12,10 @@ use super::usage::OUTBOX_MESSAGES;
 use super::Store;
 use crate::domain::ids::TenantId;
 use crate::domain::rules;
-pub use crate::store::records::{OutboxMessage, OutboxPage};
-use crate::store::write::KeepInOutbox;
+use crate::domain::time::Timestamp;
+pub use crate::store::records::{Delivery, OutboxMessage, OutboxPage};
+use crate::store::write::{KeepInOutbox, SettleOutbox};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A [`KeepInOutbox`] with the ids it may evict: the oldest, as read before the transaction
 /// ([`Store::oldest_in_outbox`]; a sled transaction cannot scan). Those still there are
@@ -115,5 +118,127 @@ impl Store {
             items.push(codec::decode(&value)?);
         }
         Ok(OutboxPage { items, next: None })
+    }
+}
+
+/// Claims the messages [`Store::due_in_outbox`] found, each only if it is still pending with
+/// its claim run out: the transaction re-reads it, so two claimers never both get one.
+pub struct ClaimDue {
+    pub candidates: Vec<(TenantId, String)>,
+    pub now: Timestamp,
+    pub until: Timestamp,
+}
+
+impl Intent for ClaimDue {
+    type Output = Vec<(TenantId, OutboxMessage)>;
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<Self::Output, TxError> {
+        let mut claimed = Vec::new();
+        for (tenant, id) in &self.candidates {
+            let key = keys::outbox(tenant.as_str(), id);
+            let Some(bytes) = tx.get(TreeId::Outbox, key.as_bytes())? else {
+                continue;
+            };
+            let mut message: OutboxMessage = codec::decode(&bytes)?;
+            let Delivery::Pending {
+                claimed_until,
+                attempts,
+            } = message.delivery
+            else {
+                continue;
+            };
+            if claimed_until >= self.now {
+                continue;
+            }
+            message.delivery = Delivery::Pending {
+                claimed_until: self.until,
+                attempts: attempts.saturating_add(1),
+            };
+            tx.insert(TreeId::Outbox, key.into_bytes(), codec::encode(&message)?);
+            claimed.push((tenant.clone(), message));
+        }
+        Ok(claimed)
+    }
+}
+
+impl Intent for SettleOutbox {
+    type Output = bool;
+    fn apply(&self, tx: &mut Tx<'_>) -> Result<bool, TxError> {
+        let key = keys::outbox(self.tenant.as_str(), self.id.as_str());
+        let Some(bytes) = tx.get(TreeId::Outbox, key.as_bytes())? else {
+            return Ok(false);
+        };
+        let mut message: OutboxMessage = codec::decode(&bytes)?;
+        if !matches!(message.delivery, Delivery::Pending { .. }) {
+            return Ok(false);
+        }
+        message.delivery = self.delivery.clone();
+        tx.insert(TreeId::Outbox, key.into_bytes(), codec::encode(&message)?);
+        Ok(true)
+    }
+}
+
+/// Whether the outbox may hold pending mail, so that the deliverer reads every message only
+/// then. `written` counts the pending messages committed (raised after each commit); `clean`
+/// is the count a scan that found nothing pending started at. A message committed before a
+/// scan started is seen by it; one committed later raised `written` past what the scan
+/// records, so the next pass scans again. At open, nothing is known: the first pass scans.
+pub struct PendingHint {
+    written: AtomicU64,
+    clean: AtomicU64,
+}
+
+impl Default for PendingHint {
+    fn default() -> Self {
+        PendingHint {
+            written: AtomicU64::new(1),
+            clean: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Store {
+    /// Notes that a pending message was committed (after the commit).
+    pub fn pending_written(&self) {
+        self.pending.written.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Up to `limit` pending messages, of any tenant, whose claim ran out before `now`, as
+    /// (tenant, id): read outside the transaction (a sled transaction cannot scan), claimed by
+    /// [`ClaimDue`]. Reads every message, but only while some may be pending
+    /// ([`PendingHint`]): with a relay, mail is pending only between its commit and its send.
+    pub fn due_in_outbox(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(TenantId, String)>, StoreError> {
+        let started_at = self.pending.written.load(Ordering::SeqCst);
+        if started_at == self.pending.clean.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        let mut due = Vec::new();
+        let mut pending = false;
+        for entry in self.handles()?.tree(TreeId::Outbox).iter() {
+            if due.len() >= limit {
+                pending = true;
+                break;
+            }
+            let (key, value) = entry?;
+            // One that does not decode is `registrar check`'s to report, not the deliverer's.
+            let Ok(message) = codec::decode::<OutboxMessage>(&value) else {
+                continue;
+            };
+            if let Delivery::Pending { claimed_until, .. } = message.delivery {
+                pending = true;
+                if claimed_until < now {
+                    let tenant = TenantId::parse(&keys::tenant_of(&key)?)
+                        .map_err(|e| StoreError::Corrupt(format!("an outbox key: {e}")))?;
+                    due.push((tenant, message.id.as_str().to_owned()));
+                }
+            }
+        }
+        if !pending {
+            self.pending.clean.store(started_at, Ordering::SeqCst);
+        }
+        Ok(due)
     }
 }

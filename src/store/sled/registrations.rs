@@ -71,10 +71,7 @@ pub(super) fn contribution(tenant: &TenantId, record: &CourseRegistration) -> Co
             .then(|| slot_key(tenant, record))
             .flatten(),
         seat: record
-            .fields
-            .course_offering_id
-            .as_ref()
-            .filter(|_| record.status().is_active())
+            .seat()
             .map(|offering| keys::active_count(t, offering.as_str())),
         entries: REGISTRATION_INDEXES
             .iter()
@@ -229,20 +226,9 @@ fn check_capacity(
     old: Option<&CourseRegistration>,
     new: &CourseRegistration,
 ) -> Result<(), TxError> {
-    let Some(offering_id) = new
-        .fields
-        .course_offering_id
-        .as_ref()
-        .filter(|_| new.status().is_active())
-    else {
+    let Some(offering_id) = rules::seat_to_take(old, new) else {
         return Ok(());
     };
-    let had_seat = old.is_some_and(|o| {
-        o.status().is_active() && o.fields.course_offering_id.as_ref() == Some(offering_id)
-    });
-    if had_seat {
-        return Ok(());
-    }
     let Some(offering) = catalog::load::<CourseOfferingFields>(tx, tenant, offering_id)? else {
         return Ok(()); // check_references reports a missing offering
     };

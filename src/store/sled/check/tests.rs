@@ -726,6 +726,7 @@ fn message(subject: &str) -> OutboxMessage {
         text: Some("hello".into()),
         registration_id: None,
         created_at: Timestamp::now(),
+        delivery: crate::store::records::Delivery::Kept,
     }
 }
 
@@ -1015,4 +1016,87 @@ async fn a_message_past_the_outbox_cap_drops_the_oldest_in_its_own_write() {
         stored_bytes(&f.store, f.tenant.as_str()),
         recount(&f.store, f.tenant.as_str())
     );
+}
+
+#[tokio::test]
+async fn pending_mail_is_claimed_once_its_claim_ran_out_and_settled_once() {
+    use crate::store::records::Delivery;
+    use crate::store::write::SettleOutbox;
+    use crate::store::Engine;
+    use std::time::Duration;
+    let f = fixture().await;
+    let now = Timestamp::now();
+    let with = |subject: &str, delivery: Delivery| {
+        let mut m = message(subject);
+        m.delivery = delivery;
+        m
+    };
+    let left = with(
+        "left",
+        Delivery::Pending {
+            claimed_until: now.minus(Duration::from_secs(1)),
+            attempts: 0,
+        },
+    );
+    let sending = with(
+        "sending",
+        Delivery::Pending {
+            claimed_until: now.plus(Duration::from_secs(60)),
+            attempts: 0,
+        },
+    );
+    for message in [left.clone(), sending.clone(), message("kept")] {
+        f.store
+            .keep_in_outbox(KeepInOutbox {
+                tenant: f.tenant.clone(),
+                message,
+                max_bytes: 10_000,
+                max_messages: u64::MAX,
+            })
+            .await
+            .unwrap();
+    }
+    let until = now.plus(Duration::from_secs(30));
+    let claimed = Engine::claim_outbox(&f.store, now, until, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "only the one whose claim ran out");
+    assert_eq!(claimed[0].1.id, left.id);
+    assert_eq!(
+        claimed[0].1.delivery,
+        Delivery::Pending {
+            claimed_until: until,
+            attempts: 1
+        }
+    );
+    assert!(
+        Engine::claim_outbox(&f.store, now, until, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed: not handed out again before the new claim runs out"
+    );
+    let sent = |id: &RecordId| SettleOutbox {
+        tenant: f.tenant.clone(),
+        id: id.clone(),
+        delivery: Delivery::Sent { at: now },
+    };
+    assert!(f.store.settle_outbox(sent(&left.id)).await.unwrap());
+    assert!(
+        !f.store.settle_outbox(sent(&left.id)).await.unwrap(),
+        "settled once"
+    );
+    assert!(f.store.settle_outbox(sent(&sending.id)).await.unwrap());
+    let later = now.plus(Duration::from_secs(3600));
+    for _ in 0..2 {
+        // The second pass finds the outbox known clean and reads nothing.
+        let claimed = Engine::claim_outbox(&f.store, later, later, 10)
+            .await
+            .unwrap();
+        assert!(claimed.is_empty());
+    }
+    let t = f.tenant.as_str();
+    assert_eq!(stored_bytes(&f.store, t), recount(&f.store, t));
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:?}", report.problems);
 }
