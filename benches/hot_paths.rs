@@ -13,10 +13,12 @@ mod common;
 use common::{create, ctx, store_with_tenant};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use registrar::domain::catalog::{ContactFields, CourseFields, CourseOfferingFields};
+use registrar::domain::events::Change;
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::record::project;
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::search::SearchCriteria;
+use registrar::domain::transfer::RecordKind;
 use registrar::store::sled::index::REGISTRATION_INDEXES;
 use registrar::store::sled::registrations::CreateRegistration;
 use registrar::store::sled::{codec, keys, Store};
@@ -94,6 +96,29 @@ fn keys_and_codec(c: &mut Criterion) {
         b.iter(|| {
             let record: CourseRegistration = codec::decode(black_box(&bytes)).unwrap();
             write(&record, None)
+        })
+    });
+    group.finish();
+
+    // What each write adds for its change event (on the writer thread): the patch as JSON
+    // text, compared typed field by field; and, for comparison, the generic way (both
+    // records' JSON maps and json_patch::diff), which an earlier draft took.
+    let mut group = c.benchmark_group("events");
+    let kind = RecordKind::Registration;
+    group.bench_function("change event of a create (full registration)", |b| {
+        b.iter(|| Change::between(kind, None, Some(black_box(&record)), &ctx()).unwrap())
+    });
+    let mut patched = record.clone();
+    patched.fields.city = registrar::domain::values::Text::new("Changed City").ok();
+    patched.fields.sys_version = Some(2);
+    group.bench_function("change event of a PATCH (one field)", |b| {
+        b.iter(|| Change::between(kind, Some(black_box(&record)), Some(&patched), &ctx()).unwrap())
+    });
+    group.bench_function("generic JSON diff of a PATCH (for comparison)", |b| {
+        b.iter(|| {
+            let before = Value::Object(black_box(&record).to_json());
+            let after = Value::Object(patched.to_json());
+            serde_json::to_string(&json_patch::diff(&before, &after)).unwrap()
         })
     });
     group.finish();

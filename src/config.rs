@@ -234,6 +234,15 @@ pub struct ServeArgs {
     /// Most outbox messages a tenant keeps; the oldest beyond it are dropped.
     #[arg(long, env = "REGISTRAR_OUTBOX_MAX_MESSAGES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub outbox_max_messages: u64,
+    /// Days change events (record history, the change feed) are kept.
+    #[arg(long, env = "REGISTRAR_HISTORY_DAYS", default_value_t = crate::store::retention::DEFAULT_HISTORY_DAYS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_days: u64,
+    /// Test setting: how often an idle change feed stream sends a heartbeat, in milliseconds.
+    #[arg(long, env = "REGISTRAR_STREAM_HEARTBEAT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub stream_heartbeat_ms: u64,
+    /// Test setting: change event retention in seconds, instead of --history-days.
+    #[arg(long, env = "REGISTRAR_HISTORY_MAX_AGE_SECONDS", hide = true)]
+    pub history_max_age_seconds: Option<u64>,
     /// Test setting: outbox retention in seconds, instead of --outbox-days.
     #[arg(long, env = "REGISTRAR_OUTBOX_MAX_AGE_SECONDS", hide = true)]
     pub outbox_max_age_seconds: Option<u64>,
@@ -340,6 +349,10 @@ impl ServeArgs {
             sweep_every: Duration::from_millis(self.sweep_interval_ms),
             max_stored_response_bytes: self.max_stored_response_bytes,
             max_outbox_message_bytes: self.max_outbox_message_bytes,
+            history_max_age: Duration::from_secs(
+                self.history_max_age_seconds
+                    .unwrap_or(self.history_days.saturating_mul(24 * 60 * 60)),
+            ),
         }
     }
 
@@ -391,6 +404,9 @@ impl ServeArgs {
             tls_key: None,
             render_worker: None,
             outbox_days: 30,
+            history_days: crate::store::retention::DEFAULT_HISTORY_DAYS,
+            history_max_age_seconds: None,
+            stream_heartbeat_ms: 15_000,
             outbox_max_messages: 10_000,
             outbox_max_age_seconds: None,
             idempotency_ttl_seconds: 24 * 60 * 60,

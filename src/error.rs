@@ -37,6 +37,9 @@ error_codes! {
     InvalidPatch = "invalid_patch",
     /// A page token was altered, or used on another tenant or query.
     InvalidPageToken = "invalid_page_token",
+    /// A change feed cursor (`after`, `Last-Event-ID`) is not one the feed gives out: a
+    /// sequence number as decimal digits.
+    InvalidCursor = "invalid_cursor",
     /// No API key, or an unknown or revoked one.
     Unauthorized = "unauthorized",
     /// The key may not act on this tenant, or not with this role.
@@ -78,6 +81,9 @@ error_codes! {
     RateLimited = "rate_limited",
     /// The tenant stores as many registrations as its `max_registrations` allows.
     TenantLimit = "tenant_limit",
+    /// The key has as many change feed streams open as the server allows per key; close
+    /// one first.
+    TooManyStreams = "too_many_streams",
     /// The tenant already has as many requests in progress as the server admits per tenant
     /// (`--max-in-flight-per-tenant`); `Retry-After` says when to try again.
     TooManyInFlight = "too_many_in_flight",

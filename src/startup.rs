@@ -230,6 +230,11 @@ impl Application {
         );
         let in_flight = web::Data::new(http::idempotency::InFlight::default());
         let request_metrics = web::Data::new(http::metrics::RequestMetrics::default());
+        let streams = web::Data::new(http::events::Streams::new(
+            http::events::MAX_STREAMS_PER_KEY,
+            std::time::Duration::from_millis(args.stream_heartbeat_ms),
+        ));
+        end_streams_on_signal(streams.clone());
         let app_store = store.clone();
         let server = HttpServer::new(move || {
             http::app(
@@ -238,6 +243,7 @@ impl Application {
                 admission.clone(),
                 in_flight.clone(),
                 request_metrics.clone(),
+                streams.clone(),
             )
         })
         // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close;
@@ -302,6 +308,32 @@ impl Application {
         drop(store);
         served
     }
+}
+
+/// Ends the change feed streams when SIGINT or SIGTERM arrives: actix stops gracefully then,
+/// and waits for open responses, which a stream never finishes by itself.
+fn end_streams_on_signal(streams: web::Data<http::events::Streams>) {
+    use actix_web::rt::signal;
+    actix_web::rt::spawn(async move {
+        #[cfg(unix)]
+        {
+            let terminate = signal::unix::signal(signal::unix::SignalKind::terminate());
+            match terminate {
+                Ok(mut terminate) => {
+                    tokio::select! {
+                        _ = signal::ctrl_c() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = signal::ctrl_c().await;
+        streams.stop();
+    });
 }
 
 fn settle_operator_key(

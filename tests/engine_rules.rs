@@ -80,6 +80,7 @@ async fn create<F: CatalogFields>(db: &Db, tenant: &TenantId, body: Value) -> Re
         .create_catalog(CreateCatalog {
             tenant: tenant.clone(),
             record: F::into_any(record),
+            ctx: ctx(),
         })
         .await
         .expect("catalog record stored");
@@ -256,6 +257,7 @@ async fn a_record_deleted_while_a_registration_on_it_is_created_never_leaves_an_
                 kind,
                 id: target.clone(),
                 base_version: stored.version(),
+                ctx: ctx(),
             };
             let (created, deleted) = {
                 let (a, b) = (db.clone(), db.clone());

@@ -50,6 +50,7 @@ pub async fn create<F: CatalogHooks>(store: &Store, tenant: &TenantId, body: Val
         .submit(CreateCatalog {
             tenant: tenant.clone(),
             record,
+            ctx: ctx(),
         })
         .await
         .unwrap()

@@ -266,7 +266,7 @@ impl SysFields {
         .collect()
     }
 
-    fn write_json(&self, out: &mut Map<String, Value>) {
+    pub(crate) fn write_json(&self, out: &mut Map<String, Value>) {
         out.insert("sys_version".into(), Value::from(self.sys_version));
         out.insert("sys_created_at".into(), self.sys_created_at.to_json());
         out.insert(

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod email;
 pub mod enums;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod layout;
 pub mod patch;

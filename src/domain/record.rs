@@ -22,6 +22,11 @@ pub trait Fields: Default + Clone + PartialEq {
     fn key_text(&self, name: &str) -> Option<&str>;
     /// Each field's JSON Schema, by name, in output order (from the field's value type).
     fn property_schemas() -> Map<String, Value>;
+    /// Appends one RFC 6902 operation for each field that `new` has otherwise than `self`
+    /// (`add`, `replace` or `remove` at `/name`, the value as `write_json_bytes` writes it), in
+    /// output order, each after a comma unless `first`: the change from one version to the
+    /// next, compared typed, without building either record's JSON (`domain::events`).
+    fn write_patch_ops(&self, new: &Self, out: &mut Vec<u8>, first: &mut bool);
 }
 
 /// Declares a struct of optional fields and implements [`Fields`] for it.
@@ -52,6 +57,33 @@ macro_rules! record_fields {
                         if keep.is_none_or(|names| names.iter().any(|n| n == stringify!($field))) {
                             out.extend_from_slice(concat!(",\"", stringify!($field), "\":").as_bytes());
                             $crate::domain::values::FieldValue::write_json(value, out);
+                        }
+                    }
+                )*
+            }
+
+            fn write_patch_ops(&self, new: &Self, out: &mut Vec<u8>, first: &mut bool) {
+                $(
+                    if self.$field != new.$field {
+                        if !*first {
+                            out.push(b',');
+                        }
+                        *first = false;
+                        match &new.$field {
+                            None => out.extend_from_slice(
+                                concat!("{\"op\":\"remove\",\"path\":\"/", stringify!($field), "\"}")
+                                    .as_bytes(),
+                            ),
+                            Some(value) => {
+                                out.extend_from_slice(if self.$field.is_some() {
+                                    b"{\"op\":\"replace\",\"path\":\"/"
+                                } else {
+                                    b"{\"op\":\"add\",\"path\":\"/"
+                                });
+                                out.extend_from_slice(concat!(stringify!($field), "\",\"value\":").as_bytes());
+                                $crate::domain::values::FieldValue::write_json(value, out);
+                                out.push(b'}');
+                            }
                         }
                     }
                 )*

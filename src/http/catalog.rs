@@ -244,6 +244,7 @@ mod tests {
             .create_catalog(CreateCatalog {
                 tenant: tenant.clone(),
                 record: F::into_any(record),
+                ctx: ctx(),
             })
             .await
             .unwrap();

@@ -23,6 +23,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalidPath
         | InvalidPatch
         | InvalidPageToken
+        | InvalidCursor
         | TemplateError
         | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
         Unauthorized => StatusCode::UNAUTHORIZED,
@@ -42,7 +43,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         PayloadTooLarge | RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         BatchRolledBack => StatusCode::FAILED_DEPENDENCY,
         RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-        RateLimited | TenantLimit | TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
+        RateLimited | TenantLimit | TooManyInFlight | TooManyStreams => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable | Overloaded | DbUnavailable | DbBusy => StatusCode::SERVICE_UNAVAILABLE,

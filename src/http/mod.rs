@@ -7,6 +7,7 @@ pub mod body;
 pub mod catalog;
 pub mod console;
 pub mod error;
+pub mod events;
 pub mod frame;
 pub mod idempotency;
 pub mod metrics;
@@ -38,6 +39,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         transfer::endpoints(),
         registrations::endpoints(),
         catalog::endpoints(),
+        // After every record's own routes and lookups, which `{id}/history` could shadow.
+        events::history_endpoints(),
+        events::endpoints(),
     ]
     .into_iter()
     .flatten()
@@ -67,6 +71,7 @@ pub fn app(
     admission: web::Data<admission::Admission>,
     in_flight: web::Data<idempotency::InFlight>,
     request_metrics: web::Data<metrics::RequestMetrics>,
+    streams: web::Data<events::Streams>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
@@ -82,6 +87,7 @@ pub fn app(
         .app_data(admission)
         .app_data(in_flight)
         .app_data(request_metrics)
+        .app_data(streams)
         .configure(configure)
         .wrap(from_fn(frame::frame))
 }

@@ -272,6 +272,14 @@ impl Operation {
         let (status, description, schema) = &self.ok;
         let mut content = Map::new();
         for media in std::iter::once(&self.media).chain(self.more_media) {
+            let schema = if *media == "text/event-stream" {
+                json!({
+                    "type": "string",
+                    "description": "Server-sent events: one `event: change` per event, `id:` its cursor, `data:` the ChangeEvent as JSON; a `: heartbeat` comment every 15 s while idle. Resume with Last-Event-ID.",
+                })
+            } else {
+                schema.clone()
+            };
             content.insert((*media).to_owned(), json!({"schema": schema}));
         }
         let mut ok = json!({
@@ -1027,6 +1035,10 @@ fn component_schemas() -> Map<String, Value> {
     );
     schemas.insert("CheckReport".into(), CheckReport::schema());
     schemas.insert(
+        "ChangeEvent".into(),
+        crate::domain::events::ChangeEvent::schema(),
+    );
+    schemas.insert(
         "BatchResult".into(),
         json!({
             "type": "object",
@@ -1091,7 +1103,87 @@ fn all_operations() -> Vec<Operation> {
     for kind in CatalogKind::ALL {
         ops.extend(crate::with_catalog_fields!(kind, F => catalog_operations::<F>()));
     }
+    ops.push(history_operation(
+        "courseRegistrations",
+        "CourseRegistration",
+        TENANT_TAG,
+    ));
+    for kind in CatalogKind::ALL {
+        ops.push(history_operation(
+            kind.resource(),
+            kind.type_name(),
+            CATALOG_TAG,
+        ));
+    }
+    ops.push(changes_operation());
     ops
+}
+
+/// `GET /{resource}/{tenantId}/{id}/history`: one record's change events, newest first.
+fn history_operation(resource: &str, name: &str, tag: &'static str) -> Operation {
+    page_params(
+        Operation::new(
+            "get",
+            format!("/{resource}/{{tenantId}}/{{id}}/history"),
+            format!("history{name}"),
+        )
+        .summary(format!(
+            "The change events of one of {resource}, newest first, each with its RFC 6902 patch (a deleted record's: admin keys only)"
+        ))
+        .tag(tag)
+        .param(tenant_param())
+        .param(id_param("id")),
+    )
+    .ok(200, "A page of change events", page_schema("ChangeEvent"))
+}
+
+/// `GET /changes/{tenantId}`: the tenant's change feed.
+fn changes_operation() -> Operation {
+    let kinds: Vec<&str> = crate::domain::transfer::RecordKind::EXPORT_ORDER
+        .iter()
+        .map(|k| k.tag())
+        .collect();
+    Operation::new("get", "/changes/{tenantId}", "listChanges")
+        .summary("The tenant's change feed: every event once, in commit order, from after a cursor; with Accept: text/event-stream a live SSE stream (at most 4 per key: 429 too_many_streams)")
+        .tag(TENANT_TAG)
+        .param(tenant_param())
+        .param(query_param(
+            "after",
+            "Events after this cursor (a `cursor` or SSE id the feed gave; default: from the first). Bad: 400 invalid_cursor.",
+            json!({"type": "string", "pattern": "^[0-9]{1,20}$"}),
+        ))
+        .param(query_param(
+            "limit",
+            "Most events in this answer (default 100).",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+        ))
+        .param(query_param(
+            "kinds",
+            "Only events of these record kinds, comma-separated.",
+            json!({"type": "string", "pattern": format!("^(({})(,|$))*$", kinds.join("|"))}),
+        ))
+        .param(json!({
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": false,
+            "description": "An SSE client resuming: events after this cursor (over `after`).",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+        }))
+        .more_media(&["text/event-stream"])
+        .ok(
+            200,
+            "Events in sequence order, and the cursor to resume after them",
+            json!({
+                "type": "object",
+                "required": ["Count", "Items", "cursor"],
+                "properties": {
+                    "Count": {"type": "integer", "minimum": 0},
+                    "Items": {"type": "array", "items": schema_ref("ChangeEvent")},
+                    "cursor": {"type": "string", "description": "Pass as `after` to read on: past every event examined (a `kinds` filter may skip some)."},
+                },
+                "additionalProperties": false,
+            }),
+        )
 }
 
 /// The whole OpenAPI 3.1 document.

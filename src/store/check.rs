@@ -71,6 +71,10 @@ problem_kinds! {
     StaleExpiryEntry = "stale_expiry_entry",
     /// An `idempotency_expiry` entry with bytes this build does not write.
     WrongExpiryEntry = "wrong_expiry_entry",
+    /// A record whose latest change event does not match it (another version, or `deleted`),
+    /// or a latest event that says a record exists that does not: the record and its events
+    /// were not written together. Not repairable: events are history, never rewritten.
+    EventMismatch = "event_mismatch",
 }
 
 impl Serialize for ProblemKind {

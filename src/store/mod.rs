@@ -12,6 +12,7 @@ pub mod check;
 pub mod deadline;
 pub mod directory;
 pub mod error;
+pub mod events;
 pub mod index;
 pub mod page;
 pub mod records;
@@ -42,8 +43,8 @@ use crate::domain::time::Timestamp;
 use crate::domain::transfer::{RecordKind, StoredRecord};
 use index::IndexDef;
 use records::{
-    AnyCatalogPage, BackupReport, OutboxMessage, OutboxPage, RegistrationPage, ResponseClaim,
-    StoredResponse, Swept,
+    AnyCatalogPage, BackupReport, ChangesPage, HistoryPage, OutboxMessage, OutboxPage,
+    RegistrationPage, ResponseClaim, StoredResponse, Swept,
 };
 use retention::Retention;
 use std::future::Future;
@@ -244,6 +245,30 @@ pub trait Engine: Send + Sync {
         &self,
         write: write::ImportRows,
     ) -> Result<Queued<write::ImportOutcome>, StoreError>;
+
+    // Change events (`domain::events`): one per record written, in its transaction.
+
+    /// A page of one record's events, newest first, from before the page token `after`.
+    fn history(
+        &self,
+        tenant: &TenantId,
+        kind: RecordKind,
+        id: &RecordId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError>;
+    /// The tenant's events after sequence number `after`, in sequence order: at most `limit`
+    /// of them, only of `kinds` when it is not empty, examining at most
+    /// `events::MAX_EXAMINED`.
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        kinds: &[RecordKind],
+        limit: usize,
+    ) -> Result<ChangesPage, StoreError>;
+    /// What wakes a stream when new events may have committed.
+    fn change_signal(&self) -> events::ChangeSignal;
 }
 
 /// What the operator asks of a storage engine: check (and repair) what is derived, back up,
@@ -253,8 +278,11 @@ pub trait Maintenance: Send + Sync {
     fn check(&self, scope: check::Scope, repair: bool) -> EngineFuture<'_, check::CheckReport>;
     /// A consistent copy of the database in `to`.
     fn backup<'a>(&'a self, to: &'a Path) -> EngineFuture<'a, BackupReport>;
-    /// Drops stored responses and outbox messages past retention.
+    /// Drops stored responses, outbox messages and change events past retention (events
+    /// only where no [`events::EventHold`] keeps them).
     fn sweep(&self, now: Timestamp) -> Result<Swept, StoreError>;
+    /// Registers a hold on compaction (the webhook queue: events not delivered yet).
+    fn hold_events(&self, hold: Arc<dyn events::EventHold>);
     /// Bytes the database takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
     /// What the write path measured so far (for /metrics).

@@ -203,6 +203,25 @@ pub struct BackupReport {
 pub struct Swept {
     pub responses: usize,
     pub messages: usize,
+    /// Change events compacted past `--history-days`.
+    pub events: usize,
+}
+
+/// A page of one record's change events, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub items: Vec<crate::domain::events::ChangeEvent>,
+    /// The page token of the next (older) page.
+    pub next: Option<String>,
+}
+
+/// Part of a tenant's change feed, in sequence order.
+#[derive(Debug, Clone)]
+pub struct ChangesPage {
+    pub items: Vec<crate::domain::events::ChangeEvent>,
+    /// The last sequence number examined (the feed resumes after it): past the items when a
+    /// `kinds` filter skipped events, the `after` asked for when nothing followed it.
+    pub last_examined: u64,
 }
 
 impl OutboxMessage {

@@ -1,6 +1,7 @@
 //! What the server keeps, and for how long: stored `Idempotency-Key` responses expire after a
 //! TTL (24 h), the outbox keeps a tenant's messages for `--outbox-days` and at most
-//! `--outbox-max-messages` of them. The sweeper thread asks the engine to delete what is past
+//! `--outbox-max-messages` of them, change events are kept for `--history-days` (365) unless
+//! an `events::EventHold` keeps them longer. The sweeper thread asks the engine to delete what is past
 //! either ([`Maintenance::sweep`](super::Maintenance::sweep)).
 
 use super::records::Swept;
@@ -26,7 +27,12 @@ pub struct Retention {
     pub max_stored_response_bytes: usize,
     /// An outbox message (address, subject, html and text parts) larger than this is refused.
     pub max_outbox_message_bytes: usize,
+    /// How long change events (history, the feed) are kept (`--history-days`).
+    pub history_max_age: Duration,
 }
+
+/// `--history-days`: how long change events are kept by default.
+pub const DEFAULT_HISTORY_DAYS: u64 = 365;
 
 /// The default of both size caps: 1 MiB, as a request body.
 pub const MAX_STORED_BYTES_DEFAULT: usize = 1024 * 1024;
@@ -40,6 +46,7 @@ impl Default for Retention {
             sweep_every: Duration::from_secs(60),
             max_stored_response_bytes: MAX_STORED_BYTES_DEFAULT,
             max_outbox_message_bytes: MAX_STORED_BYTES_DEFAULT,
+            history_max_age: Duration::from_secs(DEFAULT_HISTORY_DAYS * 24 * 60 * 60),
         }
     }
 }
@@ -62,10 +69,11 @@ impl Sweeper {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     match store.sweep(Timestamp::now()) {
                         Ok(swept) if swept != Swept::default() => log::info!(
-                            "sweeper deleted {} expired Idempotency-Key responses and {} outbox \
-                             messages past retention",
+                            "sweeper deleted {} expired Idempotency-Key responses, {} outbox \
+                             messages and {} change events past retention",
                             swept.responses,
-                            swept.messages
+                            swept.messages,
+                            swept.events
                         ),
                         Ok(_) => {}
                         Err(StoreError::Closed) => break,

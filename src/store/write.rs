@@ -2,6 +2,10 @@
 //! whole (a batch's and an import's steps each stand or fall on their own inside it). An
 //! engine checks every rule of `domain::rules` inside the transaction, against what it reads
 //! there.
+//!
+//! Every write of a record carries its `WriteContext` (the key, its role, the request id, the
+//! bulk operation): the engine appends one change event per record it writes
+//! (`domain::events`), in the same transaction, stamped with it.
 
 use super::records::{OutboxMessage, StoredResponse};
 use super::StoreError;
@@ -35,6 +39,8 @@ pub struct DeleteRegistration {
     pub tenant: TenantId,
     pub id: RecordId,
     pub base_version: u64,
+    /// Who deletes (recorded in the change event).
+    pub ctx: WriteContext,
 }
 
 /// One step of a batch.
@@ -125,6 +131,8 @@ pub struct ImportOutcome {
 pub struct CreateCatalog {
     pub tenant: TenantId,
     pub record: AnyCatalogRecord,
+    /// Who creates (recorded in the change event).
+    pub ctx: WriteContext,
 }
 
 /// Replaces a catalog record, provided it is still at `base_version`. An order's payment
@@ -142,6 +150,8 @@ pub struct DeleteCatalog {
     pub kind: CatalogKind,
     pub id: RecordId,
     pub base_version: u64,
+    /// Who deletes (recorded in the change event).
+    pub ctx: WriteContext,
 }
 
 /// Records how the delivery of a pending outbox message ended: `delivery` is `Sent`,

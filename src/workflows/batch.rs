@@ -64,6 +64,7 @@ fn prepare(
             tenant: tenant.clone(),
             id: id.clone(),
             base_version: stored.version(),
+            ctx: ctx.clone(),
         }),
     })
 }

@@ -45,6 +45,7 @@ pub async fn create<F: CatalogFields>(
         .create_catalog(CreateCatalog {
             tenant: tenant.clone(),
             record: F::into_any(record),
+            ctx: ctx.clone(),
         })
         .await?;
     of_kind::<F>(created)
@@ -136,6 +137,7 @@ pub async fn delete<F: CatalogFields>(
             kind: F::KIND,
             id: id.clone(),
             base_version: stored.version(),
+            ctx: ctx.clone(),
         };
         match store.delete_catalog(intent).await {
             Err(StoreError::NotFound) => Err(not_found::<F>()),

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod catalog;
 pub mod check;
 pub mod email;
+pub mod events;
 pub mod fair;
 pub mod generate;
 pub mod idempotency;

@@ -204,6 +204,7 @@ pub async fn delete(
             tenant: tenant.clone(),
             id: id.clone(),
             base_version: stored.version(),
+            ctx: ctx.clone(),
         };
         match store.delete_registration(intent).await {
             Err(StoreError::NotFound) => Err(not_found()),

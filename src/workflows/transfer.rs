@@ -313,6 +313,11 @@ pub fn import(
     let mut rows_read = 0u64;
     let mut chunk: Vec<ImportRow> = Vec::with_capacity(CHUNK_ROWS);
     let mut in_flight: VecDeque<Queued<ImportOutcome>> = VecDeque::new();
+    // Each row's change event names the import as its bulk operation.
+    let ctx = WriteContext {
+        bulk_operation: Some(load.id.clone()),
+        ..ctx.clone()
+    };
     let submit = |rows: Vec<ImportRow>, refused_earlier: bool| {
         store.import_rows(ImportRows {
             tenant: tenant.clone(),

@@ -22,6 +22,7 @@ mod concurrency;
 mod data_dir;
 mod email;
 mod errors;
+mod events;
 mod fairness;
 mod fixture_datadir;
 mod full_disk;

@@ -31,6 +31,8 @@ mod concurrency;
 mod email;
 #[path = "../api/errors.rs"]
 mod errors;
+#[path = "../api/events.rs"]
+mod events;
 #[path = "../api/fairness.rs"]
 mod fairness;
 #[path = "../api/generate.rs"]

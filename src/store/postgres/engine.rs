@@ -37,11 +37,12 @@ use crate::domain::time::Timestamp;
 use crate::domain::transfer::{Draft, ImportRow, RecordKind, StoredRecord};
 use crate::store::check::{CheckReport, Scope};
 use crate::store::directory::{hash_secret, new_key, random_bytes, Directory, KeyCache};
+use crate::store::events::{ChangeSignal, EventHold, EventHolds, POLL_INTERVAL};
 use crate::store::index::{IndexDef, REGISTRATION_INDEXES};
 use crate::store::page::{PageScope, PageTokens};
 use crate::store::records::{
-    AnyCatalogPage, BackupReport, Delivery, OutboxMessage, OutboxPage, RegistrationPage,
-    ResponseClaim, StoredResponse, Swept,
+    AnyCatalogPage, BackupReport, ChangesPage, Delivery, HistoryPage, OutboxMessage, OutboxPage,
+    RegistrationPage, ResponseClaim, StoredResponse, Swept,
 };
 use crate::store::retention::Retention;
 use crate::store::write::{self, BatchStep, OrderFor, StepOutcome};
@@ -79,6 +80,8 @@ struct Shared {
     stats: stats::WriteStats,
     /// The `directory_version` the key cache was last loaded at.
     directory_version: AtomicI64,
+    /// What holds event compaction back.
+    holds: EventHolds,
 }
 
 /// The PostgreSQL engine.
@@ -165,6 +168,7 @@ impl PgEngine {
             retention,
             stats: stats::WriteStats::default(),
             directory_version: AtomicI64::new(version),
+            holds: EventHolds::default(),
         });
         runtime.spawn(refresh_directory(Arc::downgrade(&shared)));
         Ok(PgEngine {
@@ -689,6 +693,7 @@ async fn write_registration(
     tenant: &TenantId,
     old: Option<&CourseRegistration>,
     new: Option<&CourseRegistration>,
+    ctx: &WriteContext,
 ) -> Result<(), StoreError> {
     if let Some(new) = new {
         check_slot(tx, tenant, new).await?;
@@ -751,7 +756,19 @@ async fn write_registration(
         }
         (None, None) => {}
     }
-    settle_bytes(tx, tenant, new_bytes - old_bytes).await
+    settle_bytes(tx, tenant, new_bytes - old_bytes).await?;
+    super::events::record(tx, tenant, RecordKind::Registration, old, new, ctx).await
+}
+
+/// Appends the change event of a catalog record's write (`old` → `new`).
+async fn catalog_event<F: CatalogFields>(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    old: Option<&CatalogRecord<F>>,
+    new: Option<&CatalogRecord<F>>,
+    ctx: &WriteContext,
+) -> Result<(), StoreError> {
+    super::events::record(tx, tenant, RecordKind::Catalog(F::KIND), old, new, ctx).await
 }
 
 async fn denormalise(
@@ -829,7 +846,7 @@ async fn create_in(
     resolve(tx, tenant, None, &mut fields).await?;
     let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;
     number_if_unnumbered(tx, tenant, &mut record).await?;
-    write_registration(tx, tenant, None, Some(&record)).await?;
+    write_registration(tx, tenant, None, Some(&record), ctx).await?;
     Ok(record)
 }
 
@@ -850,7 +867,7 @@ async fn revise_in(
     match stored.revise(fields, &w.ctx)? {
         Revision::Unchanged => Ok(stored),
         Revision::Changed(revised) => {
-            write_registration(tx, &w.tenant, Some(&stored), Some(&revised)).await?;
+            write_registration(tx, &w.tenant, Some(&stored), Some(&revised), &w.ctx).await?;
             Ok(*revised)
         }
     }
@@ -870,7 +887,7 @@ async fn delete_in(tx: &Transaction<'_>, w: &write::DeleteRegistration) -> Resul
         let live = order.is_some_and(|o| o.fields.is_live());
         rules::live_order_blocks_delete(&w.id, Some(order_id), live)?;
     }
-    write_registration(tx, &w.tenant, Some(&stored), None).await
+    write_registration(tx, &w.tenant, Some(&stored), None, &w.ctx).await
 }
 
 /// Copies an order's state onto one of its registrations (if it still points at the order).
@@ -888,7 +905,7 @@ async fn follow_order(
         return Ok(());
     }
     if let Revision::Changed(updated) = stored.with_order(order, None, ctx)? {
-        write_registration(tx, tenant, Some(&stored), Some(&updated)).await?;
+        write_registration(tx, tenant, Some(&stored), Some(&updated), ctx).await?;
     }
     Ok(())
 }
@@ -949,11 +966,12 @@ async fn generate_order_in(
     check_references(tx, tenant, &order.fields.references()).await?;
     let bytes = put_catalog(tx, tenant, &order).await?;
     settle_bytes(tx, tenant, bytes).await?;
+    catalog_event(tx, tenant, None, Some(&order), &w.ctx).await?;
     let linked = match registration.with_order(&order, Some(&line_id), &w.ctx)? {
         Revision::Changed(linked) => *linked,
         Revision::Unchanged => registration.clone(),
     };
-    write_registration(tx, tenant, Some(&registration), Some(&linked)).await?;
+    write_registration(tx, tenant, Some(&registration), Some(&linked), &w.ctx).await?;
     Ok((order, linked))
 }
 
@@ -1002,13 +1020,15 @@ async fn create_catalog_in<F: Copies>(
     tx: &Transaction<'_>,
     tenant: &TenantId,
     record: &CatalogRecord<F>,
+    ctx: &WriteContext,
 ) -> Result<(), StoreError> {
     if catalog_exists(tx, tenant, F::KIND, &record.id).await? {
         return Err(StoreError::Corrupt(format!("id {} is taken", record.id)));
     }
     check_references(tx, tenant, &record.fields.references()).await?;
     let bytes = put_catalog(tx, tenant, record).await?;
-    settle_bytes(tx, tenant, bytes).await
+    settle_bytes(tx, tenant, bytes).await?;
+    catalog_event(tx, tenant, None, Some(record), ctx).await
 }
 
 async fn revise_catalog_in<F: Copies + AnyKind>(
@@ -1036,6 +1056,7 @@ async fn revise_catalog_in<F: Copies + AnyKind>(
     let old_bytes = record_bytes(stored.id.as_str(), &to_json(&stored.fields)?);
     let bytes = put_catalog(tx, tenant, record).await?;
     settle_bytes(tx, tenant, bytes - old_bytes).await?;
+    catalog_event(tx, tenant, Some(&stored), Some(record), ctx).await?;
     if !matches!(any, AnyCatalogRecord::CourseOffering(_)) {
         after_revise(tx, tenant, &any, ctx).await?;
     }
@@ -1070,7 +1091,8 @@ async fn delete_catalog_in<F: Copies>(
         .await
         .map_err(pg)?;
     let bytes = record_bytes(stored.id.as_str(), &to_json(&stored.fields)?);
-    settle_bytes(tx, &w.tenant, -bytes).await
+    settle_bytes(tx, &w.tenant, -bytes).await?;
+    catalog_event(tx, &w.tenant, Some(&stored), None, &w.ctx).await
 }
 
 // ---- batch and import: steps under savepoints -----------------------------------------------
@@ -1176,7 +1198,7 @@ async fn import_row(
             };
             number_if_unnumbered(tx, tenant, &mut record).await?;
             record.stamp_bulk_load(&w.load, &row.origin);
-            write_registration(tx, tenant, stored.as_ref(), Some(&record)).await
+            write_registration(tx, tenant, stored.as_ref(), Some(&record), &w.ctx).await
         }
         Draft::Contact(d) => import_catalog(tx, tenant, id, d, &w.ctx).await,
         Draft::Course(d) => import_catalog(tx, tenant, id, d, &w.ctx).await,
@@ -1213,6 +1235,7 @@ async fn import_catalog<F: Copies>(
     };
     let bytes = put_catalog(tx, tenant, &record).await?;
     settle_bytes(tx, tenant, bytes - old_bytes).await?;
+    catalog_event(tx, tenant, stored.as_ref(), Some(&record), ctx).await?;
     if let Some(number) = record.fields.order_number() {
         raise_sequence(tx, tenant, "order_number", number).await?;
     }
@@ -1833,7 +1856,7 @@ impl Engine for PgEngine {
             transaction!(s, |tx| async {
                 lock_tenant(tx, &w.tenant).await?;
                 crate::with_any_catalog_record!(&w.record, F, record => {
-                    create_catalog_in::<F>(tx, &w.tenant, record).await?
+                    create_catalog_in::<F>(tx, &w.tenant, record, &w.ctx).await?
                 });
                 Ok::<_, StoreError>((w.record.clone(), true))
             }
@@ -1954,6 +1977,7 @@ impl Engine for PgEngine {
                     let template =
                         CatalogRecord::create(id, default_confirmation_template(), &ctx)?;
                     put_catalog(tx, &tenant.id, &template).await?;
+                    catalog_event(tx, &tenant.id, None, Some(&template), &ctx).await?;
                     bump_directory(tx).await?;
                     Ok::<_, StoreError>(((), true))
                 }
@@ -2430,6 +2454,53 @@ impl Engine for PgEngine {
         });
         Ok(Queued::new(receive))
     }
+
+    fn history(
+        &self,
+        tenant: &TenantId,
+        kind: RecordKind,
+        id: &RecordId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        let (tenant, id, after) = (tenant.clone(), id.clone(), after.map(str::to_owned));
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                super::events::history(
+                    &**client,
+                    &s.tokens,
+                    &tenant,
+                    kind,
+                    &id,
+                    after.as_deref(),
+                    limit,
+                )
+                .await
+            })
+        })
+    }
+
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        kinds: &[RecordKind],
+        limit: usize,
+    ) -> Result<ChangesPage, StoreError> {
+        let (tenant, kinds) = (tenant.clone(), kinds.to_vec());
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                super::events::changes(&**client, &tenant, after, &kinds, limit).await
+            })
+        })
+    }
+
+    fn change_signal(&self) -> ChangeSignal {
+        // No LISTEN/NOTIFY (portable SQL): another node's commits are seen by reading.
+        ChangeSignal::Poll(POLL_INTERVAL)
+    }
 }
 
 /// An export's scan: pages of `CHUNK` records in id order, each read when the previous one
@@ -2523,7 +2594,24 @@ impl Maintenance for PgEngine {
             Scope::Every => self.tenants().into_iter().map(|t| t.id).collect(),
             Scope::One(id) => vec![id.clone()],
         };
-        self.spawn(async move { super::check::run(&s.pool, &tenants, repair).await })
+        self.spawn(async move {
+            let mut report = super::check::run(&s.pool, &tenants, repair).await?;
+            // Events are history: reported, never repaired.
+            let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+            let mut found = Vec::new();
+            for tenant in &tenants {
+                found.extend(super::events::check(&**client, tenant).await?);
+            }
+            if !found.is_empty() {
+                report.clean = false;
+                report.problem_count += found.len();
+                if let Some(outcome) = report.repair.as_mut() {
+                    outcome.remaining.extend(found.iter().cloned());
+                }
+                report.problems.extend(found);
+            }
+            Ok(report)
+        })
     }
 
     fn backup<'a>(&'a self, _to: &'a Path) -> EngineFuture<'a, BackupReport> {
@@ -2555,6 +2643,13 @@ impl Maintenance for PgEngine {
                 )
                 .unwrap_or(now);
                 let (ttl, age) = (instant_text(ttl)?, instant_text(age)?);
+                let history_cutoff = instant_text(
+                    Timestamp::from_parts(
+                        now.to_parts().0 - retention.history_max_age.as_secs() as i64,
+                        now.to_parts().1,
+                    )
+                    .unwrap_or(now),
+                )?;
                 for tenant in &tenants {
                     let (responses, messages) = transaction!(s, |tx| async {
                         lock_tenant(tx, tenant).await?;
@@ -2606,10 +2701,22 @@ impl Maintenance for PgEngine {
                     .await)?;
                     swept.responses += responses;
                     swept.messages += messages;
+                    let keep_from = s.holds.keep_from(tenant);
+                    swept.events += transaction!(s, |tx| async {
+                        lock_tenant(tx, tenant).await?;
+                        let removed =
+                            super::events::compact(tx, tenant, &history_cutoff, keep_from).await?;
+                        Ok::<_, StoreError>((removed, true))
+                    }
+                    .await)?;
                 }
                 Ok(swept)
             })
         })
+    }
+
+    fn hold_events(&self, hold: Arc<dyn EventHold>) {
+        self.shared.holds.add(hold);
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -54,6 +54,18 @@ pub fn latest_version() -> i32 {
         .unwrap_or(0)
 }
 
+/// Every embedded migration as (version, name), in version order: the versions need not be
+/// consecutive (a build may carry V1 and V3), so tests walk this list, not a range.
+pub fn embedded_migrations() -> Vec<(i32, String)> {
+    let mut all: Vec<(i32, String)> = embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| (m.version(), m.name().to_owned()))
+        .collect();
+    all.sort();
+    all
+}
+
 /// Applies every embedded migration the database lacks, under the migration lock. Takes two
 /// connections of `pool` for the duration and closes them after (they carry changed session
 /// settings), so the pool opens fresh ones.

@@ -11,6 +11,7 @@
 pub mod check;
 pub mod engine;
 pub mod errors;
+pub mod events;
 pub mod migrate;
 pub mod pool;
 pub mod rows;
@@ -18,5 +19,7 @@ pub mod schema;
 
 pub use engine::PgEngine;
 pub use errors::{from_pg, from_pool};
-pub use migrate::{latest_version, migrate, migrate_to, MigrationReport, SCHEMA_HISTORY_TABLE};
+pub use migrate::{
+    embedded_migrations, latest_version, migrate, migrate_to, MigrationReport, SCHEMA_HISTORY_TABLE,
+};
 pub use pool::{connect, connect_with, ping, Pool, PoolOptions};

@@ -16,6 +16,7 @@ use crate::domain::catalog::{
 };
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::rules::{self, RuleViolation, Target};
+use crate::domain::transfer::RecordKind;
 pub use crate::store::records::CatalogPage;
 use std::collections::HashMap;
 
@@ -100,14 +101,43 @@ pub(super) fn dependants(
     tx.counter(keys::reference_count(tenant.as_str(), kind.tag(), id.as_str()).as_bytes())
 }
 
+/// Stores `record` in place of `old` (`None`: a new record) and appends its change event.
 pub(super) fn put<F: CatalogFields>(
     tx: &mut Tx<'_>,
     tenant: &TenantId,
+    old: Option<&CatalogRecord<F>>,
     record: &CatalogRecord<F>,
+    ctx: &WriteContext,
 ) -> Result<(), TxError> {
     let key = keys::catalog(tenant.as_str(), F::KIND.tag(), record.id.as_str());
     tx.insert(TreeId::Catalog, key.into_bytes(), codec::encode(record)?);
-    Ok(())
+    super::events::record(
+        tx,
+        tenant,
+        RecordKind::Catalog(F::KIND),
+        old,
+        Some(record),
+        ctx,
+    )
+}
+
+/// Removes `stored` and appends its `deleted` event.
+fn remove<F: CatalogFields>(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    stored: &CatalogRecord<F>,
+    ctx: &WriteContext,
+) -> Result<(), TxError> {
+    let key = keys::catalog(tenant.as_str(), F::KIND.tag(), stored.id.as_str());
+    tx.remove(TreeId::Catalog, key.into_bytes());
+    super::events::record(
+        tx,
+        tenant,
+        RecordKind::Catalog(F::KIND),
+        Some(stored),
+        None,
+        ctx,
+    )
 }
 
 /// What a kind does beyond the shared rules when one of its records changes.
@@ -198,6 +228,7 @@ impl CatalogHooks for OrderFields {
 pub struct CreateCatalog<F> {
     pub tenant: TenantId,
     pub record: CatalogRecord<F>,
+    pub ctx: WriteContext,
 }
 
 impl<F: CatalogHooks> Intent for CreateCatalog<F> {
@@ -209,7 +240,7 @@ impl<F: CatalogHooks> Intent for CreateCatalog<F> {
         let refs = self.record.fields.references();
         check_references(tx, &self.tenant, &refs)?;
         move_references(tx, &self.tenant, &[], &refs)?;
-        put(tx, &self.tenant, &self.record)?;
+        put(tx, &self.tenant, None, &self.record, &self.ctx)?;
         Ok(self.record.clone())
     }
 }
@@ -235,7 +266,7 @@ impl<F: CatalogHooks> Intent for ReviseCatalog<F> {
         let new_refs = self.record.fields.references();
         check_references(tx, &self.tenant, &new_refs)?;
         move_references(tx, &self.tenant, &stored.fields.references(), &new_refs)?;
-        put(tx, &self.tenant, &self.record)?;
+        put(tx, &self.tenant, Some(&stored), &self.record, &self.ctx)?;
         F::after_revise(tx, &self.tenant, &stored, &self.record, &self.ctx)?;
         Ok(self.record.clone())
     }
@@ -246,6 +277,7 @@ pub struct DeleteCatalog<F> {
     pub tenant: TenantId,
     pub id: RecordId,
     pub base_version: u64,
+    pub ctx: WriteContext,
     pub kind: std::marker::PhantomData<F>,
 }
 
@@ -270,9 +302,7 @@ impl<F: CatalogHooks> Intent for DeleteCatalog<F> {
         };
         rules::has_dependants(F::KIND, &self.id, is_default_template, users)?;
         move_references(tx, &self.tenant, &stored.fields.references(), &[])?;
-        let key = keys::catalog(self.tenant.as_str(), F::KIND.tag(), self.id.as_str());
-        tx.remove(TreeId::Catalog, key.into_bytes());
-        Ok(())
+        remove(tx, &self.tenant, &stored, &self.ctx)
     }
 }
 

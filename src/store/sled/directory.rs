@@ -65,7 +65,7 @@ impl Intent for CreateTenant {
         // Every tenant starts with a confirmation template previewEmail falls back to.
         let id = RecordId::parse(DEFAULT_TEMPLATE_ID).map_err(StoreError::Corrupt)?;
         let template = CatalogRecord::create(id, default_confirmation_template(), &self.ctx)?;
-        super::catalog::put(tx, &self.tenant.id, &template)?;
+        super::catalog::put(tx, &self.tenant.id, None, &template, &self.ctx)?;
         Ok(())
     }
 }

@@ -14,11 +14,12 @@ use crate::domain::search::SearchCriteria;
 use crate::domain::tenant::{ApiKey, NewKey, NewTenant, Tenant};
 use crate::domain::time::Timestamp;
 use crate::domain::transfer::{RecordKind, StoredRecord};
+use crate::store::events::{ChangeSignal, EventHold};
 use crate::store::index::IndexDef;
 use crate::store::records::Delivery;
 use crate::store::records::{
-    AnyCatalogPage, BackupReport, OutboxMessage, OutboxPage, RegistrationPage, ResponseClaim,
-    StoredResponse, Swept,
+    AnyCatalogPage, BackupReport, ChangesPage, HistoryPage, OutboxMessage, OutboxPage,
+    RegistrationPage, ResponseClaim, StoredResponse, Swept,
 };
 use crate::store::retention::Retention;
 use crate::store::{stats, write, Engine, EngineFuture, Maintenance};
@@ -128,9 +129,9 @@ impl Engine for Store {
         })
     }
     fn create_catalog(&self, write: write::CreateCatalog) -> EngineFuture<'_, AnyCatalogRecord> {
-        let tenant = write.tenant;
+        let (tenant, ctx) = (write.tenant, write.ctx);
         crate::with_any_catalog_record!(write.record, F, record => {
-            let intent = CreateCatalog::<F> { tenant, record };
+            let intent = CreateCatalog::<F> { tenant, record, ctx };
             Box::pin(async move { Ok(F::into_any(self.submit(intent).await?)) })
         })
     }
@@ -152,6 +153,7 @@ impl Engine for Store {
                 tenant: write.tenant,
                 id: write.id,
                 base_version: write.base_version,
+                ctx: write.ctx,
                 kind: std::marker::PhantomData,
             };
             Box::pin(self.submit(intent))
@@ -287,6 +289,29 @@ impl Engine for Store {
     ) -> Result<Queued<write::ImportOutcome>, StoreError> {
         self.enqueue_blocking(write)
     }
+
+    fn history(
+        &self,
+        tenant: &TenantId,
+        kind: RecordKind,
+        id: &RecordId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        Store::history(self, tenant, kind, id, after, limit)
+    }
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        kinds: &[RecordKind],
+        limit: usize,
+    ) -> Result<ChangesPage, StoreError> {
+        Store::changes(self, tenant, after, kinds, limit)
+    }
+    fn change_signal(&self) -> ChangeSignal {
+        self.changes.subscribe()
+    }
 }
 
 impl Maintenance for Store {
@@ -298,6 +323,9 @@ impl Maintenance for Store {
     }
     fn sweep(&self, now: Timestamp) -> Result<Swept, StoreError> {
         Store::sweep(self, now)
+    }
+    fn hold_events(&self, hold: std::sync::Arc<dyn EventHold>) {
+        self.holds.add(hold);
     }
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Store::size_on_disk(self)

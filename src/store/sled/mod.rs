@@ -14,9 +14,11 @@
 //! * `tenants`: (tenant) → tenant; `api_keys`: (key id) → key;
 //!   `api_keys_by_tenant`: (tenant, key id) → ()
 //! * `meta`: (name) → value (page-token secret, operator key hash)
+//! * `events`: (tenant, seq) → change event; `history`: (tenant, kind, id, seq) → () (see
+//!   `events`: one per record written, in the record's transaction)
 //!
-//! Everything but the records, tenants, keys, outbox and stored responses is derived from
-//! them; `check` recomputes it and can rebuild it.
+//! Everything but the records, tenants, keys, outbox, stored responses and events is derived
+//! from them (the `history` entries from the events); `check` recomputes it and can rebuild it.
 
 pub mod batch;
 pub mod catalog;
@@ -25,6 +27,7 @@ pub mod codec;
 pub mod datadir;
 pub mod directory;
 mod engine;
+pub mod events;
 pub mod files;
 pub mod idempotency;
 pub mod index;
@@ -96,6 +99,10 @@ pub struct Store {
     retention: retention::Retention,
     /// When the outbox may hold pending mail, so the deliverer scans it only then.
     pending: outbox::PendingHint,
+    /// Wakes change-feed streams after each durable batch.
+    changes: crate::store::events::ChangeNotifier,
+    /// What holds event compaction back.
+    holds: crate::store::events::EventHolds,
 }
 
 impl Store {
@@ -142,7 +149,8 @@ impl Store {
 
         let stats = Arc::new(stats::WriteStats::default());
         let live = Arc::new(live::Live::new(dir, handles));
-        let pipeline = Pipeline::start(live.clone(), durability, stats.clone())
+        let changes = crate::store::events::ChangeNotifier::default();
+        let pipeline = Pipeline::start(live.clone(), durability, stats.clone(), changes.clone())
             .map_err(|e| StoreError::Storage(format!("cannot start the write threads: {e}")))?;
         Ok(Store {
             pipeline,
@@ -153,6 +161,8 @@ impl Store {
             dir: dir.to_owned(),
             retention: retention::Retention::default(),
             pending: outbox::PendingHint::default(),
+            changes,
+            holds: Default::default(),
         })
     }
 

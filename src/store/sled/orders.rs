@@ -72,12 +72,12 @@ impl Intent for GenerateOrder {
         let refs = order.fields.references();
         catalog::check_references(tx, tenant, &refs)?;
         catalog::move_references(tx, tenant, &[], &refs)?;
-        catalog::put(tx, tenant, &order)?;
+        catalog::put(tx, tenant, None, &order, &self.ctx)?;
         let linked = match registration.with_order(&order, Some(&line_id), &self.ctx)? {
             Revision::Changed(linked) => *linked,
             Revision::Unchanged => registration.clone(),
         };
-        registrations::replace_in(tx, tenant, &registration, &linked)?;
+        registrations::replace_in(tx, tenant, &registration, &linked, &self.ctx)?;
         Ok((order, linked))
     }
 }

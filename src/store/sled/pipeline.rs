@@ -14,6 +14,7 @@ use super::error::StoreError;
 use super::live::{Handles, Live};
 use super::stats::WriteStats;
 use super::tx::{Tx, TxError};
+use crate::store::events::ChangeNotifier;
 use sled::transaction::{TransactionError, TransactionalTree, UnabortableTransactionError};
 use sled::{Transactional, Tree};
 use std::cell::RefCell;
@@ -185,6 +186,7 @@ impl Pipeline {
         live: Arc<Live>,
         durability: Durability,
         stats: Arc<WriteStats>,
+        changes: ChangeNotifier,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Work>(QUEUE_DEPTH);
         let mut threads = Vec::new();
@@ -195,11 +197,18 @@ impl Pipeline {
                 let (flush_sender, flush_receiver) = std_mpsc::channel::<ToFlusher>();
                 let flush_stats = stats.clone();
                 let flush_live = live.clone();
+                let flush_changes = changes.clone();
                 threads.push(
                     std::thread::Builder::new()
                         .name("registrar-flusher".into())
                         .spawn(move || {
-                            flusher_loop(&flush_live, strict, flush_receiver, &flush_stats)
+                            flusher_loop(
+                                &flush_live,
+                                strict,
+                                flush_receiver,
+                                &flush_stats,
+                                &flush_changes,
+                            )
                         })?,
                 );
                 Some(flush_sender)
@@ -209,7 +218,7 @@ impl Pipeline {
             0,
             std::thread::Builder::new()
                 .name("registrar-writer".into())
-                .spawn(move || writer_loop(&live, receiver, flush_queue, &stats))?,
+                .spawn(move || writer_loop(&live, receiver, flush_queue, &stats, &changes))?,
         );
         Ok(Pipeline {
             sender: Some(sender),
@@ -295,6 +304,7 @@ fn writer_loop(
     mut queue: mpsc::Receiver<Work>,
     flush_queue: Option<std_mpsc::Sender<ToFlusher>>,
     stats: &WriteStats,
+    changes: &ChangeNotifier,
 ) {
     // Before a reopen: wait until the flusher has answered every batch it was given.
     let drain = || {
@@ -418,7 +428,12 @@ fn writer_loop(
                         }
                     }
                 }
-                None => finish_all(batch, None),
+                None => {
+                    finish_all(batch, None);
+                    // Feed streams read what is answered: committed and, per the mode,
+                    // durable.
+                    changes.notify();
+                }
             },
             Err(TransactionError::Storage(e)) => {
                 log::error!("write transaction failed: {e}");
@@ -436,6 +451,7 @@ fn flusher_loop(
     strict: bool,
     queue: std_mpsc::Receiver<ToFlusher>,
     stats: &WriteStats,
+    changes: &ChangeNotifier,
 ) {
     while let Ok(first) = queue.recv() {
         let mut handles: Option<Arc<Handles>> = None;
@@ -461,8 +477,12 @@ fn flusher_loop(
                 log::error!("flush failed: {e}");
                 live.note(e);
             });
+            let flushed_fine = fault.is_none();
             for batch in batches {
                 finish_all(batch, fault.as_ref());
+            }
+            if flushed_fine {
+                changes.notify();
             }
         }
         for done in drained {
@@ -812,6 +832,7 @@ mod tests {
             Arc::new(live),
             Durability::Relaxed,
             Arc::new(WriteStats::default()),
+            ChangeNotifier::default(),
         )
         .unwrap();
         // join! polls in order, so the queue holds: before, the exclusive work, after.
@@ -858,7 +879,13 @@ mod tests {
             },
         );
         let stats = Arc::new(WriteStats::default());
-        let pipeline = Pipeline::start(Arc::new(live), Durability::Relaxed, stats.clone()).unwrap();
+        let pipeline = Pipeline::start(
+            Arc::new(live),
+            Durability::Relaxed,
+            stats.clone(),
+            ChangeNotifier::default(),
+        )
+        .unwrap();
         // Exclusive work holds the writer while the write's deadline passes behind it.
         let (held, shed) = tokio::join!(
             pipeline.exclusive(|_, _| {

@@ -19,6 +19,7 @@ use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
 use crate::domain::rules::{self, Usage};
 use crate::domain::tenant::Tenant;
+use crate::domain::transfer::RecordKind;
 pub use crate::store::records::RegistrationPage as Page;
 pub use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration};
 
@@ -91,6 +92,7 @@ pub(super) fn write(
     tenant: &TenantId,
     old: Option<&CourseRegistration>,
     new: Option<&CourseRegistration>,
+    ctx: &WriteContext,
 ) -> Result<(), TxError> {
     let t = tenant.as_str();
     if let Some(new) = new {
@@ -176,7 +178,7 @@ pub(super) fn write(
         }
         (None, None) => {}
     }
-    Ok(())
+    super::events::record(tx, tenant, RecordKind::Registration, old, new, ctx)
 }
 
 fn slot_key(tenant: &TenantId, record: &CourseRegistration) -> Option<Key> {
@@ -324,7 +326,7 @@ pub(super) fn create_in(
     resolve(tx, tenant, None, &mut fields)?;
     let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;
     number_if_unnumbered(tx, tenant, &mut record)?;
-    write(tx, tenant, None, Some(&record))?;
+    write(tx, tenant, None, Some(&record), ctx)?;
     Ok(record)
 }
 
@@ -350,8 +352,9 @@ pub(super) fn replace_in(
     tenant: &TenantId,
     stored: &CourseRegistration,
     new: &CourseRegistration,
+    ctx: &WriteContext,
 ) -> Result<(), TxError> {
-    write(tx, tenant, Some(stored), Some(new))
+    write(tx, tenant, Some(stored), Some(new), ctx)
 }
 
 /// Copies an order's state onto one of its registrations (if it still points at the order).
@@ -369,7 +372,7 @@ pub(super) fn follow_order(
         return Ok(());
     }
     if let Revision::Changed(updated) = stored.with_order(order, None, ctx)? {
-        write(tx, tenant, Some(&stored), Some(&updated))?;
+        write(tx, tenant, Some(&stored), Some(&updated), ctx)?;
     }
     Ok(())
 }
@@ -406,7 +409,7 @@ impl Intent for ReviseRegistration {
         match stored.revise(fields, &self.ctx)? {
             Revision::Unchanged => Ok(stored),
             Revision::Changed(revised) => {
-                write(tx, &self.tenant, Some(&stored), Some(&revised))?;
+                write(tx, &self.tenant, Some(&stored), Some(&revised), &self.ctx)?;
                 Ok(*revised)
             }
         }
@@ -429,7 +432,7 @@ impl Intent for DeleteRegistration {
             let live = order.is_some_and(|o| o.fields.is_live());
             rules::live_order_blocks_delete(&self.id, Some(order_id), live)?;
         }
-        write(tx, &self.tenant, Some(&stored), None)
+        write(tx, &self.tenant, Some(&stored), None, &self.ctx)
     }
 }
 

@@ -100,8 +100,8 @@ impl Store {
         Ok(ids)
     }
 
-    /// Deletes, for every tenant, the stored responses past their TTL and the outbox
-    /// messages past retention, as of `now`; in batches of at most 256 per transaction.
+    /// Deletes, for every tenant, the stored responses past their TTL, the outbox messages
+    /// and the change events past retention (events only where no hold keeps them), as of `now`; in batches of at most 256 per transaction.
     pub fn sweep(&self, now: Timestamp) -> Result<Swept, StoreError> {
         let mut swept = Swept::default();
         let response_cutoff = seconds_before(now, self.retention.idempotency_ttl);
@@ -118,6 +118,25 @@ impl Store {
                         tenant: id.clone(),
                         entries,
                         cutoff_seconds: response_cutoff,
+                    })?
+                    .wait()?;
+                if !full {
+                    break;
+                }
+            }
+            let age = self.retention.history_max_age.as_secs() as i64;
+            let cutoff =
+                Timestamp::from_parts(now.to_parts().0.saturating_sub(age), 0).unwrap_or(now);
+            loop {
+                let events = self.compactable_events(&id, cutoff, SWEEP_BATCH)?;
+                let full = events.len() == SWEEP_BATCH;
+                if events.is_empty() {
+                    break;
+                }
+                swept.events += self
+                    .enqueue_blocking(super::events::CompactEvents {
+                        tenant: id.clone(),
+                        events,
                     })?
                     .wait()?;
                 if !full {

@@ -106,7 +106,7 @@ fn import_registration(
     };
     registrations::number_if_unnumbered(tx, tenant, &mut record)?;
     record.stamp_bulk_load(load, origin);
-    registrations::write(tx, tenant, stored.as_ref(), Some(&record))
+    registrations::write(tx, tenant, stored.as_ref(), Some(&record), ctx)
 }
 
 /// A catalog row: new, or restored over the stored record of its id; its references must
@@ -133,7 +133,7 @@ fn import_catalog<F: CatalogHooks>(
         .map(|s| s.fields.references())
         .unwrap_or_default();
     catalog::move_references(tx, tenant, &old_refs, &new_refs)?;
-    catalog::put(tx, tenant, &record)?;
+    catalog::put(tx, tenant, stored.as_ref(), &record, ctx)?;
     F::after_import(tx, tenant, &record)
 }
 

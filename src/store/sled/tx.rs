@@ -31,12 +31,16 @@ pub enum TreeId {
     /// Stored responses in the order they were stored: (tenant, seconds, key) → nothing; what
     /// the sweeper reads to find the expired ones.
     IdempotencyExpiry,
+    /// Change events: (tenant, seq) → event (`events`).
+    Events,
+    /// One record's events: (tenant, kind, id, seq) → nothing (`events`).
+    History,
     /// The n-th entry of `index::REGISTRATION_INDEXES`.
     Index(usize),
 }
 
 impl TreeId {
-    pub const FIXED: [(&'static str, TreeId); 10] = [
+    pub const FIXED: [(&'static str, TreeId); 12] = [
         ("registrations", TreeId::Registrations),
         ("catalog", TreeId::Catalog),
         ("registration_slots", TreeId::RegistrationSlots),
@@ -47,6 +51,8 @@ impl TreeId {
         ("api_keys", TreeId::ApiKeys),
         ("api_keys_by_tenant", TreeId::ApiKeysByTenant),
         ("idempotency_expiry", TreeId::IdempotencyExpiry),
+        ("events", TreeId::Events),
+        ("history", TreeId::History),
     ];
 
     /// Every tree, in position order: the order `Store::open` opens them in.
@@ -82,6 +88,8 @@ impl TreeId {
             TreeId::ApiKeys => 7,
             TreeId::ApiKeysByTenant => 8,
             TreeId::IdempotencyExpiry => 9,
+            TreeId::Events => 10,
+            TreeId::History => 11,
             TreeId::Index(n) => Self::FIXED.len() + n,
         }
     }

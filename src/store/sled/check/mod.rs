@@ -18,11 +18,13 @@
 //! * `idempotency_expiry`: one entry per stored response, at the time it was stored;
 //! * `counters` again: `stored_bytes`, the bytes of the tenant's records (`usage`).
 //!
-//! Outbox messages are only decoded.
+//! Outbox messages are only decoded. Change events are compared with the records
+//! (`events`): reported, never repaired.
 //!
 //! A check reads the trees one after another: sled has no snapshot across trees. Online it
 //! runs on the writer thread (`Pipeline::exclusive`), so no write is half-way through.
 
+mod events;
 mod tenant;
 #[cfg(test)]
 mod tests;
@@ -316,6 +318,7 @@ fn inspect(trees: &Trees, scope: &Scope) -> Result<Pass, StoreError> {
         }
         pass.tenants.push(tenant.to_string());
         tenant::check_tenant(trees, &tenant, &api_keys, &mut pass)?;
+        events::check_events(trees, &tenant, &mut pass)?;
     }
     if *scope == Scope::Every {
         let known: Vec<&[u8]> = tenant_rows.iter().map(|(key, _)| key.as_ref()).collect();
@@ -339,11 +342,16 @@ fn check_unknown_tenants(
     for tree in TreeId::all() {
         let derived = match tree {
             TreeId::Tenants | TreeId::ApiKeys => continue,
-            TreeId::Registrations | TreeId::Catalog | TreeId::Outbox | TreeId::Idempotency => false,
+            TreeId::Registrations
+            | TreeId::Catalog
+            | TreeId::Outbox
+            | TreeId::Idempotency
+            | TreeId::Events => false,
             TreeId::RegistrationSlots
             | TreeId::Counters
             | TreeId::ApiKeysByTenant
             | TreeId::IdempotencyExpiry
+            | TreeId::History
             | TreeId::Index(_) => true,
         };
         // `known` is in key order (the `tenants` tree's order), so the gaps between the

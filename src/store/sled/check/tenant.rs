@@ -8,6 +8,7 @@ use crate::domain::registration::CourseRegistration;
 use crate::store::check::{hex, Observed, Problem, ProblemKind};
 use crate::store::error::StoreError;
 use crate::store::sled::codec;
+use crate::store::sled::events::EVENT_SEQUENCE;
 use crate::store::sled::idempotency::StoredResponse;
 use crate::store::sled::index::{describe_entry, is_older_layout_of, REGISTRATION_INDEXES};
 use crate::store::sled::keys::{self, CounterKey, Key};
@@ -220,9 +221,22 @@ impl TenantCheck<'_, '_> {
                 .counters
                 .insert(keys::counter(&t, REGISTRATION_COUNT).into_bytes(), count);
         }
+        // The event sequence must be at least the newest event's number (compaction removes
+        // the oldest, never the newest, so it may be ahead of what is left).
+        let events = keys::tenant_prefix(&t);
+        let highest_event = match self
+            .trees
+            .get(TreeId::Events)
+            .range(events.as_bytes().to_vec()..keys::prefix_end(events.as_bytes()))
+            .next_back()
+        {
+            Some(entry) => crate::store::sled::events::event_seq(&entry?.0).unwrap_or(0),
+            None => 0,
+        };
         self.expected.sequences = vec![
             (NUMBER_SEQUENCE, highest_number),
             (ORDER_NUMBER_SEQUENCE, self.highest_order),
+            (EVENT_SEQUENCE, highest_event),
         ];
         Ok(())
     }
@@ -622,7 +636,8 @@ impl Derived {
                         (found, expected.and_then(counter_value)),
                         (Some(found), Some(expected)) if found < expected
                     );
-                    if (name == NUMBER_SEQUENCE || name == ORDER_NUMBER_SEQUENCE) && behind {
+                    let sequence = [NUMBER_SEQUENCE, ORDER_NUMBER_SEQUENCE, EVENT_SEQUENCE];
+                    if sequence.contains(&name.as_str()) && behind {
                         kind = ProblemKind::SequenceBehind;
                     }
                     counter = Some(name);

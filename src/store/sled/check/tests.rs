@@ -42,6 +42,7 @@ async fn catalog<F: crate::store::sled::catalog::CatalogHooks>(
         .submit(CreateCatalog {
             tenant: tenant.clone(),
             record,
+            ctx: ctx(),
         })
         .await
         .unwrap();
