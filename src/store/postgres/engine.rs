@@ -1944,16 +1944,18 @@ impl Engine for PgEngine {
                     if inserted == 0 {
                         return Err(StoreError::TenantExists);
                     }
-                    tx.execute(
-                        "INSERT INTO tenant_counters (tenant_id) VALUES ($1)",
-                        &[&tenant.id.as_str()],
-                    )
-                    .await
-                    .map_err(pg)?;
                     let id = RecordId::parse(DEFAULT_TEMPLATE_ID).map_err(StoreError::Corrupt)?;
                     let template =
                         CatalogRecord::create(id, default_confirmation_template(), &ctx)?;
-                    put_catalog(tx, &tenant.id, &template).await?;
+                    let bytes = put_catalog(tx, &tenant.id, &template).await?;
+                    // The default template counts toward the tenant's stored bytes, as on
+                    // sled; the operator's limits apply to what comes after it.
+                    tx.execute(
+                        "INSERT INTO tenant_counters (tenant_id, stored_bytes) VALUES ($1, $2)",
+                        &[&tenant.id.as_str(), &bytes],
+                    )
+                    .await
+                    .map_err(pg)?;
                     bump_directory(tx).await?;
                     Ok::<_, StoreError>(((), true))
                 }
@@ -2519,11 +2521,12 @@ impl Maintenance for PgEngine {
             }
         }
         let s = self.shared.clone();
+        let every = scope == Scope::Every;
         let tenants: Vec<TenantId> = match &scope {
             Scope::Every => self.tenants().into_iter().map(|t| t.id).collect(),
             Scope::One(id) => vec![id.clone()],
         };
-        self.spawn(async move { super::check::run(&s.pool, &tenants, repair).await })
+        self.spawn(async move { super::check::run(&s.pool, &tenants, every, repair).await })
     }
 
     fn backup<'a>(&'a self, _to: &'a Path) -> EngineFuture<'a, BackupReport> {
