@@ -463,3 +463,236 @@ async fn postgres_restarted_under_load_answers_503_never_500_and_writes_resume_b
     }
     drop(cluster);
 }
+
+/// `registrar check --json` on a database (`REGISTRAR_DATABASE_URL`, as an operator's
+/// environment would give it), with `extra` arguments: its exit status and its report.
+fn check_database(url: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
+        .args(["check", "--json"])
+        .args(extra)
+        .env("REGISTRAR_DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("registrar check runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code(), report, stderr)
+}
+
+/// The (kind, table, record or tenant, counter) of each problem in `list`, sorted.
+fn findings(list: &Value) -> Vec<(String, String, String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let mut found: Vec<_> = list
+        .as_array()
+        .expect("a list of problems")
+        .iter()
+        .map(|p| {
+            let whose = if p["record_id"].is_null() {
+                text(&p["tenant"])
+            } else {
+                text(&p["record_id"])
+            };
+            (
+                text(&p["kind"]),
+                text(&p["tree"]),
+                whose,
+                text(&p["counter"]),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn finding(
+    kind: &str,
+    table: &str,
+    whose: &str,
+    counter: &str,
+) -> (String, String, String, String) {
+    (kind.into(), table.into(), whose.into(), counter.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counters() {
+    let url = postgres::shared().create_database().await;
+    let n = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || node(&url, &[]))
+            .await
+            .unwrap()
+    };
+    let t = n.tenant().await;
+    // Records of every kind the stored bytes count: catalog records, registrations (created,
+    // patched, deleted), an order, and a stored Idempotency-Key response.
+    let w = n.world(&t, &["s1", "s2", "s3"], &[("o1", "c1")]).await;
+    let path = registrations(&t);
+    let mut ids = Vec::new();
+    for s in ["s1", "s2", "s3"] {
+        let mut body = w.body(s, "c1", "o1");
+        body["status"] = json!("registered");
+        ids.push(id_of(&n.post(&path, &t.write, &body).await));
+    }
+    n.patch(
+        &format!("{path}/{}", ids[0]),
+        &t.write,
+        &json!([{"op": "replace", "path": "/city", "value": "Bergen"}]),
+    )
+    .await
+    .assert_ok();
+    n.delete(&format!("{path}/{}", ids[2]), &t.write)
+        .await
+        .assert_ok();
+    n.order_for(&t, &ids[0]).await;
+    let replayable = n
+        .request(
+            reqwest::Method::POST,
+            &format!("/courses/{}", t.id),
+            Some(&t.write),
+        )
+        .header("Idempotency-Key", "check-me")
+        .json(&json!({"name": "Kept answer"}));
+    n.send(replayable).await.assert_ok();
+
+    // A clean database checks clean, while the node runs.
+    let (code, report, stderr) = check_database(&url, &[]);
+    assert_eq!(code, Some(0), "{report:#} {stderr}");
+    assert_eq!(report["clean"], true);
+    assert_eq!(report["problem_count"], 0);
+    assert_eq!(report["records"]["registrations"], 2, "{report:#}");
+
+    // Tampered through SQL: a seat count, the stored bytes, a reference whose record is gone
+    // and rows of a tenant that does not exist (both only past the foreign keys, which a
+    // superuser can switch off for the session, as a data-only restore may).
+    let db = sql(&url).await;
+    let (o1, r2) = (w.id("o1").to_owned(), ids[1].clone());
+    let stored = |sql: &'static str, id: String| {
+        let db = &db;
+        let tenant = t.id.clone();
+        async move {
+            db.query_one(sql, &[&tenant, &id])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    let seats_sql = "SELECT active_seats FROM course_offerings WHERE tenant_id = $1 AND id = $2";
+    let bytes_sql = "SELECT stored_bytes FROM tenant_counters WHERE tenant_id = $1 AND $2 = $2";
+    let (seats, bytes) = (
+        stored(seats_sql, o1.clone()).await,
+        stored(bytes_sql, String::new()).await,
+    );
+    assert_eq!(seats, 2);
+    db.batch_execute(&format!(
+        "UPDATE course_offerings SET active_seats = active_seats + 1 WHERE tenant_id = '{t}' \
+         AND id = '{o1}';
+         UPDATE tenant_counters SET stored_bytes = stored_bytes + 1000 WHERE tenant_id = '{t}';
+         SET session_replication_role = replica;
+         UPDATE registrations SET process_id = 'no-such-process' WHERE tenant_id = '{t}' \
+         AND id = '{r2}';
+         INSERT INTO tenant_counters (tenant_id) VALUES ('ghost');
+         INSERT INTO courses SELECT 'ghost', id, sys_version, sys_created_at, sys_created_by_id, \
+         sys_last_modified_at, sys_last_modified_by_id, sys_last_security_context, fields \
+         FROM courses WHERE tenant_id = '{t}';
+         SET session_replication_role = origin;",
+        t = t.id
+    ))
+    .await
+    .expect("tamper");
+
+    let expected = vec![
+        finding("counter_mismatch", "course_offerings", &o1, "active_seats"),
+        finding("counter_mismatch", "tenant_counters", &t.id, "stored_bytes"),
+        finding("dangling_reference", "registrations", &r2, ""),
+        finding("unknown_tenant", "courses", "ghost", ""),
+        finding("unknown_tenant", "tenant_counters", "ghost", ""),
+    ];
+    let (code, report, stderr) = check_database(&url, &[]);
+    assert_eq!(code, Some(1), "problems exit 1: {report:#} {stderr}");
+    assert_eq!(report["clean"], false);
+    assert_eq!(findings(&report["problems"]), expected, "{report:#}");
+    let problem = |counter: &str| {
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["counter"] == counter)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(problem("active_seats")["expected"], seats);
+    assert_eq!(problem("active_seats")["found"], seats + 1);
+    assert_eq!(problem("stored_bytes")["expected"], bytes);
+    assert_eq!(problem("stored_bytes")["found"], bytes + 1000);
+    // One tenant: what belongs to no tenant is not its business.
+    let (code, report, _) = check_database(&url, &["--tenant", &t.id]);
+    assert_eq!(code, Some(1));
+    assert_eq!(findings(&report["problems"]), expected[..3].to_vec());
+
+    // A repair sets the counters to their recounts and drops the derived row of the unknown
+    // tenant; the records stay as they are, so their problems remain (exit 1).
+    let (code, report, stderr) = check_database(&url, &["--repair"]);
+    assert_eq!(code, Some(1), "{report:#} {stderr}");
+    let actions: Vec<&str> = report["repair"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["replaced", "replaced", "removed"], "{report:#}");
+    assert_eq!(
+        findings(&report["repair"]["changes"]),
+        vec![
+            expected[0].clone(),
+            expected[1].clone(),
+            expected[4].clone()
+        ]
+    );
+    assert_eq!(
+        findings(&report["repair"]["remaining"]),
+        vec![expected[2].clone(), expected[3].clone()]
+    );
+    assert_eq!(stored(seats_sql, o1.clone()).await, seats);
+    assert_eq!(stored(bytes_sql, String::new()).await, bytes);
+    let ghost_courses: i64 = db
+        .query_one(
+            "SELECT count(*) FROM courses WHERE tenant_id = 'ghost'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ghost_courses > 0, "a repair never deletes a record");
+
+    // Once the records are mended by hand, the database checks clean again; and the node
+    // still serves, with the repaired seat count.
+    db.batch_execute(&format!(
+        "SET session_replication_role = replica;
+         UPDATE registrations SET process_id = NULL WHERE tenant_id = '{t}' AND id = '{r2}';
+         DELETE FROM courses WHERE tenant_id = 'ghost';
+         SET session_replication_role = origin;",
+        t = t.id
+    ))
+    .await
+    .unwrap();
+    let (code, report, _) = check_database(&url, &[]);
+    assert_eq!(code, Some(0), "{report:#}");
+    n.get(&format!("{path}/{}", ids[1]), &t.read)
+        .await
+        .assert_ok();
+
+    // A tenant that does not exist, and a database that cannot be reached: exit 2, one line.
+    let (code, _, stderr) = check_database(&url, &["--tenant", "nobody"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("there is no tenant nobody in the database"),
+        "{stderr}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (code, _, stderr) =
+        check_database(&format!("postgres://postgres@127.0.0.1:{port}/none"), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("registrar check:"), "{stderr}");
+}

@@ -75,7 +75,14 @@ type Param = Box<dyn ToSql + Sync + Send>;
 /// A problem, and the statement that repairs it (none: it is in the records).
 struct Found {
     problem: Problem,
-    repair: Option<(String, Vec<Param>)>,
+    repair: Option<Fix>,
+}
+
+/// A statement that makes a derived value what the records say.
+struct Fix {
+    action: ChangeAction,
+    sql: String,
+    params: Vec<Param>,
 }
 
 impl Found {
@@ -132,10 +139,11 @@ fn tenant_counter(tenant: &TenantId, name: &str, expected: i64, stored: i64) -> 
             expected,
             stored,
         ),
-        repair: Some((
-            format!("UPDATE tenant_counters SET {name} = $2 WHERE tenant_id = $1"),
-            vec![Box::new(tenant.as_str().to_owned()), Box::new(expected)],
-        )),
+        repair: Some(Fix {
+            action: ChangeAction::Replaced,
+            sql: format!("UPDATE tenant_counters SET {name} = $2 WHERE tenant_id = $1"),
+            params: vec![Box::new(tenant.as_str().to_owned()), Box::new(expected)],
+        }),
     }
 }
 
@@ -284,12 +292,13 @@ async fn inspect(
             problem.detail = Some("the tenant has no counters row".into());
             found.push(Found {
                 problem,
-                repair: Some((
-                    "INSERT INTO tenant_counters (tenant_id) VALUES ($1) \
-                     ON CONFLICT (tenant_id) DO NOTHING"
+                repair: Some(Fix {
+                    action: ChangeAction::Inserted,
+                    sql: "INSERT INTO tenant_counters (tenant_id) VALUES ($1) \
+                          ON CONFLICT (tenant_id) DO NOTHING"
                         .into(),
-                    vec![Box::new(t.to_owned())],
-                )),
+                    params: vec![Box::new(t.to_owned())],
+                }),
             });
             [0; 5]
         }
@@ -387,15 +396,13 @@ async fn inspect(
                     recount,
                     stored,
                 ),
-                repair: Some((
-                    "UPDATE course_offerings SET active_seats = $2 WHERE tenant_id = $1 AND id = $3"
+                repair: Some(Fix {
+                    action: ChangeAction::Replaced,
+                    sql: "UPDATE course_offerings SET active_seats = $2 WHERE tenant_id = $1 \
+                          AND id = $3"
                         .into(),
-                    vec![
-                        Box::new(t.to_owned()),
-                        Box::new(recount),
-                        Box::new(id),
-                    ],
-                )),
+                    params: vec![Box::new(t.to_owned()), Box::new(recount), Box::new(id)],
+                }),
             });
         }
     }
@@ -421,14 +428,13 @@ async fn unknown_tenants(client: &impl GenericClient) -> Result<Vec<Found>, Stor
                 format!("{rows} row(s); no tenant record has this id"),
             );
             problem.repairable = *derived;
-            let repair = derived.then(|| {
-                (
-                    format!(
-                        "DELETE FROM {table} WHERE tenant_id = $1 AND NOT EXISTS \
-                         (SELECT 1 FROM tenants WHERE id = $1)"
-                    ),
-                    vec![Box::new(tenant.clone()) as Param],
-                )
+            let repair = derived.then(|| Fix {
+                action: ChangeAction::Removed,
+                sql: format!(
+                    "DELETE FROM {table} WHERE tenant_id = $1 AND NOT EXISTS \
+                     (SELECT 1 FROM tenants WHERE id = $1)"
+                ),
+                params: vec![Box::new(tenant.clone())],
             });
             found.push(Found { problem, repair });
         }
@@ -488,12 +494,15 @@ pub async fn run(
             .map_err(pg)?;
         }
         for f in look(&*tx, tenant, &mut records).await? {
-            if let Some((sql, params)) = &f.repair {
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-                tx.execute(sql.as_str(), &refs).await.map_err(pg)?;
+            if let Some(fix) = &f.repair {
+                let params: Vec<&(dyn ToSql + Sync)> = fix
+                    .params
+                    .iter()
+                    .map(|p| &**p as &(dyn ToSql + Sync))
+                    .collect();
+                tx.execute(fix.sql.as_str(), &params).await.map_err(pg)?;
                 changes.push(Change {
-                    action: ChangeAction::Replaced,
+                    action: fix.action,
                     problem: f.problem.clone(),
                 });
             }
