@@ -107,8 +107,9 @@ pub fn render(report: &CheckReport) -> String {
     }
     match &report.repair {
         None if repairable > 0 => out.push_str(
-            "run `registrar check --repair` (server stopped) or POST /admin/check with \
-             {\"repair\": true} to rebuild them from the records\n",
+            "run `registrar check --repair` (a data dir's server stopped; a database's nodes \
+             may run) or POST /admin/check with {\"repair\": true} to rebuild them from the \
+             records\n",
         ),
         None => {}
         Some(repair) => {

@@ -329,6 +329,13 @@ pub fn registration(tenant: &Tenant, id: &str) -> String {
     format!("/courseRegistrations/{}/{id}", tenant.id)
 }
 
+/// A body of a registration that holds a seat (status `registered`).
+pub fn seated(student: &str, course: &str, offering: &str) -> Value {
+    let mut b = body(student, course, offering);
+    b["status"] = json!("registered");
+    b
+}
+
 /// A valid registration body.
 pub fn body(student: &str, course: &str, offering: &str) -> Value {
     json!({
@@ -447,6 +454,31 @@ impl Api {
             );
         }
         World { ids }
+    }
+
+    /// An offering of `course` with `capacity` seats; its id.
+    pub async fn offering_with_capacity(&self, t: &Tenant, course: &str, capacity: u64) -> String {
+        let made = self
+            .post(
+                &format!("/courseOfferings/{}", t.id),
+                &t.write,
+                &json!({"course_id": course, "capacity": capacity}),
+            )
+            .await;
+        made.assert_ok()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `n` new contacts, created at once; their ids.
+    pub async fn contacts(&self, t: &Tenant, n: usize) -> Vec<String> {
+        let path = format!("/contacts/{}", t.id);
+        let people: Vec<Value> = (0..n)
+            .map(|i| json!({"first_name": "Student", "last_name": i.to_string()}))
+            .collect();
+        futures_util::future::join_all(people.iter().map(|p| self.post(&path, &t.write, p)))
+            .await
+            .iter()
+            .map(|r| r.assert_ok()["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// Makes an order for a stored registration; returns the order.

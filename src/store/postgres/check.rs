@@ -1,29 +1,39 @@
 //! `registrar check` on PostgreSQL: what the schema does not enforce by a constraint is
-//! recomputed from the records and compared — the tenant's registration and outbox counts,
-//! its stored bytes (the storage quota's counter, counted as the write path counts them),
-//! each offering's `active_seats`, and that the number sequences are past every stored
-//! number. Slots, references and dependants are constraints here (unique and foreign keys),
-//! so no write can make them drift; but a foreign key can be bypassed (a data-only restore
-//! with `--disable-triggers`, `session_replication_role = replica`), so the check also looks
-//! for rows whose referenced record or tenant is missing, and for records that no longer
-//! decode. Those are in the records themselves: reported, never repaired.
+//! recomputed from the records and compared —
+//! * the tenant's registration and outbox counts, and its stored bytes (the storage quota's
+//!   counter), counted as the write path counts them;
+//! * each offering's `active_seats`, and that the number sequences are past every stored
+//!   number;
+//! * the columns each row copies from its record's `fields` for lookups, searches, rules and
+//!   foreign keys (every registration column, a catalog kind's `schema::catalog_copies`),
+//!   which play the part of sled's index entries (`stale_index_entry` when they differ).
+//!
+//! Slots, references and dependants are constraints here (unique and foreign keys), so no
+//! write can make them drift; but a foreign key can be bypassed (a data-only restore with
+//! `--disable-triggers`, `session_replication_role = replica`), so the check also looks for
+//! rows whose referenced record or tenant is missing, and for records that no longer decode.
+//! Those are in the records themselves: reported, never repaired.
 //!
 //! A check reads each tenant in one snapshot (a read-only REPEATABLE READ transaction), so a
 //! write committing meanwhile is seen whole or not at all. A repair sets each counter to its
-//! recount in one transaction per tenant under the tenant's counters row, as a write would,
-//! and then checks again; it deletes the counters row of a tenant that does not exist (the
-//! only derived row), and never a record.
+//! recount and each copied column to its field's value, in one transaction per tenant under
+//! the tenant's counters row (as a write would), and then checks again; it adds a missing
+//! counters row and deletes that of a tenant that does not exist (the only derived row), and
+//! never changes or deletes a record.
 
-use super::rows::{catalog_from, pg, record_bytes, registration_from, to_json, CATALOG_SELECT};
-use super::schema::catalog_table;
+use super::rows::{
+    catalog_from, pg, record_bytes, registration_from, registration_params, to_json, Copies, Param,
+    CATALOG_SELECT, REGISTRATION_INSERT_COLUMNS,
+};
+use super::schema::{catalog_copies, catalog_table};
 use super::{from_pool, Pool};
 use crate::domain::catalog::CatalogKind;
 use crate::domain::ids::TenantId;
+use crate::domain::registration::CourseRegistration;
 use crate::store::check::{
     hex, Change, ChangeAction, CheckReport, Observed, Problem, ProblemKind, RepairOutcome,
 };
 use crate::store::StoreError;
-use futures_util::TryStreamExt;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use tokio_postgres::types::ToSql;
@@ -69,8 +79,6 @@ const REFERENCES: &[(&str, &str, &str)] = &[
     ("registrations", "process_id", "registration_processes"),
     ("registrations", "order_id", "orders"),
 ];
-
-type Param = Box<dyn ToSql + Sync + Send>;
 
 /// A problem, and the statement that repairs it (none: it is in the records).
 struct Found {
@@ -174,10 +182,14 @@ fn count(records: &mut BTreeMap<String, u64>, kind: &str, n: i64) {
     *records.entry(kind.to_owned()).or_default() += u64::try_from(n).unwrap_or(0);
 }
 
-/// The bytes the write path counts for each of the tenant's records (`record_bytes` of the
-/// record's fields as the engine encodes them), with the records counted and those that do
-/// not decode reported (their stored JSON counted instead).
-async fn record_bytes_of(
+/// Records read at once by the per-record pass.
+const PAGE: i64 = 500;
+
+/// The per-record pass over the tenant's registrations and catalog records, a page at a
+/// time: the bytes the write path counts for each (`record_bytes` of its fields as the engine
+/// encodes them), which is returned; the records counted; those that do not decode reported
+/// (their stored JSON counted instead); and each record's copies compared with its fields.
+async fn each_record(
     client: &impl GenericClient,
     tenant: &TenantId,
     records: &mut BTreeMap<String, u64>,
@@ -195,38 +207,149 @@ async fn record_bytes_of(
             Some(_) => CATALOG_SELECT,
             None => "id, fields",
         };
-        let sql = format!("SELECT {select} FROM {table} WHERE tenant_id = $1");
-        let params: [&(dyn ToSql + Sync); 1] = [&t];
-        let stream = client.query_raw(sql.as_str(), params).await.map_err(pg)?;
-        futures_util::pin_mut!(stream);
-        let mut n = 0;
-        while let Some(row) = stream.try_next().await.map_err(pg)? {
-            n += 1;
-            let id: String = row.try_get("id").map_err(pg)?;
-            let encoded = match kind {
-                None => registration_from(&row).and_then(|r| to_json(&r.fields)),
-                Some(kind) => crate::with_catalog_fields!(kind, F => {
-                    catalog_from::<F>(&row).and_then(|r| to_json(&r.fields))
-                }),
-            };
-            total += match encoded {
-                Ok(fields) => record_bytes(&id, &fields),
-                Err(e) => {
-                    found.push(Found::record(record_problem(
-                        ProblemKind::UndecodableRecord,
-                        t,
-                        table,
-                        Some(id.clone()),
-                        format!("the row does not decode: {e}"),
-                    )));
-                    let raw: Value = row.try_get("fields").unwrap_or(Value::Null);
-                    record_bytes(&id, &raw)
+        let sql = format!(
+            "SELECT {select} FROM {table} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT {PAGE}"
+        );
+        let mut after = String::new();
+        loop {
+            let rows = client
+                .query(sql.as_str(), &[&t, &after])
+                .await
+                .map_err(pg)?;
+            for row in &rows {
+                let id: String = row.try_get("id").map_err(pg)?;
+                let decoded = match kind {
+                    None => registration_from(row).and_then(|r| registration_copies(tenant, &r)),
+                    Some(kind) => crate::with_catalog_fields!(kind, F => {
+                        catalog_from::<F>(row).and_then(|r| {
+                            let copies = Columns {
+                                names: catalog_copies(kind).to_vec(),
+                                values: r.fields.copies(),
+                            };
+                            Ok((to_json(&r.fields)?, copies))
+                        })
+                    }),
+                };
+                match decoded {
+                    Ok((fields, copies)) => {
+                        total += record_bytes(&id, &fields);
+                        if let Some(drift) =
+                            compare_copies(client, tenant, table, &id, copies).await?
+                        {
+                            found.push(drift);
+                        }
+                    }
+                    Err(e) => {
+                        found.push(Found::record(record_problem(
+                            ProblemKind::UndecodableRecord,
+                            t,
+                            table,
+                            Some(id.clone()),
+                            format!("the row does not decode: {e}"),
+                        )));
+                        let raw: Value = row.try_get("fields").unwrap_or(Value::Null);
+                        total += record_bytes(&id, &raw);
+                    }
                 }
-            };
+            }
+            count(records, resource, rows.len() as i64);
+            match rows.last() {
+                Some(last) if rows.len() as i64 == PAGE => {
+                    after = last.try_get("id").map_err(pg)?
+                }
+                _ => break,
+            }
         }
-        count(records, resource, n);
     }
     Ok(total)
+}
+
+/// Columns a record's row holds as copies of its fields, and the values the fields give them.
+struct Columns {
+    names: Vec<&'static str>,
+    values: Vec<Param>,
+}
+
+/// A registration's fields as stored JSON, and its columns (all but the key and `fields`,
+/// written by the engine from the fields: `rows::registration_params`).
+fn registration_copies(
+    tenant: &TenantId,
+    record: &CourseRegistration,
+) -> Result<(Value, Columns), StoreError> {
+    let (params, json) = registration_params(tenant, record)?;
+    let names: Vec<&'static str> = REGISTRATION_INSERT_COLUMNS.split(", ").collect();
+    let keep = |name: &&str| !matches!(*name, "tenant_id" | "id" | "fields");
+    if names.len() != params.len() {
+        return Err(StoreError::Corrupt(
+            "the registration columns and their values disagree".into(),
+        ));
+    }
+    let (names, values): (Vec<&'static str>, Vec<Param>) = names
+        .into_iter()
+        .zip(params)
+        .filter(|(name, _)| keep(name))
+        .unzip();
+    Ok((json, Columns { names, values }))
+}
+
+/// A problem when the record's columns differ from what its fields give them: a lookup, a
+/// search, a rule or a foreign key would read other values than the record holds. Repaired
+/// by writing the columns from the fields, as a write does.
+async fn compare_copies(
+    client: &impl GenericClient,
+    tenant: &TenantId,
+    table: &'static str,
+    id: &str,
+    copies: Columns,
+) -> Result<Option<Found>, StoreError> {
+    if copies.names.is_empty() {
+        return Ok(None);
+    }
+    let columns = copies.names.join(", ");
+    let values: Vec<String> = (3..3 + copies.values.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    let values = values.join(", ");
+    let mut params: Vec<Param> = vec![
+        Box::new(tenant.as_str().to_owned()),
+        Box::new(id.to_owned()),
+    ];
+    params.extend(copies.values);
+    let refs: Vec<&(dyn ToSql + Sync)> =
+        params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+    let differs = client
+        .query_opt(
+            format!(
+                "SELECT id FROM {table} WHERE tenant_id = $1 AND id = $2 AND \
+                 ROW({columns}) IS DISTINCT FROM ROW({values})"
+            )
+            .as_str(),
+            &refs,
+        )
+        .await
+        .map_err(pg)?
+        .is_some();
+    if !differs {
+        return Ok(None);
+    }
+    let mut problem = record_problem(
+        ProblemKind::StaleIndexEntry,
+        tenant.as_str(),
+        table,
+        Some(id.to_owned()),
+        format!("the columns copied from the record's fields ({columns}) hold other values"),
+    );
+    problem.repairable = true;
+    Ok(Some(Found {
+        problem,
+        repair: Some(Fix {
+            action: ChangeAction::Replaced,
+            sql: format!(
+                "UPDATE {table} SET ({columns}) = ROW({values}) WHERE tenant_id = $1 AND id = $2"
+            ),
+            params,
+        }),
+    }))
 }
 
 /// Rows naming a record of their tenant that does not exist: only a bypassed foreign key
@@ -303,7 +426,7 @@ async fn inspect(
             [0; 5]
         }
     };
-    let bytes = record_bytes_of(client, tenant, records, &mut found).await?;
+    let bytes = each_record(client, tenant, records, &mut found).await?;
     let registrations: i64 = client
         .query_one(
             "SELECT count(*) FROM registrations WHERE tenant_id = $1",
