@@ -764,7 +764,13 @@ async fn sigterm_drains_requests_and_closes_cleanly() {
     assert_eq!(engine.check(), 0, "the drained data dir checks clean");
     let restarted = engine.start();
     let mut tally = Tally::default();
-    verify(&[restarted.base.clone()], &key, &mut writers, &mut tally).await;
+    verify(
+        std::slice::from_ref(&restarted.base),
+        &key,
+        &mut writers,
+        &mut tally,
+    )
+    .await;
     restarted.kill();
     assert!(tally.lost.is_empty(), "lost at SIGTERM: {:#?}", tally.lost);
 }
