@@ -688,3 +688,57 @@ async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counte
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("registrar check:"), "{stderr}");
 }
+
+/// A node applies its own tenant and key changes at once, even while it keeps reloading its
+/// key cache for another node's changes: a reload that read the database just before one of
+/// its own commits must not put the cache back to before it (seen: a tenant just created
+/// answering 404 `tenant_not_found` to its first key's creation on the same node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_sees_its_own_changes_at_once_while_another_node_keeps_changing_keys() {
+    let (_url, a, b, t) = two_nodes().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Node B moves directory_version all the time: node A reloads every 250 ms.
+    let churn = {
+        let (stop, api, t) = (stop.clone(), Api::at(&b.address), t.clone());
+        tokio::spawn(async move {
+            let keys = format!("/admin/tenants/{}/keys", t.id);
+            let mut made = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let made_key = api
+                    .post(&keys, OPERATOR_KEY, &json!({"role": "read"}))
+                    .await;
+                assert_eq!(made_key.status, 201, "{}", made_key.body);
+                made += 1;
+            }
+            made
+        })
+    };
+    let started = Instant::now();
+    let mut created = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        let id = format!("own-{created}");
+        let tenant = a
+            .post("/admin/tenants", OPERATOR_KEY, &json!({"id": id}))
+            .await;
+        assert_eq!(tenant.status, 201, "{}", tenant.body);
+        let key = a
+            .post(
+                &format!("/admin/tenants/{id}/keys"),
+                OPERATOR_KEY,
+                &json!({"role": "read"}),
+            )
+            .await;
+        assert_eq!(
+            key.status, 201,
+            "the tenant {id} just created: {}",
+            key.body
+        );
+        let key = key.body["key"].as_str().unwrap().to_owned();
+        a.get(&format!("/courses/{id}"), &key).await.assert_ok();
+        created += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let churned = churn.await.expect("node B's loop");
+    eprintln!("{created} tenants created and used at once on A while B made {churned} keys");
+    assert!(churned > 10 && created > 10, "both loops ran");
+}
