@@ -1,8 +1,10 @@
 //! Several registrar processes on one PostgreSQL database (issue 17): the real binary, started
 //! as `registrar serve --database-url …` twice on one throwaway cluster, talked to over HTTP
 //! as a load balancer's clients would. The rules that must hold across nodes (capacity,
-//! duplicates, a revoked key) are raced through both processes at once; and one node is kept
-//! under load while PostgreSQL itself is stopped and started again.
+//! duplicates, a revoked key, a node's own tenant and key changes) are raced through both
+//! processes at once; one node is kept under load while PostgreSQL itself is stopped and
+//! started again; and `registrar check --database-url` is run on what they stored, clean and
+//! tampered with. (The crash test with two nodes is `tests/crash.rs`.)
 
 pub const ON_POSTGRES: bool = true;
 #[path = "api/helpers.rs"]
