@@ -536,7 +536,17 @@ async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counte
         .json(&json!({"name": "Kept answer"}));
     n.send(replayable).await.assert_ok();
 
-    // A clean database checks clean, while the node runs.
+    // A clean database checks clean, while the node runs; the claim of a request still
+    // running with an Idempotency-Key counts no bytes yet.
+    sql(&url)
+        .await
+        .execute(
+            "INSERT INTO idempotency_responses (tenant_id, key, fingerprint, stored_at) VALUES \
+             ($1, 'running', decode(repeat('00', 32), 'hex'), '2026-01-01T00:00:00.000000000Z')",
+            &[&t.id],
+        )
+        .await
+        .expect("a claim");
     let (code, report, stderr) = check_database(&url, &[]);
     assert_eq!(code, Some(0), "{report:#} {stderr}");
     assert_eq!(report["clean"], true);

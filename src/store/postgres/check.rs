@@ -444,7 +444,8 @@ async fn inspect(
         ));
     }
     // Outbox messages and stored responses count as the write path counts them
-    // (`outbox_bytes`, `response_bytes`, and what the sweeper frees).
+    // (`outbox_bytes`, `response_bytes`, and what the sweeper frees); the claim of a request
+    // still running with an Idempotency-Key (no status yet) counts nothing.
     let outbox_row = client
         .query_one(
             "SELECT count(*), COALESCE(sum(octet_length(id) + octet_length(message_id) + \
@@ -459,8 +460,8 @@ async fn inspect(
     count(records, "outbox", messages);
     let responses_row = client
         .query_one(
-            "SELECT count(*), COALESCE(sum(octet_length(key) + COALESCE(octet_length(body), 0) \
-             + 64), 0)::bigint FROM idempotency_responses WHERE tenant_id = $1",
+            "SELECT count(*), COALESCE(sum(octet_length(key) + octet_length(body) + 64), \
+             0)::bigint FROM idempotency_responses WHERE tenant_id = $1 AND status IS NOT NULL",
             &[&t],
         )
         .await
