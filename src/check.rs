@@ -20,15 +20,20 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         Some(tenant) => Scope::One(tenant.clone()),
         None => Scope::Every,
     };
-    let report = match check_offline(&args.data_dir, &scope, args.repair) {
-        Ok(report) => report,
-        Err(e) => {
-            let message = match (&e, &args.tenant) {
+    let report = match &args.database_url {
+        Some(url) => check_database(url, scope, args.repair),
+        None => check_offline(&args.data_dir, &scope, args.repair).map_err(|e| {
+            match (&e, &args.tenant) {
                 (OfflineError::Store(StoreError::TenantNotFound), Some(tenant)) => {
                     format!("there is no tenant {tenant} in {}", args.data_dir.display())
                 }
                 _ => e.to_string(),
-            };
+            }
+        }),
+    };
+    let report = match report {
+        Ok(report) => report,
+        Err(message) => {
             eprintln!("registrar check: {message}");
             return ExitCode::from(FAILED);
         }
@@ -45,6 +50,25 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         print!("{}", render(&report));
     }
     ExitCode::from(if report.clean { CLEAN } else { PROBLEMS })
+}
+
+/// The PostgreSQL engine's check (`Maintenance::check`), as `POST /admin/check` runs it: no
+/// server has to stop, and a repair takes each tenant's counters row as a write does.
+fn check_database(url: &str, scope: Scope, repair: bool) -> Result<CheckReport, String> {
+    let store = crate::cli::open_database(url).map_err(|e| e.to_string())?;
+    let runtime = crate::cli::runtime().map_err(|e| e.to_string())?;
+    let tenant = match &scope {
+        Scope::One(tenant) => Some(tenant.clone()),
+        Scope::Every => None,
+    };
+    runtime
+        .block_on(store.check(scope, repair))
+        .map_err(|e| match (e, tenant) {
+            (StoreError::TenantNotFound, Some(tenant)) => {
+                format!("there is no tenant {tenant} in the database")
+            }
+            (e, _) => format!("the check failed: {e}"),
+        })
 }
 
 /// The report for a person: what was read, each problem on a line, what to do next.
@@ -83,8 +107,9 @@ pub fn render(report: &CheckReport) -> String {
     }
     match &report.repair {
         None if repairable > 0 => out.push_str(
-            "run `registrar check --repair` (server stopped) or POST /admin/check with \
-             {\"repair\": true} to rebuild them from the records\n",
+            "run `registrar check --repair` (a data dir's server stopped; a database's nodes \
+             may run) or POST /admin/check with {\"repair\": true} to rebuild them from the \
+             records\n",
         ),
         None => {}
         Some(repair) => {

@@ -65,15 +65,20 @@ fn open(dir: &Path, create: bool, hint: String) -> Result<Db, CliError> {
     }
 }
 
+/// Opens the PostgreSQL database at `url` (servers may be using it too).
+pub fn open_database(url: &str) -> Result<Db, CliError> {
+    crate::store::open(&EngineChoice::Postgres {
+        url: url.to_owned(),
+        pool_size: 4,
+        retention: Default::default(),
+    })
+    .map_err(|e| CliError::Message(format!("cannot open the database: {e}")))
+}
+
 /// Opens the PostgreSQL database at `url` when one is given, else the data dir (as `open`).
 fn open_either(url: Option<&str>, dir: &Path, create: bool, hint: String) -> Result<Db, CliError> {
     match url {
-        Some(url) => crate::store::open(&EngineChoice::Postgres {
-            url: url.to_owned(),
-            pool_size: 4,
-            retention: Default::default(),
-        })
-        .map_err(|e| CliError::Message(format!("cannot open the database: {e}"))),
+        Some(url) => open_database(url),
         None => open(dir, create, hint),
     }
 }
@@ -87,7 +92,7 @@ fn operator_context() -> WriteContext {
     WriteContext::new(Principal::Operator.actor())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

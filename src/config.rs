@@ -77,6 +77,10 @@ pub struct CheckArgs {
     /// Print the report as JSON (the shape POST /admin/check answers with).
     #[arg(long)]
     pub json: bool,
+    /// Check this PostgreSQL database instead of the data dir. Servers may keep running: a
+    /// repair takes each tenant's counters row, as a write does.
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// The file formats of export and import.

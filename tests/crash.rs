@@ -1,8 +1,15 @@
 //! Crash test: the real binary under concurrent writers (creates, patches, deletes, batches),
 //! killed with SIGKILL at a random moment, restarted; every write that was answered 2xx must
 //! be there with the content it was answered with, every answered delete must be gone, and
-//! every lookup must agree with the records. Repeated for `REGISTRAR_CRASH_CYCLES` cycles
-//! (default 20), with the seed in `REGISTRAR_CRASH_SEED` (default: from the clock, printed).
+//! every lookup must agree with the records. The engine is a parameter ([`Engine`]): on sled
+//! one node on a data dir; on PostgreSQL two nodes on one database, the writers spread over
+//! both, and one of them (chosen at random) killed each cycle while the other keeps serving,
+//! and the records are read back through both. After each kill `registrar check` (on the data
+//! dir, or `--database-url`) must find nothing wrong.
+//!
+//! Repeated for `REGISTRAR_CRASH_CYCLES` cycles (default 20 on sled, 12 on PostgreSQL, which
+//! restarts a node on a database server and costs more per cycle), with the seed in
+//! `REGISTRAR_CRASH_SEED` (default: from the clock, printed).
 //!
 //! Writers own their records (each patches and deletes only what it created), so at a kill each
 //! writer has at most one request in flight: that record may be in its old or its new state,
@@ -11,12 +18,14 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/server_process.rs"]
 mod server_process;
 use server_process::ServerProcess;
@@ -328,8 +337,7 @@ impl Writer {
     }
 }
 
-async fn get(client: &Client, base: &str, key: &str, url: String) -> (StatusCode, Value) {
-    let _ = base;
+async fn get(client: &Client, key: &str, url: String) -> (StatusCode, Value) {
     let response = client
         .get(url)
         .header("Authorization", format!("Bearer {key}"))
@@ -340,48 +348,21 @@ async fn get(client: &Client, base: &str, key: &str, url: String) -> (StatusCode
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Runs `registrar check --json` on the data dir of a killed server and returns how many
-/// problems it found (printing the report when there are any).
-fn offline_check(db: &Path) -> usize {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"))
-        .args(["check", "--json", "--data-dir"])
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("registrar check runs");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "registrar check printed no report ({e}), exit {:?}: {}",
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let problems = report["problem_count"]
-        .as_u64()
-        .expect("the report counts its problems") as usize;
-    assert_eq!(
-        output.status.code(),
-        Some(if problems == 0 { 0 } else { 1 }),
-        "check's exit status agrees with its report"
-    );
-    if problems > 0 {
-        eprintln!("registrar check on the killed data dir: {report:#}");
-    }
-    problems
-}
-
-/// Compares every known record with what the restarted server holds, and settles the
-/// in-flight ones to what it found.
-async fn verify(server: &Server, key: &str, writers: &mut [Writer], tally: &mut Tally) {
+/// Compares every known record with what the nodes (`bases`) hold, and settles the in-flight
+/// ones to what they found. With two nodes, each writer's records are read through one and
+/// looked up through the other.
+async fn verify(bases: &[String], key: &str, writers: &mut [Writer], tally: &mut Tally) {
     let client = Client::new();
-    for writer in writers.iter_mut() {
+    for (w, writer) in writers.iter_mut().enumerate() {
+        let reads = bases[w % bases.len()].as_str();
+        let lookups = bases[(w + 1) % bases.len()].as_str();
         let entries: Vec<(String, Known)> =
             std::mem::take(&mut writer.records).into_iter().collect();
         for (id, known) in entries {
             if let Some(student) = id.strip_prefix("student:") {
                 // A create in flight: look its record up by its student.
-                let url = format!("{}/student/{student}", registrations(&server.base));
-                let (status, page) = get(&client, &server.base, key, url).await;
+                let url = format!("{}/student/{student}", registrations(reads));
+                let (status, page) = get(&client, key, url).await;
                 assert_eq!(status, StatusCode::OK);
                 tally.in_flight += 1;
                 if let Some(record) = page["Items"].as_array().unwrap().first() {
@@ -392,8 +373,8 @@ async fn verify(server: &Server, key: &str, writers: &mut [Writer], tally: &mut 
                 }
                 continue;
             }
-            let url = format!("{}/{id}", registrations(&server.base));
-            let (status, found) = get(&client, &server.base, key, url).await;
+            let url = format!("{}/{id}", registrations(reads));
+            let (status, found) = get(&client, key, url).await;
             let found = (status == StatusCode::OK).then_some(found);
             assert!(
                 status == StatusCode::OK || status == StatusCode::NOT_FOUND,
@@ -436,8 +417,8 @@ async fn verify(server: &Server, key: &str, writers: &mut [Writer], tally: &mut 
         }
         // Every answered contact create is there.
         for contact in &writer.contacts {
-            let url = format!("{}/contacts/{TENANT}/{contact}", server.base);
-            let (status, _) = get(&client, &server.base, key, url).await;
+            let url = format!("{reads}/contacts/{TENANT}/{contact}");
+            let (status, _) = get(&client, key, url).await;
             if status != StatusCode::OK {
                 tally.lost.push(format!("contact {contact}: {status}"));
             }
@@ -446,8 +427,8 @@ async fn verify(server: &Server, key: &str, writers: &mut [Writer], tally: &mut 
         for (id, known) in &writer.records {
             if let Known::Acked(record) = known {
                 let student = record["student_id"].as_str().unwrap();
-                let url = format!("{}/student/{student}", registrations(&server.base));
-                let (_, page) = get(&client, &server.base, key, url).await;
+                let url = format!("{}/student/{student}", registrations(lookups));
+                let (_, page) = get(&client, key, url).await;
                 let ids: Vec<&str> = page["Items"]
                     .as_array()
                     .unwrap()
@@ -498,28 +479,162 @@ async fn setup(server: &Server) -> (String, String, String) {
     (key, course, offering)
 }
 
-fn data_dir() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    (dir, db)
+/// The engine under test, and where its data is.
+enum Engine {
+    /// One node on a data dir, started with these arguments.
+    Sled {
+        _dir: tempfile::TempDir,
+        db: PathBuf,
+        args: Vec<String>,
+    },
+    /// Two nodes on one database of the binary's throwaway PostgreSQL cluster.
+    Postgres { url: String },
+}
+
+impl Engine {
+    fn sled(args: &[&str]) -> Engine {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        Engine::Sled {
+            _dir: dir,
+            db,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    async fn postgres() -> Engine {
+        Engine::Postgres {
+            url: postgres::shared().create_database().await,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Engine::Sled { .. } => "sled",
+            Engine::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    /// How many nodes serve at once.
+    fn nodes(&self) -> usize {
+        match self {
+            Engine::Sled { .. } => 1,
+            Engine::Postgres { .. } => 2,
+        }
+    }
+
+    fn default_cycles(&self) -> usize {
+        match self {
+            Engine::Sled { .. } => 20,
+            Engine::Postgres { .. } => 12,
+        }
+    }
+
+    /// Starts a node; returns once it listens.
+    fn start(&self) -> Server {
+        match self {
+            Engine::Sled { db, args, .. } => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Server::start(db, OPERATOR, &args)
+            }
+            Engine::Postgres { url } => Server::start_on_database(url, OPERATOR, &[]),
+        }
+    }
+
+    /// Runs `registrar check --json` on the data dir (no server holds it) or the database,
+    /// and returns how many problems it found (printing the report when there are any).
+    fn check(&self) -> usize {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_registrar"));
+        command.args(["check", "--json"]);
+        match self {
+            Engine::Sled { db, .. } => command.arg("--data-dir").arg(db),
+            Engine::Postgres { url } => command.args(["--database-url", url]),
+        };
+        let output = command
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("registrar check runs");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "registrar check printed no report ({e}), exit {:?}: {}",
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        let problems = report["problem_count"]
+            .as_u64()
+            .expect("the report counts its problems") as usize;
+        assert_eq!(
+            output.status.code(),
+            Some(if problems == 0 { 0 } else { 1 }),
+            "check's exit status agrees with its report"
+        );
+        if problems > 0 {
+            eprintln!("registrar check after a kill: {report:#}");
+        }
+        problems
+    }
+}
+
+/// Waits until `server` accepts `key` (made through another node: its key cache reloads
+/// within 250 ms).
+async fn knows(server: &Server, key: &str) {
+    let client = Client::new();
+    for _ in 0..40 {
+        let url = format!("{}/courses/{TENANT}", server.base);
+        if get(&client, key, url).await.0 == StatusCode::OK {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} does not accept the key 2 s after it was made",
+        server.base
+    );
+}
+
+fn writers(seed: u64, key: &str, course: &str, offering: &str) -> Vec<Writer> {
+    (0..WRITERS)
+        .map(|i| Writer {
+            client: Client::new(),
+            base: String::new(),
+            key: key.to_owned(),
+            offering: offering.to_owned(),
+            course: course.to_owned(),
+            rng: Rng(seed.wrapping_add(i as u64 * 0x9E37_79B9) | 1),
+            records: BTreeMap::new(),
+            contacts: Vec::new(),
+            acked: 0,
+            ops: 0,
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_sigkill() {
-    let cycles: usize = std::env::var("REGISTRAR_CRASH_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    kill_cycles(cycles, &[]).await;
+    kill_cycles(Engine::sled(&[]), None).await;
 }
 
 /// `--durability strict` adds an fsync to each flush; what a kill cannot lose stays the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_sigkill_in_strict_mode() {
-    kill_cycles(3, &["--durability", "strict"]).await;
+    kill_cycles(Engine::sled(&["--durability", "strict"]), Some(3)).await;
 }
 
-async fn kill_cycles(cycles: usize, server_args: &[&str]) {
+/// Two nodes on one PostgreSQL database; one of them is killed each cycle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_sigkill_of_a_postgres_node() {
+    kill_cycles(Engine::postgres().await, None).await;
+}
+
+/// `cycles`: a fixed count, or `None` for `REGISTRAR_CRASH_CYCLES` or the engine's default.
+async fn kill_cycles(engine: Engine, cycles: Option<usize>) {
+    let cycles = cycles.unwrap_or_else(|| {
+        std::env::var("REGISTRAR_CRASH_CYCLES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(engine.default_cycles())
+    });
     let seed: u64 = std::env::var("REGISTRAR_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -530,68 +645,65 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
                 .as_nanos() as u64
                 | 1
         });
-    eprintln!("crash test: {cycles} cycles, REGISTRAR_CRASH_SEED={seed}");
+    eprintln!(
+        "crash test on {}: {cycles} cycles, {} node(s), REGISTRAR_CRASH_SEED={seed}",
+        engine.name(),
+        engine.nodes()
+    );
     let mut rng = Rng(seed);
-    let (_dir, db) = data_dir();
-    let server = Server::start(&db, OPERATOR, server_args);
-    let (key, course, offering) = setup(&server).await;
-    let mut writers: Vec<Writer> = (0..WRITERS)
-        .map(|i| Writer {
-            client: Client::new(),
-            base: String::new(),
-            key: key.clone(),
-            offering: offering.clone(),
-            course: course.clone(),
-            rng: Rng(seed.wrapping_add(i as u64 * 0x9E37_79B9) | 1),
-            records: BTreeMap::new(),
-            contacts: Vec::new(),
-            acked: 0,
-            ops: 0,
-        })
-        .collect();
-    let mut server = Some(server);
+    let mut nodes: Vec<Option<Server>> =
+        (0..engine.nodes()).map(|_| Some(engine.start())).collect();
+    let first = nodes[0].as_ref().unwrap();
+    let (key, course, offering) = setup(first).await;
+    for node in nodes.iter().flatten() {
+        knows(node, &key).await;
+    }
+    let mut writers = writers(seed, &key, &course, &offering);
     let mut tally = Tally::default();
     let mut writes_acked = 0;
     for cycle in 0..cycles {
-        let running = match server.take() {
-            Some(s) => s,
-            None => Server::start(&db, OPERATOR, server_args),
-        };
+        for node in nodes.iter_mut().filter(|n| n.is_none()) {
+            *node = Some(engine.start());
+        }
+        let bases: Vec<String> = nodes.iter().flatten().map(|n| n.base.clone()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = writers
             .drain(..)
-            .map(|mut w| {
-                w.base = running.base.clone();
+            .enumerate()
+            .map(|(i, mut w)| {
+                w.base = bases[i % bases.len()].clone();
                 tokio::spawn(w.run(stop.clone()))
             })
             .collect();
-        // Kill somewhere between 50 ms and 1.5 s into the load.
+        // Kill a node somewhere between 50 ms and 1.5 s into the load; the others serve on.
         tokio::time::sleep(Duration::from_millis(50 + rng.below(1450))).await;
-        running.kill();
+        let victim = rng.below(nodes.len() as u64) as usize;
+        nodes[victim].take().expect("every node runs").kill();
         stop.store(true, Ordering::Relaxed);
         for task in tasks {
             writers.push(task.await.expect("a writer panicked"));
         }
-        // The killed data dir, before any server touches it again: every index entry,
-        // slot and counter must agree with the records sled recovered.
-        let problems = offline_check(&db);
+        // Before the killed node starts again (on sled, before any server touches the data
+        // dir again): every index entry, slot and counter must agree with the records.
+        let problems = engine.check();
         tally.checked_clean += usize::from(problems == 0);
-        let restarted = Server::start(&db, OPERATOR, server_args);
-        verify(&restarted, &key, &mut writers, &mut tally).await;
+        nodes[victim] = Some(engine.start());
+        let bases: Vec<String> = nodes.iter().flatten().map(|n| n.base.clone()).collect();
+        verify(&bases, &key, &mut writers, &mut tally).await;
         writes_acked = writers.iter().map(|w| w.acked).sum::<usize>();
         eprintln!(
-            "cycle {cycle}: {writes_acked} writes acked so far, {} records checked, {} in flight, {} lost, {problems} check problems",
+            "cycle {cycle}: node {victim} killed, {writes_acked} writes acked so far, {} records checked, {} in flight, {} lost, {problems} check problems",
             tally.acked,
             tally.in_flight,
             tally.lost.len()
         );
-        server = Some(restarted);
     }
-    if let Some(s) = server {
-        s.kill();
+    for node in nodes.into_iter().flatten() {
+        node.kill();
     }
     eprintln!(
-        "crash test done: {cycles} SIGKILLs, {writes_acked} writes acked, {} record checks passed, {} in flight at a kill, {} lost, {} of {cycles} killed data dirs checked clean",
+        "crash test on {} done: {cycles} SIGKILLs, {writes_acked} writes acked, {} record checks passed, {} in flight at a kill, {} lost, {} of {cycles} checks after a kill clean",
+        engine.name(),
         tally.acked,
         tally.in_flight,
         tally.lost.len(),
@@ -604,7 +716,7 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
     );
     assert_eq!(
         tally.checked_clean, cycles,
-        "a killed data dir had index or counter problems (see the reports above)"
+        "a check after a kill found index or counter problems (see the reports above)"
     );
     assert!(
         writes_acked > cycles * 10,
@@ -616,24 +728,14 @@ async fn kill_cycles(cycles: usize, server_args: &[&str]) {
 /// accepted, closes the database and exits 0; everything it answered is there after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_drains_requests_and_closes_cleanly() {
-    let (_dir, db) = data_dir();
-    let server = Server::start(&db, OPERATOR, &[]);
+    let engine = Engine::sled(&[]);
+    let server = engine.start();
     let (key, course, offering) = setup(&server).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|i| {
-            let writer = Writer {
-                client: Client::new(),
-                base: server.base.clone(),
-                key: key.clone(),
-                offering: offering.clone(),
-                course: course.clone(),
-                rng: Rng(0x5EED + i as u64),
-                records: BTreeMap::new(),
-                contacts: Vec::new(),
-                acked: 0,
-                ops: 0,
-            };
+    let tasks: Vec<_> = writers(0x5EED, &key, &course, &offering)
+        .into_iter()
+        .map(|mut writer| {
+            writer.base = server.base.clone();
             tokio::spawn(writer.run(stop.clone()))
         })
         .collect();
@@ -659,10 +761,16 @@ async fn sigterm_drains_requests_and_closes_cleanly() {
     }
     let acked: usize = writers.iter().map(|w| w.acked).sum();
     assert!(acked > 0);
-    assert_eq!(offline_check(&db), 0, "the drained data dir checks clean");
-    let restarted = Server::start(&db, OPERATOR, &[]);
+    assert_eq!(engine.check(), 0, "the drained data dir checks clean");
+    let restarted = engine.start();
     let mut tally = Tally::default();
-    verify(&restarted, &key, &mut writers, &mut tally).await;
+    verify(
+        std::slice::from_ref(&restarted.base),
+        &key,
+        &mut writers,
+        &mut tally,
+    )
+    .await;
     restarted.kill();
     assert!(tally.lost.is_empty(), "lost at SIGTERM: {:#?}", tally.lost);
 }

@@ -6,18 +6,6 @@ use futures_util::future::join_all;
 use registrar::domain::ids::{RecordId, TenantId};
 use serde_json::{json, Value};
 
-async fn contacts(app: &TestApp, t: &Tenant, n: usize) -> Vec<String> {
-    let path = format!("/contacts/{}", t.id);
-    let people: Vec<Value> = (0..n)
-        .map(|i| json!({"first_name": "Student", "last_name": i.to_string()}))
-        .collect();
-    join_all(people.iter().map(|p| app.post(&path, &t.write, p)))
-        .await
-        .iter()
-        .map(|r| r.body["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// Stops the app and compares the stored seat counter with a recount of the index.
 async fn counter_equals_recount(app: TestApp, t: &Tenant, offering: &str) -> usize {
     let recount = app
@@ -48,23 +36,12 @@ async fn thirty_concurrent_creates_fill_ten_seats_exactly() {
     let app = spawn_app().await;
     let t = app.tenant().await;
     let w = app.world(&t, &[], &[("o0", "c1")]).await;
-    let offering = app
-        .post(
-            &format!("/courseOfferings/{}", t.id),
-            &t.write,
-            &json!({"course_id": w.id("c1"), "capacity": 10}),
-        )
-        .await;
-    let offering = offering.assert_ok()["id"].as_str().unwrap().to_owned();
-    let students = contacts(&app, &t, 30).await;
+    let offering = app.offering_with_capacity(&t, w.id("c1"), 10).await;
+    let students = app.contacts(&t, 30).await;
 
     let bodies: Vec<Value> = students
         .iter()
-        .map(|s| {
-            let mut b = body(s, w.id("c1"), &offering);
-            b["status"] = json!("registered");
-            b
-        })
+        .map(|s| seated(s, w.id("c1"), &offering))
         .collect();
     let path = registrations(&t);
     let results = join_all(bodies.iter().map(|b| app.post(&path, &t.write, b))).await;
@@ -83,20 +60,9 @@ async fn interleaved_creates_cancellations_and_deletes_keep_the_count_true() {
     let app = spawn_app().await;
     let t = app.tenant().await;
     let w = app.world(&t, &[], &[("o0", "c1")]).await;
-    let offering = app
-        .post(
-            &format!("/courseOfferings/{}", t.id),
-            &t.write,
-            &json!({"course_id": w.id("c1"), "capacity": 10}),
-        )
-        .await;
-    let offering = offering.assert_ok()["id"].as_str().unwrap().to_owned();
-    let students = contacts(&app, &t, 40).await;
-    let registered = |s: &str| {
-        let mut b = body(s, w.id("c1"), &offering);
-        b["status"] = json!("registered");
-        b
-    };
+    let offering = app.offering_with_capacity(&t, w.id("c1"), 10).await;
+    let students = app.contacts(&t, 40).await;
+    let registered = |s: &str| seated(s, w.id("c1"), &offering);
     let mut seated = Vec::new();
     for s in &students[..10] {
         seated.push(

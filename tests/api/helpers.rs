@@ -11,13 +11,29 @@ use tempfile::TempDir;
 
 pub const OPERATOR_KEY: &str = "op_test-operator-key";
 
-/// A running app on an ephemeral port, with its data dir.
+/// A running app on an ephemeral port, with its data dir. Talk to it through its [`Api`]
+/// (`app.get(..)`, `app.address`).
 pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    api: Api,
     pub data_dir: TempDir,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The HTTP API of a server at `address`: an app in this process ([`TestApp`] derefs to it)
+/// or a registrar process (`Api::at`).
+pub struct Api {
+    /// `http://host:port`
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 /// Starts the app on a fresh temp data dir.
@@ -67,13 +83,7 @@ pub async fn spawn_with(data_dir: TempDir, adjust: impl FnOnce(&mut ServeArgs)) 
         }
     };
     TestApp {
-        address: format!("http://{address}"),
-        // The server closes a connection idle for 5 s (actix's keep-alive); a pooled one
-        // reused just then fails. Drop idle connections before that (long imports idle them).
-        client: reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(2))
-            .build()
-            .expect("http client"),
+        api: Api::at(&format!("http://{address}")),
         data_dir,
         handle,
         thread: Some(thread),
@@ -180,6 +190,22 @@ impl TestApp {
         }
         panic!("the store stayed locked for 5 s after the app stopped");
     }
+}
+
+impl Api {
+    /// The API of the server at `address` (`http://host:port`).
+    pub fn at(address: &str) -> Api {
+        Api {
+            address: address.trim_end_matches('/').to_owned(),
+            // The server closes a connection idle for 5 s (actix's keep-alive); a pooled one
+            // reused just then fails. Drop idle connections before that (long imports idle
+            // them).
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .build()
+                .expect("http client"),
+        }
+    }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
@@ -271,6 +297,22 @@ impl TestApp {
         }
     }
 
+    /// Waits until this node accepts the keys of `t` made through another node on one
+    /// database (a node's key cache reloads within 250 ms of a change; this waits 2 s).
+    pub async fn knows(&self, t: &Tenant) {
+        let courses = format!("/courses/{}", t.id);
+        for _ in 0..20 {
+            if self.get(&courses, &t.write).await.status == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{} accepts a key made on another node within 2 s",
+            self.address
+        );
+    }
+
     /// Creates a registration and returns the stored record.
     pub async fn create(&self, tenant: &Tenant, body: &Value) -> Value {
         let response = self.post(&registrations(tenant), &tenant.write, body).await;
@@ -285,6 +327,13 @@ pub fn registrations(tenant: &Tenant) -> String {
 
 pub fn registration(tenant: &Tenant, id: &str) -> String {
     format!("/courseRegistrations/{}/{id}", tenant.id)
+}
+
+/// A body of a registration that holds a seat (status `registered`).
+pub fn seated(student: &str, course: &str, offering: &str) -> Value {
+    let mut b = body(student, course, offering);
+    b["status"] = json!("registered");
+    b
 }
 
 /// A valid registration body.
@@ -335,7 +384,7 @@ impl Response {
     }
 }
 
-impl TestApp {
+impl Api {
     /// PATCH with a plain JSON body (admin API).
     pub async fn patch_json(&self, path: &str, key: &str, body: &Value) -> Response {
         self.send(self.request(Method::PATCH, path, Some(key)).json(body))
@@ -364,7 +413,7 @@ impl World {
     }
 }
 
-impl TestApp {
+impl Api {
     /// Makes contacts `students`, and each offering `(offering, course)` with its course.
     pub async fn world(&self, t: &Tenant, students: &[&str], offerings: &[(&str, &str)]) -> World {
         let mut ids = std::collections::HashMap::new();
@@ -405,6 +454,31 @@ impl TestApp {
             );
         }
         World { ids }
+    }
+
+    /// An offering of `course` with `capacity` seats; its id.
+    pub async fn offering_with_capacity(&self, t: &Tenant, course: &str, capacity: u64) -> String {
+        let made = self
+            .post(
+                &format!("/courseOfferings/{}", t.id),
+                &t.write,
+                &json!({"course_id": course, "capacity": capacity}),
+            )
+            .await;
+        made.assert_ok()["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `n` new contacts, created at once; their ids.
+    pub async fn contacts(&self, t: &Tenant, n: usize) -> Vec<String> {
+        let path = format!("/contacts/{}", t.id);
+        let people: Vec<Value> = (0..n)
+            .map(|i| json!({"first_name": "Student", "last_name": i.to_string()}))
+            .collect();
+        futures_util::future::join_all(people.iter().map(|p| self.post(&path, &t.write, p)))
+            .await
+            .iter()
+            .map(|r| r.assert_ok()["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// Makes an order for a stored registration; returns the order.

@@ -4,17 +4,6 @@
 use crate::helpers::*;
 use serde_json::json;
 
-async fn offering_with_capacity(app: &TestApp, t: &Tenant, course: &str, capacity: u64) -> String {
-    let made = app
-        .post(
-            &format!("/courseOfferings/{}", t.id),
-            &t.write,
-            &json!({"course_id": course, "capacity": capacity}),
-        )
-        .await;
-    made.assert_ok()["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn every_reference_must_exist_and_the_error_names_the_field() {
     let app = spawn_app().await;
@@ -104,7 +93,7 @@ async fn an_offering_takes_no_more_active_registrations_than_its_capacity() {
     let w = app
         .world(&t, &["s1", "s2", "s3", "s4"], &[("o1", "c1")])
         .await;
-    let small = offering_with_capacity(&app, &t, w.id("c1"), 2).await;
+    let small = app.offering_with_capacity(&t, w.id("c1"), 2).await;
     let reg = |s: &str, status: &str| {
         let mut b = body(w.id(s), w.id("c1"), &small);
         b["status"] = json!(status);

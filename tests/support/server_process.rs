@@ -5,6 +5,7 @@
 // Each test binary that includes this module uses part of it.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -20,9 +21,24 @@ impl ServerProcess {
     /// Starts `registrar serve` on `data_dir` with `operator` as the operator key and `extra`
     /// arguments; returns once it listens.
     pub fn start(data_dir: &Path, operator: &str, extra: &[&str]) -> ServerProcess {
+        Self::spawn(
+            &["--data-dir".as_ref(), data_dir.as_os_str()],
+            operator,
+            extra,
+        )
+    }
+
+    /// Starts `registrar serve --database-url url` (a node on a PostgreSQL database; several
+    /// may share one) with `operator` as the operator key and `extra` arguments.
+    pub fn start_on_database(url: &str, operator: &str, extra: &[&str]) -> ServerProcess {
+        Self::spawn(&["--database-url".as_ref(), url.as_ref()], operator, extra)
+    }
+
+    /// `engine`: where the data is (`--data-dir` or `--database-url`, with its value).
+    fn spawn(engine: &[&OsStr], operator: &str, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_registrar"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(engine)
             .args(extra)
             .env("REGISTRAR_OPERATOR_KEY", operator)
             .env("RUST_LOG", "warn")

@@ -82,6 +82,42 @@ struct Shared {
     directory_version: AtomicI64,
     /// What holds event compaction back.
     holds: EventHolds,
+    /// This node's own changes to the key cache, each with the `directory_version` its
+    /// transaction committed, newer than the cache's last reload. A reload may have read the
+    /// database just before one of them committed: it gets them applied on top before it
+    /// replaces the cache, or the change would vanish until the next reload (a tenant just
+    /// created answering 404 on the node that created it). Changed under the cache's lock.
+    own_changes: Mutex<Vec<(i64, OwnChange)>>,
+}
+
+/// A change a node made to a tenant or a key, applied to its key cache at once.
+#[derive(Clone)]
+enum OwnChange {
+    Tenant(Tenant),
+    Key(ApiKey),
+    Revoked(String),
+}
+
+impl OwnChange {
+    fn apply(&self, directory: &mut Directory) {
+        match self {
+            OwnChange::Tenant(tenant) => directory.put_tenant(tenant.clone()),
+            OwnChange::Key(key) => directory.put_key(key.clone()),
+            OwnChange::Revoked(key_id) => directory.remove_key(key_id),
+        }
+    }
+}
+
+impl Shared {
+    /// Applies one of this node's changes, committed at `version`, to the key cache at once.
+    fn change_directory(&self, version: i64, change: OwnChange) {
+        let mut directory = self.keys.write();
+        change.apply(&mut directory);
+        self.own_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((version, change));
+    }
 }
 
 /// The PostgreSQL engine.
@@ -169,6 +205,7 @@ impl PgEngine {
             stats: stats::WriteStats::default(),
             directory_version: AtomicI64::new(version),
             holds: EventHolds::default(),
+            own_changes: Mutex::new(Vec::new()),
         });
         runtime.spawn(refresh_directory(Arc::downgrade(&shared)));
         Ok(PgEngine {
@@ -267,10 +304,19 @@ fn tenant_from(row: &tokio_postgres::Row) -> Result<Tenant, StoreError> {
 const TENANT_SELECT: &str =
     "SELECT id, created_at, requests_per_second, max_registrations, max_storage_bytes FROM tenants";
 
-/// The tenants, keys and operator key hash, and the `directory_version` they are at (read
-/// first: a change that lands between the two reads is loaded again on the next poll).
+/// The tenants, keys and operator key hash, and the `directory_version` they are at (all
+/// read in one snapshot).
 async fn load_directory(pool: &Pool) -> Result<(i64, Directory), StoreError> {
-    let client = pool.get().await.map_err(|e| from_pool(&e))?;
+    let mut connection = pool.get().await.map_err(|e| from_pool(&e))?;
+    // One snapshot: the rows are exactly those of the version read (the cache's own changes
+    // are told from the reload by it: `install_directory`).
+    let client = connection
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg)?;
     let version: i64 = client
         .query_one("SELECT version FROM directory_version WHERE id = 1", &[])
         .await
@@ -317,6 +363,7 @@ async fn load_directory(pool: &Pool) -> Result<(i64, Directory), StoreError> {
             directory.set_operator_hash(hash);
         }
     }
+    client.commit().await.map_err(pg)?;
     Ok((version, directory))
 }
 
@@ -360,6 +407,9 @@ async fn refresh_directory(shared: std::sync::Weak<Shared>) {
     }
 }
 
+/// Replaces the key cache with what a reload read at `version`, with this node's own changes
+/// committed after that version applied on top (the next poll finds `directory_version`
+/// past `version` and reloads what other nodes changed meanwhile).
 fn install_directory(shared: &Shared, version: i64, mut directory: Directory) {
     let env = *shared
         .env_operator
@@ -368,18 +418,27 @@ fn install_directory(shared: &Shared, version: i64, mut directory: Directory) {
     if let Some(hash) = env {
         directory.set_operator_hash(hash);
     }
-    shared.keys.replace(directory);
+    let mut cache = shared.keys.write();
+    let mut own = shared.own_changes.lock().unwrap_or_else(|e| e.into_inner());
+    own.retain(|(committed, _)| *committed > version);
+    for (_, change) in own.iter() {
+        change.apply(&mut directory);
+    }
+    *cache = directory;
     shared.directory_version.store(version, Ordering::Release);
 }
 
-async fn bump_directory(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE directory_version SET version = version + 1 WHERE id = 1",
+/// Moves `directory_version` (every node reloads its key cache); the version this
+/// transaction commits.
+async fn bump_directory(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+    tx.query_one(
+        "UPDATE directory_version SET version = version + 1 WHERE id = 1 RETURNING version",
         &[],
     )
     .await
-    .map_err(pg)?;
-    Ok(())
+    .map_err(pg)?
+    .try_get(0)
+    .map_err(pg)
 }
 
 // ---- the tenant's counters row: the first lock of every write ---------------------------
@@ -1967,27 +2026,30 @@ impl Engine for PgEngine {
                     if inserted == 0 {
                         return Err(StoreError::TenantExists);
                     }
-                    tx.execute(
-                        "INSERT INTO tenant_counters (tenant_id) VALUES ($1)",
-                        &[&tenant.id.as_str()],
-                    )
-                    .await
-                    .map_err(pg)?;
                     let id = RecordId::parse(DEFAULT_TEMPLATE_ID).map_err(StoreError::Corrupt)?;
                     let template =
                         CatalogRecord::create(id, default_confirmation_template(), &ctx)?;
-                    put_catalog(tx, &tenant.id, &template).await?;
+                    let bytes = put_catalog(tx, &tenant.id, &template).await?;
                     catalog_event(tx, &tenant.id, None, Some(&template), &ctx).await?;
-                    bump_directory(tx).await?;
-                    Ok::<_, StoreError>(((), true))
+                    // The default template counts toward the tenant's stored bytes, as on
+                    // sled; the operator's limits apply to what comes after it.
+                    tx.execute(
+                        "INSERT INTO tenant_counters (tenant_id, stored_bytes) VALUES ($1, $2)",
+                        &[&tenant.id.as_str(), &bytes],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    let version = bump_directory(tx).await?;
+                    Ok::<_, StoreError>((version, true))
                 }
                 .await)
             }
         };
         let task = self.spawn(work);
         Box::pin(async move {
-            task.await?;
-            self.shared.keys.write().put_tenant(tenant.clone());
+            let version = task.await?;
+            self.shared
+                .change_directory(version, OwnChange::Tenant(tenant.clone()));
             Ok(tenant)
         })
     }
@@ -2019,14 +2081,15 @@ impl Engine for PgEngine {
                 )
                 .await
                 .map_err(pg)?;
-                bump_directory(tx).await?;
-                Ok::<_, StoreError>((tenant, true))
+                let version = bump_directory(tx).await?;
+                Ok::<_, StoreError>(((tenant, version), true))
             }
             .await)
         });
         Box::pin(async move {
-            let tenant = task.await?;
-            self.shared.keys.write().put_tenant(tenant.clone());
+            let (tenant, version) = task.await?;
+            self.shared
+                .change_directory(version, OwnChange::Tenant(tenant.clone()));
             Ok(tenant)
         })
     }
@@ -2074,14 +2137,14 @@ impl Engine for PgEngine {
                 )
                 .await
                 .map_err(pg)?;
-                bump_directory(tx).await?;
-                Ok::<_, StoreError>(((), true))
+                let version = bump_directory(tx).await?;
+                Ok::<_, StoreError>((version, true))
             }
             .await)
         });
         Box::pin(async move {
-            task.await?;
-            self.shared.keys.write().put_key(key);
+            let version = task.await?;
+            self.shared.change_directory(version, OwnChange::Key(key));
             Ok(())
         })
     }
@@ -2101,14 +2164,15 @@ impl Engine for PgEngine {
                 if deleted == 0 {
                     return Err(StoreError::NotFound);
                 }
-                bump_directory(tx).await?;
-                Ok::<_, StoreError>(((), true))
+                let version = bump_directory(tx).await?;
+                Ok::<_, StoreError>((version, true))
             }
             .await)
         });
         Box::pin(async move {
-            task.await?;
-            self.shared.keys.write().remove_key(key_id);
+            let version = task.await?;
+            self.shared
+                .change_directory(version, OwnChange::Revoked(key_id.to_owned()));
             Ok(())
         })
     }
@@ -2590,12 +2654,13 @@ impl Maintenance for PgEngine {
             }
         }
         let s = self.shared.clone();
+        let every = scope == Scope::Every;
         let tenants: Vec<TenantId> = match &scope {
             Scope::Every => self.tenants().into_iter().map(|t| t.id).collect(),
             Scope::One(id) => vec![id.clone()],
         };
         self.spawn(async move {
-            let mut report = super::check::run(&s.pool, &tenants, repair).await?;
+            let mut report = super::check::run(&s.pool, &tenants, every, repair).await?;
             // Events are history: reported, never repaired.
             let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
             let mut found = Vec::new();
