@@ -4,8 +4,9 @@
 //! every lookup must agree with the records. The engine is a parameter ([`Engine`]): on sled
 //! one node on a data dir; on PostgreSQL two nodes on one database, the writers spread over
 //! both, and one of them (chosen at random) killed each cycle while the other keeps serving,
-//! and the records are read back through both. After each kill `registrar check` (on the data
-//! dir, or `--database-url`) must find nothing wrong.
+//! and the records are read back through both, each with its latest change event (issue 19: a
+//! record and its event are written together or not at all). After each kill
+//! `registrar check` (on the data dir, or `--database-url`) must find nothing wrong.
 //!
 //! Repeated for `REGISTRAR_CRASH_CYCLES` cycles (default 20 on sled, 12 on PostgreSQL, which
 //! restarts a node on a database server and costs more per cycle), with the seed in
@@ -92,6 +93,10 @@ struct Tally {
     lost: Vec<String>,
     /// Kill cycles after which `registrar check` found no problem in the data dir.
     checked_clean: usize,
+    /// Records whose latest change event was compared with the record.
+    events_checked: usize,
+    /// Records whose latest change event is not their present state.
+    event_mismatches: Vec<String>,
 }
 
 struct Writer {
@@ -438,6 +443,28 @@ async fn verify(bases: &[String], key: &str, writers: &mut [Writer], tally: &mut
                 assert_eq!(ids, vec![id.as_str()], "index of {student}");
             }
         }
+        // Every record's latest change event is its present state, written with it: a live
+        // record's at its version, a deleted one's a `deleted` (history stays readable to the
+        // admin key this test writes with).
+        for (id, known) in &writer.records {
+            let url = format!("{}/{id}/history?limit=1", registrations(lookups));
+            let (status, page) = get(&client, key, url).await;
+            let latest = &page["Items"][0];
+            let agrees = status == StatusCode::OK
+                && match known {
+                    Known::Acked(record) => {
+                        latest["op"] != "deleted" && latest["sys_version"] == record["sys_version"]
+                    }
+                    Known::Deleted => latest["op"] == "deleted",
+                    Known::OneOf(_) => true,
+                };
+            if !agrees {
+                tally
+                    .event_mismatches
+                    .push(format!("{id}: {known:?}, latest event ({status}) {latest}"));
+            }
+            tally.events_checked += 1;
+        }
     }
 }
 
@@ -702,12 +729,14 @@ async fn kill_cycles(engine: Engine, cycles: Option<usize>) {
         node.kill();
     }
     eprintln!(
-        "crash test on {} done: {cycles} SIGKILLs, {writes_acked} writes acked, {} record checks passed, {} in flight at a kill, {} lost, {} of {cycles} checks after a kill clean",
+        "crash test on {} done: {cycles} SIGKILLs, {writes_acked} writes acked, {} record checks passed, {} in flight at a kill, {} lost, {} of {cycles} checks after a kill clean, {} latest events compared, {} not the record's state",
         engine.name(),
         tally.acked,
         tally.in_flight,
         tally.lost.len(),
         tally.checked_clean,
+        tally.events_checked,
+        tally.event_mismatches.len(),
     );
     assert!(
         tally.lost.is_empty(),
@@ -716,7 +745,12 @@ async fn kill_cycles(engine: Engine, cycles: Option<usize>) {
     );
     assert_eq!(
         tally.checked_clean, cycles,
-        "a check after a kill found index or counter problems (see the reports above)"
+        "a check after a kill found index, counter or event problems (see the reports above)"
+    );
+    assert!(
+        tally.event_mismatches.is_empty(),
+        "records whose latest change event is not their state: {:#?}",
+        tally.event_mismatches
     );
     assert!(
         writes_acked > cycles * 10,

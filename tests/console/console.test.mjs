@@ -31,8 +31,9 @@ async function tab(width = 1280) {
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
     // The browser logs every 4xx fetch; those this test provokes (the edit conflict's 409, the
-    // broken template's 400) are not problems. A CSP violation or script error is.
-    if (m.type() === 'error' && !/Failed to load resource: .* status of (409|400)/.test(m.text())) {
+    // broken template's 400, the revoked key's 401) are not problems. A CSP violation or a
+    // script error is.
+    if (m.type() === 'error' && !/Failed to load resource: .* status of (409|400|401)/.test(m.text())) {
       problems.push(`console error: ${m.text()}`);
     }
   });
@@ -239,6 +240,16 @@ try {
     assert.equal(await page.getByLabel('job title', { exact: true }).inputValue(), 'Engineer');
   });
 
+  await step('the history lists each change, newest first', async () => {
+    await visit(page, `#/registrations/${registration}`, /^Registration/, 'registration with history');
+    const history = page.getByRole('region', { name: 'History' });
+    await history.waitFor();
+    const ops = await history.locator('tbody tr td:nth-child(2)').allTextContents();
+    assert.equal(ops.at(-1), 'created', `the oldest change is the create: ${ops}`);
+    assert.ok(ops.length >= 3 && ops.slice(0, -1).every((op) => op === 'updated'), `${ops}`);
+    assert.ok((await history.textContent()).includes('Engineer'), 'the other tab\'s change is in a patch');
+  });
+
   await step('cancelling gives the seat back: the fill bar goes down', async () => {
     await visit(page, `#/registrations/${registration}`, /^Registration/, 'registration again');
     await page.getByRole('button', { name: 'Cancel registration' }).click();
@@ -269,6 +280,18 @@ try {
     assert.equal(await reader.getByRole('link', { name: 'Keys' }).count(), 0);
     assert.equal(await reader.getByRole('link', { name: 'Tenants' }).count(), 0);
     await reader.context().close();
+  });
+
+  await step('the read key is revoked, and then refused', async () => {
+    await visit(page, '#/keys', `Keys of ${TENANT}`, 'keys again');
+    await page.getByRole('row', { name: /auditor/ }).getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+    await page.getByText(/Key .* was revoked/).waitFor();
+    assert.equal(await page.getByRole('row', { name: /auditor/ }).count(), 0);
+    const refused = await tab();
+    await signIn(refused, readKey);
+    await refused.getByRole('alert').filter({ hasText: 'The key was not accepted.' }).waitFor();
+    await refused.context().close();
   });
 
   await step('narrow screens: the pages fit 375 px', async () => {

@@ -2030,7 +2030,6 @@ impl Engine for PgEngine {
                     let template =
                         CatalogRecord::create(id, default_confirmation_template(), &ctx)?;
                     let bytes = put_catalog(tx, &tenant.id, &template).await?;
-                    catalog_event(tx, &tenant.id, None, Some(&template), &ctx).await?;
                     // The default template counts toward the tenant's stored bytes, as on
                     // sled; the operator's limits apply to what comes after it.
                     tx.execute(
@@ -2039,6 +2038,8 @@ impl Engine for PgEngine {
                     )
                     .await
                     .map_err(pg)?;
+                    // Its event takes the first number of the counters row just made.
+                    catalog_event(tx, &tenant.id, None, Some(&template), &ctx).await?;
                     let version = bump_directory(tx).await?;
                     Ok::<_, StoreError>((version, true))
                 }
