@@ -605,6 +605,8 @@ async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counte
         finding("counter_mismatch", "course_offerings", &o1, "active_seats"),
         finding("counter_mismatch", "tenant_counters", &t.id, "stored_bytes"),
         finding("dangling_reference", "registrations", &r2, ""),
+        // The contact deleted behind the API's back left its events saying it exists.
+        finding("event_mismatch", "change_events", &s2, ""),
         finding("stale_index_entry", "registrations", &r1, ""),
         finding("unknown_tenant", "courses", "ghost", ""),
         finding("unknown_tenant", "tenant_counters", "ghost", ""),
@@ -631,7 +633,7 @@ async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counte
     // One tenant: what belongs to no tenant is not its business.
     let (code, report, _) = check_database(&url, &["--tenant", &t.id]);
     assert_eq!(code, Some(1));
-    assert_eq!(findings(&report["problems"]), expected[..4].to_vec());
+    assert_eq!(findings(&report["problems"]), expected[..5].to_vec());
 
     // A repair sets the counters to their recounts, writes the copied column from the
     // fields again and drops the derived row of the unknown tenant; the records stay as
@@ -648,11 +650,12 @@ async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counte
     assert_eq!(actions, ["removed", "replaced", "replaced", "replaced"]);
     assert_eq!(
         findings(&report["repair"]["changes"]),
-        [0, 1, 3, 5].map(|i| expected[i].clone()).to_vec()
+        [0, 1, 4, 6].map(|i| expected[i].clone()).to_vec()
     );
+    // Events are history: reported, never repaired.
     assert_eq!(
         findings(&report["repair"]["remaining"]),
-        [2, 4].map(|i| expected[i].clone()).to_vec()
+        [2, 3, 5].map(|i| expected[i].clone()).to_vec()
     );
     assert_eq!(number(seats_sql, o1.clone()).await, seats);
     assert_eq!(number(bytes_sql, String::new()).await, recounted);
@@ -667,11 +670,13 @@ async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counte
         .get(0);
     assert!(ghost_courses > 0, "a repair never deletes a record");
 
-    // Once the records are mended by hand (which moves the counters again), a repair makes
-    // the database check clean; and the node still serves what the repair set right.
+    // Once the records are mended by hand (which moves the counters again), and the history
+    // of what was deleted by hand with them, a repair makes the database check clean; and the
+    // node still serves what the repair set right.
     db.batch_execute(&format!(
         "SET session_replication_role = replica;
          DELETE FROM registrations WHERE tenant_id = '{t}' AND id = '{r2}';
+         DELETE FROM change_events WHERE tenant_id = '{t}' AND record_id IN ('{r2}', '{s2}');
          DELETE FROM courses WHERE tenant_id = 'ghost';
          SET session_replication_role = origin;",
         t = t.id
