@@ -86,7 +86,8 @@ pub fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-/// Each asset's ETag: a hash of its content, made once.
+/// Each asset's ETag: a hash of its content, made once, written as a number (the API's ETags
+/// are all `"<digits>"`, which its description states).
 fn etags() -> &'static Vec<String> {
     static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
     ETAGS.get_or_init(|| {
@@ -94,8 +95,8 @@ fn etags() -> &'static Vec<String> {
             .iter()
             .map(|(_, _, content)| {
                 let digest = Sha256::digest(content.as_bytes());
-                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-                format!("\"{hex}\"")
+                let first: [u8; 8] = digest[..8].try_into().expect("a SHA-256 has 32 bytes");
+                format!("\"{}\"", u64::from_be_bytes(first))
             })
             .collect()
     })

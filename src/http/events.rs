@@ -128,18 +128,17 @@ impl super::query::QuerySpec for ChangesQuery {
     const ALLOWED: &'static [&'static str] = &["after", "limit", "kinds"];
 }
 
-/// Where a feed request starts: `Last-Event-ID` (an SSE client resuming) over `after`.
+/// Where a feed request starts: `Last-Event-ID` (an SSE client resuming) over `after`. Both
+/// are checked whichever wins: a malformed `after` is a 400 even beside a good Last-Event-ID.
 fn start_cursor(req: &HttpRequest, query: &QueryParams) -> Result<u64, ApiError> {
+    let after = query.get("after").map(flow::parse_cursor).transpose()?;
     if let Some(value) = req.headers().get("Last-Event-ID") {
         let text = value.to_str().map_err(|_| {
             ApiError::new(ErrorCode::InvalidCursor, "Last-Event-ID is not readable")
         })?;
         return flow::parse_cursor(text.trim());
     }
-    match query.get("after") {
-        None => Ok(0),
-        Some(text) => flow::parse_cursor(text),
-    }
+    Ok(after.unwrap_or(0))
 }
 
 fn wants_stream(req: &HttpRequest) -> bool {

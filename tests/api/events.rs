@@ -685,6 +685,18 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
         )
         .await;
     refused.assert_error(400, "invalid_cursor");
+    // A malformed `after` is refused even beside a good Last-Event-ID, which would win.
+    let both = app
+        .send(
+            app.request(
+                Method::GET,
+                &format!("/changes/{}?after=", t.id),
+                Some(&t.read),
+            )
+            .header("Last-Event-ID", "0"),
+        )
+        .await;
+    both.assert_error(400, "invalid_cursor");
 
     // At most four streams per key: the fifth is 429, and a closed one frees its place.
     let mut open = Vec::new();
