@@ -714,3 +714,53 @@ async fn entries_an_earlier_build_wrote_are_found_and_filtered_and_ruled_out_one
     found.sort();
     assert_eq!(found, active);
 }
+
+/// A substring matches as Unicode lower case does, whatever the engine: PostgreSQL narrows
+/// the candidates in SQL, and characters whose lower case contains an ASCII letter (the
+/// KELVIN SIGN, a dotted capital İ) or whose case a database locale might fold differently
+/// must not be lost there.
+#[tokio::test]
+async fn substrings_match_as_unicode_lower_case_does() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let names = [
+        "İlker Yılmaz",
+        "\u{212A}elvin Stone",
+        "IVAN PETROV",
+        "Zoë Ångström",
+        "kim lee",
+    ];
+    let w = app
+        .world(&t, &["s0", "s1", "s2", "s3", "s4"], &[("o0", "c0")])
+        .await;
+    let mut ids = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let made = app
+            .post(
+                &registrations(&t),
+                &t.write,
+                &json!({
+                    "student_id": w.id(&format!("s{i}")), "course_id": w.id("c0"),
+                    "course_offering_id": w.id("o0"), "name": name, "city": name,
+                }),
+            )
+            .await;
+        ids.push(made.assert_ok()["id"].as_str().unwrap().to_owned());
+    }
+    for needle in ["i", "İL", "ke", "KEL", "iv", "ÅNG", "ö", "lee", "x"] {
+        let lowered = needle.to_lowercase();
+        let expected: BTreeSet<String> = names
+            .iter()
+            .zip(&ids)
+            .filter(|(name, _)| name.to_lowercase().contains(&lowered))
+            .map(|(_, id)| id.clone())
+            .collect();
+        for field in ["name", "city"] {
+            let found: BTreeSet<String> = search_all(&app, &t, &json!({ field: needle }), 2)
+                .await
+                .into_iter()
+                .collect();
+            assert_eq!(found, expected, "{field} contains {needle:?}");
+        }
+    }
+}

@@ -22,6 +22,7 @@ use super::rows::{
     REGISTRATION_INSERT_PLACEHOLDERS,
 };
 use super::schema::{catalog_table, instant_text, parse_instant};
+use super::search;
 use super::{connect_with, from_pool, migrate, Pool, PoolOptions};
 use crate::domain::access::{Principal, Role, WriteContext};
 use crate::domain::catalog::{
@@ -53,7 +54,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 /// How often a transaction is tried when the database refuses it for concurrent ones.
@@ -1417,6 +1418,43 @@ async fn registrations_where(
         .collect()
 }
 
+/// A page of the tenant's registrations that pass the SQL form of `criteria`
+/// (`search::narrowing`), in id order after `after`.
+async fn registrations_narrowed(
+    shared: &Shared,
+    tenant: &TenantId,
+    criteria: &SearchCriteria,
+    after: Option<String>,
+    limit: i64,
+) -> Result<Vec<CourseRegistration>, StoreError> {
+    let client = shared.pool.get().await.map_err(|e| from_pool(&e))?;
+    let narrowing = search::narrowing(criteria, 1);
+    let mut sql = format!(
+        "SELECT id, fields FROM registrations WHERE tenant_id = $1{}",
+        narrowing.conditions
+    );
+    let tenant = tenant.as_str().to_owned();
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&tenant, Type::TEXT)];
+    params.extend(
+        narrowing
+            .params
+            .iter()
+            .map(|(value, ty)| (&**value as &(dyn ToSql + Sync), ty.clone())),
+    );
+    if let Some(after) = &after {
+        sql.push_str(&format!(" AND id > ${}", params.len() + 1));
+        params.push((after, Type::TEXT));
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+    client
+        .query_typed(&sql, &params)
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(registration_from)
+        .collect()
+}
+
 async fn outbox_message(row: &tokio_postgres::Row) -> Result<OutboxMessage, StoreError> {
     let id: String = row.try_get("id").map_err(pg)?;
     let registration: Option<String> = row.try_get("registration_id").map_err(pg)?;
@@ -1729,7 +1767,8 @@ impl Engine for PgEngine {
                     &scope,
                     after.as_deref(),
                     limit,
-                    |position, n| registrations_where(&s, &tenant, &[], &[], position, n),
+                    |position, n| registrations_narrowed(&s, &tenant, &criteria, position, n),
+                    // The SQL conditions are a superset (search.rs): this is the exact test.
                     |r: &CourseRegistration| criteria.matches(r),
                     |r: &CourseRegistration| r.id.as_str().to_owned(),
                 )

@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod pool;
 pub mod rows;
 pub mod schema;
+mod search;
 
 pub use engine::PgEngine;
 pub use errors::{from_pg, from_pool};
