@@ -71,6 +71,7 @@ pub fn open_database(url: &str) -> Result<Db, CliError> {
         url: url.to_owned(),
         pool_size: 4,
         retention: Default::default(),
+        durability: crate::store::Durability::Sync,
     })
     .map_err(|e| CliError::Message(format!("cannot open the database: {e}")))
 }

@@ -172,11 +172,13 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DurabilityArg {
-    /// Answer a write only after a flush covers it.
+    /// Answer a write only after a flush covers it (PostgreSQL: after the WAL fsync).
     Sync,
-    /// Answer after commit; the engine flushes every 500 ms.
+    /// Answer after commit; the engine flushes every 500 ms (PostgreSQL: synchronous_commit
+    /// off, flushed within about 600 ms; a database crash may lose that last moment).
     Relaxed,
-    /// Like sync, and fsync the engine's log after each flush: survives power loss too.
+    /// Like sync, and fsync the engine's log after each flush: survives power loss too
+    /// (PostgreSQL: as sync, whose commit is an fsync already).
     Strict,
 }
 
@@ -373,6 +375,7 @@ impl ServeArgs {
                 url: url.clone(),
                 pool_size: usize::try_from(self.database_pool_size).unwrap_or(16),
                 retention: self.retention(),
+                durability: self.durability(),
             },
             None => EngineChoice::Embedded {
                 dir: self.data_dir.clone(),

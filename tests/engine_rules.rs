@@ -42,6 +42,7 @@ async fn engines() -> Vec<Served> {
         url,
         pool_size: 8,
         retention: Default::default(),
+        durability: Durability::Sync,
     })
     .expect("the PostgreSQL engine opens");
     vec![

@@ -804,3 +804,33 @@ async fn concurrent_creates_of_one_student_on_one_offering_leave_one() {
         .filter_map(|a| a.as_ref().err())
         .all(|code| code.as_ref() == Some(&SqlState::UNIQUE_VIOLATION)));
 }
+
+/// `--durability relaxed` reaches the server as `synchronous_commit = off` on every pooled
+/// connection; the default waits for the WAL flush; an URL that sets it keeps its own.
+#[tokio::test]
+async fn durability_sets_each_connections_synchronous_commit() {
+    let url = fresh_database().await;
+    let setting = |pool: pg::Pool| async move {
+        let client = pool.get().await.expect("a connection");
+        let row = client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .expect("SHOW answers");
+        row.get::<_, String>(0)
+    };
+    let relaxed = PoolOptions {
+        synchronous_commit: false,
+        ..PoolOptions::with_pool_size(2)
+    };
+    assert_eq!(
+        setting(pg::connect_with(&url, &relaxed).unwrap()).await,
+        "off"
+    );
+    assert_eq!(setting(pg::connect(&url, 2).unwrap()).await, "on");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let own = format!("{url}{separator}options=-c%20synchronous_commit%3Dlocal");
+    assert_eq!(
+        setting(pg::connect_with(&own, &relaxed).unwrap()).await,
+        "local"
+    );
+}

@@ -21,7 +21,8 @@
 #   SCENARIOS="get list search rate patch batch create"   a subset runs only those
 #   RATE=           offered load (req/s) of the fixed-rate scenario; default half of the
 #                   slower side's GET-by-id throughput in this run (1000 without `get`)
-#   DURABILITY=sync registrar's --durability (PocketBase keeps its WAL + synchronous=NORMAL)
+#   DURABILITY=sync registrar's --durability (PocketBase keeps its WAL + synchronous=NORMAL); on
+#                   postgres, relaxed is synchronous_commit off for registrar's connections
 #   ENGINE=sled     or postgres (same as --engine): registrar's engine. postgres starts a
 #                   throwaway cluster from Debian's binaries (/usr/lib/postgresql/*/bin, installed
 #                   with apt-get when missing) on a free port, fsync and synchronous_commit on
@@ -178,7 +179,7 @@ start_node() {
   local n=$1 port storage
   port=$(free_port)
   if [ "$ENGINE" = postgres ]; then
-    storage=(--database-url "$DATABASE_URL" --database-pool-size "$POOL_SIZE")
+    storage=(--database-url "$DATABASE_URL" --database-pool-size "$POOL_SIZE" --durability "$DURABILITY")
   else
     storage=(--data-dir "$WORK/registrar" --durability "$DURABILITY")
   fi
@@ -400,6 +401,6 @@ for round in $(seq 1 "$ROUNDS"); do wrk_run ceiling ceiling "$round" "$DURATION"
     "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS A/B rounds (median shown)," \
     "$RECORDS registrations, PocketBase $PB_VERSION, registrar on" \
-    "$([ "$ENGINE" = postgres ] && echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync on, synchronous_commit on, pool $POOL_SIZE per node)" || echo "sled, --durability $DURABILITY")"
-  RATE=$RATE ENGINE=$ENGINE python3 "$HERE/report.py" "$RESULTS/results.tsv"
+    "$([ "$ENGINE" = postgres ] && echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync on, --durability $DURABILITY: synchronous_commit $([ "$DURABILITY" = relaxed ] && echo off || echo on), pool $POOL_SIZE per node)" || echo "sled, --durability $DURABILITY")"
+  RATE=$RATE ENGINE=$ENGINE DURABILITY=$DURABILITY python3 "$HERE/report.py" "$RESULTS/results.tsv"
 } | tee "$RESULTS/table.txt"

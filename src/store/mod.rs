@@ -327,6 +327,9 @@ pub enum EngineChoice {
         url: String,
         pool_size: usize,
         retention: Retention,
+        /// `Relaxed` commits without waiting for the WAL flush (`synchronous_commit = off`);
+        /// `Sync` and `Strict` wait for it, which PostgreSQL makes an fsync.
+        durability: Durability,
     },
 }
 
@@ -361,8 +364,12 @@ pub fn open(choice: &EngineChoice) -> Result<Db, StoreError> {
             url,
             pool_size,
             retention,
+            durability,
         } => Ok(Arc::new(postgres::PgEngine::open(
-            url, *pool_size, *retention,
+            url,
+            *pool_size,
+            *retention,
+            *durability,
         )?)),
     }
 }

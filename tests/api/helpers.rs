@@ -175,6 +175,7 @@ impl TestApp {
                 url,
                 pool_size: 2,
                 retention: Default::default(),
+                durability: Durability::Sync,
             };
             let store = registrar::store::open(&choice).expect("the database opens");
             return (dir, store);

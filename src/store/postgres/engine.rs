@@ -23,11 +23,13 @@ use super::rows::{
 };
 use super::schema::{catalog_table, instant_text, parse_instant};
 use super::search;
+use super::statements::Statements;
 use super::{connect_with, from_pool, migrate, Pool, PoolOptions};
 use crate::domain::access::{Principal, Role, WriteContext};
 use crate::domain::catalog::{
     default_confirmation_template, AnyCatalogRecord, AnyKind, CatalogFields, CatalogKind,
-    CatalogRecord, CourseFields, CourseOfferingFields, OrderFields, Reference, DEFAULT_TEMPLATE_ID,
+    CatalogRecord, ContactFields, CourseFields, CourseOfferingFields, OrderFields, Reference,
+    DEFAULT_TEMPLATE_ID,
 };
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::registration::{CourseRegistration, RegistrationFields, Revision};
@@ -47,7 +49,8 @@ use crate::store::records::{
 };
 use crate::store::retention::Retention;
 use crate::store::write::{self, BatchStep, OrderFor, StepOutcome};
-use crate::store::{stats, Engine, EngineFuture, Maintenance, Queued, StoreError};
+use crate::store::{stats, Durability, Engine, EngineFuture, Maintenance, Queued, StoreError};
+use deadpool_postgres::Transaction;
 use serde_json::Value;
 use std::future::Future;
 use std::path::Path;
@@ -55,7 +58,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Transaction;
 
 /// How often a transaction is tried when the database refuses it for concurrent ones.
 const MAX_ATTEMPTS: u32 = 8;
@@ -173,10 +175,76 @@ macro_rules! transaction {
     }};
 }
 
+/// Awaits futures whose statements go out together on the transaction's connection
+/// (tokio-postgres pipelines the statements of futures polled at once; the server runs them
+/// in the order they arrive) and binds each one's value to its name. It waits for all of
+/// them: once a statement fails, the server refuses every later one of the transaction
+/// (25P02), and which future hears first is up to scheduling. So the error answered is the
+/// cause, the first error that is not such a knock-on one, as statements run one by one
+/// would answer (a constraint race must stay retryable, a value too long a 413).
+macro_rules! pipelined {
+    ($($name:ident = $future:expr),+ $(,)?) => {
+        let ($($name,)+) = tokio::join!($($future),+);
+        let mut cause: Option<StoreError> = None;
+        $(
+            let $name = match $name {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    keep_the_cause(&mut cause, e);
+                    None
+                }
+            };
+        )+
+        let ($($name,)+) = match ($($name,)+) {
+            ($(Some($name),)+) => ($($name,)+),
+            _ => {
+                return Err(cause.unwrap_or_else(|| {
+                    StoreError::Storage("a pipelined statement failed without an error".into())
+                }))
+            }
+        };
+    };
+}
+
+/// Keeps the first error of statements sent together, unless it is a knock-on one and `e`
+/// is not (see [`pipelined!`]).
+fn keep_the_cause(cause: &mut Option<StoreError>, e: StoreError) {
+    let replace = match cause {
+        None => true,
+        Some(kept) => rows::is_knock_on(kept) && !rows::is_knock_on(&e),
+    };
+    if replace {
+        *cause = Some(e);
+    }
+}
+
+/// [`pipelined!`] for any number of futures of one kind: their values in order.
+async fn all_pipelined<T>(
+    futures: impl IntoIterator<Item = impl Future<Output = Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
+    let mut cause: Option<StoreError> = None;
+    let mut values = Vec::new();
+    for result in futures_util::future::join_all(futures).await {
+        match result {
+            Ok(value) => values.push(value),
+            Err(e) => keep_the_cause(&mut cause, e),
+        }
+    }
+    match cause {
+        Some(e) => Err(e),
+        None => Ok(values),
+    }
+}
+
 impl PgEngine {
     /// Connects, applies the migrations (under their lock), and loads the page-token secret
     /// and the key cache. Safe to call from inside another runtime.
-    pub fn open(url: &str, pool_size: usize, retention: Retention) -> Result<PgEngine, StoreError> {
+    pub fn open(
+        url: &str,
+        pool_size: usize,
+        retention: Retention,
+        durability: Durability,
+    ) -> Result<PgEngine, StoreError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("registrar-pg")
@@ -186,7 +254,10 @@ impl PgEngine {
         let handle = runtime.handle().clone();
         let url = url.to_owned();
         let opened = run_on(&handle, async move {
-            let options = PoolOptions::with_pool_size(pool_size.max(2));
+            let options = PoolOptions {
+                synchronous_commit: durability != Durability::Relaxed,
+                ..PoolOptions::with_pool_size(pool_size.max(2))
+            };
             let pool = connect_with(&url, &options)?;
             migrate(&pool).await?;
             let secret = setting_or_insert(&pool, PAGE_SECRET, &random_bytes::<32>()?).await?;
@@ -527,23 +598,19 @@ async fn settle_bytes(
     if delta == 0 {
         return Ok(());
     }
-    let total = add_to_counter(tx, tenant, "stored_bytes", delta).await?;
-    if delta > 0 {
-        let row = tx
-            .query_opt(
-                "SELECT max_storage_bytes FROM tenants WHERE id = $1",
-                &[&tenant.as_str()],
-            )
-            .await
-            .map_err(pg)?;
-        if let Some(max) = row.and_then(|r| limit_u64(r.get::<_, Option<i64>>(0))) {
-            rules::tenant_limit(
-                tenant,
-                Usage::StoredBytes {
-                    max,
-                    after_write: total,
-                },
-            )?;
+    let row = tx
+        .query_opt(
+            "UPDATE tenant_counters c SET stored_bytes = GREATEST(c.stored_bytes + $2, 0) \
+             FROM tenants t WHERE c.tenant_id = $1 AND t.id = c.tenant_id \
+             RETURNING c.stored_bytes, t.max_storage_bytes",
+            &[&tenant.as_str(), &delta],
+        )
+        .await
+        .map_err(pg)?;
+    if let (Some(row), true) = (row, delta > 0) {
+        if let Some(max) = limit_u64(row.try_get(1).map_err(pg)?) {
+            let after_write = u64::try_from(row.try_get::<_, i64>(0).map_err(pg)?).unwrap_or(0);
+            rules::tenant_limit(tenant, Usage::StoredBytes { max, after_write })?;
         }
     }
     Ok(())
@@ -567,7 +634,7 @@ async fn load_registration(
 }
 
 async fn load_catalog<F: Copies>(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl Statements,
     tenant: &TenantId,
     id: &RecordId,
 ) -> Result<Option<CatalogRecord<F>>, StoreError> {
@@ -609,15 +676,19 @@ async fn check_references(
     tenant: &TenantId,
     refs: &[Reference],
 ) -> Result<Option<CatalogRecord<CourseOfferingFields>>, StoreError> {
-    let mut checked = None;
-    for reference in refs {
+    // Sent together: tokio-postgres pipelines the statements of futures polled at once, so
+    // the checks cost one round trip instead of one each (the tenant's writes wait on it).
+    let checks = refs.iter().map(|reference| async move {
         if reference.of_course.is_some() {
-            checked = Some(check_offering_course(tx, tenant, reference).await?);
-        } else if !catalog_exists(tx, tenant, reference.kind, &reference.id).await? {
-            return Err(RuleViolation::missing(reference).into());
+            return Ok(Some(check_offering_course(tx, tenant, reference).await?));
         }
-    }
-    Ok(checked)
+        if !catalog_exists(tx, tenant, reference.kind, &reference.id).await? {
+            return Err(StoreError::from(RuleViolation::missing(reference)));
+        }
+        Ok(None)
+    });
+    let checked = all_pipelined(checks).await?;
+    Ok(checked.into_iter().flatten().next_back())
 }
 
 async fn check_offering_course(
@@ -672,14 +743,17 @@ async fn dependants(
 async fn check_quota(tx: &Transaction<'_>, tenant: &TenantId) -> Result<(), StoreError> {
     let row = tx
         .query_opt(
-            "SELECT max_registrations FROM tenants WHERE id = $1",
+            "SELECT t.max_registrations, c.registration_count FROM tenants t \
+             JOIN tenant_counters c ON c.tenant_id = t.id WHERE t.id = $1",
             &[&tenant.as_str()],
         )
         .await
         .map_err(pg)?;
-    if let Some(max) = row.and_then(|r| limit_u64(r.get::<_, Option<i64>>(0))) {
-        let stored = counter(tx, tenant, "registration_count").await?;
-        rules::tenant_limit(tenant, Usage::Registrations { max, stored })?;
+    if let Some(row) = row {
+        if let Some(max) = limit_u64(row.try_get(0).map_err(pg)?) {
+            let stored = u64::try_from(row.try_get::<_, i64>(1).map_err(pg)?).unwrap_or(0);
+            rules::tenant_limit(tenant, Usage::Registrations { max, stored })?;
+        }
     }
     Ok(())
 }
@@ -755,69 +829,100 @@ async fn write_registration(
     new: Option<&CourseRegistration>,
     ctx: &WriteContext,
 ) -> Result<(), StoreError> {
+    // Two round trips, each a pipelined group of statements that need nothing from one
+    // another: the rules' reads (and the sequence), then every write. A statement that fails
+    // fails those sent after it in its transaction too; the first error is the one answered,
+    // and the transaction is rolled back, so the outcome is the one of one-by-one statements.
     if let Some(new) = new {
-        check_slot(tx, tenant, new).await?;
-        check_capacity(tx, tenant, old, new).await?;
         let old_number = old.and_then(|r| r.fields.number);
-        if let Some(number) = new.fields.number.filter(|n| old_number != Some(*n)) {
-            raise_sequence(tx, tenant, "registration_number", number).await?;
-        }
+        let raised = async {
+            match new.fields.number.filter(|n| old_number != Some(*n)) {
+                Some(number) => raise_sequence(tx, tenant, "registration_number", number).await,
+                None => Ok(()),
+            }
+        };
+        pipelined!(
+            _slot = check_slot(tx, tenant, new),
+            _capacity = check_capacity(tx, tenant, old, new),
+            _raised = raised,
+        );
     }
     let (old_seat, new_seat) = (
         old.and_then(CourseRegistration::seat),
         new.and_then(CourseRegistration::seat),
     );
-    if old_seat != new_seat {
-        for (offering, delta) in [(old_seat, -1i64), (new_seat, 1)] {
-            if let Some(offering) = offering {
-                tx.execute(
-                    "UPDATE course_offerings SET active_seats = GREATEST(active_seats + $3, 0) \
-                     WHERE tenant_id = $1 AND id = $2",
-                    &[&tenant.as_str(), &offering.as_str(), &delta],
-                )
-                .await
-                .map_err(pg)?;
-            }
-        }
-    }
+    let seat_moves: Vec<(&RecordId, i64)> = if old_seat == new_seat {
+        vec![]
+    } else {
+        [(old_seat, -1i64), (new_seat, 1)]
+            .into_iter()
+            .filter_map(|(offering, delta)| offering.map(|o| (o, delta)))
+            .collect()
+    };
+    let seats = all_pipelined(seat_moves.into_iter().map(|(offering, delta)| async move {
+        tx.execute(
+            "UPDATE course_offerings SET active_seats = GREATEST(active_seats + $3, 0) \
+                 WHERE tenant_id = $1 AND id = $2",
+            &[&tenant.as_str(), &offering.as_str(), &delta],
+        )
+        .await
+        .map_err(pg)
+    }));
     let old_bytes = match old {
         Some(old) => record_bytes(old.id.as_str(), &to_json(&old.fields)?),
         None => 0,
     };
-    let mut new_bytes = 0;
-    match (old, new) {
-        (Some(old), None) => {
-            tx.execute(
-                "DELETE FROM registrations WHERE tenant_id = $1 AND id = $2",
-                &[&tenant.as_str(), &old.id.as_str()],
-            )
-            .await
-            .map_err(pg)?;
-            add_to_counter(tx, tenant, "registration_count", -1).await?;
-        }
-        (old, Some(new)) => {
+    let row = match new {
+        Some(new) => {
             let (params, json) = registration_params(tenant, new)?;
-            new_bytes = rows::fits(record_bytes(new.id.as_str(), &json))?;
-            let updates: Vec<String> = REGISTRATION_INSERT_COLUMNS
-                .split(", ")
-                .skip(2)
-                .map(|c| format!("{c} = EXCLUDED.{c}"))
-                .collect();
-            let sql = format!(
-                "INSERT INTO registrations ({REGISTRATION_INSERT_COLUMNS}) VALUES \
-                 ({REGISTRATION_INSERT_PLACEHOLDERS}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
-                updates.join(", ")
-            );
-            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
-            tx.execute(sql.as_str(), &refs).await.map_err(pg)?;
-            if old.is_none() {
-                add_to_counter(tx, tenant, "registration_count", 1).await?;
-            }
+            Some((params, rows::fits(record_bytes(new.id.as_str(), &json))?))
         }
-        (None, None) => {}
-    }
-    settle_bytes(tx, tenant, new_bytes - old_bytes).await?;
-    super::events::record(tx, tenant, RecordKind::Registration, old, new, ctx).await
+        None => None,
+    };
+    let new_bytes = row.as_ref().map_or(0, |(_, bytes)| *bytes);
+    let row_written = async {
+        match (old, &row) {
+            (Some(old), None) => {
+                tx.execute(
+                    "DELETE FROM registrations WHERE tenant_id = $1 AND id = $2",
+                    &[&tenant.as_str(), &old.id.as_str()],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            (_, Some((params, _))) => {
+                let updates: Vec<String> = REGISTRATION_INSERT_COLUMNS
+                    .split(", ")
+                    .skip(2)
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO registrations ({REGISTRATION_INSERT_COLUMNS}) VALUES \
+                     ({REGISTRATION_INSERT_PLACEHOLDERS}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+                    updates.join(", ")
+                );
+                let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
+                tx.execute(sql.as_str(), &refs).await.map_err(pg)?;
+            }
+            (None, None) => {}
+        }
+        Ok::<_, StoreError>(())
+    };
+    let counted = async {
+        match (old.is_some(), new.is_some()) {
+            (true, false) => add_to_counter(tx, tenant, "registration_count", -1).await,
+            (false, true) => add_to_counter(tx, tenant, "registration_count", 1).await,
+            _ => Ok(0),
+        }
+    };
+    pipelined!(
+        _row = row_written,
+        _seats = seats,
+        _counted = counted,
+        _bytes = settle_bytes(tx, tenant, new_bytes - old_bytes),
+        _event = super::events::record(tx, tenant, RecordKind::Registration, old, new, ctx),
+    );
+    Ok(())
 }
 
 /// Appends the change event of a catalog record's write (`old` → `new`).
@@ -831,20 +936,31 @@ async fn catalog_event<F: CatalogFields>(
     super::events::record(tx, tenant, RecordKind::Catalog(F::KIND), old, new, ctx).await
 }
 
+/// The student's contact record when the registration lacks some of its copied fields.
+async fn contact_to_copy(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    fields: &RegistrationFields,
+) -> Result<Option<CatalogRecord<ContactFields>>, StoreError> {
+    match &fields.student_id {
+        Some(student) if !fields.has_every_contact_field() => {
+            load_catalog::<ContactFields>(tx, tenant, student).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Fills the copied fields from the student's `contact` (read by `contact_to_copy`) and
+/// from the offering (read here unless the reference checks read it).
 async fn denormalise(
     tx: &Transaction<'_>,
     tenant: &TenantId,
     fields: &mut RegistrationFields,
     offering: Option<CatalogRecord<CourseOfferingFields>>,
+    contact: Option<CatalogRecord<ContactFields>>,
 ) -> Result<(), StoreError> {
-    if let Some(student) = fields.student_id.clone() {
-        if !fields.has_every_contact_field() {
-            if let Some(contact) =
-                load_catalog::<crate::domain::catalog::ContactFields>(tx, tenant, &student).await?
-            {
-                fields.fill_from_contact(&contact.fields);
-            }
-        }
+    if let Some(contact) = contact {
+        fields.fill_from_contact(&contact.fields);
     }
     if let Some(offering_id) = fields.course_offering_id.clone() {
         if !fields.has_every_offering_field() {
@@ -867,16 +983,24 @@ async fn resolve(
     fields: &mut RegistrationFields,
 ) -> Result<(), StoreError> {
     let refs = fields.references();
-    let offering = if stored.is_some_and(|s| s.references() == refs) {
-        let mut offering = None;
-        for reference in refs.iter().filter(|r| r.of_course.is_some()) {
-            offering = Some(check_offering_course(tx, tenant, reference).await?);
+    let unchanged = stored.is_some_and(|s| s.references() == refs);
+    let checked = async {
+        if unchanged {
+            let mut offering = None;
+            for reference in refs.iter().filter(|r| r.of_course.is_some()) {
+                offering = Some(check_offering_course(tx, tenant, reference).await?);
+            }
+            Ok(offering)
+        } else {
+            check_references(tx, tenant, &refs).await
         }
-        offering
-    } else {
-        check_references(tx, tenant, &refs).await?
     };
-    denormalise(tx, tenant, fields, offering).await
+    // The contact is read beside the checks (one round trip); copied only if they pass.
+    pipelined!(
+        offering = checked,
+        contact = contact_to_copy(tx, tenant, fields),
+    );
+    denormalise(tx, tenant, fields, offering, contact).await
 }
 
 async fn number_if_unnumbered(
@@ -898,14 +1022,32 @@ async fn create_in(
     fields: &RegistrationFields,
     ctx: &WriteContext,
 ) -> Result<CourseRegistration, StoreError> {
-    if load_registration(tx, tenant, id).await?.is_some() {
+    let mut fields = fields.clone();
+    let unnumbered = fields.number.is_none();
+    let drawn = async {
+        match unnumbered {
+            true => next_number(tx, tenant, "registration_number")
+                .await
+                .map(Some),
+            false => Ok(None),
+        }
+    };
+    // Statements that need nothing from one another, sent together (pipelined): one round
+    // trip. The number drawn goes back to the sequence if anything after refuses the write
+    // (the transaction rolls back).
+    pipelined!(
+        existing = load_registration(tx, tenant, id),
+        _quota = check_quota(tx, tenant),
+        _resolved = resolve(tx, tenant, None, &mut fields),
+        drawn = drawn,
+    );
+    if existing.is_some() {
         return Err(StoreError::Corrupt(format!("id {id} is taken")));
     }
-    check_quota(tx, tenant).await?;
-    let mut fields = fields.clone();
-    resolve(tx, tenant, None, &mut fields).await?;
     let mut record = CourseRegistration::create(id.clone(), fields, ctx)?;
-    number_if_unnumbered(tx, tenant, &mut record).await?;
+    if let Some(number) = drawn {
+        record.fields.number = Some(number as f64);
+    }
     write_registration(tx, tenant, None, Some(&record), ctx).await?;
     Ok(record)
 }
@@ -1249,7 +1391,8 @@ async fn import_row(
                     if stored.is_some() {
                         return Err(id_taken(id));
                     }
-                    denormalise(tx, tenant, &mut fields, None).await?;
+                    let contact = contact_to_copy(tx, tenant, &fields).await?;
+                    denormalise(tx, tenant, &mut fields, None, contact).await?;
                     CourseRegistration::create(id.clone(), fields, &w.ctx)?
                 }
                 Some(kept) => {
@@ -1406,11 +1549,12 @@ async fn registrations_where(
         sql.push_str(&format!(" AND id > ${}", params.len() + 1));
         params.push(after);
     }
-    sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
-    // Prepared once per connection (the pool keeps them): a page is one round trip.
-    let statement = client.prepare_cached(&sql).await.map_err(pg)?;
+    // The limit is a parameter, so the statement's text (and the per-connection cache of
+    // prepared statements, statements.rs) depends only on the lookup and the paging.
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}", params.len() + 1));
+    params.push(&limit);
     client
-        .query(&statement, &params)
+        .query(&sql, &params)
         .await
         .map_err(pg)?
         .iter()
@@ -1671,15 +1815,11 @@ impl Engine for PgEngine {
         self.block(move |s| {
             Box::pin(async move {
                 let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
-                // The hottest read: prepared once per connection.
-                let statement = client
-                    .prepare_cached(
-                        "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
-                    )
-                    .await
-                    .map_err(pg)?;
                 client
-                    .query_opt(&statement, &[&tenant.as_str(), &id.as_str()])
+                    .query_opt(
+                        "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
+                        &[&tenant.as_str(), &id.as_str()],
+                    )
                     .await
                     .map_err(pg)?
                     .map(|row| registration_from(&row))
@@ -1891,7 +2031,7 @@ impl Engine for PgEngine {
             Box::pin(async move {
                 let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
                 crate::with_catalog_fields!(kind, F => Ok(
-                    load_catalog::<F>(&**client, &tenant, &id).await?.map(F::into_any)
+                    load_catalog::<F>(&*client, &tenant, &id).await?.map(F::into_any)
                 ))
             })
         })
@@ -2854,5 +2994,27 @@ impl Maintenance for PgEngine {
 
     fn health(&self) -> Result<(), StoreError> {
         self.block(|s| Box::pin(async move { super::ping(&s.pool).await }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn knock_on() -> StoreError {
+        StoreError::Storage(format!("{}: 25P02", rows::AFTER_A_FAILED_STATEMENT))
+    }
+
+    #[test]
+    fn statements_sent_together_answer_the_cause_not_a_knock_on_error() {
+        let mut cause = None;
+        keep_the_cause(&mut cause, knock_on());
+        keep_the_cause(&mut cause, StoreError::Busy("(23505, constraint x)".into()));
+        keep_the_cause(&mut cause, knock_on());
+        keep_the_cause(&mut cause, StoreError::NotFound);
+        assert!(matches!(cause, Some(StoreError::Busy(_))), "{cause:?}");
+        let mut only_knock_ons = None;
+        keep_the_cause(&mut only_knock_ons, knock_on());
+        assert!(only_knock_ons.as_ref().is_some_and(rows::is_knock_on));
     }
 }

@@ -6,6 +6,7 @@
 
 use super::rows::pg;
 use super::schema::{instant_text, parse_instant};
+use super::statements::Statements;
 use crate::domain::access::{Role, WriteContext};
 use crate::domain::events::{Change, ChangeEvent, ChangeOp, Versioned};
 use crate::domain::ids::{RecordId, TenantId};
@@ -15,7 +16,8 @@ use crate::store::events::{event_problems, history_scope, LatestEvents, MAX_EXAM
 use crate::store::page::PageTokens;
 use crate::store::records::{ChangesPage, HistoryPage};
 use crate::store::StoreError;
-use tokio_postgres::{GenericClient, Row, Transaction};
+use deadpool_postgres::Transaction;
+use tokio_postgres::{GenericClient, Row};
 
 const EVENT_COLUMNS: &str = "seq, kind, record_id, op, sys_version, at, key_id, role, \
                              request_id, bulk_operation_id, patch";

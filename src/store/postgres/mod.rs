@@ -17,6 +17,7 @@ pub mod pool;
 pub mod rows;
 pub mod schema;
 mod search;
+pub mod statements;
 
 pub use engine::PgEngine;
 pub use errors::{from_pg, from_pool};

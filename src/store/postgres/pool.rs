@@ -28,6 +28,12 @@ pub struct PoolOptions {
     /// (the request timeout is the bound a client sees; this keeps the server from working
     /// on after it). Unless the URL's `options` set one.
     pub statement_timeout: Duration,
+    /// Whether a commit waits for its WAL to be flushed (`synchronous_commit`). Off for
+    /// `--durability relaxed`: the server flushes within about 600 ms (three
+    /// `wal_writer_delay`s), so a crash of the database server or its machine may lose the
+    /// writes of that last moment, never corrupt anything; a node's crash loses nothing.
+    /// Unless the URL's `options` set it.
+    pub synchronous_commit: bool,
 }
 
 impl PoolOptions {
@@ -38,6 +44,7 @@ impl PoolOptions {
             create_timeout: Duration::from_secs(10),
             wait_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
+            synchronous_commit: true,
         }
     }
 }
@@ -70,14 +77,15 @@ pub fn connect_with(url: &str, options: &PoolOptions) -> Result<Pool, StoreError
     config
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30));
-    let given = config.get_options().unwrap_or_default().to_owned();
-    if !given.contains("statement_timeout") {
-        let timeout = format!(
-            "-c statement_timeout={}",
-            options.statement_timeout.as_millis()
-        );
-        config.options(format!("{given} {timeout}").trim());
+    let mut settings = config.get_options().unwrap_or_default().to_owned();
+    if !settings.contains("statement_timeout") {
+        let timeout = options.statement_timeout.as_millis();
+        settings.push_str(&format!(" -c statement_timeout={timeout}"));
     }
+    if !options.synchronous_commit && !settings.contains("synchronous_commit") {
+        settings.push_str(" -c synchronous_commit=off");
+    }
+    config.options(settings.trim());
     let manager = Manager::from_config(
         config,
         NoTls,

@@ -7,6 +7,7 @@
 
 use super::errors::from_pg;
 use super::schema::{catalog_table, instant_text, parse_instant};
+use super::statements::Statements;
 use crate::domain::catalog::{
     CatalogFields, CatalogKind, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
     EmailTemplateFields, OrderFields, RegistrationProcessFields, SysFields,
@@ -17,12 +18,15 @@ use crate::domain::time::Timestamp;
 use crate::store::StoreError;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 
 /// A parameter of a statement, owned (the rows are built before the statement runs).
 pub type Param = Box<dyn ToSql + Sync + Send>;
 
 pub fn pg(e: tokio_postgres::Error) -> StoreError {
+    if e.code().is_some_and(|c| c.code() == "25P02") {
+        return StoreError::Storage(format!("{AFTER_A_FAILED_STATEMENT}: {e}"));
+    }
     if e.code().is_some_and(|c| c.code() == "54000") {
         // A value too long for a B-tree index entry (about 2.7 kB, a page's third): a
         // looked-up field such as `application_id` that long is refused as too large.
@@ -32,6 +36,17 @@ pub fn pg(e: tokio_postgres::Error) -> StoreError {
         };
     }
     constraint_race(&e).unwrap_or_else(|| from_pg(&e))
+}
+
+/// How [`pg`] words what the server answers a statement that ran after another one of its
+/// transaction failed (25P02, "current transaction is aborted"): a knock-on error, never the
+/// cause, which statements sent together must answer instead (engine.rs, `pipelined!`).
+pub const AFTER_A_FAILED_STATEMENT: &str =
+    "not run: an earlier statement of the transaction failed";
+
+/// Whether `e` is such a knock-on error.
+pub fn is_knock_on(e: &StoreError) -> bool {
+    matches!(e, StoreError::Storage(message) if message.starts_with(AFTER_A_FAILED_STATEMENT))
 }
 
 /// What PostgreSQL's B-tree indexes take in one entry (with 8 kB pages).
@@ -232,7 +247,7 @@ const CATALOG_BASE: &str = "tenant_id, id, sys_version, sys_created_at, sys_crea
 
 /// Inserts or replaces a catalog record (its base columns and its kind's copies). Returns
 /// the bytes it counts for and, when it replaced one, those of the row it replaced.
-pub async fn put_catalog<F: Copies, C: GenericClient + Sync>(
+pub async fn put_catalog<F: Copies, C: Statements>(
     client: &C,
     tenant: &TenantId,
     record: &CatalogRecord<F>,
@@ -300,7 +315,7 @@ pub fn catalog_from<F: Copies>(row: &Row) -> Result<CatalogRecord<F>, StoreError
 }
 
 /// The bytes a stored catalog row counts for (0 when absent).
-pub async fn catalog_bytes<C: GenericClient + Sync>(
+pub async fn catalog_bytes<C: Statements>(
     client: &C,
     tenant: &TenantId,
     kind: CatalogKind,
