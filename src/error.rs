@@ -81,8 +81,8 @@ error_codes! {
     RateLimited = "rate_limited",
     /// The tenant stores as many registrations as its `max_registrations` allows.
     TenantLimit = "tenant_limit",
-    /// The key has as many change feed streams open as the server allows per key; close
-    /// one first.
+    /// A change feed stream would be one too many for the key, its tenant or the server
+    /// (`--max-streams-per-tenant`, `--max-streams`); close one first or retry later.
     TooManyStreams = "too_many_streams",
     /// The tenant already has as many requests in progress as the server admits per tenant
     /// (`--max-in-flight-per-tenant`); `Retry-After` says when to try again.

@@ -744,6 +744,83 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
     drop(open);
 }
 
+/// Opens a live stream of `tenant`'s feed with `key`: the response, 200 or not.
+async fn open_stream(app: &TestApp, tenant: &str, key: &str) -> reqwest::Response {
+    app.request(Method::GET, &format!("/changes/{tenant}"), Some(key))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn streams_are_bounded_per_tenant_and_per_server_not_only_per_key() {
+    let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
+        // Heartbeats let the server notice a closed stream soon.
+        args.stream_heartbeat_ms = 300;
+        args.max_streams_per_tenant = 3;
+        args.max_streams = 5;
+    })
+    .await;
+    let (a, b, c) = (app.tenant().await, app.tenant().await, app.tenant().await);
+    let mut open = Vec::new();
+    for key in [&a.read, &a.read, &a.write] {
+        let response = open_stream(&app, &a.id, key).await;
+        assert_eq!(response.status(), 200);
+        open.push(response);
+    }
+    // The tenant holds its three: a key of it with none open is refused too.
+    let refused = app
+        .send(
+            app.request(Method::GET, &format!("/changes/{}", a.id), Some(&a.admin))
+                .header("Accept", "text/event-stream"),
+        )
+        .await;
+    refused.assert_error(429, "too_many_streams");
+    assert!(refused.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("tenant"));
+
+    // Another tenant has its own three, but the server holds five at most.
+    for key in [&b.read, &b.write] {
+        let response = open_stream(&app, &b.id, key).await;
+        assert_eq!(response.status(), 200);
+        open.push(response);
+    }
+    for (tenant, key) in [(&b, &b.admin), (&c, &c.read)] {
+        let refused = app
+            .send(
+                app.request(Method::GET, &format!("/changes/{}", tenant.id), Some(key))
+                    .header("Accept", "text/event-stream"),
+            )
+            .await;
+        refused.assert_error(429, "too_many_streams");
+        assert!(refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("server"));
+    }
+    // JSON pages of the feed are not streams: not bounded by them.
+    app.get(&format!("/changes/{}", c.id), &c.read)
+        .await
+        .assert_ok();
+
+    // A closed stream gives its place back, to any tenant.
+    drop(open.remove(0));
+    let mut freed = None;
+    for _ in 0..100 {
+        let response = open_stream(&app, &c.id, &c.read).await;
+        if response.status() == 200 {
+            freed = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed.is_some(), "a closed stream gives its place back");
+    drop(open);
+}
+
 #[tokio::test]
 async fn events_past_the_history_retention_are_compacted_and_the_sequence_goes_on() {
     let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
