@@ -172,6 +172,15 @@ try {
 
     await visit(page, `#/catalog/courseOfferings/${offering}`, /December group/, 'offering');
     await page.getByText('1 of 2 seats taken').waitFor();
+
+    // The list draws each offering's fill bar from the offering itself: no lookup per row.
+    const lookups = [];
+    const watch = (request) => { if (request.url().includes('/courseOffering/')) lookups.push(request.url()); };
+    page.on('request', watch);
+    await visit(page, '#/catalog/courseOfferings', 'Course offerings', 'offerings');
+    await page.getByText('1 of 2 seats taken').waitFor();
+    page.off('request', watch);
+    assert.deepEqual(lookups, [], 'no registration lookup per offering');
   });
 
   await step('generateOrder makes the order, a payment is recorded on it, previewEmail renders', async () => {

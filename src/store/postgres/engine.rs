@@ -1777,6 +1777,34 @@ impl Engine for PgEngine {
         })
     }
 
+    fn active_registrations_of(
+        &self,
+        tenant: &TenantId,
+        offerings: &[RecordId],
+    ) -> Result<Vec<u64>, StoreError> {
+        let tenant = tenant.clone();
+        let ids: Vec<String> = offerings.iter().map(|o| o.as_str().to_owned()).collect();
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                let rows = client
+                    .query(
+                        "SELECT id, active_seats FROM course_offerings \
+                         WHERE tenant_id = $1 AND id = ANY($2)",
+                        &[&tenant.as_str(), &ids],
+                    )
+                    .await
+                    .map_err(pg)?;
+                let seats: std::collections::HashMap<String, i64> =
+                    rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                Ok(ids
+                    .iter()
+                    .map(|id| seats.get(id).map_or(0, |n| u64::try_from(*n).unwrap_or(0)))
+                    .collect())
+            })
+        })
+    }
+
     fn create_registration(
         &self,
         w: write::CreateRegistration,
