@@ -33,6 +33,9 @@ error_codes! {
     InvalidQuery = "invalid_query",
     /// A path segment (tenant id, record id) does not match its pattern.
     InvalidPath = "invalid_path",
+    /// An imported record's id is the name of a route or lookup of its resource (such as
+    /// `search` or `student`), so the record could not be told from it.
+    ReservedId = "reserved_id",
     /// A JSON Patch document is malformed or touches a field it may not.
     InvalidPatch = "invalid_patch",
     /// A page token was altered, or used on another tenant or query.
