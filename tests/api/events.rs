@@ -646,6 +646,27 @@ impl Drop for SseReader {
     }
 }
 
+/// A request for a live stream of `tenant`'s feed with `key`.
+fn stream_request(app: &TestApp, tenant: &str, key: &str) -> reqwest::RequestBuilder {
+    app.request(Method::GET, &format!("/changes/{tenant}"), Some(key))
+        .header("Accept", "text/event-stream")
+}
+
+/// Asserts that a stream of `tenant`'s feed with `key` is refused for the bound the message
+/// names (`key`, `tenant` or `server`), with a time to retry.
+async fn stream_refused(app: &TestApp, tenant: &str, key: &str, bound: &str) {
+    let refused = app.send(stream_request(app, tenant, key)).await;
+    refused.assert_error(429, "too_many_streams");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(bound), "{message}");
+    assert_eq!(refused.headers["retry-after"], "5");
+}
+
+/// Opens a live stream of `tenant`'s feed with `key`: the response, 200 or not.
+async fn open_stream(app: &TestApp, tenant: &str, key: &str) -> reqwest::Response {
+    stream_request(app, tenant, key).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_events() {
     let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
@@ -678,11 +699,7 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
 
     // A bad Last-Event-ID is refused like a bad cursor.
     let refused = app
-        .send(
-            app.request(Method::GET, &format!("/changes/{}", t.id), Some(&t.read))
-                .header("Accept", "text/event-stream")
-                .header("Last-Event-ID", "not-a-cursor"),
-        )
+        .send(stream_request(&app, &t.id, &t.read).header("Last-Event-ID", "not-a-cursor"))
         .await;
     refused.assert_error(400, "invalid_cursor");
     // A malformed `after` is refused even beside a good Last-Event-ID, which would win.
@@ -701,12 +718,7 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
     // At most four streams per key: the fifth is 429, and a closed one frees its place.
     let mut open = Vec::new();
     for _ in 0..4 {
-        let response = app
-            .request(Method::GET, &format!("/changes/{}", t.id), Some(&t.write))
-            .header("Accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
+        let response = open_stream(&app, &t.id, &t.write).await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["content-type"].to_str().unwrap(),
@@ -714,13 +726,7 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
         );
         open.push(response);
     }
-    let fifth = app
-        .send(
-            app.request(Method::GET, &format!("/changes/{}", t.id), Some(&t.write))
-                .header("Accept", "text/event-stream"),
-        )
-        .await;
-    fifth.assert_error(429, "too_many_streams");
+    stream_refused(&app, &t.id, &t.write, "key").await;
     // Another key is not affected.
     let other = SseReader::curl(&app, &t, &t.admin, Some(last));
     assert_eq!(other.next_event(wait).expect("an event").0, last + 1);
@@ -728,12 +734,7 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
     drop(open.pop());
     let mut freed = false;
     for _ in 0..100 {
-        let response = app
-            .request(Method::GET, &format!("/changes/{}", t.id), Some(&t.write))
-            .header("Accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
+        let response = open_stream(&app, &t.id, &t.write).await;
         if response.status() == 200 {
             freed = true;
             break;
@@ -742,15 +743,6 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
     }
     assert!(freed, "a closed stream gives its place back");
     drop(open);
-}
-
-/// Opens a live stream of `tenant`'s feed with `key`: the response, 200 or not.
-async fn open_stream(app: &TestApp, tenant: &str, key: &str) -> reqwest::Response {
-    app.request(Method::GET, &format!("/changes/{tenant}"), Some(key))
-        .header("Accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -770,17 +762,7 @@ async fn streams_are_bounded_per_tenant_and_per_server_not_only_per_key() {
         open.push(response);
     }
     // The tenant holds its three: a key of it with none open is refused too.
-    let refused = app
-        .send(
-            app.request(Method::GET, &format!("/changes/{}", a.id), Some(&a.admin))
-                .header("Accept", "text/event-stream"),
-        )
-        .await;
-    refused.assert_error(429, "too_many_streams");
-    assert!(refused.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("tenant"));
+    stream_refused(&app, &a.id, &a.admin, "tenant").await;
 
     // Another tenant has its own three, but the server holds five at most.
     for key in [&b.read, &b.write] {
@@ -789,17 +771,7 @@ async fn streams_are_bounded_per_tenant_and_per_server_not_only_per_key() {
         open.push(response);
     }
     for (tenant, key) in [(&b, &b.admin), (&c, &c.read)] {
-        let refused = app
-            .send(
-                app.request(Method::GET, &format!("/changes/{}", tenant.id), Some(key))
-                    .header("Accept", "text/event-stream"),
-            )
-            .await;
-        refused.assert_error(429, "too_many_streams");
-        assert!(refused.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("server"));
+        stream_refused(&app, &tenant.id, key, "server").await;
     }
     // JSON pages of the feed are not streams: not bounded by them.
     app.get(&format!("/changes/{}", c.id), &c.read)

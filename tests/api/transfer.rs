@@ -54,6 +54,16 @@ fn records(export: &str) -> Vec<(String, Map<String, Value>)> {
         .collect()
 }
 
+/// The (row, code) of each refused row of an import's report.
+fn failed_rows(report: &Value) -> Vec<(u64, &str)> {
+    report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["row"].as_u64().unwrap(), f["code"].as_str().unwrap()))
+        .collect()
+}
+
 async fn new_tenant(app: &TestApp) -> String {
     let id = format!("copy-{}", ulid::Ulid::new().to_string().to_lowercase());
     let made = app
@@ -228,12 +238,7 @@ async fn a_csv_with_bad_rows_reports_exactly_those_rows_and_lands_the_others() {
     let report = response.assert_ok();
     assert_eq!(report["rows"], 6);
     assert_eq!(report["imported"], 3);
-    let failed: Vec<(u64, &str)> = report["failed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["row"].as_u64().unwrap(), f["code"].as_str().unwrap()))
-        .collect();
+    let failed: Vec<(u64, &str)> = failed_rows(report);
     assert_eq!(
         failed,
         [
@@ -388,12 +393,7 @@ async fn an_import_refuses_ids_that_name_a_route_or_lookup() {
     .join("\n");
     let response = import(&app, &t.id, "", "application/x-ndjson", file).await;
     let report = response.assert_ok();
-    let failed: Vec<(u64, &str)> = report["failed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["row"].as_u64().unwrap(), f["code"].as_str().unwrap()))
-        .collect();
+    let failed: Vec<(u64, &str)> = failed_rows(report);
     assert_eq!(
         failed,
         [
@@ -466,12 +466,7 @@ async fn imports_and_exports_refuse_what_they_cannot_take() {
     // A bad line is a row of the report, not the end of the import.
     let response = import(&app, &t.id, "", "application/x-ndjson", "{\n\n[]\n".into()).await;
     let report = response.assert_ok();
-    let rows: Vec<(u64, &str)> = report["failed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["row"].as_u64().unwrap(), f["code"].as_str().unwrap()))
-        .collect();
+    let rows: Vec<(u64, &str)> = failed_rows(report);
     assert_eq!(rows, [(1, "invalid_json"), (3, "validation_failed")]);
     assert_eq!(report["rows"], 2, "the blank line is not a row");
     // All or nothing is one transaction: it has a size limit, and past it nothing is written.
