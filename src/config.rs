@@ -243,6 +243,15 @@ pub struct ServeArgs {
     /// Days change events (record history, the change feed) are kept.
     #[arg(long, env = "REGISTRAR_HISTORY_DAYS", default_value_t = crate::store::retention::DEFAULT_HISTORY_DAYS, value_parser = clap::value_parser!(u64).range(1..))]
     pub history_days: u64,
+    /// Most live change feed streams (`GET /changes/{t}` with `Accept: text/event-stream`)
+    /// one tenant's keys may hold open at once, whatever the number of keys; more: 429
+    /// `too_many_streams`. A key alone may hold 4. 0 = no cap.
+    #[arg(long, env = "REGISTRAR_MAX_STREAMS_PER_TENANT", default_value_t = DEFAULT_MAX_STREAMS_PER_TENANT)]
+    pub max_streams_per_tenant: usize,
+    /// Most live change feed streams the server holds open at once over all tenants; more:
+    /// 429 `too_many_streams`. 0 = no cap.
+    #[arg(long, env = "REGISTRAR_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS)]
+    pub max_streams: usize,
     /// Test setting: how often an idle change feed stream sends a heartbeat, in milliseconds.
     #[arg(long, env = "REGISTRAR_STREAM_HEARTBEAT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
     pub stream_heartbeat_ms: u64,
@@ -337,12 +346,27 @@ pub const DEFAULT_BLOCKING_PER_TENANT: usize = 2;
 /// `--max-in-flight`: requests the server holds at once over all tenants. Each holds at most
 /// its body (1 MiB) and a place in a queue, so this bounds what load can make the server hold.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// `--max-streams-per-tenant`: four keys' worth of streams (a key may hold 4). On PostgreSQL
+/// each stream polls the database every 200 ms (`store::events::POLL_INTERVAL`).
+pub const DEFAULT_MAX_STREAMS_PER_TENANT: usize = 16;
+/// `--max-streams`: streams the server holds at once over all tenants; each holds a
+/// connection and, on PostgreSQL, polls the database, so this bounds that load.
+pub const DEFAULT_MAX_STREAMS: usize = 256;
 /// `--request-deadline`: seconds a request waits in any one queue in front of the engine.
 pub const DEFAULT_REQUEST_DEADLINE_SECS: u64 = 10;
 /// `--mail-claim-secs`: the relay's 30 s send timeout, and as much again.
 pub const DEFAULT_MAIL_CLAIM_SECS: u64 = 60;
 
 impl ServeArgs {
+    /// How many change feed streams may be open at once.
+    pub fn stream_limits(&self) -> crate::http::events::StreamLimits {
+        crate::http::events::StreamLimits {
+            per_key: crate::http::events::MAX_STREAMS_PER_KEY,
+            per_tenant: self.max_streams_per_tenant,
+            total: self.max_streams,
+        }
+    }
+
     /// What the server keeps and for how long.
     pub fn retention(&self) -> Retention {
         Retention {
@@ -414,6 +438,8 @@ impl ServeArgs {
             history_days: crate::store::retention::DEFAULT_HISTORY_DAYS,
             history_max_age_seconds: None,
             stream_heartbeat_ms: 15_000,
+            max_streams_per_tenant: DEFAULT_MAX_STREAMS_PER_TENANT,
+            max_streams: DEFAULT_MAX_STREAMS,
             outbox_max_messages: 10_000,
             outbox_max_age_seconds: None,
             idempotency_ttl_seconds: 24 * 60 * 60,

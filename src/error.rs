@@ -33,6 +33,9 @@ error_codes! {
     InvalidQuery = "invalid_query",
     /// A path segment (tenant id, record id) does not match its pattern.
     InvalidPath = "invalid_path",
+    /// An imported record's id is the name of a route or lookup of its resource (such as
+    /// `search` or `student`), so the record could not be told from it.
+    ReservedId = "reserved_id",
     /// A JSON Patch document is malformed or touches a field it may not.
     InvalidPatch = "invalid_patch",
     /// A page token was altered, or used on another tenant or query.
@@ -81,8 +84,8 @@ error_codes! {
     RateLimited = "rate_limited",
     /// The tenant stores as many registrations as its `max_registrations` allows.
     TenantLimit = "tenant_limit",
-    /// The key has as many change feed streams open as the server allows per key; close
-    /// one first.
+    /// A change feed stream would be one too many for the key, its tenant or the server
+    /// (`--max-streams-per-tenant`, `--max-streams`); close one first or retry later.
     TooManyStreams = "too_many_streams",
     /// The tenant already has as many requests in progress as the server admits per tenant
     /// (`--max-in-flight-per-tenant`); `Retry-After` says when to try again.

@@ -231,7 +231,7 @@ impl Application {
         let in_flight = web::Data::new(http::idempotency::InFlight::default());
         let request_metrics = web::Data::new(http::metrics::RequestMetrics::default());
         let streams = web::Data::new(http::events::Streams::new(
-            http::events::MAX_STREAMS_PER_KEY,
+            args.stream_limits(),
             std::time::Duration::from_millis(args.stream_heartbeat_ms),
         ));
         end_streams_on_signal(streams.clone());

@@ -199,14 +199,6 @@ fn received_ids(sink: &SmtpSink) -> BTreeMap<String, usize> {
     ids
 }
 
-async fn db(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(connection);
-    client
-}
-
 /// Messages in each state.
 async fn states(client: &tokio_postgres::Client) -> BTreeMap<String, i64> {
     client
@@ -244,19 +236,52 @@ async fn settled(
     received_ids(sink)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_mail_left_by_dead_nodes_is_sent_exactly_once_by_two_deliverers() {
+/// Two nodes on one new database, the tenant set up through the first and its key known to
+/// the second.
+struct TwoNodes {
+    url: String,
+    a: Node,
+    b: Node,
+    client: Client,
+    key: String,
+    /// The registration `setup` made.
+    registration: String,
+}
+
+/// [`TwoNodes`] mailing through `relay` (unset: to the outbox).
+async fn two_nodes(relay: Option<&str>) -> TwoNodes {
     let url = postgres::shared().create_database().await;
-    let sink = SmtpSink::start();
-    let a = pg_node(&url, Some(&sink.url()));
-    let b = pg_node(&url, Some(&sink.url()));
+    let a = pg_node(&url, relay);
+    let b = pg_node(&url, relay);
     let client = Client::new();
     let (key, registration) = setup(&client, a.base()).await;
     key_known(&client, b.base(), &key).await;
+    TwoNodes {
+        url,
+        a,
+        b,
+        client,
+        key,
+        registration,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_mail_left_by_dead_nodes_is_sent_exactly_once_by_two_deliverers() {
+    let sink = SmtpSink::start();
+    // Named, so that the first node (and its deliverer) runs to the end too.
+    let TwoNodes {
+        url,
+        a: _a,
+        b,
+        client,
+        key,
+        registration,
+    } = two_nodes(Some(&sink.url())).await;
 
     // Mail a node journaled and then died before sending: pending, its claim run out.
     const LEFT: usize = 40;
-    let database = db(&url).await;
+    let database = postgres::connect(&url).await;
     let now = instant_text(Timestamp::now()).unwrap();
     let expired = instant_text(Timestamp::now().minus(Duration::from_secs(60))).unwrap();
     let insert = database
@@ -318,13 +343,15 @@ async fn pending_mail_left_by_dead_nodes_is_sent_exactly_once_by_two_deliverers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_preview_emails_over_two_nodes_arrive_exactly_once_each() {
-    let url = postgres::shared().create_database().await;
     let sink = SmtpSink::start();
-    let a = pg_node(&url, Some(&sink.url()));
-    let b = pg_node(&url, Some(&sink.url()));
-    let client = Client::new();
-    let (key, registration) = setup(&client, a.base()).await;
-    key_known(&client, b.base(), &key).await;
+    let TwoNodes {
+        url,
+        a,
+        b,
+        client,
+        key,
+        registration,
+    } = two_nodes(Some(&sink.url())).await;
 
     const MAILS: usize = 30;
     let path = format!("/courseRegistrations/{TENANT}/previewEmail");
@@ -343,7 +370,7 @@ async fn concurrent_preview_emails_over_two_nodes_arrive_exactly_once_each() {
         answered.push(answer.body["message_id"].as_str().unwrap().to_owned());
     }
 
-    let database = db(&url).await;
+    let database = postgres::connect(&url).await;
     let received = settled(&sink, &database, MAILS).await;
     for message_id in &answered {
         assert_eq!(
@@ -370,12 +397,9 @@ async fn concurrent_preview_emails_over_two_nodes_arrive_exactly_once_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_replays_across_nodes_and_makes_one_record() {
-    let url = postgres::shared().create_database().await;
-    let a = pg_node(&url, None);
-    let b = pg_node(&url, None);
-    let client = Client::new();
-    let (key, _) = setup(&client, a.base()).await;
-    key_known(&client, b.base(), &key).await;
+    let TwoNodes {
+        a, b, client, key, ..
+    } = two_nodes(None).await;
 
     let path = format!("/contacts/{TENANT}");
     let body = json!({"first_name": "Idem", "last_name": "Potent"});
@@ -453,7 +477,7 @@ async fn a_running_claim_is_waited_for_and_a_dead_nodes_claim_is_taken_over() {
         hasher.finalize().to_vec()
     };
     // Another node's claim, made just now: its request is running.
-    let database = db(&url).await;
+    let database = postgres::connect(&url).await;
     let now = instant_text(Timestamp::now()).unwrap();
     database
         .execute(
@@ -586,7 +610,7 @@ async fn a_message_the_relay_keeps_refusing_stays_pending_then_fails_after_five_
     let node = pg_node(&url, Some(&relay));
     let client = Client::new();
     let (key, registration) = setup(&client, node.base()).await;
-    let database = db(&url).await;
+    let database = postgres::connect(&url).await;
     let now = instant_text(Timestamp::now()).unwrap();
     let expired = instant_text(Timestamp::now().minus(Duration::from_secs(60))).unwrap();
     for (id, attempts) in [

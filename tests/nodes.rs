@@ -60,15 +60,6 @@ async fn two_nodes() -> (String, Node, Node, Tenant) {
     (url, a, b, t)
 }
 
-/// A connection to the database, to read what the nodes stored.
-async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    tokio::spawn(connection);
-    client
-}
-
 fn id_of(answer: &helpers::Response) -> String {
     answer.assert_ok()["id"].as_str().unwrap().to_owned()
 }
@@ -118,7 +109,7 @@ async fn forty_creates_through_two_processes_fill_ten_seats_exactly() {
         listed, acked,
         "the active registrations are the 10 acknowledged"
     );
-    let seats: i64 = sql(&url)
+    let seats: i64 = postgres::connect(&url)
         .await
         .query_one(
             "SELECT active_seats FROM course_offerings WHERE tenant_id = $1 AND id = $2",
@@ -149,7 +140,7 @@ async fn one_student_on_one_offering_through_two_processes_gets_one_registration
     for r in results.iter().filter(|r| r.status != 200) {
         r.assert_error(409, "duplicate_registration");
     }
-    let stored: i64 = sql(&url)
+    let stored: i64 = postgres::connect(&url)
         .await
         .query_one(
             "SELECT count(*) FROM registrations WHERE tenant_id = $1 AND student_id = $2",
@@ -425,7 +416,7 @@ async fn postgres_restarted_under_load_answers_503_never_500_and_writes_resume_b
         "writes after the restart were acknowledged"
     );
     // Every acknowledged write, from before the stop and after the restart, is there.
-    let stored: BTreeSet<String> = sql(&url)
+    let stored: BTreeSet<String> = postgres::connect(&url)
         .await
         .query("SELECT id FROM contacts WHERE tenant_id = $1", &[&t.id])
         .await
@@ -538,7 +529,7 @@ async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counte
 
     // A clean database checks clean, while the node runs; the claim of a request still
     // running with an Idempotency-Key counts no bytes yet.
-    sql(&url)
+    postgres::connect(&url)
         .await
         .execute(
             "INSERT INTO idempotency_responses (tenant_id, key, fingerprint, stored_at) VALUES \
@@ -557,7 +548,7 @@ async fn check_with_a_database_url_finds_what_sql_changed_and_repairs_the_counte
     // registration's fields, a contact deleted under its registration and rows of a tenant
     // that does not exist (the last two only past the foreign keys, which a superuser can
     // switch off for the session, as a data-only restore may).
-    let db = sql(&url).await;
+    let db = postgres::connect(&url).await;
     let (o1, r1, r2, s2) = (
         w.id("o1").to_owned(),
         ids[0].clone(),

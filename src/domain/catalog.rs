@@ -216,7 +216,16 @@ pub trait CatalogFields:
     fn check_change(&self, _stored: &Self) -> Result<(), DomainError> {
         Ok(())
     }
+    /// The schemas of the read-only fields the server computes when it shows a record of
+    /// this kind, which are not stored with it (an offering's [`SEATS_TAKEN`]).
+    fn computed_schemas() -> Map<String, Value> {
+        Map::new()
+    }
 }
+
+/// An offering's active registrations (the seats taken), shown with it; not stored in the
+/// record but counted by the engine as registrations change (`Engine::active_registrations`).
+pub const SEATS_TAKEN: &str = "sys_seats_taken";
 
 /// The `sys_*` fields the server keeps on every catalog record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -490,7 +499,9 @@ impl<F: CatalogFields> CatalogRecord<F> {
 
     /// The JSON Schema of a record as the API returns it.
     pub fn output_schema() -> Value {
-        output_schema::<F>(RecordId::schema(), SysFields::property_schemas())
+        let mut sys = SysFields::property_schemas();
+        sys.extend(F::computed_schemas());
+        output_schema::<F>(RecordId::schema(), sys)
     }
 }
 
@@ -675,6 +686,19 @@ impl CatalogFields for CourseOfferingFields {
     }
     fn is_locked(&self) -> bool {
         self.sys_locked == Some(true)
+    }
+    fn computed_schemas() -> Map<String, Value> {
+        let mut schemas = Map::new();
+        schemas.insert(
+            SEATS_TAKEN.into(),
+            serde_json::json!({
+                "type": "integer",
+                "minimum": 0,
+                "readOnly": true,
+                "description": "Active registrations (registered, in progress, attended, completed): the seats taken. Computed when the offering is shown whole (not with `fields`); not stored, ignored when sent.",
+            }),
+        );
+        schemas
     }
 }
 

@@ -31,6 +31,8 @@ pub enum DomainErrorKind {
     Patch,
     /// A JSON Patch `test` operation did not match.
     PatchTestFailed,
+    /// An imported record's id is the name of a route or lookup of its resource.
+    ReservedId,
 }
 
 /// A refused input: its kind, a human message and the fields it is about.

@@ -155,6 +155,7 @@ pub const SERVER_MANAGED: &[&str] = &[
     "sys_bulk_load_source_file",
     "sys_last_bulk_data_operation_id",
     "sys_last_bulk_data_operation_sys_version",
+    crate::domain::catalog::SEATS_TAKEN,
 ];
 
 pub fn is_server_managed(name: &str) -> bool {

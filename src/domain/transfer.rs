@@ -51,6 +51,35 @@ impl RecordKind {
     pub fn from_tag(tag: &str) -> Option<RecordKind> {
         Self::EXPORT_ORDER.into_iter().find(|k| k.tag() == tag)
     }
+
+    /// Ids a record of this kind may not have: every literal segment of a route under its
+    /// resource (`/{resource}/{tenantId}/…`), and for registrations every lookup's name. A
+    /// record with such an id would be shadowed by that route or shadow it (the registration
+    /// `student` could not show its history: `/student/history` is a lookup). Ids the server
+    /// makes (ULIDs) never are one; an import that gives one is refused. A test in
+    /// `http::registrations` holds these lists to the route table and the index table.
+    pub fn reserved_ids(self) -> &'static [&'static str] {
+        match self {
+            RecordKind::Registration => &[
+                "batch",
+                "search",
+                "previewEmail",
+                "generateOrder",
+                "generateRegistration",
+                "history",
+                "student",
+                "course",
+                "courseOffering",
+                "studentCourse",
+                "application",
+                "eventRegistration",
+                "order",
+                "status",
+                "courseStatus",
+            ],
+            RecordKind::Catalog(_) => &["history"],
+        }
+    }
 }
 
 /// One import run. Every registration it writes carries its id, its start and its file.
@@ -235,6 +264,17 @@ pub fn parse_row(kind: RecordKind, body: &Value, row: u64) -> Result<ParsedRow, 
     });
     let given_id = match given {
         None => None,
+        Some(Value::String(s)) if kind.reserved_ids().contains(&s.as_str()) => {
+            let mut reserved = DomainError::new(
+                DomainErrorKind::ReservedId,
+                format!(
+                    "id \"{s}\" is the name of a route or lookup of this resource: such a \
+                     record could not be told from it (leave id out for a new one)"
+                ),
+            );
+            reserved.details = vec![FieldError::new("id", "is a reserved name")];
+            return Err(reserved);
+        }
         Some(Value::String(s)) => RecordId::parse(s)
             .map_err(|e| problems.push(FieldError::new("id", e)))
             .ok(),
@@ -542,6 +582,19 @@ mod tests {
         ] {
             assert!(parse_line(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn a_row_whose_id_names_a_route_of_its_kind_is_refused() {
+        let registration = |id: &str| json!({"id": id, "name": "Ada"});
+        let refused = parse_row(RecordKind::Registration, &registration("student"), 1);
+        assert_eq!(refused.unwrap_err().kind, DomainErrorKind::ReservedId);
+        // Only the exact name, and only for the kind whose route it is.
+        parse_row(RecordKind::Registration, &registration("Student"), 1).unwrap();
+        let course = RecordKind::Catalog(CatalogKind::Course);
+        parse_row(course, &json!({"id": "student", "name": "C"}), 1).unwrap();
+        let refused = parse_row(course, &json!({"id": "history", "name": "C"}), 1);
+        assert_eq!(refused.unwrap_err().kind, DomainErrorKind::ReservedId);
     }
 
     #[test]

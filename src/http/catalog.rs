@@ -8,7 +8,8 @@ use super::mount::Endpoint;
 use super::query::{ListQuery, NoQuery, Query, RecordQuery};
 use super::request::{etag, if_match, page_headers, store_of, write_context, IdPath};
 use crate::domain::catalog::CatalogFields;
-use crate::domain::catalog::{CatalogKind, CatalogRecord};
+use crate::domain::catalog::{CatalogKind, CatalogRecord, SEATS_TAKEN};
+use crate::domain::ids::TenantId;
 use crate::domain::patch::parse_patch;
 use crate::domain::record::project;
 use crate::error::ApiError;
@@ -39,21 +40,61 @@ fn endpoints_of<F: CatalogFields>() -> [Endpoint; 2] {
     [collection, item]
 }
 
-fn render<F: CatalogFields>(record: &CatalogRecord<F>, fields: Option<&[String]>) -> Value {
-    let json = record.to_json();
+fn render<F: CatalogFields>(
+    record: &CatalogRecord<F>,
+    fields: Option<&[String]>,
+    seats_taken: Option<u64>,
+) -> Value {
+    let mut json = record.to_json();
+    if let Some(seats) = seats_taken {
+        json.insert(SEATS_TAKEN.into(), Value::from(seats));
+    }
     Value::Object(match fields {
         Some(fields) => project(json, fields),
         None => json,
     })
 }
 
+/// Records as the API shows them: whole, with what the server computes for their kind (an
+/// offering's seats taken, read for all of them at once), or projected to `fields`.
+async fn shown<F: CatalogFields>(
+    req: &HttpRequest,
+    tenant: &TenantId,
+    records: &[&CatalogRecord<F>],
+    fields: Option<&[String]>,
+) -> Result<Vec<Value>, ApiError> {
+    let seats = match fields {
+        Some(_) => None,
+        None => flow::seats_taken(&store_of(req)?, tenant, records).await?,
+    };
+    Ok(records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| render(r, fields, seats.as_ref().and_then(|s| s.get(i).copied())))
+        .collect())
+}
+
+/// A record of a kind without computed fields (an order from generateOrder).
 pub(super) fn record_response<F: CatalogFields>(
     record: &CatalogRecord<F>,
     fields: Option<&[String]>,
 ) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(etag(record.version()))
-        .json(render(record, fields))
+        .json(render(record, fields, None))
+}
+
+/// One record, as `shown`.
+async fn one_response<F: CatalogFields>(
+    req: &HttpRequest,
+    tenant: &TenantId,
+    record: &CatalogRecord<F>,
+    fields: Option<&[String]>,
+) -> Result<HttpResponse, ApiError> {
+    let mut body = shown(req, tenant, &[record], fields).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(record.version()))
+        .json(body.pop().unwrap_or_default()))
 }
 
 async fn create<F: CatalogFields>(
@@ -69,7 +110,7 @@ async fn create<F: CatalogFields>(
         &write_context(&req, caller.principal()),
     )
     .await?;
-    Ok(record_response(&record, None))
+    one_response(&req, caller.tenant(), &record, None).await
 }
 
 async fn list<F: CatalogFields>(
@@ -81,11 +122,8 @@ async fn list<F: CatalogFields>(
     let limit = query.limit()?;
     let start = query.start_key().map(str::to_owned);
     let page = flow::list::<F>(&store_of(&req)?, caller.tenant(), start, limit).await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|r| render(r, fields.as_deref()))
-        .collect();
+    let records: Vec<&CatalogRecord<F>> = page.items.iter().collect();
+    let items = shown(&req, caller.tenant(), &records, fields.as_deref()).await?;
     let mut response = HttpResponse::Ok();
     page_headers(&mut response, &req, &query, page.next.as_deref());
     Ok(response.json(items))
@@ -100,7 +138,7 @@ async fn get_one<F: CatalogFields>(
     let fields = query.projection::<F>("fields")?;
     query.flag("consistentRead")?;
     let record = flow::fetch::<F>(&store_of(&req)?, caller.tenant(), &id).await?;
-    Ok(record_response(&record, fields.as_deref()))
+    one_response(&req, caller.tenant(), &record, fields.as_deref()).await
 }
 
 async fn replace<F: CatalogFields>(
@@ -119,7 +157,7 @@ async fn replace<F: CatalogFields>(
         &write_context(&req, caller.principal()),
     )
     .await?;
-    Ok(record_response(&record, None))
+    one_response(&req, caller.tenant(), &record, None).await
 }
 
 async fn patch<F: CatalogFields>(
@@ -139,7 +177,7 @@ async fn patch<F: CatalogFields>(
         &write_context(&req, caller.principal()),
     )
     .await?;
-    Ok(record_response(&record, None))
+    one_response(&req, caller.tenant(), &record, None).await
 }
 
 async fn delete<F: CatalogFields>(

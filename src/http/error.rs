@@ -21,6 +21,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalidJson
         | InvalidQuery
         | InvalidPath
+        | ReservedId
         | InvalidPatch
         | InvalidPageToken
         | InvalidCursor
@@ -77,6 +78,7 @@ pub fn domain_code(kind: DomainErrorKind) -> ErrorCode {
         DomainErrorKind::Json => ErrorCode::InvalidJson,
         DomainErrorKind::Patch => ErrorCode::InvalidPatch,
         DomainErrorKind::PatchTestFailed => ErrorCode::PatchTestFailed,
+        DomainErrorKind::ReservedId => ErrorCode::ReservedId,
     }
 }
 

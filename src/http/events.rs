@@ -25,6 +25,8 @@ use tokio::sync::watch;
 
 /// Most change feed streams one key may hold open at once.
 pub const MAX_STREAMS_PER_KEY: usize = 4;
+/// `Retry-After` of a refused stream: streams are long-lived, so a place frees up seldom.
+const STREAM_RETRY_AFTER_SECS: u64 = 5;
 /// How often an idle stream sends a comment, so proxies and clients see it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Events read per round of a stream.
@@ -162,7 +164,11 @@ async fn changes(
             .ok_or_else(ApiError::internal)?
             .clone()
             .into_inner();
-        let slot = Streams::open(&streams, key_of(caller.principal()))?;
+        let slot = Streams::open(
+            &streams,
+            key_of(caller.principal()),
+            caller.tenant().clone(),
+        )?;
         return Ok(stream_response(Feed {
             signal: store.change_signal(),
             store,
@@ -195,26 +201,66 @@ fn key_of(principal: &Principal) -> String {
     }
 }
 
-/// The open change feed streams, per key, and the signal that ends them all when the server
-/// stops. One per application (`http::app`).
+/// How many change feed streams may be open at once. A stream holds a connection and, on
+/// PostgreSQL, polls the database, so every level is bounded: a key, a tenant (which may
+/// have any number of keys), the whole server (which may have any number of tenants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub per_key: usize,
+    /// 0 = no cap.
+    pub per_tenant: usize,
+    /// 0 = no cap.
+    pub total: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            per_key: MAX_STREAMS_PER_KEY,
+            per_tenant: crate::config::DEFAULT_MAX_STREAMS_PER_TENANT,
+            total: crate::config::DEFAULT_MAX_STREAMS,
+        }
+    }
+}
+
+/// The streams open now, counted at each level `StreamLimits` bounds.
+#[derive(Default)]
+struct OpenStreams {
+    per_key: HashMap<String, usize>,
+    per_tenant: HashMap<TenantId, usize>,
+    total: usize,
+}
+
+/// Takes one from `counts[name]`, forgetting a name that reaches 0.
+fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, name: &K) {
+    if let Some(count) = counts.get_mut(name) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(name);
+        }
+    }
+}
+
+/// The open change feed streams, and the signal that ends them all when the server stops.
+/// One per application (`http::app`).
 pub struct Streams {
-    open: Mutex<HashMap<String, usize>>,
-    max_per_key: usize,
+    open: Mutex<OpenStreams>,
+    limits: StreamLimits,
     heartbeat: Duration,
     stop: watch::Sender<bool>,
 }
 
 impl Default for Streams {
     fn default() -> Self {
-        Streams::new(MAX_STREAMS_PER_KEY, HEARTBEAT)
+        Streams::new(StreamLimits::default(), HEARTBEAT)
     }
 }
 
 impl Streams {
-    pub fn new(max_per_key: usize, heartbeat: Duration) -> Self {
+    pub fn new(limits: StreamLimits, heartbeat: Duration) -> Self {
         Streams {
-            open: Mutex::new(HashMap::new()),
-            max_per_key,
+            open: Mutex::new(OpenStreams::default()),
+            limits,
             heartbeat,
             stop: watch::channel(false).0,
         }
@@ -225,22 +271,44 @@ impl Streams {
         self.stop.send_replace(true);
     }
 
-    fn open(streams: &Arc<Streams>, key: String) -> Result<StreamSlot, ApiError> {
+    fn open(streams: &Arc<Streams>, key: String, tenant: TenantId) -> Result<StreamSlot, ApiError> {
+        let limits = streams.limits;
         let mut open = streams.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(key.clone()).or_default();
-        if *count >= streams.max_per_key {
-            return Err(ApiError::new(
-                ErrorCode::TooManyStreams,
-                format!(
-                    "this key has {} change feed streams open, the most it may: close one first",
-                    streams.max_per_key
-                ),
-            ));
+        let full = |count: usize, cap: usize| cap != 0 && count >= cap;
+        let refusal = if full(open.per_key.get(&key).copied().unwrap_or(0), limits.per_key) {
+            Some(format!(
+                "this key has {} change feed streams open, the most it may: close one first",
+                limits.per_key
+            ))
+        } else if full(
+            open.per_tenant.get(&tenant).copied().unwrap_or(0),
+            limits.per_tenant,
+        ) {
+            Some(format!(
+                "this tenant's keys have {} change feed streams open, the most a tenant may: \
+                 close one first",
+                limits.per_tenant
+            ))
+        } else if full(open.total, limits.total) {
+            Some(format!(
+                "the server has {} change feed streams open, the most it serves: try again later",
+                limits.total
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            let mut error = ApiError::new(ErrorCode::TooManyStreams, message);
+            error.retry_after = Some(STREAM_RETRY_AFTER_SECS);
+            return Err(error);
         }
-        *count += 1;
+        *open.per_key.entry(key.clone()).or_default() += 1;
+        *open.per_tenant.entry(tenant.clone()).or_default() += 1;
+        open.total += 1;
         Ok(StreamSlot {
             streams: streams.clone(),
             key,
+            tenant,
         })
     }
 
@@ -249,16 +317,18 @@ impl Streams {
         self.open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .per_key
             .get(key)
             .copied()
             .unwrap_or(0)
     }
 }
 
-/// One key's place among the open streams, given back when the stream ends.
+/// One stream's place among the open streams, given back when the stream ends.
 struct StreamSlot {
     streams: Arc<Streams>,
     key: String,
+    tenant: TenantId,
 }
 
 impl Drop for StreamSlot {
@@ -268,12 +338,9 @@ impl Drop for StreamSlot {
             .open
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
-            }
-        }
+        release(&mut open.per_key, &self.key);
+        release(&mut open.per_tenant, &self.tenant);
+        open.total = open.total.saturating_sub(1);
     }
 }
 

@@ -110,6 +110,9 @@ struct Operation {
     more_media: &'static [&'static str],
     /// The request body's media types.
     body_media: &'static [&'static str],
+    /// What an error status means for this operation in particular, over the shared
+    /// response's description (OpenAPI 3.1 lets a reference override it).
+    error_notes: Vec<(u16, String)>,
 }
 
 impl Operation {
@@ -138,6 +141,7 @@ impl Operation {
             media: "application/json",
             more_media: &[],
             body_media: &["application/json"],
+            error_notes: Vec::new(),
         }
     }
     fn summary(mut self, text: impl Into<String>) -> Self {
@@ -202,6 +206,10 @@ impl Operation {
     }
     fn body_media(mut self, media: &'static [&'static str]) -> Self {
         self.body_media = media;
+        self
+    }
+    fn error_note(mut self, status: u16, text: impl Into<String>) -> Self {
+        self.error_notes.push((status, text.into()));
         self
     }
     fn extra(mut self, statuses: &'static [u16]) -> Self {
@@ -292,10 +300,11 @@ impl Operation {
         }
         responses.insert(status.to_string(), ok);
         for status in self.statuses() {
-            responses.insert(
-                status.to_string(),
-                json!({"$ref": format!("#/components/responses/Error{status}")}),
-            );
+            let mut response = json!({"$ref": format!("#/components/responses/Error{status}")});
+            if let Some((_, note)) = self.error_notes.iter().find(|(s, _)| *s == status) {
+                response["description"] = json!(note);
+            }
+            responses.insert(status.to_string(), response);
         }
         let mut operation = json!({
             "operationId": self.id,
@@ -1144,7 +1153,8 @@ fn changes_operation() -> Operation {
         .map(|k| k.tag())
         .collect();
     Operation::new("get", "/changes/{tenantId}", "listChanges")
-        .summary("The tenant's change feed: every event once, in commit order, from after a cursor; with Accept: text/event-stream a live SSE stream (at most 4 per key: 429 too_many_streams)")
+        .summary("The tenant's change feed: every event once, in commit order, from after a cursor; with Accept: text/event-stream a live SSE stream (bounded per key, per tenant and per server: 429 too_many_streams)")
+        .error_note(429, "Too Many Requests: rate_limited, too_many_in_flight; or too_many_streams: a live stream would be one too many, for the key (4), its tenant's keys together (--max-streams-per-tenant, default 16) or the server over all tenants (--max-streams, default 256); the message names which, Retry-After: 5")
         .tag(TENANT_TAG)
         .param(tenant_param())
         .param(query_param(

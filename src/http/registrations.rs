@@ -396,3 +396,53 @@ async fn batch(
         "results": results,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::catalog::CatalogKind;
+    use crate::domain::transfer::RecordKind;
+    use crate::store::index::REGISTRATION_INDEXES;
+
+    /// The literal segments of every route under `scope` (`/{resource}/{tenantId}`).
+    fn literal_segments(scope: &str) -> Vec<String> {
+        let prefix = format!("{scope}/");
+        crate::http::route_table()
+            .iter()
+            .filter_map(|route| route.path.strip_prefix(prefix.as_str()).map(str::to_owned))
+            .flat_map(|rest| {
+                rest.split('/')
+                    .filter(|s| !s.starts_with('{'))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_record_id_an_import_takes_can_be_a_route_or_lookup_name() {
+        let kinds = std::iter::once((RecordKind::Registration, "courseRegistrations")).chain(
+            CatalogKind::ALL
+                .into_iter()
+                .map(|kind| (RecordKind::Catalog(kind), kind.resource())),
+        );
+        for (kind, resource) in kinds {
+            let literals = literal_segments(&format!("/{resource}/{{tenantId}}"));
+            assert!(!literals.is_empty() || kind != RecordKind::Registration);
+            for literal in literals {
+                assert!(
+                    kind.reserved_ids().contains(&literal.as_str()),
+                    "/{resource}/{{tenantId}}/…/{literal}…: \"{literal}\" is not reserved"
+                );
+            }
+        }
+        for def in REGISTRATION_INDEXES {
+            assert!(
+                RecordKind::Registration
+                    .reserved_ids()
+                    .contains(&def.lookup),
+                "lookup {} is not reserved",
+                def.lookup
+            );
+        }
+    }
+}

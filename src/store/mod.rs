@@ -114,6 +114,19 @@ pub trait Engine: Send + Sync {
         tenant: &TenantId,
         offering: &RecordId,
     ) -> Result<u64, StoreError>;
+    /// Active registrations on each of `offerings`, in order (0 for one that does not
+    /// exist): a page of offerings' seats in one read. By default one counter read each,
+    /// which is cheap where counters are local; an engine behind a network reads them at once.
+    fn active_registrations_of(
+        &self,
+        tenant: &TenantId,
+        offerings: &[RecordId],
+    ) -> Result<Vec<u64>, StoreError> {
+        offerings
+            .iter()
+            .map(|offering| self.active_registrations(tenant, offering))
+            .collect()
+    }
     /// Stores a new registration (a dry run checks every rule and stores nothing).
     fn create_registration(
         &self,

@@ -3,7 +3,9 @@
 use super::registrations::{changed_body, check_preconditions, Change, Precondition};
 use super::{blocking, optimistic, settle, Attempt};
 use crate::domain::access::WriteContext;
-use crate::domain::catalog::{AnyCatalogRecord, CatalogFields, CatalogInput, CatalogRecord};
+use crate::domain::catalog::{
+    AnyCatalogRecord, CatalogFields, CatalogInput, CatalogKind, CatalogRecord,
+};
 use crate::domain::ids::{RecordId, TenantId};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::records::CatalogPage;
@@ -84,6 +86,26 @@ pub async fn list<F: CatalogFields>(
             .collect::<Result<_, _>>()?,
         next: page.next,
     })
+}
+
+/// The seats taken (active registrations) of each record, in order, when `F` is the kind
+/// that has seats (course offerings; `None` for every other kind): one engine read for a
+/// whole page.
+pub async fn seats_taken<F: CatalogFields>(
+    store: &Db,
+    tenant: &TenantId,
+    records: &[&CatalogRecord<F>],
+) -> Result<Option<Vec<u64>>, ApiError> {
+    if F::KIND != CatalogKind::CourseOffering {
+        return Ok(None);
+    }
+    let (tenant, ids) = (
+        tenant.clone(),
+        records.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+    );
+    blocking(store, move |s| s.active_registrations_of(&tenant, &ids))
+        .await
+        .map(Some)
 }
 
 pub async fn update<F: CatalogFields>(

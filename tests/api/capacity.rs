@@ -143,3 +143,66 @@ async fn capacity_cannot_drop_below_the_seats_taken_but_may_close_the_offering()
         .await
         .assert_ok();
 }
+
+#[tokio::test]
+async fn offerings_show_their_seats_taken_as_registrations_come_and_go() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app
+        .world(&t, &["s1", "s2", "s3"], &[("o1", "c1"), ("o2", "c1")])
+        .await;
+    let one = format!("/courseOfferings/{}/{}", t.id, w.id("o1"));
+    // Each offering's seats, as the list shows them.
+    let listed = || async {
+        let list = app
+            .get(&format!("/courseOfferings/{}", t.id), &t.read)
+            .await;
+        let seats = |name: &str| {
+            list.assert_ok()
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["id"] == w.id(name))
+                .map(|o| o["sys_seats_taken"].clone())
+        };
+        (seats("o1"), seats("o2"))
+    };
+    let shown = || async { app.get(&one, &t.read).await.assert_ok()["sys_seats_taken"].clone() };
+    assert_eq!(shown().await, json!(0));
+    assert_eq!(listed().await, (Some(json!(0)), Some(json!(0))));
+
+    let first = app
+        .create(&t, &seated(w.id("s1"), w.id("c1"), w.id("o1")))
+        .await;
+    app.create(&t, &seated(w.id("s2"), w.id("c1"), w.id("o1")))
+        .await;
+    let mut draft = w.body("s3", "c1", "o1");
+    draft["status"] = json!("draft");
+    app.create(&t, &draft).await;
+    assert_eq!(shown().await, json!(2), "a draft takes no seat");
+    assert_eq!(listed().await, (Some(json!(2)), Some(json!(0))));
+
+    // A cancellation gives its seat back.
+    let cancel = json!([{"op": "replace", "path": "/status", "value": "cancelled"}]);
+    let path = format!("{}/{}", registrations(&t), first["id"].as_str().unwrap());
+    app.patch(&path, &t.write, &cancel).await.assert_ok();
+    assert_eq!(shown().await, json!(1));
+    assert_eq!(listed().await, (Some(json!(1)), Some(json!(0))));
+
+    // Read-only: a GET body goes back as a PUT unchanged, a patch of it is refused, and a
+    // write's answer shows the count too.
+    let body = app.get(&one, &t.read).await.assert_ok().clone();
+    let put = app.put(&one, &t.write, &body).await;
+    assert_eq!(put.assert_ok()["sys_seats_taken"], json!(1));
+    assert_eq!(
+        put.body["sys_version"], body["sys_version"],
+        "nothing changed"
+    );
+    let set = json!([{"op": "replace", "path": "/sys_seats_taken", "value": 0}]);
+    app.patch(&one, &t.write, &set)
+        .await
+        .assert_error(400, "invalid_patch");
+    // A projection shows what it names.
+    let named = app.get(&format!("{one}?fields=name"), &t.read).await;
+    assert!(named.assert_ok().get("sys_seats_taken").is_none());
+}

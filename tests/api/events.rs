@@ -646,6 +646,27 @@ impl Drop for SseReader {
     }
 }
 
+/// A request for a live stream of `tenant`'s feed with `key`.
+fn stream_request(app: &TestApp, tenant: &str, key: &str) -> reqwest::RequestBuilder {
+    app.request(Method::GET, &format!("/changes/{tenant}"), Some(key))
+        .header("Accept", "text/event-stream")
+}
+
+/// Asserts that a stream of `tenant`'s feed with `key` is refused for the bound the message
+/// names (`key`, `tenant` or `server`), with a time to retry.
+async fn stream_refused(app: &TestApp, tenant: &str, key: &str, bound: &str) {
+    let refused = app.send(stream_request(app, tenant, key)).await;
+    refused.assert_error(429, "too_many_streams");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(bound), "{message}");
+    assert_eq!(refused.headers["retry-after"], "5");
+}
+
+/// Opens a live stream of `tenant`'s feed with `key`: the response, 200 or not.
+async fn open_stream(app: &TestApp, tenant: &str, key: &str) -> reqwest::Response {
+    stream_request(app, tenant, key).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_events() {
     let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
@@ -678,11 +699,7 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
 
     // A bad Last-Event-ID is refused like a bad cursor.
     let refused = app
-        .send(
-            app.request(Method::GET, &format!("/changes/{}", t.id), Some(&t.read))
-                .header("Accept", "text/event-stream")
-                .header("Last-Event-ID", "not-a-cursor"),
-        )
+        .send(stream_request(&app, &t.id, &t.read).header("Last-Event-ID", "not-a-cursor"))
         .await;
     refused.assert_error(400, "invalid_cursor");
     // A malformed `after` is refused even beside a good Last-Event-ID, which would win.
@@ -701,12 +718,7 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
     // At most four streams per key: the fifth is 429, and a closed one frees its place.
     let mut open = Vec::new();
     for _ in 0..4 {
-        let response = app
-            .request(Method::GET, &format!("/changes/{}", t.id), Some(&t.write))
-            .header("Accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
+        let response = open_stream(&app, &t.id, &t.write).await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["content-type"].to_str().unwrap(),
@@ -714,13 +726,7 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
         );
         open.push(response);
     }
-    let fifth = app
-        .send(
-            app.request(Method::GET, &format!("/changes/{}", t.id), Some(&t.write))
-                .header("Accept", "text/event-stream"),
-        )
-        .await;
-    fifth.assert_error(429, "too_many_streams");
+    stream_refused(&app, &t.id, &t.write, "key").await;
     // Another key is not affected.
     let other = SseReader::curl(&app, &t, &t.admin, Some(last));
     assert_eq!(other.next_event(wait).expect("an event").0, last + 1);
@@ -728,12 +734,7 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
     drop(open.pop());
     let mut freed = false;
     for _ in 0..100 {
-        let response = app
-            .request(Method::GET, &format!("/changes/{}", t.id), Some(&t.write))
-            .header("Accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
+        let response = open_stream(&app, &t.id, &t.write).await;
         if response.status() == 200 {
             freed = true;
             break;
@@ -741,6 +742,54 @@ async fn the_feed_streams_as_sse_resumes_from_last_event_id_and_pushes_live_even
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(freed, "a closed stream gives its place back");
+    drop(open);
+}
+
+#[tokio::test]
+async fn streams_are_bounded_per_tenant_and_per_server_not_only_per_key() {
+    let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
+        // Heartbeats let the server notice a closed stream soon.
+        args.stream_heartbeat_ms = 300;
+        args.max_streams_per_tenant = 3;
+        args.max_streams = 5;
+    })
+    .await;
+    let (a, b, c) = (app.tenant().await, app.tenant().await, app.tenant().await);
+    let mut open = Vec::new();
+    for key in [&a.read, &a.read, &a.write] {
+        let response = open_stream(&app, &a.id, key).await;
+        assert_eq!(response.status(), 200);
+        open.push(response);
+    }
+    // The tenant holds its three: a key of it with none open is refused too.
+    stream_refused(&app, &a.id, &a.admin, "tenant").await;
+
+    // Another tenant has its own three, but the server holds five at most.
+    for key in [&b.read, &b.write] {
+        let response = open_stream(&app, &b.id, key).await;
+        assert_eq!(response.status(), 200);
+        open.push(response);
+    }
+    for (tenant, key) in [(&b, &b.admin), (&c, &c.read)] {
+        stream_refused(&app, &tenant.id, key, "server").await;
+    }
+    // JSON pages of the feed are not streams: not bounded by them.
+    app.get(&format!("/changes/{}", c.id), &c.read)
+        .await
+        .assert_ok();
+
+    // A closed stream gives its place back, to any tenant.
+    drop(open.remove(0));
+    let mut freed = None;
+    for _ in 0..100 {
+        let response = open_stream(&app, &c.id, &c.read).await;
+        if response.status() == 200 {
+            freed = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed.is_some(), "a closed stream gives its place back");
     drop(open);
 }
 

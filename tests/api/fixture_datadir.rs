@@ -112,6 +112,19 @@ async fn a_data_dir_of_the_earlier_build_checks_clean_and_serves_what_it_holds()
                 assert_eq!(item.remove("state"), Some(json!("kept")), "GET {path}");
             }
         }
+        // Offerings gained `sys_seats_taken` (computed, not stored): checked below.
+        if path.starts_with("/courseOfferings/") {
+            let offerings = match got.body.as_array_mut() {
+                Some(list) => list.iter_mut().collect::<Vec<_>>(),
+                None => vec![&mut got.body],
+            };
+            for offering in offerings {
+                let seats = offering
+                    .as_object_mut()
+                    .and_then(|o| o.remove("sys_seats_taken"));
+                assert!(seats.is_some_and(|n| n.is_u64()), "GET {path}");
+            }
+        }
         assert_eq!(got.body, read["body"], "GET {path}");
     }
 
@@ -162,6 +175,22 @@ async fn a_data_dir_of_the_earlier_build_checks_clean_and_serves_what_it_holds()
         )
         .await;
     assert_eq!(offering.body["capacity"], 3);
+    // The seats the earlier build counted are the active registrations its index holds.
+    let active = app
+        .get(
+            &format!(
+                "/courseRegistrations/{t}/courseOffering/{}?includeActiveOnly=true",
+                id("offering")
+            ),
+            read_key,
+        )
+        .await;
+    assert!(
+        active.body["Count"].as_u64().unwrap() > 0,
+        "{}",
+        active.body
+    );
+    assert_eq!(offering.body["sys_seats_taken"], active.body["Count"]);
     let outbox = app.get(&format!("/emails/{t}"), read_key).await;
     assert_eq!(outbox.body["Count"], 1);
     assert_eq!(outbox.body["Items"][0]["to"], "ada@example.org");

@@ -54,6 +54,16 @@ fn records(export: &str) -> Vec<(String, Map<String, Value>)> {
         .collect()
 }
 
+/// The (row, code) of each refused row of an import's report.
+fn failed_rows(report: &Value) -> Vec<(u64, &str)> {
+    report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["row"].as_u64().unwrap(), f["code"].as_str().unwrap()))
+        .collect()
+}
+
 async fn new_tenant(app: &TestApp) -> String {
     let id = format!("copy-{}", ulid::Ulid::new().to_string().to_lowercase());
     let made = app
@@ -228,12 +238,7 @@ async fn a_csv_with_bad_rows_reports_exactly_those_rows_and_lands_the_others() {
     let report = response.assert_ok();
     assert_eq!(report["rows"], 6);
     assert_eq!(report["imported"], 3);
-    let failed: Vec<(u64, &str)> = report["failed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["row"].as_u64().unwrap(), f["code"].as_str().unwrap()))
-        .collect();
+    let failed: Vec<(u64, &str)> = failed_rows(report);
     assert_eq!(
         failed,
         [
@@ -363,6 +368,80 @@ async fn a_row_with_an_id_is_restored_or_replaces_its_record_and_a_second_run_ch
 }
 
 #[tokio::test]
+async fn an_import_refuses_ids_that_name_a_route_or_lookup() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s1"], &[("o1", "c1")]).await;
+    let row = |id: &str| {
+        let mut record = w.body("s1", "c1", "o1");
+        record["id"] = json!(id);
+        record["status"] = json!("cancelled");
+        json!({"kind": "registration", "record": record}).to_string()
+    };
+    let course =
+        |id: &str| json!({"kind": "course", "record": {"id": id, "name": "C"}}).to_string();
+    // `search` is a route, `student` a lookup (its /student/history a lookup of "history"),
+    // `history` a route's last segment; `Search` is none of them (routes match case).
+    let file = [
+        row("search"),
+        row("student"),
+        row("history"),
+        row("Search"),
+        course("history"),
+        course("search"),
+    ]
+    .join("\n");
+    let response = import(&app, &t.id, "", "application/x-ndjson", file).await;
+    let report = response.assert_ok();
+    let failed: Vec<(u64, &str)> = failed_rows(report);
+    assert_eq!(
+        failed,
+        [
+            (1, "reserved_id"),
+            (2, "reserved_id"),
+            (3, "reserved_id"),
+            (5, "reserved_id")
+        ]
+    );
+    assert!(report["failed"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("\"search\""));
+    assert_eq!(report["imported"], 2);
+    // The records that went in are reachable, history and all; no reserved one went in.
+    let path = registration(&t, "Search");
+    app.get(&path, &t.read).await.assert_ok();
+    app.get(&format!("{path}/history"), &t.read)
+        .await
+        .assert_ok();
+    app.get(&format!("/courses/{}/search", t.id), &t.read)
+        .await
+        .assert_ok();
+    let listed = app.get(&registrations(&t), &t.read).await;
+    let ids: Vec<&str> = listed
+        .assert_ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["Search"]);
+    // All or nothing: one reserved id and nothing lands.
+    let response = import(
+        &app,
+        &t.id,
+        "?allOrNothing=true",
+        "application/x-ndjson",
+        [row("fresh-1"), row("batch")].join("\n"),
+    )
+    .await;
+    assert_eq!(response.assert_ok()["imported"], 0, "{}", response.body);
+    app.get(&registration(&t, "fresh-1"), &t.read)
+        .await
+        .assert_error(404, "not_found");
+}
+
+#[tokio::test]
 async fn imports_and_exports_refuse_what_they_cannot_take() {
     let app = spawn_app().await;
     let t = app.tenant().await;
@@ -387,12 +466,7 @@ async fn imports_and_exports_refuse_what_they_cannot_take() {
     // A bad line is a row of the report, not the end of the import.
     let response = import(&app, &t.id, "", "application/x-ndjson", "{\n\n[]\n".into()).await;
     let report = response.assert_ok();
-    let rows: Vec<(u64, &str)> = report["failed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["row"].as_u64().unwrap(), f["code"].as_str().unwrap()))
-        .collect();
+    let rows: Vec<(u64, &str)> = failed_rows(report);
     assert_eq!(rows, [(1, "invalid_json"), (3, "validation_failed")]);
     assert_eq!(report["rows"], 2, "the blank line is not a row");
     // All or nothing is one transaction: it has a size limit, and past it nothing is written.

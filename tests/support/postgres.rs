@@ -46,6 +46,16 @@ pub struct Options {
     pub fsync: bool,
 }
 
+/// A client of the database at `url` (one [`Cluster::create_database`] gave), for a test that
+/// reads or changes the engine's tables behind its back; its connection runs on a task.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test database: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
 /// A running PostgreSQL server with its own data directory.
 pub struct Cluster {
     pub port: u16,

@@ -25,21 +25,9 @@ function failInto(box) {
   };
 }
 
-/// Active registrations in an offering (the seats taken), counted through the lookup.
-async function seatsTaken(offering) {
-  let count = 0;
-  let token;
-  for (let pages = 0; pages < 20; pages++) {
-    const r = await api('GET', `/courseRegistrations/${enc(session.tenant)}/courseOffering/${enc(offering)}`,
-      { query: { includeActiveOnly: 'true', limit: 1000, fields: 'id', exclusiveStartKey: token } });
-    count += r.data.Count ?? r.data.Items.length;
-    token = r.data.LastEvaluatedKey;
-    if (!token) break;
-  }
-  return count;
-}
-
-function fillBar(taken, capacity, name) {
+/// An offering's seats: `sys_seats_taken`, which the server shows with every offering.
+function fillBar({ sys_seats_taken: taken, capacity, name }) {
+  if (taken === undefined) return '—';
   if (capacity === undefined || capacity === null) {
     return h('span', { class: 'fill' }, `${taken} registered (no capacity)`);
   }
@@ -62,16 +50,13 @@ export async function catalogList(resource) {
       if (how === 'next') pages.push(token);
       token = at;
       const next = r.headers.get('X-Last-Evaluated-Key');
-      const fills = resource === 'courseOfferings'
-        ? await Promise.all(r.data.map((o) => seatsTaken(o.id).then((n) => fillBar(n, o.capacity, o.name)).catch(() => '—')))
-        : [];
       results.replaceChildren(tableBox(title, h('table', null,
         h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'id'), columns.map((c) => h('th', { scope: 'col' }, label(c))),
           resource === 'courseOfferings' ? h('th', { scope: 'col' }, 'seats') : null)),
-        h('tbody', null, r.data.map((rec, i) => h('tr', null,
+        h('tbody', null, r.data.map((rec) => h('tr', null,
           h('td', null, h('a', { href: `#/catalog/${resource}/${enc(rec.id)}` }, rec.id)),
           columns.map((c) => h('td', null, formatValue(rec[c]))),
-          resource === 'courseOfferings' ? h('td', null, fills[i]) : null))))),
+          resource === 'courseOfferings' ? h('td', null, fillBar(rec)) : null))))),
       h('div', { class: 'actions' },
         h('button', { type: 'button', class: 'secondary', disabled: pages.length === 0, onclick: () => load(pages.pop() ?? null, 'back') }, 'Previous page'),
         h('button', { type: 'button', class: 'secondary', disabled: !next, onclick: () => load(next, 'next') }, 'Next page')));
@@ -113,7 +98,7 @@ export async function catalogRecord(resource, id) {
     }
   }
   const fill = resource === 'courseOfferings'
-    ? h('p', null, fillBar(await seatsTaken(id), record.capacity, record.name))
+    ? h('p', null, fillBar(record))
     : null;
   show(h('h1', null, `${title.replace(/s$/, '')}: ${record.name ?? record.number ?? record.id}`),
     h('p', { class: 'muted' }, `id ${record.id} · version ${record.sys_version}`),

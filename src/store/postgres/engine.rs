@@ -1652,23 +1652,48 @@ fn delivery_from(row: &tokio_postgres::Row) -> Result<Delivery, StoreError> {
     })
 }
 
-/// A delivery as the columns (state, claimed_until, attempts, sent_at, failed_at, error).
-type DeliveryColumns = (
-    &'static str,
-    Option<String>,
-    i32,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// A delivery as the outbox's columns.
+struct DeliveryColumns {
+    state: &'static str,
+    claimed_until: Option<String>,
+    attempts: i32,
+    sent_at: Option<String>,
+    failed_at: Option<String>,
+    error: Option<String>,
+}
+
+impl DeliveryColumns {
+    /// `head`, then state, claimed_until, attempts, sent_at, failed_at and error: the
+    /// parameters of a statement that writes a message's delivery after its other columns.
+    fn after<'a>(&'a self, head: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
+        let mut params = head.to_vec();
+        params.extend([
+            &self.state as &(dyn ToSql + Sync),
+            &self.claimed_until,
+            &self.attempts,
+            &self.sent_at,
+            &self.failed_at,
+            &self.error,
+        ]);
+        params
+    }
+}
 
 fn delivery_columns(delivery: &Delivery) -> Result<DeliveryColumns, StoreError> {
+    let columns = |state, claimed_until, attempts, sent_at, failed_at, error| DeliveryColumns {
+        state,
+        claimed_until,
+        attempts,
+        sent_at,
+        failed_at,
+        error,
+    };
     Ok(match delivery {
-        Delivery::Kept => ("kept", None, 0, None, None, None),
+        Delivery::Kept => columns("kept", None, 0, None, None, None),
         Delivery::Pending {
             claimed_until,
             attempts,
-        } => (
+        } => columns(
             "pending",
             Some(instant_text(*claimed_until)?),
             i32::try_from(*attempts).unwrap_or(i32::MAX),
@@ -1676,8 +1701,8 @@ fn delivery_columns(delivery: &Delivery) -> Result<DeliveryColumns, StoreError> 
             None,
             None,
         ),
-        Delivery::Sent { at } => ("sent", None, 0, Some(instant_text(*at)?), None, None),
-        Delivery::Failed { at, error } => (
+        Delivery::Sent { at } => columns("sent", None, 0, Some(instant_text(*at)?), None, None),
+        Delivery::Failed { at, error } => columns(
             "failed",
             None,
             0,
@@ -1952,6 +1977,34 @@ impl Engine for PgEngine {
                     .await
                     .map_err(pg)?;
                 Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+            })
+        })
+    }
+
+    fn active_registrations_of(
+        &self,
+        tenant: &TenantId,
+        offerings: &[RecordId],
+    ) -> Result<Vec<u64>, StoreError> {
+        let tenant = tenant.clone();
+        let ids: Vec<String> = offerings.iter().map(|o| o.as_str().to_owned()).collect();
+        self.block(move |s| {
+            Box::pin(async move {
+                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+                let rows = client
+                    .query(
+                        "SELECT id, active_seats FROM course_offerings \
+                         WHERE tenant_id = $1 AND id = ANY($2)",
+                        &[&tenant.as_str(), &ids],
+                    )
+                    .await
+                    .map_err(pg)?;
+                let seats: std::collections::HashMap<String, i64> =
+                    rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                Ok(ids
+                    .iter()
+                    .map(|id| seats.get(id).map_or(0, |n| u64::try_from(*n).unwrap_or(0)))
+                    .collect())
             })
         })
     }
@@ -2444,14 +2497,13 @@ impl Engine for PgEngine {
                     settle_bytes(tx, &keep.tenant, -freed).await?;
                 }
                 let m = &keep.message;
-                let (state, claimed_until, attempts, sent_at, failed_at, error) =
-                    delivery_columns(&m.delivery)?;
+                let delivery = delivery_columns(&m.delivery)?;
                 tx.execute(
                     "INSERT INTO outbox (tenant_id, id, message_id, to_address, subject, html, \
                      body_text, registration_id, created_at, state, claimed_until, attempts, \
                      sent_at, failed_at, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
                      $11, $12, $13, $14, $15)",
-                    &[
+                    &delivery.after(&[
                         &t,
                         &m.id.as_str(),
                         &m.message_id,
@@ -2461,13 +2513,7 @@ impl Engine for PgEngine {
                         &m.text,
                         &m.registration_id.as_ref().map(|r| r.as_str()),
                         &instant_text(m.created_at)?,
-                        &state,
-                        &claimed_until,
-                        &attempts,
-                        &sent_at,
-                        &failed_at,
-                        &error,
-                    ],
+                    ]),
                 )
                 .await
                 .map_err(pg)?;
@@ -2534,24 +2580,14 @@ impl Engine for PgEngine {
         self.spawn(async move {
             // The delivery columns do not count toward the tenant's stored bytes, so no
             // counter moves and the tenant's row is not locked.
-            let (state, claimed_until, attempts, sent_at, failed_at, error) =
-                delivery_columns(&w.delivery)?;
+            let delivery = delivery_columns(&w.delivery)?;
             let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
             let updated = client
                 .execute(
                     "UPDATE outbox SET state = $3, claimed_until = $4, attempts = \
                      GREATEST(attempts, $5), sent_at = $6, failed_at = $7, error = $8 \
                      WHERE tenant_id = $1 AND id = $2 AND state = 'pending'",
-                    &[
-                        &w.tenant.as_str(),
-                        &w.id.as_str(),
-                        &state,
-                        &claimed_until,
-                        &attempts,
-                        &sent_at,
-                        &failed_at,
-                        &error,
-                    ],
+                    &delivery.after(&[&w.tenant.as_str(), &w.id.as_str()]),
                 )
                 .await
                 .map_err(pg)?;
