@@ -24,6 +24,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalidPatch
         | InvalidPageToken
         | InvalidCursor
+        | WebhookUrlRefused
         | TemplateError
         | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
         Unauthorized => StatusCode::UNAUTHORIZED,
@@ -39,7 +40,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | HasDependants
         | OrderExists
         | IdempotencyMismatch
-        | IdempotencyInProgress => StatusCode::CONFLICT,
+        | IdempotencyInProgress
+        | WebhookLimit => StatusCode::CONFLICT,
+        EventGone => StatusCode::GONE,
         PayloadTooLarge | RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         BatchRolledBack => StatusCode::FAILED_DEPENDENCY,
         RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -67,6 +70,7 @@ pub fn rule_code(violation: &RuleViolation) -> ErrorCode {
         RuleViolation::TenantLimit { .. } => ErrorCode::TenantLimit,
         RuleViolation::RecordLocked(_) => ErrorCode::RecordLocked,
         RuleViolation::OutboxMessageTooLarge { .. } => ErrorCode::RecordTooLarge,
+        RuleViolation::TooManyWebhooks { .. } => ErrorCode::WebhookLimit,
     }
 }
 
@@ -317,6 +321,11 @@ mod tests {
                 RuleViolation::OutboxMessageTooLarge { bytes: 2, max: 1 },
                 ErrorCode::RecordTooLarge,
                 StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                RuleViolation::TooManyWebhooks { max: 16 },
+                ErrorCode::WebhookLimit,
+                StatusCode::CONFLICT,
             ),
         ];
         for (violation, code, status) in rules {

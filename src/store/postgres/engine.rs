@@ -2817,3 +2817,7 @@ impl Maintenance for PgEngine {
         self.block(|s| Box::pin(async move { super::ping(&s.pool).await }))
     }
 }
+
+// The webhook queue: a child module, for the runtime, the pool and `transaction!`.
+#[path = "webhooks.rs"]
+mod webhooks;
