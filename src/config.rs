@@ -253,6 +253,10 @@ pub struct ServeArgs {
     /// scaled with it (default 5000: 5 s doubling to 1 h, giving up after 24 h).
     #[arg(long, env = "REGISTRAR_WEBHOOK_RETRY_FIRST_MS", value_parser = clap::value_parser!(u64).range(1..), hide = true)]
     pub webhook_retry_first_ms: Option<u64>,
+    /// Test setting: how long webhook retries go on before the endpoint is disabled, in
+    /// milliseconds, instead of the schedule's own (24 h, scaled).
+    #[arg(long, env = "REGISTRAR_WEBHOOK_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub webhook_give_up_ms: Option<u64>,
     /// Test setting: seconds a node holds a webhook endpoint it delivers (renewed after each
     /// event); another node takes over a dead node's endpoints after it.
     #[arg(long, env = "REGISTRAR_WEBHOOK_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
@@ -357,10 +361,14 @@ impl ServeArgs {
     /// What the server keeps and for how long.
     /// The webhook retry schedule (`--webhook-retry-first-ms` scales it for tests).
     pub fn webhook_retry(&self) -> crate::webhooks::RetryPolicy {
-        match self.webhook_retry_first_ms {
+        let mut policy = match self.webhook_retry_first_ms {
             Some(ms) => crate::webhooks::RetryPolicy::scaled_to(Duration::from_millis(ms)),
             None => crate::webhooks::RetryPolicy::DEFAULT,
+        };
+        if let Some(ms) = self.webhook_give_up_ms {
+            policy.give_up_after = Duration::from_millis(ms);
         }
+        policy
     }
 
     pub fn retention(&self) -> Retention {
@@ -433,6 +441,7 @@ impl ServeArgs {
             history_max_age_seconds: None,
             webhook_allow_private: false,
             webhook_retry_first_ms: None,
+            webhook_give_up_ms: None,
             webhook_lease_secs: 60,
             stream_heartbeat_ms: 15_000,
             outbox_max_messages: 10_000,
