@@ -574,6 +574,93 @@ mod tests {
         assert!(EndpointPatch::parse(&json!({"id": "x"})).is_err());
     }
 
+    fn stored(now: Timestamp) -> StoredEndpoint {
+        StoredEndpoint {
+            endpoint: NewEndpoint::parse(&json!({"url": "https://a.org/"}))
+                .unwrap()
+                .into_endpoint("e1".into(), tenant(), now),
+            secret: "whsec_x".into(),
+            state: DeliveryState {
+                cursor: 4,
+                ..DeliveryState::default()
+            },
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn an_endpoint_is_due_unless_disabled_leased_elsewhere_or_waiting() {
+        let now = Timestamp::now();
+        let later = now.plus(std::time::Duration::from_secs(30));
+        let mut e = stored(now);
+        assert!(e.due(now, "a"));
+        e.lease = Some(Lease {
+            owner: "b".into(),
+            until: later,
+        });
+        assert!(!e.due(now, "a"), "another node's live lease");
+        assert!(e.due(now, "b"), "its own, left by a run that was killed");
+        assert!(
+            e.due(later.plus(std::time::Duration::from_secs(1)), "a"),
+            "run out"
+        );
+        e.lease = None;
+        e.state.next_attempt = Some(later);
+        assert!(!e.due(now, "a"));
+        assert!(e.due(later, "a"));
+        e.state.next_attempt = None;
+        e.endpoint.enabled = false;
+        assert!(!e.due(now, "a"));
+    }
+
+    #[test]
+    fn a_settlement_applies_only_for_the_lease_holder_and_numbers_the_attempts() {
+        let now = Timestamp::now();
+        let mut e = stored(now);
+        e.state.attempts_logged = 7;
+        let attempt = DeliveryAttempt {
+            number: 0,
+            seq: 5,
+            event_type: "contact.created".into(),
+            at: now,
+            status: Some(500),
+            error: Some("the endpoint answered 500".into()),
+            manual: false,
+        };
+        let settlement = Settlement {
+            tenant: tenant(),
+            endpoint: "e1".into(),
+            node: "a".into(),
+            now,
+            cursor: 3,
+            failures: 1,
+            first_failure: Some(now),
+            next_attempt: None,
+            attempts: vec![attempt.clone(), attempt],
+            disable: Some("gave up".into()),
+            renew_until: None,
+        };
+        assert!(settlement.apply(&e).is_none(), "not leased to a");
+        e.lease = Some(Lease {
+            owner: "a".into(),
+            until: now,
+        });
+        let (after, logged) = settlement.apply(&e).expect("a holds it");
+        assert_eq!(after.state.cursor, 4, "the cursor never moves back");
+        assert_eq!(logged.iter().map(|a| a.number).collect::<Vec<_>>(), [8, 9]);
+        assert_eq!(after.state.attempts_logged, 9);
+        assert!(!after.endpoint.enabled);
+        assert_eq!(after.endpoint.disabled_reason.as_deref(), Some("gave up"));
+        assert_eq!(after.lease, None);
+        // Enabled again: retries start afresh, the cursor stays.
+        let resumed = after.patched(
+            &EndpointPatch::parse(&json!({"enabled": true})).unwrap(),
+            now,
+        );
+        assert!(resumed.endpoint.enabled && resumed.endpoint.disabled_reason.is_none());
+        assert_eq!((resumed.state.failures, resumed.state.cursor), (0, 4));
+    }
+
     #[test]
     fn the_payload_wraps_the_event_as_standard_webhooks_data() {
         let at = Timestamp::now();

@@ -57,12 +57,17 @@ pub struct WebhookHold {
 impl WebhookHold {
     /// Reads the cursors again.
     pub fn refresh(&self, store: &Db) -> Result<(), StoreError> {
-        let cursors = store.webhook_cursors()?.into_iter().collect();
+        self.set(store.webhook_cursors()?.into_iter().collect());
+        Ok(())
+    }
+}
+
+impl WebhookHold {
+    fn set(&self, cursors: HashMap<TenantId, u64>) {
         *self
             .cursors
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cursors);
-        Ok(())
     }
 }
 
@@ -476,5 +481,32 @@ async fn deliver(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::events::{compactable, EventHolds};
+
+    #[test]
+    fn the_hold_keeps_what_an_enabled_endpoint_has_not_had() {
+        let (held, free) = (
+            TenantId::parse("held").unwrap(),
+            TenantId::parse("free").unwrap(),
+        );
+        let hold = Arc::new(WebhookHold::default());
+        let holds = EventHolds::default();
+        holds.add(hold.clone());
+        // Before the deliverer has read the cursors: nothing may go.
+        assert!(!compactable(1, true, holds.keep_from(&free)));
+        hold.set(HashMap::from([(held.clone(), 5)]));
+        // Delivered up to 5: 1..=5 may go once old, 6 on are kept however old.
+        assert!(compactable(5, true, holds.keep_from(&held)));
+        assert!(!compactable(6, true, holds.keep_from(&held)));
+        assert!(!compactable(5, false, holds.keep_from(&held)));
+        // A tenant without an enabled endpoint is held back by nothing.
+        assert_eq!(holds.keep_from(&free), None);
+        assert!(compactable(1_000, true, holds.keep_from(&free)));
     }
 }
