@@ -84,6 +84,17 @@ impl EventHold for WebhookHold {
     }
 }
 
+/// Reads the hold's cursors again after an admin change (off the async workers: a store read
+/// may block).
+async fn refresh_hold(store: &Db, hooks: &Webhooks) {
+    let (store, hold) = (store.clone(), hooks.hold.clone());
+    match tokio::task::spawn_blocking(move || hold.refresh(&store)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn!("webhooks: cannot read the endpoints' cursors: {e}"),
+        Err(e) => log::warn!("webhooks: the cursors' read failed: {e}"),
+    }
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("webhook {id} not found"))
 }
@@ -123,7 +134,7 @@ pub async fn create(
         lease: None,
     };
     let stored = store.create_webhook(stored).await?;
-    let _ = hooks.hold.refresh(store);
+    refresh_hold(store, hooks).await;
     let shown = stored.secret.clone();
     Ok((stored, shown))
 }
@@ -158,7 +169,7 @@ pub async fn patch(
             StoreError::NotFound => not_found(id),
             e => e.into(),
         })?;
-    let _ = hooks.hold.refresh(store);
+    refresh_hold(store, hooks).await;
     Ok(patched)
 }
 
