@@ -154,6 +154,31 @@ async fn wait_until(app: &TestApp, path: &str, key: &str, check: impl Fn(&Value)
     panic!("{path} did not reach the state within 10 s");
 }
 
+/// Registers an endpoint at the receiver taking `kinds` (all when empty).
+async fn endpoint_to(app: &TestApp, t: &Tenant, receiver: &Receiver, kinds: &[&str]) -> Value {
+    let created = app
+        .post(
+            &hooks(t),
+            &t.admin,
+            &json!({"url": receiver.url, "kinds": kinds}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    created.body
+}
+
+/// Whether the tenant's change feed is empty within 10 s (retention compacted it).
+async fn feed_empties(app: &TestApp, t: &Tenant) -> bool {
+    let feed = format!("/changes/{}?after=0", t.id);
+    for _ in 0..100 {
+        if app.get(&feed, &t.read).await.assert_ok()["Items"] == json!([]) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn endpoints_are_managed_and_validated_and_the_secret_is_shown_once() {
     let app = spawn_app().await;
@@ -296,15 +321,8 @@ async fn events_are_delivered_signed_and_in_order() {
     let app = private_allowed().await;
     let t = app.tenant().await;
     let receiver = Receiver::start(204).await;
-    let created = app
-        .post(
-            &hooks(&t),
-            &t.admin,
-            &json!({"url": receiver.url, "kinds": ["registration"]}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let secret = WebhookSecret::parse(created.body["secret"].as_str().unwrap()).unwrap();
+    let created = endpoint_to(&app, &t, &receiver, &["registration"]).await;
+    let secret = WebhookSecret::parse(created["secret"].as_str().unwrap()).unwrap();
     let w = app.world(&t, &["s1", "s2"], &[("o1", "c1")]).await;
     let first = app.create(&t, &w.body("s1", "c1", "o1")).await;
     let path = registration(&t, first["id"].as_str().unwrap());
@@ -357,7 +375,7 @@ async fn events_are_delivered_signed_and_in_order() {
         );
         assert_eq!(body["data"]["id"], first["id"]);
     }
-    let id = created.body["id"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
     let log = app
         .get(&format!("{}/{id}/deliveries?limit=2", hooks(&t)), &t.admin)
         .await;
@@ -384,14 +402,8 @@ async fn failed_deliveries_are_retried_then_the_endpoint_is_disabled_and_can_be_
     let app = private_allowed().await;
     let t = app.tenant().await;
     let receiver = Receiver::start(500).await;
-    let created = app
-        .post(
-            &hooks(&t),
-            &t.admin,
-            &json!({"url": receiver.url, "kinds": ["contact"]}),
-        )
-        .await;
-    let id = created.body["id"].as_str().unwrap().to_owned();
+    let created = endpoint_to(&app, &t, &receiver, &["contact"]).await;
+    let id = created["id"].as_str().unwrap().to_owned();
     let one = format!("{}/{id}", hooks(&t));
     app.world(&t, &["s1"], &[]).await;
 
@@ -411,14 +423,10 @@ async fn failed_deliveries_are_retried_then_the_endpoint_is_disabled_and_can_be_
         .iter()
         .all(|a| a["error"].as_str().unwrap().contains("500")));
     // The same event every time, with the same webhook-id.
-    let ids: std::collections::HashSet<&str> = receiver
+    let ids: std::collections::HashSet<String> = receiver
         .got()
         .iter()
         .map(|r| r.header("webhook-id").to_owned())
-        .collect::<Vec<_>>()
-        .leak()
-        .iter()
-        .map(String::as_str)
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -484,38 +492,25 @@ async fn retention_keeps_events_an_enabled_webhook_has_not_had() {
     let held = app.tenant().await;
     let free = app.tenant().await;
     let receiver = Receiver::start(503).await;
-    let created = app
-        .post(&hooks(&held), &held.admin, &json!({"url": receiver.url}))
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    endpoint_to(&app, &held, &receiver, &[]).await;
     app.world(&held, &["s1"], &[]).await;
     app.world(&free, &["s1"], &[]).await;
     receiver.wait_for(1).await;
-    let feed = |t: &Tenant| format!("/changes/{}?after=0", t.id);
     // The tenant without a webhook loses its events to retention; the other keeps them.
-    let mut compacted = false;
-    for _ in 0..100 {
-        if app.get(&feed(&free), &free.read).await.assert_ok()["Items"] == json!([]) {
-            compacted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(compacted, "events past retention are compacted");
+    assert!(
+        feed_empties(&app, &free).await,
+        "events past retention are compacted"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let kept = app.get(&feed(&held), &held.read).await;
+    let feed = format!("/changes/{}?after=0", held.id);
+    let kept = app.get(&feed, &held.read).await;
     let items = kept.assert_ok()["Items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{}", kept.body);
 
     // Delivered: then retention takes it.
     receiver.answer(200);
-    let mut gone = false;
-    for _ in 0..100 {
-        if app.get(&feed(&held), &held.read).await.assert_ok()["Items"] == json!([]) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "a delivered event is compacted");
+    assert!(
+        feed_empties(&app, &held).await,
+        "a delivered event is compacted"
+    );
 }

@@ -75,6 +75,21 @@ async fn locked_row(
     row.map(|r| decode(r.get::<_, &str>(0))).transpose()
 }
 
+/// Changes the endpoint's row with `change`, under its row lock; `NotFound` when there is none.
+async fn change_row<R>(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    id: &str,
+    change: impl FnOnce(&mut StoredEndpoint) -> R,
+) -> Result<(StoredEndpoint, R), StoreError> {
+    let mut stored = locked_row(tx, tenant, id)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let out = change(&mut stored);
+    write_row(tx, &stored, false).await?;
+    Ok((stored, out))
+}
+
 async fn log_attempts(
     tx: &Transaction<'_>,
     tenant: &TenantId,
@@ -111,39 +126,48 @@ async fn log_attempts(
     Ok(())
 }
 
-impl WebhookStore for PgEngine {
-    fn webhooks(&self, tenant: &TenantId) -> Result<Vec<StoredEndpoint>, StoreError> {
-        let tenant = tenant.clone();
+type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
+fn text(value: &str) -> Param {
+    Box::new(value.to_owned())
+}
+
+impl PgEngine {
+    /// The JSON of each row `sql` selects (its first column), decoded.
+    fn docs<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<T>, StoreError> {
         self.block(move |s| {
             Box::pin(async move {
                 let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
-                let rows = client
-                    .query(
-                        "SELECT doc FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY id",
-                        &[&tenant.as_str()],
-                    )
-                    .await
-                    .map_err(pg)?;
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = client.query(sql, &refs).await.map_err(pg)?;
                 rows.iter().map(|r| decode(r.get::<_, &str>(0))).collect()
             })
         })
     }
+}
+
+impl WebhookStore for PgEngine {
+    fn webhooks(&self, tenant: &TenantId) -> Result<Vec<StoredEndpoint>, StoreError> {
+        self.docs(
+            "SELECT doc FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY id",
+            vec![text(tenant.as_str())],
+        )
+    }
 
     fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredEndpoint>, StoreError> {
-        let (tenant, id) = (tenant.clone(), id.to_owned());
-        self.block(move |s| {
-            Box::pin(async move {
-                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
-                let row = client
-                    .query_opt(
-                        "SELECT doc FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2",
-                        &[&tenant.as_str(), &id],
-                    )
-                    .await
-                    .map_err(pg)?;
-                row.map(|r| decode(r.get::<_, &str>(0))).transpose()
-            })
-        })
+        Ok(self
+            .docs(
+                "SELECT doc FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2",
+                vec![text(tenant.as_str()), text(id)],
+            )?
+            .pop())
     }
 
     fn create_webhook(&self, new: StoredEndpoint) -> EngineFuture<'_, StoredEndpoint> {
@@ -184,11 +208,10 @@ impl WebhookStore for PgEngine {
         let (tenant, id) = (tenant.clone(), id.to_owned());
         self.spawn(async move {
             transaction!(s, |tx| async {
-                let stored = locked_row(tx, &tenant, &id)
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                let patched = stored.patched(&patch, now);
-                write_row(tx, &patched, false).await?;
+                let (patched, ()) = change_row(tx, &tenant, &id, |stored| {
+                    *stored = stored.patched(&patch, now);
+                })
+                .await?;
                 Ok::<_, StoreError>((patched, true))
             }
             .await)
@@ -297,13 +320,14 @@ impl WebhookStore for PgEngine {
         let (tenant, id) = (tenant.clone(), id.to_owned());
         self.spawn(async move {
             transaction!(s, |tx| async {
-                let mut stored = locked_row(tx, &tenant, &id)
-                    .await?
-                    .ok_or(StoreError::NotFound)?;
-                stored.state.attempts_logged += 1;
-                let mut logged = attempt.clone();
-                logged.number = stored.state.attempts_logged;
-                write_row(tx, &stored, false).await?;
+                let (_, logged) = change_row(tx, &tenant, &id, |stored| {
+                    stored.state.attempts_logged += 1;
+                    DeliveryAttempt {
+                        number: stored.state.attempts_logged,
+                        ..attempt.clone()
+                    }
+                })
+                .await?;
                 log_attempts(tx, &tenant, &id, std::slice::from_ref(&logged)).await?;
                 Ok::<_, StoreError>((logged, true))
             }
@@ -328,28 +352,16 @@ impl WebhookStore for PgEngine {
             }
             None => u64::MAX,
         };
-        let (tenant, id) = (tenant.clone(), id.to_owned());
-        let rows = self.block(move |s| {
-            Box::pin(async move {
-                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
-                let rows = client
-                    .query(
-                        "SELECT doc FROM webhook_attempts WHERE tenant_id = $1 AND \
-                         endpoint_id = $2 AND number < $3 ORDER BY number DESC LIMIT $4",
-                        &[
-                            &tenant.as_str(),
-                            &id,
-                            &count(before),
-                            &count(limit as u64 + 1),
-                        ],
-                    )
-                    .await
-                    .map_err(pg)?;
-                rows.iter()
-                    .map(|r| decode::<DeliveryAttempt>(r.get::<_, &str>(0)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-        })?;
+        let rows: Vec<DeliveryAttempt> = self.docs(
+            "SELECT doc FROM webhook_attempts WHERE tenant_id = $1 AND endpoint_id = $2 \
+             AND number < $3 ORDER BY number DESC LIMIT $4",
+            vec![
+                text(tenant.as_str()),
+                text(id),
+                Box::new(count(before)),
+                Box::new(count(limit as u64 + 1)),
+            ],
+        )?;
         let mut items = rows;
         let next = if items.len() > limit {
             items.truncate(limit);
@@ -368,21 +380,13 @@ impl WebhookStore for PgEngine {
         id: &str,
         number: u64,
     ) -> Result<Option<DeliveryAttempt>, StoreError> {
-        let (tenant, id) = (tenant.clone(), id.to_owned());
-        self.block(move |s| {
-            Box::pin(async move {
-                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
-                let row = client
-                    .query_opt(
-                        "SELECT doc FROM webhook_attempts WHERE tenant_id = $1 AND \
-                         endpoint_id = $2 AND number = $3",
-                        &[&tenant.as_str(), &id, &count(number)],
-                    )
-                    .await
-                    .map_err(pg)?;
-                row.map(|r| decode(r.get::<_, &str>(0))).transpose()
-            })
-        })
+        Ok(self
+            .docs(
+                "SELECT doc FROM webhook_attempts WHERE tenant_id = $1 AND endpoint_id = $2 \
+                 AND number = $3",
+                vec![text(tenant.as_str()), text(id), Box::new(count(number))],
+            )?
+            .pop())
     }
 
     fn webhook_cursors(&self) -> Result<Vec<(TenantId, u64)>, StoreError> {

@@ -53,6 +53,25 @@ fn write_list(tx: &mut Tx<'_>, tenant: &str, list: &[StoredEndpoint]) -> Result<
     Ok(())
 }
 
+/// Changes the endpoint `id` of `tenant` with `change`, in the transaction; `NotFound` when
+/// there is none.
+fn change_one<R>(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    id: &str,
+    change: impl FnOnce(&mut StoredEndpoint) -> R,
+) -> Result<R, TxError> {
+    let t = tenant.as_str();
+    let mut list = read_list(tx, t)?;
+    let stored = list
+        .iter_mut()
+        .find(|e| e.endpoint.id == id)
+        .ok_or(StoreError::NotFound)?;
+    let out = change(stored);
+    write_list(tx, t, &list)?;
+    Ok(out)
+}
+
 /// Logs `attempts` (numbered already) and drops the ones past what is kept.
 fn log_attempts(
     tx: &mut Tx<'_>,
@@ -103,16 +122,10 @@ struct PatchWebhook {
 impl Intent for PatchWebhook {
     type Output = StoredEndpoint;
     fn apply(&self, tx: &mut Tx<'_>) -> Result<StoredEndpoint, TxError> {
-        let t = self.tenant.as_str();
-        let mut list = read_list(tx, t)?;
-        let stored = list
-            .iter_mut()
-            .find(|e| e.endpoint.id == self.id)
-            .ok_or(StoreError::NotFound)?;
-        *stored = stored.patched(&self.patch, self.now);
-        let out = stored.clone();
-        write_list(tx, t, &list)?;
-        Ok(out)
+        change_one(tx, &self.tenant, &self.id, |stored| {
+            *stored = stored.patched(&self.patch, self.now);
+            stored.clone()
+        })
     }
 }
 
@@ -194,17 +207,21 @@ impl Intent for SettleWebhook {
     type Output = bool;
     fn apply(&self, tx: &mut Tx<'_>) -> Result<bool, TxError> {
         let s = &self.0;
-        let t = s.tenant.as_str();
-        let mut list = read_list(tx, t)?;
-        let Some(stored) = list.iter_mut().find(|e| e.endpoint.id == s.endpoint) else {
+        let settled = match change_one(tx, &s.tenant, &s.endpoint, |stored| {
+            let settled = s.apply(stored);
+            if let Some((after, _)) = &settled {
+                *stored = after.clone();
+            }
+            settled
+        }) {
+            Err(TxError::Refused(StoreError::NotFound)) => return Ok(false),
+            other => other?,
+        };
+        let Some((_, attempts)) = settled else {
+            // Not this node's any more: the unchanged list was written back, which is no change.
             return Ok(false);
         };
-        let Some((settled, attempts)) = s.apply(stored) else {
-            return Ok(false);
-        };
-        *stored = settled;
-        write_list(tx, t, &list)?;
-        log_attempts(tx, t, &s.endpoint, &attempts)?;
+        log_attempts(tx, s.tenant.as_str(), &s.endpoint, &attempts)?;
         Ok(true)
     }
 }
@@ -218,17 +235,19 @@ struct LogAttempt {
 impl Intent for LogAttempt {
     type Output = DeliveryAttempt;
     fn apply(&self, tx: &mut Tx<'_>) -> Result<DeliveryAttempt, TxError> {
-        let t = self.tenant.as_str();
-        let mut list = read_list(tx, t)?;
-        let stored = list
-            .iter_mut()
-            .find(|e| e.endpoint.id == self.id)
-            .ok_or(StoreError::NotFound)?;
-        stored.state.attempts_logged += 1;
-        let mut attempt = self.attempt.clone();
-        attempt.number = stored.state.attempts_logged;
-        write_list(tx, t, &list)?;
-        log_attempts(tx, t, &self.id, std::slice::from_ref(&attempt))?;
+        let attempt = change_one(tx, &self.tenant, &self.id, |stored| {
+            stored.state.attempts_logged += 1;
+            DeliveryAttempt {
+                number: stored.state.attempts_logged,
+                ..self.attempt.clone()
+            }
+        })?;
+        log_attempts(
+            tx,
+            self.tenant.as_str(),
+            &self.id,
+            std::slice::from_ref(&attempt),
+        )?;
         Ok(attempt)
     }
 }
@@ -400,23 +419,14 @@ impl WebhookStore for Store {
             }
             None => keys::prefix_end(prefix.as_bytes()),
         };
-        let handles = self.handles()?;
-        let mut items: Vec<DeliveryAttempt> = Vec::new();
-        for entry in handles
-            .tree(TreeId::WebhookAttempts)
-            .range(prefix.as_bytes().to_vec()..end)
-            .rev()
-        {
-            let (_, value) = entry?;
-            if items.len() == limit {
-                let next = items
-                    .last()
-                    .map(|a| self.tokens.seal(&scope, &a.number.to_string()));
-                return Ok(AttemptPage { items, next });
-            }
-            items.push(codec::decode(&value)?);
-        }
-        Ok(AttemptPage { items, next: None })
+        let (items, next) = self.newest_first(
+            TreeId::WebhookAttempts,
+            prefix.as_bytes().to_vec()..end,
+            limit,
+            &scope,
+            |a: &DeliveryAttempt| a.number.to_string(),
+        )?;
+        Ok(AttemptPage { items, next })
     }
 
     fn webhook_attempt(
