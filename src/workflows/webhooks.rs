@@ -35,9 +35,8 @@ use tokio::sync::{Notify, Semaphore};
 const EVENTS_PER_READ: usize = 50;
 /// Endpoints delivered at once by one node: one slow endpoint takes one place, not all.
 const CONCURRENT_ENDPOINTS: usize = 8;
-/// How long a node holds an endpoint it delivers, renewed after each event: another node
-/// takes it over once a dead node's lease has run out.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// How often the deliverer reads the hold's cursors again.
+const HOLD_REFRESH: Duration = Duration::from_secs(1);
 
 /// What the routes and the deliverer share: the HTTP client, and the queue's hold on
 /// compaction.
@@ -321,13 +320,14 @@ async fn run(store: Db, hooks: Arc<Webhooks>, settings: DelivererSettings) {
     let mut signal = store.change_signal();
     // A retry falls due without a write to announce it: look at least this often.
     let tick = (settings.policy.first / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut refreshed_at: Option<std::time::Instant> = None;
     loop {
-        let refreshed = {
-            let (store, hooks) = (store.clone(), hooks.clone());
-            tokio::task::spawn_blocking(move || hooks.hold.refresh(&store)).await
-        };
-        if let Ok(Err(e)) = refreshed {
-            log::warn!("webhooks: cannot read the endpoints' cursors: {e}");
+        // The hold's cursors: at most once a second. An admin change refreshes them at once on
+        // its node; a stale cursor is only lower (holds more back), and an endpoint another
+        // node made a moment ago needs only events newer than any retention cutoff.
+        if refreshed_at.is_none_or(|at| at.elapsed() >= HOLD_REFRESH) {
+            refreshed_at = Some(std::time::Instant::now());
+            refresh_hold(&store, &hooks).await;
         }
         let free = places.available_permits();
         if free > 0 {
