@@ -255,6 +255,23 @@ pub struct ServeArgs {
     /// Test setting: how often an idle change feed stream sends a heartbeat, in milliseconds.
     #[arg(long, env = "REGISTRAR_STREAM_HEARTBEAT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
     pub stream_heartbeat_ms: u64,
+    /// Let webhook endpoints point at loopback, private and link-local addresses (a closed
+    /// network, or tests). Off: such URLs are refused (`webhook_url_refused`), and deliveries
+    /// never connect to such an address, whatever the name resolves to.
+    #[arg(long, env = "REGISTRAR_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Test setting: the first webhook retry's delay in milliseconds, the whole schedule
+    /// scaled with it (default 5000: 5 s doubling to 1 h, giving up after 24 h).
+    #[arg(long, env = "REGISTRAR_WEBHOOK_RETRY_FIRST_MS", value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub webhook_retry_first_ms: Option<u64>,
+    /// Test setting: how long webhook retries go on before the endpoint is disabled, in
+    /// milliseconds, instead of the schedule's own (24 h, scaled).
+    #[arg(long, env = "REGISTRAR_WEBHOOK_GIVE_UP_MS", value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub webhook_give_up_ms: Option<u64>,
+    /// Test setting: seconds a node holds a webhook endpoint it delivers (renewed after each
+    /// event); another node takes over a dead node's endpoints after it.
+    #[arg(long, env = "REGISTRAR_WEBHOOK_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), hide = true)]
+    pub webhook_lease_secs: u64,
     /// Test setting: change event retention in seconds, instead of --history-days.
     #[arg(long, env = "REGISTRAR_HISTORY_MAX_AGE_SECONDS", hide = true)]
     pub history_max_age_seconds: Option<u64>,
@@ -368,6 +385,18 @@ impl ServeArgs {
     }
 
     /// What the server keeps and for how long.
+    /// The webhook retry schedule (`--webhook-retry-first-ms` scales it for tests).
+    pub fn webhook_retry(&self) -> crate::webhooks::RetryPolicy {
+        let mut policy = match self.webhook_retry_first_ms {
+            Some(ms) => crate::webhooks::RetryPolicy::scaled_to(Duration::from_millis(ms)),
+            None => crate::webhooks::RetryPolicy::DEFAULT,
+        };
+        if let Some(ms) = self.webhook_give_up_ms {
+            policy.give_up_after = Duration::from_millis(ms);
+        }
+        policy
+    }
+
     pub fn retention(&self) -> Retention {
         Retention {
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_seconds),
@@ -437,6 +466,10 @@ impl ServeArgs {
             outbox_days: 30,
             history_days: crate::store::retention::DEFAULT_HISTORY_DAYS,
             history_max_age_seconds: None,
+            webhook_allow_private: false,
+            webhook_retry_first_ms: None,
+            webhook_give_up_ms: None,
+            webhook_lease_secs: 60,
             stream_heartbeat_ms: 15_000,
             max_streams_per_tenant: DEFAULT_MAX_STREAMS_PER_TENANT,
             max_streams: DEFAULT_MAX_STREAMS,

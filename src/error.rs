@@ -103,6 +103,15 @@ error_codes! {
     /// A request with this `Idempotency-Key` is still running (on this node or another), and
     /// did not finish within the request deadline: retry later to get its answer.
     IdempotencyInProgress = "idempotency_in_progress",
+    /// A webhook URL points at (or its host resolves to) a loopback, private or link-local
+    /// address, or does not resolve; the operator may allow private addresses
+    /// (`--webhook-allow-private`).
+    WebhookUrlRefused = "webhook_url_refused",
+    /// The tenant has as many webhook endpoints as a tenant may (16); delete one first.
+    WebhookLimit = "webhook_limit",
+    /// The change event a delivery carried is no longer kept (past retention): it cannot be
+    /// sent again.
+    EventGone = "event_gone",
     /// A tenant with this id exists already.
     TenantExists = "tenant_exists",
     /// The body is larger than the limit.

@@ -15,8 +15,12 @@ use crate::mail::{RenderPool, SmtpRelay};
 use crate::store::directory::{hash_secret, random_secret};
 use crate::store::retention::Sweeper;
 use crate::store::{Database, Db, EngineChoice, StoreError};
+use crate::webhooks::WebhookSender;
 use crate::workflows;
 use crate::workflows::email::{Deliverer, Mailer};
+use crate::workflows::webhooks::{
+    Deliverer as WebhookDeliverer, DelivererSettings, WebhookHold, Webhooks,
+};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, HttpServer};
 use serde::Deserialize;
@@ -59,6 +63,8 @@ pub enum StartupError {
         bind: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Webhooks(String),
     #[error("bad --mail-from: {0}")]
     MailFrom(String),
     #[error("bad --smtp-url: {0}")]
@@ -117,6 +123,8 @@ pub struct Application {
     sweeper: Sweeper,
     /// Sends the mail nodes left pending (with a relay); stopped before the store closes.
     deliverer: Option<Deliverer>,
+    /// Sends the webhooks' events; stopped before the store closes.
+    webhook_deliverer: WebhookDeliverer,
     address: SocketAddr,
     /// Whether the server speaks HTTPS (`--tls-cert`/`--tls-key`) rather than plain HTTP.
     https: bool,
@@ -172,6 +180,15 @@ impl Application {
             }
         };
         let store: web::Data<dyn Database> = web::Data::from(opened);
+        // Registered before the sweeper starts: until the deliverer has read the cursors, the
+        // hold keeps every event.
+        let hold = std::sync::Arc::new(WebhookHold::default());
+        store.hold_events(hold.clone());
+        let webhooks = web::Data::new(Webhooks {
+            sender: WebhookSender::new(args.webhook_allow_private)
+                .map_err(StartupError::Webhooks)?,
+            hold,
+        });
         let sweeper = Sweeper::start(store.clone().into_inner()).map_err(StartupError::Sweeper)?;
         let operator_key = settle_operator_key(&**store, args)?;
         let demo = if args.demo && store.tenants().is_empty() {
@@ -205,6 +222,14 @@ impl Application {
                 claim,
             )
         });
+        let webhook_deliverer = WebhookDeliverer::start(
+            store.clone().into_inner(),
+            webhooks.clone().into_inner(),
+            DelivererSettings {
+                policy: args.webhook_retry(),
+                lease: std::time::Duration::from_secs(args.webhook_lease_secs),
+            },
+        );
         let mailer = web::Data::new(Mailer {
             claim,
             relay,
@@ -244,6 +269,7 @@ impl Application {
                 in_flight.clone(),
                 request_metrics.clone(),
                 streams.clone(),
+                webhooks.clone(),
             )
         })
         // A client gets 5 s to send its request head (slow-loris defence) and 2 s to close;
@@ -263,6 +289,7 @@ impl Application {
             store,
             sweeper,
             deliverer,
+            webhook_deliverer,
             address,
             https: args.tls_cert.is_some(),
             operator_key,
@@ -293,6 +320,7 @@ impl Application {
         // The sweeper holds the store too: stop it (after the sweep under way) first.
         drop(self.sweeper);
         drop(self.deliverer);
+        drop(self.webhook_deliverer);
         let store = self.store.into_inner();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         // Workers drop their handles as they finish; the last one closes the engine.

@@ -44,6 +44,8 @@ pub enum RuleViolation {
     RecordLocked(Locked),
     /// An outbox message is larger than the outbox keeps.
     OutboxMessageTooLarge { bytes: usize, max: usize },
+    /// The tenant has as many webhook endpoints as it may.
+    TooManyWebhooks { max: usize },
 }
 
 /// Why a record cannot be deleted.
@@ -178,6 +180,10 @@ impl fmt::Display for RuleViolation {
                 f,
                 "the message is {bytes} bytes (address, subject, html and text); the outbox \
                  keeps messages of at most {max} bytes"
+            ),
+            RuleViolation::TooManyWebhooks { max } => write!(
+                f,
+                "the tenant has {max} webhook endpoints, as many as a tenant may; delete one first"
             ),
         }
     }
@@ -352,6 +358,15 @@ pub fn record_locked(locked: bool, is_admin: bool, refused: Locked) -> Result<()
 }
 
 /// The outbox keeps messages of at most `max` bytes.
+/// A tenant may register one more webhook endpoint while it has fewer than `max`.
+pub fn webhook_fits(existing: usize, max: usize) -> Result<(), RuleViolation> {
+    if existing >= max {
+        Err(RuleViolation::TooManyWebhooks { max })
+    } else {
+        Ok(())
+    }
+}
+
 pub fn outbox_message_fits(bytes: usize, max: usize) -> Result<(), RuleViolation> {
     if bytes > max {
         Err(RuleViolation::OutboxMessageTooLarge { bytes, max })

@@ -320,6 +320,180 @@ pub fn payload_json(body: &[u8]) -> Option<Map<String, Value>> {
     serde_json::from_slice(body).ok()
 }
 
+/// Where an endpoint's deliveries stand: a cursor over the tenant's event sequence and the
+/// state of the event at its head. Kept beside the endpoint, changed only by the deliverer
+/// (and reset when the endpoint is enabled again).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryState {
+    /// The last sequence number delivered, or passed over (not of the endpoint's kinds).
+    pub cursor: u64,
+    /// Failed attempts at the event after the cursor.
+    pub failures: u32,
+    /// When the first of those failed.
+    pub first_failure: Option<Timestamp>,
+    /// Not before this instant (after a failure); none: as soon as an event is there.
+    pub next_attempt: Option<Timestamp>,
+    /// The number of the last attempt logged (attempts are numbered 1, 2, … per endpoint).
+    pub attempts_logged: u64,
+}
+
+/// A node's hold on an endpoint's deliveries: only it delivers them until `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until: Timestamp,
+}
+
+/// An endpoint as the store keeps it: the record, its secret (`whsec_…`) and its queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEndpoint {
+    pub endpoint: WebhookEndpoint,
+    pub secret: String,
+    pub state: DeliveryState,
+    pub lease: Option<Lease>,
+}
+
+impl StoredEndpoint {
+    /// Whether `node`'s deliverer may take it at `now`: enabled, not held by another node's
+    /// live lease (its own, left by a run that was killed, it takes back), and not waiting for
+    /// a retry. (Whether an event is there is the caller's question.)
+    pub fn due(&self, now: Timestamp, node: &str) -> bool {
+        self.endpoint.enabled
+            && self
+                .lease
+                .as_ref()
+                .is_none_or(|l| l.until < now || l.owner == node)
+            && self.state.next_attempt.is_none_or(|at| at <= now)
+    }
+
+    /// Whether `node` still holds it at `now`.
+    pub fn held_by(&self, node: &str, now: Timestamp) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|l| l.owner == node && l.until >= now)
+    }
+
+    /// The endpoint with a patch applied: enabling one that was not enabled starts its
+    /// retries afresh (the cursor stays: what it missed is still delivered, where kept).
+    pub fn patched(&self, patch: &EndpointPatch, now: Timestamp) -> StoredEndpoint {
+        let mut out = self.clone();
+        out.endpoint = patch.apply(&self.endpoint, now);
+        if out.endpoint.enabled && !self.endpoint.enabled {
+            out.state.failures = 0;
+            out.state.first_failure = None;
+            out.state.next_attempt = None;
+        }
+        out
+    }
+}
+
+/// What the deliverer reports after attempts on one endpoint, for the store to apply if the
+/// node still holds the endpoint: the new state, the attempts to log, and whether it lets go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    pub tenant: TenantId,
+    pub endpoint: String,
+    pub node: String,
+    pub now: Timestamp,
+    /// The cursor moves forward only.
+    pub cursor: u64,
+    pub failures: u32,
+    pub first_failure: Option<Timestamp>,
+    pub next_attempt: Option<Timestamp>,
+    /// Logged with the next numbers.
+    pub attempts: Vec<DeliveryAttempt>,
+    /// Set: the endpoint is disabled with this reason (its retries ran out).
+    pub disable: Option<String>,
+    /// Keep the lease until then, or (none) let go of it.
+    pub renew_until: Option<Timestamp>,
+}
+
+impl Settlement {
+    /// `stored` with the settlement applied, or `None` when `node` no longer holds it (its
+    /// lease ran out and another node took it). Numbers the attempts.
+    pub fn apply(&self, stored: &StoredEndpoint) -> Option<(StoredEndpoint, Vec<DeliveryAttempt>)> {
+        if !stored.held_by(&self.node, self.now) {
+            return None;
+        }
+        let mut out = stored.clone();
+        out.state.cursor = out.state.cursor.max(self.cursor);
+        out.state.failures = self.failures;
+        out.state.first_failure = self.first_failure;
+        out.state.next_attempt = self.next_attempt;
+        let mut attempts = self.attempts.clone();
+        for attempt in &mut attempts {
+            out.state.attempts_logged += 1;
+            attempt.number = out.state.attempts_logged;
+        }
+        if let Some(reason) = &self.disable {
+            out.endpoint.enabled = false;
+            out.endpoint.disabled_reason = Some(reason.clone());
+            out.endpoint.updated_at = self.now;
+            out.state.next_attempt = None;
+        }
+        out.lease = self.renew_until.map(|until| Lease {
+            owner: self.node.clone(),
+            until,
+        });
+        Some((out, attempts))
+    }
+}
+
+/// Attempts kept per endpoint: logging one more drops the oldest past this.
+pub const MAX_ATTEMPTS_KEPT: u64 = 1000;
+
+/// One attempt to deliver one event to one endpoint: what `…/deliveries` lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    /// 1, 2, … per endpoint (given by the store when it logs the attempt).
+    pub number: u64,
+    /// The event's sequence number.
+    pub seq: u64,
+    /// `<kind>.<op>`.
+    pub event_type: String,
+    pub at: Timestamp,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// Asked for through `…/retry`, not sent by the queue.
+    pub manual: bool,
+}
+
+impl DeliveryAttempt {
+    pub fn to_json(&self, tenant: &TenantId) -> Value {
+        json!({
+            "id": self.number.to_string(),
+            "message_id": message_id(tenant, self.seq),
+            "seq": self.seq,
+            "type": self.event_type,
+            "attempted_at": self.at.to_rfc3339(),
+            "status_code": self.status,
+            "error": self.error,
+            "succeeded": self.error.is_none(),
+            "trigger": if self.manual { "manual" } else { "queue" },
+        })
+    }
+
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["id", "message_id", "seq", "type", "attempted_at", "status_code",
+                         "error", "succeeded", "trigger"],
+            "properties": {
+                "id": {"type": "string", "description": "the attempt's id (the deliveryId of its retry)"},
+                "message_id": {"type": "string", "description": "the webhook-id sent: the same on every attempt of the event"},
+                "seq": {"type": "integer", "minimum": 1, "description": "the change event's sequence number"},
+                "type": {"type": "string", "description": "<kind>.<op>"},
+                "attempted_at": {"type": "string", "format": "date-time"},
+                "status_code": {"type": ["integer", "null"], "description": "the endpoint's HTTP status; null when it did not answer"},
+                "error": {"type": ["string", "null"], "description": "why the attempt failed; null when it succeeded (2xx)"},
+                "succeeded": {"type": "boolean"},
+                "trigger": {"enum": ["queue", "manual"]},
+            },
+            "additionalProperties": false,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +572,93 @@ mod tests {
         assert_eq!(enabled.description, None);
         assert!(EndpointPatch::parse(&json!({"url": "javascript:x"})).is_err());
         assert!(EndpointPatch::parse(&json!({"id": "x"})).is_err());
+    }
+
+    fn stored(now: Timestamp) -> StoredEndpoint {
+        StoredEndpoint {
+            endpoint: NewEndpoint::parse(&json!({"url": "https://a.org/"}))
+                .unwrap()
+                .into_endpoint("e1".into(), tenant(), now),
+            secret: "whsec_x".into(),
+            state: DeliveryState {
+                cursor: 4,
+                ..DeliveryState::default()
+            },
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn an_endpoint_is_due_unless_disabled_leased_elsewhere_or_waiting() {
+        let now = Timestamp::now();
+        let later = now.plus(std::time::Duration::from_secs(30));
+        let mut e = stored(now);
+        assert!(e.due(now, "a"));
+        e.lease = Some(Lease {
+            owner: "b".into(),
+            until: later,
+        });
+        assert!(!e.due(now, "a"), "another node's live lease");
+        assert!(e.due(now, "b"), "its own, left by a run that was killed");
+        assert!(
+            e.due(later.plus(std::time::Duration::from_secs(1)), "a"),
+            "run out"
+        );
+        e.lease = None;
+        e.state.next_attempt = Some(later);
+        assert!(!e.due(now, "a"));
+        assert!(e.due(later, "a"));
+        e.state.next_attempt = None;
+        e.endpoint.enabled = false;
+        assert!(!e.due(now, "a"));
+    }
+
+    #[test]
+    fn a_settlement_applies_only_for_the_lease_holder_and_numbers_the_attempts() {
+        let now = Timestamp::now();
+        let mut e = stored(now);
+        e.state.attempts_logged = 7;
+        let attempt = DeliveryAttempt {
+            number: 0,
+            seq: 5,
+            event_type: "contact.created".into(),
+            at: now,
+            status: Some(500),
+            error: Some("the endpoint answered 500".into()),
+            manual: false,
+        };
+        let settlement = Settlement {
+            tenant: tenant(),
+            endpoint: "e1".into(),
+            node: "a".into(),
+            now,
+            cursor: 3,
+            failures: 1,
+            first_failure: Some(now),
+            next_attempt: None,
+            attempts: vec![attempt.clone(), attempt],
+            disable: Some("gave up".into()),
+            renew_until: None,
+        };
+        assert!(settlement.apply(&e).is_none(), "not leased to a");
+        e.lease = Some(Lease {
+            owner: "a".into(),
+            until: now,
+        });
+        let (after, logged) = settlement.apply(&e).expect("a holds it");
+        assert_eq!(after.state.cursor, 4, "the cursor never moves back");
+        assert_eq!(logged.iter().map(|a| a.number).collect::<Vec<_>>(), [8, 9]);
+        assert_eq!(after.state.attempts_logged, 9);
+        assert!(!after.endpoint.enabled);
+        assert_eq!(after.endpoint.disabled_reason.as_deref(), Some("gave up"));
+        assert_eq!(after.lease, None);
+        // Enabled again: retries start afresh, the cursor stays.
+        let resumed = after.patched(
+            &EndpointPatch::parse(&json!({"enabled": true})).unwrap(),
+            now,
+        );
+        assert!(resumed.endpoint.enabled && resumed.endpoint.disabled_reason.is_none());
+        assert_eq!((resumed.state.failures, resumed.state.cursor), (0, 4));
     }
 
     #[test]

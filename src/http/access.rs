@@ -472,6 +472,33 @@ mod tests {
                 Requirement::Operator,
             ),
             ("POST", "/admin/backup", Requirement::Operator),
+            ("POST", "/admin/tenants/{tenantId}/webhooks", admin),
+            ("GET", "/admin/tenants/{tenantId}/webhooks", admin),
+            (
+                "GET",
+                "/admin/tenants/{tenantId}/webhooks/{webhookId}",
+                admin,
+            ),
+            (
+                "PATCH",
+                "/admin/tenants/{tenantId}/webhooks/{webhookId}",
+                admin,
+            ),
+            (
+                "DELETE",
+                "/admin/tenants/{tenantId}/webhooks/{webhookId}",
+                admin,
+            ),
+            (
+                "GET",
+                "/admin/tenants/{tenantId}/webhooks/{webhookId}/deliveries",
+                admin,
+            ),
+            (
+                "POST",
+                "/admin/tenants/{tenantId}/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
+                admin,
+            ),
         ];
         for (method, path, expected) in cases {
             let found: Vec<Requirement> = table

@@ -25,6 +25,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | InvalidPatch
         | InvalidPageToken
         | InvalidCursor
+        | WebhookUrlRefused
         | TemplateError
         | InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
         Unauthorized => StatusCode::UNAUTHORIZED,
@@ -40,7 +41,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | HasDependants
         | OrderExists
         | IdempotencyMismatch
-        | IdempotencyInProgress => StatusCode::CONFLICT,
+        | IdempotencyInProgress
+        | WebhookLimit => StatusCode::CONFLICT,
+        EventGone => StatusCode::GONE,
         PayloadTooLarge | RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         BatchRolledBack => StatusCode::FAILED_DEPENDENCY,
         RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -68,6 +71,7 @@ pub fn rule_code(violation: &RuleViolation) -> ErrorCode {
         RuleViolation::TenantLimit { .. } => ErrorCode::TenantLimit,
         RuleViolation::RecordLocked(_) => ErrorCode::RecordLocked,
         RuleViolation::OutboxMessageTooLarge { .. } => ErrorCode::RecordTooLarge,
+        RuleViolation::TooManyWebhooks { .. } => ErrorCode::WebhookLimit,
     }
 }
 
@@ -319,6 +323,11 @@ mod tests {
                 RuleViolation::OutboxMessageTooLarge { bytes: 2, max: 1 },
                 ErrorCode::RecordTooLarge,
                 StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                RuleViolation::TooManyWebhooks { max: 16 },
+                ErrorCode::WebhookLimit,
+                StatusCode::CONFLICT,
             ),
         ];
         for (violation, code, status) in rules {

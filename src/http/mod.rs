@@ -20,6 +20,7 @@ pub mod request;
 pub mod request_id;
 pub mod service;
 pub mod transfer;
+pub mod webhooks;
 
 use crate::store::Database;
 use crate::workflows::email::Mailer;
@@ -36,6 +37,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         openapi::endpoints(),
         console::endpoints(),
         admin::endpoints(),
+        webhooks::endpoints(),
         transfer::endpoints(),
         registrations::endpoints(),
         catalog::endpoints(),
@@ -72,6 +74,7 @@ pub fn app(
     in_flight: web::Data<idempotency::InFlight>,
     request_metrics: web::Data<metrics::RequestMetrics>,
     streams: web::Data<events::Streams>,
+    webhooks: web::Data<crate::workflows::webhooks::Webhooks>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
@@ -88,6 +91,7 @@ pub fn app(
         .app_data(in_flight)
         .app_data(request_metrics)
         .app_data(streams)
+        .app_data(webhooks)
         .configure(configure)
         .wrap(from_fn(frame::frame))
 }

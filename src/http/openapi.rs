@@ -21,6 +21,7 @@ use crate::domain::registration::{CourseRegistration, RegistrationFields};
 use crate::domain::search::SearchCriteria;
 use crate::domain::tenant::{tenant_patch_schema, ApiKey, NewKey, NewTenant, Tenant};
 use crate::domain::values::MAX_TEXT_CHARS;
+use crate::domain::webhook::{DeliveryAttempt, EndpointPatch, NewEndpoint, WebhookEndpoint};
 use crate::error::ErrorCode;
 use crate::http::query::MAX_LIMIT;
 use crate::store::check::CheckReport;
@@ -657,6 +658,86 @@ fn catalog_operations<F: CatalogFields>() -> Vec<Operation> {
     )
 }
 
+fn webhook_operations() -> Vec<Operation> {
+    let tenant = || path_param("tenantId", TenantId::schema());
+    let hook = || path_param("webhookId", json!({"type": "string"}));
+    let base = "/admin/tenants/{tenantId}/webhooks";
+    vec![
+        Operation::new("post", base, "createWebhook")
+            .summary(
+                "Register a webhook endpoint (operator, or the tenant's admin key): the tenant's \
+                 change events from now on are posted to it, signed per Standard Webhooks. A URL \
+                 that resolves to a loopback, private or link-local address is refused \
+                 (400 webhook_url_refused) unless the server allows them.",
+            )
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .body(NewEndpoint::schema())
+            .ok(
+                201,
+                "The endpoint, with its signing secret (shown only here)",
+                WebhookEndpoint::schema(true),
+            ),
+        Operation::new("get", base, "listWebhooks")
+            .summary("List a tenant's webhook endpoints, never their secrets")
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .ok(
+                200,
+                "The endpoints",
+                json!({"type": "array", "items": schema_ref("Webhook")}),
+            ),
+        Operation::new("get", format!("{base}/{{webhookId}}"), "getWebhook")
+            .summary("One webhook endpoint: disabled_reason says why the server disabled it")
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .param(hook())
+            .ok(200, "The endpoint", schema_ref("Webhook")),
+        Operation::new("patch", format!("{base}/{{webhookId}}"), "patchWebhook")
+            .summary("Change a webhook endpoint: url, kinds, description; enabled: true resumes one the server disabled, from where it stopped")
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .param(hook())
+            .body(EndpointPatch::schema())
+            .ok(200, "The endpoint", schema_ref("Webhook")),
+        Operation::new("delete", format!("{base}/{{webhookId}}"), "deleteWebhook")
+            .summary("Remove a webhook endpoint and its delivery log")
+            .tag(ADMIN_TAG)
+            .kind(Kind::Write)
+            .param(tenant())
+            .param(hook())
+            .ok(200, "The removed endpoint's id", json!({"type": "string"})),
+        page_params(
+            Operation::new(
+                "get",
+                format!("{base}/{{webhookId}}/deliveries"),
+                "listWebhookDeliveries",
+            )
+            .summary("A webhook endpoint's delivery attempts, newest first (the newest 1000 are kept)")
+            .tag(ADMIN_TAG)
+            .param(tenant())
+            .param(hook())
+            .ok(200, "A page of attempts", page_schema("WebhookDelivery")),
+        ),
+        Operation::new(
+            "post",
+            format!("{base}/{{webhookId}}/deliveries/{{deliveryId}}/retry"),
+            "retryWebhookDelivery",
+        )
+        .summary(
+            "Send the event of an attempt again, now (the queue's order and schedule stay as \
+             they are); 410 event_gone when the event is past retention",
+        )
+        .tag(ADMIN_TAG)
+        .kind(Kind::Write)
+        .param(tenant())
+        .param(hook())
+        .param(path_param("deliveryId", json!({"type": "string"})))
+        .extra(&[410])
+        .ok(200, "The new attempt", schema_ref("WebhookDelivery")),
+    ]
+}
+
 fn admin_operations() -> Vec<Operation> {
     let tenant = || path_param("tenantId", TenantId::schema());
     vec![
@@ -1016,6 +1097,8 @@ fn component_schemas() -> Map<String, Value> {
         }),
     );
     let timestamp = json!({"type": "string", "format": "date-time"});
+    schemas.insert("Webhook".into(), WebhookEndpoint::schema(false));
+    schemas.insert("WebhookDelivery".into(), DeliveryAttempt::schema());
     schemas.insert(
         "OutboxMessage".into(),
         json!({
@@ -1108,6 +1191,7 @@ pub fn operations() -> Vec<(&'static str, String)> {
 fn all_operations() -> Vec<Operation> {
     let mut ops = service_operations();
     ops.extend(admin_operations());
+    ops.extend(webhook_operations());
     ops.extend(registration_operations());
     for kind in CatalogKind::ALL {
         ops.extend(crate::with_catalog_fields!(kind, F => catalog_operations::<F>()));

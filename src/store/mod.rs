@@ -19,6 +19,7 @@ pub mod records;
 pub mod retention;
 pub mod stats;
 pub mod tuple;
+pub mod webhooks;
 pub mod write;
 
 /// The PostgreSQL engine: several nodes on one database.
@@ -317,8 +318,8 @@ pub trait Maintenance: Send + Sync {
 }
 
 /// An engine with its maintenance: what the server holds.
-pub trait Database: Engine + Maintenance {}
-impl<T: Engine + Maintenance> Database for T {}
+pub trait Database: Engine + Maintenance + webhooks::WebhookStore {}
+impl<T: Engine + Maintenance + webhooks::WebhookStore> Database for T {}
 
 /// The database the server and the commands share.
 pub type Db = Arc<dyn Database>;

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod registrations;
 pub mod service;
 pub mod transfer;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use crate::store::{Database, Db, StoreError};

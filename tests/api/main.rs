@@ -45,3 +45,4 @@ mod startup;
 mod templates;
 mod tls;
 mod transfer;
+mod webhooks;

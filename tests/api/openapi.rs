@@ -340,9 +340,20 @@ fn documented_headers(response: &Value) -> BTreeMap<String, bool> {
 /// where it is not documented, and the body's media type is a documented one.
 #[tokio::test]
 async fn every_operation_answers_with_the_headers_it_documents() {
-    let app = spawn_app().await;
+    // Webhooks to a closed loopback port: each attempt fails at once and is retried soon,
+    // so the deliveries list has pages.
+    let app = spawn_with(tempfile::tempdir().unwrap(), |args| {
+        args.webhook_allow_private = true;
+        args.webhook_retry_first_ms = Some(10);
+        args.webhook_give_up_ms = Some(600_000);
+    })
+    .await;
     let t = app.tenant().await;
     let doc = document(&app).await;
+    let hooks_path = format!("/admin/tenants/{}/webhooks", t.id);
+    let hook_body = json!({"url": "http://127.0.0.1:9/hook"});
+    let made = app.post(&hooks_path, OPERATOR_KEY, &hook_body).await;
+    let hook = made.body["id"].as_str().expect("a webhook").to_owned();
     let key = OPERATOR_KEY;
     let tenant_path = |resource: &str| format!("/{resource}/{}", t.id);
     let post = |path: String, body: Value| {
@@ -399,6 +410,17 @@ async fn every_operation_answers_with_the_headers_it_documents() {
         .await;
     }
     let backup_dir = tempfile::tempdir().unwrap();
+    let deliveries = format!("{hooks_path}/{hook}/deliveries");
+    let mut delivery = None;
+    for _ in 0..200 {
+        let page = app.get(&deliveries, key).await;
+        if page.assert_ok()["Count"].as_u64().unwrap() >= 2 {
+            delivery = Some(page.body["Items"][0]["id"].as_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let delivery = delivery.expect("two attempts within 10 s");
 
     // The API's own headers: every header any response of the description names.
     let mut api_headers = BTreeSet::new();
@@ -468,6 +490,11 @@ async fn every_operation_answers_with_the_headers_it_documents() {
             } else {
                 None
             };
+            let webhook = if id == "deleteWebhook" {
+                id_of(&post(hooks_path.clone(), hook_body.clone()).await)
+            } else {
+                hook.clone()
+            };
             let path = template_path
                 .split('/')
                 .map(|segment| {
@@ -484,6 +511,8 @@ async fn every_operation_answers_with_the_headers_it_documents() {
                             other => panic!("an id of {other}"),
                         }),
                         "{keyId}" => key_to_revoke.clone().unwrap(),
+                        "{webhookId}" => webhook.clone(),
+                        "{deliveryId}" => delivery.clone(),
                         "{processId}" => process.clone(),
                         // A contact without a registration in the process's offering.
                         "{contactId}" => world.id("s3").to_owned(),
@@ -516,6 +545,11 @@ async fn every_operation_answers_with_the_headers_it_documents() {
                 "patchTenant" => Some(("application/json", json!({"limits": {}}).to_string())),
                 "createKey" => Some(("application/json", json!({"role": "read"}).to_string())),
                 "checkConsistency" => Some(("application/json", "{}".into())),
+                "createWebhook" => Some(("application/json", hook_body.to_string())),
+                "patchWebhook" => Some((
+                    "application/json",
+                    json!({"description": "patched"}).to_string(),
+                )),
                 "importTenant" => Some(("application/x-ndjson", String::new())),
                 "backup" => Some((
                     "application/json",

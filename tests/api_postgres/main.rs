@@ -73,5 +73,7 @@ mod templates;
 mod tls;
 #[path = "../api/transfer.rs"]
 mod transfer;
+#[path = "../api/webhooks.rs"]
+mod webhooks;
 // Two nodes on one database: PostgreSQL only.
 mod nodes;

@@ -3033,6 +3033,10 @@ impl Maintenance for PgEngine {
     }
 }
 
+// The webhook queue: a child module, for the runtime, the pool and `transaction!`.
+#[path = "webhooks.rs"]
+mod webhooks;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,11 +154,28 @@ pub(super) async fn changes(
     };
     let tags: Vec<&str> = kinds.iter().map(|k| k.tag()).collect();
     let examined = MAX_EXAMINED as i64;
-    // The last sequence number examined: the `limit`-th match, or the end of the window of
-    // MAX_EXAMINED events when fewer match in it.
+    // With a filter, the window's end is read first: the events up to it are all committed
+    // (numbers follow commit order), so the filtered read below sees exactly those. Read
+    // after it, an event committed in between could be counted as examined without having
+    // been returned, and a reader resuming after the cursor would never see it.
+    let window_end = if kinds.is_empty() {
+        after_i.saturating_add(examined)
+    } else {
+        let row = client
+            .query_one(
+                "SELECT COALESCE(MAX(seq), 0) FROM change_events WHERE tenant_id = $1 \
+                 AND seq > $2 AND seq <= $2 + $3",
+                &[&tenant.as_str(), &after_i, &examined],
+            )
+            .await
+            .map_err(pg)?;
+        row.try_get::<_, i64>(0).map_err(pg)?.max(after_i)
+    };
+    // The last sequence number examined: the `limit`-th match, or the window's end when fewer
+    // match in it.
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM change_events WHERE tenant_id = $1 AND seq > $2 \
-         AND seq <= $2 + $3 AND (cardinality($4::text[]) = 0 OR kind = ANY($4)) \
+         AND seq <= $3 AND (cardinality($4::text[]) = 0 OR kind = ANY($4)) \
          ORDER BY seq LIMIT $5"
     );
     let rows = client
@@ -167,7 +184,7 @@ pub(super) async fn changes(
             &[
                 &tenant.as_str(),
                 &after_i,
-                &examined,
+                &window_end,
                 &tags,
                 &(limit as i64),
             ],
@@ -178,18 +195,7 @@ pub(super) async fn changes(
     let last_examined = if items.len() == limit || kinds.is_empty() {
         items.last().map_or(after, |e| e.seq)
     } else {
-        // Filtered and short of `limit`: every event in the window was examined. The window
-        // ends at the tenant's last event if that comes first.
-        let row = client
-            .query_one(
-                "SELECT COALESCE(MAX(seq), 0) FROM change_events WHERE tenant_id = $1 \
-                 AND seq > $2 AND seq <= $2 + $3",
-                &[&tenant.as_str(), &after_i, &examined],
-            )
-            .await
-            .map_err(pg)?;
-        let max: i64 = row.try_get(0).map_err(pg)?;
-        u64::try_from(max).unwrap_or(0).max(after)
+        u64::try_from(window_end).unwrap_or(0).max(after)
     };
     Ok(ChangesPage {
         items,

@@ -42,6 +42,7 @@ pub mod search;
 pub mod transfer;
 pub mod tx;
 pub mod usage;
+pub mod webhooks;
 
 pub use super::error::StoreError;
 

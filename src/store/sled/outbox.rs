@@ -101,23 +101,39 @@ impl Store {
                 end
             }
         };
-        let mut items: Vec<OutboxMessage> = Vec::new();
+        let (items, next) = self.newest_first(
+            TreeId::Outbox,
+            prefix.as_bytes().to_vec()..end,
+            limit,
+            &scope,
+            |m: &OutboxMessage| m.id.as_str().to_owned(),
+        )?;
+        Ok(OutboxPage { items, next })
+    }
+
+    /// Up to `limit` values of `tree` in `range`, the highest key first, decoded; with the
+    /// next page's token (sealed for `scope` from the last item's `position`) when more follow.
+    pub(super) fn newest_first<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: TreeId,
+        range: std::ops::Range<Vec<u8>>,
+        limit: usize,
+        scope: &PageScope,
+        position: impl Fn(&T) -> String,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
+        let mut items: Vec<T> = Vec::new();
         let handles = self.handles()?;
-        for entry in handles
-            .tree(TreeId::Outbox)
-            .range(prefix.as_bytes().to_vec()..end)
-            .rev()
-        {
+        for entry in handles.tree(tree).range(range).rev() {
             let (_, value) = entry?;
             if items.len() == limit {
                 let next = items
                     .last()
-                    .map(|m| self.tokens.seal(&scope, m.id.as_str()));
-                return Ok(OutboxPage { items, next });
+                    .map(|item| self.tokens.seal(scope, &position(item)));
+                return Ok((items, next));
             }
             items.push(codec::decode(&value)?);
         }
-        Ok(OutboxPage { items, next: None })
+        Ok((items, None))
     }
 }
 

@@ -35,12 +35,17 @@ pub enum TreeId {
     Events,
     /// One record's events: (tenant, kind, id, seq) → nothing (`events`).
     History,
+    /// Each tenant's webhook endpoints with their delivery state: tenant → the list
+    /// (`webhooks`).
+    Webhooks,
+    /// Delivery attempts: (tenant, endpoint id, number) → attempt (`webhooks`).
+    WebhookAttempts,
     /// The n-th entry of `index::REGISTRATION_INDEXES`.
     Index(usize),
 }
 
 impl TreeId {
-    pub const FIXED: [(&'static str, TreeId); 12] = [
+    pub const FIXED: [(&'static str, TreeId); 14] = [
         ("registrations", TreeId::Registrations),
         ("catalog", TreeId::Catalog),
         ("registration_slots", TreeId::RegistrationSlots),
@@ -53,6 +58,8 @@ impl TreeId {
         ("idempotency_expiry", TreeId::IdempotencyExpiry),
         ("events", TreeId::Events),
         ("history", TreeId::History),
+        ("webhooks", TreeId::Webhooks),
+        ("webhook_attempts", TreeId::WebhookAttempts),
     ];
 
     /// Every tree, in position order: the order `Store::open` opens them in.
@@ -90,6 +97,8 @@ impl TreeId {
             TreeId::IdempotencyExpiry => 9,
             TreeId::Events => 10,
             TreeId::History => 11,
+            TreeId::Webhooks => 12,
+            TreeId::WebhookAttempts => 13,
             TreeId::Index(n) => Self::FIXED.len() + n,
         }
     }

@@ -346,7 +346,9 @@ fn check_unknown_tenants(
             | TreeId::Catalog
             | TreeId::Outbox
             | TreeId::Idempotency
-            | TreeId::Events => false,
+            | TreeId::Events
+            | TreeId::Webhooks
+            | TreeId::WebhookAttempts => false,
             TreeId::RegistrationSlots
             | TreeId::Counters
             | TreeId::ApiKeysByTenant
