@@ -23,11 +23,13 @@ pub enum Layout {
     V3,
     /// Format 4: as format 3, and an outbox message gained its `delivery` state.
     V4,
+    /// Format 5 (and its headed values): as format 4 for every type.
+    V5,
 }
 
 impl Layout {
     /// The layout values are written in, and read in outside [`reading`].
-    pub const CURRENT: Layout = Layout::V4;
+    pub const CURRENT: Layout = Layout::V5;
 }
 
 thread_local! {

@@ -110,11 +110,12 @@ pub(super) fn put<F: CatalogFields>(
     ctx: &WriteContext,
 ) -> Result<(), TxError> {
     let key = keys::catalog(tenant.as_str(), F::KIND.tag(), record.id.as_str());
-    tx.insert(TreeId::Catalog, key.into_bytes(), codec::encode(record)?);
-    super::events::record(
+    super::events::store(
         tx,
         tenant,
         RecordKind::Catalog(F::KIND),
+        TreeId::Catalog,
+        key,
         old,
         Some(record),
         ctx,
@@ -129,11 +130,12 @@ fn remove<F: CatalogFields>(
     ctx: &WriteContext,
 ) -> Result<(), TxError> {
     let key = keys::catalog(tenant.as_str(), F::KIND.tag(), stored.id.as_str());
-    tx.remove(TreeId::Catalog, key.into_bytes());
-    super::events::record(
+    super::events::store(
         tx,
         tenant,
         RecordKind::Catalog(F::KIND),
+        TreeId::Catalog,
+        key,
         Some(stored),
         None,
         ctx,

@@ -21,8 +21,19 @@ pub const FORMAT_V3: u8 = 3;
 /// Format 4: an outbox message gained its `delivery` state (kept, pending, sent, failed).
 /// Every other type reads the same as in format 3.
 pub const FORMAT_V4: u8 = 4;
-/// The format every value is written in by this build.
-pub const FORMAT_CURRENT: u8 = FORMAT_V4;
+/// Format 5: every type reads as in format 4. New in it: the `events` tree holds blocks of
+/// events (one value per tenant and write batch, `events::StoredBlock`), and a record value
+/// may be headed ([`FORMAT_V5_HEADED`]).
+pub const FORMAT_V5: u8 = 5;
+/// Format 5 with a head: `[6, head (u64, 8 bytes big-endian), the format 5 body]`. A
+/// registration or catalog record carries the sequence number of its latest change event, so
+/// that its history is a chain walked from the record (docs/DESIGN.md, "The event store").
+/// Readers that want the record only skip the head.
+pub const FORMAT_V5_HEADED: u8 = 6;
+/// The format every value is written in by this build (the data dir's format file says it).
+pub const FORMAT_CURRENT: u8 = FORMAT_V5;
+/// The highest format byte this build writes (a headed value).
+const FORMAT_HIGHEST: u8 = FORMAT_V5_HEADED;
 
 /// The layout a format byte stands for; `None` for bytes no build of ours wrote (yet).
 pub fn layout_of(format: u8) -> Option<Layout> {
@@ -31,6 +42,7 @@ pub fn layout_of(format: u8) -> Option<Layout> {
         FORMAT_V2 => Some(Layout::V2),
         FORMAT_V3 => Some(Layout::V3),
         FORMAT_V4 => Some(Layout::V4),
+        FORMAT_V5 | FORMAT_V5_HEADED => Some(Layout::V5),
         _ => None,
     }
 }
@@ -59,12 +71,68 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+/// The bincode of `value` without a format byte: one item of a sequence that
+/// [`encode_seq_of_bodies`] puts together.
+pub fn encode_body<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let body = bincode::serde::encode_to_vec(value, bincode_config())
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))?;
+    if body.len() > MAX_VALUE_BYTES {
+        return Err(StoreError::TooLarge {
+            bytes: body.len(),
+            limit: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(body)
+}
+
+/// The value `encode(&items)` gives for a `Vec` of the items whose bodies these are
+/// ([`encode_body`]), without decoding them again.
+pub fn encode_seq_of_bodies(bodies: &[&[u8]]) -> Vec<u8> {
+    let length =
+        bincode::serde::encode_to_vec(bodies.len() as u64, bincode_config()).unwrap_or_default();
+    let total: usize = bodies.iter().map(|b| b.len()).sum();
+    let mut out = Vec::with_capacity(1 + length.len() + total);
+    out.push(FORMAT_CURRENT);
+    out.extend_from_slice(&length);
+    for body in bodies {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// `value` as [`FORMAT_V5_HEADED`] bytes carrying `head`.
+pub fn encode_headed<T: Serialize>(value: &T, head: u64) -> Result<Vec<u8>, StoreError> {
+    let plain = encode(value)?;
+    let mut out = Vec::with_capacity(plain.len() + 8);
+    out.push(FORMAT_V5_HEADED);
+    out.extend_from_slice(&head.to_be_bytes());
+    out.extend_from_slice(&plain[1..]);
+    Ok(out)
+}
+
+/// The head a [`FORMAT_V5_HEADED`] value carries; `None` for a value without one.
+pub fn head_of(bytes: &[u8]) -> Option<u64> {
+    match bytes {
+        [FORMAT_V5_HEADED, head @ ..] if head.len() >= 8 => {
+            let mut array = [0u8; 8];
+            array.copy_from_slice(&head[..8]);
+            Some(u64::from_be_bytes(array))
+        }
+        _ => None,
+    }
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    let Some((&format, body)) = bytes.split_first() else {
+    let Some((&format, mut body)) = bytes.split_first() else {
         return Err(StoreError::Corrupt("empty value".into()));
     };
+    if format == FORMAT_V5_HEADED {
+        body = body
+            .get(8..)
+            .ok_or_else(|| StoreError::Corrupt("headed value shorter than its head".into()))?;
+    }
     let Some(layout) = layout_of(format) else {
-        if format > FORMAT_CURRENT {
+        if format > FORMAT_HIGHEST {
             return Err(StoreError::NewerFormat {
                 found: format,
                 newest: FORMAT_CURRENT,
@@ -101,6 +169,36 @@ mod tests {
     use crate::store::sled::outbox::OutboxMessage;
     use proptest::prelude::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn a_sequence_put_together_from_bodies_is_the_encoded_vec() {
+        for items in [
+            vec![],
+            vec!["a".to_owned()],
+            (0..300).map(|n| n.to_string()).collect(),
+        ] {
+            let bodies: Vec<Vec<u8>> = items.iter().map(|i| encode_body(i).unwrap()).collect();
+            let borrowed: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            assert_eq!(encode_seq_of_bodies(&borrowed), encode(&items).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_headed_value_decodes_as_the_value_and_gives_its_head() {
+        let value = ("record".to_owned(), 7u32);
+        let bytes = encode_headed(&value, 0x0102_0304_0506_0708).unwrap();
+        assert_eq!(bytes[0], FORMAT_V5_HEADED);
+        assert_eq!(head_of(&bytes), Some(0x0102_0304_0506_0708));
+        assert_eq!(decode::<(String, u32)>(&bytes).unwrap(), value);
+        let plain = encode(&value).unwrap();
+        assert_eq!(head_of(&plain), None);
+        assert_eq!(decode::<(String, u32)>(&plain).unwrap(), value);
+        // Cut short inside the head: an error, never a panic.
+        for len in 0..bytes.len() {
+            let _ = decode::<(String, u32)>(&bytes[..len]);
+            let _ = head_of(&bytes[..len]);
+        }
+    }
 
     #[test]
     fn garbage_is_an_error_never_a_panic() {
@@ -461,7 +559,7 @@ mod tests {
         ] {
             let current = message(delivery);
             let bytes = encode(&current).unwrap();
-            assert_eq!(bytes[0], FORMAT_V4);
+            assert_eq!(bytes[0], FORMAT_CURRENT);
             assert_eq!(decode::<OutboxMessage>(&bytes).unwrap(), current);
             // The same bytes read as format 3 are not that message: the layouts differ.
             assert_ne!(

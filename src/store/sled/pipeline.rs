@@ -13,7 +13,7 @@
 use super::error::StoreError;
 use super::live::{Handles, Live};
 use super::stats::WriteStats;
-use super::tx::{Tx, TxError};
+use super::tx::{TreeId, Tx, TxError};
 use crate::store::events::ChangeNotifier;
 use sled::transaction::{TransactionError, TransactionalTree, UnabortableTransactionError};
 use sled::{Transactional, Tree};
@@ -62,7 +62,12 @@ struct Job<I: Intent> {
 
 /// A queued job, its output type erased so jobs of every kind share one queue.
 trait PendingJob: Send {
-    fn run(&self, view: &[TransactionalTree]) -> Result<(), UnabortableTransactionError>;
+    /// Runs the intent; the events it appended go to `events` for the batch's blocks.
+    fn run(
+        &self,
+        view: &[TransactionalTree],
+        events: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), UnabortableTransactionError>;
     fn needs_flush(&self) -> bool;
     /// Answers the caller: with the outcome, or with `fault` when the batch failed as a whole.
     fn finish(self: Box<Self>, fault: Option<&StoreError>);
@@ -71,14 +76,18 @@ trait PendingJob: Send {
 }
 
 impl<I: Intent> PendingJob for Job<I> {
-    fn run(&self, view: &[TransactionalTree]) -> Result<(), UnabortableTransactionError> {
+    fn run(
+        &self,
+        view: &[TransactionalTree],
+        events: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), UnabortableTransactionError> {
         let mut tx = Tx::new(view);
         let outcome = match self.intent.apply(&mut tx).and_then(|output| {
             tx.settle_storage()?;
             Ok(output)
         }) {
             Ok(output) => {
-                tx.commit()?;
+                tx.commit(events)?;
                 Ok(output)
             }
             Err(TxError::Refused(e)) => Err(e),
@@ -385,9 +394,11 @@ fn writer_loop(
         stats.committing.store(true, Ordering::SeqCst);
         let committed: Result<(), TransactionError<Infallible>> =
             handles.trees.as_slice().transaction(|view| {
+                let mut events = Vec::new();
                 for job in &batch {
-                    job.run(view)?;
+                    job.run(view, &mut events)?;
                 }
+                super::events::write_blocks(&view[TreeId::Events.position()], events)?;
                 Ok(())
             });
         stats.committing.store(false, Ordering::SeqCst);

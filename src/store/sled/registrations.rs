@@ -158,27 +158,24 @@ pub(super) fn write(
         }
     }
     let count_key = keys::counter(t, REGISTRATION_COUNT);
+    let Some(id) = new.or(old).map(|r| &r.id) else {
+        return Ok(());
+    };
     match (old, new) {
-        (Some(old), None) => {
-            tx.remove(
-                TreeId::Registrations,
-                keys::registration(t, old.id.as_str()).into_bytes(),
-            );
-            tx.add_to_counter(count_key.as_bytes(), -1)?;
-        }
-        (old, Some(new)) => {
-            tx.insert(
-                TreeId::Registrations,
-                keys::registration(t, new.id.as_str()).into_bytes(),
-                codec::encode(new)?,
-            );
-            if old.is_none() {
-                tx.add_to_counter(count_key.as_bytes(), 1)?;
-            }
-        }
-        (None, None) => {}
-    }
-    super::events::record(tx, tenant, RecordKind::Registration, old, new, ctx)
+        (Some(_), None) => tx.add_to_counter(count_key.as_bytes(), -1)?,
+        (None, Some(_)) => tx.add_to_counter(count_key.as_bytes(), 1)?,
+        _ => 0,
+    };
+    super::events::store(
+        tx,
+        tenant,
+        RecordKind::Registration,
+        TreeId::Registrations,
+        keys::registration(t, id.as_str()),
+        old,
+        new,
+        ctx,
+    )
 }
 
 fn slot_key(tenant: &TenantId, record: &CourseRegistration) -> Option<Key> {

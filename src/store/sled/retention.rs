@@ -128,15 +128,15 @@ impl Store {
             let cutoff =
                 Timestamp::from_parts(now.to_parts().0.saturating_sub(age), 0).unwrap_or(now);
             loop {
-                let events = self.compactable_events(&id, cutoff, SWEEP_BATCH)?;
-                let full = events.len() == SWEEP_BATCH;
-                if events.is_empty() {
+                let found = self.compactable_events(&id, cutoff, SWEEP_BATCH)?;
+                let full = found.events.len() >= SWEEP_BATCH;
+                if found.blocks.is_empty() {
                     break;
                 }
                 swept.events += self
                     .enqueue_blocking(super::events::CompactEvents {
                         tenant: id.clone(),
-                        events,
+                        found,
                     })?
                     .wait()?;
                 if !full {

@@ -31,10 +31,13 @@ pub enum TreeId {
     /// Stored responses in the order they were stored: (tenant, seconds, key) → nothing; what
     /// the sweeper reads to find the expired ones.
     IdempotencyExpiry,
-    /// Change events: (tenant, seq) → event (`events`).
+    /// Change events: (tenant, first seq) → a block of events (`events`).
     Events,
-    /// One record's events: (tenant, kind, id, seq) → nothing (`events`).
+    /// Format 4's index of one record's events: (tenant, kind, id, seq) → nothing; read,
+    /// never written (`events`).
     History,
+    /// Where a deleted record's history starts: (tenant, kind, id) → seq (`events`).
+    Tombstones,
     /// Each tenant's webhook endpoints with their delivery state: tenant → the list
     /// (`webhooks`).
     Webhooks,
@@ -45,7 +48,7 @@ pub enum TreeId {
 }
 
 impl TreeId {
-    pub const FIXED: [(&'static str, TreeId); 14] = [
+    pub const FIXED: [(&'static str, TreeId); 15] = [
         ("registrations", TreeId::Registrations),
         ("catalog", TreeId::Catalog),
         ("registration_slots", TreeId::RegistrationSlots),
@@ -60,6 +63,7 @@ impl TreeId {
         ("history", TreeId::History),
         ("webhooks", TreeId::Webhooks),
         ("webhook_attempts", TreeId::WebhookAttempts),
+        ("tombstones", TreeId::Tombstones),
     ];
 
     /// Every tree, in position order: the order `Store::open` opens them in.
@@ -99,6 +103,7 @@ impl TreeId {
             TreeId::History => 11,
             TreeId::Webhooks => 12,
             TreeId::WebhookAttempts => 13,
+            TreeId::Tombstones => 14,
             TreeId::Index(n) => Self::FIXED.len() + n,
         }
     }
@@ -150,7 +155,8 @@ struct Undo {
     replaced: Option<Option<Vec<u8>>>,
 }
 
-/// The buffer is a map per tree, not a log: an intent that carries many records (a bulk
+/// The buffer is a map per tree (and one more for the change events the intent appended, which
+/// the pipeline writes as blocks: [`super::events::write_blocks`]), not a log: an intent that carries many records (a bulk
 /// import of a thousand rows, an all-or-nothing import of a whole file) reads its own writes
 /// in constant time instead of scanning everything it wrote so far.
 pub struct Tx<'a> {
@@ -163,7 +169,7 @@ impl<'a> Tx<'a> {
     pub(super) fn new(view: &'a [TransactionalTree]) -> Self {
         Tx {
             view,
-            buffers: (0..view.len()).map(|_| Buffer::new()).collect(),
+            buffers: (0..=view.len()).map(|_| Buffer::new()).collect(),
             undo: Vec::new(),
         }
     }
@@ -192,6 +198,17 @@ impl<'a> Tx<'a> {
 
     pub fn remove(&mut self, tree: TreeId, key: impl Into<Vec<u8>>) {
         self.buffer(tree, key.into(), None);
+    }
+
+    /// Appends a change event (its `events` key and encoded body) for the batch's block.
+    pub fn append_event(&mut self, key: Vec<u8>, body: Vec<u8>) {
+        let position = self.view.len();
+        let replaced = self.buffers[position].insert(key.clone(), Some(body));
+        self.undo.push(Undo {
+            tree: position,
+            key,
+            replaced,
+        });
     }
 
     /// Reads a big-endian u64 counter (absent = 0).
@@ -330,9 +347,13 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// Hands the buffered writes to the shared transaction.
+    /// Hands the buffered writes to the shared transaction, and the appended events to
+    /// `events` (the batch's, written as blocks after its last intent).
     /// Within one transaction only the last value of a key matters, so the order is free.
-    pub(super) fn commit(self) -> Result<(), UnabortableTransactionError> {
+    pub(super) fn commit(
+        self,
+        events: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), UnabortableTransactionError> {
         let Tx {
             view,
             buffers,
@@ -341,6 +362,10 @@ impl<'a> Tx<'a> {
         // Drop the undo log first: a large intent should not hold its writes twice.
         drop(undo);
         for (position, buffer) in buffers.into_iter().enumerate() {
+            if position == view.len() {
+                events.extend(buffer.into_iter().filter_map(|(k, v)| Some((k, v?))));
+                continue;
+            }
             for (key, value) in buffer {
                 match value {
                     Some(value) => view[position].insert(key, value)?,

@@ -347,6 +347,7 @@ fn check_unknown_tenants(
             | TreeId::Outbox
             | TreeId::Idempotency
             | TreeId::Events
+            | TreeId::Tombstones
             | TreeId::Webhooks
             | TreeId::WebhookAttempts => false,
             TreeId::RegistrationSlots

@@ -230,7 +230,10 @@ impl TenantCheck<'_, '_> {
             .range(events.as_bytes().to_vec()..keys::prefix_end(events.as_bytes()))
             .next_back()
         {
-            Some(entry) => crate::store::sled::events::event_seq(&entry?.0).unwrap_or(0),
+            Some(entry) => {
+                let (key, value) = entry?;
+                crate::store::sled::events::last_seq(&key, &value).unwrap_or(0)
+            }
             None => 0,
         };
         self.expected.sequences = vec![
