@@ -62,6 +62,16 @@ impl WebhookHold {
 }
 
 impl WebhookHold {
+    /// Whether any endpoint may be waiting for events: some enabled endpoint was there at the
+    /// last read of the cursors, or they were not read yet.
+    fn any_enabled(&self) -> bool {
+        self.cursors
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|cursors| !cursors.is_empty())
+    }
+
     fn set(&self, cursors: HashMap<TenantId, u64>) {
         *self
             .cursors
@@ -321,6 +331,7 @@ async fn run(store: Db, hooks: Arc<Webhooks>, settings: DelivererSettings) {
     // A retry falls due without a write to announce it: look at least this often.
     let tick = (settings.policy.first / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut refreshed_at: Option<std::time::Instant> = None;
+    let mut claim = true;
     loop {
         // The hold's cursors: at most once a second. An admin change refreshes them at once on
         // its node; a stale cursor is only lower (holds more back), and an endpoint another
@@ -330,7 +341,7 @@ async fn run(store: Db, hooks: Arc<Webhooks>, settings: DelivererSettings) {
             refresh_hold(&store, &hooks).await;
         }
         let free = places.available_permits();
-        if free > 0 {
+        if claim && free > 0 {
             let now = Timestamp::now();
             let skip = busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
             match store
@@ -362,11 +373,15 @@ async fn run(store: Db, hooks: Arc<Webhooks>, settings: DelivererSettings) {
                 Err(e) => log::warn!("webhooks: cannot claim endpoints: {e}"),
             }
         }
-        tokio::select! {
-            _ = signal.changed() => {}
-            _ = finished.notified() => {}
-            _ = tokio::time::sleep(tick) => {}
-        }
+        // A write wakes the deliverer only where an endpoint may want it: with none, a busy
+        // server would look for due endpoints after every commit (the PATCH profile had
+        // that at ~2 % of its time). The tick still looks, for retries falling due and for
+        // endpoints another node made.
+        claim = tokio::select! {
+            _ = signal.changed() => hooks.hold.any_enabled(),
+            _ = finished.notified() => true,
+            _ = tokio::time::sleep(tick) => true,
+        };
     }
 }
 

@@ -56,33 +56,31 @@ fn bincode_config() -> Configuration<LittleEndian, Varint, Limit<MAX_VALUE_BYTES
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_CURRENT];
-    let body = bincode::serde::encode_to_vec(value, bincode_config())
+    encode_after(vec![FORMAT_CURRENT], value)
+}
+
+/// Appends the bincode of `value` to `out` (what goes before it: a format byte, a head), in
+/// place: a record is several KiB, and the writer encodes one per write.
+fn encode_after<T: Serialize>(mut out: Vec<u8>, value: &T) -> Result<Vec<u8>, StoreError> {
+    let before = out.len();
+    bincode::serde::encode_into_std_write(value, &mut out, bincode_config())
         .map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))?;
     // The limit binds decoding, not encoding: a value past it would be written, then never
     // read again. Each field is bounded, but patch after patch can add up.
-    if body.len() > MAX_VALUE_BYTES {
+    let body = out.len() - before;
+    if body > MAX_VALUE_BYTES {
         return Err(StoreError::TooLarge {
-            bytes: body.len(),
+            bytes: body,
             limit: MAX_VALUE_BYTES,
         });
     }
-    out.extend_from_slice(&body);
     Ok(out)
 }
 
 /// The bincode of `value` without a format byte: one item of a sequence that
 /// [`encode_seq_of_bodies`] puts together.
 pub fn encode_body<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let body = bincode::serde::encode_to_vec(value, bincode_config())
-        .map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))?;
-    if body.len() > MAX_VALUE_BYTES {
-        return Err(StoreError::TooLarge {
-            bytes: body.len(),
-            limit: MAX_VALUE_BYTES,
-        });
-    }
-    Ok(body)
+    encode_after(Vec::new(), value)
 }
 
 /// The value `encode(&items)` gives for a `Vec` of the items whose bodies these are
@@ -102,12 +100,10 @@ pub fn encode_seq_of_bodies(bodies: &[&[u8]]) -> Vec<u8> {
 
 /// `value` as [`FORMAT_V5_HEADED`] bytes carrying `head`.
 pub fn encode_headed<T: Serialize>(value: &T, head: u64) -> Result<Vec<u8>, StoreError> {
-    let plain = encode(value)?;
-    let mut out = Vec::with_capacity(plain.len() + 8);
+    let mut out = Vec::with_capacity(4096);
     out.push(FORMAT_V5_HEADED);
     out.extend_from_slice(&head.to_be_bytes());
-    out.extend_from_slice(&plain[1..]);
-    Ok(out)
+    encode_after(out, value)
 }
 
 /// The head a [`FORMAT_V5_HEADED`] value carries; `None` for a value without one.

@@ -298,8 +298,7 @@ pub(super) fn store<R: Versioned + Serialize>(
     let tombstone = tombstone_key(t, kind, change.record_id.as_str());
     let prev = match old {
         Some(_) => tx
-            .get(tree, key.as_bytes())?
-            .and_then(|bytes| codec::head_of(&bytes))
+            .head_of(tree, key.as_bytes())?
             .map_or(Prev::Indexed, Prev::At),
         None => match tx.get(TreeId::Tombstones, tombstone.as_bytes())? {
             Some(bytes) => {

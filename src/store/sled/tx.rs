@@ -182,6 +182,17 @@ impl<'a> Tx<'a> {
         Ok(self.view[position].get(key)?.map(|v| v.to_vec()))
     }
 
+    /// The head of the value at `key` (`codec::head_of`), without copying the value.
+    pub fn head_of(&self, tree: TreeId, key: &[u8]) -> Result<Option<u64>, TxError> {
+        let position = tree.position();
+        if let Some(value) = self.buffers[position].get(key) {
+            return Ok(value.as_deref().and_then(codec::head_of));
+        }
+        Ok(self.view[position]
+            .get(key)?
+            .and_then(|value| codec::head_of(&value)))
+    }
+
     fn buffer(&mut self, tree: TreeId, key: Vec<u8>, value: Option<Vec<u8>>) {
         let position = tree.position();
         let replaced = self.buffers[position].insert(key.clone(), value);
