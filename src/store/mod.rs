@@ -82,6 +82,16 @@ pub trait Engine: Send + Sync {
         tenant: &TenantId,
         id: &RecordId,
     ) -> Result<Option<CourseRegistration>, StoreError>;
+    /// [`registration`](Engine::registration), with the engine's stamp of the stored bytes
+    /// when it keeps one: a revision that carries both back ([`write::Seen`]) spares the
+    /// engine decoding the record again on its write path. Without a stamp: `None`.
+    fn registration_seen(
+        &self,
+        tenant: &TenantId,
+        id: &RecordId,
+    ) -> Result<Option<(CourseRegistration, Option<u64>)>, StoreError> {
+        Ok(self.registration(tenant, id)?.map(|record| (record, None)))
+    }
     /// A page of the tenant's registrations in id order, from after the page token `after`.
     fn list_registrations(
         &self,

@@ -32,6 +32,18 @@ pub struct ReviseRegistration {
     pub base_version: u64,
     pub fields: RegistrationFields,
     pub ctx: WriteContext,
+    /// The stored record as the caller read it, when the engine stamped what it read
+    /// ([`Engine::registration_seen`](super::Engine::registration_seen)).
+    pub seen: Option<Seen>,
+}
+
+/// A record as read, with the engine's stamp of the stored bytes it came from. An engine that
+/// finds the same stamp in its transaction takes the record as it is instead of decoding it
+/// again (sled: the head of the value, the seq of the record's latest change event, which
+/// every write of the record moves). Only an optimisation: without it, the engine reads.
+pub struct Seen {
+    pub stamp: u64,
+    pub record: CourseRegistration,
 }
 
 /// Deletes a registration without a live order, provided it is still at `base_version`.

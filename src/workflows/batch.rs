@@ -59,6 +59,7 @@ fn prepare(
             base_version: stored.version(),
             fields: patched_fields(&stored, patch)?,
             ctx: ctx.clone(),
+            seen: None,
         })),
         OpKind::Delete => BatchStep::Delete(DeleteRegistration {
             tenant: tenant.clone(),

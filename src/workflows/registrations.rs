@@ -14,7 +14,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::store::index::IndexDef;
 use crate::store::records::RegistrationPage as Page;
 use crate::store::records::RegistrationPage as SearchPage;
-use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration};
+use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration, Seen};
 use crate::store::{Db, StoreError};
 use json_patch::Patch;
 use serde_json::Value;
@@ -71,6 +71,18 @@ pub async fn fetch(
 ) -> Result<CourseRegistration, ApiError> {
     let (tenant, id) = (tenant.clone(), id.clone());
     point_read(store, move |s| s.registration(&tenant, &id))
+        .await?
+        .ok_or_else(not_found)
+}
+
+/// [`fetch`] with the engine's stamp of what it read ([`Seen`]).
+async fn fetch_seen(
+    store: &Db,
+    tenant: &TenantId,
+    id: &RecordId,
+) -> Result<(CourseRegistration, Option<u64>), ApiError> {
+    let (tenant, id) = (tenant.clone(), id.clone());
+    point_read(store, move |s| s.registration_seen(&tenant, &id))
         .await?
         .ok_or_else(not_found)
 }
@@ -176,14 +188,19 @@ pub async fn update(
     ctx: &WriteContext,
 ) -> Result<CourseRegistration, ApiError> {
     optimistic(async || {
-        let stored = fetch(store, tenant, id).await?;
+        let (stored, stamp) = fetch_seen(store, tenant, id).await?;
         check_preconditions(stored.is_locked(), stored.version(), &if_match, ctx)?;
+        let fields = changed_fields(&stored, &change)?;
         let intent = ReviseRegistration {
             tenant: tenant.clone(),
             id: id.clone(),
             base_version: stored.version(),
-            fields: changed_fields(&stored, &change)?,
+            fields,
             ctx: ctx.clone(),
+            seen: stamp.map(|stamp| Seen {
+                stamp,
+                record: stored,
+            }),
         };
         settle(store.revise_registration(intent).await)
     })

@@ -37,6 +37,13 @@ impl Engine for Store {
     ) -> Result<Option<CourseRegistration>, StoreError> {
         Store::registration(self, tenant, id)
     }
+    fn registration_seen(
+        &self,
+        tenant: &TenantId,
+        id: &RecordId,
+    ) -> Result<Option<(CourseRegistration, Option<u64>)>, StoreError> {
+        Store::registration_seen(self, tenant, id)
+    }
     fn list_registrations(
         &self,
         tenant: &TenantId,

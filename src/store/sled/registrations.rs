@@ -21,7 +21,7 @@ use crate::domain::rules::{self, Usage};
 use crate::domain::tenant::Tenant;
 use crate::domain::transfer::RecordKind;
 pub use crate::store::records::RegistrationPage as Page;
-pub use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration};
+pub use crate::store::write::{CreateRegistration, DeleteRegistration, ReviseRegistration, Seen};
 
 /// Counter names under (tenant, name) in `counters`.
 pub const NUMBER_SEQUENCE: &str = "registration_number";
@@ -394,7 +394,18 @@ impl Intent for ReviseRegistration {
     type Output = CourseRegistration;
 
     fn apply(&self, tx: &mut Tx<'_>) -> Result<CourseRegistration, TxError> {
-        let stored = load(tx, &self.tenant, &self.id)?.ok_or(StoreError::NotFound)?;
+        let key = keys::registration(self.tenant.as_str(), self.id.as_str());
+        // The caller's copy when the stored bytes are still the ones it read (the head moves
+        // with every write of the record): decoding a record is the writer's biggest cost
+        // in a PATCH, and the caller has just done it.
+        let stored = match &self.seen {
+            Some(seen)
+                if tx.head_of(TreeId::Registrations, key.as_bytes())? == Some(seen.stamp) =>
+            {
+                seen.record.clone()
+            }
+            _ => load(tx, &self.tenant, &self.id)?.ok_or(StoreError::NotFound)?,
+        };
         if stored.version() != self.base_version {
             return Err(StoreError::VersionChanged {
                 stored: stored.version(),
@@ -434,6 +445,22 @@ impl Intent for DeleteRegistration {
 }
 
 impl Store {
+    /// The record with the head of its value (`codec::head_of`): what [`write::Seen`] carries.
+    pub fn registration_seen(
+        &self,
+        tenant: &TenantId,
+        id: &RecordId,
+    ) -> Result<Option<(CourseRegistration, Option<u64>)>, StoreError> {
+        let Some(bytes) = self
+            .handles()?
+            .tree(TreeId::Registrations)
+            .get(keys::registration(tenant.as_str(), id.as_str()))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((codec::decode(&bytes)?, codec::head_of(&bytes))))
+    }
+
     pub fn registration(
         &self,
         tenant: &TenantId,

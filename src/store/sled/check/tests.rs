@@ -5,7 +5,7 @@ use crate::domain::access::{Principal, WriteContext};
 use crate::domain::catalog::CatalogInput;
 use crate::domain::catalog::{CatalogRecord, ContactFields, CourseFields, CourseOfferingFields};
 use crate::domain::ids::RecordId;
-use crate::domain::registration::RegistrationInput;
+use crate::domain::registration::{CourseRegistration, RegistrationInput};
 use crate::domain::tenant::{Limits, NewTenant};
 use crate::store::sled::catalog::CreateCatalog;
 use crate::store::sled::index::EntryKey;
@@ -487,9 +487,89 @@ async fn revise(f: &Fixture, id: &str, change: Value) {
             base_version: stored.version(),
             fields: RegistrationInput::parse(&body).unwrap().fields,
             ctx: ctx(),
+            seen: None,
         })
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_revision_takes_the_record_it_carries_only_while_the_stored_one_is_that_record() {
+    let f = fixture().await;
+    let id = RecordId::parse(&f.registrations[1]).unwrap();
+    let revise_with = |stored: &CourseRegistration, seen: Option<registrations::Seen>| {
+        let mut body = Value::Object(stored.to_json());
+        body["job_title"] = json!(format!("v{}", stored.version()));
+        registrations::ReviseRegistration {
+            tenant: f.tenant.clone(),
+            id: id.clone(),
+            base_version: stored.version(),
+            fields: RegistrationInput::parse(&body).unwrap().fields,
+            ctx: ctx(),
+            seen,
+        }
+    };
+    let (stored, stamp) = f.store.registration_seen(&f.tenant, &id).unwrap().unwrap();
+    let stamp = stamp.expect("a record this build wrote carries a head");
+    // A carried record that is not the stored one, under a stale stamp: ignored, the stored
+    // record is read (taken, its version would have refused the write).
+    let mut forged = stored.clone();
+    forged.fields.sys_version = Some(stored.version() + 5);
+    let intent = revise_with(
+        &stored,
+        Some(registrations::Seen {
+            stamp: stamp + 1000,
+            record: forged.clone(),
+        }),
+    );
+    let revised = f.store.submit(intent).await.unwrap();
+    assert_eq!(revised.version(), stored.version() + 1);
+    // The stamp of what is stored now, with the record as read: taken, and the result is the
+    // one reading would give.
+    let (now, stamp) = f.store.registration_seen(&f.tenant, &id).unwrap().unwrap();
+    assert_eq!(now, revised);
+    // Under the current stamp the carried record is taken as it is: the forged version
+    // refuses the write (proof that the writer did not read).
+    let mut forged = now.clone();
+    forged.fields.sys_version = Some(now.version() + 5);
+    let intent = revise_with(
+        &now,
+        Some(registrations::Seen {
+            stamp: stamp.unwrap(),
+            record: forged,
+        }),
+    );
+    assert!(matches!(
+        f.store.submit(intent).await,
+        Err(StoreError::VersionChanged { .. })
+    ));
+    let intent = revise_with(
+        &now,
+        Some(registrations::Seen {
+            stamp: stamp.unwrap(),
+            record: now.clone(),
+        }),
+    );
+    let with_seen = f.store.submit(intent).await.unwrap();
+    assert_eq!(with_seen.version(), now.version() + 1);
+    assert_eq!(
+        f.store.registration(&f.tenant, &id).unwrap().unwrap(),
+        with_seen
+    );
+    // A stamp from before the last write: the record moved on, so the version check refuses.
+    let intent = revise_with(
+        &now,
+        Some(registrations::Seen {
+            stamp: stamp.unwrap(),
+            record: now.clone(),
+        }),
+    );
+    assert!(matches!(
+        f.store.submit(intent).await,
+        Err(StoreError::VersionChanged { .. })
+    ));
+    let report = f.store.check(Scope::Every, false).await.unwrap();
+    assert!(report.clean, "{:#?}", report.problems);
 }
 
 #[tokio::test]
