@@ -617,6 +617,18 @@ mod tests {
         }
     }
 
+    /// The tenant `acme`, made by the operator, and the operator's write context.
+    async fn acme(store: &Store) -> (TenantId, WriteContext) {
+        let ctx = WriteContext::new(Principal::Operator.actor());
+        let tenant = TenantId::parse("acme").unwrap();
+        let new = NewTenant {
+            id: tenant.clone(),
+            limits: Limits::default(),
+        };
+        Engine::create_tenant(store, new, &ctx).await.unwrap();
+        (tenant, ctx)
+    }
+
     fn contact(name: &str) -> ContactFields {
         CatalogInput::<ContactFields>::parse(&serde_json::json!({ "name": name }))
             .unwrap()
@@ -680,13 +692,7 @@ mod tests {
     async fn a_history_format_4_began_goes_on_through_updates_a_delete_and_a_new_life() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::Relaxed).unwrap();
-        let ctx = WriteContext::new(Principal::Operator.actor());
-        let tenant = TenantId::parse("acme").unwrap();
-        let new = NewTenant {
-            id: tenant.clone(),
-            limits: Limits::default(),
-        };
-        Engine::create_tenant(&store, new, &ctx).await.unwrap();
+        let (tenant, ctx) = acme(&store).await;
         // Format 4 wrote the record's create and one update (the default template is 1).
         let v1 = CatalogRecord::create(RecordId::generate(), contact("a"), &ctx).unwrap();
         let v2 = v1.revise(contact("b"), &ctx).unwrap().unwrap();
@@ -775,13 +781,7 @@ mod tests {
     async fn one_batch_of_writes_is_one_block_and_every_event_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), Durability::Relaxed).unwrap());
-        let ctx = WriteContext::new(Principal::Operator.actor());
-        let tenant = TenantId::parse("acme").unwrap();
-        let new = NewTenant {
-            id: tenant.clone(),
-            limits: Limits::default(),
-        };
-        Engine::create_tenant(&*store, new, &ctx).await.unwrap();
+        let (tenant, ctx) = acme(&store).await;
         // Queued while exclusive work holds the writer, they commit as one batch or two
         // (`MAX_BATCH`), so their events share blocks.
         let (release, hold) = std::sync::mpsc::channel::<()>();
@@ -859,13 +859,7 @@ mod tests {
             history_max_age: std::time::Duration::ZERO,
             ..Default::default()
         });
-        let ctx = WriteContext::new(Principal::Operator.actor());
-        let tenant = TenantId::parse("acme").unwrap();
-        let new = NewTenant {
-            id: tenant.clone(),
-            limits: Limits::default(),
-        };
-        Engine::create_tenant(&store, new, &ctx).await.unwrap();
+        let (tenant, ctx) = acme(&store).await;
         for name in ["a", "b", "c"] {
             let fields = CatalogInput::<ContactFields>::parse(&serde_json::json!({"name": name}))
                 .unwrap()
