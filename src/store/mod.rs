@@ -82,6 +82,17 @@ pub trait Engine: Send + Sync {
         tenant: &TenantId,
         id: &RecordId,
     ) -> Result<Option<CourseRegistration>, StoreError>;
+    /// [`registration`](Engine::registration) as a future, from an engine whose reads wait on
+    /// the network: the workflow awaits it where it runs instead of parking a blocking-pool
+    /// thread on it (the GET by id profile on PostgreSQL crossed threads three times).
+    /// `None`: read with [`registration`](Engine::registration).
+    fn registration_future(
+        &self,
+        _tenant: &TenantId,
+        _id: &RecordId,
+    ) -> Option<EngineFuture<'_, Option<CourseRegistration>>> {
+        None
+    }
     /// [`registration`](Engine::registration), with the engine's stamp of the stored bytes
     /// when it keeps one: a revision that carries both back ([`write::Seen`]) spares the
     /// engine decoding the record again on its write path. Without a stamp: `None`.

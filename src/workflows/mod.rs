@@ -24,18 +24,13 @@ use futures_util::FutureExt;
 /// wait behind the transaction lock or a disk read. Within a tenant's request it first waits
 /// for one of the tenant's places on the pool ([`fair`]), so one tenant's many reads cannot
 /// crowd out another tenant's few.
-pub async fn blocking<T, F>(store: &Db, read: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Database) -> Result<T, StoreError> + Send + 'static,
-{
-    let store = Db::clone(store);
-    // The wait for a place is the queue in front of the pool: bounded by the request's
-    // deadline, past which the read is shed (503 `overloaded`) rather than queued on. A place
-    // free now is taken without arming a timer (most reads, and the timer cost ~8 % of search
-    // throughput).
+/// A place in the queue in front of the store's reads. The wait is bounded by the request's
+/// deadline, past which the read is shed (503 `overloaded`) rather than queued on. A place
+/// free now is taken without arming a timer (most reads, and the timer cost ~8 % of search
+/// throughput).
+async fn read_place() -> Result<Option<fair::Place>, ApiError> {
     let mut wait = std::pin::pin!(fair::place());
-    let _place = match wait.as_mut().now_or_never() {
+    Ok(match wait.as_mut().now_or_never() {
         Some(place) => place,
         None => match crate::store::deadline::from_now() {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), wait)
@@ -43,7 +38,23 @@ where
                 .map_err(|_| ApiError::from(StoreError::Overloaded))?,
             None => wait.await,
         },
-    };
+    })
+}
+
+/// Awaits a read the engine gives as a future ([`crate::store::Engine::registration_future`]),
+/// holding a place in the same queue as [`blocking`] reads.
+pub async fn future_read<T>(read: crate::store::EngineFuture<'_, T>) -> Result<T, ApiError> {
+    let _place = read_place().await?;
+    read.await.map_err(ApiError::from)
+}
+
+pub async fn blocking<T, F>(store: &Db, read: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Database) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = Db::clone(store);
+    let _place = read_place().await?;
     match tokio::task::spawn_blocking(move || read(&*store)).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(join) => {

@@ -3,7 +3,7 @@
 //! between records run inside the transaction); retry when another writer got there first and
 //! the client did not pin a version.
 
-use super::{blocking, optimistic, page_read, point_read, settle};
+use super::{blocking, future_read, optimistic, page_read, point_read, settle};
 use crate::domain::access::WriteContext;
 use crate::domain::ids::{RecordId, TenantId};
 use crate::domain::patch::{apply_patch, check_patch, patch_fields};
@@ -69,6 +69,9 @@ pub async fn fetch(
     tenant: &TenantId,
     id: &RecordId,
 ) -> Result<CourseRegistration, ApiError> {
+    if let Some(read) = store.registration_future(tenant, id) {
+        return future_read(read).await?.ok_or_else(not_found);
+    }
     let (tenant, id) = (tenant.clone(), id.clone());
     point_read(store, move |s| s.registration(&tenant, &id))
         .await?

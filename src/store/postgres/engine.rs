@@ -317,6 +317,24 @@ impl PgEngine {
     }
 }
 
+/// One registration by id.
+async fn read_registration(
+    s: &Shared,
+    tenant: &TenantId,
+    id: &RecordId,
+) -> Result<Option<CourseRegistration>, StoreError> {
+    let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
+    client
+        .query_opt(
+            "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
+            &[&tenant.as_str(), &id.as_str()],
+        )
+        .await
+        .map_err(pg)?
+        .map(|row| registration_from(&row))
+        .transpose()
+}
+
 /// Runs `work` on the runtime of `handle` and waits for it. From a thread inside a runtime
 /// (where blocking on another would panic) it waits on a helper thread instead.
 fn run_on<T: Send>(
@@ -1837,20 +1855,17 @@ impl Engine for PgEngine {
         id: &RecordId,
     ) -> Result<Option<CourseRegistration>, StoreError> {
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.block(move |s| {
-            Box::pin(async move {
-                let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
-                client
-                    .query_opt(
-                        "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
-                        &[&tenant.as_str(), &id.as_str()],
-                    )
-                    .await
-                    .map_err(pg)?
-                    .map(|row| registration_from(&row))
-                    .transpose()
-            })
-        })
+        self.block(move |s| Box::pin(async move { read_registration(&s, &tenant, &id).await }))
+    }
+
+    fn registration_future(
+        &self,
+        tenant: &TenantId,
+        id: &RecordId,
+    ) -> Option<EngineFuture<'_, Option<CourseRegistration>>> {
+        let (s, tenant, id) = (self.shared.clone(), tenant.clone(), id.clone());
+        // On the engine's runtime, where the pool's connections live.
+        Some(self.spawn(async move { read_registration(&s, &tenant, &id).await }))
     }
 
     fn list_registrations(
