@@ -1864,12 +1864,8 @@ impl Engine for PgEngine {
         id: &RecordId,
     ) -> Option<EngineFuture<'_, Option<CourseRegistration>>> {
         let (s, tenant, id) = (self.shared.clone(), tenant.clone(), id.clone());
-        // Awaited where the caller runs: the query goes to the connection's task (on the
-        // engine's runtime, `pool::OnRuntime`) and the answer comes back, with no thread in
-        // between parked on it.
-        Some(Box::pin(async move {
-            read_registration(&s, &tenant, &id).await
-        }))
+        // On the engine's runtime, where the pool's connections live.
+        Some(self.spawn(async move { read_registration(&s, &tenant, &id).await }))
     }
 
     fn list_registrations(

@@ -3,11 +3,9 @@
 
 use super::super::error::StoreError;
 use super::errors::from_pg;
-use deadpool_postgres::{Connect, Manager, ManagerConfig, RecyclingMethod, Runtime};
-use futures_util::future::BoxFuture;
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 pub use deadpool_postgres::Pool;
@@ -88,15 +86,15 @@ pub fn connect_with(url: &str, options: &PoolOptions) -> Result<Pool, StoreError
         settings.push_str(" -c synchronous_commit=off");
     }
     config.options(settings.trim());
-    let manager_config = ManagerConfig {
-        // A connection whose socket broke is closed, which `Fast` notices; a round trip per
-        // checkout (`Verified`) would cost every request a query.
-        recycling_method: RecyclingMethod::Fast,
-    };
-    let manager = match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => Manager::from_connect(config, OnRuntime(runtime), manager_config),
-        Err(_) => Manager::from_config(config, NoTls, manager_config),
-    };
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // A connection whose socket broke is closed, which `Fast` notices; a round trip
+            // per checkout (`Verified`) would cost every request a query.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     Pool::builder(manager)
         .max_size(options.pool_size)
         .runtime(Runtime::Tokio1)
@@ -105,40 +103,6 @@ pub fn connect_with(url: &str, options: &PoolOptions) -> Result<Pool, StoreError
         .recycle_timeout(Some(options.create_timeout))
         .build()
         .map_err(|e| StoreError::Storage(format!("cannot build the connection pool: {e}")))
-}
-
-/// Opens each connection on the runtime the pool was built on (the engine's) and runs its
-/// task there. A read awaited on another runtime (an HTTP worker's, `Engine::registration_future`)
-/// then borrows a connection without its socket or task ever belonging to that worker; with
-/// deadpool's own connector, a connection opened for such a read would have.
-struct OnRuntime(tokio::runtime::Handle);
-
-impl Connect for OnRuntime {
-    fn connect(
-        &self,
-        pg_config: &tokio_postgres::Config,
-    ) -> BoxFuture<'_, Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
-    {
-        let config = pg_config.clone();
-        let opened = self.0.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            let task = tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    log::warn!("a database connection ended: {e}");
-                }
-            });
-            Ok((client, task))
-        });
-        Box::pin(async move {
-            match opened.await {
-                Ok(result) => result,
-                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-                // The engine's runtime is shutting down: no connection opens any more.
-                // tokio-postgres builds its errors itself; a timeout is the nearest it has.
-                Err(_) => Err(tokio_postgres::Error::__private_api_timeout()),
-            }
-        })
-    }
 }
 
 /// Checks that the database answers: one round trip on a pooled connection.
