@@ -324,15 +324,7 @@ async fn read_registration(
     id: &RecordId,
 ) -> Result<Option<CourseRegistration>, StoreError> {
     let client = s.pool.get().await.map_err(|e| from_pool(&e))?;
-    client
-        .query_opt(
-            "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
-            &[&tenant.as_str(), &id.as_str()],
-        )
-        .await
-        .map_err(pg)?
-        .map(|row| registration_from(&row))
-        .transpose()
+    load_registration(&*client, tenant, id).await
 }
 
 /// Runs `work` on the runtime of `handle` and waits for it. From a thread inside a runtime
@@ -637,18 +629,19 @@ async fn settle_bytes(
 // ---- loads ---------------------------------------------------------------------------------
 
 async fn load_registration(
-    tx: &Transaction<'_>,
+    client: &impl Statements,
     tenant: &TenantId,
     id: &RecordId,
 ) -> Result<Option<CourseRegistration>, StoreError> {
-    tx.query_opt(
-        "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
-        &[&tenant.as_str(), &id.as_str()],
-    )
-    .await
-    .map_err(pg)?
-    .map(|row| registration_from(&row))
-    .transpose()
+    client
+        .query_opt(
+            "SELECT id, fields FROM registrations WHERE tenant_id = $1 AND id = $2",
+            &[&tenant.as_str(), &id.as_str()],
+        )
+        .await
+        .map_err(pg)?
+        .map(|row| registration_from(&row))
+        .transpose()
 }
 
 async fn load_catalog<F: Copies>(
