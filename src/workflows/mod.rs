@@ -20,10 +20,6 @@ use crate::error::ApiError;
 use crate::store::{Database, Db, StoreError};
 use futures_util::FutureExt;
 
-/// Runs a blocking store read on the blocking pool, never on an async worker: a store read can
-/// wait behind the transaction lock or a disk read. Within a tenant's request it first waits
-/// for one of the tenant's places on the pool ([`fair`]), so one tenant's many reads cannot
-/// crowd out another tenant's few.
 /// A place in the queue in front of the store's reads. The wait is bounded by the request's
 /// deadline, past which the read is shed (503 `overloaded`) rather than queued on. A place
 /// free now is taken without arming a timer (most reads, and the timer cost ~8 % of search
@@ -48,6 +44,10 @@ pub async fn future_read<T>(read: crate::store::EngineFuture<'_, T>) -> Result<T
     read.await.map_err(ApiError::from)
 }
 
+/// Runs a blocking store read on the blocking pool, never on an async worker: a store read can
+/// wait behind the transaction lock or a disk read. Within a tenant's request it first waits
+/// for one of the tenant's places on the pool ([`fair`]), so one tenant's many reads cannot
+/// crowd out another tenant's few.
 pub async fn blocking<T, F>(store: &Db, read: F) -> Result<T, ApiError>
 where
     T: Send + 'static,

@@ -22,7 +22,7 @@ pub const FORMAT_V3: u8 = 3;
 /// Every other type reads the same as in format 3.
 pub const FORMAT_V4: u8 = 4;
 /// Format 5: every type reads as in format 4. New in it: the `events` tree holds blocks of
-/// events (one value per tenant and write batch, `events::StoredBlock`), and a record value
+/// events (one value per tenant and write batch, `events::decode_block`), and a record value
 /// may be headed ([`FORMAT_V5_HEADED`]).
 pub const FORMAT_V5: u8 = 5;
 /// Format 5 with a head: `[6, head (u64, 8 bytes big-endian), the format 5 body]`. A

@@ -123,7 +123,8 @@ pub fn tombstone_parts(key: &[u8]) -> Result<(String, String), StoreError> {
     Ok((kind, id))
 }
 
-fn seq_from(bytes: &[u8]) -> Result<u64, StoreError> {
+/// Reads a seq stored as a value (a tombstone's).
+pub fn seq_from(bytes: &[u8]) -> Result<u64, StoreError> {
     let array: [u8; 8] = bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt("sequence number is not 8 bytes".into()))?;

@@ -161,11 +161,9 @@ pub(super) fn write(
     let Some(id) = new.or(old).map(|r| &r.id) else {
         return Ok(());
     };
-    match (old, new) {
-        (Some(_), None) => tx.add_to_counter(count_key.as_bytes(), -1)?,
-        (None, Some(_)) => tx.add_to_counter(count_key.as_bytes(), 1)?,
-        _ => 0,
-    };
+    if old.is_some() != new.is_some() {
+        tx.add_to_counter(count_key.as_bytes(), if new.is_some() { 1 } else { -1 })?;
+    }
     super::events::store(
         tx,
         tenant,

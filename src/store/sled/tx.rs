@@ -156,9 +156,9 @@ struct Undo {
 }
 
 /// The buffer is a map per tree (and one more for the change events the intent appended, which
-/// the pipeline writes as blocks: [`super::events::write_blocks`]), not a log: an intent that carries many records (a bulk
-/// import of a thousand rows, an all-or-nothing import of a whole file) reads its own writes
-/// in constant time instead of scanning everything it wrote so far.
+/// the pipeline writes as blocks: [`super::events::write_blocks`]), not a log: an intent that
+/// carries many records (a bulk import of a thousand rows, an all-or-nothing import of a whole
+/// file) reads its own writes in constant time instead of scanning everything it wrote so far.
 pub struct Tx<'a> {
     view: &'a [TransactionalTree],
     buffers: Vec<Buffer>,
@@ -194,7 +194,11 @@ impl<'a> Tx<'a> {
     }
 
     fn buffer(&mut self, tree: TreeId, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let position = tree.position();
+        self.buffer_at(tree.position(), key, value);
+    }
+
+    /// Buffers a write at `position` (a tree's, or the appended events' one past the last).
+    fn buffer_at(&mut self, position: usize, key: Vec<u8>, value: Option<Vec<u8>>) {
         let replaced = self.buffers[position].insert(key.clone(), value);
         self.undo.push(Undo {
             tree: position,
@@ -213,13 +217,7 @@ impl<'a> Tx<'a> {
 
     /// Appends a change event (its `events` key and encoded body) for the batch's block.
     pub fn append_event(&mut self, key: Vec<u8>, body: Vec<u8>) {
-        let position = self.view.len();
-        let replaced = self.buffers[position].insert(key.clone(), Some(body));
-        self.undo.push(Undo {
-            tree: position,
-            key,
-            replaced,
-        });
+        self.buffer_at(self.view.len(), key, Some(body));
     }
 
     /// Reads a big-endian u64 counter (absent = 0).

@@ -10,7 +10,7 @@ use crate::domain::ids::TenantId;
 use crate::domain::registration::CourseRegistration;
 use crate::domain::transfer::RecordKind;
 use crate::store::events::{event_problems, LatestEvents};
-use crate::store::sled::events::{event_at, history_parts, tombstone_parts};
+use crate::store::sled::events::{event_at, history_parts, seq_from, tombstone_parts};
 use crate::store::sled::keys;
 use crate::store::sled::tx::TreeId;
 use crate::store::sled::{codec, StoreError};
@@ -40,14 +40,13 @@ pub(super) fn check_events(
     }
     for entry in trees.scan(TreeId::Tombstones, &prefix) {
         let (key, value) = entry?;
-        let (Ok((kind, id)), Ok(seq)) = (tombstone_parts(&key), <[u8; 8]>::try_from(&*value))
-        else {
+        let (Ok((kind, id)), Ok(seq)) = (tombstone_parts(&key), seq_from(&value)) else {
             continue;
         };
         let Some(kind) = RecordKind::from_tag(&kind) else {
             continue;
         };
-        latest_seq.insert((kind, id), u64::from_be_bytes(seq));
+        latest_seq.insert((kind, id), seq);
     }
     let mut records = Vec::new();
     // A record that does not decode is reported as such; its events are not judged.
