@@ -39,8 +39,8 @@
 //! after a cut is the reboot.
 
 use fuser::{
-    BackgroundSession, FileAttr, FileType, Filesystem, MountOption, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    FileAttr, FileType, Filesystem, MountOption, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, Session, SessionUnmounter,
     TimeOrNow,
 };
 use serde::{Deserialize, Serialize};
@@ -922,7 +922,16 @@ impl Filesystem for PowerCutFs {
 /// A mounted [`PowerCutFs`].
 pub struct PowerCut {
     state: Arc<Mutex<State>>,
-    session: Option<BackgroundSession>,
+    session: Option<Served>,
+}
+
+/// The session loop on its own thread and what unmounts it. fuser's `BackgroundSession` would
+/// do, but its `join` unwraps the loop's result, and the kernel ends a session read with
+/// ECONNABORTED as well as ENODEV depending on how the unmount races the loop: both are the end
+/// of a session, not a failure.
+struct Served {
+    unmounter: SessionUnmounter,
+    thread: std::thread::JoinHandle<io::Result<()>>,
 }
 
 impl PowerCut {
@@ -936,16 +945,18 @@ impl PowerCut {
             state: state.clone(),
         };
         let options = [MountOption::FSName("registrar-power-cut".into())];
-        let session = fuser::spawn_mount2(fs, mountpoint, &options).unwrap_or_else(|e| {
+        let mut session = Session::new(fs, mountpoint, &options).unwrap_or_else(|e| {
             panic!(
                 "cannot mount the power-cut file system at {} ({e}): it needs /dev/fuse and \
                  either root or fusermount3; install it with `apt-get install fuse3`",
                 mountpoint.display()
             )
         });
+        let unmounter = session.unmount_callable();
+        let thread = std::thread::spawn(move || session.run());
         PowerCut {
             state,
-            session: Some(session),
+            session: Some(Served { unmounter, thread }),
         }
     }
 
@@ -987,8 +998,16 @@ impl PowerCut {
 
     /// Unmounts and waits for the session to end.
     pub fn unmount(mut self) {
-        if let Some(session) = self.session.take() {
-            session.join();
+        if let Some(mut served) = self.session.take() {
+            served.unmounter.unmount().expect("unmount");
+            let ended = served.thread.join().expect("the session thread panicked");
+            if let Err(e) = ended {
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(libc::ECONNABORTED),
+                    "the session ended with {e}"
+                );
+            }
         }
     }
 }
@@ -997,6 +1016,8 @@ impl Drop for PowerCut {
     fn drop(&mut self) {
         // On a panic: the power goes and the mount with it, without waiting.
         self.lock().cut();
-        drop(self.session.take());
+        if let Some(mut served) = self.session.take() {
+            let _ = served.unmounter.unmount();
+        }
     }
 }
