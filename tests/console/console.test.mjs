@@ -168,7 +168,7 @@ try {
     await page.getByRole('link', { name: registration }).waitFor();
     await shoot(page, 'registrations');
     await page.getByRole('link', { name: registration }).click();
-    await page.getByRole('heading', { level: 1, name: /Registration/ }).waitFor();
+    await page.getByRole('heading', { level: 1, name: /^Registration( \d+)?$/ }).waitFor();
 
     await visit(page, `#/catalog/courseOfferings/${offering}`, /December group/, 'offering');
     await page.getByText('1 of 2 seats taken').waitFor();

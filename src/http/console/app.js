@@ -73,7 +73,16 @@ function labelledInline(text, control) {
   return h('span', null, h('label', { for: control.id }, `${text} `), control);
 }
 
-async function route() {
+// Routes run one after another: a page still loading when the hash moves on finishes first,
+// and the page of the newest hash renders last (it would otherwise be overwritten by the slower
+// page it replaced).
+let routing = Promise.resolve();
+function route() {
+  routing = routing.then(routeNow, routeNow);
+  return routing;
+}
+
+async function routeNow() {
   if (!session.key) return signInPage();
   if (!session.who) {
     try {
