@@ -2,7 +2,9 @@
 //! (`registrar::store::Engine`) and run on every engine `engines()` lists (the embedded one, and
 //! PostgreSQL on a throwaway server from `support/postgres.rs`): whatever engine
 //! serves, 32 concurrent creates on 10 seats fill exactly 10, one student gets one slot on an
-//! offering, and a record cannot be deleted while a registration on it is created.
+//! offering, a record cannot be deleted while a registration on it is created, and writes of
+//! one tenant sent at once (which an engine may commit together) each get their own answer
+//! while the refused ones leave no number and no change event behind.
 
 #[path = "support/postgres.rs"]
 mod postgres;
@@ -12,12 +14,16 @@ use registrar::domain::access::{Principal, WriteContext};
 use registrar::domain::catalog::{
     CatalogFields, CatalogInput, CatalogRecord, ContactFields, CourseFields, CourseOfferingFields,
 };
+use registrar::domain::enums::RegistrationStatus;
+use registrar::domain::events::ChangeOp;
 use registrar::domain::ids::{RecordId, TenantId};
 use registrar::domain::registration::{CourseRegistration, RegistrationInput};
 use registrar::domain::rules::RuleViolation;
 use registrar::domain::tenant::{Limits, NewTenant};
 use registrar::store::check::Scope;
-use registrar::store::write::{CreateCatalog, CreateRegistration, DeleteCatalog};
+use registrar::store::write::{
+    CreateCatalog, CreateRegistration, DeleteCatalog, DeleteRegistration, ReviseRegistration,
+};
 use registrar::store::{Db, Durability, EngineChoice, StoreError};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -279,6 +285,193 @@ async fn a_record_deleted_while_a_registration_on_it_is_created_never_leaves_an_
                 other => panic!("{}: {kind:?}: both or neither: {other:?}", served.name),
             }
         }
+        check_is_clean(&served).await;
+    }
+}
+
+/// What one of the writes of [`writes_sent_at_once_are_answered_each_and_refusals_leave_no_trace`]
+/// answered.
+#[derive(Debug)]
+enum Answer {
+    Created(u64),
+    Revised(u64),
+    Deleted,
+    Refused(StoreError),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_sent_at_once_are_answered_each_and_refusals_leave_no_trace() {
+    for served in engines().await {
+        let db = &served.db;
+        let t = tenant(db).await;
+        let (course, offering) = offering(db, &t, 8).await;
+        let mut students = Vec::new();
+        for n in 0..24 {
+            students.push(student(db, &t, n).await);
+        }
+        // Eight registrations to revise and delete: numbers 1 to 8.
+        let mut stored = Vec::new();
+        for student in &students[..8] {
+            let draft = registration(
+                &t,
+                json!({"student_id": student.as_str(), "course_id": course.as_str(),
+                       "course_offering_id": offering.as_str(), "status": "draft"}),
+            );
+            stored.push(db.create_registration(draft).await.expect("stored"));
+        }
+        let before = db.changes(&t, 0, &[], 1000).unwrap().items.len();
+        let commits_before = db.write_stats().commit.count();
+
+        // At once: 16 creates that want a seat (8 seats: 8 are refused), 4 revisions at the
+        // stored version and 2 at a stale one, and 2 deletes.
+        let mut writes: Vec<tokio::task::JoinHandle<Answer>> = Vec::new();
+        let answer = |r: Result<Answer, StoreError>| r.unwrap_or_else(Answer::Refused);
+        for student in &students[8..] {
+            let (db, write) = (db.clone(), seat(&t, student, &course, &offering));
+            writes.push(tokio::spawn(async move {
+                answer(
+                    db.create_registration(write)
+                        .await
+                        .map(|r| Answer::Created(r.fields.number.expect("numbered") as u64)),
+                )
+            }));
+        }
+        for (i, record) in stored.iter().take(6).enumerate() {
+            let mut fields = record.fields.clone();
+            // Cancelled: a draft holds no seat, and neither does this, so the seats stay the creates'.
+            fields.status = Some(RegistrationStatus::Cancelled);
+            let write = ReviseRegistration {
+                tenant: t.clone(),
+                id: record.id.clone(),
+                base_version: if i < 4 {
+                    record.version()
+                } else {
+                    record.version() + 7
+                },
+                fields,
+                ctx: ctx(),
+                seen: None,
+            };
+            let db = db.clone();
+            writes.push(tokio::spawn(async move {
+                answer(
+                    db.revise_registration(write)
+                        .await
+                        .map(|r| Answer::Revised(r.version())),
+                )
+            }));
+        }
+        for record in &stored[6..] {
+            let write = DeleteRegistration {
+                tenant: t.clone(),
+                id: record.id.clone(),
+                base_version: record.version(),
+                ctx: ctx(),
+            };
+            let db = db.clone();
+            writes.push(tokio::spawn(async move {
+                answer(
+                    db.delete_registration(write)
+                        .await
+                        .map(|()| Answer::Deleted),
+                )
+            }));
+        }
+        let answers: Vec<Answer> = join_all(writes)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("task"))
+            .collect();
+        let name = served.name;
+        if name == "postgres" {
+            // Sent at once, the writes wait for each other's turn on the tenant: the engine
+            // commits those that waited together (its group commit). One by one, the 14 that
+            // were not refused would have taken 14 commits.
+            let commits = db.write_stats().commit.count() - commits_before;
+            assert!(commits < 14, "{name}: 14 writes took {commits} commits");
+        }
+
+        let (creates, rest) = answers.split_at(16);
+        let numbers: Vec<u64> = creates
+            .iter()
+            .filter_map(|a| match a {
+                Answer::Created(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        let full = creates
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Answer::Refused(StoreError::Rule(RuleViolation::OfferingFull { .. }))
+                )
+            })
+            .count();
+        assert_eq!((numbers.len(), full), (8, 8), "{name}: {answers:?}");
+        let mut sorted = numbers.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            (9..=16).collect::<Vec<u64>>(),
+            "{name}: a refused create gives its number back"
+        );
+        for (i, a) in rest.iter().enumerate() {
+            match (i, a) {
+                (0..=3, Answer::Revised(2)) | (6 | 7, Answer::Deleted) => {}
+                (4 | 5, Answer::Refused(StoreError::VersionChanged { stored: 1 })) => {}
+                _ => panic!("{name}: write {i} answered {a:?}: {answers:?}"),
+            }
+        }
+
+        // One change event per write that was not refused, numbered on without a gap.
+        let changes = db.changes(&t, 0, &[], 1000).unwrap().items;
+        let seqs: Vec<u64> = changes.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=changes.len() as u64).collect::<Vec<_>>(),
+            "{name}: the feed has no gap"
+        );
+        let new = &changes[before..];
+        let count = |op: ChangeOp| new.iter().filter(|e| e.change.op == op).count();
+        assert_eq!(
+            (
+                count(ChangeOp::Created),
+                count(ChangeOp::Updated),
+                count(ChangeOp::Deleted)
+            ),
+            (8, 4, 2),
+            "{name}: {new:?}"
+        );
+        assert_eq!(db.registration_count(&t).unwrap(), 8 + 8 - 2, "{name}");
+        check_is_clean(&served).await;
+    }
+}
+
+/// A write that fails for a reason of its own that is not a rule's (here: an id that another
+/// write of the same moment took, which the workflows never send) fails alone: the writes
+/// sent with it, which an engine may have put in the same transaction, are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_that_fails_fails_alone() {
+    for served in engines().await {
+        let db = &served.db;
+        let t = tenant(db).await;
+        let (course, offering) = offering(db, &t, 100).await;
+        let mut writes = Vec::new();
+        for n in 0..8 {
+            let student = student(db, &t, n).await;
+            writes.push(seat(&t, &student, &course, &offering));
+        }
+        writes[5].id = writes[2].id.clone();
+        let outcomes = create_at_once(db, writes).await;
+        let name = served.name;
+        let created = outcomes.iter().filter(|o| o.is_ok()).count();
+        let taken = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(StoreError::Corrupt(m)) if m.contains("is taken")))
+            .count();
+        assert_eq!((created, taken), (7, 1), "{name}: {outcomes:?}");
+        assert_eq!(db.registration_count(&t).unwrap(), 7, "{name}");
         check_is_clean(&served).await;
     }
 }

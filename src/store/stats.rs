@@ -29,6 +29,11 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// How many times were observed.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// The histogram in Prometheus text format, under `name` with `labels` (`k="v",…` or "").
     pub fn render(&self, name: &str, labels: &str, out: &mut String) {
         let sep = if labels.is_empty() { "" } else { "," };

@@ -13,6 +13,8 @@
 //!   dependants, orders, counts, numbers) are current and stay so until commit, whichever
 //!   node wrote them. The unique, foreign-key and check constraints back this up: should a
 //!   write ever race past it, the violation is retried, and the retry answers the rule.
+//! * **Group commit.** A node's registration writes of one tenant that wait for their turn go
+//!   into one transaction, each under a savepoint, and one commit (`combine.rs`).
 //! * **Retries.** Serialization failures, deadlocks and those constraint races are retried
 //!   a bounded number of times, then answered `StoreError::Busy` (503 `db_busy`).
 
@@ -81,6 +83,8 @@ struct Shared {
     tokens: PageTokens,
     retention: Retention,
     stats: stats::WriteStats,
+    /// One tenant's registration writes waiting for their shared transaction (combine.rs).
+    combiner: combine::Combiner,
     /// The `directory_version` the key cache was last loaded at.
     directory_version: AtomicI64,
     /// What holds event compaction back.
@@ -206,6 +210,8 @@ macro_rules! pipelined {
     };
 }
 
+mod combine;
+
 /// Keeps the first error of statements sent together, unless it is a knock-on one and `e`
 /// is not (see [`pipelined!`]).
 fn keep_the_cause(cause: &mut Option<StoreError>, e: StoreError) {
@@ -275,6 +281,7 @@ impl PgEngine {
             tokens: PageTokens::new(secret),
             retention,
             stats: stats::WriteStats::default(),
+            combiner: combine::Combiner::default(),
             directory_version: AtomicI64::new(version),
             holds: EventHolds::default(),
             own_changes: Mutex::new(Vec::new()),
@@ -605,19 +612,33 @@ async fn settle_bytes(
     tenant: &TenantId,
     delta: i64,
 ) -> Result<(), StoreError> {
-    if delta == 0 {
+    settle_usage(tx, tenant, 0, delta).await
+}
+
+/// Moves the tenant's registration count by `registrations` and its stored bytes by `bytes`
+/// in one statement (the counters row is updated once per write, not once per counter);
+/// growth past `max_storage_bytes` is refused.
+async fn settle_usage(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    registrations: i64,
+    bytes: i64,
+) -> Result<(), StoreError> {
+    if registrations == 0 && bytes == 0 {
         return Ok(());
     }
     let row = tx
         .query_opt(
-            "UPDATE tenant_counters c SET stored_bytes = GREATEST(c.stored_bytes + $2, 0) \
+            "UPDATE tenant_counters c SET \
+             registration_count = GREATEST(c.registration_count + $2, 0), \
+             stored_bytes = GREATEST(c.stored_bytes + $3, 0) \
              FROM tenants t WHERE c.tenant_id = $1 AND t.id = c.tenant_id \
              RETURNING c.stored_bytes, t.max_storage_bytes",
-            &[&tenant.as_str(), &delta],
+            &[&tenant.as_str(), &registrations, &bytes],
         )
         .await
         .map_err(pg)?;
-    if let (Some(row), true) = (row, delta > 0) {
+    if let (Some(row), true) = (row, bytes > 0) {
         if let Some(max) = limit_u64(row.try_get(1).map_err(pg)?) {
             let after_write = u64::try_from(row.try_get::<_, i64>(0).map_err(pg)?).unwrap_or(0);
             rules::tenant_limit(tenant, Usage::StoredBytes { max, after_write })?;
@@ -769,64 +790,91 @@ async fn check_quota(tx: &Transaction<'_>, tenant: &TenantId) -> Result<(), Stor
     Ok(())
 }
 
-async fn check_slot(
-    tx: &Transaction<'_>,
-    tenant: &TenantId,
-    new: &CourseRegistration,
-) -> Result<(), StoreError> {
-    if !new.holds_slot() {
-        return Ok(());
-    }
-    let (Some(offering), Some(student)) = (
-        new.fields.course_offering_id.as_ref(),
-        new.fields.student_id.as_ref(),
-    ) else {
-        return Ok(());
-    };
-    let holder = tx
-        .query_opt(
-            "SELECT id FROM registrations WHERE tenant_id = $1 AND course_offering_id = $2 \
-             AND student_id = $3 AND status <> 'cancelled' AND id <> $4 LIMIT 1",
-            &[
-                &tenant.as_str(),
-                &offering.as_str(),
-                &student.as_str(),
-                &new.id.as_str(),
-            ],
-        )
-        .await
-        .map_err(pg)?
-        .map(|row| row.get::<_, String>(0));
-    Ok(rules::duplicate_registration(
-        &new.id,
-        new.fields.student_id.as_ref(),
-        holder.as_deref(),
-    )?)
+/// What the slot and seat rules of writing `new` (over `old`) read: the registration holding
+/// the student's slot in the offering, and the offering's capacity and active seats (its row
+/// taken `FOR UPDATE`). Read only where the rule applies.
+#[derive(Default)]
+struct SeatFacts {
+    slot_holder: Option<String>,
+    seats: Option<(Option<u64>, u64)>,
+    /// The record's number was drawn from the tenant's sequence in this transaction: there
+    /// is nothing to raise the sequence past.
+    number_drawn: bool,
 }
 
-async fn check_capacity(
+async fn seat_facts(
     tx: &Transaction<'_>,
     tenant: &TenantId,
     old: Option<&CourseRegistration>,
     new: &CourseRegistration,
-) -> Result<(), StoreError> {
-    let Some(offering_id) = rules::seat_to_take(old, new) else {
-        return Ok(());
+) -> Result<SeatFacts, StoreError> {
+    let slot = async {
+        let (true, Some(offering), Some(student)) = (
+            new.holds_slot(),
+            new.fields.course_offering_id.as_ref(),
+            new.fields.student_id.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        Ok(tx
+            .query_opt(
+                "SELECT id FROM registrations WHERE tenant_id = $1 AND course_offering_id = $2 \
+                 AND student_id = $3 AND status <> 'cancelled' AND id <> $4 LIMIT 1",
+                &[
+                    &tenant.as_str(),
+                    &offering.as_str(),
+                    &student.as_str(),
+                    &new.id.as_str(),
+                ],
+            )
+            .await
+            .map_err(pg)?
+            .map(|row| row.get::<_, String>(0)))
     };
-    let row = tx
-        .query_opt(
-            "SELECT capacity, active_seats FROM course_offerings WHERE tenant_id = $1 AND id = $2 \
-             FOR UPDATE",
-            &[&tenant.as_str(), &offering_id.as_str()],
-        )
-        .await
-        .map_err(pg)?;
-    if let Some(row) = row {
-        let capacity = limit_u64(row.try_get(0).map_err(pg)?);
-        let active = u64::try_from(row.try_get::<_, i64>(1).map_err(pg)?).unwrap_or(0);
-        if capacity.is_some() {
-            rules::offering_full(offering_id, capacity, active)?;
-        }
+    let seats = async {
+        let Some(offering_id) = rules::seat_to_take(old, new) else {
+            return Ok(None);
+        };
+        let row = tx
+            .query_opt(
+                "SELECT capacity, active_seats FROM course_offerings WHERE tenant_id = $1 \
+                 AND id = $2 FOR UPDATE",
+                &[&tenant.as_str(), &offering_id.as_str()],
+            )
+            .await
+            .map_err(pg)?;
+        row.map(|row| {
+            let capacity = limit_u64(row.try_get(0).map_err(pg)?);
+            let active = u64::try_from(row.try_get::<_, i64>(1).map_err(pg)?).unwrap_or(0);
+            Ok::<_, StoreError>((capacity, active))
+        })
+        .transpose()
+    };
+    pipelined!(slot_holder = slot, seats = seats);
+    Ok(SeatFacts {
+        slot_holder,
+        seats,
+        number_drawn: false,
+    })
+}
+
+/// The slot and seat rules over what [`seat_facts`] read for the same `old` and `new`.
+fn check_seats(
+    old: Option<&CourseRegistration>,
+    new: &CourseRegistration,
+    facts: &SeatFacts,
+) -> Result<(), StoreError> {
+    if new.holds_slot() {
+        rules::duplicate_registration(
+            &new.id,
+            new.fields.student_id.as_ref(),
+            facts.slot_holder.as_deref(),
+        )?;
+    }
+    if let (Some(offering_id), Some((capacity @ Some(_), active))) =
+        (rules::seat_to_take(old, new), facts.seats)
+    {
+        rules::offering_full(offering_id, capacity, active)?;
     }
     Ok(())
 }
@@ -840,24 +888,37 @@ async fn write_registration(
     new: Option<&CourseRegistration>,
     ctx: &WriteContext,
 ) -> Result<(), StoreError> {
-    // Two round trips, each a pipelined group of statements that need nothing from one
-    // another: the rules' reads (and the sequence), then every write. A statement that fails
-    // fails those sent after it in its transaction too; the first error is the one answered,
-    // and the transaction is rolled back, so the outcome is the one of one-by-one statements.
-    if let Some(new) = new {
-        let old_number = old.and_then(|r| r.fields.number);
-        let raised = async {
-            match new.fields.number.filter(|n| old_number != Some(*n)) {
-                Some(number) => raise_sequence(tx, tenant, "registration_number", number).await,
-                None => Ok(()),
-            }
-        };
-        pipelined!(
-            _slot = check_slot(tx, tenant, new),
-            _capacity = check_capacity(tx, tenant, old, new),
-            _raised = raised,
-        );
+    let facts = match new {
+        Some(new) => Some(seat_facts(tx, tenant, old, new).await?),
+        None => None,
+    };
+    write_registration_with(tx, tenant, old, new, facts.as_ref(), ctx).await
+}
+
+/// [`write_registration`] with the seat facts already read (`None` only when `new` is).
+async fn write_registration_with(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    old: Option<&CourseRegistration>,
+    new: Option<&CourseRegistration>,
+    facts: Option<&SeatFacts>,
+    ctx: &WriteContext,
+) -> Result<(), StoreError> {
+    // One round trip: every write sent together (pipelined), as none needs another's answer.
+    // A statement that fails fails those sent after it in its transaction too; the first
+    // error is the one answered, and the transaction is rolled back, so the outcome is the
+    // one of one-by-one statements.
+    if let (Some(new), Some(facts)) = (new, facts) {
+        check_seats(old, new, facts)?;
     }
+    let old_number = old.and_then(|r| r.fields.number);
+    let given = new.filter(|_| !facts.is_some_and(|f| f.number_drawn));
+    let raised = async {
+        match given.and_then(|new| new.fields.number.filter(|n| old_number != Some(*n))) {
+            Some(number) => raise_sequence(tx, tenant, "registration_number", number).await,
+            None => Ok(()),
+        }
+    };
     let (old_seat, new_seat) = (
         old.and_then(CourseRegistration::seat),
         new.and_then(CourseRegistration::seat),
@@ -919,18 +980,12 @@ async fn write_registration(
         }
         Ok::<_, StoreError>(())
     };
-    let counted = async {
-        match (old.is_some(), new.is_some()) {
-            (true, false) => add_to_counter(tx, tenant, "registration_count", -1).await,
-            (false, true) => add_to_counter(tx, tenant, "registration_count", 1).await,
-            _ => Ok(0),
-        }
-    };
+    let counted = i64::from(new.is_some()) - i64::from(old.is_some());
     pipelined!(
+        _raised = raised,
         _row = row_written,
         _seats = seats,
-        _counted = counted,
-        _bytes = settle_bytes(tx, tenant, new_bytes - old_bytes),
+        _usage = settle_usage(tx, tenant, counted, new_bytes - old_bytes),
         _event = super::events::record(tx, tenant, RecordKind::Registration, old, new, ctx),
     );
     Ok(())
@@ -1045,12 +1100,19 @@ async fn create_in(
     };
     // Statements that need nothing from one another, sent together (pipelined): one round
     // trip. The number drawn goes back to the sequence if anything after refuses the write
-    // (the transaction rolls back).
+    // (the transaction rolls back). The slot and seat rules read here too: the status,
+    // offering and student they depend on are the client's (the record made below copies
+    // other fields in, never those).
+    let provisional = CourseRegistration {
+        id: id.clone(),
+        fields: fields.clone(),
+    };
     pipelined!(
         existing = load_registration(tx, tenant, id),
         _quota = check_quota(tx, tenant),
         _resolved = resolve(tx, tenant, None, &mut fields),
         drawn = drawn,
+        seats = seat_facts(tx, tenant, None, &provisional),
     );
     if existing.is_some() {
         return Err(StoreError::Corrupt(format!("id {id} is taken")));
@@ -1059,7 +1121,11 @@ async fn create_in(
     if let Some(number) = drawn {
         record.fields.number = Some(number as f64);
     }
-    write_registration(tx, tenant, None, Some(&record), ctx).await?;
+    let facts = SeatFacts {
+        number_drawn: drawn.is_some(),
+        ..seats
+    };
+    write_registration_with(tx, tenant, None, Some(&record), Some(&facts), ctx).await?;
     Ok(record)
 }
 
@@ -2022,15 +2088,22 @@ impl Engine for PgEngine {
         w: write::CreateRegistration,
     ) -> EngineFuture<'_, CourseRegistration> {
         let s = self.shared.clone();
+        if !w.dry_run {
+            return self.spawn(async move {
+                combine::submit(s, combine::Write::Create(Box::new(w)))
+                    .await?
+                    .record()
+            });
+        }
         self.spawn(async move {
             transaction!(s, |tx| async {
                 lock_tenant(tx, &w.tenant).await?;
                 let mut record = create_in(tx, &w.tenant, &w.id, &w.fields, &w.ctx).await?;
-                if w.dry_run && w.fields.number.is_none() {
+                if w.fields.number.is_none() {
                     // A dry run takes no number from the sequence.
                     record.fields.number = None;
                 }
-                Ok::<_, StoreError>((record, !w.dry_run))
+                Ok::<_, StoreError>((record, false))
             }
             .await)
         })
@@ -2042,23 +2115,18 @@ impl Engine for PgEngine {
     ) -> EngineFuture<'_, CourseRegistration> {
         let s = self.shared.clone();
         self.spawn(async move {
-            transaction!(s, |tx| async {
-                lock_tenant(tx, &w.tenant).await?;
-                Ok::<_, StoreError>((revise_in(tx, &w).await?, true))
-            }
-            .await)
+            combine::submit(s, combine::Write::Revise(Box::new(w)))
+                .await?
+                .record()
         })
     }
 
     fn delete_registration(&self, w: write::DeleteRegistration) -> EngineFuture<'_, ()> {
         let s = self.shared.clone();
         self.spawn(async move {
-            transaction!(s, |tx| async {
-                lock_tenant(tx, &w.tenant).await?;
-                delete_in(tx, &w).await?;
-                Ok::<_, StoreError>(((), true))
-            }
-            .await)
+            combine::submit(s, combine::Write::Delete(w))
+                .await?
+                .deleted()
         })
     }
 
