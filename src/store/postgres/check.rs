@@ -22,7 +22,7 @@
 //! never changes or deletes a record.
 
 use super::rows::{
-    catalog_from, pg, record_bytes, registration_from, registration_params, to_json, Copies, Param,
+    catalog_from, pg, record_bytes, registration_from, registration_params, Copies, Param,
     CATALOG_SELECT, REGISTRATION_INSERT_COLUMNS,
 };
 use super::schema::{catalog_copies, catalog_table};
@@ -226,13 +226,13 @@ async fn each_record(
                                 names: catalog_copies(kind).to_vec(),
                                 values: r.fields.copies(),
                             };
-                            Ok((to_json(&r.fields)?, copies))
+                            Ok((record_bytes(&id, &r.fields)?, copies))
                         })
                     }),
                 };
                 match decoded {
-                    Ok((fields, copies)) => {
-                        total += record_bytes(&id, &fields);
+                    Ok((bytes, copies)) => {
+                        total += bytes;
                         if let Some(drift) =
                             compare_copies(client, tenant, table, &id, copies).await?
                         {
@@ -248,7 +248,7 @@ async fn each_record(
                             format!("the row does not decode: {e}"),
                         )));
                         let raw: Value = row.try_get("fields").unwrap_or(Value::Null);
-                        total += record_bytes(&id, &raw);
+                        total += record_bytes(&id, &raw)?;
                     }
                 }
             }
@@ -270,13 +270,13 @@ struct Columns {
     values: Vec<Param>,
 }
 
-/// A registration's fields as stored JSON, and its columns (all but the key and `fields`,
+/// The bytes a registration counts for, and its columns (all but the key and `fields`,
 /// written by the engine from the fields: `rows::registration_params`).
 fn registration_copies(
     tenant: &TenantId,
     record: &CourseRegistration,
-) -> Result<(Value, Columns), StoreError> {
-    let (params, json) = registration_params(tenant, record)?;
+) -> Result<(i64, Columns), StoreError> {
+    let (params, bytes) = registration_params(tenant, record)?;
     let names: Vec<&'static str> = REGISTRATION_INSERT_COLUMNS.split(", ").collect();
     let keep = |name: &&str| !matches!(*name, "tenant_id" | "id" | "fields");
     if names.len() != params.len() {
@@ -289,7 +289,7 @@ fn registration_copies(
         .zip(params)
         .filter(|(name, _)| keep(name))
         .unzip();
-    Ok((json, Columns { names, values }))
+    Ok((bytes, Columns { names, values }))
 }
 
 /// A problem when the record's columns differ from what its fields give them: a lookup, a

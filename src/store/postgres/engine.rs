@@ -941,13 +941,13 @@ async fn write_registration_with(
         .map_err(pg)
     }));
     let old_bytes = match old {
-        Some(old) => record_bytes(old.id.as_str(), &to_json(&old.fields)?),
+        Some(old) => record_bytes(old.id.as_str(), &old.fields)?,
         None => 0,
     };
     let row = match new {
         Some(new) => {
-            let (params, json) = registration_params(tenant, new)?;
-            Some((params, rows::fits(record_bytes(new.id.as_str(), &json))?))
+            let (params, bytes) = registration_params(tenant, new)?;
+            Some((params, rows::fits(bytes)?))
         }
         None => None,
     };
@@ -1332,7 +1332,7 @@ async fn revise_catalog_in<F: Copies + AnyKind>(
     if matches!(any, AnyCatalogRecord::CourseOffering(_)) {
         after_revise(tx, tenant, &any, ctx).await?;
     }
-    let old_bytes = record_bytes(stored.id.as_str(), &to_json(&stored.fields)?);
+    let old_bytes = record_bytes(stored.id.as_str(), &stored.fields)?;
     let bytes = put_catalog(tx, tenant, record).await?;
     settle_bytes(tx, tenant, bytes - old_bytes).await?;
     catalog_event(tx, tenant, Some(&stored), Some(record), ctx).await?;
@@ -1369,7 +1369,7 @@ async fn delete_catalog_in<F: Copies>(
     tx.execute(sql.as_str(), &[&w.tenant.as_str(), &w.id.as_str()])
         .await
         .map_err(pg)?;
-    let bytes = record_bytes(stored.id.as_str(), &to_json(&stored.fields)?);
+    let bytes = record_bytes(stored.id.as_str(), &stored.fields)?;
     settle_bytes(tx, &w.tenant, -bytes).await?;
     catalog_event(tx, &w.tenant, Some(&stored), None, &w.ctx).await
 }
@@ -1510,7 +1510,7 @@ async fn import_catalog<F: Copies>(
     };
     check_references(tx, tenant, &record.fields.references()).await?;
     let old_bytes = match &stored {
-        Some(s) => record_bytes(s.id.as_str(), &to_json(&s.fields)?),
+        Some(s) => record_bytes(s.id.as_str(), &s.fields)?,
         None => 0,
     };
     let bytes = put_catalog(tx, tenant, &record).await?;
