@@ -8,7 +8,9 @@
 #
 # The data set is seeded once, by A (an older build cannot read what a newer one wrote), and
 # every run starts its binary on a fresh copy of it, so writes of one run do not change what
-# the next reads. Uses the load benchmark's seed.py and load.lua; wrk from Debian.
+# the next reads. SEED_EACH=1 seeds the same data set twice, once by each binary: B then
+# runs on what it wrote itself (in its own stored format) rather than on A's, which measures
+# a change of format without its one-time upgrade work (each record's first write under B). Uses the load benchmark's seed.py and load.lua; wrk from Debian.
 # Prints one line per run and a table of medians (req/s, p50, p99) with B/A.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,17 +53,25 @@ start() { # BINARY DATA_DIR
 
 post() { curl -fsS -H "Authorization: Bearer $OPERATOR" -H 'Content-Type: application/json' -d "$2" "$URL$1"; }
 
-# Seed once with A.
-start "$A" "$WORK/seeded"
-post /admin/tenants '{"id": "bench"}' >/dev/null
-KEY=$(post /admin/tenants/bench/keys '{"role": "write", "name": "load"}' |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
-mkdir -p "$WORK/files"
-creates=$(( (ROUNDS * DURATION * 2 + 4) * 25000 ))
-python3 "$HERE/seed.py" registrar --url "$URL" --auth "Bearer $KEY" --out "$WORK/files" \
-  --records "$RECORDS" --students $((RECORDS / 10)) --courses $((RECORDS / 100)) \
-  --offerings $((RECORDS / 20)) --create-students $(( creates / (RECORDS / 20) + 1 )) >/dev/null
-stop
+seed() { # BINARY SIDE: the data set in $WORK/seeded-SIDE, its files in $WORK/files-SIDE
+  start "$1" "$WORK/seeded-$2"
+  post /admin/tenants '{"id": "bench"}' >/dev/null
+  KEY=$(post /admin/tenants/bench/keys '{"role": "write", "name": "load"}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+  mkdir -p "$WORK/files-$2"
+  local creates=$(( (ROUNDS * DURATION * 2 + 4) * 25000 ))
+  python3 "$HERE/seed.py" registrar --url "$URL" --auth "Bearer $KEY" --out "$WORK/files-$2" \
+    --records "$RECORDS" --students $((RECORDS / 10)) --courses $((RECORDS / 100)) \
+    --offerings $((RECORDS / 20)) --create-students $(( creates / (RECORDS / 20) + 1 )) >/dev/null
+  stop
+}
+seed "$A" A
+if [ "${SEED_EACH:-0}" = 1 ]; then
+  seed "$B" B
+else
+  ln -s "$WORK/seeded-A" "$WORK/seeded-B"
+  ln -s "$WORK/files-A" "$WORK/files-B"
+fi
 
 K=0
 printf 'scenario\tbinary\tround\trps\tp50_ms\tp99_ms\n' >"$WORK/results.tsv"
@@ -70,14 +80,14 @@ for scenario in $SCENARIOS; do
     for side in A B; do
       bin=$A
       [ "$side" = B ] && bin=$B
-      rm -rf "$WORK/run" && cp -a "$WORK/seeded" "$WORK/run"
+      rm -rf "$WORK/run" && cp -a "$WORK/seeded-$side/." "$WORK/run"
       start "$bin" "$WORK/run"
       # One second unrecorded, then the measured run.
       wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -s "$HERE/load.lua" "$URL" -- registrar "$scenario" \
-        "$WORK/files" "$K" "$THREADS" >"$WORK/warm.txt" 2>&1 || true
+        "$WORK/files-$side" "$K" "$THREADS" >"$WORK/warm.txt" 2>&1 || true
       K=$(( $(grep -o 'max_k=[0-9]*' "$WORK/warm.txt" | cut -d= -f2 || echo "$K") + 1 ))
       out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s -s "$HERE/load.lua" \
-        "$URL" -- registrar "$scenario" "$WORK/files" "$K" "$THREADS")
+        "$URL" -- registrar "$scenario" "$WORK/files-$side" "$K" "$THREADS")
       stop
       line=$(grep '^RESULT ' <<<"$out")
       declare -A r=()
