@@ -1142,11 +1142,29 @@ async fn revise_in(
         });
     }
     let mut fields = w.fields.clone();
-    resolve(tx, &w.tenant, Some(&stored.fields), &mut fields).await?;
+    // The slot and seat facts are read beside the references (one round trip): they depend
+    // on the stored record and on the client's status, offering and student, which the
+    // revision keeps as they are (it copies other fields in, and keeps server-managed ones).
+    let provisional = CourseRegistration {
+        id: w.id.clone(),
+        fields: w.fields.clone(),
+    };
+    pipelined!(
+        _resolved = resolve(tx, &w.tenant, Some(&stored.fields), &mut fields),
+        seats = seat_facts(tx, &w.tenant, Some(&stored), &provisional),
+    );
     match stored.revise(fields, &w.ctx)? {
         Revision::Unchanged => Ok(stored),
         Revision::Changed(revised) => {
-            write_registration(tx, &w.tenant, Some(&stored), Some(&revised), &w.ctx).await?;
+            write_registration_with(
+                tx,
+                &w.tenant,
+                Some(&stored),
+                Some(&revised),
+                Some(&seats),
+                &w.ctx,
+            )
+            .await?;
             Ok(*revised)
         }
     }
