@@ -9,9 +9,12 @@
 //! rolls back alone and answers its own error, as a step of a batch does), and one commit and
 //! one fsync make all of them durable. A write is answered only after that commit.
 //!
-//! Should the combined transaction fail for a reason that is not one write's own (the database
-//! refused it past the retries, a connection broke), every write of it is tried again alone,
-//! so one write's trouble never becomes another's answer.
+//! Should the combined transaction fail for a reason that is not one write's own rule (the
+//! database refused it past the retries, one write's error that is not a refusal), every
+//! write of it is tried again alone, so one write's trouble never becomes another's answer.
+//! When the database cannot be reached or goes away mid-transaction, nothing is tried again
+//! (the commit may have landed): every write of it is answered that error, a 503, as it would
+//! have been alone.
 //!
 //! Dry runs do not come here: they roll back.
 
@@ -176,6 +179,12 @@ async fn run_group(shared: &Shared, writes: &[Write]) -> Vec<Result<Written, Sto
                 .intents
                 .fetch_add(writes.len() as u64, Ordering::Relaxed);
             results
+        }
+        Err(e @ (StoreError::Unavailable(_) | StoreError::Closed)) => {
+            // The database could not be reached, or went away during the transaction, maybe
+            // during its commit: whether it committed is unknown, so nothing is run again, and
+            // each write is answered as it would have been alone (503).
+            writes.iter().map(|_| Err(e.clone())).collect()
         }
         Err(e) => {
             log::warn!(
