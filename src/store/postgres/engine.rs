@@ -790,11 +790,11 @@ async fn check_quota(tx: &Transaction<'_>, tenant: &TenantId) -> Result<(), Stor
     Ok(())
 }
 
-/// What the slot and seat rules of writing `new` (over `old`) read: the registration holding
-/// the student's slot in the offering, and the offering's capacity and active seats (its row
-/// taken `FOR UPDATE`). Read only where the rule applies.
-#[derive(Default)]
-struct SeatFacts {
+/// What writing `new` (over `old`) needs to know beyond the two records: what its slot and
+/// seat rules read (the registration holding the student's slot in the offering, and the
+/// offering's capacity and active seats, its row taken `FOR UPDATE`; each read only where the
+/// rule applies), and whether its number came from the sequence.
+struct WriteFacts {
     slot_holder: Option<String>,
     seats: Option<(Option<u64>, u64)>,
     /// The record's number was drawn from the tenant's sequence in this transaction: there
@@ -807,7 +807,7 @@ async fn seat_facts(
     tenant: &TenantId,
     old: Option<&CourseRegistration>,
     new: &CourseRegistration,
-) -> Result<SeatFacts, StoreError> {
+) -> Result<WriteFacts, StoreError> {
     let slot = async {
         let (true, Some(offering), Some(student)) = (
             new.holds_slot(),
@@ -851,7 +851,7 @@ async fn seat_facts(
         .transpose()
     };
     pipelined!(slot_holder = slot, seats = seats);
-    Ok(SeatFacts {
+    Ok(WriteFacts {
         slot_holder,
         seats,
         number_drawn: false,
@@ -862,7 +862,7 @@ async fn seat_facts(
 fn check_seats(
     old: Option<&CourseRegistration>,
     new: &CourseRegistration,
-    facts: &SeatFacts,
+    facts: &WriteFacts,
 ) -> Result<(), StoreError> {
     if new.holds_slot() {
         rules::duplicate_registration(
@@ -901,7 +901,7 @@ async fn write_registration_with(
     tenant: &TenantId,
     old: Option<&CourseRegistration>,
     new: Option<&CourseRegistration>,
-    facts: Option<&SeatFacts>,
+    facts: Option<&WriteFacts>,
     ctx: &WriteContext,
 ) -> Result<(), StoreError> {
     // One round trip: every write sent together (pipelined), as none needs another's answer.
@@ -1121,7 +1121,7 @@ async fn create_in(
     if let Some(number) = drawn {
         record.fields.number = Some(number as f64);
     }
-    let facts = SeatFacts {
+    let facts = WriteFacts {
         number_drawn: drawn.is_some(),
         ..seats
     };

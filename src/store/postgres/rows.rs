@@ -162,10 +162,22 @@ pub fn record_bytes<T: serde::Serialize + ?Sized>(id: &str, fields: &T) -> Resul
     Ok((id.len() + count.0) as i64)
 }
 
+/// `fields` of the record `id` as a `jsonb` parameter, and the bytes the record counts for
+/// ([`record_bytes`], from the one serialization).
+pub fn fields_param<T: serde::Serialize>(
+    id: &str,
+    fields: &T,
+) -> Result<(JsonBytes, i64), StoreError> {
+    let json = serde_json::to_vec(fields)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))?;
+    let bytes = (id.len() + json.len()) as i64;
+    Ok((JsonBytes(json), bytes))
+}
+
 /// A JSON value already written as compact text, sent as a `jsonb` (or `json`) parameter
 /// without a `serde_json::Value` between (whose map would be built only to be written out).
 #[derive(Debug)]
-pub struct JsonBytes(pub Vec<u8>);
+pub struct JsonBytes(Vec<u8>);
 
 impl ToSql for JsonBytes {
     fn to_sql(
@@ -220,9 +232,7 @@ pub fn registration_params(
     record: &CourseRegistration,
 ) -> Result<(Vec<Param>, i64), StoreError> {
     let f = &record.fields;
-    let json =
-        serde_json::to_vec(f).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))?;
-    let bytes = (record.id.as_str().len() + json.len()) as i64;
+    let (json, bytes) = fields_param(record.id.as_str(), f)?;
     let missing =
         |what: &str| StoreError::Corrupt(format!("registration {} has no {what}", record.id));
     let params: Vec<Param> = vec![
@@ -255,7 +265,7 @@ pub fn registration_params(
         Box::new(text(f.city.as_ref())),
         Box::new(text(f.state.as_ref())),
         Box::new(f.sys_locked),
-        Box::new(JsonBytes(json)),
+        Box::new(json),
     ];
     Ok((params, bytes))
 }
@@ -329,9 +339,8 @@ pub async fn put_catalog<F: Copies, C: Statements>(
 ) -> Result<i64, StoreError> {
     let table = catalog_table(F::KIND);
     let copies = super::schema::catalog_copies(F::KIND);
-    let fields = serde_json::to_vec(&record.fields)
-        .map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))?;
-    let bytes = fits((record.id.as_str().len() + fields.len()) as i64)?;
+    let (fields, bytes) = fields_param(record.id.as_str(), &record.fields)?;
+    let bytes = fits(bytes)?;
     let sys = &record.sys;
     let mut params: Vec<Param> = vec![
         Box::new(tenant.as_str().to_owned()),
@@ -342,7 +351,7 @@ pub async fn put_catalog<F: Copies, C: Statements>(
         Box::new(instant_text(sys.sys_last_modified_at)?),
         Box::new(sys.sys_last_modified_by_id.clone()),
         Box::new(to_json(&sys.sys_last_security_context)?),
-        Box::new(JsonBytes(fields)),
+        Box::new(fields),
     ];
     params.extend(record.fields.copies());
     let mut columns = CATALOG_BASE.to_owned();
