@@ -9,13 +9,16 @@
 //! format not yet released, delete its two files first.)
 
 use registrar::domain::access::{Actor, Role, WriteContext};
-use registrar::domain::catalog::{CatalogInput, CatalogRecord, OrderFields};
+use registrar::domain::catalog::{CatalogInput, CatalogKind, CatalogRecord, OrderFields};
+use registrar::domain::events::Change;
 use registrar::domain::ids::{RecordId, TenantId};
-use registrar::domain::registration::{CourseRegistration, RegistrationInput};
+use registrar::domain::registration::{CourseRegistration, RegistrationInput, Revision};
 use registrar::domain::tenant::{ApiKey, Limits, Tenant};
 use registrar::domain::time::Timestamp;
+use registrar::domain::transfer::RecordKind;
 use registrar::store::records::{Delivery, OutboxMessage};
 use registrar::store::sled::codec;
+use registrar::store::sled::events::{self, Prev};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -59,6 +62,13 @@ fn sample_registration(request_id: Option<&str>) -> CourseRegistration {
 
 /// An order (a catalog record, with line items), revised once: version 2.
 fn sample_order(request_id: Option<&str>) -> CatalogRecord<OrderFields> {
+    sample_order_versions(request_id).1
+}
+
+/// The order of [`sample_order`] as created (version 1) and as revised (version 2).
+fn sample_order_versions(
+    request_id: Option<&str>,
+) -> (CatalogRecord<OrderFields>, CatalogRecord<OrderFields>) {
     let ctx = write_context(request_id);
     let body = json!({
         "number": 1042,
@@ -88,13 +98,14 @@ fn sample_order(request_id: Option<&str>) -> CatalogRecord<OrderFields> {
         },
         ..ctx
     };
-    created
+    let revised = created
         .revise(
             CatalogInput::<OrderFields>::parse(&paid).unwrap().fields,
             &later,
         )
         .unwrap()
-        .expect("the payment changes the order")
+        .expect("the payment changes the order");
+    (created, revised)
 }
 
 /// A tenant; `max_storage_bytes` is new in format 3.
@@ -373,5 +384,135 @@ fn outbox_message_format_4_round_trips_its_delivery() {
         codec::encode(&message).unwrap(),
         message_json,
         message_view(&message),
+    );
+}
+
+/// The change events of a block: the order created and then paid by another key, a
+/// registration created, patched (one field, by the key that created it) and deleted.
+fn sample_events() -> Vec<(Change, Prev)> {
+    let ctx = write_context(Some(REQUEST_ID));
+    let (created, paid) = sample_order_versions(Some(REQUEST_ID));
+    let order = RecordKind::Catalog(CatalogKind::Order);
+    let registration = sample_registration(Some(REQUEST_ID));
+    let mut body: Value =
+        serde_json::from_str(include_str!("fixtures/full_registration.json")).unwrap();
+    body["job_title"] = json!("Lead analyst");
+    let later = WriteContext {
+        at: Timestamp::parse_rfc3339("2026-11-29T09:15:00.5Z").unwrap(),
+        request_id: Some("01JREQFIXTURE0000000000001".into()),
+        ..ctx.clone()
+    };
+    let Revision::Changed(patched) = registration
+        .revise(RegistrationInput::parse(&body).unwrap().fields, &later)
+        .unwrap()
+    else {
+        panic!("the new job title changes the registration");
+    };
+    let gone = WriteContext {
+        at: Timestamp::parse_rfc3339("2026-11-30T10:00:00Z").unwrap(),
+        request_id: None,
+        ..ctx.clone()
+    };
+    vec![
+        (
+            Change::between(order, None, Some(&created), &ctx).unwrap(),
+            Prev::Indexed,
+        ),
+        (
+            Change::between(order, Some(&created), Some(&paid), &ctx_of(&paid)).unwrap(),
+            Prev::At(1),
+        ),
+        (
+            Change::between(RecordKind::Registration, None, Some(&registration), &ctx).unwrap(),
+            Prev::Indexed,
+        ),
+        (
+            Change::between(
+                RecordKind::Registration,
+                Some(&registration),
+                Some(&*patched),
+                &later,
+            )
+            .unwrap(),
+            Prev::At(3),
+        ),
+        (
+            Change::between(RecordKind::Registration, Some(&*patched), None, &gone).unwrap(),
+            Prev::At(4),
+        ),
+    ]
+}
+
+/// The context the order's payment was written under (`sample_order_versions`).
+fn ctx_of(order: &CatalogRecord<OrderFields>) -> WriteContext {
+    let sys = order.to_json();
+    WriteContext {
+        at: Timestamp::parse_rfc3339(sys["sys_last_modified_at"].as_str().unwrap()).unwrap(),
+        actor: Actor {
+            key_id: sys["sys_last_modified_by_id"].as_str().unwrap().into(),
+            role: Role::Admin,
+        },
+        bulk_operation: None,
+        request_id: Some(REQUEST_ID.into()),
+    }
+}
+
+/// A block's events as the API shows them, each with its patch's exact text (what the feed
+/// sends byte for byte) and where its record's previous event is.
+fn events_json(bytes: &[u8]) -> Value {
+    let key = events::event_key("acme", 1).into_bytes();
+    let block = events::decode_block(&key, bytes).unwrap();
+    Value::Array(
+        block
+            .into_iter()
+            .map(|(event, prev)| {
+                json!({
+                    "event": event.to_json(),
+                    "patch_text": event.change.patch,
+                    "prev": format!("{prev:?}"),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn events_view(events: &[(Change, Prev)]) -> Value {
+    Value::Array(
+        events
+            .iter()
+            .enumerate()
+            .map(|(n, (change, prev))| {
+                let event = registrar::domain::events::ChangeEvent {
+                    seq: n as u64 + 1,
+                    change: change.clone(),
+                };
+                json!({
+                    "event": event.to_json(),
+                    "patch_text": change.patch,
+                    "prev": format!("{prev:?}"),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn encode_block(events: &[(Change, Prev)]) -> Vec<u8> {
+    let bodies: Vec<Vec<u8>> = events
+        .iter()
+        .map(|(change, prev)| events::encode_event(change, *prev).unwrap())
+        .collect();
+    let borrowed: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    codec::encode_seq_of_bodies(&borrowed)
+}
+
+#[test]
+fn event_block_format_5_decodes() {
+    let events = sample_events();
+    check(
+        "event_block_v5",
+        5,
+        encode_block(&events),
+        events_json,
+        events_view(&events),
     );
 }

@@ -162,6 +162,12 @@ fn borrowed(change: &Change) -> StoredEventRef<'_> {
     }
 }
 
+/// One event of a block, as the writer appends it: `codec::encode_seq_of_bodies` puts a
+/// batch's events of one tenant together into the block [`decode_block`] reads.
+pub fn encode_event(change: &Change, prev: Prev) -> Result<Vec<u8>, StoreError> {
+    codec::encode_body(&(borrowed(change), prev))
+}
+
 /// One event as a format 4 data dir holds it: a value of its own.
 #[cfg(test)]
 pub(super) fn encode(change: &Change) -> Result<Vec<u8>, StoreError> {
@@ -312,10 +318,7 @@ pub(super) fn store<R: Versioned + Serialize>(
     let sequence = keys::counter(t, EVENT_SEQUENCE);
     let seq = tx.counter(sequence.as_bytes())? + 1;
     tx.set_counter(sequence.as_bytes(), seq);
-    tx.append_event(
-        event_key(t, seq).into_bytes(),
-        codec::encode_body(&(borrowed(&change), prev))?,
-    );
+    tx.append_event(event_key(t, seq).into_bytes(), encode_event(&change, prev)?);
     match new {
         Some(new) => tx.insert(tree, key.into_bytes(), codec::encode_headed(new, seq)?),
         None => {
