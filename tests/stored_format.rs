@@ -516,3 +516,27 @@ fn event_block_format_5_decodes() {
         events_view(&events),
     );
 }
+
+/// Format 7 keeps an update's patch without the stamp operations its event's own fields give
+/// back, and reads it back whole: the same events as format 5's fixture, in fewer bytes.
+#[test]
+fn event_block_format_7_keeps_updates_without_their_stamps() {
+    let events = sample_events();
+    let block = encode_block(&events);
+    check(
+        "event_block_v7",
+        7,
+        block.clone(),
+        events_json,
+        events_view(&events),
+    );
+    let v5 = std::fs::read(fixture("event_block_v5.bin")).unwrap();
+    assert_eq!(events_json(&v5), events_json(&block));
+    // The two updates lose their stamps (about 300 and 230 bytes here).
+    assert!(
+        v5.len() - block.len() > 450,
+        "{} → {}",
+        v5.len(),
+        block.len()
+    );
+}

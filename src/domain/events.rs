@@ -24,7 +24,7 @@ use super::record::Fields;
 use super::registration::CourseRegistration;
 use super::time::Timestamp;
 use super::transfer::RecordKind;
-use super::values::{write_json_str, write_json_value};
+use super::values::{write_json_str, write_json_value, FieldValue, SecurityContext};
 use serde_json::{json, Map, Value};
 
 /// What a write did to a record.
@@ -74,8 +74,15 @@ impl Versioned for CourseRegistration {
         self.write_json(out, None);
     }
     fn write_ops(&self, new: &Self, out: &mut Vec<u8>) {
-        // `id` never changes; every other field, the server's included, is in `fields`.
-        self.fields.write_patch_ops(&new.fields, out, &mut true);
+        // `id` never changes; every other field, the server's included, is in `fields`. The
+        // stamps go last, in `STAMPED`'s order (what `Change::patch_without_stamps` finds).
+        let mut first = true;
+        self.fields
+            .write_patch_ops(&new.fields, out, &mut first, &STAMPED);
+        for name in STAMPED {
+            self.fields
+                .write_patch_op(&new.fields, name, out, &mut first);
+        }
     }
 }
 
@@ -91,12 +98,21 @@ impl<F: CatalogFields> Versioned for CatalogRecord<F> {
     }
     fn write_ops(&self, new: &Self, out: &mut Vec<u8>) {
         let mut first = true;
-        self.fields.write_patch_ops(&new.fields, out, &mut first);
-        // The six `sys_*` fields, always present: compared as JSON (a small map).
+        self.fields
+            .write_patch_ops(&new.fields, out, &mut first, &[]);
+        // The six `sys_*` fields, always present: compared as JSON (a small map), the
+        // stamps last in `STAMPED`'s order.
         let (mut before, mut after) = (Map::new(), Map::new());
         self.sys.write_json(&mut before);
         new.sys.write_json(&mut after);
-        for (name, value) in &after {
+        let unstamped = after
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !STAMPED.contains(name));
+        for name in unstamped.chain(STAMPED) {
+            let Some(value) = after.get(name) else {
+                continue;
+            };
             if before.get(name) != Some(value) {
                 if !first {
                     out.push(b',');
@@ -109,6 +125,34 @@ impl<F: CatalogFields> Versioned for CatalogRecord<F> {
                 out.push(b'}');
             }
         }
+    }
+}
+
+/// The fields every write stamps from its context (`RegistrationFields::stamp`,
+/// `SysFields::next`), in the order an `updated` patch ends with their operations. Their new
+/// values are the event's own (`version`; `at`; `key_id`; and the security context of
+/// `key_id`, `role`, `at` and `request_id`), so a store may keep the patch without them and
+/// write them back from the event: [`Change::patch_without_stamps`], [`Change::restore_stamps`].
+/// A PATCH of one field is four operations, three of them stamps: most of its event's bytes.
+pub const STAMPED: [&str; 4] = [
+    "sys_version",
+    "sys_last_modified_at",
+    "sys_last_modified_by_id",
+    "sys_last_security_context",
+];
+
+/// Which stamp operations ([`STAMPED`]) a kept patch left out at its end: two bits per field,
+/// in [`STAMPED`]'s order from the lowest bits: 0 none, 1 `replace`, 2 `add`. `0` altogether:
+/// the patch is kept whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ElidedStamps(pub u8);
+
+const STAMP_REPLACE: u8 = 1;
+const STAMP_ADD: u8 = 2;
+
+impl ElidedStamps {
+    fn op_of(self, field: usize) -> u8 {
+        (self.0 >> (2 * field)) & 0b11
     }
 }
 
@@ -184,6 +228,100 @@ impl Change {
             patch: String::from_utf8(patch)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         })
+    }
+}
+
+impl Change {
+    /// Appends the operation (`op`: [`STAMP_REPLACE`] or [`STAMP_ADD`]) that sets stamp field
+    /// `field` of [`STAMPED`] to what this event says it is, as the records write it.
+    fn write_stamp_op(&self, field: usize, op: u8, out: &mut Vec<u8>) {
+        out.extend_from_slice(if op == STAMP_ADD {
+            b"{\"op\":\"add\",\"path\":\"/"
+        } else {
+            b"{\"op\":\"replace\",\"path\":\"/"
+        });
+        out.extend_from_slice(STAMPED[field].as_bytes());
+        out.extend_from_slice(b"\",\"value\":");
+        match field {
+            0 => self.version.write_json(out),
+            1 => self.at.write_json(out),
+            2 => write_json_str(out, &self.key_id),
+            _ => SecurityContext {
+                key_id: self.key_id.clone(),
+                role: self.role.as_str().to_owned(),
+                at: self.at,
+                request_id: self.request_id.clone(),
+            }
+            .write_json(out),
+        }
+        out.push(b'}');
+    }
+
+    /// The patch without the stamp operations it ends with whose values are this event's own,
+    /// and which ones those were: what a store may keep instead of the patch.
+    /// [`Change::restore_stamps`] on the kept text gives the patch back byte for byte. The
+    /// kept text is not JSON when anything was left out (it lacks its closing bracket).
+    pub fn patch_without_stamps(&self) -> (&str, ElidedStamps) {
+        let whole = (self.patch.as_str(), ElidedStamps(0));
+        if self.op != ChangeOp::Updated {
+            return whole;
+        }
+        let Some(mut kept) = self.patch.strip_suffix(']') else {
+            return whole;
+        };
+        let mut elided = 0u8;
+        let mut op_text = Vec::with_capacity(256);
+        for field in (0..STAMPED.len()).rev() {
+            if kept == "[" {
+                break;
+            }
+            for op in [STAMP_REPLACE, STAMP_ADD] {
+                op_text.clear();
+                self.write_stamp_op(field, op, &mut op_text);
+                // An operation is an object of the array: what precedes it is `,` or `[`.
+                let before = kept
+                    .as_bytes()
+                    .strip_suffix(op_text.as_slice())
+                    .map(|b| &kept[..b.len()]);
+                match before {
+                    Some(before) if before.ends_with(',') => {
+                        kept = &before[..before.len() - 1];
+                    }
+                    Some("[") => kept = "[",
+                    _ => continue,
+                }
+                elided |= op << (2 * field);
+                break;
+            }
+        }
+        if elided == 0 {
+            return whole;
+        }
+        (kept, ElidedStamps(elided))
+    }
+
+    /// Writes back at the end of `self.patch` (the kept text of
+    /// [`Change::patch_without_stamps`]) the stamp operations `elided` names, from this
+    /// event's own fields. Nothing to do for a patch kept whole.
+    pub fn restore_stamps(&mut self, elided: ElidedStamps) {
+        if elided.0 == 0 {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.patch).into_bytes();
+        for field in 0..STAMPED.len() {
+            let op = elided.op_of(field);
+            if op == 0 {
+                continue;
+            }
+            if out.as_slice() != b"[" {
+                out.push(b',');
+            }
+            self.write_stamp_op(field, op, &mut out);
+        }
+        out.push(b']');
+        // The kept text was a `String`, and every writer above writes JSON: UTF-8.
+        self.patch = String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     }
 }
 
@@ -396,6 +534,112 @@ mod tests {
         assert_eq!(ChangeOp::parse("moved"), None);
     }
 
+    /// `change` kept without its stamps and written back: the same patch, byte for byte.
+    fn round_trip_stamps(change: &Change) -> (String, ElidedStamps) {
+        let (kept, elided) = change.patch_without_stamps();
+        let kept = kept.to_owned();
+        let mut restored = change.clone();
+        restored.patch = kept.clone();
+        restored.restore_stamps(elided);
+        assert_eq!(restored.patch, change.patch, "kept {kept:?} as {elided:?}");
+        (kept, elided)
+    }
+
+    #[test]
+    fn a_revision_is_kept_without_its_stamps_and_restored_byte_for_byte() {
+        let kind = RecordKind::Registration;
+        let write = ctx();
+        let a = registration(&[("name", json!("A"))]);
+        let body = |name| RegistrationInput::parse(&registration_body(&[("name", json!(name))]));
+        let Revision::Changed(b) = a.revise(body("B").unwrap().fields, &write).unwrap() else {
+            panic!("changed")
+        };
+        // By the key that created it: version, time and context change, the modifier not.
+        let same_key = Change::between(kind, Some(&a), Some(&*b), &write).unwrap();
+        let (kept, elided) = round_trip_stamps(&same_key);
+        assert_eq!(kept, r#"[{"op":"replace","path":"/name","value":"B"}"#);
+        assert_eq!(elided, ElidedStamps(0b01_00_01_01));
+        // By another key, in a batch: the modifier changes too, and the batch's own fields
+        // come before the stamps.
+        let other = WriteContext {
+            actor: Actor {
+                key_id: "k2".into(),
+                role: Role::Admin,
+            },
+            bulk_operation: Some("01BATCH".into()),
+            request_id: None,
+            at: Timestamp::parse_rfc3339("2030-01-01T00:00:00Z").unwrap(),
+        };
+        let Revision::Changed(c) = b.revise(body("C").unwrap().fields, &other).unwrap() else {
+            panic!("changed")
+        };
+        let batch = Change::between(kind, Some(&*b), Some(&*c), &other).unwrap();
+        let (kept, elided) = round_trip_stamps(&batch);
+        assert_eq!(elided, ElidedStamps(0b01_01_01_01));
+        assert!(!kept.contains("\"/sys_version\"") && !kept.contains("/sys_last_security_context"));
+        assert!(kept.contains("sys_last_bulk_data_operation_id"), "{kept}");
+        // A catalog record's revision by another key.
+        let contact = |name| CatalogInput::<ContactFields>::parse(&json!({"name": name}));
+        let x = CatalogRecord::create(id(), contact("X").unwrap().fields, &write).unwrap();
+        let y = x
+            .revise(contact("Y").unwrap().fields, &other)
+            .unwrap()
+            .unwrap();
+        let change = Change::between(
+            RecordKind::Catalog(crate::domain::catalog::CatalogKind::Contact),
+            Some(&x),
+            Some(&y),
+            &other,
+        )
+        .unwrap();
+        let (kept, elided) = round_trip_stamps(&change);
+        assert_eq!(kept, r#"[{"op":"replace","path":"/name","value":"Y"}"#);
+        assert_eq!(elided, ElidedStamps(0b01_01_01_01));
+        // Creates and deletes carry the whole record: kept whole.
+        let created = Change::between(kind, None, Some(&a), &write).unwrap();
+        assert_eq!(round_trip_stamps(&created).1, ElidedStamps(0));
+        let deleted = Change::between(kind, Some(&a), None::<&CourseRegistration>, &write).unwrap();
+        assert_eq!(round_trip_stamps(&deleted).1, ElidedStamps(0));
+    }
+
+    #[test]
+    fn stamps_whose_values_are_not_the_events_are_kept() {
+        let kind = RecordKind::Registration;
+        let write = ctx();
+        let a = registration(&[("name", json!("A"))]);
+        let body = RegistrationInput::parse(&registration_body(&[("name", json!("B"))])).unwrap();
+        let Revision::Changed(b) = a.revise(body.fields, &write).unwrap() else {
+            panic!("changed")
+        };
+        let mut change = Change::between(kind, Some(&a), Some(&*b), &write).unwrap();
+        // An import row keeps the version and times its file says, not its own write's.
+        change.version += 1;
+        let (kept, elided) = round_trip_stamps(&change);
+        assert_eq!(
+            elided,
+            ElidedStamps(0b01_00_01_00),
+            "the version is not the event's"
+        );
+        assert!(kept.ends_with(r#"{"op":"replace","path":"/sys_version","value":2}"#));
+        // Only operations at the end are left out: after one that must stay, none is.
+        change.request_id = Some("another".into());
+        let (kept, elided) = round_trip_stamps(&change);
+        assert_eq!(elided, ElidedStamps(0));
+        assert_eq!(kept, change.patch);
+    }
+
+    /// A stamp operation of `change` (when `stamp`), else some other operation.
+    fn an_op(change: &Change, pick: (bool, usize, u8, String)) -> String {
+        let (stamp, field, op, other) = pick;
+        if stamp {
+            let mut out = Vec::new();
+            change.write_stamp_op(field % 4, 1 + op % 2, &mut out);
+            String::from_utf8(out).unwrap()
+        } else {
+            serde_json::to_string(&json!({"op": "replace", "path": "/x", "value": other})).unwrap()
+        }
+    }
+
     /// Optional values of a few fields of each JSON shape a record holds.
     fn registration_fields() -> impl Strategy<Value = Vec<(&'static str, Value)>> {
         let text = prop_oneof![
@@ -425,6 +669,24 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever operations a patch ends with, stamps of the event or not, in any order:
+        /// kept and restored, it is the same text.
+        #[test]
+        fn any_patch_kept_without_stamps_restores_byte_for_byte(
+            picks in prop::collection::vec(
+                (any::<bool>(), 0usize..4, 0u8..2, "[a-z\"\\\\,\\[\\]{}]{0,6}"), 0..7),
+            text in "[\\[\\]{},a-z\"]{0,12}",
+        ) {
+            let a = registration(&[("name", json!("A"))]);
+            let mut change = Change::between(
+                RecordKind::Registration, Some(&a), Some(&a), &ctx()).unwrap();
+            let ops: Vec<String> = picks.into_iter().map(|p| an_op(&change, p)).collect();
+            change.patch = format!("[{}]", ops.join(","));
+            round_trip_stamps(&change);
+            change.patch = text;
+            round_trip_stamps(&change);
+        }
+
         /// The patches of a create and of each revision, applied in order, give every
         /// version back exactly as GET shows it.
         #[test]
@@ -432,13 +694,17 @@ mod tests {
             versions in prop::collection::vec(registration_fields(), 1..6)
         ) {
             let kind = RecordKind::Registration;
+            let write = ctx();
             let mut current = registration(&versions[0]);
             let mut changes = vec![Change::between(kind, None, Some(&current), &ctx()).unwrap()];
             prop_assert_eq!(replayed(&changes), Some(view(&current)));
             for fields in &versions[1..] {
                 let input = RegistrationInput::parse(&registration_body(fields)).unwrap();
-                if let Revision::Changed(next) = current.revise(input.fields, &ctx()).unwrap() {
-                    changes.push(Change::between(kind, Some(&current), Some(&*next), &ctx()).unwrap());
+                if let Revision::Changed(next) = current.revise(input.fields, &write).unwrap() {
+                    let change = Change::between(kind, Some(&current), Some(&*next), &write).unwrap();
+                    let (kept, elided) = round_trip_stamps(&change);
+                    prop_assert!(elided.0 != 0 && !kept.contains("\"/sys_"), "{}", kept);
+                    changes.push(change);
                     current = *next;
                 }
                 prop_assert_eq!(replayed(&changes), Some(view(&current)));

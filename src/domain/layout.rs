@@ -25,11 +25,13 @@ pub enum Layout {
     V4,
     /// Format 5 (and its headed values): as format 4 for every type.
     V5,
+    /// Format 7: as format 5 for every type of the domain (only the store's events changed).
+    V7,
 }
 
 impl Layout {
     /// The layout values are written in, and read in outside [`reading`].
-    pub const CURRENT: Layout = Layout::V5;
+    pub const CURRENT: Layout = Layout::V7;
 }
 
 thread_local! {

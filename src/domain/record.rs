@@ -25,8 +25,49 @@ pub trait Fields: Default + Clone + PartialEq {
     /// Appends one RFC 6902 operation for each field that `new` has otherwise than `self`
     /// (`add`, `replace` or `remove` at `/name`, the value as `write_json_bytes` writes it), in
     /// output order, each after a comma unless `first`: the change from one version to the
-    /// next, compared typed, without building either record's JSON (`domain::events`).
-    fn write_patch_ops(&self, new: &Self, out: &mut Vec<u8>, first: &mut bool);
+    /// next, compared typed, without building either record's JSON (`domain::events`). The
+    /// fields `skip` names are left out (a caller that writes them itself, last).
+    fn write_patch_ops(&self, new: &Self, out: &mut Vec<u8>, first: &mut bool, skip: &[&str]);
+    /// [`Fields::write_patch_ops`] for the one field `name` (nothing for a name no field has).
+    fn write_patch_op(&self, new: &Self, name: &str, out: &mut Vec<u8>, first: &mut bool);
+}
+
+/// Appends the RFC 6902 operation that turns field `name` from `old` into `new`, after a comma
+/// unless `first`; nothing when they are equal. The value is written as
+/// [`FieldValue::write_json`](crate::domain::values::FieldValue::write_json) writes it.
+#[doc(hidden)]
+pub fn write_field_op<T: crate::domain::values::FieldValue + PartialEq>(
+    name: &str,
+    old: &Option<T>,
+    new: &Option<T>,
+    out: &mut Vec<u8>,
+    first: &mut bool,
+) {
+    if old == new {
+        return;
+    }
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    match new {
+        None => {
+            out.extend_from_slice(b"{\"op\":\"remove\",\"path\":\"/");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
+        Some(value) => {
+            out.extend_from_slice(if old.is_some() {
+                b"{\"op\":\"replace\",\"path\":\"/"
+            } else {
+                b"{\"op\":\"add\",\"path\":\"/"
+            });
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\",\"value\":");
+            value.write_json(out);
+            out.push(b'}');
+        }
+    }
 }
 
 /// Declares a struct of optional fields and implements [`Fields`] for it.
@@ -62,31 +103,27 @@ macro_rules! record_fields {
                 )*
             }
 
-            fn write_patch_ops(&self, new: &Self, out: &mut Vec<u8>, first: &mut bool) {
+            fn write_patch_ops(&self, new: &Self, out: &mut Vec<u8>, first: &mut bool, skip: &[&str]) {
                 $(
-                    if self.$field != new.$field {
-                        if !*first {
-                            out.push(b',');
-                        }
-                        *first = false;
-                        match &new.$field {
-                            None => out.extend_from_slice(
-                                concat!("{\"op\":\"remove\",\"path\":\"/", stringify!($field), "\"}")
-                                    .as_bytes(),
-                            ),
-                            Some(value) => {
-                                out.extend_from_slice(if self.$field.is_some() {
-                                    b"{\"op\":\"replace\",\"path\":\"/"
-                                } else {
-                                    b"{\"op\":\"add\",\"path\":\"/"
-                                });
-                                out.extend_from_slice(concat!(stringify!($field), "\",\"value\":").as_bytes());
-                                $crate::domain::values::FieldValue::write_json(value, out);
-                                out.push(b'}');
-                            }
-                        }
+                    // Equal fields (most of them) cost one comparison; `skip` is asked only
+                    // of a field that changed.
+                    if self.$field != new.$field && !skip.contains(&stringify!($field)) {
+                        $crate::domain::record::write_field_op(
+                            stringify!($field), &self.$field, &new.$field, out, first,
+                        );
                     }
                 )*
+            }
+
+            fn write_patch_op(&self, new: &Self, name: &str, out: &mut Vec<u8>, first: &mut bool) {
+                match name {
+                    $(
+                        stringify!($field) => $crate::domain::record::write_field_op(
+                            stringify!($field), &self.$field, &new.$field, out, first,
+                        ),
+                    )*
+                    _ => {}
+                }
             }
 
             fn set_json(&mut self, name: &str, value: &serde_json::Value) -> Option<Result<(), String>> {

@@ -39,7 +39,7 @@ impl<'de> Deserialize<'de> for Limits {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let fields = match layout::being_read() {
             Layout::V1 | Layout::V2 => LIMITS_FIELDS_V1,
-            Layout::V3 | Layout::V4 | Layout::V5 => LIMITS_FIELDS_V3,
+            Layout::V3 | Layout::V4 | Layout::V5 | Layout::V7 => LIMITS_FIELDS_V3,
         };
         // As a derived struct does: bincode reads it as a tuple of exactly `fields.len()`
         // values, self-describing formats as a map.

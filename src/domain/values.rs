@@ -589,7 +589,7 @@ impl<'de> Deserialize<'de> for SecurityContext {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let fields = match layout::being_read() {
             Layout::V1 => CONTEXT_FIELDS_V1,
-            Layout::V2 | Layout::V3 | Layout::V4 | Layout::V5 => CONTEXT_FIELDS_V2,
+            Layout::V2 | Layout::V3 | Layout::V4 | Layout::V5 | Layout::V7 => CONTEXT_FIELDS_V2,
         };
         // As a derived struct does: bincode reads it as a tuple of exactly `fields.len()`
         // values, self-describing formats as a map.

@@ -117,7 +117,7 @@ impl<'de> Deserialize<'de> for OutboxMessage {
                     delivery: Delivery::Kept,
                 }
             }
-            Layout::V4 | Layout::V5 => {
+            Layout::V4 | Layout::V5 | Layout::V7 => {
                 let m = OutboxMessageV4::deserialize(deserializer)?;
                 OutboxMessage {
                     id: m.id,

@@ -207,10 +207,14 @@ async fn a_data_dir_of_a_newer_stored_format_exits_13_and_names_both_formats() {
         std::fs::read_to_string(&format_file).unwrap().trim(),
         newest.to_string()
     );
-    std::fs::write(&format_file, "7\n").unwrap();
+    let next = newest + 1;
+    std::fs::write(&format_file, format!("{next}\n")).unwrap();
     let (code, stderr) = serve(&db);
     assert_eq!(code, Some(13), "{stderr}");
-    assert!(stderr.contains("stored format 7"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stored format {next}")),
+        "{stderr}"
+    );
     std::fs::write(&format_file, format!("{newest}\n")).unwrap();
 
     // No record, but a tenant written in format 9.
