@@ -51,6 +51,9 @@ pub struct Webhooks {
 #[derive(Default)]
 pub struct WebhookHold {
     cursors: RwLock<Option<HashMap<TenantId, u64>>>,
+    /// Wakes the deliverer when a read finds enabled endpoints: while there are none, it does
+    /// not listen to the commits at all.
+    armed: Notify,
 }
 
 impl WebhookHold {
@@ -73,10 +76,14 @@ impl WebhookHold {
     }
 
     fn set(&self, cursors: HashMap<TenantId, u64>) {
+        let armed = !cursors.is_empty();
         *self
             .cursors
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cursors);
+        if armed {
+            self.armed.notify_one();
+        }
     }
 }
 
@@ -373,12 +380,16 @@ async fn run(store: Db, hooks: Arc<Webhooks>, settings: DelivererSettings) {
                 Err(e) => log::warn!("webhooks: cannot claim endpoints: {e}"),
             }
         }
-        // A write wakes the deliverer only where an endpoint may want it: with none, a busy
+        // A write wakes the deliverer only where an endpoint may want it. With none, a busy
         // server would look for due endpoints after every commit (the PATCH profile had
-        // that at ~2 % of its time). The tick still looks, for retries falling due and for
+        // that at ~2 % of its time), and even a wake that looks at nothing costs a thread
+        // switch per commit: the deliverer then waits for an admin change that enables one
+        // (`armed`) instead. The tick still looks, for retries falling due and for
         // endpoints another node made.
+        let listening = hooks.hold.any_enabled();
         claim = tokio::select! {
-            _ = signal.changed() => hooks.hold.any_enabled(),
+            _ = signal.changed(), if listening => hooks.hold.any_enabled(),
+            _ = hooks.hold.armed.notified(), if !listening => true,
             _ = finished.notified() => true,
             _ = tokio::time::sleep(tick) => true,
         };
