@@ -250,8 +250,28 @@ url_of() {
 }
 
 # wrk_run SCENARIO TARGET ROUND SECONDS: one wrk run; ROUND 0 is a warm-up (not recorded).
+# settle: waits (at most 10 s) until the machine's CPUs are at least 90 % idle over a second.
+# The servers share the two cores, and what one does after its round (PocketBase's Go runtime
+# and SQLite checkpoints, PostgreSQL's checkpoints and autovacuum) would otherwise land on the
+# other's next round: earlier runs' registrar GET rounds fell 13.2k → 9.9k → 8.9k req/s round
+# after round, each after a PocketBase round. Prints the seconds waited when it had to wait.
+settle() {
+  local waited=0 a b idle
+  while [ "$waited" -lt 10 ]; do
+    a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+    idle=$(awk -v a="${a[*]}" -v b="${b[*]}" 'BEGIN {
+      n = split(a, x); split(b, y); t = 0
+      for (i = 2; i <= n; i++) t += y[i] - x[i]
+      print (t > 0 ? (y[5] + y[6] - x[5] - x[6]) / t : 1) }')
+    awk -v i="$idle" 'BEGIN {exit !(i >= 0.9)}' && break
+    waited=$((waited + 1))
+  done
+  [ "$waited" -eq 0 ] || log "settled after $waited s more"
+}
+
 wrk_run() {
   local scenario=$1 target=$2 round=$3 seconds=$4 out line
+  settle
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${seconds}s" --timeout 10s -s "$HERE/load.lua" \
     "$(url_of "$target")" -- "$target" "$scenario" "$WORK/$target" "${NEXT_K[$target]}" "$THREADS")
   line=$(grep '^RESULT ' <<<"$out") || die "wrk printed no RESULT line: $out"
@@ -330,6 +350,7 @@ node_run() {
   local scenario=$1 nodes=$2 round=$3 seconds=$DURATION start=${NEXT_K[registrar]}
   [ "$round" -gt 0 ] || seconds=$WARMUP
   local half_c=$(( CONNECTIONS / nodes )) t=$(( THREADS / nodes )) i outs=() pids=()
+  settle
   [ "$t" -ge 1 ] || t=1
   local step=$(( t * nodes ))
   for i in $(seq 1 "$nodes"); do
@@ -377,6 +398,13 @@ start_ceiling
 log "seeding $RECORDS registrations ($STUDENTS students, $COURSES courses, $OFFERINGS offerings) into each"
 seed registrar "$REGISTRAR_URL" "$REGISTRAR_AUTH" | tee -a "$RESULTS/seed.log" >&2
 seed pocketbase "$POCKETBASE_URL" "$POCKETBASE_AUTH" | tee -a "$RESULTS/seed.log" >&2
+if [ "$ENGINE" = postgres ]; then
+  # The seed inserted tens of thousands of rows a moment ago: autovacuum would now vacuum and
+  # analyze them in the middle of the first rounds (what made the first GET round of every
+  # earlier run low). Do it before measuring, as a steady-state server has it done.
+  log "PostgreSQL: VACUUM ANALYZE after the seed"
+  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d registrar -c 'VACUUM ANALYZE'
+fi
 
 for name in $SCENARIOS; do
   case $name in
