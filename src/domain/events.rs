@@ -6,7 +6,8 @@
 //! The change is an RFC 6902 patch on the record's API view (what GET returns):
 //! * `created`: one `add` of the whole record at the root (`""`);
 //! * `updated`: one `add`, `replace` or `remove` per top-level field that differs from the
-//!   previous version (compared typed: [`Fields::write_patch_ops`]);
+//!   previous version (compared typed: [`Fields::write_patch_ops`]), the write's stamps last
+//!   ([`STAMPED`]);
 //! * `deleted`: one `test` of the whole last version at the root: applying it changes
 //!   nothing, and it carries what was deleted.
 //!
