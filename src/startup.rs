@@ -188,6 +188,7 @@ impl Application {
             sender: WebhookSender::new(args.webhook_allow_private)
                 .map_err(StartupError::Webhooks)?,
             hold,
+            counters: Default::default(),
         });
         let sweeper = Sweeper::start(store.clone().into_inner()).map_err(StartupError::Sweeper)?;
         let operator_key = settle_operator_key(&**store, args)?;

@@ -1,10 +1,11 @@
 //! `/metrics` (operator key): Prometheus text with requests by route, method and status,
-//! latency histograms by route, the write path's commit and flush latency, and the
-//! database's size on disk.
+//! latency histograms by route, the write path's commit and flush latency, this node's webhook
+//! delivery attempts, and the database's size on disk.
 
 use crate::store::stats::Histogram;
 use crate::store::Database;
 use crate::workflows::service;
+use crate::workflows::webhooks::DeliveryCounters;
 use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpResponse};
 use std::collections::BTreeMap;
@@ -52,6 +53,7 @@ fn escape(label: &str) -> String {
 pub async fn render(
     store: web::Data<dyn Database>,
     metrics: web::Data<RequestMetrics>,
+    webhooks: &DeliveryCounters,
 ) -> Result<HttpResponse, crate::error::ApiError> {
     let mut out = String::new();
     out.push_str(
@@ -110,6 +112,23 @@ pub async fn render(
         out,
         "registrar_writes_shed_total {}",
         stats.shed.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP registrar_webhook_attempts_total Webhook delivery attempts by this node, by outcome (manual retries included).\n# TYPE registrar_webhook_attempts_total counter\n");
+    for (outcome, counter) in [
+        ("delivered", &webhooks.delivered),
+        ("failed", &webhooks.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "registrar_webhook_attempts_total{{outcome=\"{outcome}\"}} {}",
+            counter.load(Ordering::Relaxed)
+        );
+    }
+    out.push_str("# HELP registrar_webhook_endpoints_disabled_total Webhook endpoints this node disabled because their retries ran out.\n# TYPE registrar_webhook_endpoints_disabled_total counter\n");
+    let _ = writeln!(
+        out,
+        "registrar_webhook_endpoints_disabled_total {}",
+        webhooks.disabled.load(Ordering::Relaxed)
     );
     let size = service::size_on_disk(&store).await?;
     out.push_str("# HELP registrar_db_size_bytes Bytes the database takes on disk.\n# TYPE registrar_db_size_bytes gauge\n");

@@ -23,8 +23,9 @@ async fn metrics(
     _: Operator,
     store: web::Data<dyn crate::store::Database>,
     metrics: web::Data<super::metrics::RequestMetrics>,
+    webhooks: web::Data<crate::workflows::webhooks::Webhooks>,
 ) -> Result<HttpResponse, ApiError> {
-    super::metrics::render(store, metrics).await
+    super::metrics::render(store, metrics, &webhooks.counters).await
 }
 
 /// The outbox, newest first, paged like a lookup.

@@ -27,6 +27,7 @@ use crate::webhooks::{
 };
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -38,11 +39,35 @@ const CONCURRENT_ENDPOINTS: usize = 8;
 /// How often the deliverer reads the hold's cursors again.
 const HOLD_REFRESH: Duration = Duration::from_secs(1);
 
-/// What the routes and the deliverer share: the HTTP client, and the queue's hold on
-/// compaction.
+/// What the routes and the deliverer share: the HTTP client, the queue's hold on
+/// compaction, and what this node's deliveries did.
 pub struct Webhooks {
     pub sender: WebhookSender,
     pub hold: Arc<WebhookHold>,
+    pub counters: DeliveryCounters,
+}
+
+/// What this node's webhook deliveries did since it started, for `/metrics`: an operator
+/// sees a receiver that fails, or endpoints being disabled, without reading every endpoint's
+/// attempt log.
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    /// Attempts the endpoint accepted (a 2xx answer), the manual ones included.
+    pub delivered: AtomicU64,
+    /// Attempts that failed: another status, a timeout, a refused or failed connection.
+    pub failed: AtomicU64,
+    /// Endpoints this node disabled because their retries ran out.
+    pub disabled: AtomicU64,
+}
+
+impl DeliveryCounters {
+    fn count(&self, attempt: &DeliveryAttempt) {
+        let counter = match attempt.error {
+            None => &self.delivered,
+            Some(_) => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The queue's [`EventHold`]: per tenant, the lowest cursor of its enabled endpoints, as the
@@ -246,6 +271,7 @@ pub async fn retry(
             )
         })?;
     let attempt = send_one(&hooks.sender, &stored, &event, true).await;
+    hooks.counters.count(&attempt);
     Ok(store.log_webhook_attempt(tenant, id, attempt).await?)
 }
 
@@ -368,7 +394,7 @@ async fn run(store: Db, hooks: Arc<Webhooks>, settings: DelivererSettings) {
                             (store.clone(), hooks.clone(), settings.clone(), node.clone());
                         let (busy, finished) = (busy.clone(), finished.clone());
                         tokio::spawn(async move {
-                            deliver(&store, &hooks.sender, &settings, &node, stored).await;
+                            deliver(&store, &hooks, &settings, &node, stored).await;
                             busy.lock()
                                 .unwrap_or_else(|e| e.into_inner())
                                 .retain(|k| *k != key);
@@ -400,7 +426,7 @@ async fn run(store: Db, hooks: Arc<Webhooks>, settings: DelivererSettings) {
 /// or the node loses the endpoint.
 async fn deliver(
     store: &Db,
-    sender: &WebhookSender,
+    hooks: &Webhooks,
     settings: &DelivererSettings,
     node: &str,
     stored: StoredEndpoint,
@@ -466,7 +492,8 @@ async fn deliver(
             continue;
         }
         for event in &page.items {
-            let attempt = send_one(sender, &stored, event, false).await;
+            let attempt = send_one(&hooks.sender, &stored, event, false).await;
+            hooks.counters.count(&attempt);
             if attempt.error.is_none() {
                 state.cursor = event.seq;
                 state.failures = 0;
@@ -496,6 +523,7 @@ async fn deliver(
                 )
             });
             if disable.is_some() {
+                hooks.counters.disabled.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
                     "webhooks: disabling {} of tenant {tenant}: retries ran out",
                     stored.endpoint.id
@@ -545,5 +573,23 @@ mod tests {
         // A tenant without an enabled endpoint is held back by nothing.
         assert_eq!(holds.keep_from(&free), None);
         assert!(compactable(1_000, true, holds.keep_from(&free)));
+    }
+
+    /// The deliverer sleeps through commits while no endpoint is enabled; a read of the
+    /// cursors that finds one must wake it, even when it is not waiting at that moment.
+    #[tokio::test]
+    async fn a_read_that_finds_an_enabled_endpoint_wakes_the_deliverer() {
+        let hold = WebhookHold::default();
+        assert!(hold.any_enabled(), "unread: it may be waiting for events");
+        hold.set(HashMap::new());
+        assert!(!hold.any_enabled());
+        let quiet = tokio::time::timeout(Duration::from_millis(50), hold.armed.notified()).await;
+        assert!(quiet.is_err(), "no endpoint: nothing wakes it");
+        hold.set(HashMap::from([(TenantId::parse("acme").unwrap(), 0)]));
+        assert!(hold.any_enabled());
+        // Set before anyone waits: the wake is kept for the next wait.
+        tokio::time::timeout(Duration::from_secs(5), hold.armed.notified())
+            .await
+            .expect("an enabled endpoint wakes the deliverer");
     }
 }

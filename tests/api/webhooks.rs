@@ -477,6 +477,23 @@ async fn failed_deliveries_are_retried_then_the_endpoint_is_disabled_and_can_be_
     })
     .await;
     assert_eq!(log["Items"][0]["seq"], items[0]["seq"]);
+
+    // /metrics counts what this node's deliveries did.
+    let metrics = app
+        .send(app.request(reqwest::Method::GET, "/metrics", Some(OPERATOR_KEY)))
+        .await;
+    let text = metrics.body.as_str().unwrap().to_owned();
+    let counter = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert_eq!(
+        counter("registrar_webhook_attempts_total{outcome=\"failed\"}"),
+        tries as u64
+    );
+    assert!(counter("registrar_webhook_attempts_total{outcome=\"delivered\"}") >= 2);
+    assert_eq!(counter("registrar_webhook_endpoints_disabled_total"), 1);
 }
 
 #[tokio::test]
