@@ -230,9 +230,7 @@ impl Change {
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         })
     }
-}
 
-impl Change {
     /// Appends the operation (`op`: [`STAMP_REPLACE`] or [`STAMP_ADD`]) that sets stamp field
     /// `field` of [`STAMPED`] to what this event says it is, as the records write it.
     fn write_stamp_op(&self, field: usize, op: u8, out: &mut Vec<u8>) {

@@ -270,14 +270,14 @@ pub async fn retry(
                 format!("event {seq} is past retention: it cannot be sent again"),
             )
         })?;
-    let attempt = send_one(&hooks.sender, &stored, &event, true).await;
-    hooks.counters.count(&attempt);
+    let attempt = send_one(hooks, &stored, &event, true).await;
     Ok(store.log_webhook_attempt(tenant, id, attempt).await?)
 }
 
-/// One attempt at one event (not logged yet: its number is the store's to give).
+/// One attempt at one event, counted for `/metrics` (not logged yet: its number is the
+/// store's to give).
 async fn send_one(
-    sender: &WebhookSender,
+    hooks: &Webhooks,
     stored: &StoredEndpoint,
     event: &crate::domain::events::ChangeEvent,
     manual: bool,
@@ -298,14 +298,14 @@ async fn send_one(
                 timestamp: now.to_parts().0,
                 body: &body,
             };
-            sender.send(&url, &secret, &delivery).await
+            hooks.sender.send(&url, &secret, &delivery).await
         }
         _ => crate::webhooks::Attempt {
             status: None,
             error: Some("the stored endpoint's url or secret does not parse".into()),
         },
     };
-    DeliveryAttempt {
+    let attempt = DeliveryAttempt {
         number: 0,
         seq: event.seq,
         event_type: format!("{}.{}", c.kind.tag(), c.op.as_str()),
@@ -313,7 +313,9 @@ async fn send_one(
         status: outcome.status,
         error: outcome.error,
         manual,
-    }
+    };
+    hooks.counters.count(&attempt);
+    attempt
 }
 
 /// How the deliverer runs.
@@ -492,8 +494,7 @@ async fn deliver(
             continue;
         }
         for event in &page.items {
-            let attempt = send_one(&hooks.sender, &stored, event, false).await;
-            hooks.counters.count(&attempt);
+            let attempt = send_one(hooks, &stored, event, false).await;
             if attempt.error.is_none() {
                 state.cursor = event.seq;
                 state.failures = 0;
