@@ -119,6 +119,36 @@ async fn forty_creates_through_two_processes_fill_ten_seats_exactly() {
         .unwrap()
         .get(0);
     assert_eq!(seats, 10, "the stored seat count equals the recount");
+    // A refused create hands back what it drew (its write rolled back alone, inside a group
+    // of writes that committed): the 10 numbers are 1-10, and the events have no gap.
+    let mut numbers: Vec<i64> = created
+        .iter()
+        .map(|r| r.body["number"].as_f64().unwrap() as i64)
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=10).collect::<Vec<i64>>());
+    let other = a.offering_with_capacity(&t, w.id("c1"), 10).await;
+    let next = b
+        .post(&path, &t.write, &seated(&students[0], w.id("c1"), &other))
+        .await;
+    assert_eq!(
+        next.assert_ok()["number"],
+        11,
+        "no refused create kept its number"
+    );
+    let events = postgres::connect(&url)
+        .await
+        .query_one(
+            "SELECT count(*), max(seq) FROM change_events WHERE tenant_id = $1",
+            &[&t.id],
+        )
+        .await
+        .unwrap();
+    let (count, newest): (i64, i64) = (events.get(0), events.get(1));
+    assert_eq!(
+        count, newest,
+        "the tenant's events are numbered without a gap"
+    );
     let report = a
         .post("/admin/check", OPERATOR_KEY, &json!({"tenant": t.id}))
         .await;

@@ -1,9 +1,10 @@
 //! Change events on PostgreSQL (docs/DESIGN.md, "The event store"): the `change_events`
 //! table of migration V3, numbered from `tenant_counters.event_seq`.
 //!
-//! One statement per event: a data-modifying CTE moves the tenant's counter (the row every
-//! write has locked already) and inserts the event with the number it returns.
+//! One statement per event: the number comes from the tenant's counters, which the write's
+//! transaction holds (engine/tx.rs) and writes back before its commit.
 
+use super::engine::{Counter, Tx};
 use super::rows::pg;
 use super::schema::{instant_text, parse_instant};
 use super::statements::Statements;
@@ -16,7 +17,6 @@ use crate::store::events::{event_problems, history_scope, LatestEvents, MAX_EXAM
 use crate::store::page::PageTokens;
 use crate::store::records::{ChangesPage, HistoryPage};
 use crate::store::StoreError;
-use deadpool_postgres::Transaction;
 use tokio_postgres::{GenericClient, Row};
 
 const EVENT_COLUMNS: &str = "seq, kind, record_id, op, sys_version, at, key_id, role, \
@@ -25,45 +25,79 @@ const EVENT_COLUMNS: &str = "seq, kind, record_id, op, sys_version, at, key_id, 
 /// Appends the event of one record's write, in the write's transaction (which holds the
 /// tenant's counters row).
 pub(super) async fn record<R: Versioned + Sync>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: &TenantId,
     kind: RecordKind,
     old: Option<&R>,
     new: Option<&R>,
     ctx: &WriteContext,
 ) -> Result<(), StoreError> {
-    let Some(change) = Change::between(kind, old, new, ctx) else {
-        return Ok(());
-    };
-    let version = i64::try_from(change.version).unwrap_or(i64::MAX);
-    let inserted = tx
-        .execute(
-            "WITH next AS (UPDATE tenant_counters SET event_seq = event_seq + 1 \
-             WHERE tenant_id = $1 RETURNING event_seq) \
-             INSERT INTO change_events (tenant_id, seq, kind, record_id, op, sys_version, at, \
-             key_id, role, request_id, bulk_operation_id, patch) \
-             SELECT $1, event_seq, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM next",
-            &[
-                &tenant.as_str(),
-                &change.kind.tag(),
-                &change.record_id.as_str(),
-                &change.op.as_str(),
-                &version,
-                &instant_text(change.at)?,
-                &change.key_id,
-                &change.role.as_str(),
-                &change.request_id,
-                &change.bulk_operation,
-                &change.patch,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    if inserted != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "tenant {tenant} has no counters row: its change event was not written"
-        )));
+    match number(tx, tenant, kind, old, new, ctx).await? {
+        Some(event) => insert(tx, tenant, &event).await,
+        None => Ok(()),
     }
+}
+
+/// A change with the number it takes in the tenant's sequence, not written yet.
+pub(super) struct Numbered {
+    seq: u64,
+    change: Change,
+}
+
+/// The change of one record's write (`None`: nothing changed), numbered from the tenant's
+/// counters that `tx` holds. [`insert`] writes it; a group of creates numbers each as it
+/// decides it and inserts them all at once.
+pub(super) async fn number<R: Versioned + Sync>(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    kind: RecordKind,
+    old: Option<&R>,
+    new: Option<&R>,
+    ctx: &WriteContext,
+) -> Result<Option<Numbered>, StoreError> {
+    let Some(change) = Change::between(kind, old, new, ctx) else {
+        return Ok(None);
+    };
+    let seq = tx
+        .counters(tenant, |c| c.map(|c| c.add(Counter::EventSeq, 1)))
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "tenant {tenant} has no counters row: its change event was not written"
+            ))
+        })?;
+    Ok(Some(Numbered { seq, change }))
+}
+
+/// Writes a numbered change.
+pub(super) async fn insert(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    event: &Numbered,
+) -> Result<(), StoreError> {
+    let change = &event.change;
+    let version = i64::try_from(change.version).unwrap_or(i64::MAX);
+    tx.execute(
+        "INSERT INTO change_events (tenant_id, seq, kind, record_id, op, sys_version, at, \
+         key_id, role, request_id, bulk_operation_id, patch) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &tenant.as_str(),
+            &i64::try_from(event.seq).unwrap_or(i64::MAX),
+            &change.kind.tag(),
+            &change.record_id.as_str(),
+            &change.op.as_str(),
+            &version,
+            &instant_text(change.at)?,
+            &change.key_id,
+            &change.role.as_str(),
+            &change.request_id,
+            &change.bulk_operation,
+            &change.patch,
+        ],
+    )
+    .await
+    .map_err(pg)?;
     Ok(())
 }
 
@@ -206,7 +240,7 @@ pub(super) async fn changes(
 /// Removes the tenant's events written before `cutoff` (an instant's text) and below
 /// `keep_from`, oldest first, up to the first one it must keep. Answers how many.
 pub(super) async fn compact(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: &TenantId,
     cutoff: &str,
     keep_from: Option<u64>,

@@ -22,11 +22,7 @@ fn count(n: u64) -> i64 {
 }
 
 /// Writes an endpoint's row: its JSON and the columns copied from it.
-async fn write_row(
-    tx: &Transaction<'_>,
-    stored: &StoredEndpoint,
-    insert: bool,
-) -> Result<(), StoreError> {
+async fn write_row(tx: &Tx<'_>, stored: &StoredEndpoint, insert: bool) -> Result<(), StoreError> {
     let e = &stored.endpoint;
     let next = stored.state.next_attempt.map(instant_text).transpose()?;
     let owner = stored.lease.as_ref().map(|l| l.owner.clone());
@@ -61,7 +57,7 @@ async fn write_row(
 }
 
 async fn locked_row(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: &TenantId,
     id: &str,
 ) -> Result<Option<StoredEndpoint>, StoreError> {
@@ -77,7 +73,7 @@ async fn locked_row(
 
 /// Changes the endpoint's row with `change`, under its row lock; `NotFound` when there is none.
 async fn change_row<R>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: &TenantId,
     id: &str,
     change: impl FnOnce(&mut StoredEndpoint) -> R,
@@ -91,7 +87,7 @@ async fn change_row<R>(
 }
 
 async fn log_attempts(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     tenant: &TenantId,
     id: &str,
     attempts: &[DeliveryAttempt],
@@ -189,7 +185,7 @@ impl WebhookStore for PgEngine {
                     MAX_ENDPOINTS_PER_TENANT,
                 )?;
                 let mut stored = new.clone();
-                stored.state.cursor = counter(tx, tenant, "event_seq").await?;
+                stored.state.cursor = counter(tx, tenant, Counter::EventSeq).await?;
                 write_row(tx, &stored, true).await?;
                 Ok::<_, StoreError>((stored, true))
             }
