@@ -64,6 +64,8 @@ impl Server {
             .arg(data)
             .env_remove("REGISTRAR_OPERATOR_KEY")
             .env("RUST_LOG", "warn")
+            // A panic's frames in the log, to say where it came from.
+            .env("RUST_BACKTRACE", "1")
             .stdout(Stdio::null())
             .stderr(log_file);
         if let Some(key) = operator {
@@ -81,8 +83,10 @@ impl Server {
             }
             if let Ok(Some(exit)) = child.try_wait() {
                 let logged = std::fs::read_to_string(log).unwrap_or_default();
-                let last: Vec<&str> = logged.lines().rev().take(5).collect();
-                return Err(format!("the server exited ({exit}): {:?}", last));
+                return Err(format!(
+                    "the server exited ({exit}): {}",
+                    why_it_exited(&logged)
+                ));
             }
             assert!(Instant::now() < deadline, "the server did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -93,6 +97,23 @@ impl Server {
     fn kill(self) {
         // Drop kills it.
     }
+}
+
+/// What a server's log says of its exit: a panic's message and the frames of this crate
+/// (the panic's own last lines are the runtime's), else the log's last lines.
+fn why_it_exited(logged: &str) -> String {
+    let lines: Vec<&str> = logged.lines().collect();
+    let Some(panicked) = lines.iter().rposition(|line| line.contains("panicked at")) else {
+        let tail = lines.len().saturating_sub(8);
+        return lines[tail..].join("\n");
+    };
+    let message = lines[panicked..].iter().take(3).copied();
+    let ours = lines[panicked..]
+        .windows(2)
+        .filter(|pair| pair[1].contains("./src/") || pair[1].contains("/registrar/src/"))
+        .flat_map(|pair| [pair[0], pair[1]])
+        .take(24);
+    message.chain(ours).collect::<Vec<_>>().join("\n")
 }
 
 impl Drop for Server {
@@ -124,6 +145,8 @@ struct Tally {
     unanswered: usize,
     unanswered_found: usize,
     lost: Vec<String>,
+    /// The blob files sled wrote (in the data dir after the last cut).
+    blob_files: Vec<String>,
     /// Why the run stopped early: the database did not open, or refused writes.
     stopped: Option<String>,
     /// Answered writes whose effect was not found (a lost record counts all its lost versions).
@@ -235,8 +258,9 @@ impl Writer {
         self.answered();
         let city = format!("created {n}");
         // One create in `large` (default 20, 0: none) is larger than sled's blob threshold
-        // (128 KiB): sled writes it to a file of its own under blobs/, which its log then
-        // points to (so does a leaf of 16 records of 8 KiB).
+        // (128 KiB): stored whole, sled would write it to a file of its own under blobs/,
+        // which its log would point to (so would a leaf of 16 records of 8 KiB). It is stored
+        // in pieces (`split.rs`), and the run checks that blobs/ stays empty.
         let large: u64 = env_or("REGISTRAR_POWER_CUT_LARGE", 20);
         let notes = if large > 0 && self.rng.below(large) == 0 {
             "€".repeat(45_000)
@@ -402,14 +426,35 @@ async fn verify(server: &Server, writers: &mut [Writer], tally: &mut Tally, cut_
     }
 }
 
+/// Copies the backing dir `from` (files and dirs only) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// `registrar check --json` on the data dir that survived; its problems, described.
-fn offline_check(db: &Path) -> Vec<String> {
+/// What it logs goes to `log`, with the server's.
+fn offline_check(db: &Path, log: &Path) -> Vec<String> {
     let output = Command::new(env!("CARGO_BIN_EXE_registrar"))
         .args(["check", "--json", "--data-dir"])
         .arg(db)
         .env("RUST_LOG", "warn")
         .output()
         .expect("registrar check runs");
+    let mut log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    std::io::Write::write_all(&mut log_file, &output.stderr).unwrap();
     let Ok(report) = serde_json::from_slice::<Value>(&output.stdout) else {
         return vec![format!(
             "registrar check printed no report, exit {:?}: {}",
@@ -483,7 +528,8 @@ async fn power_cuts(durability: &str, cycles: usize) -> Outcome {
     let mut rng = Rng(seed);
     let mut work = tempfile::tempdir().unwrap();
     if std::env::var_os("REGISTRAR_POWER_CUT_KEEP").is_some() {
-        // For a post-mortem: `disk/` holds what survived the last cut, `server.log` the logs.
+        // For a post-mortem: `disk/` holds what survived the last cut, `disk-after-cut-N/`
+        // what cut N left, `server.log` the logs.
         eprintln!("keeping {}", work.path().display());
         work.disable_cleanup(true);
     }
@@ -497,10 +543,16 @@ async fn power_cuts(durability: &str, cycles: usize) -> Outcome {
     let mut cut_at = Instant::now();
     let mut answered_before_cut = 0;
     // Boot `cycles` ends with a cut; the last boot only verifies.
+    let keep = std::env::var_os("REGISTRAR_POWER_CUT_KEEP").is_some();
     for boot in 0..=cycles {
+        if keep && boot > 0 {
+            // What the cut left, before `check` and the restart change it.
+            let copy = work.path().join(format!("disk-after-cut-{}", boot - 1));
+            copy_tree(&backing, &copy);
+        }
         let mount = PowerCut::mount(&backing, &mountpoint);
         let problems = if boot > 0 {
-            offline_check(&data)
+            offline_check(&data, &log)
         } else {
             Vec::new()
         };
@@ -570,6 +622,14 @@ async fn power_cuts(durability: &str, cycles: usize) -> Outcome {
             );
         }
         if boot == cycles {
+            // Every page was written by this build: none as a blob file (`split.rs`), which
+            // sled does not make durable before its log points to it.
+            tally.blob_files = match std::fs::read_dir(data.join("blobs")) {
+                Ok(entries) => entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
             server.kill();
             mount.unmount();
             break;
@@ -635,6 +695,11 @@ async fn strict_mode_keeps_every_answered_write_through_power_cuts() {
     let cycles = env_or("REGISTRAR_POWER_CUT_CYCLES", 8);
     let Outcome { tally, cycles } = power_cuts("strict", cycles).await;
     assert_eq!(tally.stopped, None, "the run stopped early");
+    assert_eq!(
+        tally.blob_files,
+        Vec::<String>::new(),
+        "sled wrote blob files"
+    );
     assert!(
         tally.lost.is_empty(),
         "answered writes lost to a power cut in strict mode: {:#?}",

@@ -75,6 +75,9 @@ problem_kinds! {
     /// or a latest event that says a record exists that does not: the record and its events
     /// were not written together. Not repairable: events are history, never rewritten.
     EventMismatch = "event_mismatch",
+    /// A piece of a long value (sled's `value_pieces`) that no stored value is made of: left
+    /// by a write that did not finish removing it. Repairable: removed.
+    StrayValuePiece = "stray_value_piece",
 }
 
 impl Serialize for ProblemKind {

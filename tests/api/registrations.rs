@@ -518,6 +518,46 @@ async fn a_locked_record_changes_only_with_an_admin_key() {
     .assert_ok();
 }
 
+/// Lookup values longer than an index keeps whole (the embedded engine stores a digest of a
+/// value over 96 bytes) still find exactly their records, also when two values share their
+/// first 48 bytes, and one made of multibyte characters.
+#[tokio::test]
+async fn lookups_find_records_by_long_values() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let w = app.world(&t, &["s1", "s2", "s3"], &[("o1", "c1")]).await;
+    let shared = "a".repeat(50);
+    let values = [
+        format!("{shared}{}", "x".repeat(300)),
+        format!("{shared}{}", "y".repeat(300)),
+        "é".repeat(300),
+    ];
+    let mut ids = Vec::new();
+    for (student, value) in ["s1", "s2", "s3"].iter().zip(&values) {
+        let mut b = w.body(student, "c1", "o1");
+        b["application_id"] = json!(value);
+        b["event_registration_id"] = json!(value);
+        ids.push(app.create(&t, &b).await["id"].clone());
+    }
+    for (value, id) in values.iter().zip(&ids) {
+        let encoded: String = value
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' => (b as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        for lookup in ["application", "eventRegistration"] {
+            let path = format!("{}/{lookup}/{encoded}", registrations(&t));
+            let found = app.get(&path, &t.read).await;
+            assert_eq!(found.assert_ok()["Count"], 1, "{lookup} {}", &value[..60]);
+            assert_eq!(&found.body["Items"][0]["id"], id);
+        }
+    }
+    let prefix_only = format!("{}/application/{shared}", registrations(&t));
+    assert_eq!(app.get(&prefix_only, &t.read).await.assert_ok()["Count"], 0);
+}
+
 #[tokio::test]
 async fn all_seven_lookups_find_records_by_their_values() {
     let app = spawn_app().await;

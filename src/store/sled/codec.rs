@@ -36,10 +36,15 @@ pub const FORMAT_V5_HEADED: u8 = 6;
 /// ([`crate::domain::events::Change::patch_without_stamps`]); `events::decode_block` reads
 /// format 5's blocks, which lack that, too.
 pub const FORMAT_V7: u8 = 7;
+/// Format 8: every type reads as in format 7. New in it: a value longer than 6 KiB in the
+/// trees of records, events, responses, messages and deliveries is stored in pieces
+/// (`split`), which no earlier build reads; the data dir's format file says 8 so that an
+/// earlier build refuses the dir instead of misreading it.
+pub const FORMAT_V8: u8 = 8;
 /// The format every value is written in by this build (the data dir's format file says it).
-pub const FORMAT_CURRENT: u8 = FORMAT_V7;
+pub const FORMAT_CURRENT: u8 = FORMAT_V8;
 /// The highest format byte this build writes.
-const FORMAT_HIGHEST: u8 = FORMAT_V7;
+const FORMAT_HIGHEST: u8 = FORMAT_V8;
 
 /// The layout a format byte stands for; `None` for bytes no build of ours wrote (yet).
 pub fn layout_of(format: u8) -> Option<Layout> {
@@ -49,7 +54,7 @@ pub fn layout_of(format: u8) -> Option<Layout> {
         FORMAT_V3 => Some(Layout::V3),
         FORMAT_V4 => Some(Layout::V4),
         FORMAT_V5 | FORMAT_V5_HEADED => Some(Layout::V5),
-        FORMAT_V7 => Some(Layout::V7),
+        FORMAT_V7 | FORMAT_V8 => Some(Layout::V7),
         _ => None,
     }
 }

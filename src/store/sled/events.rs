@@ -28,6 +28,7 @@
 use super::codec;
 use super::error::StoreError;
 use super::keys::{self, Key, KeyReader};
+use super::split::Stored;
 use super::tx::{TreeId, Tx, TxError};
 use super::Store;
 use crate::domain::access::{Role, WriteContext};
@@ -284,7 +285,7 @@ pub fn last_seq(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
 
 /// The block of `tenant` that holds event `seq`, if it is stored.
 fn block_holding(
-    events: &sled::Tree,
+    events: Stored<'_>,
     tenant: &str,
     seq: u64,
 ) -> Result<Option<Vec<(ChangeEvent, Prev)>>, StoreError> {
@@ -303,7 +304,7 @@ fn block_holding(
 
 /// Event `seq` of `tenant`, with where its record's previous event is.
 pub fn event_at(
-    events: &sled::Tree,
+    events: Stored<'_>,
     tenant: &str,
     seq: u64,
 ) -> Result<Option<(ChangeEvent, Prev)>, StoreError> {
@@ -313,7 +314,7 @@ pub fn event_at(
 
 /// Shows `visit` the events of `tenant` from `from` on, in sequence order, until it breaks.
 fn each_event_from(
-    events: &sled::Tree,
+    events: Stored<'_>,
     tenant: &str,
     from: u64,
     mut visit: impl FnMut(ChangeEvent, Prev) -> ControlFlow<()>,
@@ -395,6 +396,7 @@ pub(super) fn store<R: Versioned + Serialize>(
 /// any order) as blocks: per tenant, runs of consecutive seqs, each under its first key.
 pub(super) fn write_blocks(
     events: &TransactionalTree,
+    pieces: &TransactionalTree,
     mut appended: Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<(), UnabortableTransactionError> {
     appended.sort_by(|a, b| a.0.cmp(&b.0));
@@ -405,7 +407,8 @@ pub(super) fn write_blocks(
                  block: &mut Vec<&[u8]>|
      -> Result<(), UnabortableTransactionError> {
         if let (Some((key, _, _)), false) = (block_key, block.is_empty()) {
-            events.insert(*key, codec::encode_seq_of_bodies(block))?;
+            let value = codec::encode_seq_of_bodies(block);
+            super::split::write_in(events, pieces, key, Some(&value))?;
         }
         block.clear();
         Ok(())
@@ -713,7 +716,7 @@ mod tests {
         plain[0] = codec::FORMAT_V4;
         // Counted as that build counted it.
         let counted = keys::counter(t, super::super::usage::STORED_BYTES);
-        let counters = handles.tree(TreeId::Counters);
+        let counters = handles.raw_tree(TreeId::Counters);
         let before = counters
             .get(counted.as_bytes())
             .unwrap()
@@ -723,7 +726,7 @@ mod tests {
             .insert(counted.as_bytes(), &after.to_be_bytes())
             .unwrap();
         handles
-            .tree(TreeId::Catalog)
+            .raw_tree(TreeId::Catalog)
             .insert(key.as_bytes(), plain)
             .unwrap();
         for (n, change) in changes.iter().enumerate() {
@@ -731,18 +734,18 @@ mod tests {
             let mut value = encode(change).unwrap();
             value[0] = codec::FORMAT_V4;
             handles
-                .tree(TreeId::Events)
+                .raw_tree(TreeId::Events)
                 .insert(event_key(t, seq).as_bytes(), value)
                 .unwrap();
             let entry = history_key(t, change.kind, change.record_id.as_str(), seq);
             handles
-                .tree(TreeId::History)
+                .raw_tree(TreeId::History)
                 .insert(entry.as_bytes(), b"")
                 .unwrap();
         }
         let last = first_seq + changes.len() as u64 - 1;
         handles
-            .tree(TreeId::Counters)
+            .raw_tree(TreeId::Counters)
             .insert(
                 keys::counter(t, EVENT_SEQUENCE).as_bytes(),
                 &last.to_be_bytes(),

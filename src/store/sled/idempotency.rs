@@ -100,7 +100,7 @@ impl Store {
         let mut found = Vec::new();
         for entry in self
             .handles()?
-            .tree(TreeId::IdempotencyExpiry)
+            .raw_tree(TreeId::IdempotencyExpiry)
             .range(from.as_bytes().to_vec()..to.as_bytes().to_vec())
             .keys()
             .take(limit)

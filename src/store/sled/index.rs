@@ -161,6 +161,57 @@ pub fn describe_entry(value: &[u8]) -> Option<String> {
     })
 }
 
+/// Marks in `meta` that every index entry stores its long values digested.
+const DIGESTED_MARKER: &str = "index_values_digested";
+
+/// Rewrites, once per data dir, the index entries that a build before
+/// [`keys::index_component`] wrote with a value over [`keys::INDEXED_VALUE_MAX`] bytes whole:
+/// lookups now look for the digested form. Runs at open, before the write path starts; each
+/// index's rewrites are one atomic batch, and an interrupted run simply runs again (a
+/// digested entry is left as it is). Returns how many entries it rewrote.
+pub(super) fn digest_long_values(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    indexes: &[sled::Tree],
+) -> Result<u64, StoreError> {
+    let marker = keys::meta(DIGESTED_MARKER);
+    if meta.contains_key(marker.as_bytes())? {
+        return Ok(0);
+    }
+    let mut rewritten = 0;
+    for (def, tree) in REGISTRATION_INDEXES.iter().zip(indexes) {
+        let mut batch = sled::Batch::default();
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            if let Some(digested) = digested_entry(&key, def.fields.len()) {
+                batch.remove(key);
+                batch.insert(digested, value);
+                rewritten += 1;
+            }
+        }
+        tree.apply_batch(batch)?;
+    }
+    db.flush()?;
+    meta.insert(marker.as_bytes(), &[1u8][..])?;
+    db.flush()?;
+    Ok(rewritten)
+}
+
+/// The key an entry with `value_count` values has now, if a value in `key` is too long to be
+/// stored whole. A key that does not parse is left to `registrar check`.
+fn digested_entry(key: &[u8], value_count: usize) -> Option<Vec<u8>> {
+    let mut reader = keys::KeyReader::new(key);
+    let tenant = reader.string().ok()?;
+    let values: Vec<String> = (0..value_count)
+        .map(|_| reader.string().ok())
+        .collect::<Option<_>>()?;
+    let id = reader.string().ok()?;
+    if !reader.is_empty() || values.iter().all(|v| v.len() <= keys::INDEXED_VALUE_MAX) {
+        return None;
+    }
+    Some(keys::index_entry(&tenant, values.iter().map(String::as_str), &id).into_bytes())
+}
+
 /// The `meta` key that records that an index of [`BACKFILLED_INDEXES`] holds every record's
 /// entry.
 pub(super) fn built_marker(tree: &str) -> Key {
@@ -229,6 +280,39 @@ pub(super) fn backfill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An entry an earlier build wrote with a long value whole is rewritten with its digest
+    /// once, keeping its value; short ones are left alone.
+    #[test]
+    fn opening_digests_the_long_values_of_earlier_entries_once() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        let indexes: Vec<sled::Tree> = REGISTRATION_INDEXES
+            .iter()
+            .map(|d| db.open_tree(d.tree).unwrap())
+            .collect();
+        let position = REGISTRATION_INDEXES
+            .iter()
+            .position(|d| d.lookup == "application")
+            .unwrap();
+        let long = "l".repeat(500);
+        let whole = Key::new().text("t").text(&long).text("01LONG").into_bytes();
+        let short = keys::index_entry("t", ["short"], "01SHORT").into_bytes();
+        indexes[position].insert(&whole, &[2u8, 0, 0][..]).unwrap();
+        indexes[position].insert(&short, &[2u8, 1, 0][..]).unwrap();
+        assert_eq!(digest_long_values(&db, &meta, &indexes).unwrap(), 1);
+        let digested = keys::index_entry("t", [long.as_str()], "01LONG").into_bytes();
+        let tree = &indexes[position];
+        assert_eq!(tree.get(&digested).unwrap().unwrap(), &[2u8, 0, 0][..]);
+        assert!(tree.get(&whole).unwrap().is_none());
+        assert_eq!(tree.get(&short).unwrap().unwrap(), &[2u8, 1, 0][..]);
+        assert_eq!(tree.len(), 2);
+        assert_eq!(
+            digest_long_values(&db, &meta, &indexes).unwrap(),
+            0,
+            "done once"
+        );
+    }
 
     #[test]
     fn every_index_reads_real_fields_and_has_its_own_tree() {

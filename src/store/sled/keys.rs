@@ -63,9 +63,44 @@ fn id_after_tenant(key: &[u8]) -> Result<String, MalformedKey> {
     Ok(id)
 }
 
-/// An index tree's prefix: (tenant, value₁, …, valueₙ).
+/// An index tree's prefix: (tenant, value₁, …, valueₙ), each value as [`index_component`]
+/// gives it.
 pub fn index_prefix<'v>(tenant: &str, values: impl IntoIterator<Item = &'v str>) -> Key {
-    values.into_iter().fold(Key::new().text(tenant), Key::text)
+    values
+        .into_iter()
+        .fold(Key::new().text(tenant), |key, value| {
+            key.text(index_component(value).as_bytes())
+        })
+}
+
+/// Index values longer than this (in bytes) are stored digested ([`index_component`]).
+pub const INDEXED_VALUE_MAX: usize = 96;
+
+/// How much of a digested value is kept in front of its digest.
+const DIGESTED_PREFIX_MAX: usize = 48;
+
+/// The component an index stores for `value`: the value itself when it has at most
+/// [`INDEXED_VALUE_MAX`] bytes; a longer one as its first 48 bytes (cut at a character
+/// boundary), U+0001 and the hex of the first 16 bytes of its SHA-256.
+///
+/// Why: a text field a lookup may use holds up to 64 Ki characters, and a key that long makes
+/// sled write its leaf (or, with 257 children, an inner node) as a blob file, which it does
+/// not make durable before its log points to it (docs/DURABILITY.md, "Power cut", fix 4). With
+/// every component under 97 bytes a key stays under ~400 bytes, an inner node under ~100 KiB.
+/// Lookups are equality on the whole value, and both writes and lookups go through here; a
+/// digested form cannot equal a stored value, which holds no control character.
+pub fn index_component(value: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::Digest;
+    if value.len() <= INDEXED_VALUE_MAX {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut cut = DIGESTED_PREFIX_MAX;
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = sha2::Sha256::digest(value.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    std::borrow::Cow::Owned(format!("{}\u{1}{hex}", &value[..cut]))
 }
 
 /// An index entry: (tenant, value₁, …, valueₙ, id).
@@ -274,6 +309,29 @@ pub fn meta(name: &str) -> Key {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn index_values_up_to_96_bytes_are_kept_and_longer_ones_digested_short() {
+        let kept = "k".repeat(INDEXED_VALUE_MAX);
+        assert_eq!(index_component(&kept), kept.as_str());
+        let shared = "a".repeat(100);
+        let (x, y) = (format!("{shared}x"), format!("{shared}y"));
+        let (dx, dy) = (index_component(&x), index_component(&y));
+        assert_ne!(dx, dy, "values that share their first 48 bytes stay apart");
+        assert_eq!(
+            dx,
+            index_component(&x),
+            "the same value, the same component"
+        );
+        assert!(dx.starts_with(&"a".repeat(48)) && dx.contains('\u{1}'));
+        // Multibyte characters: cut at a boundary, and still short.
+        let wide = index_component(&"€".repeat(50_000)).into_owned();
+        assert!(wide.len() <= INDEXED_VALUE_MAX, "{}", wide.len());
+        assert!(wide.starts_with(&"€".repeat(16)));
+        let key = index_entry("tenant", [x.as_str(), "€".repeat(50_000).as_str()], "01ID");
+        assert!(key.as_bytes().len() < 200);
+        assert_eq!(index_entry_id(key.as_bytes(), 2).unwrap(), "01ID");
+    }
 
     fn encode(tuple: &[Vec<u8>]) -> Vec<u8> {
         tuple.iter().fold(Key::new(), |k, c| k.text(c)).into_bytes()

@@ -33,6 +33,7 @@
 
 use super::error::StoreError;
 use super::pipeline::Settle;
+use super::split::Stored;
 use super::tx::TreeId;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -81,12 +82,18 @@ impl Handles {
         })
     }
 
-    pub fn tree(&self, id: TreeId) -> &sled::Tree {
+    /// A tree to read, long values put back together (`split`).
+    pub fn tree(&self, id: TreeId) -> Stored<'_> {
+        Stored::new(id, self.raw_tree(id), self.raw_tree(TreeId::ValuePieces))
+    }
+
+    /// A tree as sled stores it: heads in place of split values.
+    pub fn raw_tree(&self, id: TreeId) -> &sled::Tree {
         &self.trees[id.position()]
     }
 
     pub fn index_tree(&self, position: usize) -> &sled::Tree {
-        self.tree(TreeId::Index(position))
+        self.raw_tree(TreeId::Index(position))
     }
 }
 
@@ -325,15 +332,27 @@ mod tests {
     use super::super::{Durability, Store};
     use super::*;
 
-    /// One value above sled's blob threshold (128 KiB): sled writes it to a file of its own.
-    struct PutLarge(&'static [u8], u8);
+    /// A write through the pipeline, so that the writer secures the blob files sled wrote.
+    struct Touch;
 
-    impl Intent for PutLarge {
+    impl Intent for Touch {
         type Output = ();
         fn apply(&self, tx: &mut Tx<'_>) -> Result<(), TxError> {
-            tx.insert(TreeId::Registrations, self.0, vec![self.1; 200_000]);
+            tx.insert(TreeId::Registrations, &b"touch"[..], &b"x"[..]);
             Ok(())
         }
+    }
+
+    /// One value above sled's blob threshold (128 KiB) stored whole, as a build before long
+    /// values were split (`split`) stored it: sled writes it to a file of its own.
+    async fn put_whole(store: &Store, key: &[u8], byte: u8) {
+        let handles = store.handles().unwrap();
+        handles
+            .raw_tree(TreeId::Registrations)
+            .insert(key, vec![byte; 200_000])
+            .unwrap();
+        drop(handles);
+        store.submit(Touch).await.unwrap();
     }
 
     /// Each blob file and the inode behind it.
@@ -358,7 +377,8 @@ mod tests {
         }
     }
 
-    /// The power-cut fixes hold for a database reopened in-process after a full disk: the
+    /// The power-cut fixes for the blob files of a database written before long values were
+    /// split hold for a database reopened in-process after a full disk: the
     /// reopen brings back a blob that only its second name kept (as after a cut), and the
     /// reopened handles' own blob tracking gives the blobs written after it their second names.
     #[tokio::test]
@@ -366,7 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::Strict).unwrap();
         store.set_space_reserve(0);
-        store.submit(PutLarge(b"before", 1)).await.unwrap();
+        put_whole(&store, b"before", 1).await;
         assert_blobs_linked(dir.path());
         // What a power cut can do to a blob whose name was never fsync'd: the running
         // database has the page in memory and does not notice.
@@ -378,7 +398,8 @@ mod tests {
             .live
             .note(&StoreError::StorageFull("full, for the test".into()));
         // The next batch reopens the database first.
-        store.submit(PutLarge(b"after", 2)).await.unwrap();
+        store.submit(Touch).await.unwrap();
+        put_whole(&store, b"after", 2).await;
         assert!(old.upgrade().is_none(), "the database was not reopened");
         assert_eq!(store.write_fault(), None);
         let handles = store.handles().unwrap();

@@ -39,6 +39,7 @@ pub mod pipeline;
 pub mod registrations;
 pub mod retention;
 pub mod search;
+pub mod split;
 pub mod transfer;
 pub mod tx;
 pub mod usage;
@@ -123,12 +124,21 @@ impl Store {
         if backfilled > 0 {
             log::info!("filled {backfilled} entries of indexes new in this build from the records");
         }
+        let digested = index::digest_long_values(db, meta, &indexes)?;
+        if digested > 0 {
+            log::info!("rewrote {digested} index entries whose values are now stored digested");
+        }
         if let Some(tenants) = usage::backfill(db, meta, trees)?.filter(|n| *n > 0) {
             log::info!("counted the stored bytes of {tenants} tenants from their records");
         }
         let filled = retention::backfill_expiry(db, meta, trees)?;
         if filled > 0 {
             log::info!("listed {filled} stored Idempotency-Key responses for expiry");
+        }
+        // After the fills above, which read the values as a build before splitting wrote them.
+        let split = split::backfill(db, meta, trees)?;
+        if split > 0 {
+            log::info!("stored {split} long values in pieces (no more blob files)");
         }
         stored_format(meta, true)?;
         let secret = load_or_create_secret(db, meta, dir)?;
@@ -256,6 +266,7 @@ pub(crate) struct RawTrees {
     pub idempotency_expiry: sled::Tree,
     pub indexes: Vec<sled::Tree>,
     pub counters: sled::Tree,
+    pub value_pieces: sled::Tree,
     pub meta: sled::Tree,
 }
 
@@ -263,7 +274,7 @@ pub(crate) struct RawTrees {
 impl Store {
     pub(crate) fn raw(&self) -> RawTrees {
         let handles = self.handles().expect("the database is open");
-        let tree = |id: TreeId| handles.tree(id).clone();
+        let tree = |id: TreeId| handles.raw_tree(id).clone();
         RawTrees {
             db: handles.db.clone(),
             registrations: tree(TreeId::Registrations),
@@ -275,6 +286,7 @@ impl Store {
                 .map(|n| tree(TreeId::Index(n)))
                 .collect(),
             counters: tree(TreeId::Counters),
+            value_pieces: tree(TreeId::ValuePieces),
             meta: handles.meta.clone(),
         }
     }

@@ -73,7 +73,7 @@ impl Store {
         let wanted = usize::try_from(count - max_messages + 1 + SPARE).unwrap_or(usize::MAX);
         let prefix = keys::outbox_of(t);
         self.handles()?
-            .tree(TreeId::Outbox)
+            .raw_tree(TreeId::Outbox)
             .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
             .keys()
             .take(wanted)

@@ -398,7 +398,11 @@ fn writer_loop(
                 for job in &batch {
                     job.run(view, &mut events)?;
                 }
-                super::events::write_blocks(&view[TreeId::Events.position()], events)?;
+                super::events::write_blocks(
+                    &view[TreeId::Events.position()],
+                    &view[TreeId::ValuePieces.position()],
+                    events,
+                )?;
                 Ok(())
             });
         stats.committing.store(false, Ordering::SeqCst);

@@ -252,7 +252,7 @@ impl Store {
                 Box::new(
                     self.handles()?
                         .tree(super::tx::TreeId::Registrations)
-                        .range(start..)
+                        .range_owned(start..)
                         .take_while(move |e| {
                             e.as_ref()
                                 .map_or(true, |(k, _)| k.starts_with(&prefix_bytes))

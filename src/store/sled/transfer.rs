@@ -194,13 +194,13 @@ impl Store {
         let (scan, unavailable) = match self.handles() {
             Ok(handles) => {
                 let scan = match kind {
-                    RecordKind::Registration => handles
-                        .tree(TreeId::Registrations)
-                        .scan_prefix(keys::registrations_of(t)),
-                    RecordKind::Catalog(kind) => handles
-                        .tree(TreeId::Catalog)
-                        .scan_prefix(keys::catalog_of(t, kind.tag())),
+                    RecordKind::Registration => (TreeId::Registrations, keys::registrations_of(t)),
+                    RecordKind::Catalog(kind) => (TreeId::Catalog, keys::catalog_of(t, kind.tag())),
                 };
+                let (tree, prefix) = scan;
+                let scan = handles
+                    .tree(tree)
+                    .range_owned(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()));
                 (Some((handles, scan)), None)
             }
             Err(e) => (None, Some(e)),

@@ -6,6 +6,7 @@ use super::codec;
 use super::error::StoreError;
 use super::index::REGISTRATION_INDEXES;
 use super::keys;
+use super::split;
 use super::usage::{entry_bytes, COUNTED_TREES, OUTBOX_MESSAGES, STORED_BYTES};
 use crate::domain::rules::{self, RuleViolation, Usage};
 use crate::domain::tenant::Tenant;
@@ -43,12 +44,14 @@ pub enum TreeId {
     Webhooks,
     /// Delivery attempts: (tenant, endpoint id, number) → attempt (`webhooks`).
     WebhookAttempts,
+    /// The pieces of long values: (piece set, number) → bytes (`split`).
+    ValuePieces,
     /// The n-th entry of `index::REGISTRATION_INDEXES`.
     Index(usize),
 }
 
 impl TreeId {
-    pub const FIXED: [(&'static str, TreeId); 15] = [
+    pub const FIXED: [(&'static str, TreeId); 16] = [
         ("registrations", TreeId::Registrations),
         ("catalog", TreeId::Catalog),
         ("registration_slots", TreeId::RegistrationSlots),
@@ -64,6 +67,7 @@ impl TreeId {
         ("webhooks", TreeId::Webhooks),
         ("webhook_attempts", TreeId::WebhookAttempts),
         ("tombstones", TreeId::Tombstones),
+        ("value_pieces", TreeId::ValuePieces),
     ];
 
     /// Every tree, in position order: the order `Store::open` opens them in.
@@ -87,6 +91,23 @@ impl TreeId {
         }
     }
 
+    /// Whether a long value of this tree is stored in pieces (`split`): the trees of encoded
+    /// records, events, responses, messages and deliveries, whose values start with a format
+    /// byte. The others hold short values (tenants and keys have bounded fields; indexes,
+    /// counters and markers hold ids and numbers).
+    pub fn may_split(self) -> bool {
+        matches!(
+            self,
+            TreeId::Registrations
+                | TreeId::Catalog
+                | TreeId::Outbox
+                | TreeId::Idempotency
+                | TreeId::Events
+                | TreeId::Webhooks
+                | TreeId::WebhookAttempts
+        )
+    }
+
     pub fn position(self) -> usize {
         match self {
             TreeId::Registrations => 0,
@@ -104,6 +125,7 @@ impl TreeId {
             TreeId::Webhooks => 12,
             TreeId::WebhookAttempts => 13,
             TreeId::Tombstones => 14,
+            TreeId::ValuePieces => 15,
             TreeId::Index(n) => Self::FIXED.len() + n,
         }
     }
@@ -179,7 +201,23 @@ impl<'a> Tx<'a> {
         if let Some(value) = self.buffers[position].get(key) {
             return Ok(value.clone());
         }
-        Ok(self.view[position].get(key)?.map(|v| v.to_vec()))
+        Ok(self.stored(tree, key)?.map(|v| v.to_vec()))
+    }
+
+    /// The value committed at `key`, split values put back together.
+    fn stored(&self, tree: TreeId, key: &[u8]) -> Result<Option<sled::IVec>, TxError> {
+        let Some(stored) = self.view[tree.position()].get(key)? else {
+            return Ok(None);
+        };
+        if !tree.may_split() {
+            return Ok(Some(stored));
+        }
+        split::join_in(&self.view[TreeId::ValuePieces.position()], stored)
+            .map(Some)
+            .map_err(|e| match e {
+                split::JoinError::Sled(e) => TxError::Sled(e),
+                damage => TxError::Refused(StoreError::Corrupt(damage.describe())),
+            })
     }
 
     /// The head of the value at `key` (`codec::head_of`), without copying the value.
@@ -188,8 +226,8 @@ impl<'a> Tx<'a> {
         if let Some(value) = self.buffers[position].get(key) {
             return Ok(value.as_deref().and_then(codec::head_of));
         }
-        Ok(self.view[position]
-            .get(key)?
+        Ok(self
+            .stored(tree, key)?
             .and_then(|value| codec::head_of(&value)))
     }
 
@@ -375,7 +413,13 @@ impl<'a> Tx<'a> {
                 events.extend(buffer.into_iter().filter_map(|(k, v)| Some((k, v?))));
                 continue;
             }
+            let splits = TreeId::all().nth(position).is_some_and(TreeId::may_split);
             for (key, value) in buffer {
+                if splits {
+                    let pieces = &view[TreeId::ValuePieces.position()];
+                    split::write_in(&view[position], pieces, &key, value.as_deref())?;
+                    continue;
+                }
                 match value {
                     Some(value) => view[position].insert(key, value)?,
                     None => view[position].remove(key)?,

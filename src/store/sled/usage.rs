@@ -31,9 +31,10 @@ pub const COUNTED_TREES: [TreeId; 4] = [
     TreeId::Idempotency,
 ];
 
-/// What one stored entry counts for: its key and its value.
-pub fn entry_bytes(key: &[u8], value: &[u8]) -> u64 {
-    (key.len() + value.len()) as u64
+/// What one stored entry counts for: its key and its value (`stored`: the value or, for a
+/// split one, its head: `split`).
+pub fn entry_bytes(key: &[u8], stored: &[u8]) -> u64 {
+    (key.len() + super::split::value_len(stored)) as u64
 }
 
 /// Marks in `meta` that every tenant's counter was counted from its records.

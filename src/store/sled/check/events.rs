@@ -90,7 +90,7 @@ pub(super) fn check_events(
         }
     }
     let mut latest = LatestEvents::new();
-    let events = trees.get(TreeId::Events);
+    let events = trees.stored(TreeId::Events);
     for ((kind, id), seq) in latest_seq {
         let Ok(Some((event, _))) = event_at(events, t, seq) else {
             continue;

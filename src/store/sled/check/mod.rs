@@ -36,6 +36,7 @@ pub use crate::store::check::{
 use super::codec;
 use super::error::StoreError;
 use super::keys::{self, Key};
+use super::split::{self, Stored};
 use super::tx::TreeId;
 use super::Store;
 use crate::domain::ids::TenantId;
@@ -138,19 +139,24 @@ fn run(trees: &[Tree], scope: &Scope, repair: bool) -> Result<CheckReport, Store
 struct Trees<'a>(&'a [Tree]);
 
 impl Trees<'_> {
+    /// The tree as stored: a split value's head in its place (`split`).
     fn get(&self, id: TreeId) -> &Tree {
         &self.0[id.position()]
     }
 
-    /// Every (key, value) under `prefix`, in key order.
+    /// The tree with split values put back together.
+    fn stored(&self, id: TreeId) -> Stored<'_> {
+        Stored::new(id, self.get(id), self.get(TreeId::ValuePieces))
+    }
+
+    /// Every (key, value) under `prefix`, in key order, split values put back together.
     fn scan(
         &self,
         id: TreeId,
         prefix: &Key,
     ) -> impl Iterator<Item = Result<(IVec, IVec), StoreError>> + '_ {
-        self.get(id)
+        self.stored(id)
             .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
-            .map(|entry| entry.map_err(StoreError::from))
     }
 }
 
@@ -323,8 +329,52 @@ fn inspect(trees: &Trees, scope: &Scope) -> Result<Pass, StoreError> {
     if *scope == Scope::Every {
         let known: Vec<&[u8]> = tenant_rows.iter().map(|(key, _)| key.as_ref()).collect();
         check_unknown_tenants(trees, &known, &api_keys, &mut pass)?;
+        check_value_pieces(trees, &mut pass)?;
     }
     Ok(pass)
+}
+
+/// Pieces of long values (`split`) that no stored value's head names: each is removed by a
+/// repair. (A head whose pieces are missing is found where its value is read: it does not
+/// read back.)
+fn check_value_pieces(trees: &Trees, pass: &mut Pass) -> Result<(), StoreError> {
+    let mut named = HashSet::new();
+    for tree in TreeId::all().filter(|tree| tree.may_split()) {
+        for entry in trees.get(tree).iter() {
+            let (_, stored) = entry?;
+            if let Some(head) = split::Head::of(&stored) {
+                named.insert(head.set);
+            }
+        }
+    }
+    for entry in trees.get(TreeId::ValuePieces).iter() {
+        let (key, _) = entry?;
+        pass.count_entry(TreeId::ValuePieces);
+        if split::set_of_piece(&key).is_some_and(|set| named.contains(&set)) {
+            continue;
+        }
+        pass.findings.push(Finding {
+            problem: Problem {
+                kind: ProblemKind::StrayValuePiece,
+                tenant: None,
+                tree: TreeId::ValuePieces.name(),
+                record_id: None,
+                counter: None,
+                key: hex(&key),
+                expected: None,
+                found: None,
+                repairable: true,
+                detail: Some("no stored value is made of this piece".into()),
+            },
+            fix: Some(Fix {
+                tree: TreeId::ValuePieces,
+                key: key.to_vec(),
+                value: None,
+                was_stored: true,
+            }),
+        });
+    }
+    Ok(())
 }
 
 /// Data under tenant ids with no tenant record: everything outside the known tenants' key
@@ -341,7 +391,8 @@ fn check_unknown_tenants(
         .collect();
     for tree in TreeId::all() {
         let derived = match tree {
-            TreeId::Tenants | TreeId::ApiKeys => continue,
+            // Keyed by piece set, not tenant: `check_value_pieces`.
+            TreeId::Tenants | TreeId::ApiKeys | TreeId::ValuePieces => continue,
             TreeId::Registrations
             | TreeId::Catalog
             | TreeId::Outbox
@@ -447,6 +498,11 @@ fn apply(
         let committed: Result<(), TransactionError<()>> = trees.0.transaction(|view| {
             for fix in fixes.iter().map(|(fix, _)| fix).chain(&upgrades) {
                 let tree = &view[fix.tree.position()];
+                if fix.tree.may_split() {
+                    let pieces = &view[TreeId::ValuePieces.position()];
+                    split::write_in(tree, pieces, &fix.key, fix.value.as_deref())?;
+                    continue;
+                }
                 match &fix.value {
                     Some(value) => tree.insert(fix.key.as_slice(), value.as_slice())?,
                     None => tree.remove(fix.key.as_slice())?,

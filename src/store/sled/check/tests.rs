@@ -385,6 +385,62 @@ async fn a_second_live_registration_in_one_slot_is_a_conflict_repair_cannot_mend
     assert_eq!(f.store.registration_count(&f.tenant), Ok(3));
 }
 
+/// A long record is checked whole (its pieces put back together: `split`), and a piece no
+/// stored value is made of is reported and removed by a repair.
+#[tokio::test]
+async fn a_long_record_checks_clean_and_a_stray_piece_is_removed() {
+    let f = fixture().await;
+    let contact = json!({"first_name": "Cy", "last_name": "L", "email_address": "cy@example.org"});
+    let student = catalog::<ContactFields>(&f.store, &f.tenant, contact).await;
+    let course = catalog::<CourseFields>(&f.store, &f.tenant, json!({"name": "Long"})).await;
+    let offering = json!({"course_id": course, "start_date": "2026-03-02T09:00:00Z", "price": 10});
+    let offering = catalog::<CourseOfferingFields>(&f.store, &f.tenant, offering).await;
+    let body = json!({"student_id": student, "course_id": course,
+                      "course_offering_id": offering, "notes": "n".repeat(40_000)});
+    let id = register(&f.store, &f.tenant, body).await;
+    let stored = f
+        .store
+        .raw()
+        .registrations
+        .get(keys::registration(f.tenant.as_str(), &id))
+        .unwrap()
+        .unwrap();
+    assert!(
+        crate::store::sled::split::Head::of(&stored).is_some(),
+        "the record was split"
+    );
+    assert!(f.store.check(Scope::Every, false).await.unwrap().clean);
+
+    let stray = crate::store::sled::split::piece_key(u64::MAX, 0);
+    f.store
+        .raw()
+        .value_pieces
+        .insert(stray, &b"left over"[..])
+        .unwrap();
+    let report = f.store.check(Scope::Every, true).await.unwrap();
+    let found: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.tree, p.repairable))
+        .collect();
+    assert_eq!(
+        found,
+        [(ProblemKind::StrayValuePiece, "value_pieces", true)]
+    );
+    assert!(report.repair.unwrap().remaining.is_empty());
+    assert!(f.store.raw().value_pieces.get(stray).unwrap().is_none());
+    let record = f
+        .store
+        .raw()
+        .registrations
+        .get(keys::registration(f.tenant.as_str(), &id));
+    assert_eq!(
+        record.unwrap().unwrap(),
+        stored,
+        "the record's own pieces stay"
+    );
+}
+
 #[tokio::test]
 async fn data_of_a_tenant_that_does_not_exist_is_reported_and_derived_data_of_it_removed() {
     let f = fixture().await;
