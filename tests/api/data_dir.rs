@@ -25,8 +25,9 @@ fn assert_owner_only(root: &Path) -> usize {
     }
 }
 
-/// The real binary (it sets the umask; a test process embedding the server keeps its own)
-/// on a new data dir: a write, a backup, a clean stop.
+/// The real binary (it sets the umask and turns transparent huge pages off; a test process
+/// embedding the server keeps its own settings) on a new data dir: a write, a backup, a clean
+/// stop.
 #[cfg(unix)]
 #[tokio::test]
 async fn the_data_dir_its_files_and_a_backup_are_readable_by_their_owner_only() {
@@ -60,6 +61,16 @@ async fn the_data_dir_its_files_and_a_backup_are_readable_by_their_owner_only() 
     if !up {
         child.kill().ok();
         panic!("the server did not answer within 30 s");
+    }
+    // Process-wide, set by main (docs/PERFORMANCE.md, "Huge pages off"). Kernels before 5.0
+    // do not show the flag.
+    #[cfg(target_os = "linux")]
+    if let Some(line) = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap()
+        .lines()
+        .find(|line| line.starts_with("THP_enabled:"))
+    {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
     }
     // Made on this first start, 0600 like everything else.
     let key = std::fs::read_to_string(db.join("operator.key")).unwrap();
