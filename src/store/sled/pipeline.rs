@@ -28,6 +28,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
+/// How long the flusher waits for a batch the writer is committing as it starts a flush.
+const SIBLING_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
 /// Most intents committed in one transaction.
 const MAX_BATCH: usize = 128;
 /// Intents waiting for the writer before senders wait for room.
@@ -472,7 +474,20 @@ fn flusher_loop(
         let mut handles: Option<Arc<Handles>> = None;
         let mut batches = Vec::new();
         let mut drained = Vec::new();
-        for message in std::iter::once(first).chain(queue.try_iter()) {
+        let mut messages: Vec<ToFlusher> = std::iter::once(first).chain(queue.try_iter()).collect();
+        // A batch the writer is committing right now arrives within a commit's time: one
+        // flush then covers it too. Only under load (a lone write finds the writer idle and is
+        // not held), and bounded.
+        let deadline = Instant::now() + SIBLING_WAIT;
+        while stats.committing.load(Ordering::SeqCst) {
+            let Ok(next) = queue.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                break;
+            };
+            messages.push(next);
+            messages.extend(queue.try_iter());
+        }
+        for message in messages {
             match message {
                 ToFlusher::Batch(of, batch) => {
                     handles.get_or_insert(of);
