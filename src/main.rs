@@ -57,8 +57,8 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// after the write: each new buffer then faulted in a 2 MiB page that the kernel zeroed whole
 /// (`clear_page_erms` was 7 % of the server's samples under creates, on the writer thread).
 /// With 4 KiB pages only what is touched is zeroed: creates +5-8 % and their p99 -30 %, PATCH
-/// and GET unchanged (docs/PERFORMANCE.md, "Huge pages off"). Process-wide, like the umask,
-/// hence here and not in the library. A kernel without the flag keeps its default.
+/// and GET unchanged (docs/PERFORMANCE.md, "Issue 19's fourth look"). Process-wide, like the
+/// umask, hence here and not in the library. A kernel without the flag keeps its default.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);

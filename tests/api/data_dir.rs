@@ -62,8 +62,8 @@ async fn the_data_dir_its_files_and_a_backup_are_readable_by_their_owner_only() 
         child.kill().ok();
         panic!("the server did not answer within 30 s");
     }
-    // Process-wide, set by main (docs/PERFORMANCE.md, "Huge pages off"). Kernels before 5.0
-    // do not show the flag.
+    // Process-wide, set by main (docs/PERFORMANCE.md, "Issue 19's fourth look"). Kernels
+    // before 5.0 do not show the flag.
     #[cfg(target_os = "linux")]
     if let Some(line) = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
         .unwrap()

@@ -408,6 +408,7 @@ impl<'a> Tx<'a> {
         } = self;
         // Drop the undo log first: a large intent should not hold its writes twice.
         drop(undo);
+        let pieces = &view[TreeId::ValuePieces.position()];
         for (position, buffer) in buffers.into_iter().enumerate() {
             if position == view.len() {
                 events.extend(buffer.into_iter().filter_map(|(k, v)| Some((k, v?))));
@@ -416,7 +417,6 @@ impl<'a> Tx<'a> {
             let splits = TreeId::all().nth(position).is_some_and(TreeId::may_split);
             for (key, value) in buffer {
                 if splits {
-                    let pieces = &view[TreeId::ValuePieces.position()];
                     split::write_in(&view[position], pieces, &key, value.as_deref())?;
                     continue;
                 }
