@@ -21,7 +21,6 @@
 use super::rows::{
     self, catalog_from, pg, put_catalog, record_bytes, registration_from, registration_params,
     retryable, to_json, Copies, CATALOG_SELECT, REGISTRATION_INSERT_COLUMNS,
-    REGISTRATION_INSERT_PLACEHOLDERS,
 };
 use super::schema::{catalog_table, instant_text, parse_instant};
 use super::search;
@@ -853,10 +852,7 @@ async fn move_seats(
 
 /// A registration's row, as [`registration_params`] gives it.
 static REGISTRATION_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "INSERT INTO registrations ({REGISTRATION_INSERT_COLUMNS}) \
-         VALUES ({REGISTRATION_INSERT_PLACEHOLDERS})"
-    )
+    rows::multi_row_insert("registrations", REGISTRATION_INSERT_COLUMNS, 1)
 });
 
 /// A stored registration's row rewritten from [`registration_params`] (`$1`, `$2`: its key).
@@ -1266,12 +1262,11 @@ pub(super) async fn create_all_in(
             Err(e) => return Err(e),
         }
     }
-    let inserted = decided.iter().map(|create| async move {
-        let params: Vec<&(dyn ToSql + Sync)> = create.row.iter().map(|p| &**p as _).collect();
-        tx.execute(REGISTRATION_INSERT.as_str(), &params)
-            .await
-            .map_err(pg)
-    });
+    let rows: Vec<Vec<rows::Param>> = decided
+        .iter_mut()
+        .map(|c| std::mem::take(&mut c.row))
+        .collect();
+    let inserted = rows::insert_rows(tx, "registrations", REGISTRATION_INSERT_COLUMNS, &rows);
     let seated = took.seats.iter().map(|(offering, taken)| {
         move_seats(
             tx,
@@ -1280,14 +1275,15 @@ pub(super) async fn create_all_in(
             i64::try_from(*taken).unwrap_or(i64::MAX),
         )
     });
-    let events = decided
+    let events: Vec<&super::events::Numbered> = decided
         .iter()
         .filter_map(|create| create.event.as_ref())
-        .map(|event| super::events::insert(tx, tenant, event));
+        .collect();
+    let events = super::events::insert_all(tx, tenant, &events);
     pipelined!(
-        _rows = all_pipelined(inserted),
+        _rows = inserted,
         _seats = all_pipelined(seated),
-        _events = all_pipelined(events),
+        _events = events,
     );
     Ok(results)
 }

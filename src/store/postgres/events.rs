@@ -5,7 +5,7 @@
 //! transaction holds (engine/tx.rs) and writes back before its commit.
 
 use super::engine::{Counter, Tx};
-use super::rows::pg;
+use super::rows::{insert_rows, pg, Param};
 use super::schema::{instant_text, parse_instant};
 use super::statements::Statements;
 use crate::domain::access::{Role, WriteContext};
@@ -75,30 +75,44 @@ pub(super) async fn insert(
     tenant: &TenantId,
     event: &Numbered,
 ) -> Result<(), StoreError> {
+    insert_all(tx, tenant, &[event]).await
+}
+
+/// The columns of a change event's row, in the order of [`event_params`].
+const EVENT_INSERT_COLUMNS: &str = "tenant_id, seq, kind, record_id, op, sys_version, at, \
+                                    key_id, role, request_id, bulk_operation_id, patch";
+
+/// The row of a numbered change.
+fn event_params(tenant: &TenantId, event: &Numbered) -> Result<Vec<Param>, StoreError> {
     let change = &event.change;
-    let version = i64::try_from(change.version).unwrap_or(i64::MAX);
-    tx.execute(
-        "INSERT INTO change_events (tenant_id, seq, kind, record_id, op, sys_version, at, \
-         key_id, role, request_id, bulk_operation_id, patch) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        &[
-            &tenant.as_str(),
-            &i64::try_from(event.seq).unwrap_or(i64::MAX),
-            &change.kind.tag(),
-            &change.record_id.as_str(),
-            &change.op.as_str(),
-            &version,
-            &instant_text(change.at)?,
-            &change.key_id,
-            &change.role.as_str(),
-            &change.request_id,
-            &change.bulk_operation,
-            &change.patch,
-        ],
-    )
-    .await
-    .map_err(pg)?;
-    Ok(())
+    Ok(vec![
+        Box::new(tenant.as_str().to_owned()),
+        Box::new(i64::try_from(event.seq).unwrap_or(i64::MAX)),
+        Box::new(change.kind.tag()),
+        Box::new(change.record_id.as_str().to_owned()),
+        Box::new(change.op.as_str()),
+        Box::new(i64::try_from(change.version).unwrap_or(i64::MAX)),
+        Box::new(instant_text(change.at)?),
+        Box::new(change.key_id.clone()),
+        Box::new(change.role.as_str()),
+        Box::new(change.request_id.clone()),
+        Box::new(change.bulk_operation.clone()),
+        Box::new(change.patch.clone()),
+    ])
+}
+
+/// Writes numbered changes, as few statements as [`insert_rows`] makes of them (a group of
+/// creates writes its events at once).
+pub(super) async fn insert_all(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    events: &[&Numbered],
+) -> Result<(), StoreError> {
+    let rows = events
+        .iter()
+        .map(|event| event_params(tenant, event))
+        .collect::<Result<Vec<_>, _>>()?;
+    insert_rows(tx, "change_events", EVENT_INSERT_COLUMNS, &rows).await
 }
 
 fn event_from(row: &Row) -> Result<ChangeEvent, StoreError> {
