@@ -8,9 +8,11 @@ mod postgres;
 use registrar::domain::access::Role;
 use registrar::domain::catalog::CatalogKind;
 use registrar::domain::enums::{OrderStatus, RegistrationStatus};
+use registrar::domain::ids::TenantId;
 use registrar::domain::time::Timestamp;
 use registrar::store::postgres::{self as pg, schema, PoolOptions};
 use registrar::store::StoreError;
+use serde_json::json;
 use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -116,6 +118,86 @@ async fn every_earlier_schema_version_migrates_to_the_schema_an_empty_database_g
         );
         assert_eq!(columns(&pool).await, expected, "from version {earlier}");
     }
+}
+
+/// Schema version 5 stores a registration's fields and an event's patch as bytes
+/// (store/postgres/packed.rs): the rows of version 4 keep their JSON, which the engine reads
+/// as before, and what the engine writes now is compressed.
+#[tokio::test]
+async fn version_5_keeps_the_json_of_earlier_rows_and_compresses_new_ones() {
+    let pool = pg::connect(&fresh_database().await, 4).expect("pool");
+    pg::migrate_to(&pool, Some(4))
+        .await
+        .expect("migrate to version 4");
+    let client = pool.get().await.expect("connection");
+    seeded(&client, None).await;
+    let notes = "ladder inspection and fire safety ".repeat(30);
+    let fields = json!({
+        "name": "A Student", "status": "Registered", "student_id": "s1", "course_id": "c1",
+        "course_offering_id": "o1", "notes": notes, "escaped": "a \"quote\" and a \\ backslash"
+    });
+    let patch = json!([{ "op": "add", "path": "", "value": fields }]).to_string();
+    client
+        .execute(
+            "INSERT INTO registrations (tenant_id, id, sys_version, status, student_id, \
+             course_id, course_offering_id, name, fields) \
+             VALUES ('t1', 'r1', 1, 'registered', 's1', 'c1', 'o1', 'A Student', $1)",
+            &[&fields],
+        )
+        .await
+        .expect("a version 4 registration");
+    client
+        .execute(
+            "INSERT INTO change_events (tenant_id, seq, kind, record_id, op, sys_version, at, \
+             key_id, role, patch) VALUES ('t1', 1, 'registration', 'r1', 'created', 1, $1, \
+             'k', 'write', $2)",
+            &[&at(), &patch],
+        )
+        .await
+        .expect("a version 4 change event");
+
+    pg::migrate(&pool)
+        .await
+        .expect("migrate to the latest version");
+    let row = client
+        .query_one("SELECT id, fields FROM registrations WHERE id = 'r1'", &[])
+        .await
+        .expect("the registration");
+    let record = pg::rows::registration_from(&row).expect("a version 4 row decodes");
+    assert_eq!(
+        serde_json::to_value(&record.fields).unwrap()["notes"],
+        json!(notes)
+    );
+    let stored: Vec<u8> = client
+        .query_one("SELECT patch FROM change_events WHERE seq = 1", &[])
+        .await
+        .expect("the event")
+        .get(0);
+    assert_eq!(
+        stored,
+        patch.as_bytes(),
+        "an earlier patch is kept byte for byte"
+    );
+
+    // A row the engine writes now: the same fields, compressed, and read back the same.
+    let (params, _) =
+        pg::rows::registration_params(&TenantId::parse("t1").unwrap(), &record).unwrap();
+    let packed = params.last().unwrap();
+    let mut bytes = bytes::BytesMut::new();
+    packed
+        .to_sql_checked(&tokio_postgres::types::Type::BYTEA, &mut bytes)
+        .expect("the fields as bytea");
+    let json = serde_json::to_vec(&record.fields).unwrap();
+    assert!(
+        bytes.len() < json.len() / 2,
+        "{} of {} bytes",
+        bytes.len(),
+        json.len()
+    );
+    assert_eq!(
+        pg::packed::unpack(&bytes).unwrap().as_ref(),
+        json.as_slice()
+    );
 }
 
 /// Every (table, column, type, nullable) of the public schema, in order.
@@ -451,7 +533,7 @@ async fn insert_registration(
         .execute(
             "INSERT INTO registrations (tenant_id, id, sys_version, status, student_id, \
              course_id, course_offering_id, name, sys_created_at, fields) \
-             VALUES ('t1', $1, 1, $2, $3, 'c1', 'o1', 'A Student', $4, '{}'::jsonb)",
+             VALUES ('t1', $1, 1, $2, $3, 'c1', 'o1', 'A Student', $4, convert_to('{}', 'UTF8'))",
             &[&id, &status, &student, &at()],
         )
         .await
@@ -759,7 +841,8 @@ async fn concurrent_seat_takers_fill_an_offering_exactly_to_its_capacity() {
         tx.execute(
             "INSERT INTO registrations (tenant_id, id, sys_version, status, student_id, \
              course_id, course_offering_id, name, fields) \
-             VALUES ('t1', $1, 1, 'registered', $2, 'c1', 'o1', 'A Student', '{}'::jsonb)",
+             VALUES ('t1', $1, 1, 'registered', $2, 'c1', 'o1', 'A Student', \
+             convert_to('{}', 'UTF8'))",
             &[&format!("r{n}"), &format!("student{n}")],
         )
         .await

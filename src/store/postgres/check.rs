@@ -26,7 +26,7 @@ use super::rows::{
     CATALOG_SELECT, REGISTRATION_INSERT_COLUMNS,
 };
 use super::schema::{catalog_copies, catalog_table};
-use super::{from_pool, Pool};
+use super::{from_pool, packed, Pool};
 use crate::domain::catalog::CatalogKind;
 use crate::domain::ids::TenantId;
 use crate::domain::registration::CourseRegistration;
@@ -37,7 +37,7 @@ use crate::store::StoreError;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, IsolationLevel};
+use tokio_postgres::{GenericClient, IsolationLevel, Row};
 
 const ACTIVE: &str = "('registered', 'in progress', 'attended', 'completed')";
 
@@ -247,8 +247,7 @@ async fn each_record(
                             Some(id.clone()),
                             format!("the row does not decode: {e}"),
                         )));
-                        let raw: Value = row.try_get("fields").unwrap_or(Value::Null);
-                        total += record_bytes(&id, &raw)?;
+                        total += undecodable_bytes(row, &id, kind)?;
                     }
                 }
             }
@@ -262,6 +261,21 @@ async fn each_record(
         }
     }
     Ok(total)
+}
+
+/// What a row that does not decode counts toward its tenant's stored bytes: its fields as
+/// JSON, as a write would have counted them, or as stored when they are not JSON either.
+fn undecodable_bytes(row: &Row, id: &str, kind: Option<CatalogKind>) -> Result<i64, StoreError> {
+    if kind.is_some() {
+        let raw: Value = row.try_get("fields").unwrap_or(Value::Null);
+        return record_bytes(id, &raw);
+    }
+    let stored: &[u8] = row.try_get("fields").unwrap_or_default();
+    let text = packed::unpack(stored).unwrap_or(std::borrow::Cow::Borrowed(stored));
+    match serde_json::from_slice::<Value>(&text) {
+        Ok(raw) => record_bytes(id, &raw),
+        Err(_) => Ok((id.len() + text.len()) as i64),
+    }
 }
 
 /// Columns a record's row holds as copies of its fields, and the values the fields give them.

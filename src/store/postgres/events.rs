@@ -5,7 +5,8 @@
 //! transaction holds (engine/tx.rs) and writes back before its commit.
 
 use super::engine::{Counter, Tx};
-use super::rows::{insert_rows, pg, Param};
+use super::packed::pack;
+use super::rows::{insert_rows, packed_text, pg, Param};
 use super::schema::{instant_text, parse_instant};
 use super::statements::Statements;
 use crate::domain::access::{Role, WriteContext};
@@ -97,7 +98,7 @@ fn event_params(tenant: &TenantId, event: &Numbered) -> Result<Vec<Param>, Store
         Box::new(change.role.as_str()),
         Box::new(change.request_id.clone()),
         Box::new(change.bulk_operation.clone()),
-        Box::new(change.patch.clone()),
+        Box::new(pack(change.patch.clone().into_bytes())?),
     ])
 }
 
@@ -136,7 +137,8 @@ fn event_from(row: &Row) -> Result<ChangeEvent, StoreError> {
             role: Role::parse(&role).map_err(corrupt)?,
             request_id: row.try_get(8).map_err(pg)?,
             bulk_operation: row.try_get(9).map_err(pg)?,
-            patch: row.try_get(10).map_err(pg)?,
+            patch: String::from_utf8(packed_text(row, "patch")?.into_owned())
+                .map_err(|_| corrupt("a patch that is not UTF-8".into()))?,
         },
     })
 }

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod errors;
 pub mod events;
 pub mod migrate;
+pub mod packed;
 pub mod pool;
 pub mod rows;
 pub mod schema;

@@ -278,7 +278,8 @@ pub fn registration_params(
     record: &CourseRegistration,
 ) -> Result<(Vec<Param>, i64), StoreError> {
     let f = &record.fields;
-    let (json, bytes) = fields_param(record.id.as_str(), f)?;
+    let (JsonBytes(json), bytes) = fields_param(record.id.as_str(), f)?;
+    let stored = super::packed::pack(json)?;
     let missing =
         |what: &str| StoreError::Corrupt(format!("registration {} has no {what}", record.id));
     let params: Vec<Param> = vec![
@@ -311,7 +312,7 @@ pub fn registration_params(
         Box::new(text(f.city.as_ref())),
         Box::new(text(f.state.as_ref())),
         Box::new(f.sys_locked),
-        Box::new(json),
+        Box::new(stored),
     ];
     Ok((params, bytes))
 }
@@ -320,8 +321,26 @@ pub fn registration_from(row: &Row) -> Result<CourseRegistration, StoreError> {
     let id: &str = row.try_get("id").map_err(pg)?;
     Ok(CourseRegistration {
         id: RecordId::parse(id).map_err(StoreError::Corrupt)?,
-        fields: json_column(row, "fields")?,
+        fields: packed_json_column(row, "fields")?,
     })
+}
+
+/// The JSON text of the `bytea` column `column` of `row`, stored by [`super::packed::pack`].
+pub fn packed_text<'a>(
+    row: &'a Row,
+    column: &str,
+) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+    let stored: &[u8] = row.try_get(column).map_err(pg)?;
+    super::packed::unpack(stored)
+}
+
+/// The `bytea` column `column` of `row` ([`packed_text`]), decoded as `T`.
+pub fn packed_json_column<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    column: &str,
+) -> Result<T, StoreError> {
+    let text = packed_text(row, column)?;
+    serde_json::from_slice(&text).map_err(|e| StoreError::Corrupt(format!("cannot decode: {e}")))
 }
 
 /// What a kind copies from its fields into columns of its table (`schema::catalog_copies`).
@@ -474,6 +493,9 @@ mod tests {
             multi_row_insert("t", "a, b, c", 2),
             "INSERT INTO t (a, b, c) VALUES ($1, $2, $3), ($4, $5, $6)"
         );
-        assert_eq!(multi_row_insert("t", "a", 1), "INSERT INTO t (a) VALUES ($1)");
+        assert_eq!(
+            multi_row_insert("t", "a", 1),
+            "INSERT INTO t (a) VALUES ($1)"
+        );
     }
 }
