@@ -52,12 +52,14 @@ use crate::store::retention::Retention;
 use crate::store::write::{self, BatchStep, OrderFor, StepOutcome};
 use crate::store::{stats, Durability, Engine, EngineFuture, Maintenance, Queued, StoreError};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Row;
 
 /// How often a transaction is tried when the database refuses it for concurrent ones.
 const MAX_ATTEMPTS: u32 = 8;
@@ -653,7 +655,11 @@ async fn catalog_exists(
     tenant: &TenantId,
     kind: CatalogKind,
     id: &RecordId,
+    group: Option<&GroupReads>,
 ) -> Result<bool, StoreError> {
+    if let Some(row) = group.and_then(|g| g.catalog(kind, id)) {
+        return Ok(row.is_some());
+    }
     let sql = format!(
         "SELECT 1 FROM {} WHERE tenant_id = $1 AND id = $2",
         catalog_table(kind)
@@ -665,6 +671,93 @@ async fn catalog_exists(
         .is_some())
 }
 
+/// A catalog record, from what its group of creates read at once when that holds it.
+async fn read_catalog<F: Copies>(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    id: &RecordId,
+    group: Option<&GroupReads>,
+) -> Result<Option<CatalogRecord<F>>, StoreError> {
+    match group.and_then(|g| g.catalog(F::KIND, id)) {
+        Some(row) => row.map(catalog_from::<F>).transpose(),
+        None => load_catalog::<F>(tx, tenant, id).await,
+    }
+}
+
+/// The rows a group of creates reads, read for the whole group at once: one statement per
+/// table (`id = ANY($2)`), where each create read whether its id is taken, each of its
+/// references and the contact it copies from with statements of its own (five a create,
+/// each an executor and a reply in the tenant's one backend: docs/PERFORMANCE.md, issue
+/// 17's ninth round). Creates change no catalog record, so what the group read holds for
+/// each of its creates, as `create_all_in` says.
+struct GroupReads {
+    /// Per kind, every id the group's references name: its row, or `None` when it has none.
+    catalog: HashMap<CatalogKind, HashMap<String, Option<Row>>>,
+    /// The group's ids that a stored registration has already.
+    taken: HashSet<String>,
+}
+
+impl GroupReads {
+    async fn read(
+        tx: &Tx<'_>,
+        tenant: &TenantId,
+        creates: &[&write::CreateRegistration],
+    ) -> Result<GroupReads, StoreError> {
+        let mut wanted: HashMap<CatalogKind, Vec<&str>> = HashMap::new();
+        let references: Vec<Reference> =
+            creates.iter().flat_map(|w| w.fields.references()).collect();
+        for reference in &references {
+            let ids = wanted.entry(reference.kind).or_default();
+            if !ids.contains(&reference.id.as_str()) {
+                ids.push(reference.id.as_str());
+            }
+        }
+        let ids: Vec<&str> = creates.iter().map(|w| w.id.as_str()).collect();
+        let taken = async {
+            let rows = tx
+                .query(
+                    "SELECT id FROM registrations WHERE tenant_id = $1 AND id = ANY($2)",
+                    &[&tenant.as_str(), &ids],
+                )
+                .await
+                .map_err(pg)?;
+            rows.iter()
+                .map(|row| row.try_get::<_, String>(0).map_err(pg))
+                .collect::<Result<HashSet<_>, _>>()
+        };
+        let catalogs = wanted.iter().map(|(kind, ids)| async move {
+            let sql = format!(
+                "SELECT {CATALOG_SELECT} FROM {} WHERE tenant_id = $1 AND id = ANY($2)",
+                catalog_table(*kind)
+            );
+            let rows = tx
+                .query(sql.as_str(), &[&tenant.as_str(), ids])
+                .await
+                .map_err(pg)?;
+            let mut found: HashMap<String, Option<Row>> =
+                ids.iter().map(|id| ((*id).to_owned(), None)).collect();
+            for row in rows {
+                let id: String = row.try_get("id").map_err(pg)?;
+                found.insert(id, Some(row));
+            }
+            Ok::<_, StoreError>((*kind, found))
+        });
+        pipelined!(taken = taken, catalogs = all_pipelined(catalogs));
+        Ok(GroupReads {
+            catalog: catalogs.into_iter().collect(),
+            taken,
+        })
+    }
+
+    /// What the group read of the `kind` record `id`: `None` if it did not read it.
+    fn catalog(&self, kind: CatalogKind, id: &RecordId) -> Option<Option<&Row>> {
+        self.catalog
+            .get(&kind)?
+            .get(id.as_str())
+            .map(Option::as_ref)
+    }
+}
+
 // ---- rules between records -------------------------------------------------------------------
 
 /// Every reference exists (and an offering belongs to its course); answers the offering it
@@ -673,14 +766,17 @@ async fn check_references(
     tx: &Tx<'_>,
     tenant: &TenantId,
     refs: &[Reference],
+    group: Option<&GroupReads>,
 ) -> Result<Option<CatalogRecord<CourseOfferingFields>>, StoreError> {
     // Sent together: tokio-postgres pipelines the statements of futures polled at once, so
     // the checks cost one round trip instead of one each (the tenant's writes wait on it).
     let checks = refs.iter().map(|reference| async move {
         if reference.of_course.is_some() {
-            return Ok(Some(check_offering_course(tx, tenant, reference).await?));
+            return Ok(Some(
+                check_offering_course(tx, tenant, reference, group).await?,
+            ));
         }
-        if !catalog_exists(tx, tenant, reference.kind, &reference.id).await? {
+        if !catalog_exists(tx, tenant, reference.kind, &reference.id, group).await? {
             return Err(StoreError::from(RuleViolation::missing(reference)));
         }
         Ok(None)
@@ -693,8 +789,9 @@ async fn check_offering_course(
     tx: &Tx<'_>,
     tenant: &TenantId,
     reference: &Reference,
+    group: Option<&GroupReads>,
 ) -> Result<CatalogRecord<CourseOfferingFields>, StoreError> {
-    let offering = load_catalog::<CourseOfferingFields>(tx, tenant, &reference.id)
+    let offering = read_catalog::<CourseOfferingFields>(tx, tenant, &reference.id, group)
         .await?
         .ok_or_else(|| RuleViolation::missing(reference))?;
     let course = offering.fields.course_id.as_ref();
@@ -995,10 +1092,11 @@ async fn contact_to_copy(
     tx: &Tx<'_>,
     tenant: &TenantId,
     fields: &RegistrationFields,
+    group: Option<&GroupReads>,
 ) -> Result<Option<CatalogRecord<ContactFields>>, StoreError> {
     match &fields.student_id {
         Some(student) if !fields.has_every_contact_field() => {
-            load_catalog::<ContactFields>(tx, tenant, student).await
+            read_catalog::<ContactFields>(tx, tenant, student, group).await
         }
         _ => Ok(None),
     }
@@ -1012,6 +1110,7 @@ async fn denormalise(
     fields: &mut RegistrationFields,
     offering: Option<CatalogRecord<CourseOfferingFields>>,
     contact: Option<CatalogRecord<ContactFields>>,
+    group: Option<&GroupReads>,
 ) -> Result<(), StoreError> {
     if let Some(contact) = contact {
         fields.fill_from_contact(&contact.fields);
@@ -1020,7 +1119,9 @@ async fn denormalise(
         if !fields.has_every_offering_field() {
             let offering = match offering.filter(|o| o.id == offering_id) {
                 Some(offering) => Some(offering),
-                None => load_catalog::<CourseOfferingFields>(tx, tenant, &offering_id).await?,
+                None => {
+                    read_catalog::<CourseOfferingFields>(tx, tenant, &offering_id, group).await?
+                }
             };
             if let Some(offering) = offering {
                 fields.fill_from_offering(&offering.fields);
@@ -1035,6 +1136,7 @@ async fn resolve(
     tenant: &TenantId,
     stored: Option<&RegistrationFields>,
     fields: &mut RegistrationFields,
+    group: Option<&GroupReads>,
 ) -> Result<(), StoreError> {
     let refs = fields.references();
     let unchanged = stored.is_some_and(|s| s.references() == refs);
@@ -1042,19 +1144,19 @@ async fn resolve(
         if unchanged {
             let mut offering = None;
             for reference in refs.iter().filter(|r| r.of_course.is_some()) {
-                offering = Some(check_offering_course(tx, tenant, reference).await?);
+                offering = Some(check_offering_course(tx, tenant, reference, group).await?);
             }
             Ok(offering)
         } else {
-            check_references(tx, tenant, &refs).await
+            check_references(tx, tenant, &refs, group).await
         }
     };
     // The contact is read beside the checks (one round trip); copied only if they pass.
     pipelined!(
         offering = checked,
-        contact = contact_to_copy(tx, tenant, fields),
+        contact = contact_to_copy(tx, tenant, fields, group),
     );
-    denormalise(tx, tenant, fields, offering, contact).await
+    denormalise(tx, tenant, fields, offering, contact, group).await
 }
 
 async fn number_if_unnumbered(
@@ -1103,6 +1205,7 @@ struct CreateFacts {
 async fn create_facts(
     tx: &Tx<'_>,
     w: &write::CreateRegistration,
+    group: &GroupReads,
 ) -> Result<CreateFacts, StoreError> {
     let mut fields = w.fields.clone();
     let provisional = CourseRegistration {
@@ -1110,12 +1213,11 @@ async fn create_facts(
         fields: fields.clone(),
     };
     pipelined!(
-        existing = load_registration(tx, &w.tenant, &w.id),
-        _resolved = resolve(tx, &w.tenant, None, &mut fields),
+        _resolved = resolve(tx, &w.tenant, None, &mut fields, Some(group)),
         seats = seat_facts(tx, &w.tenant, None, &provisional),
     );
     Ok(CreateFacts {
-        id_taken: existing.is_some(),
+        id_taken: group.taken.contains(w.id.as_str()),
         fields,
         seats,
     })
@@ -1236,7 +1338,9 @@ pub(super) async fn create_all_in(
     let Some(tenant) = creates.first().map(|w| &w.tenant) else {
         return Ok(Vec::new());
     };
-    let facts = futures_util::future::join_all(creates.iter().map(|w| create_facts(tx, w))).await;
+    let group = GroupReads::read(tx, tenant, creates).await?;
+    let facts =
+        futures_util::future::join_all(creates.iter().map(|w| create_facts(tx, w, &group))).await;
     // A statement that failed failed every later one: the group cannot go on.
     if let Some(Err(e)) = facts
         .iter()
@@ -1309,7 +1413,7 @@ async fn revise_in(
         fields: w.fields.clone(),
     };
     pipelined!(
-        _resolved = resolve(tx, &w.tenant, Some(&stored.fields), &mut fields),
+        _resolved = resolve(tx, &w.tenant, Some(&stored.fields), &mut fields, None),
         seats = seat_facts(tx, &w.tenant, Some(&stored), &provisional),
     );
     match stored.revise(fields, &w.ctx)? {
@@ -1419,7 +1523,7 @@ async fn generate_order_in(
         },
     );
     let order = CatalogRecord::create(w.order_id.clone(), fields, &w.ctx)?;
-    check_references(tx, tenant, &order.fields.references()).await?;
+    check_references(tx, tenant, &order.fields.references(), None).await?;
     let bytes = put_catalog(tx, tenant, &order).await?;
     settle_bytes(tx, tenant, bytes).await?;
     catalog_event(tx, tenant, None, Some(&order), &w.ctx).await?;
@@ -1478,10 +1582,10 @@ async fn create_catalog_in<F: Copies>(
     record: &CatalogRecord<F>,
     ctx: &WriteContext,
 ) -> Result<(), StoreError> {
-    if catalog_exists(tx, tenant, F::KIND, &record.id).await? {
+    if catalog_exists(tx, tenant, F::KIND, &record.id, None).await? {
         return Err(StoreError::Corrupt(format!("id {} is taken", record.id)));
     }
-    check_references(tx, tenant, &record.fields.references()).await?;
+    check_references(tx, tenant, &record.fields.references(), None).await?;
     let bytes = put_catalog(tx, tenant, record).await?;
     settle_bytes(tx, tenant, bytes).await?;
     catalog_event(tx, tenant, None, Some(record), ctx).await
@@ -1502,7 +1606,7 @@ async fn revise_catalog_in<F: Copies + AnyKind>(
             stored: stored.version(),
         });
     }
-    check_references(tx, tenant, &record.fields.references()).await?;
+    check_references(tx, tenant, &record.fields.references(), None).await?;
     // A lowered capacity is checked before the row is written: the seats CHECK would refuse
     // it as a constraint violation, without the rule's message.
     let any = F::into_any(record.clone());
@@ -1627,7 +1731,7 @@ async fn import_row(tx: &Tx<'_>, w: &write::ImportRows, row: &ImportRow) -> Resu
         Draft::Registration(draft) => {
             let stored = load_registration(tx, tenant, id).await?;
             let mut fields = draft.fields.clone();
-            check_references(tx, tenant, &fields.references()).await?;
+            check_references(tx, tenant, &fields.references(), None).await?;
             if stored.is_none() {
                 check_quota(tx, tenant).await?;
             }
@@ -1636,8 +1740,8 @@ async fn import_row(tx: &Tx<'_>, w: &write::ImportRows, row: &ImportRow) -> Resu
                     if stored.is_some() {
                         return Err(id_taken(id));
                     }
-                    let contact = contact_to_copy(tx, tenant, &fields).await?;
-                    denormalise(tx, tenant, &mut fields, None, contact).await?;
+                    let contact = contact_to_copy(tx, tenant, &fields, None).await?;
+                    denormalise(tx, tenant, &mut fields, None, contact, None).await?;
                     CourseRegistration::create(id.clone(), fields, &w.ctx)?
                 }
                 Some(kept) => {
@@ -1676,7 +1780,7 @@ async fn import_catalog<F: Copies>(
             CatalogRecord::restore(id.clone(), draft.fields.clone(), kept, stored.as_ref(), ctx)?
         }
     };
-    check_references(tx, tenant, &record.fields.references()).await?;
+    check_references(tx, tenant, &record.fields.references(), None).await?;
     let old_bytes = match &stored {
         Some(s) => record_bytes(s.id.as_str(), &s.fields)?,
         None => 0,
