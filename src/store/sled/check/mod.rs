@@ -149,14 +149,16 @@ impl Trees<'_> {
         Stored::new(id, self.get(id), self.get(TreeId::ValuePieces))
     }
 
-    /// Every (key, value) under `prefix`, in key order, split values put back together.
+    /// Every (key, value) under `prefix`, in key order, split values put back together; one
+    /// that does not go back together comes as its head, which reads as a value that does
+    /// not decode (`Stored::range_keeping_damage`).
     fn scan(
         &self,
         id: TreeId,
         prefix: &Key,
     ) -> impl Iterator<Item = Result<(IVec, IVec), StoreError>> + '_ {
         self.stored(id)
-            .range(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
+            .range_keeping_damage(prefix.as_bytes().to_vec()..keys::prefix_end(prefix.as_bytes()))
     }
 }
 

@@ -385,11 +385,8 @@ async fn a_second_live_registration_in_one_slot_is_a_conflict_repair_cannot_mend
     assert_eq!(f.store.registration_count(&f.tenant), Ok(3));
 }
 
-/// A long record is checked whole (its pieces put back together: `split`), and a piece no
-/// stored value is made of is reported and removed by a repair.
-#[tokio::test]
-async fn a_long_record_checks_clean_and_a_stray_piece_is_removed() {
-    let f = fixture().await;
+/// A registration long enough to be stored in pieces (`split`): its id and its head.
+async fn long_record(f: &Fixture) -> (String, sled::IVec) {
     let contact = json!({"first_name": "Cy", "last_name": "L", "email_address": "cy@example.org"});
     let student = catalog::<ContactFields>(&f.store, &f.tenant, contact).await;
     let course = catalog::<CourseFields>(&f.store, &f.tenant, json!({"name": "Long"})).await;
@@ -409,6 +406,15 @@ async fn a_long_record_checks_clean_and_a_stray_piece_is_removed() {
         crate::store::sled::split::Head::of(&stored).is_some(),
         "the record was split"
     );
+    (id, stored)
+}
+
+/// A long record is checked whole (its pieces put back together: `split`), and a piece no
+/// stored value is made of is reported and removed by a repair.
+#[tokio::test]
+async fn a_long_record_checks_clean_and_a_stray_piece_is_removed() {
+    let f = fixture().await;
+    let (id, stored) = long_record(&f).await;
     assert!(f.store.check(Scope::Every, false).await.unwrap().clean);
 
     let stray = crate::store::sled::split::piece_key(u64::MAX, 0);
@@ -439,6 +445,48 @@ async fn a_long_record_checks_clean_and_a_stray_piece_is_removed() {
         stored,
         "the record's own pieces stay"
     );
+}
+
+/// A long record one of whose pieces is gone (damage: no write leaves one so) is named as a
+/// record that does not decode, and the check goes on to the rest; a repair leaves the
+/// record's head and its other pieces where they are.
+#[tokio::test]
+async fn a_long_record_with_a_piece_missing_is_reported_and_the_check_goes_on() {
+    let f = fixture().await;
+    let (id, stored) = long_record(&f).await;
+    let head = crate::store::sled::split::Head::of(&stored).unwrap();
+    let pieces = &f.store.raw().value_pieces;
+    let before = pieces.len();
+    pieces
+        .remove(crate::store::sled::split::piece_key(head.set, 1))
+        .unwrap()
+        .expect("the record's second piece");
+
+    let report = f.store.check(Scope::Every, true).await.unwrap();
+    let undecodable: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::UndecodableRecord)
+        .collect();
+    assert_eq!(undecodable.len(), 1, "{:#?}", report.problems);
+    assert_eq!(undecodable[0].record_id.as_deref(), Some(id.as_str()));
+    assert!(
+        undecodable[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("in pieces")),
+        "{:?}",
+        undecodable[0].detail
+    );
+    assert!(!undecodable[0].repairable);
+    // The fixture's other registrations were read and counted all the same.
+    assert_eq!(
+        report.records.get("registrations"),
+        Some(&(f.registrations.len() as u64 + 1))
+    );
+    let key = keys::registration(f.tenant.as_str(), &id);
+    assert_eq!(f.store.raw().registrations.get(key).unwrap(), Some(stored));
+    assert_eq!(pieces.len(), before - 1, "a repair removes no piece of it");
 }
 
 #[tokio::test]
