@@ -1,5 +1,6 @@
 //! Records as rows, and rows as records. A registration's or catalog record's whole fields
-//! struct is kept in `fields` (its serde JSON, read back by serde: one decode, exact), and the
+//! struct is kept in `fields` (its serde JSON, read back by serde: one decode, exact; for a
+//! registration, compressed by the node into `bytea`: packed.rs), and the
 //! fields a lookup, a search, a rule or a constraint reads are written to their columns in
 //! the same statement (`schema::REGISTRATION_COLUMNS`, `schema::catalog_copies`). The columns
 //! are what SQL compares and indexes; the record is read from `fields` alone, so a column can
