@@ -364,21 +364,13 @@ impl<'a> Stored<'a> {
         &self,
         range: R,
     ) -> impl DoubleEndedIterator<Item = Entry> + 'a {
-        let (splits, tree, pieces) = (self.splits, self.tree, self.pieces);
-        self.tree.range(range).filter_map(move |entry| {
-            let (key, stored) = match entry {
-                Ok(entry) => entry,
-                Err(e) => return Some(Err(StoreError::from(e))),
-            };
-            if !splits {
-                return Some(Ok((key, stored)));
-            }
-            match join(tree, pieces, &key, stored.clone()) {
-                Ok(value) => value.map(|value| Ok((key, value))),
-                Err(StoreError::Corrupt(_)) => Some(Ok((key, stored))),
-                Err(e) => Some(Err(e)),
-            }
-        })
+        joined(
+            self.splits,
+            Damage::KeepHead,
+            self.tree,
+            self.pieces,
+            self.tree.range(range),
+        )
     }
 
     /// As [`Stored::range`], for a scan that outlives the handles it came from.
@@ -388,6 +380,7 @@ impl<'a> Stored<'a> {
     ) -> impl DoubleEndedIterator<Item = Entry> + Send + 'static {
         joined(
             self.splits,
+            Damage::Fail,
             self.tree.clone(),
             self.pieces.clone(),
             self.tree.range(range),
@@ -395,14 +388,24 @@ impl<'a> Stored<'a> {
     }
 
     fn entries(&self, iter: sled::Iter) -> impl DoubleEndedIterator<Item = Entry> + 'a {
-        joined(self.splits, self.tree, self.pieces, iter)
+        joined(self.splits, Damage::Fail, self.tree, self.pieces, iter)
     }
+}
+
+/// What a walk does with a split value that does not go back together.
+#[derive(Clone, Copy)]
+enum Damage {
+    /// Answers the error (every reader but `check`).
+    Fail,
+    /// Answers the head in the value's place ([`Stored::range_keeping_damage`]).
+    KeepHead,
 }
 
 /// `iter`'s entries with split values put back together (when `splits`); an entry removed
 /// while the walk reached it is skipped.
 fn joined<T: std::borrow::Borrow<sled::Tree>>(
     splits: bool,
+    damage: Damage,
     tree: T,
     pieces: T,
     iter: sled::Iter,
@@ -415,9 +418,13 @@ fn joined<T: std::borrow::Borrow<sled::Tree>>(
         if !splits {
             return Some(Ok((key, stored)));
         }
-        join(tree.borrow(), pieces.borrow(), &key, stored)
-            .transpose()
-            .map(|value| value.map(|value| (key, value)))
+        let head = matches!(damage, Damage::KeepHead).then(|| stored.clone());
+        match (join(tree.borrow(), pieces.borrow(), &key, stored), head) {
+            (Err(StoreError::Corrupt(_)), Some(head)) => Some(Ok((key, head))),
+            (joined, _) => joined
+                .transpose()
+                .map(|value| value.map(|value| (key, value))),
+        }
     })
 }
 
